@@ -1,0 +1,123 @@
+//! The GWS error envelope: every error answer is `{"statusCode":N,"statusMessage":"..."}`
+//! with the HTTP status that goes with N. This is the one place that mapping lives.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use thiserror::Error;
+
+/// GWS status codes (the "Return Values" of the GWS API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GwsCode {
+    Success = 0,
+    MissingParameter = 1,
+    InvalidParameter = 2,
+    Forbidden = 3,
+    Internal = 4,
+    PermissionDenied = 5,
+    NotFound = 6,
+    NotAuthenticated = 20,
+}
+
+/// Why an API request failed; each variant's text is the `statusMessage`.
+#[derive(Debug, Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    MissingParameter(String),
+    #[error("{0}")]
+    InvalidParameter(String),
+    #[error("{method} is not allowed on {path}; this resource is read-only (allowed: GET)")]
+    MethodNotAllowed { method: String, path: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The GWS code of this error.
+    pub fn code(&self) -> GwsCode {
+        match self {
+            ApiError::MissingParameter(_) => GwsCode::MissingParameter,
+            ApiError::InvalidParameter(_) => GwsCode::InvalidParameter,
+            ApiError::MethodNotAllowed { .. } => GwsCode::Forbidden,
+            ApiError::NotFound(_) => GwsCode::NotFound,
+            ApiError::Internal(_) => GwsCode::Internal,
+        }
+    }
+}
+
+/// The body of every error answer.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorBody<'a> {
+    status_code: u8,
+    status_message: &'a str,
+}
+
+/// Renders an error answer.
+pub fn error_response(status: StatusCode, code: GwsCode, message: &str) -> HttpResponse {
+    let body = ErrorBody {
+        status_code: code as u8,
+        status_message: message,
+    };
+    let mut response = HttpResponse::build(status);
+    response.insert_header(header::CacheControl(vec![header::CacheDirective::NoStore]));
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        response.insert_header((header::ALLOW, "GET"));
+    }
+    response.json(body)
+}
+
+/// The GWS code for an HTTP error status produced outside the handlers (by the framework).
+pub fn code_for_status(status: StatusCode) -> GwsCode {
+    match status {
+        StatusCode::UNAUTHORIZED => GwsCode::NotAuthenticated,
+        StatusCode::FORBIDDEN => GwsCode::PermissionDenied,
+        StatusCode::NOT_FOUND => GwsCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => GwsCode::Forbidden,
+        s if s.is_server_error() => GwsCode::Internal,
+        _ => GwsCode::InvalidParameter,
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::MissingParameter(_) | ApiError::InvalidParameter(_) => StatusCode::BAD_REQUEST,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        error_response(self.status_code(), self.code(), &self.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::to_bytes;
+
+    #[actix_rt::test]
+    async fn errors_carry_code_and_message_only() {
+        let e = ApiError::NotFound("no service \"x\"".into());
+        let response = e.error_response();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        let body = to_bytes(response.into_body()).await.unwrap();
+        assert_eq!(&body[..], br#"{"statusCode":6,"statusMessage":"no service \"x\""}"#);
+    }
+
+    #[test]
+    fn codes_follow_the_spec() {
+        assert_eq!(ApiError::InvalidParameter(String::new()).code() as u8, 2);
+        assert_eq!(ApiError::MissingParameter(String::new()).code() as u8, 1);
+        let e = ApiError::MethodNotAllowed { method: "POST".into(), path: "/p".into() };
+        assert_eq!((e.code() as u8, e.status_code()), (3, StatusCode::METHOD_NOT_ALLOWED));
+        assert_eq!(ApiError::Internal(String::new()).status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(code_for_status(StatusCode::PAYLOAD_TOO_LARGE), GwsCode::InvalidParameter);
+        assert_eq!(code_for_status(StatusCode::BAD_GATEWAY), GwsCode::Internal);
+    }
+}

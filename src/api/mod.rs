@@ -1,0 +1,92 @@
+//! The HTTP API: routes, the shared state handlers read, and the GWS error envelope for every
+//! answer that is not a success, including the framework's own (unknown path, wrong method).
+
+pub mod error;
+pub mod query;
+pub mod services;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::ServiceResponse;
+use actix_web::http::header;
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use error::{code_for_status, error_response, ApiError};
+
+use crate::registry::SharedSnapshot;
+
+/// What every handler reads.
+pub struct ApiState {
+    pub snapshot: SharedSnapshot,
+    /// Configured base of absolute URIs; `None`: from the request.
+    pub public_url: Option<String>,
+    pub base_path: String,
+}
+
+impl ApiState {
+    /// The absolute URL of the services collection, as a client should use it.
+    pub fn services_url(&self, req: &HttpRequest) -> String {
+        match &self.public_url {
+            Some(base) => format!("{base}{}/services", self.base_path),
+            None => {
+                let info = req.connection_info();
+                format!("{}://{}{}/services", info.scheme(), info.host(), self.base_path)
+            }
+        }
+    }
+}
+
+/// Registers the API under `base_path`.
+pub fn configure(cfg: &mut web::ServiceConfig, base_path: &str) {
+    cfg.service(
+        web::scope(base_path)
+            .service(
+                web::resource("/services")
+                    .route(web::get().to(services::list))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/services/{id}")
+                    .route(web::get().to(services::one))
+                    .default_service(web::to(method_not_allowed)),
+            ),
+    )
+    .default_service(web::to(not_found));
+}
+
+async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed {
+        method: req.method().to_string(),
+        path: req.path().to_string(),
+    })
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!("no resource at {}", req.path())))
+}
+
+/// Gives every error answer the framework builds by itself (a malformed request, a payload
+/// error) the GWS envelope, so that clients never see a body that is not JSON.
+pub fn gws_errors<B: MessageBody + 'static>() -> ErrorHandlers<B> {
+    ErrorHandlers::new().default_handler(|res: ServiceResponse<B>| {
+        let is_json = res
+            .response()
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        if is_json {
+            return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+        }
+        let status = res.status();
+        let message = res
+            .response()
+            .error()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
+        let (req, _) = res.into_parts();
+        let response: HttpResponse<BoxBody> = error_response(status, code_for_status(status), &message);
+        Ok(ErrorHandlerResponse::Response(
+            ServiceResponse::new(req, response).map_into_right_body::<B>(),
+        ))
+    })
+}

@@ -1,0 +1,193 @@
+//! The query parameters of the Services API, parsed and checked without I/O: `fields`, and
+//! list filters named like attributes (`?type=Voice&state=Active`; a comma separates values
+//! any of which may match; several filters combine with AND).
+
+use serde_json::{Map, Value};
+
+use super::error::ApiError;
+use crate::domain::service::{ServiceState, ServiceType};
+use crate::resource::filter_text;
+use crate::snapshot::Snapshot;
+
+/// Which attributes to return.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fields {
+    /// `fields=*`: the whole resource.
+    All,
+    /// `fields=a,b`: only these, in resource order.
+    Only(Vec<String>),
+}
+
+/// One attribute filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    pub attribute: String,
+    /// Any of these values matches.
+    pub values: Vec<String>,
+}
+
+impl Filter {
+    /// Whether a resource passes this filter.
+    pub fn matches(&self, resource: &Map<String, Value>) -> bool {
+        resource
+            .get(&self.attribute)
+            .and_then(filter_text)
+            .is_some_and(|text| self.values.iter().any(|v| *v == text))
+    }
+}
+
+/// A parsed query.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServicesQuery {
+    pub fields: Option<Fields>,
+    pub filters: Vec<Filter>,
+}
+
+/// Parses the query string of a list (`filters_allowed`) or single-resource request,
+/// checking names against the attributes the snapshot knows.
+pub fn parse(query: &str, snapshot: &Snapshot, filters_allowed: bool) -> Result<ServicesQuery, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+        .map_err(|e| ApiError::InvalidParameter(format!("the query string cannot be decoded: {e}")))?;
+    let mut parsed = ServicesQuery::default();
+    for (name, value) in pairs {
+        if name == "fields" {
+            if parsed.fields.is_some() {
+                return Err(ApiError::InvalidParameter("fields is given more than once".into()));
+            }
+            parsed.fields = Some(parse_fields(&value, snapshot)?);
+        } else if !filters_allowed {
+            return Err(ApiError::InvalidParameter(format!(
+                "unknown parameter \"{name}\"; a single service takes only fields"
+            )));
+        } else {
+            parsed.filters.push(parse_filter(&name, &value, snapshot)?);
+        }
+    }
+    Ok(parsed)
+}
+
+fn known_attributes(snapshot: &Snapshot) -> String {
+    snapshot.attribute_names().collect::<Vec<_>>().join(", ")
+}
+
+fn parse_fields(value: &str, snapshot: &Snapshot) -> Result<Fields, ApiError> {
+    if value.trim() == "*" {
+        return Ok(Fields::All);
+    }
+    let names: Vec<String> = value.split(',').map(|n| n.trim().to_string()).collect();
+    if names.iter().any(String::is_empty) {
+        return Err(ApiError::InvalidParameter(format!(
+            "fields=\"{value}\" is not a list of attribute names; use fields=* or fields=id,state"
+        )));
+    }
+    if let Some(unknown) = names.iter().find(|n| !snapshot.has_attribute(n)) {
+        return Err(ApiError::InvalidParameter(format!(
+            "unknown field \"{unknown}\"; known fields: {}",
+            known_attributes(snapshot)
+        )));
+    }
+    Ok(Fields::Only(names))
+}
+
+fn parse_filter(name: &str, value: &str, snapshot: &Snapshot) -> Result<Filter, ApiError> {
+    if !snapshot.has_attribute(name) {
+        return Err(ApiError::InvalidParameter(format!(
+            "unknown parameter \"{name}\"; filter by an attribute ({}) or use fields",
+            known_attributes(snapshot)
+        )));
+    }
+    let values: Vec<String> = value.split(',').map(|v| v.trim().to_string()).collect();
+    if values.iter().any(String::is_empty) {
+        return Err(ApiError::InvalidParameter(format!("filter {name} needs a value, such as {name}=...")));
+    }
+    let check = |valid: &dyn Fn(&str) -> bool, choices: &[&str]| {
+        match values.iter().find(|v| !valid(v)) {
+            Some(bad) => Err(ApiError::InvalidParameter(format!(
+                "\"{bad}\" is not a valid {name}; expected one of {}",
+                choices.join(", ")
+            ))),
+            None => Ok(()),
+        }
+    };
+    match name {
+        "type" => check(&|v| v.parse::<ServiceType>().is_ok(), &ServiceType::ALL.map(ServiceType::as_str))?,
+        "state" => check(&|v| v.parse::<ServiceState>().is_ok(), &ServiceState::ALL.map(ServiceState::as_str))?,
+        "servingInstance" => check(&|v| v == "primary" || v == "backup", &["primary", "backup"])?,
+        _ => {}
+    }
+    Ok(Filter {
+        attribute: name.to_string(),
+        values,
+    })
+}
+
+/// The resource with only the selected attributes, in resource order.
+pub fn project(resource: &Map<String, Value>, names: &[String]) -> Map<String, Value> {
+    resource
+        .iter()
+        .filter(|(k, _)| names.iter().any(|n| n == *k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::PublishedService;
+
+    fn snapshot() -> Snapshot {
+        let mut voice = Map::new();
+        voice.insert("id".into(), Value::from("sips1"));
+        voice.insert("type".into(), Value::from("Voice"));
+        voice.insert("state".into(), Value::from("Active"));
+        voice.insert("sipPort".into(), Value::from(5060));
+        Snapshot::new(vec![PublishedService::new(ServiceType::Voice, ServiceState::Active, voice)])
+    }
+
+    fn err(query: &str, list: bool) -> String {
+        parse(query, &snapshot(), list).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parses_fields() {
+        let s = snapshot();
+        assert_eq!(parse("", &s, true).unwrap(), ServicesQuery::default());
+        assert_eq!(parse("fields=*", &s, true).unwrap().fields, Some(Fields::All));
+        assert_eq!(parse("fields=%2A", &s, true).unwrap().fields, Some(Fields::All));
+        assert_eq!(
+            parse("fields=id,%20state", &s, false).unwrap().fields,
+            Some(Fields::Only(vec!["id".into(), "state".into()]))
+        );
+    }
+
+    #[test]
+    fn refuses_bad_fields() {
+        assert!(err("fields=id,bogus", true).starts_with("unknown field \"bogus\"; known fields: id, name,"));
+        assert!(err("fields=", true).contains("is not a list of attribute names"));
+        assert!(err("fields=id,,state", true).contains("is not a list"));
+        assert_eq!(err("fields=*&fields=id", true), "fields is given more than once");
+    }
+
+    #[test]
+    fn parses_and_checks_filters() {
+        let s = snapshot();
+        let q = parse("fields=*&type=Voice,Media&sipPort=5060", &s, true).unwrap();
+        assert_eq!(q.filters.len(), 2);
+        let resource = s.get("sips1").unwrap().resource.clone();
+        assert!(q.filters.iter().all(|f| f.matches(&resource)));
+        let other = parse("state=Inactive", &s, true).unwrap();
+        assert!(!other.filters[0].matches(&resource));
+        assert!(err("type=Fax", true).starts_with("\"Fax\" is not a valid type; expected one of Provisioning, Voice"));
+        assert!(err("state=active", true).contains("not a valid state"));
+        assert!(err("color=red", true).starts_with("unknown parameter \"color\""));
+        assert!(err("type=", true).contains("needs a value"));
+        assert!(err("type=Voice", false).contains("a single service takes only fields"));
+    }
+
+    #[test]
+    fn projects_in_resource_order() {
+        let resource = snapshot().get("sips1").unwrap().resource.clone();
+        let only = project(&resource, &["state".into(), "id".into()]);
+        assert_eq!(serde_json::to_string(&only).unwrap(), r#"{"id":"sips1","state":"Active"}"#);
+    }
+}

@@ -1,0 +1,98 @@
+//! `GET /services` and `GET /services/{id}`: read the current snapshot, apply `fields` and
+//! filters, answer in the GWS envelope.
+
+use actix_web::http::header;
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpRequest, HttpResponse};
+use serde::Serialize;
+
+use super::error::ApiError;
+use super::query::{self, Fields};
+use super::ApiState;
+use crate::snapshot::{list_body, PublishedService};
+
+/// `GET /services`: URIs, or resources when `fields` is given.
+pub async fn list(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let snapshot = state.snapshot.load();
+    let query = query::parse(req.query_string(), &snapshot, true)?;
+    let selected = || {
+        snapshot
+            .services()
+            .iter()
+            .filter(|s| query.filters.iter().all(|f| f.matches(&s.resource)))
+    };
+    let body = match &query.fields {
+        None => {
+            let base = state.services_url(&req);
+            let uris: Vec<String> = selected().map(|s| format!("{base}/{}", s.id)).collect();
+            to_json(&UriList { status_code: 0, uris })?
+        }
+        Some(Fields::All) if query.filters.is_empty() => snapshot.all_body(),
+        Some(Fields::All) => list_body(selected()),
+        Some(Fields::Only(names)) => {
+            let services: Vec<_> = selected().map(|s| query::project(&s.resource, names)).collect();
+            to_json(&ServiceList { status_code: 0, services })?
+        }
+    };
+    Ok(json_ok(body))
+}
+
+/// `GET /services/{id}`: one resource, wrapped in an array as the GWS example shows.
+pub async fn one(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let snapshot = state.snapshot.load();
+    let id = req.match_info().get("id").unwrap_or_default();
+    let query = query::parse(req.query_string(), &snapshot, false)?;
+    let service = snapshot
+        .get(id)
+        .ok_or_else(|| ApiError::NotFound(format!("no service with id \"{id}\"")))?;
+    let body = match &query.fields {
+        None | Some(Fields::All) => single_body(service),
+        Some(Fields::Only(names)) => to_json(&SingleService {
+            status_code: 0,
+            service: [query::project(&service.resource, names)],
+        })?,
+    };
+    Ok(json_ok(body))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UriList {
+    status_code: u8,
+    uris: Vec<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ServiceList {
+    status_code: u8,
+    services: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SingleService {
+    status_code: u8,
+    service: [serde_json::Map<String, serde_json::Value>; 1],
+}
+
+fn single_body(service: &PublishedService) -> Bytes {
+    let mut body = Vec::with_capacity(service.json.len() + 32);
+    body.extend_from_slice(br#"{"statusCode":0,"service":["#);
+    body.extend_from_slice(&service.json);
+    body.extend_from_slice(b"]}");
+    Bytes::from(body)
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::Internal(format!("cannot render the answer: {e}")))
+}
+
+fn json_ok(body: Bytes) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .insert_header(header::CacheControl(vec![header::CacheDirective::NoCache]))
+        .body(body)
+}

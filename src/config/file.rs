@@ -1,0 +1,139 @@
+//! The configuration file as written: serde structs that mirror the TOML and refuse unknown
+//! keys. Nothing here is validated beyond types; `settings` turns these into checked values.
+
+use serde::Deserialize;
+
+use super::duration::HumanDuration;
+use crate::domain::service::ServiceType;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerSection,
+    /// Defaults for every check; services and instances override any of them.
+    #[serde(default)]
+    pub checks: CheckSection,
+    #[serde(default)]
+    pub limits: LimitsSection,
+    #[serde(default, rename = "service")]
+    pub services: Vec<ServiceSection>,
+}
+
+/// `[server]`: where the API listens and how it names itself.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub listen: Option<String>,
+    pub public_url: Option<String>,
+    pub base_path: Option<String>,
+    pub workers: Option<usize>,
+}
+
+/// `[limits]`: global bounds.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    pub probes_in_flight: Option<usize>,
+}
+
+/// A check as written at any level (`[checks]`, a service, a pair, an instance); every key
+/// is optional so that levels can be layered.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSection {
+    pub kind: Option<CheckKindName>,
+    pub interval: Option<HumanDuration>,
+    pub timeout: Option<HumanDuration>,
+    pub rise: Option<u32>,
+    pub fall: Option<u32>,
+    pub fast_interval: Option<HumanDuration>,
+    pub down_interval: Option<HumanDuration>,
+    pub jitter: Option<f64>,
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub expect_status: Option<Vec<u16>>,
+    pub expect_body: Option<String>,
+    pub command: Option<Vec<String>>,
+}
+
+impl CheckSection {
+    /// This check with every key it leaves unset taken from `under`.
+    pub fn over(&self, under: &CheckSection) -> CheckSection {
+        CheckSection {
+            kind: self.kind.or(under.kind),
+            interval: self.interval.or(under.interval),
+            timeout: self.timeout.or(under.timeout),
+            rise: self.rise.or(under.rise),
+            fall: self.fall.or(under.fall),
+            fast_interval: self.fast_interval.or(under.fast_interval),
+            down_interval: self.down_interval.or(under.down_interval),
+            jitter: self.jitter.or(under.jitter),
+            method: self.method.clone().or_else(|| under.method.clone()),
+            path: self.path.clone().or_else(|| under.path.clone()),
+            expect_status: self.expect_status.clone().or_else(|| under.expect_status.clone()),
+            expect_body: self.expect_body.clone().or_else(|| under.expect_body.clone()),
+            command: self.command.clone().or_else(|| under.command.clone()),
+        }
+    }
+}
+
+/// The check kinds, as written in `kind = "..."`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckKindName {
+    Tcp,
+    Http,
+    Cql,
+    Exec,
+}
+
+/// One server process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceSection {
+    pub host: String,
+    pub port: u16,
+    /// The application's name in Configuration Server, for logs.
+    pub name: Option<String>,
+    pub check: Option<CheckSection>,
+}
+
+/// `config_server = { primary = ..., backup = ... }` of a Provisioning service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairSection {
+    pub primary: InstanceSection,
+    pub backup: Option<InstanceSection>,
+    pub check: Option<CheckSection>,
+    pub failback: Option<bool>,
+}
+
+/// `cassandra = { nodes = [...], quorum = N }` of a Provisioning service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CassandraSection {
+    pub nodes: Vec<String>,
+    pub quorum: Option<usize>,
+    pub check: Option<CheckSection>,
+}
+
+/// One `[[service]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSection {
+    pub id: String,
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    pub service_type: ServiceType,
+    pub feature: Option<String>,
+    #[serde(default)]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+    pub primary: Option<InstanceSection>,
+    pub backup: Option<InstanceSection>,
+    pub check: Option<CheckSection>,
+    pub failback: Option<bool>,
+    pub config_server: Option<PairSection>,
+    pub cassandra: Option<CassandraSection>,
+}

@@ -1,0 +1,141 @@
+//! Configuration: one TOML file layered with `SERVICEWATCH_...` environment variables.
+//!
+//! Loading happens in two passes over the same file, for the sake of the error messages:
+//! 1. the file alone is parsed with `toml` into [`file::FileConfig`], so that a syntax error,
+//!    an unknown key or a wrong type is reported with its line and column, the way
+//!    `nginx -t` does;
+//! 2. the `config` crate layers the environment over the file (`SERVICEWATCH_SERVER__LISTEN`
+//!    overrides `[server] listen`: a `__` separates table and key) and deserializes the
+//!    result again, which is what the daemon runs on.
+//!
+//! Then [`settings::validate`] checks what types cannot (duplicate ids, reserved attribute
+//! names, quorum sizes, ...) and names the key of the first mistake.
+
+pub mod duration;
+pub mod file;
+pub mod settings;
+
+use std::path::Path;
+
+use thiserror::Error;
+
+pub use settings::Settings;
+
+/// The prefix of environment variables that override the file.
+pub const ENV_PREFIX: &str = "SERVICEWATCH";
+/// Separates nested keys in an environment variable name.
+pub const ENV_SEPARATOR: &str = "__";
+/// Where the daemon looks for its configuration when not told.
+pub const DEFAULT_PATH: &str = "/etc/servicewatch/servicewatch.toml";
+
+/// Why a configuration was refused. Each variant displays as one line that names the file.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Syntax {
+        path: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path} with {ENV_PREFIX}_* environment: {message}")]
+    Environment { path: String, message: String },
+    #[error("{file}: {key}: {message}")]
+    Invalid {
+        file: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// Reads, layers and validates the configuration at `path`.
+pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    check_syntax(&text, &shown)?;
+    let layered = config::Config::builder()
+        .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("_")
+                .separator(ENV_SEPARATOR)
+                .try_parsing(true),
+        )
+        .build()
+        .and_then(|c| c.try_deserialize::<file::FileConfig>())
+        .map_err(|e| ConfigError::Environment {
+            path: shown.clone(),
+            message: tidy_config_message(&e.to_string()),
+        })?;
+    settings::validate(layered, &shown)
+}
+
+/// Parses the file alone, to report mistakes with their line and column.
+fn check_syntax(text: &str, path: &str) -> Result<(), ConfigError> {
+    let Err(e) = toml::from_str::<file::FileConfig>(text) else {
+        return Ok(());
+    };
+    let offset = e.span().map_or(0, |s| s.start).min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Err(ConfigError::Syntax {
+        path: path.to_string(),
+        line,
+        column,
+        message: e.message().trim().replace('\n', "; "),
+    })
+}
+
+/// The `config` crate writes nested keys as `service[0]primary.port`; put the dot back.
+fn tidy_config_message(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut chars = message.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == ']' && chars.peek().is_some_and(|n| n.is_ascii_alphabetic()) {
+            out.push('.');
+        }
+    }
+    out.replace('\n', "; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn syntax(text: &str) -> String {
+        check_syntax(text, "f.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn syntax_errors_name_line_and_column() {
+        assert_eq!(
+            syntax("[server]\nlisten = \"x\"\nbogus = 1\n"),
+            "f.toml:3:1: unknown field `bogus`, expected one of `listen`, `public_url`, `base_path`, `workers`"
+        );
+        let port = syntax("[[service]]\nid = \"a\"\ntype = \"Voice\"\nprimary = { host = \"h\", port = 70000 }\n");
+        assert!(port.starts_with("f.toml:4:"), "{port}");
+        assert!(port.contains("70000"), "{port}");
+        let kind = syntax("[[service]]\nid = \"a\"\ntype = \"Fax\"\n");
+        assert!(kind.starts_with("f.toml:3:8: unknown variant `Fax`"), "{kind}");
+    }
+
+    #[test]
+    fn tidies_config_keys() {
+        assert_eq!(
+            tidy_config_message("bad for key `service[0]primary.port`"),
+            "bad for key `service[0].primary.port`"
+        );
+        assert_eq!(tidy_config_message("nodes[1]"), "nodes[1]");
+    }
+}

@@ -1,0 +1,549 @@
+//! Validated configuration: what the daemon runs on. `validate` turns the file as written
+//! into these types, layering check defaults and naming the key of the first mistake.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::file::{
+    CassandraSection, CheckKindName, CheckSection, FileConfig, InstanceSection, PairSection,
+    ServiceSection,
+};
+use super::ConfigError;
+use crate::domain::health::Schedule;
+use crate::domain::pairing::Failback;
+use crate::domain::service::ServiceType;
+use crate::probe::exec::ExecCheck;
+use crate::probe::http::HttpCheck;
+use crate::probe::{Check, CheckKind, Target};
+
+/// Where the API listens when the configuration does not say.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// The API prefix; GWS calls it `externalApiUrlV2`.
+pub const DEFAULT_BASE_PATH: &str = "/api/v2";
+/// Probes running at once, across all services. Enough for thousands of checks at their
+/// default intervals; it exists so that a network outage (every probe waiting for its
+/// timeout) cannot open an unbounded number of sockets.
+pub const DEFAULT_PROBES_IN_FLIGHT: usize = 256;
+/// The port of a Cassandra node written without one.
+pub const DEFAULT_CQL_PORT: u16 = 9042;
+
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+const DEFAULT_RISE: u32 = 2;
+const DEFAULT_FALL: u32 = 3;
+const DEFAULT_JITTER: f64 = 0.1;
+const MAX_JITTER: f64 = 0.5;
+
+/// Attribute names that the resource itself uses, or that a query parameter uses, and that
+/// operator attributes therefore may not take.
+pub const RESERVED_ATTRIBUTES: [&str; 7] = [
+    "id",
+    "name",
+    "type",
+    "state",
+    "servingInstance",
+    "stateSince",
+    "fields",
+];
+
+/// Everything the daemon runs on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub limits: Limits,
+    pub services: Vec<ServiceSpec>,
+}
+
+/// The HTTP listener and how the API names itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    /// Base of the absolute URIs in list answers, without a trailing slash; `None`: taken
+    /// from each request's scheme and Host.
+    pub public_url: Option<String>,
+    /// The API prefix, starting with `/` and without a trailing slash.
+    pub base_path: String,
+    pub workers: usize,
+}
+
+/// Global bounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub probes_in_flight: usize,
+}
+
+/// One supervised service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceSpec {
+    pub id: String,
+    pub name: String,
+    pub service_type: ServiceType,
+    /// The contact-center feature that makes the service visible.
+    pub feature: String,
+    /// Operator attributes, shown as extra top-level attributes of the resource.
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+    /// The server pair; for Provisioning, its Configuration Server pair.
+    pub pair: PairSpec,
+    /// Provisioning only.
+    pub cassandra: Option<CassandraSpec>,
+}
+
+/// A primary and, usually, a backup.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairSpec {
+    pub primary: InstanceSpec,
+    pub backup: Option<InstanceSpec>,
+    pub failback: Failback,
+}
+
+/// Cassandra nodes and how many must answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CassandraSpec {
+    pub nodes: Vec<InstanceSpec>,
+    pub quorum: usize,
+}
+
+/// One process to probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceSpec {
+    /// The application name, when configured; for logs.
+    pub name: Option<String>,
+    pub target: Target,
+    pub check: Check,
+}
+
+/// Validates the file as written. `source` names the file in errors.
+pub fn validate(file: FileConfig, source: &str) -> Result<Settings, ConfigError> {
+    let invalid = |key: String, message: String| ConfigError::Invalid {
+        file: source.to_string(),
+        key,
+        message,
+    };
+    let server = validate_server(&file).map_err(|(k, m)| invalid(k, m))?;
+    let probes_in_flight = file.limits.probes_in_flight.unwrap_or(DEFAULT_PROBES_IN_FLIGHT);
+    if probes_in_flight == 0 {
+        return Err(invalid("limits.probes_in_flight".into(), "must be at least 1".into()));
+    }
+    if file.checks.kind.is_some() {
+        return Err(invalid(
+            "checks.kind".into(),
+            "[checks] holds defaults for timing only; set `kind` in a service's `check`".into(),
+        ));
+    }
+    // The defaults are checked on their own too, so that a bad one is reported as
+    // `checks.x` even when no service uses it.
+    resolve_check(&file.checks, CheckKindName::Tcp)
+        .map_err(|(k, m)| invalid(format!("checks.{k}"), m))?;
+    let mut seen = HashSet::new();
+    let mut services = Vec::with_capacity(file.services.len());
+    for (i, section) in file.services.iter().enumerate() {
+        let at = format!("service[{i}]");
+        let spec = validate_service(section, &file.checks)
+            .map_err(|(k, m)| invalid(format!("{at}.{k}").replace(".(", " ("), m))?;
+        if !seen.insert(spec.id.clone()) {
+            return Err(invalid(
+                format!("{at}.id"),
+                format!("duplicate service id \"{}\"; ids must be unique", spec.id),
+            ));
+        }
+        services.push(spec);
+    }
+    Ok(Settings {
+        server,
+        limits: Limits { probes_in_flight },
+        services,
+    })
+}
+
+type Invalid = (String, String);
+
+fn validate_server(file: &FileConfig) -> Result<ServerSettings, Invalid> {
+    let s = &file.server;
+    let listen_text = s.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let listen = listen_text.parse::<SocketAddr>().map_err(|_| {
+        (
+            "server.listen".to_string(),
+            format!("\"{listen_text}\" is not an address; expected IP:port such as \"127.0.0.1:8080\" or \"[::]:8080\""),
+        )
+    })?;
+    let public_url = match &s.public_url {
+        None => None,
+        Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+            Some(url.trim_end_matches('/').to_string())
+        }
+        Some(url) => {
+            return Err((
+                "server.public_url".into(),
+                format!("\"{url}\" must start with http:// or https://"),
+            ));
+        }
+    };
+    let base_path = s
+        .base_path
+        .as_deref()
+        .unwrap_or(DEFAULT_BASE_PATH)
+        .trim_end_matches('/')
+        .to_string();
+    if !base_path.starts_with('/') {
+        return Err((
+            "server.base_path".into(),
+            format!("\"{base_path}\" must start with /, such as \"/api/v2\""),
+        ));
+    }
+    let workers = match s.workers {
+        Some(0) => return Err(("server.workers".into(), "must be at least 1".into())),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    Ok(ServerSettings {
+        listen,
+        public_url,
+        base_path,
+        workers,
+    })
+}
+
+fn validate_service(s: &ServiceSection, defaults: &CheckSection) -> Result<ServiceSpec, Invalid> {
+    let id = s.id.trim();
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c)) {
+        return Err((
+            "id".into(),
+            format!("\"{}\" is not a usable id; use letters, digits, '-', '_', '.' or '~' (it becomes part of a URL)", s.id),
+        ));
+    }
+    let named = |key: &str| format!("({id}).{key}");
+    let name = match (s.service_type, &s.name) {
+        (ServiceType::Provisioning, Some(n)) if n != "Provisioning" => {
+            return Err((
+                named("name"),
+                format!("a Provisioning service is always named \"Provisioning\"; remove name = \"{n}\""),
+            ));
+        }
+        (ServiceType::Provisioning, _) => "Provisioning".to_string(),
+        (_, Some(n)) if n.trim().is_empty() => {
+            return Err((named("name"), "must not be empty".into()));
+        }
+        (_, Some(n)) => n.clone(),
+        (_, None) => id.to_string(),
+    };
+    for key in s.attributes.keys() {
+        if RESERVED_ATTRIBUTES.contains(&key.as_str()) || key.is_empty() {
+            return Err((
+                named(&format!("attributes.{key}")),
+                format!("\"{key}\" is reserved by the service resource; choose another attribute name (reserved: {})", RESERVED_ATTRIBUTES.join(", ")),
+            ));
+        }
+    }
+    let feature = s
+        .feature
+        .clone()
+        .unwrap_or_else(|| s.service_type.default_feature().to_string());
+
+    let (pair, cassandra) = if s.service_type == ServiceType::Provisioning {
+        for (present, key) in [(s.primary.is_some(), "primary"), (s.backup.is_some(), "backup"), (s.check.is_some(), "check"), (s.failback.is_some(), "failback")] {
+            if present {
+                return Err((
+                    named(key),
+                    format!("a Provisioning service has no `{key}`; put it in `config_server`"),
+                ));
+            }
+        }
+        let pair = s.config_server.as_ref().ok_or_else(|| {
+            (named("config_server"), "a Provisioning service needs config_server = { primary = { host = ..., port = ... }, backup = ... }".to_string())
+        })?;
+        let cassandra = s.cassandra.as_ref().ok_or_else(|| {
+            (named("cassandra"), "a Provisioning service needs cassandra = { nodes = [\"host:9042\", ...] }".to_string())
+        })?;
+        let pair = validate_pair(pair, defaults).map_err(|(k, m)| (named(&format!("config_server.{k}")), m))?;
+        let cassandra = validate_cassandra(cassandra, defaults).map_err(|(k, m)| (named(&format!("cassandra.{k}")), m))?;
+        (pair, Some(cassandra))
+    } else {
+        for (present, key) in [(s.config_server.is_some(), "config_server"), (s.cassandra.is_some(), "cassandra")] {
+            if present {
+                return Err((named(key), format!("only a Provisioning service has `{key}`")));
+            }
+        }
+        let primary = s.primary.clone().ok_or_else(|| {
+            (named("primary"), "needs primary = { host = ..., port = ... }".to_string())
+        })?;
+        let pair = PairSection {
+            primary,
+            backup: s.backup.clone(),
+            check: s.check.clone(),
+            failback: s.failback,
+        };
+        (validate_pair(&pair, defaults).map_err(|(k, m)| (named(&k), m))?, None)
+    };
+    Ok(ServiceSpec {
+        id: id.to_string(),
+        name,
+        service_type: s.service_type,
+        feature,
+        attributes: s.attributes.clone(),
+        pair,
+        cassandra,
+    })
+}
+
+fn validate_pair(p: &PairSection, defaults: &CheckSection) -> Result<PairSpec, Invalid> {
+    let layered = p.check.clone().unwrap_or_default().over(defaults);
+    let instance = |role: &str, i: &InstanceSection| {
+        validate_instance(i, &layered, CheckKindName::Tcp).map_err(|(k, m)| (format!("{role}.{k}"), m))
+    };
+    Ok(PairSpec {
+        primary: instance("primary", &p.primary)?,
+        backup: p.backup.as_ref().map(|b| instance("backup", b)).transpose()?,
+        failback: if p.failback.unwrap_or(false) { Failback::ToPrimary } else { Failback::Stay },
+    })
+}
+
+fn validate_cassandra(c: &CassandraSection, defaults: &CheckSection) -> Result<CassandraSpec, Invalid> {
+    if c.nodes.is_empty() {
+        return Err(("nodes".into(), "needs at least one node, such as [\"10.0.0.7:9042\"]".into()));
+    }
+    let layered = c.check.clone().unwrap_or_default().over(defaults);
+    let mut nodes = Vec::with_capacity(c.nodes.len());
+    for (i, text) in c.nodes.iter().enumerate() {
+        let (host, port) = parse_host_port(text, DEFAULT_CQL_PORT)
+            .map_err(|m| (format!("nodes[{i}]"), m))?;
+        let section = InstanceSection { host, port, name: None, check: None };
+        nodes.push(validate_instance(&section, &layered, CheckKindName::Cql).map_err(|(k, m)| (format!("nodes[{i}].{k}"), m))?);
+    }
+    let majority = nodes.len() / 2 + 1;
+    let quorum = c.quorum.unwrap_or(majority);
+    if quorum == 0 || quorum > nodes.len() {
+        return Err(("quorum".into(), format!("must be between 1 and the number of nodes ({}), not {quorum}", nodes.len())));
+    }
+    Ok(CassandraSpec { nodes, quorum })
+}
+
+/// Reads `host:port`, `[v6]:port`, or a bare host (with `default_port`).
+fn parse_host_port(text: &str, default_port: u16) -> Result<(String, u16), String> {
+    let bad = || format!("\"{text}\" is not host:port, such as \"10.0.0.7:9042\"");
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok((addr.ip().to_string(), addr.port()));
+    }
+    let (host, port) = match text.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h, p.parse::<u16>().map_err(|_| bad())?),
+        Some(_) => return Err(bad()),
+        None => (text, default_port),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || port == 0 {
+        return Err(bad());
+    }
+    Ok((host.to_string(), port))
+}
+
+fn validate_instance(i: &InstanceSection, layered: &CheckSection, default_kind: CheckKindName) -> Result<InstanceSpec, Invalid> {
+    if i.host.trim().is_empty() {
+        return Err(("host".into(), "must not be empty".into()));
+    }
+    if i.port == 0 {
+        return Err(("port".into(), "must be between 1 and 65535".into()));
+    }
+    let section = i.check.clone().unwrap_or_default().over(layered);
+    let check = resolve_check(&section, default_kind).map_err(|(k, m)| (format!("check.{k}"), m))?;
+    Ok(InstanceSpec {
+        name: i.name.clone(),
+        target: Target { host: i.host.trim().to_string(), port: i.port },
+        check,
+    })
+}
+
+/// Turns a fully layered check section into a `Check`, with built-in defaults for the rest.
+fn resolve_check(c: &CheckSection, default_kind: CheckKindName) -> Result<Check, Invalid> {
+    let positive = |key: &str, d: Option<super::duration::HumanDuration>, default: Duration| {
+        let value = d.map_or(default, |d| d.0);
+        if value.is_zero() {
+            Err((key.to_string(), "must be longer than 0".to_string()))
+        } else {
+            Ok(value)
+        }
+    };
+    let interval = positive("interval", c.interval, DEFAULT_INTERVAL)?;
+    let timeout = positive("timeout", c.timeout, DEFAULT_TIMEOUT)?;
+    let fast_interval = positive("fast_interval", c.fast_interval, (interval / 2).max(Duration::from_millis(10)))?;
+    let down_interval = positive("down_interval", c.down_interval, interval)?;
+    let jitter = c.jitter.unwrap_or(DEFAULT_JITTER);
+    if !(0.0..=MAX_JITTER).contains(&jitter) {
+        return Err(("jitter".into(), format!("must be a fraction between 0 and {MAX_JITTER}, such as 0.1, not {jitter}")));
+    }
+    let rise = c.rise.unwrap_or(DEFAULT_RISE);
+    let fall = c.fall.unwrap_or(DEFAULT_FALL);
+    for (key, value) in [("rise", rise), ("fall", fall)] {
+        if value == 0 {
+            return Err((key.into(), "must be at least 1".into()));
+        }
+    }
+    let kind_name = c.kind.unwrap_or(default_kind);
+    let refuse_unless = |applies: bool, key: &str, present: bool| {
+        if present && !applies {
+            Err((key.to_string(), format!("does not apply to a {:?} check", kind_name).to_lowercase()))
+        } else {
+            Ok(())
+        }
+    };
+    let is_http = kind_name == CheckKindName::Http;
+    refuse_unless(is_http, "method", c.method.is_some())?;
+    refuse_unless(is_http, "path", c.path.is_some())?;
+    refuse_unless(is_http, "expect_status", c.expect_status.is_some())?;
+    refuse_unless(is_http, "expect_body", c.expect_body.is_some())?;
+    refuse_unless(kind_name == CheckKindName::Exec, "command", c.command.is_some())?;
+    let kind = match kind_name {
+        CheckKindName::Tcp => CheckKind::Tcp,
+        CheckKindName::Cql => CheckKind::Cql,
+        CheckKindName::Http => {
+            let method = c.method.clone().unwrap_or_else(|| "GET".into());
+            if method.is_empty() || !method.chars().all(|ch| ch.is_ascii_uppercase()) {
+                return Err(("method".into(), format!("\"{method}\" is not an HTTP method such as \"GET\" or \"HEAD\"")));
+            }
+            let path = c.path.clone().unwrap_or_else(|| "/".into());
+            if !path.starts_with('/') || path.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+                return Err(("path".into(), format!("\"{path}\" must start with / and hold no spaces")));
+            }
+            let expect_status = c.expect_status.clone().unwrap_or_default();
+            if let Some(bad) = expect_status.iter().find(|s| !(100..=599).contains(*s)) {
+                return Err(("expect_status".into(), format!("{bad} is not an HTTP status (100-599)")));
+            }
+            CheckKind::Http(HttpCheck { method, path, expect_status, expect_body: c.expect_body.clone() })
+        }
+        CheckKindName::Exec => {
+            let command = c.command.clone().unwrap_or_default();
+            if command.first().is_none_or(|p| p.trim().is_empty()) {
+                return Err(("command".into(), "an exec check needs command = [\"/path/to/program\", \"arg\", ...]".into()));
+            }
+            CheckKind::Exec(ExecCheck { command })
+        }
+    };
+    Ok(Check {
+        kind,
+        timeout,
+        rise,
+        fall,
+        schedule: Schedule { interval, fast_interval, down_interval, jitter },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Settings, String> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        validate(file, "test.toml").map_err(|e| e.to_string())
+    }
+
+    const PAIR: &str = r#"
+[[service]]
+id = "sips1"
+name = "SIPS1"
+type = "Voice"
+attributes = { sipPort = 5060, publicHost = "sip.example.com" }
+primary = { host = "10.0.0.5", port = 5001 }
+backup  = { host = "10.0.0.6", port = 5001, check = { timeout = "3s" } }
+check = { kind = "tcp", interval = "1s" }
+"#;
+
+    #[test]
+    fn layers_check_settings() {
+        let text = format!("[checks]\nrise = 4\ntimeout = \"2s\"\n{PAIR}");
+        let s = load(&text).unwrap();
+        let svc = &s.services[0];
+        assert_eq!(svc.name, "SIPS1");
+        assert_eq!(svc.feature, "api-voice");
+        let primary = &svc.pair.primary.check;
+        assert_eq!(primary.schedule.interval, Duration::from_secs(1), "service overrides default");
+        assert_eq!(primary.timeout, Duration::from_secs(2), "default applies");
+        assert_eq!(primary.rise, 4);
+        assert_eq!(primary.fall, DEFAULT_FALL);
+        assert_eq!(primary.schedule.fast_interval, Duration::from_millis(500));
+        let backup = &svc.pair.backup.as_ref().unwrap().check;
+        assert_eq!(backup.timeout, Duration::from_secs(3), "instance overrides service");
+        assert_eq!(backup.schedule.interval, Duration::from_secs(1));
+        assert_eq!(svc.pair.failback, Failback::Stay);
+        let keys: Vec<_> = svc.attributes.keys().collect();
+        assert_eq!(keys, ["sipPort", "publicHost"], "attribute order is kept");
+    }
+
+    #[test]
+    fn provisioning_defaults() {
+        let s = load(r#"
+[[service]]
+id = "provisioning"
+type = "Provisioning"
+config_server = { primary = { host = "10.0.0.8", port = 2020 }, backup = { host = "10.0.0.9", port = 2020 } }
+cassandra = { nodes = ["10.0.0.7:9042", "10.0.0.10", "[::1]:9043"] }
+"#).unwrap();
+        let svc = &s.services[0];
+        assert_eq!(svc.name, "Provisioning");
+        let c = svc.cassandra.as_ref().unwrap();
+        assert_eq!(c.quorum, 2, "majority of three");
+        assert_eq!(c.nodes[1].target, Target { host: "10.0.0.10".into(), port: 9042 });
+        assert_eq!(c.nodes[2].target, Target { host: "::1".into(), port: 9043 });
+        assert_eq!(c.nodes[0].check.kind, CheckKind::Cql);
+        assert_eq!(svc.pair.primary.check.kind, CheckKind::Tcp);
+    }
+
+    #[test]
+    fn defaults_without_a_server_section() {
+        let s = load("").unwrap();
+        assert_eq!(s.server.listen, DEFAULT_LISTEN.parse().unwrap());
+        assert_eq!(s.server.base_path, "/api/v2");
+        assert!(s.services.is_empty());
+    }
+
+    fn refused(text: &str) -> String {
+        load(text).expect_err("must be refused")
+    }
+
+    #[test]
+    fn refuses_mistakes_naming_the_key() {
+        let dup = format!("{PAIR}{PAIR}");
+        assert_eq!(refused(&dup), "test.toml: service[1].id: duplicate service id \"sips1\"; ids must be unique");
+        let collide = PAIR.replace("sipPort = 5060", "state = \"x\"");
+        assert!(refused(&collide).starts_with("test.toml: service[0] (sips1).attributes.state: \"state\" is reserved"));
+        let zero = PAIR.replace("interval = \"1s\"", "interval = \"0s\"");
+        assert_eq!(refused(&zero), "test.toml: service[0] (sips1).primary.check.interval: must be longer than 0");
+        let http_only = PAIR.replace("kind = \"tcp\"", "kind = \"tcp\", path = \"/x\"");
+        assert_eq!(refused(&http_only), "test.toml: service[0] (sips1).primary.check.path: does not apply to a tcp check");
+        let no_cmd = PAIR.replace("kind = \"tcp\"", "kind = \"exec\"");
+        assert!(refused(&no_cmd).contains("primary.check.command: an exec check needs command"));
+        assert!(refused("[server]\nlisten = \"localhost\"").starts_with("test.toml: server.listen: \"localhost\" is not an address"));
+        assert!(refused("[checks]\nkind = \"http\"").contains("checks.kind"));
+        assert_eq!(
+            refused("[checks]\njitter = 0.9"),
+            "test.toml: checks.jitter: must be a fraction between 0 and 0.5, such as 0.1, not 0.9"
+        );
+        let bad_id = PAIR.replace("id = \"sips1\"", "id = \"a b\"");
+        assert!(refused(&bad_id).starts_with("test.toml: service[0].id: \"a b\" is not a usable id"));
+    }
+
+    #[test]
+    fn refuses_misplaced_provisioning_parts() {
+        let named = PAIR.replace("type = \"Voice\"", "type = \"Provisioning\"");
+        assert!(refused(&named).contains("always named \"Provisioning\""));
+        let no_cassandra = r#"
+[[service]]
+id = "p"
+type = "Provisioning"
+config_server = { primary = { host = "h", port = 1 } }
+"#;
+        assert!(refused(no_cassandra).contains("service[0] (p).cassandra: a Provisioning service needs cassandra"));
+        let quorum = format!("{no_cassandra}cassandra = {{ nodes = [\"h:1\"], quorum = 2 }}\n");
+        assert!(refused(&quorum).contains("cassandra.quorum: must be between 1 and the number of nodes (1), not 2"));
+        let voice_cassandra = format!("{PAIR}cassandra = {{ nodes = [\"h:1\"] }}\n");
+        assert!(refused(&voice_cassandra).contains("only a Provisioning service has `cassandra`"));
+    }
+
+    #[test]
+    fn parses_host_port_forms() {
+        assert_eq!(parse_host_port("db1:9142", 9042), Ok(("db1".into(), 9142)));
+        assert_eq!(parse_host_port("db1", 9042), Ok(("db1".into(), 9042)));
+        assert_eq!(parse_host_port("[fe80::1]:9000", 9042), Ok(("fe80::1".into(), 9000)));
+        assert!(parse_host_port("db1:99999", 9042).is_err());
+        assert!(parse_host_port("db1:0", 9042).is_err());
+        assert!(parse_host_port(":9042", 9042).is_err());
+    }
+}

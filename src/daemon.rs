@@ -1,0 +1,89 @@
+//! Wires the registry, its monitors and the HTTP server together.
+//!
+//! [`Daemon::start`] must run inside an actix `System`; the binary runs one on its main
+//! thread, and tests run one per daemon on a thread of their own. The listener is handed in
+//! already bound, so a test can bind port 0 and read the port without a race.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use actix::{Actor, Addr};
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+use arc_swap::ArcSwap;
+use tracing::info;
+
+use crate::api::{self, ApiState};
+use crate::config::Settings;
+use crate::registry::{Registry, SharedSnapshot};
+use crate::snapshot::Snapshot;
+
+/// A running servicewatch.
+pub struct Daemon {
+    server: Server,
+    local_addr: SocketAddr,
+    snapshot: SharedSnapshot,
+    registry: Addr<Registry>,
+}
+
+impl Daemon {
+    /// Binds `settings.server.listen` and starts.
+    pub fn start(settings: Settings) -> io::Result<Daemon> {
+        let listener = TcpListener::bind(settings.server.listen).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot listen on {}: {e}", settings.server.listen))
+        })?;
+        Daemon::start_on(settings, listener)
+    }
+
+    /// Starts on an already bound listener; `settings.server.listen` is not used.
+    pub fn start_on(settings: Settings, listener: TcpListener) -> io::Result<Daemon> {
+        let local_addr = listener.local_addr()?;
+        let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
+        let registry = Registry::new(settings.services, settings.limits.probes_in_flight, snapshot.clone()).start();
+        let state = web::Data::new(ApiState {
+            snapshot: snapshot.clone(),
+            public_url: settings.server.public_url,
+            base_path: settings.server.base_path.clone(),
+        });
+        let base_path = settings.server.base_path;
+        let server = HttpServer::new(move || {
+            let base_path = base_path.clone();
+            App::new()
+                .app_data(state.clone())
+                .wrap(api::gws_errors())
+                .configure(move |cfg| api::configure(cfg, &base_path))
+        })
+        .workers(settings.server.workers)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        info!(listen = %local_addr, "serving the Services API");
+        Ok(Daemon { server, local_addr, snapshot, registry })
+    }
+
+    /// The address the API listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle that stops the HTTP server (gracefully or not) from any thread.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// The current snapshot, as the API serves it.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// The registry actor, for messages beyond the API.
+    pub fn registry(&self) -> &Addr<Registry> {
+        &self.registry
+    }
+
+    /// Runs until the HTTP server stops.
+    pub async fn wait(self) -> io::Result<()> {
+        self.server.await
+    }
+}

@@ -1,0 +1,11 @@
+//! The pure core: what a probe outcome means for an instance, which instance of a pair
+//! serves, and what state the service is in.
+//!
+//! Architecture invariant: nothing in this module does I/O, reads a clock or spawns work.
+//! Every function takes plain values and returns plain values, so each rule is unit-tested
+//! byte for byte without actors, sockets or timers.
+
+pub mod health;
+pub mod pairing;
+pub mod service;
+pub mod state;

@@ -1,0 +1,172 @@
+//! The vocabulary of a service resource, as the Services API names it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// What kind of Genesys server a service stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ServiceType {
+    /// Configuration Server (a primary/backup pair) plus its Cassandra cluster.
+    Provisioning,
+    /// A T-Server or SIP Server.
+    Voice,
+    /// A Stat Server.
+    Reporting,
+    /// An Interaction Server.
+    Media,
+}
+
+impl ServiceType {
+    /// Every type, in the order the seed lists them; used in error messages.
+    pub const ALL: [ServiceType; 4] = [
+        ServiceType::Provisioning,
+        ServiceType::Voice,
+        ServiceType::Reporting,
+        ServiceType::Media,
+    ];
+
+    /// The wire name, as it appears in the resource's `type` attribute.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceType::Provisioning => "Provisioning",
+            ServiceType::Voice => "Voice",
+            ServiceType::Reporting => "Reporting",
+            ServiceType::Media => "Media",
+        }
+    }
+
+    /// The GWS feature a contact center needs to see this type of service, unless the
+    /// service's configuration names another.
+    pub fn default_feature(self) -> &'static str {
+        match self {
+            ServiceType::Provisioning => "api-provisioning-read",
+            ServiceType::Voice => "api-voice",
+            ServiceType::Reporting => "ui-supervisor-reporting",
+            ServiceType::Media => "api-multimedia",
+        }
+    }
+}
+
+impl fmt::Display for ServiceType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ServiceType {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ServiceType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or(())
+    }
+}
+
+/// The state a service is in, as the Services API reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ServiceState {
+    /// The service works.
+    Active,
+    /// The service does not work.
+    Inactive,
+    /// Provisioning only: reads work (Cassandra answers), writes don't (no Configuration
+    /// Server serves).
+    ReadOnly,
+}
+
+impl ServiceState {
+    /// Every state; used in error messages.
+    pub const ALL: [ServiceState; 3] = [
+        ServiceState::Active,
+        ServiceState::Inactive,
+        ServiceState::ReadOnly,
+    ];
+
+    /// The wire name, as it appears in the resource's `state` attribute.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceState::Active => "Active",
+            ServiceState::Inactive => "Inactive",
+            ServiceState::ReadOnly => "ReadOnly",
+        }
+    }
+}
+
+impl fmt::Display for ServiceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ServiceState {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ServiceState::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or(())
+    }
+}
+
+/// Which instance of a primary/backup pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The instance configured as primary; the service's `name` is always its name.
+    Primary,
+    /// The instance configured as backup.
+    Backup,
+}
+
+impl Role {
+    /// The wire name, as it appears in the resource's `servingInstance` attribute.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Backup => "backup",
+        }
+    }
+
+    /// The other instance of the pair.
+    pub fn other(self) -> Role {
+        match self {
+            Role::Primary => Role::Backup,
+            Role::Backup => Role::Primary,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for t in ServiceType::ALL {
+            assert_eq!(t.as_str().parse::<ServiceType>(), Ok(t));
+        }
+        for s in ServiceState::ALL {
+            assert_eq!(s.as_str().parse::<ServiceState>(), Ok(s));
+        }
+        assert!("voice".parse::<ServiceType>().is_err(), "names are case-sensitive");
+        assert!("Readonly".parse::<ServiceState>().is_err());
+    }
+
+    #[test]
+    fn default_features_follow_the_spec() {
+        assert_eq!(ServiceType::Voice.default_feature(), "api-voice");
+        assert_eq!(ServiceType::Provisioning.default_feature(), "api-provisioning-read");
+        assert_eq!(ServiceType::Media.default_feature(), "api-multimedia");
+        assert_eq!(ServiceType::Reporting.default_feature(), "ui-supervisor-reporting");
+    }
+}

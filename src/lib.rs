@@ -1,0 +1,32 @@
+//! servicewatch supervises the backend servers of a contact center and serves their state the
+//! way Genesys Web Services does.
+//!
+//! # Map
+//!
+//! Data enters in two places: the configuration file (read by [`config`]) and the probes'
+//! sockets and processes ([`probe`]). It leaves through the HTTP API ([`api`]).
+//!
+//! - [`domain`]: the pure rules (rise/fall, pairing, service state).
+//!   Architecture invariant: no I/O, no clock, no actor.
+//! - [`probe`]: one file per check kind; each looks at one instance once.
+//! - [`monitor`]: the `ServerMonitor` actor, one per configured service. It owns its probe
+//!   schedule and its instances' health, and reports to the registry only when the service
+//!   resource changed.
+//! - [`registry`]: the `Registry` actor, the only writer of service state. It publishes an
+//!   immutable [`snapshot::Snapshot`] that HTTP handlers read without messaging it.
+//! - [`resource`]: the wire shape of a service (JSON), kept apart from domain types.
+//! - [`api`]: HTTP handlers, the GWS envelope and error codes.
+//! - [`daemon`]: wires the pieces together and runs them.
+
+pub mod api;
+pub mod config;
+pub mod daemon;
+pub mod domain;
+pub mod monitor;
+pub mod probe;
+pub mod registry;
+pub mod resource;
+pub mod snapshot;
+
+pub use config::Settings;
+pub use daemon::Daemon;

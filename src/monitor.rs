@@ -1,0 +1,229 @@
+//! The `ServerMonitor` actor: one per configured service.
+//!
+//! It owns the probe schedule and the health of each instance of its service (the pair, and
+//! for Provisioning the Cassandra nodes too). Each probe runs in a task of its own, so a
+//! probe that panics counts as a failed probe instead of taking the monitor down, and waits
+//! for a slot of the global probe limit first. Outcomes go through the pure rules of
+//! [`crate::domain`]; when the resulting resource differs from the last one reported, the
+//! monitor tells the registry.
+//!
+//! Reports wait until every instance has been probed once, so that a start-up does not
+//! publish a passing state (say, ReadOnly because Cassandra answered before Configuration
+//! Server) that only reflects which probe finished first.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use actix::prelude::*;
+use tokio::sync::Semaphore;
+use tracing::{debug, info, info_span, warn};
+
+use crate::config::settings::{InstanceSpec, ServiceSpec};
+use crate::domain::health::{Health, HealthTracker, ProbeOutcome};
+use crate::domain::pairing::choose_serving;
+use crate::domain::service::Role;
+use crate::domain::state::{provisioning_state, server_state};
+use crate::probe::{self, ProbeReport};
+use crate::registry::ServiceStatusChanged;
+use crate::resource::ServiceStatus;
+
+/// Which part of the service an instance is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Pair(Role),
+    CassandraNode(usize),
+}
+
+/// One probed instance and its smoothed health.
+struct Instance {
+    part: Part,
+    spec: InstanceSpec,
+    tracker: HealthTracker,
+    /// What the last probe saw, for the reason of a state change.
+    last_detail: String,
+}
+
+impl Instance {
+    fn label(&self) -> String {
+        let part = match self.part {
+            Part::Pair(role) => role.as_str().to_string(),
+            Part::CassandraNode(i) => format!("cassandra node {i}"),
+        };
+        match &self.spec.name {
+            Some(name) => format!("{part} {name} ({})", self.spec.target),
+            None => format!("{part} {}", self.spec.target),
+        }
+    }
+}
+
+/// The monitor actor.
+pub struct ServerMonitor {
+    spec: Arc<ServiceSpec>,
+    instances: Vec<Instance>,
+    serving: Option<Role>,
+    reported: ServiceStatus,
+    since: SystemTime,
+    /// Whether every instance has been probed once since this monitor started.
+    first_round_done: bool,
+    registry: Recipient<ServiceStatusChanged>,
+    probe_slots: Arc<Semaphore>,
+    span: tracing::Span,
+}
+
+impl ServerMonitor {
+    /// A monitor for `spec`, whose last published status is `reported` (since `since`).
+    pub fn new(
+        spec: Arc<ServiceSpec>,
+        reported: ServiceStatus,
+        since: SystemTime,
+        registry: Recipient<ServiceStatusChanged>,
+        probe_slots: Arc<Semaphore>,
+    ) -> Self {
+        let mut instances = Vec::new();
+        let mut add = |part: Part, spec: &InstanceSpec| {
+            instances.push(Instance {
+                part,
+                tracker: HealthTracker::new(spec.check.rise, spec.check.fall),
+                spec: spec.clone(),
+                last_detail: String::new(),
+            })
+        };
+        add(Part::Pair(Role::Primary), &spec.pair.primary);
+        if let Some(backup) = &spec.pair.backup {
+            add(Part::Pair(Role::Backup), backup);
+        }
+        for (i, node) in spec.cassandra.iter().flat_map(|c| c.nodes.iter()).enumerate() {
+            add(Part::CassandraNode(i), node);
+        }
+        let span = info_span!("monitor", service = %spec.id);
+        ServerMonitor {
+            serving: reported.serving,
+            spec,
+            instances,
+            reported,
+            since,
+            first_round_done: false,
+            registry,
+            probe_slots,
+            span,
+        }
+    }
+
+    fn schedule_probe(&self, index: usize, delay: Duration, ctx: &mut Context<Self>) {
+        ctx.run_later(delay, move |act, ctx| act.probe(index, ctx));
+    }
+
+    fn probe(&mut self, index: usize, ctx: &mut Context<Self>) {
+        let check = self.instances[index].spec.check.clone();
+        let target = self.instances[index].spec.target.clone();
+        let slots = self.probe_slots.clone();
+        let probing = async move {
+            // The semaphore is never closed, so acquiring only waits.
+            let _slot = slots.acquire_owned().await;
+            let task = actix_rt::spawn(async move { probe::run(&check.kind, &target, check.timeout).await });
+            task.await.unwrap_or_else(|_| ProbeReport {
+                outcome: ProbeOutcome::Down,
+                detail: "the probe panicked".to_string(),
+                elapsed: Duration::ZERO,
+            })
+        };
+        ctx.spawn(probing.into_actor(self).map(move |report, act, ctx| {
+            act.observe(index, report);
+            let instance = &act.instances[index];
+            let schedule = instance.spec.check.schedule;
+            let delay = schedule.jittered(schedule.base_delay(&instance.tracker), fastrand::f64());
+            act.schedule_probe(index, delay, ctx);
+        }));
+    }
+
+    /// Feeds one probe report into the instance's health and re-evaluates the service.
+    fn observe(&mut self, index: usize, report: ProbeReport) {
+        let _entered = self.span.clone().entered();
+        let instance = &mut self.instances[index];
+        let before = instance.tracker.health();
+        let changed = instance.tracker.observe(report.outcome);
+        instance.last_detail = report.detail;
+        let label = instance.label();
+        let check = instance.spec.check.kind.name();
+        match changed {
+            Some(after) if before != Health::Unknown => info!(
+                instance = %label, check, from = %before, to = %after,
+                saw = %instance.last_detail, "instance health changed"
+            ),
+            Some(after) => debug!(instance = %label, check, health = %after, saw = %instance.last_detail, "first probe"),
+            None => debug!(
+                instance = %label, check, outcome = ?report.outcome, elapsed = ?report.elapsed,
+                saw = %instance.last_detail, "probe"
+            ),
+        }
+        if changed.is_some() {
+            let reason = format!("{label}: {check} check {}", instance.last_detail);
+            self.reevaluate(&reason);
+        }
+    }
+
+    fn health_of(&self, part: Part) -> Option<Health> {
+        self.instances.iter().find(|i| i.part == part).map(|i| i.tracker.health())
+    }
+
+    /// Recomputes the serving instance and state; reports when the resource changed.
+    fn reevaluate(&mut self, reason: &str) {
+        if self.instances.iter().any(|i| i.tracker.health() == Health::Unknown) {
+            return;
+        }
+        let primary = self.health_of(Part::Pair(Role::Primary)).unwrap_or(Health::Down);
+        let backup = self.health_of(Part::Pair(Role::Backup));
+        let serving = choose_serving(self.serving, primary, backup, self.spec.pair.failback);
+        if let (Some(from), Some(to)) = (self.serving, serving) {
+            if from != to {
+                warn!(from = %from, to = %to, reason, "switchover");
+            }
+        }
+        self.serving = serving;
+        let state = match &self.spec.cassandra {
+            None => server_state(serving),
+            Some(cassandra) => {
+                let up = self
+                    .instances
+                    .iter()
+                    .filter(|i| matches!(i.part, Part::CassandraNode(_)) && i.tracker.health().is_healthy())
+                    .count();
+                provisioning_state(serving, up, cassandra.quorum)
+            }
+        };
+        let status = ServiceStatus { state, serving };
+        if !self.first_round_done {
+            self.first_round_done = true;
+            info!(state = %status.state, serving = ?status.serving, "first probe round done");
+        }
+        if status == self.reported {
+            return;
+        }
+        if status.state != self.reported.state {
+            self.since = SystemTime::now();
+            info!(from = %self.reported.state, to = %status.state, serving = ?status.serving, reason, "service state changed");
+        } else {
+            info!(state = %status.state, serving = ?status.serving, reason, "serving instance changed");
+        }
+        self.reported = status;
+        self.registry.do_send(ServiceStatusChanged {
+            id: self.spec.id.clone(),
+            status,
+            since: self.since,
+        });
+    }
+}
+
+impl Actor for ServerMonitor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        for index in 0..self.instances.len() {
+            // Spread the first probes over the jitter window so that thousands of services
+            // configured alike do not all connect in the same millisecond.
+            let schedule = self.instances[index].spec.check.schedule;
+            let delay = schedule.interval.mul_f64(schedule.jitter * fastrand::f64());
+            self.schedule_probe(index, delay, ctx);
+        }
+    }
+}

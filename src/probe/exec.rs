@@ -1,0 +1,164 @@
+//! The `exec` check: a command run without a shell; exit 0 means up, 1 degraded, anything
+//! else (or a signal, or the timeout) down.
+//!
+//! The command runs in its own process group so that a timeout kills everything it started
+//! (a wrapper script's children too), and it is always waited for, so no zombie is left.
+//! Its output is read while it runs (a full pipe would block it) but only the first
+//! [`MAX_OUTPUT_BYTES`] are kept, for the log line.
+
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+
+use super::Target;
+use crate::domain::health::ProbeOutcome;
+
+/// Output kept from a command, stdout and stderr each.
+pub const MAX_OUTPUT_BYTES: usize = 4096;
+
+/// The command to run. In each argument, `{host}` and `{port}` stand for the instance's;
+/// the same values are in the environment as `SERVICEWATCH_HOST` and `SERVICEWATCH_PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecCheck {
+    pub command: Vec<String>,
+}
+
+/// Runs the command and judges its exit, killing it (and its process group) at `timeout`.
+pub async fn probe(
+    check: &ExecCheck,
+    target: &Target,
+    timeout: Duration,
+) -> Result<(ProbeOutcome, String), String> {
+    let argv: Vec<String> = check.command.iter().map(|a| expand(a, target)).collect();
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| "the exec check has an empty command".to_string())?;
+    let mut child = Command::new(program)
+        .args(args)
+        .env("SERVICEWATCH_HOST", &target.host)
+        .env("SERVICEWATCH_PORT", target.port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start {program}: {e}"))?;
+    let pid = child.id();
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+
+    let finished = tokio::time::timeout(timeout, async {
+        let (out, err, status) = tokio::join!(read_bounded(stdout), read_bounded(stderr), child.wait());
+        (status, out, err)
+    })
+    .await;
+    match finished {
+        Ok((Ok(status), out, err)) => Ok(judge(status, &out, &err)),
+        Ok((Err(e), _, _)) => Err(format!("waiting for {program} failed: {e}")),
+        Err(_) => {
+            kill_group(pid);
+            // `kill` also waits, so the child is reaped here and not left a zombie.
+            let _ = child.kill().await;
+            Err(format!("{program} did not finish within {timeout:?} and was killed"))
+        }
+    }
+}
+
+/// Replaces `{host}` and `{port}` in one argument.
+fn expand(arg: &str, target: &Target) -> String {
+    arg.replace("{host}", &target.host)
+        .replace("{port}", &target.port.to_string())
+}
+
+/// Sends SIGKILL to the process group the child leads, reaching the processes it started.
+fn kill_group(pid: Option<u32>) {
+    if let Some(pid) = pid.and_then(|p| libc::pid_t::try_from(p).ok()) {
+        // SAFETY: kill(2) has no memory effects; a negative pid names the process group
+        // created for this child by `process_group(0)`, so nothing else is signalled.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Reads a pipe to its end, keeping the first [`MAX_OUTPUT_BYTES`].
+async fn read_bounded(pipe: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let Some(mut pipe) = pipe else {
+        return kept;
+    };
+    let mut chunk = [0u8; 1024];
+    while let Ok(n) = pipe.read(&mut chunk).await {
+        if n == 0 {
+            break;
+        }
+        let room = MAX_OUTPUT_BYTES.saturating_sub(kept.len());
+        kept.extend_from_slice(&chunk[..n.min(room)]);
+    }
+    kept
+}
+
+/// Maps the exit to an outcome, with the first line of output as the reason.
+fn judge(status: ExitStatus, stdout: &[u8], stderr: &[u8]) -> (ProbeOutcome, String) {
+    let said = first_line(stdout).or_else(|| first_line(stderr));
+    let (outcome, how) = match status.code() {
+        Some(0) => (ProbeOutcome::Up, "exited 0".to_string()),
+        Some(1) => (ProbeOutcome::Degraded, "exited 1 (degraded)".to_string()),
+        Some(code) => (ProbeOutcome::Down, format!("exited {code}")),
+        None => (ProbeOutcome::Down, format!("ended by {status}")),
+    };
+    match said {
+        Some(line) => (outcome, format!("{how}: {line}")),
+        None => (outcome, how),
+    }
+}
+
+fn first_line(bytes: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(bytes);
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty())?;
+    Some(line.chars().take(200).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    fn target() -> Target {
+        Target { host: "10.0.0.5".into(), port: 5001 }
+    }
+
+    #[test]
+    fn expands_placeholders() {
+        assert_eq!(expand("--addr={host}:{port}", &target()), "--addr=10.0.0.5:5001");
+        assert_eq!(expand("plain", &target()), "plain");
+    }
+
+    #[test]
+    fn exit_codes_map_to_outcomes() {
+        let exit = |code: i32| ExitStatus::from_raw(code << 8);
+        assert_eq!(judge(exit(0), b"", b"").0, ProbeOutcome::Up);
+        assert_eq!(judge(exit(1), b"", b""), (ProbeOutcome::Degraded, "exited 1 (degraded)".into()));
+        assert_eq!(judge(exit(2), b"\nno route\nmore", b""), (ProbeOutcome::Down, "exited 2: no route".into()));
+        assert_eq!(judge(ExitStatus::from_raw(9), b"", b"").0, ProbeOutcome::Down);
+        assert_eq!(judge(exit(3), b"", b"boom").1, "exited 3: boom");
+    }
+
+    #[tokio::test]
+    async fn runs_a_real_command() {
+        let check = ExecCheck { command: vec!["sh".into(), "-c".into(), "echo at $SERVICEWATCH_PORT; exit 1".into()] };
+        let (outcome, detail) = probe(&check, &target(), Duration::from_secs(5)).await.unwrap();
+        assert_eq!(outcome, ProbeOutcome::Degraded);
+        assert_eq!(detail, "exited 1 (degraded): at 5001");
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_a_clear_failure() {
+        let check = ExecCheck { command: vec!["/nonexistent/servicewatch-check".into()] };
+        let why = probe(&check, &target(), Duration::from_secs(5)).await.unwrap_err();
+        assert!(why.starts_with("cannot start /nonexistent/servicewatch-check"), "{why}");
+    }
+}

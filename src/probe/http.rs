@@ -1,0 +1,260 @@
+//! The `http` check: an HTTP/1.1 request answered with an expected status and, optionally, a
+//! body that contains an expected string.
+//!
+//! A full HTTP client would bring a connection pool, redirects and TLS that a health probe
+//! must not use; this sends one request with `Connection: close`, reads at most
+//! [`MAX_RESPONSE_BYTES`], and parses the head with `httparse`.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::Target;
+use crate::domain::health::ProbeOutcome;
+
+/// The most a probe reads of a response, head and body together. A health endpoint that
+/// says more than this is judged on what fits.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// Most headers a response may carry before the probe gives up on it.
+const MAX_HEADERS: usize = 64;
+
+/// The request to send and what to expect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpCheck {
+    pub method: String,
+    pub path: String,
+    /// Accepted statuses; empty means any 2xx or 3xx, as HAProxy's `httpchk` does.
+    pub expect_status: Vec<u16>,
+    pub expect_body: Option<String>,
+}
+
+/// The parsed start of a response.
+#[derive(Debug, PartialEq, Eq)]
+struct Head {
+    status: u16,
+    /// Bytes of the status line and headers, blank line included.
+    length: usize,
+    content_length: Option<usize>,
+    chunked: bool,
+}
+
+/// Sends the request and judges the answer, all within `timeout`.
+pub async fn probe(
+    check: &HttpCheck,
+    target: &Target,
+    timeout: Duration,
+) -> Result<(ProbeOutcome, String), String> {
+    match tokio::time::timeout(timeout, exchange(check, target, timeout)).await {
+        Ok(result) => result.map(|(status, body)| judge(check, status, &body)),
+        Err(_) => Err(format!("no complete HTTP answer from {target} within {timeout:?}")),
+    }
+}
+
+async fn exchange(
+    check: &HttpCheck,
+    target: &Target,
+    timeout: Duration,
+) -> Result<(u16, Vec<u8>), String> {
+    let mut stream = super::connect(target, timeout).await?;
+    let request = format!(
+        "{} {} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: servicewatch/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+        check.method,
+        check.path,
+        env!("CARGO_PKG_VERSION"),
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("sending the request to {target} failed: {e}"))?;
+
+    let mut buf = Vec::with_capacity(4096);
+    let mut head = None;
+    loop {
+        if buf.len() >= MAX_RESPONSE_BYTES {
+            break;
+        }
+        let mut chunk = [0u8; 4096];
+        let room = (MAX_RESPONSE_BYTES - buf.len()).min(chunk.len());
+        let n = stream
+            .read(&mut chunk[..room])
+            .await
+            .map_err(|e| format!("reading the answer of {target} failed: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if head.is_none() {
+            head = parse_head(&buf)?;
+        }
+        if let Some(h) = &head {
+            if check.expect_body.is_none() || body_complete(h, &buf) {
+                break;
+            }
+        }
+    }
+    let head = match head {
+        Some(h) => h,
+        None => parse_head(&buf)?
+            .ok_or_else(|| format!("{target} closed the connection before a full HTTP head"))?,
+    };
+    let raw_body = &buf[head.length..];
+    let body = if head.chunked {
+        dechunk(raw_body)
+    } else {
+        raw_body[..head.content_length.unwrap_or(raw_body.len()).min(raw_body.len())].to_vec()
+    };
+    Ok((head.status, body))
+}
+
+/// Parses the head once it is complete; `Ok(None)` while more bytes are needed.
+fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    match response.parse(buf) {
+        Ok(httparse::Status::Partial) => Ok(None),
+        Ok(httparse::Status::Complete(length)) => {
+            let header = |name: &str| {
+                response
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case(name))
+                    .and_then(|h| std::str::from_utf8(h.value).ok())
+                    .map(str::trim)
+            };
+            Ok(Some(Head {
+                status: response.code.unwrap_or(0),
+                length,
+                content_length: header("content-length").and_then(|v| v.parse().ok()),
+                chunked: header("transfer-encoding")
+                    .is_some_and(|v| v.to_ascii_lowercase().contains("chunked")),
+            }))
+        }
+        Err(e) => Err(format!("the answer is not HTTP: {e}")),
+    }
+}
+
+/// Whether the whole body has arrived, so the probe need not wait for the peer to close.
+fn body_complete(head: &Head, buf: &[u8]) -> bool {
+    let body = &buf[head.length..];
+    if head.chunked {
+        body.windows(5).any(|w| w == b"0\r\n\r\n")
+    } else {
+        head.content_length.is_some_and(|n| body.len() >= n)
+    }
+}
+
+/// Decodes a chunked body, keeping whatever complete data precedes a truncation.
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = raw.windows(2).position(|w| w == b"\r\n") {
+        let size_text = std::str::from_utf8(&raw[..line_end]).unwrap_or("");
+        let size_text = size_text.split(';').next().unwrap_or("").trim();
+        let Ok(size) = usize::from_str_radix(size_text, 16) else {
+            break;
+        };
+        raw = &raw[line_end + 2..];
+        if size == 0 {
+            break;
+        }
+        let take = size.min(raw.len());
+        out.extend_from_slice(&raw[..take]);
+        if take < size || raw.len() < size + 2 {
+            break;
+        }
+        raw = &raw[size + 2..];
+    }
+    out
+}
+
+/// Decides the outcome from the status and body.
+fn judge(check: &HttpCheck, status: u16, body: &[u8]) -> (ProbeOutcome, String) {
+    let status_ok = if check.expect_status.is_empty() {
+        (200..400).contains(&status)
+    } else {
+        check.expect_status.contains(&status)
+    };
+    if !status_ok {
+        return (ProbeOutcome::Down, format!("HTTP status {status}, not an expected one"));
+    }
+    match &check.expect_body {
+        Some(needle) if !contains(body, needle.as_bytes()) => (
+            ProbeOutcome::Down,
+            format!("HTTP status {status}, but the body does not contain {needle:?}"),
+        ),
+        _ => (ProbeOutcome::Up, format!("HTTP status {status}")),
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(expect_status: Vec<u16>, expect_body: Option<&str>) -> HttpCheck {
+        HttpCheck {
+            method: "GET".into(),
+            path: "/health".into(),
+            expect_status,
+            expect_body: expect_body.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn parses_a_head_once_complete() {
+        assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Le"), Ok(None));
+        let head = parse_head(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.status, 204);
+        assert_eq!(head.content_length, Some(0));
+        assert!(!head.chunked);
+        let head = parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(head.chunked);
+    }
+
+    #[test]
+    fn refuses_what_is_not_http() {
+        assert!(parse_head(b"SSH-2.0-OpenSSH_9.2\r\n").unwrap_err().contains("not HTTP"));
+    }
+
+    #[test]
+    fn decodes_chunks() {
+        assert_eq!(dechunk(b"4\r\nWiki\r\n5;x=y\r\npedia\r\n0\r\n\r\n"), b"Wikipedia");
+        assert_eq!(dechunk(b"4\r\nWiki\r\n5\r\nped"), b"Wikiped", "keeps a truncated tail");
+        assert_eq!(dechunk(b"zz\r\n"), b"");
+    }
+
+    #[test]
+    fn default_status_range_is_2xx_and_3xx() {
+        let c = check(vec![], None);
+        assert_eq!(judge(&c, 200, b"").0, ProbeOutcome::Up);
+        assert_eq!(judge(&c, 302, b"").0, ProbeOutcome::Up);
+        assert_eq!(judge(&c, 404, b"").0, ProbeOutcome::Down);
+        assert_eq!(judge(&c, 503, b"").0, ProbeOutcome::Down);
+    }
+
+    #[test]
+    fn explicit_statuses_and_body() {
+        let c = check(vec![200], Some("\"status\":\"UP\""));
+        assert_eq!(judge(&c, 200, br#"{"status":"UP"}"#).0, ProbeOutcome::Up);
+        let (outcome, why) = judge(&c, 200, br#"{"status":"DOWN"}"#);
+        assert_eq!(outcome, ProbeOutcome::Down);
+        assert!(why.contains("does not contain"));
+        assert_eq!(judge(&c, 204, br#"{"status":"UP"}"#).0, ProbeOutcome::Down);
+    }
+
+    #[test]
+    fn knows_when_the_body_is_complete() {
+        let head = Head { status: 200, length: 0, content_length: Some(3), chunked: false };
+        assert!(!body_complete(&head, b"ab"));
+        assert!(body_complete(&head, b"abc"));
+        let chunked = Head { status: 200, length: 0, content_length: None, chunked: true };
+        assert!(body_complete(&chunked, b"1\r\na\r\n0\r\n\r\n"));
+    }
+}

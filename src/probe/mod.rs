@@ -1,0 +1,117 @@
+//! Probes: one file per check kind, each an async function that looks at one instance once
+//! and says what it saw. They own the sockets and processes; what an outcome means for the
+//! service is decided in `domain`.
+
+pub mod cql;
+pub mod exec;
+pub mod http;
+pub mod tcp;
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::domain::health::{ProbeOutcome, Schedule};
+
+/// A check, fully resolved from the configuration layers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    pub kind: CheckKind,
+    /// Bound on one probe, connection included.
+    pub timeout: Duration,
+    /// Consecutive successes for a down instance to count as up.
+    pub rise: u32,
+    /// Consecutive failures for an up instance to count as down.
+    pub fall: u32,
+    pub schedule: Schedule,
+}
+
+/// What a check does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckKind {
+    /// A TCP connection is accepted.
+    Tcp,
+    /// An HTTP/1.1 request is answered with an expected status (and body).
+    Http(http::HttpCheck),
+    /// Cassandra's native protocol answers OPTIONS with SUPPORTED.
+    Cql,
+    /// A command exits 0 (up), 1 (degraded) or anything else (down).
+    Exec(exec::ExecCheck),
+}
+
+impl CheckKind {
+    /// The name used in the configuration and in logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CheckKind::Tcp => "tcp",
+            CheckKind::Http(_) => "http",
+            CheckKind::Cql => "cql",
+            CheckKind::Exec(_) => "exec",
+        }
+    }
+}
+
+/// The host and port a probe looks at.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// What one probe saw: the outcome and, for logs, a short description of why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeReport {
+    pub outcome: ProbeOutcome,
+    pub detail: String,
+    pub elapsed: Duration,
+}
+
+/// Runs one probe of `kind` against `target`, bounded by `timeout`.
+pub async fn run(kind: &CheckKind, target: &Target, timeout: Duration) -> ProbeReport {
+    let started = Instant::now();
+    let result = match kind {
+        CheckKind::Tcp => tcp::probe(target, timeout).await,
+        CheckKind::Http(check) => http::probe(check, target, timeout).await,
+        CheckKind::Cql => cql::probe(target, timeout).await,
+        CheckKind::Exec(check) => exec::probe(check, target, timeout).await,
+    };
+    let (outcome, detail) = match result {
+        Ok(seen) => seen,
+        Err(why) => (ProbeOutcome::Down, why),
+    };
+    ProbeReport {
+        outcome,
+        detail,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Connects to `target` within `timeout`, resolving its host name if it has one.
+pub(crate) async fn connect(
+    target: &Target,
+    timeout: Duration,
+) -> Result<tokio::net::TcpStream, String> {
+    match tokio::time::timeout(
+        timeout,
+        tokio::net::TcpStream::connect((target.host.as_str(), target.port)),
+    )
+    .await
+    {
+        Ok(Ok(stream)) => {
+            // Probes write small requests and wait for the answer: do not let Nagle hold them.
+            let _ = stream.set_nodelay(true);
+            Ok(stream)
+        }
+        Ok(Err(e)) => Err(format!("connect to {target} failed: {e}")),
+        Err(_) => Err(format!("connect to {target} timed out after {timeout:?}")),
+    }
+}

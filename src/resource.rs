@@ -1,0 +1,134 @@
+//! The service resource on the wire: the JSON object the Services API serves and that
+//! notifications carry. Domain types stay out of JSON; this module converts.
+//!
+//! Attribute order is fixed (`id`, `name`, `type`, `state`, then what servicewatch adds, then
+//! the operator's attributes) so that answers are byte-for-byte stable.
+
+use std::time::SystemTime;
+
+use serde_json::{Map, Value};
+
+use crate::config::settings::ServiceSpec;
+use crate::domain::service::{Role, ServiceState};
+
+/// The part of a resource that the monitor decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceStatus {
+    pub state: ServiceState,
+    /// Which instance of the pair serves (for Provisioning: of the Configuration Server pair).
+    pub serving: Option<Role>,
+}
+
+impl ServiceStatus {
+    /// What a service is taken to be before its first probe round: not known to work.
+    pub const INITIAL: ServiceStatus = ServiceStatus {
+        state: ServiceState::Inactive,
+        serving: None,
+    };
+}
+
+/// Attributes servicewatch adds to the GWS ones. A GWS client ignores attributes it does not
+/// know; these tell an operator which instance serves and since when the state holds.
+pub const SERVING_INSTANCE: &str = "servingInstance";
+/// See [`SERVING_INSTANCE`].
+pub const STATE_SINCE: &str = "stateSince";
+/// The attributes every resource has, in wire order.
+pub const CORE_ATTRIBUTES: [&str; 6] = ["id", "name", "type", "state", SERVING_INSTANCE, STATE_SINCE];
+
+/// Builds the resource of `spec` in `status`, whose state has held since `since`.
+pub fn render(spec: &ServiceSpec, status: &ServiceStatus, since: SystemTime) -> Map<String, Value> {
+    let mut map = Map::with_capacity(CORE_ATTRIBUTES.len() + spec.attributes.len());
+    map.insert("id".into(), Value::from(spec.id.as_str()));
+    map.insert("name".into(), Value::from(spec.name.as_str()));
+    map.insert("type".into(), Value::from(spec.service_type.as_str()));
+    map.insert("state".into(), Value::from(status.state.as_str()));
+    if let Some(role) = status.serving {
+        map.insert(SERVING_INSTANCE.into(), Value::from(role.as_str()));
+    }
+    map.insert(
+        STATE_SINCE.into(),
+        Value::from(humantime::format_rfc3339_millis(since).to_string()),
+    );
+    for (key, value) in &spec.attributes {
+        map.insert(key.clone(), value.clone());
+    }
+    map
+}
+
+/// The text a list filter compares with: strings as they are, numbers and booleans as
+/// written in JSON; `None` for values a filter cannot match (arrays, objects, null).
+pub fn filter_text(value: &Value) -> Option<std::borrow::Cow<'_, str>> {
+    match value {
+        Value::String(s) => Some(s.as_str().into()),
+        Value::Number(n) => Some(n.to_string().into()),
+        Value::Bool(b) => Some(b.to_string().into()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::settings::{InstanceSpec, PairSpec};
+    use crate::domain::health::Schedule;
+    use crate::domain::pairing::Failback;
+    use crate::domain::service::ServiceType;
+    use crate::probe::{Check, CheckKind, Target};
+    use std::time::Duration;
+
+    pub(crate) fn voice_spec() -> ServiceSpec {
+        let instance = InstanceSpec {
+            name: None,
+            target: Target { host: "127.0.0.1".into(), port: 5001 },
+            check: Check {
+                kind: CheckKind::Tcp,
+                timeout: Duration::from_secs(1),
+                rise: 1,
+                fall: 1,
+                schedule: Schedule {
+                    interval: Duration::from_secs(1),
+                    fast_interval: Duration::from_secs(1),
+                    down_interval: Duration::from_secs(1),
+                    jitter: 0.0,
+                },
+            },
+        };
+        let mut attributes = Map::new();
+        attributes.insert("sipPort".into(), Value::from(5060));
+        ServiceSpec {
+            id: "sips1".into(),
+            name: "SIPS1".into(),
+            service_type: ServiceType::Voice,
+            feature: "api-voice".into(),
+            attributes,
+            pair: PairSpec { primary: instance.clone(), backup: Some(instance), failback: Failback::Stay },
+            cassandra: None,
+        }
+    }
+
+    #[test]
+    fn renders_in_wire_order() {
+        let status = ServiceStatus { state: ServiceState::Active, serving: Some(Role::Backup) };
+        let since = SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_300_000_123);
+        let json = serde_json::to_string(&render(&voice_spec(), &status, since)).unwrap();
+        assert_eq!(
+            json,
+            r#"{"id":"sips1","name":"SIPS1","type":"Voice","state":"Active","servingInstance":"backup","stateSince":"2025-11-28T03:20:00.123Z","sipPort":5060}"#
+        );
+    }
+
+    #[test]
+    fn omits_the_serving_instance_when_none_serves() {
+        let map = render(&voice_spec(), &ServiceStatus::INITIAL, SystemTime::UNIX_EPOCH);
+        assert!(!map.contains_key(SERVING_INSTANCE));
+        assert_eq!(map["state"], "Inactive");
+    }
+
+    #[test]
+    fn filter_text_of_scalars() {
+        assert_eq!(filter_text(&Value::from(5060)).as_deref(), Some("5060"));
+        assert_eq!(filter_text(&Value::from("x")).as_deref(), Some("x"));
+        assert_eq!(filter_text(&Value::from(true)).as_deref(), Some("true"));
+        assert_eq!(filter_text(&Value::Null), None);
+    }
+}

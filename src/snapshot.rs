@@ -1,0 +1,131 @@
+//! The immutable view of every service that HTTP handlers read.
+//!
+//! The registry builds a new snapshot on each change and swaps it in; a handler loads the
+//! current one with one atomic operation and never waits on the registry. Each resource is
+//! serialized once per change, and the body of `GET /services?fields=*` once per snapshot,
+//! so the hot path of the API copies bytes instead of serializing.
+
+use std::collections::{BTreeSet, HashMap};
+
+use actix_web::web::Bytes;
+use serde_json::{Map, Value};
+
+use crate::domain::service::{ServiceState, ServiceType};
+use crate::resource::CORE_ATTRIBUTES;
+
+/// One service as published.
+#[derive(Debug, Clone)]
+pub struct PublishedService {
+    pub id: String,
+    pub service_type: ServiceType,
+    pub state: ServiceState,
+    pub resource: Map<String, Value>,
+    /// `resource` serialized.
+    pub json: Bytes,
+}
+
+impl PublishedService {
+    /// Serializes `resource` once.
+    pub fn new(service_type: ServiceType, state: ServiceState, resource: Map<String, Value>) -> Self {
+        let id = resource.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+        let json = Bytes::from(serde_json::to_vec(&resource).unwrap_or_default());
+        PublishedService { id, service_type, state, resource, json }
+    }
+}
+
+/// Every service, in configuration order.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    services: Vec<PublishedService>,
+    by_id: HashMap<String, usize>,
+    /// Attribute names that `fields` and filters accept.
+    attributes: BTreeSet<String>,
+    /// The body of `GET /services?fields=*`.
+    all_body: Bytes,
+}
+
+impl Snapshot {
+    /// Builds a snapshot and pre-renders the full list.
+    pub fn new(services: Vec<PublishedService>) -> Self {
+        let by_id = services.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
+        let mut attributes: BTreeSet<String> = CORE_ATTRIBUTES.iter().map(|a| a.to_string()).collect();
+        for service in &services {
+            attributes.extend(service.resource.keys().cloned());
+        }
+        let all_body = list_body(services.iter());
+        Snapshot { services, by_id, attributes, all_body }
+    }
+
+    /// Every service, in configuration order.
+    pub fn services(&self) -> &[PublishedService] {
+        &self.services
+    }
+
+    /// One service by id.
+    pub fn get(&self, id: &str) -> Option<&PublishedService> {
+        self.by_id.get(id).map(|&i| &self.services[i])
+    }
+
+    /// Whether any service has an attribute of this name.
+    pub fn has_attribute(&self, name: &str) -> bool {
+        self.attributes.contains(name)
+    }
+
+    /// Attribute names, sorted; for error messages.
+    pub fn attribute_names(&self) -> impl Iterator<Item = &str> {
+        self.attributes.iter().map(String::as_str)
+    }
+
+    /// The pre-rendered body of the unfiltered full list.
+    pub fn all_body(&self) -> Bytes {
+        self.all_body.clone()
+    }
+}
+
+/// `{"statusCode":0,"services":[...]}` from pre-serialized resources.
+pub fn list_body<'a>(services: impl Iterator<Item = &'a PublishedService>) -> Bytes {
+    let mut body = Vec::with_capacity(1024);
+    body.extend_from_slice(br#"{"statusCode":0,"services":["#);
+    for (i, service) in services.enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&service.json);
+    }
+    body.extend_from_slice(b"]}");
+    Bytes::from(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(id: &str, extra: Option<(&str, Value)>) -> PublishedService {
+        let mut map = Map::new();
+        map.insert("id".into(), Value::from(id));
+        map.insert("state".into(), Value::from("Active"));
+        if let Some((k, v)) = extra {
+            map.insert(k.into(), v);
+        }
+        PublishedService::new(ServiceType::Voice, ServiceState::Active, map)
+    }
+
+    #[test]
+    fn renders_the_full_list_once() {
+        let snap = Snapshot::new(vec![service("a", None), service("b", Some(("sipPort", Value::from(5060))))]);
+        assert_eq!(
+            &snap.all_body()[..],
+            br#"{"statusCode":0,"services":[{"id":"a","state":"Active"},{"id":"b","state":"Active","sipPort":5060}]}"#
+        );
+        assert_eq!(snap.get("b").unwrap().id, "b");
+        assert!(snap.get("c").is_none());
+        assert!(snap.has_attribute("sipPort"));
+        assert!(snap.has_attribute("servingInstance"), "core attributes are known even if absent");
+        assert!(!snap.has_attribute("bogus"));
+    }
+
+    #[test]
+    fn empty_list() {
+        assert_eq!(&Snapshot::new(vec![]).all_body()[..], br#"{"statusCode":0,"services":[]}"#);
+    }
+}
