@@ -1,0 +1,99 @@
+//! The real daemon, started in-process on port 0 with its own actix System on a thread of
+//! its own, the way the binary runs it.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+
+use servicewatch::{config, Daemon, Settings};
+
+/// A daemon running for one test; stopped when dropped.
+pub struct TestDaemon {
+    pub addr: SocketAddr,
+    pub settings: Settings,
+    pub config_path: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestDaemon {
+    /// Writes `toml` to a file, loads it the way the binary does, and starts the daemon.
+    pub fn start(toml: &str) -> TestDaemon {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("servicewatch.toml");
+        let toml = format!("[server]\nworkers = 1\n{toml}");
+        std::fs::write(&config_path, toml).unwrap();
+        let settings = config::load(&config_path).unwrap_or_else(|e| panic!("config refused: {e}"));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let for_thread = settings.clone();
+        let thread = std::thread::spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                let daemon = Daemon::start_on(for_thread, listener).expect("daemon starts");
+                let handle = daemon.handle();
+                ready_tx.send(()).unwrap();
+                tokio::select! {
+                    result = daemon.wait() => result.expect("server runs"),
+                    _ = stop_rx => handle.stop(false).await,
+                }
+            })
+        });
+        ready_rx.recv().expect("daemon thread started");
+        TestDaemon { addr, settings, config_path, stop: Some(stop_tx), thread: Some(thread), _dir: dir }
+    }
+
+    /// `http://127.0.0.1:PORT` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// GET `path`; returns status and body.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        self.request(reqwest::Method::GET, path).await
+    }
+
+    pub async fn request(&self, method: reqwest::Method, path: &str) -> (u16, String) {
+        let response = reqwest::Client::new()
+            .request(method, self.url(path))
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    }
+
+    /// GET `path` as JSON.
+    pub async fn json(&self, path: &str) -> serde_json::Value {
+        let (_, body) = self.get(path).await;
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path} answered non-JSON {body:?}: {e}"))
+    }
+
+    /// The resource of service `id`.
+    pub async fn service(&self, id: &str) -> serde_json::Value {
+        let body = self.json(&format!("/api/v2/services/{id}")).await;
+        body["service"][0].clone()
+    }
+
+    /// The `state` and `servingInstance` of service `id`.
+    pub async fn state_of(&self, id: &str) -> (String, Option<String>) {
+        let s = self.service(id).await;
+        (
+            s["state"].as_str().unwrap_or_default().to_string(),
+            s["servingInstance"].as_str().map(str::to_string),
+        )
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
