@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use actix::{Actor, Addr};
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::{web, App, HttpServer};
+use actix_web::{App, HttpServer, web};
 use arc_swap::ArcSwap;
 use tracing::info;
 
@@ -31,7 +31,10 @@ impl Daemon {
     /// Binds `settings.server.listen` and starts.
     pub fn start(settings: Settings) -> io::Result<Daemon> {
         let listener = TcpListener::bind(settings.server.listen).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot listen on {}: {e}", settings.server.listen))
+            io::Error::new(
+                e.kind(),
+                format!("cannot listen on {}: {e}", settings.server.listen),
+            )
         })?;
         Daemon::start_on(settings, listener)
     }
@@ -40,7 +43,12 @@ impl Daemon {
     pub fn start_on(settings: Settings, listener: TcpListener) -> io::Result<Daemon> {
         let local_addr = listener.local_addr()?;
         let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
-        let registry = Registry::new(settings.services, settings.limits.probes_in_flight, snapshot.clone()).start();
+        let registry = Registry::new(
+            settings.services,
+            settings.limits.probes_in_flight,
+            snapshot.clone(),
+        )
+        .start();
         let state = web::Data::new(ApiState {
             snapshot: snapshot.clone(),
             public_url: settings.server.public_url,
@@ -59,7 +67,12 @@ impl Daemon {
         .listen(listener)?
         .run();
         info!(listen = %local_addr, "serving the Services API");
-        Ok(Daemon { server, local_addr, snapshot, registry })
+        Ok(Daemon {
+            server,
+            local_addr,
+            snapshot,
+            registry,
+        })
     }
 
     /// The address the API listens on.

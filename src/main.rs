@@ -10,19 +10,23 @@ use clap::{Parser, Subcommand};
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
-use servicewatch::{config, Daemon};
+use servicewatch::{Daemon, config};
 
 /// Supervises contact-center backend servers and serves their state as the Genesys Web
 /// Services Services API.
 #[derive(Parser)]
-#[command(version, about, after_help = "\
+#[command(
+    version,
+    about,
+    after_help = "\
 Examples:
   servicewatch --config /etc/servicewatch/servicewatch.toml
   servicewatch check-config config/servicewatch.toml
   SERVICEWATCH_SERVER__LISTEN=0.0.0.0:8080 servicewatch -c servicewatch.toml
 
 Exit codes: 0 stopped cleanly or configuration valid; 1 runtime failure; 2 bad command line;
-3 configuration refused.")]
+3 configuration refused."
+)]
 struct Cli {
     /// The configuration file.
     #[arg(short, long, global = true, default_value = config::DEFAULT_PATH)]
@@ -53,7 +57,11 @@ fn main() -> ExitCode {
             let path = file.unwrap_or(cli.config);
             match config::load(&path) {
                 Ok(settings) => {
-                    println!("{}: ok ({} services)", path.display(), settings.services.len());
+                    println!(
+                        "{}: ok ({} services)",
+                        path.display(),
+                        settings.services.len()
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -109,8 +117,11 @@ fn run(settings: config::Settings) -> anyhow::Result<()> {
 
 /// Waits for SIGTERM or SIGINT.
 async fn wait_for_stop_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         // Without signal handlers the process still stops on the default action.
         return std::future::pending().await;
     };

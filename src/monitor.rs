@@ -92,7 +92,12 @@ impl ServerMonitor {
         if let Some(backup) = &spec.pair.backup {
             add(Part::Pair(Role::Backup), backup);
         }
-        for (i, node) in spec.cassandra.iter().flat_map(|c| c.nodes.iter()).enumerate() {
+        for (i, node) in spec
+            .cassandra
+            .iter()
+            .flat_map(|c| c.nodes.iter())
+            .enumerate()
+        {
             add(Part::CassandraNode(i), node);
         }
         let span = info_span!("monitor", service = %spec.id);
@@ -120,7 +125,10 @@ impl ServerMonitor {
         let probing = async move {
             // The semaphore is never closed, so acquiring only waits.
             let _slot = slots.acquire_owned().await;
-            let task = actix_rt::spawn(async move { probe::run(&check.kind, &target, check.timeout).await });
+            let task =
+                actix_rt::spawn(
+                    async move { probe::run(&check.kind, &target, check.timeout).await },
+                );
             task.await.unwrap_or_else(|_| ProbeReport {
                 outcome: ProbeOutcome::Down,
                 detail: "the probe panicked".to_string(),
@@ -150,7 +158,9 @@ impl ServerMonitor {
                 instance = %label, check, from = %before, to = %after,
                 saw = %instance.last_detail, "instance health changed"
             ),
-            Some(after) => debug!(instance = %label, check, health = %after, saw = %instance.last_detail, "first probe"),
+            Some(after) => {
+                debug!(instance = %label, check, health = %after, saw = %instance.last_detail, "first probe")
+            }
             None => debug!(
                 instance = %label, check, outcome = ?report.outcome, elapsed = ?report.elapsed,
                 saw = %instance.last_detail, "probe"
@@ -163,15 +173,24 @@ impl ServerMonitor {
     }
 
     fn health_of(&self, part: Part) -> Option<Health> {
-        self.instances.iter().find(|i| i.part == part).map(|i| i.tracker.health())
+        self.instances
+            .iter()
+            .find(|i| i.part == part)
+            .map(|i| i.tracker.health())
     }
 
     /// Recomputes the serving instance and state; reports when the resource changed.
     fn reevaluate(&mut self, reason: &str) {
-        if self.instances.iter().any(|i| i.tracker.health() == Health::Unknown) {
+        if self
+            .instances
+            .iter()
+            .any(|i| i.tracker.health() == Health::Unknown)
+        {
             return;
         }
-        let primary = self.health_of(Part::Pair(Role::Primary)).unwrap_or(Health::Down);
+        let primary = self
+            .health_of(Part::Pair(Role::Primary))
+            .unwrap_or(Health::Down);
         let backup = self.health_of(Part::Pair(Role::Backup));
         let serving = choose_serving(self.serving, primary, backup, self.spec.pair.failback);
         if let (Some(from), Some(to)) = (self.serving, serving) {
@@ -186,7 +205,9 @@ impl ServerMonitor {
                 let up = self
                     .instances
                     .iter()
-                    .filter(|i| matches!(i.part, Part::CassandraNode(_)) && i.tracker.health().is_healthy())
+                    .filter(|i| {
+                        matches!(i.part, Part::CassandraNode(_)) && i.tracker.health().is_healthy()
+                    })
                     .count();
                 provisioning_state(serving, up, cassandra.quorum)
             }

@@ -55,7 +55,11 @@ pub struct Registry {
 
 impl Registry {
     /// A registry for `specs` that will publish into `published`; monitors start with it.
-    pub fn new(specs: Vec<ServiceSpec>, probes_in_flight: usize, published: SharedSnapshot) -> Self {
+    pub fn new(
+        specs: Vec<ServiceSpec>,
+        probes_in_flight: usize,
+        published: SharedSnapshot,
+    ) -> Self {
         let now = SystemTime::now();
         let services = specs
             .into_iter()
@@ -105,7 +109,10 @@ impl Registry {
     /// Restarts every monitor whose actor has died.
     fn supervise(&mut self, ctx: &mut Context<Self>) {
         for i in 0..self.services.len() {
-            let alive = self.services[i].monitor.as_ref().is_some_and(Addr::connected);
+            let alive = self.services[i]
+                .monitor
+                .as_ref()
+                .is_some_and(Addr::connected);
             if !alive {
                 if self.services[i].monitor.is_some() {
                     error!(service = %self.services[i].spec.id, "monitor stopped unexpectedly; restarting it");

@@ -33,7 +33,8 @@ pub const SERVING_INSTANCE: &str = "servingInstance";
 /// See [`SERVING_INSTANCE`].
 pub const STATE_SINCE: &str = "stateSince";
 /// The attributes every resource has, in wire order.
-pub const CORE_ATTRIBUTES: [&str; 6] = ["id", "name", "type", "state", SERVING_INSTANCE, STATE_SINCE];
+pub const CORE_ATTRIBUTES: [&str; 6] =
+    ["id", "name", "type", "state", SERVING_INSTANCE, STATE_SINCE];
 
 /// Builds the resource of `spec` in `status`, whose state has held since `since`.
 pub fn render(spec: &ServiceSpec, status: &ServiceStatus, since: SystemTime) -> Map<String, Value> {
@@ -79,7 +80,10 @@ mod tests {
     pub(crate) fn voice_spec() -> ServiceSpec {
         let instance = InstanceSpec {
             name: None,
-            target: Target { host: "127.0.0.1".into(), port: 5001 },
+            target: Target {
+                host: "127.0.0.1".into(),
+                port: 5001,
+            },
             check: Check {
                 kind: CheckKind::Tcp,
                 timeout: Duration::from_secs(1),
@@ -101,14 +105,21 @@ mod tests {
             service_type: ServiceType::Voice,
             feature: "api-voice".into(),
             attributes,
-            pair: PairSpec { primary: instance.clone(), backup: Some(instance), failback: Failback::Stay },
+            pair: PairSpec {
+                primary: instance.clone(),
+                backup: Some(instance),
+                failback: Failback::Stay,
+            },
             cassandra: None,
         }
     }
 
     #[test]
     fn renders_in_wire_order() {
-        let status = ServiceStatus { state: ServiceState::Active, serving: Some(Role::Backup) };
+        let status = ServiceStatus {
+            state: ServiceState::Active,
+            serving: Some(Role::Backup),
+        };
         let since = SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_300_000_123);
         let json = serde_json::to_string(&render(&voice_spec(), &status, since)).unwrap();
         assert_eq!(
@@ -119,7 +130,11 @@ mod tests {
 
     #[test]
     fn omits_the_serving_instance_when_none_serves() {
-        let map = render(&voice_spec(), &ServiceStatus::INITIAL, SystemTime::UNIX_EPOCH);
+        let map = render(
+            &voice_spec(),
+            &ServiceStatus::INITIAL,
+            SystemTime::UNIX_EPOCH,
+        );
         assert!(!map.contains_key(SERVING_INSTANCE));
         assert_eq!(map["state"], "Inactive");
     }

@@ -26,10 +26,24 @@ pub struct PublishedService {
 
 impl PublishedService {
     /// Serializes `resource` once.
-    pub fn new(service_type: ServiceType, state: ServiceState, resource: Map<String, Value>) -> Self {
-        let id = resource.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+    pub fn new(
+        service_type: ServiceType,
+        state: ServiceState,
+        resource: Map<String, Value>,
+    ) -> Self {
+        let id = resource
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let json = Bytes::from(serde_json::to_vec(&resource).unwrap_or_default());
-        PublishedService { id, service_type, state, resource, json }
+        PublishedService {
+            id,
+            service_type,
+            state,
+            resource,
+            json,
+        }
     }
 }
 
@@ -47,13 +61,23 @@ pub struct Snapshot {
 impl Snapshot {
     /// Builds a snapshot and pre-renders the full list.
     pub fn new(services: Vec<PublishedService>) -> Self {
-        let by_id = services.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
-        let mut attributes: BTreeSet<String> = CORE_ATTRIBUTES.iter().map(|a| a.to_string()).collect();
+        let by_id = services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.clone(), i))
+            .collect();
+        let mut attributes: BTreeSet<String> =
+            CORE_ATTRIBUTES.iter().map(|a| a.to_string()).collect();
         for service in &services {
             attributes.extend(service.resource.keys().cloned());
         }
         let all_body = list_body(services.iter());
-        Snapshot { services, by_id, attributes, all_body }
+        Snapshot {
+            services,
+            by_id,
+            attributes,
+            all_body,
+        }
     }
 
     /// Every service, in configuration order.
@@ -112,7 +136,10 @@ mod tests {
 
     #[test]
     fn renders_the_full_list_once() {
-        let snap = Snapshot::new(vec![service("a", None), service("b", Some(("sipPort", Value::from(5060))))]);
+        let snap = Snapshot::new(vec![
+            service("a", None),
+            service("b", Some(("sipPort", Value::from(5060)))),
+        ]);
         assert_eq!(
             &snap.all_body()[..],
             br#"{"statusCode":0,"services":[{"id":"a","state":"Active"},{"id":"b","state":"Active","sipPort":5060}]}"#
@@ -120,12 +147,18 @@ mod tests {
         assert_eq!(snap.get("b").unwrap().id, "b");
         assert!(snap.get("c").is_none());
         assert!(snap.has_attribute("sipPort"));
-        assert!(snap.has_attribute("servingInstance"), "core attributes are known even if absent");
+        assert!(
+            snap.has_attribute("servingInstance"),
+            "core attributes are known even if absent"
+        );
         assert!(!snap.has_attribute("bogus"));
     }
 
     #[test]
     fn empty_list() {
-        assert_eq!(&Snapshot::new(vec![]).all_body()[..], br#"{"statusCode":0,"services":[]}"#);
+        assert_eq!(
+            &Snapshot::new(vec![]).all_body()[..],
+            br#"{"statusCode":0,"services":[]}"#
+        );
     }
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, stays, Backend, Mode, TestDaemon};
+use common::{Backend, Mode, TestDaemon, eventually, stays};
 
 /// Room for a loaded CI machine on top of the bound the check settings promise.
 const SLACK: Duration = Duration::from_millis(1500);
@@ -15,7 +15,10 @@ const FAST_CHECK: &str = r#"interval = "100ms", fast_interval = "50ms", down_int
 /// The promised bound for a change of `service`'s primary to be seen.
 fn detection_bound(d: &TestDaemon, service: usize) -> Duration {
     let check = &d.settings.services[service].pair.primary.check;
-    check.schedule.worst_case_detection(check.timeout, check.fall) + SLACK
+    check
+        .schedule
+        .worst_case_detection(check.timeout, check.fall)
+        + SLACK
 }
 
 async fn wait_for(d: &TestDaemon, id: &str, state: &str, serving: Option<&str>, within: Duration) {
@@ -48,13 +51,21 @@ async fn voice_pair_switches_over_then_goes_inactive() {
         (on.as_deref() == Some("backup")).then_some(())
     })
     .await;
-    assert_eq!(d.service("sips1").await["name"], "SIPS1", "the name stays the primary's");
+    assert_eq!(
+        d.service("sips1").await["name"],
+        "SIPS1",
+        "the name stays the primary's"
+    );
 
     // No failback: the recovered primary becomes the standby.
     primary.reopen().await;
-    stays(bound, "serving on the backup after the primary recovered", || async {
-        d.state_of("sips1").await == ("Active".to_string(), Some("backup".to_string()))
-    })
+    stays(
+        bound,
+        "serving on the backup after the primary recovered",
+        || async {
+            d.state_of("sips1").await == ("Active".to_string(), Some("backup".to_string()))
+        },
+    )
     .await;
 
     backup.close().await;
@@ -89,7 +100,10 @@ async fn provisioning_active_read_only_inactive() {
     for _ in 0..3 {
         nodes.push(Backend::start(Mode::Cql).await);
     }
-    let node_list: Vec<String> = nodes.iter().map(|n| format!("\"127.0.0.1:{}\"", n.port())).collect();
+    let node_list: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("\"127.0.0.1:{}\"", n.port()))
+        .collect();
     let d = TestDaemon::start(&format!(
         "[checks]\n{}\n[[service]]\nid = \"provisioning\"\ntype = \"Provisioning\"\nconfig_server = {{ primary = {}, backup = {} }}\ncassandra = {{ nodes = [{}], quorum = 2 }}\n",
         FAST_CHECK.replace(", ", "\n"),
@@ -130,15 +144,21 @@ async fn http_check_judges_timeout_status_and_body() {
     let unavailable = Backend::start(Mode::Http(503, "busy")).await;
     let check = r#"check = { kind = "http", path = "/health", expect_body = "\"UP\"", timeout = "300ms", interval = "5s", jitter = 0.0 }"#;
     let service = |id: &str, primary: &Backend| {
-        format!("[[service]]\nid = \"{id}\"\ntype = \"Reporting\"\nprimary = {}\nbackup = {}\n{check}\n", primary.toml(), healthy.toml())
+        format!(
+            "[[service]]\nid = \"{id}\"\ntype = \"Reporting\"\nprimary = {}\nbackup = {}\n{check}\n",
+            primary.toml(),
+            healthy.toml()
+        )
     };
-    let d = TestDaemon::start(&[
-        service("stalled", &stalling),
-        service("wrong-body", &says_down),
-        service("unavailable", &unavailable),
-        service("fine", &healthy),
-    ]
-    .concat());
+    let d = TestDaemon::start(
+        &[
+            service("stalled", &stalling),
+            service("wrong-body", &says_down),
+            service("unavailable", &unavailable),
+            service("fine", &healthy),
+        ]
+        .concat(),
+    );
     // The first outcome decides at once, so each primary is judged by one probe, bounded by
     // its timeout; a primary judged down leaves the service on its backup.
     let bound = Duration::from_millis(300) + SLACK;
@@ -163,8 +183,19 @@ check = {{ kind = "exec", timeout = "300ms", interval = "30s", jitter = 0.0 }}
 "#
     ));
     // The hanging primary is judged down at its timeout; the degraded backup still serves.
-    wait_for(&d, "media", "Active", Some("backup"), Duration::from_millis(300) + SLACK).await;
-    let pid: u32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    wait_for(
+        &d,
+        "media",
+        "Active",
+        Some("backup"),
+        Duration::from_millis(300) + SLACK,
+    )
+    .await;
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     // Killed and waited for: no process and no zombie is left under that pid.
     eventually(SLACK, "the hung command to be gone", || async {
         (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(())

@@ -1,7 +1,7 @@
 //! The GWS error envelope: every error answer is `{"statusCode":N,"statusMessage":"..."}`
 //! with the HTTP status that goes with N. This is the one place that mapping lives.
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use thiserror::Error;
@@ -84,7 +84,9 @@ pub fn code_for_status(status: StatusCode) -> GwsCode {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::MissingParameter(_) | ApiError::InvalidParameter(_) => StatusCode::BAD_REQUEST,
+            ApiError::MissingParameter(_) | ApiError::InvalidParameter(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -107,17 +109,32 @@ mod tests {
         let response = e.error_response();
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
         let body = to_bytes(response.into_body()).await.unwrap();
-        assert_eq!(&body[..], br#"{"statusCode":6,"statusMessage":"no service \"x\""}"#);
+        assert_eq!(
+            &body[..],
+            br#"{"statusCode":6,"statusMessage":"no service \"x\""}"#
+        );
     }
 
     #[test]
     fn codes_follow_the_spec() {
         assert_eq!(ApiError::InvalidParameter(String::new()).code() as u8, 2);
         assert_eq!(ApiError::MissingParameter(String::new()).code() as u8, 1);
-        let e = ApiError::MethodNotAllowed { method: "POST".into(), path: "/p".into() };
-        assert_eq!((e.code() as u8, e.status_code()), (3, StatusCode::METHOD_NOT_ALLOWED));
-        assert_eq!(ApiError::Internal(String::new()).status_code(), StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(code_for_status(StatusCode::PAYLOAD_TOO_LARGE), GwsCode::InvalidParameter);
+        let e = ApiError::MethodNotAllowed {
+            method: "POST".into(),
+            path: "/p".into(),
+        };
+        assert_eq!(
+            (e.code() as u8, e.status_code()),
+            (3, StatusCode::METHOD_NOT_ALLOWED)
+        );
+        assert_eq!(
+            ApiError::Internal(String::new()).status_code(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            code_for_status(StatusCode::PAYLOAD_TOO_LARGE),
+            GwsCode::InvalidParameter
+        );
         assert_eq!(code_for_status(StatusCode::BAD_GATEWAY), GwsCode::Internal);
     }
 }

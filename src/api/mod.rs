@@ -9,9 +9,9 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::ServiceResponse;
 use actix_web::http::header;
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse, web};
 
-use error::{code_for_status, error_response, ApiError};
+use error::{ApiError, code_for_status, error_response};
 
 use crate::registry::SharedSnapshot;
 
@@ -30,7 +30,12 @@ impl ApiState {
             Some(base) => format!("{base}{}/services", self.base_path),
             None => {
                 let info = req.connection_info();
-                format!("{}://{}{}/services", info.scheme(), info.host(), self.base_path)
+                format!(
+                    "{}://{}{}/services",
+                    info.scheme(),
+                    info.host(),
+                    self.base_path
+                )
             }
         }
     }
@@ -84,7 +89,8 @@ pub fn gws_errors<B: MessageBody + 'static>() -> ErrorHandlers<B> {
             .map(|e| e.to_string())
             .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
         let (req, _) = res.into_parts();
-        let response: HttpResponse<BoxBody> = error_response(status, code_for_status(status), &message);
+        let response: HttpResponse<BoxBody> =
+            error_response(status, code_for_status(status), &message);
         Ok(ErrorHandlerResponse::Response(
             ServiceResponse::new(req, response).map_into_right_body::<B>(),
         ))

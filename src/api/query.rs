@@ -45,14 +45,21 @@ pub struct ServicesQuery {
 
 /// Parses the query string of a list (`filters_allowed`) or single-resource request,
 /// checking names against the attributes the snapshot knows.
-pub fn parse(query: &str, snapshot: &Snapshot, filters_allowed: bool) -> Result<ServicesQuery, ApiError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
-        .map_err(|e| ApiError::InvalidParameter(format!("the query string cannot be decoded: {e}")))?;
+pub fn parse(
+    query: &str,
+    snapshot: &Snapshot,
+    filters_allowed: bool,
+) -> Result<ServicesQuery, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|e| {
+        ApiError::InvalidParameter(format!("the query string cannot be decoded: {e}"))
+    })?;
     let mut parsed = ServicesQuery::default();
     for (name, value) in pairs {
         if name == "fields" {
             if parsed.fields.is_some() {
-                return Err(ApiError::InvalidParameter("fields is given more than once".into()));
+                return Err(ApiError::InvalidParameter(
+                    "fields is given more than once".into(),
+                ));
             }
             parsed.fields = Some(parse_fields(&value, snapshot)?);
         } else if !filters_allowed {
@@ -98,20 +105,27 @@ fn parse_filter(name: &str, value: &str, snapshot: &Snapshot) -> Result<Filter, 
     }
     let values: Vec<String> = value.split(',').map(|v| v.trim().to_string()).collect();
     if values.iter().any(String::is_empty) {
-        return Err(ApiError::InvalidParameter(format!("filter {name} needs a value, such as {name}=...")));
+        return Err(ApiError::InvalidParameter(format!(
+            "filter {name} needs a value, such as {name}=..."
+        )));
     }
-    let check = |valid: &dyn Fn(&str) -> bool, choices: &[&str]| {
-        match values.iter().find(|v| !valid(v)) {
+    let check =
+        |valid: &dyn Fn(&str) -> bool, choices: &[&str]| match values.iter().find(|v| !valid(v)) {
             Some(bad) => Err(ApiError::InvalidParameter(format!(
                 "\"{bad}\" is not a valid {name}; expected one of {}",
                 choices.join(", ")
             ))),
             None => Ok(()),
-        }
-    };
+        };
     match name {
-        "type" => check(&|v| v.parse::<ServiceType>().is_ok(), &ServiceType::ALL.map(ServiceType::as_str))?,
-        "state" => check(&|v| v.parse::<ServiceState>().is_ok(), &ServiceState::ALL.map(ServiceState::as_str))?,
+        "type" => check(
+            &|v| v.parse::<ServiceType>().is_ok(),
+            &ServiceType::ALL.map(ServiceType::as_str),
+        )?,
+        "state" => check(
+            &|v| v.parse::<ServiceState>().is_ok(),
+            &ServiceState::ALL.map(ServiceState::as_str),
+        )?,
         "servingInstance" => check(&|v| v == "primary" || v == "backup", &["primary", "backup"])?,
         _ => {}
     }
@@ -141,7 +155,11 @@ mod tests {
         voice.insert("type".into(), Value::from("Voice"));
         voice.insert("state".into(), Value::from("Active"));
         voice.insert("sipPort".into(), Value::from(5060));
-        Snapshot::new(vec![PublishedService::new(ServiceType::Voice, ServiceState::Active, voice)])
+        Snapshot::new(vec![PublishedService::new(
+            ServiceType::Voice,
+            ServiceState::Active,
+            voice,
+        )])
     }
 
     fn err(query: &str, list: bool) -> String {
@@ -152,8 +170,14 @@ mod tests {
     fn parses_fields() {
         let s = snapshot();
         assert_eq!(parse("", &s, true).unwrap(), ServicesQuery::default());
-        assert_eq!(parse("fields=*", &s, true).unwrap().fields, Some(Fields::All));
-        assert_eq!(parse("fields=%2A", &s, true).unwrap().fields, Some(Fields::All));
+        assert_eq!(
+            parse("fields=*", &s, true).unwrap().fields,
+            Some(Fields::All)
+        );
+        assert_eq!(
+            parse("fields=%2A", &s, true).unwrap().fields,
+            Some(Fields::All)
+        );
         assert_eq!(
             parse("fields=id,%20state", &s, false).unwrap().fields,
             Some(Fields::Only(vec!["id".into(), "state".into()]))
@@ -162,10 +186,16 @@ mod tests {
 
     #[test]
     fn refuses_bad_fields() {
-        assert!(err("fields=id,bogus", true).starts_with("unknown field \"bogus\"; known fields: id, name,"));
+        assert!(
+            err("fields=id,bogus", true)
+                .starts_with("unknown field \"bogus\"; known fields: id, name,")
+        );
         assert!(err("fields=", true).contains("is not a list of attribute names"));
         assert!(err("fields=id,,state", true).contains("is not a list"));
-        assert_eq!(err("fields=*&fields=id", true), "fields is given more than once");
+        assert_eq!(
+            err("fields=*&fields=id", true),
+            "fields is given more than once"
+        );
     }
 
     #[test]
@@ -177,7 +207,10 @@ mod tests {
         assert!(q.filters.iter().all(|f| f.matches(&resource)));
         let other = parse("state=Inactive", &s, true).unwrap();
         assert!(!other.filters[0].matches(&resource));
-        assert!(err("type=Fax", true).starts_with("\"Fax\" is not a valid type; expected one of Provisioning, Voice"));
+        assert!(
+            err("type=Fax", true)
+                .starts_with("\"Fax\" is not a valid type; expected one of Provisioning, Voice")
+        );
         assert!(err("state=active", true).contains("not a valid state"));
         assert!(err("color=red", true).starts_with("unknown parameter \"color\""));
         assert!(err("type=", true).contains("needs a value"));
@@ -188,6 +221,9 @@ mod tests {
     fn projects_in_resource_order() {
         let resource = snapshot().get("sips1").unwrap().resource.clone();
         let only = project(&resource, &["state".into(), "id".into()]);
-        assert_eq!(serde_json::to_string(&only).unwrap(), r#"{"id":"sips1","state":"Active"}"#);
+        assert_eq!(
+            serde_json::to_string(&only).unwrap(),
+            r#"{"id":"sips1","state":"Active"}"#
+        );
     }
 }

@@ -6,10 +6,10 @@ use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Serialize;
 
+use super::ApiState;
 use super::error::ApiError;
 use super::query::{self, Fields};
-use super::ApiState;
-use crate::snapshot::{list_body, PublishedService};
+use crate::snapshot::{PublishedService, list_body};
 
 /// `GET /services`: URIs, or resources when `fields` is given.
 pub async fn list(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
@@ -25,13 +25,21 @@ pub async fn list(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpRe
         None => {
             let base = state.services_url(&req);
             let uris: Vec<String> = selected().map(|s| format!("{base}/{}", s.id)).collect();
-            to_json(&UriList { status_code: 0, uris })?
+            to_json(&UriList {
+                status_code: 0,
+                uris,
+            })?
         }
         Some(Fields::All) if query.filters.is_empty() => snapshot.all_body(),
         Some(Fields::All) => list_body(selected()),
         Some(Fields::Only(names)) => {
-            let services: Vec<_> = selected().map(|s| query::project(&s.resource, names)).collect();
-            to_json(&ServiceList { status_code: 0, services })?
+            let services: Vec<_> = selected()
+                .map(|s| query::project(&s.resource, names))
+                .collect();
+            to_json(&ServiceList {
+                status_code: 0,
+                services,
+            })?
         }
     };
     Ok(json_ok(body))

@@ -4,8 +4,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 
 /// A duration read from a string such as `"2s"` or `"250ms"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +72,10 @@ mod tests {
     #[test]
     fn refuses_bare_numbers_and_nonsense() {
         assert!(parse("d = 2").unwrap_err().contains(r#"write "2s""#));
-        assert!(parse(r#"d = "fast""#).unwrap_err().contains("invalid duration \"fast\""));
+        assert!(
+            parse(r#"d = "fast""#)
+                .unwrap_err()
+                .contains("invalid duration \"fast\"")
+        );
     }
 }

@@ -72,8 +72,14 @@ impl CheckSection {
             jitter: self.jitter.or(under.jitter),
             method: self.method.clone().or_else(|| under.method.clone()),
             path: self.path.clone().or_else(|| under.path.clone()),
-            expect_status: self.expect_status.clone().or_else(|| under.expect_status.clone()),
-            expect_body: self.expect_body.clone().or_else(|| under.expect_body.clone()),
+            expect_status: self
+                .expect_status
+                .clone()
+                .or_else(|| under.expect_status.clone()),
+            expect_body: self
+                .expect_body
+                .clone()
+                .or_else(|| under.expect_body.clone()),
             command: self.command.clone().or_else(|| under.command.clone()),
         }
     }

@@ -123,11 +123,16 @@ mod tests {
             syntax("[server]\nlisten = \"x\"\nbogus = 1\n"),
             "f.toml:3:1: unknown field `bogus`, expected one of `listen`, `public_url`, `base_path`, `workers`"
         );
-        let port = syntax("[[service]]\nid = \"a\"\ntype = \"Voice\"\nprimary = { host = \"h\", port = 70000 }\n");
+        let port = syntax(
+            "[[service]]\nid = \"a\"\ntype = \"Voice\"\nprimary = { host = \"h\", port = 70000 }\n",
+        );
         assert!(port.starts_with("f.toml:4:"), "{port}");
         assert!(port.contains("70000"), "{port}");
         let kind = syntax("[[service]]\nid = \"a\"\ntype = \"Fax\"\n");
-        assert!(kind.starts_with("f.toml:3:8: unknown variant `Fax`"), "{kind}");
+        assert!(
+            kind.starts_with("f.toml:3:8: unknown variant `Fax`"),
+            "{kind}"
+        );
     }
 
     #[test]

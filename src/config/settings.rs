@@ -5,11 +5,11 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::ConfigError;
 use super::file::{
     CassandraSection, CheckKindName, CheckSection, FileConfig, InstanceSection, PairSection,
     ServiceSection,
 };
-use super::ConfigError;
 use crate::domain::health::Schedule;
 use crate::domain::pairing::Failback;
 use crate::domain::service::ServiceType;
@@ -121,9 +121,15 @@ pub fn validate(file: FileConfig, source: &str) -> Result<Settings, ConfigError>
         message,
     };
     let server = validate_server(&file).map_err(|(k, m)| invalid(k, m))?;
-    let probes_in_flight = file.limits.probes_in_flight.unwrap_or(DEFAULT_PROBES_IN_FLIGHT);
+    let probes_in_flight = file
+        .limits
+        .probes_in_flight
+        .unwrap_or(DEFAULT_PROBES_IN_FLIGHT);
     if probes_in_flight == 0 {
-        return Err(invalid("limits.probes_in_flight".into(), "must be at least 1".into()));
+        return Err(invalid(
+            "limits.probes_in_flight".into(),
+            "must be at least 1".into(),
+        ));
     }
     if file.checks.kind.is_some() {
         return Err(invalid(
@@ -206,10 +212,17 @@ fn validate_server(file: &FileConfig) -> Result<ServerSettings, Invalid> {
 
 fn validate_service(s: &ServiceSection, defaults: &CheckSection) -> Result<ServiceSpec, Invalid> {
     let id = s.id.trim();
-    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c)) {
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c))
+    {
         return Err((
             "id".into(),
-            format!("\"{}\" is not a usable id; use letters, digits, '-', '_', '.' or '~' (it becomes part of a URL)", s.id),
+            format!(
+                "\"{}\" is not a usable id; use letters, digits, '-', '_', '.' or '~' (it becomes part of a URL)",
+                s.id
+            ),
         ));
     }
     let named = |key: &str| format!("({id}).{key}");
@@ -217,7 +230,9 @@ fn validate_service(s: &ServiceSection, defaults: &CheckSection) -> Result<Servi
         (ServiceType::Provisioning, Some(n)) if n != "Provisioning" => {
             return Err((
                 named("name"),
-                format!("a Provisioning service is always named \"Provisioning\"; remove name = \"{n}\""),
+                format!(
+                    "a Provisioning service is always named \"Provisioning\"; remove name = \"{n}\""
+                ),
             ));
         }
         (ServiceType::Provisioning, _) => "Provisioning".to_string(),
@@ -231,7 +246,10 @@ fn validate_service(s: &ServiceSection, defaults: &CheckSection) -> Result<Servi
         if RESERVED_ATTRIBUTES.contains(&key.as_str()) || key.is_empty() {
             return Err((
                 named(&format!("attributes.{key}")),
-                format!("\"{key}\" is reserved by the service resource; choose another attribute name (reserved: {})", RESERVED_ATTRIBUTES.join(", ")),
+                format!(
+                    "\"{key}\" is reserved by the service resource; choose another attribute name (reserved: {})",
+                    RESERVED_ATTRIBUTES.join(", ")
+                ),
             ));
         }
     }
@@ -241,7 +259,12 @@ fn validate_service(s: &ServiceSection, defaults: &CheckSection) -> Result<Servi
         .unwrap_or_else(|| s.service_type.default_feature().to_string());
 
     let (pair, cassandra) = if s.service_type == ServiceType::Provisioning {
-        for (present, key) in [(s.primary.is_some(), "primary"), (s.backup.is_some(), "backup"), (s.check.is_some(), "check"), (s.failback.is_some(), "failback")] {
+        for (present, key) in [
+            (s.primary.is_some(), "primary"),
+            (s.backup.is_some(), "backup"),
+            (s.check.is_some(), "check"),
+            (s.failback.is_some(), "failback"),
+        ] {
             if present {
                 return Err((
                     named(key),
@@ -253,19 +276,34 @@ fn validate_service(s: &ServiceSection, defaults: &CheckSection) -> Result<Servi
             (named("config_server"), "a Provisioning service needs config_server = { primary = { host = ..., port = ... }, backup = ... }".to_string())
         })?;
         let cassandra = s.cassandra.as_ref().ok_or_else(|| {
-            (named("cassandra"), "a Provisioning service needs cassandra = { nodes = [\"host:9042\", ...] }".to_string())
+            (
+                named("cassandra"),
+                "a Provisioning service needs cassandra = { nodes = [\"host:9042\", ...] }"
+                    .to_string(),
+            )
         })?;
-        let pair = validate_pair(pair, defaults).map_err(|(k, m)| (named(&format!("config_server.{k}")), m))?;
-        let cassandra = validate_cassandra(cassandra, defaults).map_err(|(k, m)| (named(&format!("cassandra.{k}")), m))?;
+        let pair = validate_pair(pair, defaults)
+            .map_err(|(k, m)| (named(&format!("config_server.{k}")), m))?;
+        let cassandra = validate_cassandra(cassandra, defaults)
+            .map_err(|(k, m)| (named(&format!("cassandra.{k}")), m))?;
         (pair, Some(cassandra))
     } else {
-        for (present, key) in [(s.config_server.is_some(), "config_server"), (s.cassandra.is_some(), "cassandra")] {
+        for (present, key) in [
+            (s.config_server.is_some(), "config_server"),
+            (s.cassandra.is_some(), "cassandra"),
+        ] {
             if present {
-                return Err((named(key), format!("only a Provisioning service has `{key}`")));
+                return Err((
+                    named(key),
+                    format!("only a Provisioning service has `{key}`"),
+                ));
             }
         }
         let primary = s.primary.clone().ok_or_else(|| {
-            (named("primary"), "needs primary = { host = ..., port = ... }".to_string())
+            (
+                named("primary"),
+                "needs primary = { host = ..., port = ... }".to_string(),
+            )
         })?;
         let pair = PairSection {
             primary,
@@ -273,7 +311,10 @@ fn validate_service(s: &ServiceSection, defaults: &CheckSection) -> Result<Servi
             check: s.check.clone(),
             failback: s.failback,
         };
-        (validate_pair(&pair, defaults).map_err(|(k, m)| (named(&k), m))?, None)
+        (
+            validate_pair(&pair, defaults).map_err(|(k, m)| (named(&k), m))?,
+            None,
+        )
     };
     Ok(ServiceSpec {
         id: id.to_string(),
@@ -289,31 +330,60 @@ fn validate_service(s: &ServiceSection, defaults: &CheckSection) -> Result<Servi
 fn validate_pair(p: &PairSection, defaults: &CheckSection) -> Result<PairSpec, Invalid> {
     let layered = p.check.clone().unwrap_or_default().over(defaults);
     let instance = |role: &str, i: &InstanceSection| {
-        validate_instance(i, &layered, CheckKindName::Tcp).map_err(|(k, m)| (format!("{role}.{k}"), m))
+        validate_instance(i, &layered, CheckKindName::Tcp)
+            .map_err(|(k, m)| (format!("{role}.{k}"), m))
     };
     Ok(PairSpec {
         primary: instance("primary", &p.primary)?,
-        backup: p.backup.as_ref().map(|b| instance("backup", b)).transpose()?,
-        failback: if p.failback.unwrap_or(false) { Failback::ToPrimary } else { Failback::Stay },
+        backup: p
+            .backup
+            .as_ref()
+            .map(|b| instance("backup", b))
+            .transpose()?,
+        failback: if p.failback.unwrap_or(false) {
+            Failback::ToPrimary
+        } else {
+            Failback::Stay
+        },
     })
 }
 
-fn validate_cassandra(c: &CassandraSection, defaults: &CheckSection) -> Result<CassandraSpec, Invalid> {
+fn validate_cassandra(
+    c: &CassandraSection,
+    defaults: &CheckSection,
+) -> Result<CassandraSpec, Invalid> {
     if c.nodes.is_empty() {
-        return Err(("nodes".into(), "needs at least one node, such as [\"10.0.0.7:9042\"]".into()));
+        return Err((
+            "nodes".into(),
+            "needs at least one node, such as [\"10.0.0.7:9042\"]".into(),
+        ));
     }
     let layered = c.check.clone().unwrap_or_default().over(defaults);
     let mut nodes = Vec::with_capacity(c.nodes.len());
     for (i, text) in c.nodes.iter().enumerate() {
-        let (host, port) = parse_host_port(text, DEFAULT_CQL_PORT)
-            .map_err(|m| (format!("nodes[{i}]"), m))?;
-        let section = InstanceSection { host, port, name: None, check: None };
-        nodes.push(validate_instance(&section, &layered, CheckKindName::Cql).map_err(|(k, m)| (format!("nodes[{i}].{k}"), m))?);
+        let (host, port) =
+            parse_host_port(text, DEFAULT_CQL_PORT).map_err(|m| (format!("nodes[{i}]"), m))?;
+        let section = InstanceSection {
+            host,
+            port,
+            name: None,
+            check: None,
+        };
+        nodes.push(
+            validate_instance(&section, &layered, CheckKindName::Cql)
+                .map_err(|(k, m)| (format!("nodes[{i}].{k}"), m))?,
+        );
     }
     let majority = nodes.len() / 2 + 1;
     let quorum = c.quorum.unwrap_or(majority);
     if quorum == 0 || quorum > nodes.len() {
-        return Err(("quorum".into(), format!("must be between 1 and the number of nodes ({}), not {quorum}", nodes.len())));
+        return Err((
+            "quorum".into(),
+            format!(
+                "must be between 1 and the number of nodes ({}), not {quorum}",
+                nodes.len()
+            ),
+        ));
     }
     Ok(CassandraSpec { nodes, quorum })
 }
@@ -336,7 +406,11 @@ fn parse_host_port(text: &str, default_port: u16) -> Result<(String, u16), Strin
     Ok((host.to_string(), port))
 }
 
-fn validate_instance(i: &InstanceSection, layered: &CheckSection, default_kind: CheckKindName) -> Result<InstanceSpec, Invalid> {
+fn validate_instance(
+    i: &InstanceSection,
+    layered: &CheckSection,
+    default_kind: CheckKindName,
+) -> Result<InstanceSpec, Invalid> {
     if i.host.trim().is_empty() {
         return Err(("host".into(), "must not be empty".into()));
     }
@@ -344,10 +418,14 @@ fn validate_instance(i: &InstanceSection, layered: &CheckSection, default_kind: 
         return Err(("port".into(), "must be between 1 and 65535".into()));
     }
     let section = i.check.clone().unwrap_or_default().over(layered);
-    let check = resolve_check(&section, default_kind).map_err(|(k, m)| (format!("check.{k}"), m))?;
+    let check =
+        resolve_check(&section, default_kind).map_err(|(k, m)| (format!("check.{k}"), m))?;
     Ok(InstanceSpec {
         name: i.name.clone(),
-        target: Target { host: i.host.trim().to_string(), port: i.port },
+        target: Target {
+            host: i.host.trim().to_string(),
+            port: i.port,
+        },
         check,
     })
 }
@@ -364,11 +442,18 @@ fn resolve_check(c: &CheckSection, default_kind: CheckKindName) -> Result<Check,
     };
     let interval = positive("interval", c.interval, DEFAULT_INTERVAL)?;
     let timeout = positive("timeout", c.timeout, DEFAULT_TIMEOUT)?;
-    let fast_interval = positive("fast_interval", c.fast_interval, (interval / 2).max(Duration::from_millis(10)))?;
+    let fast_interval = positive(
+        "fast_interval",
+        c.fast_interval,
+        (interval / 2).max(Duration::from_millis(10)),
+    )?;
     let down_interval = positive("down_interval", c.down_interval, interval)?;
     let jitter = c.jitter.unwrap_or(DEFAULT_JITTER);
     if !(0.0..=MAX_JITTER).contains(&jitter) {
-        return Err(("jitter".into(), format!("must be a fraction between 0 and {MAX_JITTER}, such as 0.1, not {jitter}")));
+        return Err((
+            "jitter".into(),
+            format!("must be a fraction between 0 and {MAX_JITTER}, such as 0.1, not {jitter}"),
+        ));
     }
     let rise = c.rise.unwrap_or(DEFAULT_RISE);
     let fall = c.fall.unwrap_or(DEFAULT_FALL);
@@ -380,7 +465,10 @@ fn resolve_check(c: &CheckSection, default_kind: CheckKindName) -> Result<Check,
     let kind_name = c.kind.unwrap_or(default_kind);
     let refuse_unless = |applies: bool, key: &str, present: bool| {
         if present && !applies {
-            Err((key.to_string(), format!("does not apply to a {:?} check", kind_name).to_lowercase()))
+            Err((
+                key.to_string(),
+                format!("does not apply to a {:?} check", kind_name).to_lowercase(),
+            ))
         } else {
             Ok(())
         }
@@ -390,29 +478,52 @@ fn resolve_check(c: &CheckSection, default_kind: CheckKindName) -> Result<Check,
     refuse_unless(is_http, "path", c.path.is_some())?;
     refuse_unless(is_http, "expect_status", c.expect_status.is_some())?;
     refuse_unless(is_http, "expect_body", c.expect_body.is_some())?;
-    refuse_unless(kind_name == CheckKindName::Exec, "command", c.command.is_some())?;
+    refuse_unless(
+        kind_name == CheckKindName::Exec,
+        "command",
+        c.command.is_some(),
+    )?;
     let kind = match kind_name {
         CheckKindName::Tcp => CheckKind::Tcp,
         CheckKindName::Cql => CheckKind::Cql,
         CheckKindName::Http => {
             let method = c.method.clone().unwrap_or_else(|| "GET".into());
             if method.is_empty() || !method.chars().all(|ch| ch.is_ascii_uppercase()) {
-                return Err(("method".into(), format!("\"{method}\" is not an HTTP method such as \"GET\" or \"HEAD\"")));
+                return Err((
+                    "method".into(),
+                    format!("\"{method}\" is not an HTTP method such as \"GET\" or \"HEAD\""),
+                ));
             }
             let path = c.path.clone().unwrap_or_else(|| "/".into());
-            if !path.starts_with('/') || path.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
-                return Err(("path".into(), format!("\"{path}\" must start with / and hold no spaces")));
+            if !path.starts_with('/')
+                || path.chars().any(|ch| ch.is_whitespace() || ch.is_control())
+            {
+                return Err((
+                    "path".into(),
+                    format!("\"{path}\" must start with / and hold no spaces"),
+                ));
             }
             let expect_status = c.expect_status.clone().unwrap_or_default();
             if let Some(bad) = expect_status.iter().find(|s| !(100..=599).contains(*s)) {
-                return Err(("expect_status".into(), format!("{bad} is not an HTTP status (100-599)")));
+                return Err((
+                    "expect_status".into(),
+                    format!("{bad} is not an HTTP status (100-599)"),
+                ));
             }
-            CheckKind::Http(HttpCheck { method, path, expect_status, expect_body: c.expect_body.clone() })
+            CheckKind::Http(HttpCheck {
+                method,
+                path,
+                expect_status,
+                expect_body: c.expect_body.clone(),
+            })
         }
         CheckKindName::Exec => {
             let command = c.command.clone().unwrap_or_default();
             if command.first().is_none_or(|p| p.trim().is_empty()) {
-                return Err(("command".into(), "an exec check needs command = [\"/path/to/program\", \"arg\", ...]".into()));
+                return Err((
+                    "command".into(),
+                    "an exec check needs command = [\"/path/to/program\", \"arg\", ...]".into(),
+                ));
             }
             CheckKind::Exec(ExecCheck { command })
         }
@@ -422,7 +533,12 @@ fn resolve_check(c: &CheckSection, default_kind: CheckKindName) -> Result<Check,
         timeout,
         rise,
         fall,
-        schedule: Schedule { interval, fast_interval, down_interval, jitter },
+        schedule: Schedule {
+            interval,
+            fast_interval,
+            down_interval,
+            jitter,
+        },
     })
 }
 
@@ -454,13 +570,21 @@ check = { kind = "tcp", interval = "1s" }
         assert_eq!(svc.name, "SIPS1");
         assert_eq!(svc.feature, "api-voice");
         let primary = &svc.pair.primary.check;
-        assert_eq!(primary.schedule.interval, Duration::from_secs(1), "service overrides default");
+        assert_eq!(
+            primary.schedule.interval,
+            Duration::from_secs(1),
+            "service overrides default"
+        );
         assert_eq!(primary.timeout, Duration::from_secs(2), "default applies");
         assert_eq!(primary.rise, 4);
         assert_eq!(primary.fall, DEFAULT_FALL);
         assert_eq!(primary.schedule.fast_interval, Duration::from_millis(500));
         let backup = &svc.pair.backup.as_ref().unwrap().check;
-        assert_eq!(backup.timeout, Duration::from_secs(3), "instance overrides service");
+        assert_eq!(
+            backup.timeout,
+            Duration::from_secs(3),
+            "instance overrides service"
+        );
         assert_eq!(backup.schedule.interval, Duration::from_secs(1));
         assert_eq!(svc.pair.failback, Failback::Stay);
         let keys: Vec<_> = svc.attributes.keys().collect();
@@ -480,8 +604,20 @@ cassandra = { nodes = ["10.0.0.7:9042", "10.0.0.10", "[::1]:9043"] }
         assert_eq!(svc.name, "Provisioning");
         let c = svc.cassandra.as_ref().unwrap();
         assert_eq!(c.quorum, 2, "majority of three");
-        assert_eq!(c.nodes[1].target, Target { host: "10.0.0.10".into(), port: 9042 });
-        assert_eq!(c.nodes[2].target, Target { host: "::1".into(), port: 9043 });
+        assert_eq!(
+            c.nodes[1].target,
+            Target {
+                host: "10.0.0.10".into(),
+                port: 9042
+            }
+        );
+        assert_eq!(
+            c.nodes[2].target,
+            Target {
+                host: "::1".into(),
+                port: 9043
+            }
+        );
         assert_eq!(c.nodes[0].check.kind, CheckKind::Cql);
         assert_eq!(svc.pair.primary.check.kind, CheckKind::Tcp);
     }
@@ -501,23 +637,41 @@ cassandra = { nodes = ["10.0.0.7:9042", "10.0.0.10", "[::1]:9043"] }
     #[test]
     fn refuses_mistakes_naming_the_key() {
         let dup = format!("{PAIR}{PAIR}");
-        assert_eq!(refused(&dup), "test.toml: service[1].id: duplicate service id \"sips1\"; ids must be unique");
+        assert_eq!(
+            refused(&dup),
+            "test.toml: service[1].id: duplicate service id \"sips1\"; ids must be unique"
+        );
         let collide = PAIR.replace("sipPort = 5060", "state = \"x\"");
-        assert!(refused(&collide).starts_with("test.toml: service[0] (sips1).attributes.state: \"state\" is reserved"));
+        assert!(
+            refused(&collide).starts_with(
+                "test.toml: service[0] (sips1).attributes.state: \"state\" is reserved"
+            )
+        );
         let zero = PAIR.replace("interval = \"1s\"", "interval = \"0s\"");
-        assert_eq!(refused(&zero), "test.toml: service[0] (sips1).primary.check.interval: must be longer than 0");
+        assert_eq!(
+            refused(&zero),
+            "test.toml: service[0] (sips1).primary.check.interval: must be longer than 0"
+        );
         let http_only = PAIR.replace("kind = \"tcp\"", "kind = \"tcp\", path = \"/x\"");
-        assert_eq!(refused(&http_only), "test.toml: service[0] (sips1).primary.check.path: does not apply to a tcp check");
+        assert_eq!(
+            refused(&http_only),
+            "test.toml: service[0] (sips1).primary.check.path: does not apply to a tcp check"
+        );
         let no_cmd = PAIR.replace("kind = \"tcp\"", "kind = \"exec\"");
         assert!(refused(&no_cmd).contains("primary.check.command: an exec check needs command"));
-        assert!(refused("[server]\nlisten = \"localhost\"").starts_with("test.toml: server.listen: \"localhost\" is not an address"));
+        assert!(
+            refused("[server]\nlisten = \"localhost\"")
+                .starts_with("test.toml: server.listen: \"localhost\" is not an address")
+        );
         assert!(refused("[checks]\nkind = \"http\"").contains("checks.kind"));
         assert_eq!(
             refused("[checks]\njitter = 0.9"),
             "test.toml: checks.jitter: must be a fraction between 0 and 0.5, such as 0.1, not 0.9"
         );
         let bad_id = PAIR.replace("id = \"sips1\"", "id = \"a b\"");
-        assert!(refused(&bad_id).starts_with("test.toml: service[0].id: \"a b\" is not a usable id"));
+        assert!(
+            refused(&bad_id).starts_with("test.toml: service[0].id: \"a b\" is not a usable id")
+        );
     }
 
     #[test]
@@ -530,9 +684,15 @@ id = "p"
 type = "Provisioning"
 config_server = { primary = { host = "h", port = 1 } }
 "#;
-        assert!(refused(no_cassandra).contains("service[0] (p).cassandra: a Provisioning service needs cassandra"));
+        assert!(
+            refused(no_cassandra)
+                .contains("service[0] (p).cassandra: a Provisioning service needs cassandra")
+        );
         let quorum = format!("{no_cassandra}cassandra = {{ nodes = [\"h:1\"], quorum = 2 }}\n");
-        assert!(refused(&quorum).contains("cassandra.quorum: must be between 1 and the number of nodes (1), not 2"));
+        assert!(
+            refused(&quorum)
+                .contains("cassandra.quorum: must be between 1 and the number of nodes (1), not 2")
+        );
         let voice_cassandra = format!("{PAIR}cassandra = {{ nodes = [\"h:1\"] }}\n");
         assert!(refused(&voice_cassandra).contains("only a Provisioning service has `cassandra`"));
     }
@@ -541,7 +701,10 @@ config_server = { primary = { host = "h", port = 1 } }
     fn parses_host_port_forms() {
         assert_eq!(parse_host_port("db1:9142", 9042), Ok(("db1".into(), 9142)));
         assert_eq!(parse_host_port("db1", 9042), Ok(("db1".into(), 9042)));
-        assert_eq!(parse_host_port("[fe80::1]:9000", 9042), Ok(("fe80::1".into(), 9000)));
+        assert_eq!(
+            parse_host_port("[fe80::1]:9000", 9042),
+            Ok(("fe80::1".into(), 9000))
+        );
         assert!(parse_host_port("db1:99999", 9042).is_err());
         assert!(parse_host_port("db1:0", 9042).is_err());
         assert!(parse_host_port(":9042", 9042).is_err());

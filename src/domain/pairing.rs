@@ -58,7 +58,10 @@ mod tests {
 
     #[test]
     fn primary_serves_while_healthy() {
-        assert_eq!(choose_serving(None, Up, PAIR_UP, Failback::Stay), Some(Role::Primary));
+        assert_eq!(
+            choose_serving(None, Up, PAIR_UP, Failback::Stay),
+            Some(Role::Primary)
+        );
         assert_eq!(
             choose_serving(Some(Role::Primary), Degraded, PAIR_UP, Failback::Stay),
             Some(Role::Primary)
@@ -103,20 +106,32 @@ mod tests {
 
     #[test]
     fn none_serves_when_both_are_down() {
-        assert_eq!(choose_serving(Some(Role::Primary), Down, Some(Down), Failback::Stay), None);
+        assert_eq!(
+            choose_serving(Some(Role::Primary), Down, Some(Down), Failback::Stay),
+            None
+        );
         assert_eq!(choose_serving(None, Down, Some(Down), Failback::Stay), None);
-        assert_eq!(choose_serving(None, Down, Some(Unknown), Failback::Stay), None);
+        assert_eq!(
+            choose_serving(None, Down, Some(Unknown), Failback::Stay),
+            None
+        );
     }
 
     #[test]
     fn waits_for_the_primary_before_the_first_choice() {
         assert_eq!(choose_serving(None, Unknown, PAIR_UP, Failback::Stay), None);
-        assert_eq!(choose_serving(None, Down, PAIR_UP, Failback::Stay), Some(Role::Backup));
+        assert_eq!(
+            choose_serving(None, Down, PAIR_UP, Failback::Stay),
+            Some(Role::Backup)
+        );
     }
 
     #[test]
     fn after_an_outage_the_first_to_recover_serves() {
-        assert_eq!(choose_serving(None, Down, PAIR_UP, Failback::Stay), Some(Role::Backup));
+        assert_eq!(
+            choose_serving(None, Down, PAIR_UP, Failback::Stay),
+            Some(Role::Backup)
+        );
         assert_eq!(
             choose_serving(Some(Role::Backup), Up, PAIR_UP, Failback::Stay),
             Some(Role::Backup)
@@ -125,7 +140,13 @@ mod tests {
 
     #[test]
     fn a_single_server_serves_or_not() {
-        assert_eq!(choose_serving(None, Up, None, Failback::Stay), Some(Role::Primary));
-        assert_eq!(choose_serving(Some(Role::Primary), Down, None, Failback::Stay), None);
+        assert_eq!(
+            choose_serving(None, Up, None, Failback::Stay),
+            Some(Role::Primary)
+        );
+        assert_eq!(
+            choose_serving(Some(Role::Primary), Down, None, Failback::Stay),
+            None
+        );
     }
 }

@@ -158,15 +158,24 @@ mod tests {
         for s in ServiceState::ALL {
             assert_eq!(s.as_str().parse::<ServiceState>(), Ok(s));
         }
-        assert!("voice".parse::<ServiceType>().is_err(), "names are case-sensitive");
+        assert!(
+            "voice".parse::<ServiceType>().is_err(),
+            "names are case-sensitive"
+        );
         assert!("Readonly".parse::<ServiceState>().is_err());
     }
 
     #[test]
     fn default_features_follow_the_spec() {
         assert_eq!(ServiceType::Voice.default_feature(), "api-voice");
-        assert_eq!(ServiceType::Provisioning.default_feature(), "api-provisioning-read");
+        assert_eq!(
+            ServiceType::Provisioning.default_feature(),
+            "api-provisioning-read"
+        );
         assert_eq!(ServiceType::Media.default_feature(), "api-multimedia");
-        assert_eq!(ServiceType::Reporting.default_feature(), "ui-supervisor-reporting");
+        assert_eq!(
+            ServiceType::Reporting.default_feature(),
+            "ui-supervisor-reporting"
+        );
     }
 }

@@ -38,9 +38,15 @@ mod tests {
 
     #[test]
     fn provisioning_follows_config_server_and_quorum() {
-        assert_eq!(provisioning_state(Some(Role::Primary), 2, 2), ServiceState::Active);
+        assert_eq!(
+            provisioning_state(Some(Role::Primary), 2, 2),
+            ServiceState::Active
+        );
         assert_eq!(provisioning_state(None, 3, 2), ServiceState::ReadOnly);
-        assert_eq!(provisioning_state(Some(Role::Primary), 1, 2), ServiceState::Inactive);
+        assert_eq!(
+            provisioning_state(Some(Role::Primary), 1, 2),
+            ServiceState::Inactive
+        );
         assert_eq!(provisioning_state(None, 0, 2), ServiceState::Inactive);
     }
 }

@@ -64,11 +64,16 @@ async fn exchange(target: &Target, timeout: Duration) -> Result<(ProbeOutcome, S
 /// Parses a response header, refusing what is not a CQL response.
 pub fn parse_header(bytes: &[u8; HEADER_LEN]) -> Result<FrameHeader, String> {
     if bytes[0] & RESPONSE_BIT == 0 {
-        return Err(format!("the answer is not a CQL response (first byte {:#04x})", bytes[0]));
+        return Err(format!(
+            "the answer is not a CQL response (first byte {:#04x})",
+            bytes[0]
+        ));
     }
     let body_len = u32::from_be_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]);
     if body_len > MAX_BODY_BYTES {
-        return Err(format!("the CQL answer announces {body_len} bytes, more than an OPTIONS answer holds"));
+        return Err(format!(
+            "the CQL answer announces {body_len} bytes, more than an OPTIONS answer holds"
+        ));
     }
     Ok(FrameHeader {
         opcode: bytes[4],
@@ -81,10 +86,19 @@ pub fn judge(header: &FrameHeader, body: &[u8]) -> (ProbeOutcome, String) {
     match header.opcode {
         OPCODE_SUPPORTED => {
             let version = cql_version(body).unwrap_or_else(|| "unknown".to_string());
-            (ProbeOutcome::Up, format!("SUPPORTED (CQL_VERSION {version})"))
+            (
+                ProbeOutcome::Up,
+                format!("SUPPORTED (CQL_VERSION {version})"),
+            )
         }
-        OPCODE_ERROR => (ProbeOutcome::Down, format!("CQL error: {}", error_message(body))),
-        other => (ProbeOutcome::Down, format!("unexpected CQL opcode {other:#04x} in answer to OPTIONS")),
+        OPCODE_ERROR => (
+            ProbeOutcome::Down,
+            format!("CQL error: {}", error_message(body)),
+        ),
+        other => (
+            ProbeOutcome::Down,
+            format!("unexpected CQL opcode {other:#04x} in answer to OPTIONS"),
+        ),
     }
 }
 
@@ -176,7 +190,10 @@ mod tests {
         let mut body = 0x000Au32.to_be_bytes().to_vec();
         body.extend_from_slice(&(7u16).to_be_bytes());
         body.extend_from_slice(b"bad ver");
-        let header = FrameHeader { opcode: OPCODE_ERROR, body_len: body.len() as u32 };
+        let header = FrameHeader {
+            opcode: OPCODE_ERROR,
+            body_len: body.len() as u32,
+        };
         let (outcome, detail) = judge(&header, &body);
         assert_eq!(outcome, ProbeOutcome::Down);
         assert_eq!(detail, "CQL error: 0x000a bad ver");
@@ -184,14 +201,24 @@ mod tests {
 
     #[test]
     fn refuses_requests_and_huge_bodies() {
-        assert!(parse_header(&OPTIONS_FRAME).unwrap_err().contains("not a CQL response"));
+        assert!(
+            parse_header(&OPTIONS_FRAME)
+                .unwrap_err()
+                .contains("not a CQL response")
+        );
         assert!(parse_header(&[0x84, 0, 0, 0, 6, 0x7f, 0, 0, 0]).is_err());
     }
 
     #[test]
     fn survives_a_truncated_body() {
-        let header = FrameHeader { opcode: OPCODE_SUPPORTED, body_len: 3 };
-        assert_eq!(judge(&header, &[0, 1, 0]).1, "SUPPORTED (CQL_VERSION unknown)");
+        let header = FrameHeader {
+            opcode: OPCODE_SUPPORTED,
+            body_len: 3,
+        };
+        assert_eq!(
+            judge(&header, &[0, 1, 0]).1,
+            "SUPPORTED (CQL_VERSION unknown)"
+        );
         assert_eq!(error_message(&[0, 0]), "truncated error");
     }
 }

@@ -51,7 +51,8 @@ pub async fn probe(
     let stderr = child.stderr.take();
 
     let finished = tokio::time::timeout(timeout, async {
-        let (out, err, status) = tokio::join!(read_bounded(stdout), read_bounded(stderr), child.wait());
+        let (out, err, status) =
+            tokio::join!(read_bounded(stdout), read_bounded(stderr), child.wait());
         (status, out, err)
     })
     .await;
@@ -62,7 +63,9 @@ pub async fn probe(
             kill_group(pid);
             // `kill` also waits, so the child is reaped here and not left a zombie.
             let _ = child.kill().await;
-            Err(format!("{program} did not finish within {timeout:?} and was killed"))
+            Err(format!(
+                "{program} did not finish within {timeout:?} and was killed"
+            ))
         }
     }
 }
@@ -128,12 +131,18 @@ mod tests {
     use std::os::unix::process::ExitStatusExt;
 
     fn target() -> Target {
-        Target { host: "10.0.0.5".into(), port: 5001 }
+        Target {
+            host: "10.0.0.5".into(),
+            port: 5001,
+        }
     }
 
     #[test]
     fn expands_placeholders() {
-        assert_eq!(expand("--addr={host}:{port}", &target()), "--addr=10.0.0.5:5001");
+        assert_eq!(
+            expand("--addr={host}:{port}", &target()),
+            "--addr=10.0.0.5:5001"
+        );
         assert_eq!(expand("plain", &target()), "plain");
     }
 
@@ -141,24 +150,48 @@ mod tests {
     fn exit_codes_map_to_outcomes() {
         let exit = |code: i32| ExitStatus::from_raw(code << 8);
         assert_eq!(judge(exit(0), b"", b"").0, ProbeOutcome::Up);
-        assert_eq!(judge(exit(1), b"", b""), (ProbeOutcome::Degraded, "exited 1 (degraded)".into()));
-        assert_eq!(judge(exit(2), b"\nno route\nmore", b""), (ProbeOutcome::Down, "exited 2: no route".into()));
-        assert_eq!(judge(ExitStatus::from_raw(9), b"", b"").0, ProbeOutcome::Down);
+        assert_eq!(
+            judge(exit(1), b"", b""),
+            (ProbeOutcome::Degraded, "exited 1 (degraded)".into())
+        );
+        assert_eq!(
+            judge(exit(2), b"\nno route\nmore", b""),
+            (ProbeOutcome::Down, "exited 2: no route".into())
+        );
+        assert_eq!(
+            judge(ExitStatus::from_raw(9), b"", b"").0,
+            ProbeOutcome::Down
+        );
         assert_eq!(judge(exit(3), b"", b"boom").1, "exited 3: boom");
     }
 
     #[tokio::test]
     async fn runs_a_real_command() {
-        let check = ExecCheck { command: vec!["sh".into(), "-c".into(), "echo at $SERVICEWATCH_PORT; exit 1".into()] };
-        let (outcome, detail) = probe(&check, &target(), Duration::from_secs(5)).await.unwrap();
+        let check = ExecCheck {
+            command: vec![
+                "sh".into(),
+                "-c".into(),
+                "echo at $SERVICEWATCH_PORT; exit 1".into(),
+            ],
+        };
+        let (outcome, detail) = probe(&check, &target(), Duration::from_secs(5))
+            .await
+            .unwrap();
         assert_eq!(outcome, ProbeOutcome::Degraded);
         assert_eq!(detail, "exited 1 (degraded): at 5001");
     }
 
     #[tokio::test]
     async fn a_missing_program_is_a_clear_failure() {
-        let check = ExecCheck { command: vec!["/nonexistent/servicewatch-check".into()] };
-        let why = probe(&check, &target(), Duration::from_secs(5)).await.unwrap_err();
-        assert!(why.starts_with("cannot start /nonexistent/servicewatch-check"), "{why}");
+        let check = ExecCheck {
+            command: vec!["/nonexistent/servicewatch-check".into()],
+        };
+        let why = probe(&check, &target(), Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(
+            why.starts_with("cannot start /nonexistent/servicewatch-check"),
+            "{why}"
+        );
     }
 }

@@ -47,7 +47,9 @@ pub async fn probe(
 ) -> Result<(ProbeOutcome, String), String> {
     match tokio::time::timeout(timeout, exchange(check, target, timeout)).await {
         Ok(result) => result.map(|(status, body)| judge(check, status, &body)),
-        Err(_) => Err(format!("no complete HTTP answer from {target} within {timeout:?}")),
+        Err(_) => Err(format!(
+            "no complete HTTP answer from {target} within {timeout:?}"
+        )),
     }
 }
 
@@ -102,7 +104,11 @@ async fn exchange(
     let body = if head.chunked {
         dechunk(raw_body)
     } else {
-        raw_body[..head.content_length.unwrap_or(raw_body.len()).min(raw_body.len())].to_vec()
+        raw_body[..head
+            .content_length
+            .unwrap_or(raw_body.len())
+            .min(raw_body.len())]
+            .to_vec()
     };
     Ok((head.status, body))
 }
@@ -175,7 +181,10 @@ fn judge(check: &HttpCheck, status: u16, body: &[u8]) -> (ProbeOutcome, String) 
         check.expect_status.contains(&status)
     };
     if !status_ok {
-        return (ProbeOutcome::Down, format!("HTTP status {status}, not an expected one"));
+        return (
+            ProbeOutcome::Down,
+            format!("HTTP status {status}, not an expected one"),
+        );
     }
     match &check.expect_body {
         Some(needle) if !contains(body, needle.as_bytes()) => (
@@ -220,13 +229,24 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_http() {
-        assert!(parse_head(b"SSH-2.0-OpenSSH_9.2\r\n").unwrap_err().contains("not HTTP"));
+        assert!(
+            parse_head(b"SSH-2.0-OpenSSH_9.2\r\n")
+                .unwrap_err()
+                .contains("not HTTP")
+        );
     }
 
     #[test]
     fn decodes_chunks() {
-        assert_eq!(dechunk(b"4\r\nWiki\r\n5;x=y\r\npedia\r\n0\r\n\r\n"), b"Wikipedia");
-        assert_eq!(dechunk(b"4\r\nWiki\r\n5\r\nped"), b"Wikiped", "keeps a truncated tail");
+        assert_eq!(
+            dechunk(b"4\r\nWiki\r\n5;x=y\r\npedia\r\n0\r\n\r\n"),
+            b"Wikipedia"
+        );
+        assert_eq!(
+            dechunk(b"4\r\nWiki\r\n5\r\nped"),
+            b"Wikiped",
+            "keeps a truncated tail"
+        );
         assert_eq!(dechunk(b"zz\r\n"), b"");
     }
 
@@ -251,10 +271,20 @@ mod tests {
 
     #[test]
     fn knows_when_the_body_is_complete() {
-        let head = Head { status: 200, length: 0, content_length: Some(3), chunked: false };
+        let head = Head {
+            status: 200,
+            length: 0,
+            content_length: Some(3),
+            chunked: false,
+        };
         assert!(!body_complete(&head, b"ab"));
         assert!(body_complete(&head, b"abc"));
-        let chunked = Head { status: 200, length: 0, content_length: None, chunked: true };
+        let chunked = Head {
+            status: 200,
+            length: 0,
+            content_length: None,
+            chunked: true,
+        };
         assert!(body_complete(&chunked, b"1\r\na\r\n0\r\n\r\n"));
     }
 }

@@ -31,9 +31,15 @@ pub struct Backend {
 impl Backend {
     /// Starts listening on a free port.
     pub async fn start(mode: Mode) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a backend");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a backend");
         let addr = listener.local_addr().unwrap();
-        Backend { addr, task: Some(tokio::spawn(serve(listener, mode.clone()))), mode }
+        Backend {
+            addr,
+            task: Some(tokio::spawn(serve(listener, mode.clone()))),
+            mode,
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -56,7 +62,9 @@ impl Backend {
     /// Listens again on the same port.
     pub async fn reopen(&mut self) {
         self.close().await;
-        let listener = TcpListener::bind(self.addr).await.expect("rebind the backend port");
+        let listener = TcpListener::bind(self.addr)
+            .await
+            .expect("rebind the backend port");
         self.task = Some(tokio::spawn(serve(listener, self.mode.clone())));
     }
 }
@@ -113,10 +121,9 @@ async fn answer(mut stream: TcpStream, mode: Mode) {
                 // SUPPORTED: one key, CQL_VERSION, with one value.
                 let mut payload = Vec::new();
                 payload.extend_from_slice(&1u16.to_be_bytes());
-                for s in ["CQL_VERSION"] {
-                    payload.extend_from_slice(&(s.len() as u16).to_be_bytes());
-                    payload.extend_from_slice(s.as_bytes());
-                }
+                let key = b"CQL_VERSION";
+                payload.extend_from_slice(&(key.len() as u16).to_be_bytes());
+                payload.extend_from_slice(key);
                 payload.extend_from_slice(&1u16.to_be_bytes());
                 payload.extend_from_slice(&5u16.to_be_bytes());
                 payload.extend_from_slice(b"3.4.5");

@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 
-use servicewatch::{config, Daemon, Settings};
+use servicewatch::{Daemon, Settings, config};
 
 /// A daemon running for one test; stopped when dropped.
 pub struct TestDaemon {
@@ -42,7 +42,14 @@ impl TestDaemon {
             })
         });
         ready_rx.recv().expect("daemon thread started");
-        TestDaemon { addr, settings, config_path, stop: Some(stop_tx), thread: Some(thread), _dir: dir }
+        TestDaemon {
+            addr,
+            settings,
+            config_path,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+            _dir: dir,
+        }
     }
 
     /// `http://127.0.0.1:PORT` + `path`.
@@ -68,7 +75,8 @@ impl TestDaemon {
     /// GET `path` as JSON.
     pub async fn json(&self, path: &str) -> serde_json::Value {
         let (_, body) = self.get(path).await;
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path} answered non-JSON {body:?}: {e}"))
+        serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("{path} answered non-JSON {body:?}: {e}"))
     }
 
     /// The resource of service `id`.

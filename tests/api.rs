@@ -1,0 +1,257 @@
+//! The Services API as a client sees it: shapes byte for byte, fields, filters, and every
+//! error in the GWS envelope.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Backend, Mode, TestDaemon, eventually};
+use reqwest::Method;
+
+/// A daemon with an Active Voice pair (on its primary) and an Inactive Stat Server.
+async fn fixture() -> (TestDaemon, Backend) {
+    let voice = Backend::start(Mode::Accept).await;
+    // Port 1 on loopback: nothing listens, connections are refused.
+    let d = TestDaemon::start(&format!(
+        r#"[[service]]
+id = "sips1"
+name = "SIPS1"
+type = "Voice"
+attributes = {{ sipPort = 5060, publicHost = "sip.example.com" }}
+primary = {}
+check = {{ interval = "100ms", timeout = "300ms", jitter = 0.0 }}
+
+[[service]]
+id = "statserver"
+name = "StatServer"
+type = "Reporting"
+primary = {{ host = "127.0.0.1", port = 1 }}
+check = {{ interval = "100ms", timeout = "300ms", jitter = 0.0 }}
+"#,
+        voice.toml()
+    ));
+    eventually(Duration::from_secs(3), "sips1 Active", || async {
+        (d.state_of("sips1").await.0 == "Active").then_some(())
+    })
+    .await;
+    (d, voice)
+}
+
+/// Replaces the `stateSince` timestamps, the one part of an answer that varies by run.
+fn stable(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some(at) = rest.find(r#""stateSince":""#) {
+        let start = at + r#""stateSince":""#.len();
+        out.push_str(&rest[..start]);
+        out.push('T');
+        let end = start + rest[start..].find('"').unwrap();
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+const SIPS1: &str = r#"{"id":"sips1","name":"SIPS1","type":"Voice","state":"Active","servingInstance":"primary","stateSince":"T","sipPort":5060,"publicHost":"sip.example.com"}"#;
+const STATSERVER: &str = r#"{"id":"statserver","name":"StatServer","type":"Reporting","state":"Inactive","stateSince":"T"}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn success_shapes_byte_for_byte() {
+    let (d, _voice) = fixture().await;
+    let base = d.url("/api/v2/services");
+
+    let (status, body) = d.get("/api/v2/services").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        format!(r#"{{"statusCode":0,"uris":["{base}/sips1","{base}/statserver"]}}"#)
+    );
+
+    let (status, body) = d.get("/api/v2/services?fields=*").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        stable(&body),
+        format!(r#"{{"statusCode":0,"services":[{SIPS1},{STATSERVER}]}}"#)
+    );
+
+    let (status, body) = d.get("/api/v2/services/sips1").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        stable(&body),
+        format!(r#"{{"statusCode":0,"service":[{SIPS1}]}}"#)
+    );
+    assert_eq!(
+        stable(&d.get("/api/v2/services/sips1?fields=*").await.1),
+        stable(&body)
+    );
+
+    let (_, body) = d.get("/api/v2/services/sips1?fields=name,state").await;
+    assert_eq!(
+        body,
+        r#"{"statusCode":0,"service":[{"name":"SIPS1","state":"Active"}]}"#
+    );
+
+    let (_, body) = d.get("/api/v2/services?fields=id,state,sipPort").await;
+    assert_eq!(
+        body,
+        r#"{"statusCode":0,"services":[{"id":"sips1","state":"Active","sipPort":5060},{"id":"statserver","state":"Inactive"}]}"#
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_are_json_with_no_caching() {
+    let (d, _voice) = fixture().await;
+    let response = reqwest::get(d.url("/api/v2/services?fields=*"))
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "application/json");
+    assert_eq!(response.headers()["cache-control"], "no-cache");
+    let response = reqwest::get(d.url("/api/v2/services/nope")).await.unwrap();
+    assert_eq!(response.headers()["content-type"], "application/json");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_combine_with_and() {
+    let (d, _voice) = fixture().await;
+    let ids = |body: serde_json::Value| -> Vec<String> {
+        body["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        ids(d.json("/api/v2/services?fields=*&type=Voice").await),
+        ["sips1"]
+    );
+    assert_eq!(
+        ids(d.json("/api/v2/services?fields=id&state=Inactive").await),
+        ["statserver"]
+    );
+    assert_eq!(
+        ids(d
+            .json("/api/v2/services?fields=*&type=Voice,Reporting")
+            .await),
+        ["sips1", "statserver"]
+    );
+    assert_eq!(
+        ids(d
+            .json("/api/v2/services?fields=*&type=Voice&state=Inactive")
+            .await),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ids(d.json("/api/v2/services?fields=*&sipPort=5060").await),
+        ["sips1"]
+    );
+    assert_eq!(
+        ids(d
+            .json("/api/v2/services?fields=*&servingInstance=primary")
+            .await),
+        ["sips1"]
+    );
+    // Without fields, a filtered list is a list of URIs.
+    let uris = d.json("/api/v2/services?state=Inactive").await;
+    assert_eq!(
+        uris["uris"],
+        serde_json::json!([d.url("/api/v2/services/statserver")])
+    );
+}
+
+/// Asserts an error answer: HTTP status, and a body of exactly statusCode and statusMessage.
+async fn assert_error(d: &TestDaemon, method: Method, path: &str, http: u16, code: u64) -> String {
+    let (status, body) = d.request(method.clone(), path).await;
+    assert_eq!(status, http, "{method} {path}: {body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let object = json.as_object().unwrap();
+    assert_eq!(
+        object.len(),
+        2,
+        "{method} {path}: only statusCode and statusMessage: {body}"
+    );
+    assert_eq!(json["statusCode"], code, "{method} {path}: {body}");
+    json["statusMessage"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_in_the_gws_envelope() {
+    let (d, _voice) = fixture().await;
+    let get = Method::GET;
+
+    let (_, body) = d.get("/api/v2/services/nope").await;
+    assert_eq!(
+        body,
+        r#"{"statusCode":6,"statusMessage":"no service with id \"nope\""}"#
+    );
+
+    let message = assert_error(&d, get.clone(), "/api/v2/services?fields=id,bogus", 400, 2).await;
+    assert!(
+        message.starts_with("unknown field \"bogus\"; known fields: "),
+        "{message}"
+    );
+    assert!(
+        message.contains("sipPort"),
+        "operator attributes are fields too: {message}"
+    );
+    assert_error(
+        &d,
+        get.clone(),
+        "/api/v2/services/sips1?fields=bogus",
+        400,
+        2,
+    )
+    .await;
+    assert_error(&d, get.clone(), "/api/v2/services?fields=", 400, 2).await;
+    let message = assert_error(
+        &d,
+        get.clone(),
+        "/api/v2/services?fields=*&type=Fax",
+        400,
+        2,
+    )
+    .await;
+    assert_eq!(
+        message,
+        "\"Fax\" is not a valid type; expected one of Provisioning, Voice, Reporting, Media"
+    );
+    assert_error(&d, get.clone(), "/api/v2/services?state=active", 400, 2).await;
+    assert_error(&d, get.clone(), "/api/v2/services?color=red", 400, 2).await;
+    assert_error(&d, get.clone(), "/api/v2/services/sips1?type=Voice", 400, 2).await;
+
+    for method in [Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
+        assert_error(&d, method.clone(), "/api/v2/services", 405, 3).await;
+        assert_error(&d, method.clone(), "/api/v2/services/sips1", 405, 3).await;
+    }
+    let response = reqwest::Client::new()
+        .post(d.url("/api/v2/services"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["allow"], "GET");
+
+    assert_error(&d, get.clone(), "/api/v2/nothing", 404, 6).await;
+    assert_error(&d, get.clone(), "/", 404, 6).await;
+    assert_error(&d, get.clone(), "/api/v2/services/sips1/extra", 404, 6).await;
+    assert_error(&d, Method::POST, "/elsewhere", 404, 6).await;
+
+    // After all that, the daemon still serves.
+    assert_eq!(d.get("/api/v2/services").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_url_and_base_path_shape_the_uris() {
+    let d = TestDaemon::start(
+        "public_url = \"https://gws.example.com:8443/\"\nbase_path = \"/gws/api/v2\"\n[[service]]\nid = \"sips1\"\ntype = \"Voice\"\nprimary = { host = \"127.0.0.1\", port = 1 }\n",
+    );
+    let body = d.json("/gws/api/v2/services").await;
+    assert_eq!(
+        body["uris"],
+        serde_json::json!(["https://gws.example.com:8443/gws/api/v2/services/sips1"])
+    );
+    assert_eq!(
+        d.get("/api/v2/services").await.0,
+        404,
+        "the default prefix is not served"
+    );
+}

@@ -1,0 +1,198 @@
+//! The `servicewatch` binary: configuration refused with one clear line and exit 3, the
+//! shipped example valid, environment overrides, and a run that serves and stops on SIGTERM.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_servicewatch");
+
+/// Runs `check-config` on `text`; returns exit code and stderr.
+fn check(text: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr)
+        .unwrap()
+        .replace(&path.display().to_string(), "FILE");
+    (out.status.code().unwrap(), stderr)
+}
+
+const GOOD: &str = "[[service]]\nid = \"sips1\"\ntype = \"Voice\"\nprimary = { host = \"10.0.0.5\", port = 5001 }\n";
+
+#[test]
+fn bad_files_are_refused_with_one_line_each() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "[server]\nlisten = \"x\"\nbogus = 1\n",
+            "FILE:3:1: unknown field `bogus`, expected one of `listen`, `public_url`, `base_path`, `workers`",
+        ),
+        (
+            "[[service]]\nid = \"a\"\ntype = \"Voice\"\nprimary = { host = \"h\", port = 70000 }\n",
+            "FILE:4:32: invalid value: integer `70000`, expected u16",
+        ),
+        (
+            "[checks]\ninterval = \"soon\"\n",
+            "FILE:2:12: invalid duration \"soon\" (expected number at 0); expected a number with its unit, such as \"2s\" or \"500ms\"",
+        ),
+        (
+            "[checks]\ninterval = 2\n",
+            "FILE:2:12: a duration needs a unit: write \"2s\" or \"2ms\", not 2",
+        ),
+        (
+            "[[service]]\nid = \"a\"\ntype = \"Fax\"\n",
+            "FILE:3:8: unknown variant `Fax`, expected one of `Provisioning`, `Voice`, `Reporting`, `Media`",
+        ),
+        (
+            "[[service]]\nid = \"a\n",
+            "FILE:2:8: invalid basic string, expected `\"`",
+        ),
+        (
+            &format!("{GOOD}{GOOD}"),
+            "FILE: service[1].id: duplicate service id \"sips1\"; ids must be unique",
+        ),
+        (
+            &GOOD.replace("port = 5001", "port = 0"),
+            "FILE: service[0] (sips1).primary.port: must be between 1 and 65535",
+        ),
+        (
+            &format!("{GOOD}attributes = {{ type = \"x\" }}\n"),
+            "FILE: service[0] (sips1).attributes.type: \"type\" is reserved by the service resource; choose another attribute name (reserved: id, name, type, state, servingInstance, stateSince, fields)",
+        ),
+        (
+            "[server]\nlisten = \"localhost:80\"\n",
+            "FILE: server.listen: \"localhost:80\" is not an address; expected IP:port such as \"127.0.0.1:8080\" or \"[::]:8080\"",
+        ),
+    ];
+    for (text, expected) in cases {
+        let (code, stderr) = check(text);
+        assert_eq!(code, 3, "{text}");
+        assert_eq!(stderr.trim_end(), *expected, "for:\n{text}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    }
+}
+
+#[test]
+fn missing_file_is_refused() {
+    let out = Command::new(BIN)
+        .args(["check-config", "/nonexistent/servicewatch.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with("/nonexistent/servicewatch.toml: cannot read: No such file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn shipped_example_is_valid() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/servicewatch.toml");
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&example)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .ends_with(": ok (3 services)\n")
+    );
+}
+
+#[test]
+fn run_refuses_a_bad_environment_override() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ok.toml");
+    std::fs::write(&path, GOOD).unwrap();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&path)
+        .env("SERVICEWATCH_LIMITS__PROBES_IN_FLIGHT", "many")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("with SERVICEWATCH_* environment"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("limits.probes_in_flight"), "{stderr}");
+}
+
+#[test]
+fn runs_with_an_environment_override_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ok.toml");
+    std::fs::write(&path, format!("[server]\nlisten = \"127.0.0.1:1\"\n{GOOD}")).unwrap();
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&path)
+        .env("SERVICEWATCH_SERVER__LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The log line that announces the listener carries the port the kernel chose.
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let addr = loop {
+        assert!(Instant::now() < deadline, "no listen line");
+        let line = lines
+            .next()
+            .expect("the daemon logs before it exits")
+            .unwrap();
+        if let Some(at) = line.find("listen=") {
+            break line[at + "listen=".len()..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_string();
+        }
+    };
+    assert!(
+        addr.starts_with("127.0.0.1:") && addr != "127.0.0.1:1",
+        "{addr}"
+    );
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "GET /api/v2/services HTTP/1.0\r\nHost: {addr}\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.0 200 OK\r\n"), "{answer}");
+    assert!(
+        answer.ends_with(&format!(
+            r#"{{"statusCode":0,"uris":["http://{addr}/api/v2/services/sips1"]}}"#
+        )),
+        "{answer}"
+    );
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "did not stop within 10s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+}
