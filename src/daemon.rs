@@ -23,8 +23,8 @@ use crate::snapshot::Snapshot;
 pub struct Daemon {
     server: Server,
     local_addr: SocketAddr,
-    snapshot: SharedSnapshot,
-    registry: Addr<Registry>,
+    /// Kept so the registry (and with it every monitor) lives as long as the daemon.
+    _registry: Addr<Registry>,
 }
 
 impl Daemon {
@@ -50,7 +50,7 @@ impl Daemon {
         )
         .start();
         let state = web::Data::new(ApiState {
-            snapshot: snapshot.clone(),
+            snapshot,
             public_url: settings.server.public_url,
             base_path: settings.server.base_path.clone(),
         });
@@ -70,8 +70,7 @@ impl Daemon {
         Ok(Daemon {
             server,
             local_addr,
-            snapshot,
-            registry,
+            _registry: registry,
         })
     }
 
@@ -83,16 +82,6 @@ impl Daemon {
     /// A handle that stops the HTTP server (gracefully or not) from any thread.
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
-    }
-
-    /// The current snapshot, as the API serves it.
-    pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.snapshot.load_full()
-    }
-
-    /// The registry actor, for messages beyond the API.
-    pub fn registry(&self) -> &Addr<Registry> {
-        &self.registry
     }
 
     /// Runs until the HTTP server stops.

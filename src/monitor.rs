@@ -60,7 +60,7 @@ impl Instance {
 pub struct ServerMonitor {
     spec: Arc<ServiceSpec>,
     instances: Vec<Instance>,
-    serving: Option<Role>,
+    /// The resource last reported to the registry; its `serving` is the serving instance.
     reported: ServiceStatus,
     since: SystemTime,
     /// Whether every instance has been probed once since this monitor started.
@@ -102,7 +102,6 @@ impl ServerMonitor {
         }
         let span = info_span!("monitor", service = %spec.id);
         ServerMonitor {
-            serving: reported.serving,
             spec,
             instances,
             reported,
@@ -192,13 +191,12 @@ impl ServerMonitor {
             .health_of(Part::Pair(Role::Primary))
             .unwrap_or(Health::Down);
         let backup = self.health_of(Part::Pair(Role::Backup));
-        let serving = choose_serving(self.serving, primary, backup, self.spec.pair.failback);
-        if let (Some(from), Some(to)) = (self.serving, serving) {
-            if from != to {
-                warn!(from = %from, to = %to, reason, "switchover");
-            }
-        }
-        self.serving = serving;
+        let serving = choose_serving(
+            self.reported.serving,
+            primary,
+            backup,
+            self.spec.pair.failback,
+        );
         let state = match &self.spec.cassandra {
             None => server_state(serving),
             Some(cassandra) => {
@@ -213,18 +211,22 @@ impl ServerMonitor {
             }
         };
         let status = ServiceStatus { state, serving };
+        let before = self.reported;
         if !self.first_round_done {
             self.first_round_done = true;
-            info!(state = %status.state, serving = ?status.serving, "first probe round done");
+            info!(state = %state, serving = serving_label(serving), "first probe round done");
         }
-        if status == self.reported {
+        if status == before {
             return;
         }
-        if status.state != self.reported.state {
+        let (from_serving, to_serving) = (serving_label(before.serving), serving_label(serving));
+        if state != before.state {
             self.since = SystemTime::now();
-            info!(from = %self.reported.state, to = %status.state, serving = ?status.serving, reason, "service state changed");
+            info!(from = %before.state, to = %state, serving = to_serving, reason, "service state changed");
+        } else if before.serving.is_some() && serving.is_some() {
+            warn!(state = %state, from = from_serving, to = to_serving, reason, "switchover");
         } else {
-            info!(state = %status.state, serving = ?status.serving, reason, "serving instance changed");
+            info!(state = %state, from = from_serving, to = to_serving, reason, "serving instance changed");
         }
         self.reported = status;
         self.registry.do_send(ServiceStatusChanged {
@@ -233,6 +235,11 @@ impl ServerMonitor {
             since: self.since,
         });
     }
+}
+
+/// The serving instance as logs show it.
+fn serving_label(serving: Option<Role>) -> &'static str {
+    serving.map_or("none", Role::as_str)
 }
 
 impl Actor for ServerMonitor {

@@ -77,7 +77,7 @@ mod tests {
     use crate::probe::{Check, CheckKind, Target};
     use std::time::Duration;
 
-    pub(crate) fn voice_spec() -> ServiceSpec {
+    fn voice_spec() -> ServiceSpec {
         let instance = InstanceSpec {
             name: None,
             target: Target {
