@@ -16,6 +16,7 @@ use tracing::info;
 
 use crate::api::{self, ApiState};
 use crate::config::Settings;
+use crate::notify;
 use crate::registry::{Registry, SharedSnapshot};
 use crate::snapshot::Snapshot;
 
@@ -49,6 +50,12 @@ impl Daemon {
             snapshot.clone(),
         )
         .start();
+        let notify = web::Data::new(Arc::new(notify::Shared::new(
+            settings.notifications.clone(),
+            registry.clone(),
+        )));
+        let max_message_size = settings.notifications.max_message_size;
+        let send_timeout = settings.server.send_timeout;
         let state = web::Data::new(ApiState {
             snapshot,
             public_url: settings.server.public_url,
@@ -59,9 +66,11 @@ impl Daemon {
             let base_path = base_path.clone();
             App::new()
                 .app_data(state.clone())
+                .app_data(notify.clone())
                 .wrap(api::gws_errors())
-                .configure(move |cfg| api::configure(cfg, &base_path))
+                .configure(move |cfg| api::configure(cfg, &base_path, max_message_size))
         })
+        .on_connect(move |connection, _| set_send_timeout(connection, send_timeout))
         .workers(settings.server.workers)
         .disable_signals()
         .listen(listener)?
@@ -87,5 +96,16 @@ impl Daemon {
     /// Runs until the HTTP server stops.
     pub async fn wait(self) -> io::Result<()> {
         self.server.await
+    }
+}
+
+/// Bounds how long written data may stay unacknowledged on an accepted connection
+/// (`TCP_USER_TIMEOUT`), so that a client that stopped reading is eventually disconnected by
+/// the kernel even while its WebSocket actor is not being polled.
+fn set_send_timeout(connection: &dyn std::any::Any, timeout: std::time::Duration) {
+    if let Some(stream) = connection.downcast_ref::<actix_rt::net::TcpStream>() {
+        if let Err(e) = socket2::SockRef::from(stream).set_tcp_user_timeout(Some(timeout)) {
+            tracing::debug!(error = %e, "cannot set TCP_USER_TIMEOUT");
+        }
     }
 }

@@ -19,10 +19,12 @@
 //! - [`daemon`]: wires the pieces together and runs them.
 
 pub mod api;
+pub mod bayeux;
 pub mod config;
 pub mod daemon;
 pub mod domain;
 pub mod monitor;
+pub mod notify;
 pub mod probe;
 pub mod registry;
 pub mod resource;

@@ -1,22 +1,30 @@
-//! The `Registry` actor: the only writer of service state.
+//! The `Registry` actor: the only writer of service state, and the source of notifications.
 //!
 //! It starts one [`ServerMonitor`] per configured service, takes their reports, and publishes
 //! a new immutable [`Snapshot`] after each change. Readers load the snapshot from the shared
 //! [`ArcSwap`]; they never send the registry a message, so a burst of API requests cannot
 //! delay a state change and a burst of changes cannot delay a request.
 //!
+//! Each change is also serialized once, as a Bayeux message, and offered to every subscribed
+//! client session with `try_send`: a session whose mailbox is full is a slow consumer. It is
+//! dropped from the subscribers and told so, and never allowed to stall the registry or to
+//! make it buffer without bound.
+//!
 //! It also supervises the monitors, one for one: a monitor whose actor died (a panic) is
 //! noticed on the next supervision tick and started again, keeping the service's last
 //! published state until the new monitor has probed.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use actix::prelude::*;
+use actix_web::web::Bytes;
 use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
-use tracing::{error, info};
+use tracing::{debug, error, info, warn};
 
+use crate::bayeux;
 use crate::config::settings::ServiceSpec;
 use crate::monitor::ServerMonitor;
 use crate::resource::{self, ServiceStatus};
@@ -38,12 +46,51 @@ pub struct ServiceStatusChanged {
     pub since: SystemTime,
 }
 
+/// What the registry sends a subscribed session.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub enum Delivery {
+    /// One Bayeux message as a batch of one (see [`bayeux::frame`]), serialized once and
+    /// shared by every session.
+    Message(Bytes),
+    /// The session's mailbox was full: it no longer receives changes and should end.
+    SlowConsumer,
+}
+
+/// A session subscribes to service changes. With `snapshot`, it first receives the current
+/// state of every service, then the changes, with nothing missed in between.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SubscribeServices {
+    pub client_id: Arc<str>,
+    pub recipient: Recipient<Delivery>,
+    pub snapshot: bool,
+}
+
+/// A session no longer wants service changes (unsubscribed, or ended).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UnsubscribeServices {
+    pub client_id: Arc<str>,
+}
+
 /// One supervised service.
 struct Tracked {
     spec: Arc<ServiceSpec>,
     status: ServiceStatus,
     since: SystemTime,
+    published: Arc<PublishedService>,
     monitor: Option<Addr<ServerMonitor>>,
+}
+
+impl Tracked {
+    fn render(&mut self) {
+        self.published = Arc::new(PublishedService::new(
+            self.spec.service_type,
+            self.status.state,
+            resource::render(&self.spec, &self.status, self.since),
+        ));
+    }
 }
 
 /// The registry actor.
@@ -51,6 +98,7 @@ pub struct Registry {
     services: Vec<Tracked>,
     published: SharedSnapshot,
     probe_slots: Arc<Semaphore>,
+    subscribers: HashMap<Arc<str>, Recipient<Delivery>>,
 }
 
 impl Registry {
@@ -63,17 +111,28 @@ impl Registry {
         let now = SystemTime::now();
         let services = specs
             .into_iter()
-            .map(|spec| Tracked {
-                spec: Arc::new(spec),
-                status: ServiceStatus::INITIAL,
-                since: now,
-                monitor: None,
+            .map(|spec| {
+                let status = ServiceStatus::INITIAL;
+                let spec = Arc::new(spec);
+                let published = Arc::new(PublishedService::new(
+                    spec.service_type,
+                    status.state,
+                    resource::render(&spec, &status, now),
+                ));
+                Tracked {
+                    spec,
+                    status,
+                    since: now,
+                    published,
+                    monitor: None,
+                }
             })
             .collect();
         let registry = Registry {
             services,
             published,
             probe_slots: Arc::new(Semaphore::new(probes_in_flight)),
+            subscribers: HashMap::new(),
         };
         registry.publish();
         registry
@@ -81,18 +140,15 @@ impl Registry {
 
     /// Builds and swaps in a new snapshot.
     fn publish(&self) {
-        let services = self
-            .services
-            .iter()
-            .map(|t| {
-                PublishedService::new(
-                    t.spec.service_type,
-                    t.status.state,
-                    resource::render(&t.spec, &t.status, t.since),
-                )
-            })
-            .collect();
+        let services = self.services.iter().map(|t| t.published.clone()).collect();
         self.published.store(Arc::new(Snapshot::new(services)));
+    }
+
+    /// Offers one message to every subscriber, dropping those that cannot take it.
+    fn fan_out(&mut self, message: &Bytes) {
+        self.subscribers.retain(|client_id, recipient| {
+            offer(client_id, recipient, Delivery::Message(message.clone()))
+        });
     }
 
     fn start_monitor(&self, tracked: &Tracked, ctx: &Context<Self>) -> Addr<ServerMonitor> {
@@ -124,6 +180,24 @@ impl Registry {
     }
 }
 
+/// Offers `delivery` without waiting; whether the subscriber stays subscribed.
+fn offer(client_id: &str, recipient: &Recipient<Delivery>, delivery: Delivery) -> bool {
+    match recipient.try_send(delivery) {
+        Ok(()) => true,
+        Err(SendError::Full(_)) => {
+            warn!(client = %client_id, "slow consumer: its queue is full; dropping it");
+            // `do_send` ignores the mailbox bound on purpose: this one message tells the
+            // session to end, and it is the last the registry ever sends it.
+            recipient.do_send(Delivery::SlowConsumer);
+            false
+        }
+        Err(SendError::Closed(_)) => {
+            debug!(client = %client_id, "subscriber gone");
+            false
+        }
+    }
+}
+
 impl Actor for Registry {
     type Context = Context<Self>;
 
@@ -146,6 +220,34 @@ impl Handler<ServiceStatusChanged> for Registry {
         }
         tracked.status = msg.status;
         tracked.since = msg.since;
+        tracked.render();
+        let message = bayeux::frame(&resource::state_change_message(&tracked.published.json));
         self.publish();
+        self.fan_out(&message);
+    }
+}
+
+impl Handler<SubscribeServices> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: SubscribeServices, _ctx: &mut Self::Context) {
+        if msg.snapshot {
+            for tracked in &self.services {
+                let message =
+                    bayeux::frame(&resource::state_change_message(&tracked.published.json));
+                if !offer(&msg.client_id, &msg.recipient, Delivery::Message(message)) {
+                    return;
+                }
+            }
+        }
+        self.subscribers.insert(msg.client_id, msg.recipient);
+    }
+}
+
+impl Handler<UnsubscribeServices> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: UnsubscribeServices, _ctx: &mut Self::Context) {
+        self.subscribers.remove(&msg.client_id);
     }
 }

@@ -56,6 +56,18 @@ pub fn render(spec: &ServiceSpec, status: &ServiceStatus, since: SystemTime) -> 
     map
 }
 
+/// The GWS notification of a change to a service, as a Bayeux message on the services
+/// topic, from the resource already serialized: `data` is the root of every GWS
+/// notification, and `service` the whole resource after the change.
+pub fn state_change_message(resource_json: &[u8]) -> Vec<u8> {
+    const HEAD: &[u8] = br#"{"channel":"/notifications/services","data":{"messageType":"ServiceStateChangeMessage","service":"#;
+    let mut message = Vec::with_capacity(HEAD.len() + resource_json.len() + 2);
+    message.extend_from_slice(HEAD);
+    message.extend_from_slice(resource_json);
+    message.extend_from_slice(b"}}");
+    message
+}
+
 /// The text a list filter compares with: strings as they are, numbers and booleans as
 /// written in JSON; `None` for values a filter cannot match (arrays, objects, null).
 pub fn filter_text(value: &Value) -> Option<std::borrow::Cow<'_, str>> {
@@ -137,6 +149,17 @@ mod tests {
         );
         assert!(!map.contains_key(SERVING_INSTANCE));
         assert_eq!(map["state"], "Inactive");
+    }
+
+    #[test]
+    fn state_change_message_wraps_the_resource() {
+        let m = state_change_message(br#"{"id":"a","state":"Active"}"#);
+        assert_eq!(
+            &m[..],
+            br#"{"channel":"/notifications/services","data":{"messageType":"ServiceStateChangeMessage","service":{"id":"a","state":"Active"}}}"#
+        );
+        let parsed: Value = serde_json::from_slice(&m).unwrap();
+        assert_eq!(parsed["data"]["service"]["state"], "Active");
     }
 
     #[test]

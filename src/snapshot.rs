@@ -6,6 +6,7 @@
 //! so the hot path of the API copies bytes instead of serializing.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use actix_web::web::Bytes;
 use serde_json::{Map, Value};
@@ -50,7 +51,7 @@ impl PublishedService {
 /// Every service, in configuration order.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    services: Vec<PublishedService>,
+    services: Vec<Arc<PublishedService>>,
     by_id: HashMap<String, usize>,
     /// Attribute names that `fields` and filters accept.
     attributes: BTreeSet<String>,
@@ -60,7 +61,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Builds a snapshot and pre-renders the full list.
-    pub fn new(services: Vec<PublishedService>) -> Self {
+    pub fn new(services: Vec<Arc<PublishedService>>) -> Self {
         let by_id = services
             .iter()
             .enumerate()
@@ -71,7 +72,7 @@ impl Snapshot {
         for service in &services {
             attributes.extend(service.resource.keys().cloned());
         }
-        let all_body = list_body(services.iter());
+        let all_body = list_body(services.iter().map(|s| &**s));
         Snapshot {
             services,
             by_id,
@@ -81,13 +82,13 @@ impl Snapshot {
     }
 
     /// Every service, in configuration order.
-    pub fn services(&self) -> &[PublishedService] {
+    pub fn services(&self) -> &[Arc<PublishedService>] {
         &self.services
     }
 
     /// One service by id.
     pub fn get(&self, id: &str) -> Option<&PublishedService> {
-        self.by_id.get(id).map(|&i| &self.services[i])
+        self.by_id.get(id).map(|&i| &*self.services[i])
     }
 
     /// Whether any service has an attribute of this name.
@@ -124,14 +125,18 @@ pub fn list_body<'a>(services: impl Iterator<Item = &'a PublishedService>) -> By
 mod tests {
     use super::*;
 
-    fn service(id: &str, extra: Option<(&str, Value)>) -> PublishedService {
+    fn service(id: &str, extra: Option<(&str, Value)>) -> Arc<PublishedService> {
         let mut map = Map::new();
         map.insert("id".into(), Value::from(id));
         map.insert("state".into(), Value::from("Active"));
         if let Some((k, v)) = extra {
             map.insert(k.into(), v);
         }
-        PublishedService::new(ServiceType::Voice, ServiceState::Active, map)
+        Arc::new(PublishedService::new(
+            ServiceType::Voice,
+            ServiceState::Active,
+            map,
+        ))
     }
 
     #[test]

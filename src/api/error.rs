@@ -26,8 +26,13 @@ pub enum ApiError {
     MissingParameter(String),
     #[error("{0}")]
     InvalidParameter(String),
-    #[error("{method} is not allowed on {path}; this resource is read-only (allowed: GET)")]
-    MethodNotAllowed { method: String, path: String },
+    #[error("{method} is not allowed on {path} (allowed: {allowed})")]
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        /// The value of the `Allow` header.
+        allowed: &'static str,
+    },
     #[error("{0}")]
     NotFound(String),
     #[error("internal error: {0}")]
@@ -57,6 +62,16 @@ struct ErrorBody<'a> {
 
 /// Renders an error answer.
 pub fn error_response(status: StatusCode, code: GwsCode, message: &str) -> HttpResponse {
+    error_response_allowing(status, code, message, "GET")
+}
+
+/// Renders an error answer; a 405 names the methods `allowed`.
+fn error_response_allowing(
+    status: StatusCode,
+    code: GwsCode,
+    message: &str,
+    allowed: &str,
+) -> HttpResponse {
     let body = ErrorBody {
         status_code: code as u8,
         status_message: message,
@@ -64,7 +79,7 @@ pub fn error_response(status: StatusCode, code: GwsCode, message: &str) -> HttpR
     let mut response = HttpResponse::build(status);
     response.insert_header(header::CacheControl(vec![header::CacheDirective::NoStore]));
     if status == StatusCode::METHOD_NOT_ALLOWED {
-        response.insert_header((header::ALLOW, "GET"));
+        response.insert_header((header::ALLOW, allowed));
     }
     response.json(body)
 }
@@ -94,7 +109,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        error_response(self.status_code(), self.code(), &self.to_string())
+        let allowed = match self {
+            ApiError::MethodNotAllowed { allowed, .. } => allowed,
+            _ => "GET",
+        };
+        error_response_allowing(self.status_code(), self.code(), &self.to_string(), allowed)
     }
 }
 
@@ -122,6 +141,7 @@ mod tests {
         let e = ApiError::MethodNotAllowed {
             method: "POST".into(),
             path: "/p".into(),
+            allowed: "GET",
         };
         assert_eq!(
             (e.code() as u8, e.status_code()),

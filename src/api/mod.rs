@@ -13,6 +13,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use error::{ApiError, code_for_status, error_response};
 
+use crate::notify;
 use crate::registry::SharedSnapshot;
 
 /// What every handler reads.
@@ -41,10 +42,24 @@ impl ApiState {
     }
 }
 
-/// Registers the API under `base_path`.
-pub fn configure(cfg: &mut web::ServiceConfig, base_path: &str) {
+/// Registers the API under `base_path`: the Services resources, and the Bayeux endpoint
+/// whose bodies may be `max_message_size` bytes.
+pub fn configure(cfg: &mut web::ServiceConfig, base_path: &str, max_message_size: usize) {
     cfg.service(
         web::scope(base_path)
+            .service(
+                web::resource("/notifications")
+                    .app_data(web::PayloadConfig::new(max_message_size))
+                    .route(web::get().to(notify::websocket::upgrade))
+                    .route(web::post().to(notify::long_polling::handle))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/notifications/{transport_path:.*}")
+                    .app_data(web::PayloadConfig::new(max_message_size))
+                    .route(web::post().to(notify::long_polling::handle))
+                    .default_service(web::to(method_not_allowed)),
+            )
             .service(
                 web::resource("/services")
                     .route(web::get().to(services::list))
@@ -63,6 +78,13 @@ async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> 
     Err(ApiError::MethodNotAllowed {
         method: req.method().to_string(),
         path: req.path().to_string(),
+        allowed: if req.path().ends_with("/notifications") {
+            "GET, POST"
+        } else if req.path().contains("/notifications/") {
+            "POST"
+        } else {
+            "GET"
+        },
     })
 }
 

@@ -155,11 +155,11 @@ mod tests {
         voice.insert("type".into(), Value::from("Voice"));
         voice.insert("state".into(), Value::from("Active"));
         voice.insert("sipPort".into(), Value::from(5060));
-        Snapshot::new(vec![PublishedService::new(
+        Snapshot::new(vec![std::sync::Arc::new(PublishedService::new(
             ServiceType::Voice,
             ServiceState::Active,
             voice,
-        )])
+        ))])
     }
 
     fn err(query: &str, list: bool) -> String {

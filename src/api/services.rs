@@ -31,7 +31,7 @@ pub async fn list(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpRe
             })?
         }
         Some(Fields::All) if query.filters.is_empty() => snapshot.all_body(),
-        Some(Fields::All) => list_body(selected()),
+        Some(Fields::All) => list_body(selected().map(|s| &**s)),
         Some(Fields::Only(names)) => {
             let services: Vec<_> = selected()
                 .map(|s| query::project(&s.resource, names))

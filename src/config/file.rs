@@ -17,6 +17,8 @@ pub struct FileConfig {
     pub checks: CheckSection,
     #[serde(default)]
     pub limits: LimitsSection,
+    #[serde(default)]
+    pub notifications: NotificationsSection,
     #[serde(default, rename = "service")]
     pub services: Vec<ServiceSection>,
 }
@@ -29,6 +31,7 @@ pub struct ServerSection {
     pub public_url: Option<String>,
     pub base_path: Option<String>,
     pub workers: Option<usize>,
+    pub send_timeout: Option<HumanDuration>,
 }
 
 /// `[limits]`: global bounds.
@@ -36,6 +39,19 @@ pub struct ServerSection {
 #[serde(deny_unknown_fields)]
 pub struct LimitsSection {
     pub probes_in_flight: Option<usize>,
+}
+
+/// `[notifications]`: the Bayeux endpoint.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsSection {
+    pub connect_timeout: Option<HumanDuration>,
+    pub session_timeout: Option<HumanDuration>,
+    pub ping_interval: Option<HumanDuration>,
+    pub max_sessions: Option<usize>,
+    pub max_subscriptions: Option<usize>,
+    pub session_queue: Option<usize>,
+    pub max_message_size: Option<usize>,
 }
 
 /// A check as written at any level (`[checks]`, a service, a pair, an instance); every key

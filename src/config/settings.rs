@@ -28,6 +28,17 @@ pub const DEFAULT_PROBES_IN_FLIGHT: usize = 256;
 /// The port of a Cassandra node written without one.
 pub const DEFAULT_CQL_PORT: u16 = 9042;
 
+const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(15);
+/// Sessions at once: each costs a few kilobytes, so this bounds memory, not throughput.
+const DEFAULT_MAX_SESSIONS: usize = 10_000;
+const DEFAULT_MAX_SUBSCRIPTIONS: usize = 64;
+/// A burst of changes to every service of a large site fits; a client that falls this far
+/// behind is not reading.
+const DEFAULT_SESSION_QUEUE: usize = 1_000;
+const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024;
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 const DEFAULT_RISE: u32 = 2;
@@ -52,6 +63,7 @@ pub const RESERVED_ATTRIBUTES: [&str; 7] = [
 pub struct Settings {
     pub server: ServerSettings,
     pub limits: Limits,
+    pub notifications: NotificationSettings,
     pub services: Vec<ServiceSpec>,
 }
 
@@ -65,6 +77,27 @@ pub struct ServerSettings {
     /// The API prefix, starting with `/` and without a trailing slash.
     pub base_path: String,
     pub workers: usize,
+    /// How long data written to a client may stay unacknowledged before the connection is
+    /// dropped (`TCP_USER_TIMEOUT`): what frees a client that stopped reading.
+    pub send_timeout: Duration,
+}
+
+/// The Bayeux endpoint's timing and bounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationSettings {
+    /// How long a `/meta/connect` is held when there is nothing to deliver (`advice.timeout`).
+    pub connect_timeout: Duration,
+    /// How long after a connect reply the next connect must come before the client is
+    /// forgotten (CometD's `maxInterval`); also the time a new session has to connect.
+    pub session_timeout: Duration,
+    /// How often a WebSocket is pinged; a peer silent for three intervals is dropped.
+    pub ping_interval: Duration,
+    pub max_sessions: usize,
+    pub max_subscriptions: usize,
+    /// Messages waiting for one client before it counts as a slow consumer and is dropped.
+    pub session_queue: usize,
+    /// Largest WebSocket message or long-polling body, in bytes.
+    pub max_message_size: usize,
 }
 
 /// Global bounds.
@@ -155,14 +188,71 @@ pub fn validate(file: FileConfig, source: &str) -> Result<Settings, ConfigError>
         }
         services.push(spec);
     }
+    let notifications = validate_notifications(&file).map_err(|(k, m)| invalid(k, m))?;
     Ok(Settings {
         server,
+        notifications,
         limits: Limits { probes_in_flight },
         services,
     })
 }
 
 type Invalid = (String, String);
+
+fn validate_notifications(file: &FileConfig) -> Result<NotificationSettings, Invalid> {
+    let n = &file.notifications;
+    let duration = |key: &str, d: Option<super::duration::HumanDuration>, default: Duration| {
+        let value = d.map_or(default, |d| d.0);
+        if value.is_zero() {
+            Err((
+                format!("notifications.{key}"),
+                "must be longer than 0".to_string(),
+            ))
+        } else {
+            Ok(value)
+        }
+    };
+    let count = |key: &str, v: Option<usize>, default: usize| match v {
+        Some(0) => Err((
+            format!("notifications.{key}"),
+            "must be at least 1".to_string(),
+        )),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    };
+    let max_message_size = count(
+        "max_message_size",
+        n.max_message_size,
+        DEFAULT_MAX_MESSAGE_SIZE,
+    )?;
+    if max_message_size < 1024 {
+        return Err((
+            "notifications.max_message_size".into(),
+            format!("{max_message_size} bytes cannot hold a handshake; use at least 1024"),
+        ));
+    }
+    Ok(NotificationSettings {
+        connect_timeout: duration(
+            "connect_timeout",
+            n.connect_timeout,
+            DEFAULT_CONNECT_TIMEOUT,
+        )?,
+        session_timeout: duration(
+            "session_timeout",
+            n.session_timeout,
+            DEFAULT_SESSION_TIMEOUT,
+        )?,
+        ping_interval: duration("ping_interval", n.ping_interval, DEFAULT_PING_INTERVAL)?,
+        max_sessions: count("max_sessions", n.max_sessions, DEFAULT_MAX_SESSIONS)?,
+        max_subscriptions: count(
+            "max_subscriptions",
+            n.max_subscriptions,
+            DEFAULT_MAX_SUBSCRIPTIONS,
+        )?,
+        session_queue: count("session_queue", n.session_queue, DEFAULT_SESSION_QUEUE)?,
+        max_message_size,
+    })
+}
 
 fn validate_server(file: &FileConfig) -> Result<ServerSettings, Invalid> {
     let s = &file.server;
@@ -202,11 +292,16 @@ fn validate_server(file: &FileConfig) -> Result<ServerSettings, Invalid> {
         Some(n) => n,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
+    let send_timeout = s.send_timeout.map_or(DEFAULT_SEND_TIMEOUT, |d| d.0);
+    if send_timeout.is_zero() {
+        return Err(("server.send_timeout".into(), "must be longer than 0".into()));
+    }
     Ok(ServerSettings {
         listen,
         public_url,
         base_path,
         workers,
+        send_timeout,
     })
 }
 

@@ -1,0 +1,314 @@
+//! Incoming Bayeux messages: a batch (a JSON array of messages, or one object) and each
+//! message turned into a [`Request`], or into the error reply that refuses it.
+
+use serde_json::{Map, Value};
+
+use super::{channel, reply};
+
+/// What a client asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Handshake {
+        id: Option<Value>,
+        /// The connection types the client supports.
+        connection_types: Vec<String>,
+    },
+    Connect {
+        id: Option<Value>,
+        client_id: String,
+        connection_type: Option<String>,
+    },
+    Subscribe {
+        id: Option<Value>,
+        client_id: String,
+        subscriptions: Vec<String>,
+        /// `ext.snapshot = true`: send the current state of every service first.
+        snapshot: bool,
+    },
+    Unsubscribe {
+        id: Option<Value>,
+        client_id: String,
+        subscriptions: Vec<String>,
+    },
+    Disconnect {
+        id: Option<Value>,
+        client_id: String,
+    },
+    /// A message on a non-meta channel: a publish, which servicewatch refuses.
+    Publish {
+        id: Option<Value>,
+        client_id: Option<String>,
+        channel: String,
+    },
+}
+
+impl Request {
+    /// The clientId the message names, for the meta channels that need one.
+    pub fn client_id(&self) -> Option<&str> {
+        match self {
+            Request::Handshake { .. } => None,
+            Request::Publish { client_id, .. } => client_id.as_deref(),
+            Request::Connect { client_id, .. }
+            | Request::Subscribe { client_id, .. }
+            | Request::Unsubscribe { client_id, .. }
+            | Request::Disconnect { client_id, .. } => Some(client_id),
+        }
+    }
+
+    /// The channel, for replies.
+    pub fn channel(&self) -> &str {
+        match self {
+            Request::Handshake { .. } => "/meta/handshake",
+            Request::Connect { .. } => "/meta/connect",
+            Request::Subscribe { .. } => "/meta/subscribe",
+            Request::Unsubscribe { .. } => "/meta/unsubscribe",
+            Request::Disconnect { .. } => "/meta/disconnect",
+            Request::Publish { channel, .. } => channel,
+        }
+    }
+
+    /// The message id, echoed in replies.
+    pub fn id(&self) -> Option<&Value> {
+        match self {
+            Request::Handshake { id, .. }
+            | Request::Connect { id, .. }
+            | Request::Subscribe { id, .. }
+            | Request::Unsubscribe { id, .. }
+            | Request::Disconnect { id, .. }
+            | Request::Publish { id, .. } => id.as_ref(),
+        }
+    }
+}
+
+/// Parses a batch: a JSON array of message objects, or a single object.
+pub fn parse_batch(bytes: &[u8]) -> Result<Vec<Map<String, Value>>, String> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("malformed JSON: {e}"))?;
+    let items = match value {
+        Value::Array(items) => items,
+        object @ Value::Object(_) => vec![object],
+        _ => return Err("a Bayeux batch is a JSON array of message objects".to_string()),
+    };
+    if items.is_empty() {
+        return Err("an empty batch".to_string());
+    }
+    items
+        .into_iter()
+        .map(|item| match item {
+            Value::Object(map) => Ok(map),
+            _ => Err("every message of a batch must be a JSON object".to_string()),
+        })
+        .collect()
+}
+
+/// Turns one message into a request, or into the reply that refuses it.
+pub fn parse(mut message: Map<String, Value>) -> Result<Request, Value> {
+    let id = message
+        .remove("id")
+        .filter(|v| v.is_string() || v.is_number());
+    let client_id = message
+        .remove("clientId")
+        .and_then(|v| v.as_str().map(str::to_string));
+    let Some(channel) = message
+        .remove("channel")
+        .and_then(|v| v.as_str().map(str::to_string))
+    else {
+        return Err(reply::error(
+            reply::UNSUCCESSFUL,
+            id.as_ref(),
+            client_id.as_deref(),
+            "400::a message needs a channel",
+        ));
+    };
+    let need_client = |client_id: Option<String>| {
+        client_id.ok_or_else(|| reply::unknown_client(&channel, id.as_ref(), None))
+    };
+    let request = match channel.as_str() {
+        "/meta/handshake" => Request::Handshake {
+            connection_types: strings(message.get("supportedConnectionTypes")),
+            id,
+        },
+        "/meta/connect" => Request::Connect {
+            client_id: need_client(client_id)?,
+            connection_type: message
+                .get("connectionType")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            id,
+        },
+        "/meta/subscribe" | "/meta/unsubscribe" => {
+            let client_id = need_client(client_id)?;
+            let subscriptions = strings(message.get("subscription"));
+            if subscriptions.is_empty() {
+                return Err(reply::error(
+                    &channel,
+                    id.as_ref(),
+                    Some(&client_id),
+                    "400::a subscription is required",
+                ));
+            }
+            if channel == "/meta/subscribe" {
+                let snapshot = message
+                    .get("ext")
+                    .and_then(|ext| ext.get("snapshot"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                Request::Subscribe {
+                    id,
+                    client_id,
+                    subscriptions,
+                    snapshot,
+                }
+            } else {
+                Request::Unsubscribe {
+                    id,
+                    client_id,
+                    subscriptions,
+                }
+            }
+        }
+        "/meta/disconnect" => Request::Disconnect {
+            client_id: need_client(client_id)?,
+            id,
+        },
+        meta if channel::is_meta(meta) => {
+            return Err(reply::error(
+                meta,
+                id.as_ref(),
+                client_id.as_deref(),
+                &format!("400:{meta}:unknown meta channel"),
+            ));
+        }
+        _ if !channel::is_valid(&channel) => {
+            return Err(reply::error(
+                &channel,
+                id.as_ref(),
+                client_id.as_deref(),
+                &format!("400:{channel}:invalid channel name"),
+            ));
+        }
+        _ => Request::Publish {
+            id,
+            client_id,
+            channel,
+        },
+    };
+    Ok(request)
+}
+
+/// A string, or an array of strings, as a list.
+fn strings(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn one(v: Value) -> Result<Request, Value> {
+        parse(v.as_object().unwrap().clone())
+    }
+
+    #[test]
+    fn batches_are_arrays_or_one_object() {
+        assert_eq!(
+            parse_batch(br#"[{"channel":"/meta/handshake"}]"#)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            parse_batch(br#"{"channel":"/meta/handshake"}"#)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            parse_batch(b"[{")
+                .unwrap_err()
+                .starts_with("malformed JSON")
+        );
+        assert!(parse_batch(b"42").unwrap_err().contains("JSON array"));
+        assert!(parse_batch(b"[1]").unwrap_err().contains("JSON object"));
+        assert_eq!(parse_batch(b"[]").unwrap_err(), "an empty batch");
+    }
+
+    #[test]
+    fn parses_meta_messages() {
+        assert_eq!(
+            one(
+                json!({"channel":"/meta/handshake","id":"1","version":"1.0","supportedConnectionTypes":["websocket","long-polling"]})
+            ),
+            Ok(Request::Handshake {
+                id: Some(json!("1")),
+                connection_types: vec!["websocket".into(), "long-polling".into()]
+            })
+        );
+        assert_eq!(
+            one(
+                json!({"channel":"/meta/subscribe","id":7,"clientId":"c","subscription":"/notifications/services","ext":{"snapshot":true}})
+            ),
+            Ok(Request::Subscribe {
+                id: Some(json!(7)),
+                client_id: "c".into(),
+                subscriptions: vec!["/notifications/services".into()],
+                snapshot: true
+            })
+        );
+        assert_eq!(
+            one(json!({"channel":"/meta/unsubscribe","clientId":"c","subscription":["/a","/b"]})),
+            Ok(Request::Unsubscribe {
+                id: None,
+                client_id: "c".into(),
+                subscriptions: vec!["/a".into(), "/b".into()]
+            })
+        );
+        assert_eq!(
+            one(json!({"channel":"/meta/connect","clientId":"c","connectionType":"long-polling"})),
+            Ok(Request::Connect {
+                id: None,
+                client_id: "c".into(),
+                connection_type: Some("long-polling".into())
+            })
+        );
+        assert!(matches!(
+            one(json!({"channel":"/notifications/services","data":{}})),
+            Ok(Request::Publish { .. })
+        ));
+    }
+
+    #[test]
+    fn refuses_with_replies() {
+        let no_channel = one(json!({"id":"3"})).unwrap_err();
+        assert_eq!(
+            no_channel,
+            json!({"channel":"/meta/unsuccessful","id":"3","successful":false,"error":"400::a message needs a channel"})
+        );
+        let unknown_meta =
+            one(json!({"channel":"/meta/bogus","id":"4","clientId":"c"})).unwrap_err();
+        assert_eq!(
+            unknown_meta["error"],
+            "400:/meta/bogus:unknown meta channel"
+        );
+        let no_client = one(json!({"channel":"/meta/connect","id":"5"})).unwrap_err();
+        assert_eq!(no_client["error"], "402::Unknown client");
+        assert_eq!(no_client["advice"]["reconnect"], "handshake");
+        let no_subscription = one(json!({"channel":"/meta/subscribe","clientId":"c"})).unwrap_err();
+        assert_eq!(no_subscription["error"], "400::a subscription is required");
+        let bad_channel = one(json!({"channel":"nope"})).unwrap_err();
+        assert_eq!(bad_channel["error"], "400:nope:invalid channel name");
+    }
+
+    #[test]
+    fn ids_are_echoed_only_when_scalar() {
+        let r = one(json!({"channel":"/meta/disconnect","clientId":"c","id":{"x":1}})).unwrap();
+        assert_eq!(r.id(), None);
+    }
+}

@@ -1,0 +1,225 @@
+//! Pushed state changes: Bayeux (CometD) over WebSocket and long-polling on one URL,
+//! `<base>/notifications`.
+//!
+//! - [`session`]: `ClientSession`, one actor per clientId, transport-independent.
+//! - [`websocket`]: `WsConnection`, one actor per WebSocket connection.
+//! - [`long_polling`]: the HTTP handler for `POST <base>/notifications[/...]`.
+//! - [`directory`]: clientId to session, shared by every worker.
+//!
+//! Both transports parse a batch with [`crate::bayeux`] and hand it to [`dispatch`], which
+//! answers handshakes itself and routes everything else to the session the clientId names.
+
+pub mod directory;
+pub mod long_polling;
+pub mod session;
+pub mod websocket;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr};
+use serde_json::Value;
+
+use crate::bayeux::message::{self, Request};
+use crate::bayeux::reply::{self, Advice};
+use crate::bayeux::{LONG_POLLING, WEBSOCKET};
+use crate::config::settings::NotificationSettings;
+use crate::registry::Registry;
+use directory::Directory;
+use session::{Answer, ClientSession, Incoming, Via};
+
+/// How long past `connect_timeout` a long-polling request waits for its held connect before
+/// answering by itself; only reached if the session vanished without answering.
+const HELD_ANSWER_GRACE: Duration = Duration::from_secs(5);
+
+/// What every transport and session shares.
+pub struct Shared {
+    pub settings: NotificationSettings,
+    pub registry: Addr<Registry>,
+    pub directory: Directory,
+}
+
+impl Shared {
+    pub fn new(settings: NotificationSettings, registry: Addr<Registry>) -> Self {
+        Shared {
+            directory: Directory::new(settings.max_sessions),
+            settings,
+            registry,
+        }
+    }
+
+    /// The advice of handshake and connect replies.
+    pub fn advice(&self) -> Advice {
+        Advice {
+            reconnect: "retry",
+            interval_ms: 0,
+            timeout_ms: self.settings.connect_timeout.as_millis() as u64,
+        }
+    }
+}
+
+/// Handles one parsed batch: handshakes here, everything else by the named session, in
+/// order. Returns the JSON array of replies (and, for long-polling, of messages).
+pub async fn dispatch(
+    shared: &Arc<Shared>,
+    batch: Vec<serde_json::Map<String, Value>>,
+    via: Via,
+) -> Vec<u8> {
+    let mut parts: Vec<Vec<u8>> = Vec::new();
+    let mut replies: Vec<Value> = Vec::new();
+    // Consecutive requests for one session go to it together, so that it sees a
+    // `[subscribe, connect]` batch whole.
+    let mut group: Vec<Request> = Vec::new();
+    let mut group_client: Option<String> = None;
+    let mut requests = batch.into_iter().map(message::parse).peekable();
+    while let Some(parsed) = requests.next() {
+        match parsed {
+            Err(refusal) => replies.push(refusal),
+            Ok(Request::Handshake { id, .. }) => replies.push(handshake(shared, id.as_ref())),
+            Ok(request) => {
+                let client = request.client_id().map(str::to_string);
+                if group_client.is_some() && group_client != client {
+                    flush(
+                        shared,
+                        &mut group,
+                        &mut group_client,
+                        &via,
+                        &mut replies,
+                        &mut parts,
+                    )
+                    .await;
+                }
+                group_client = client;
+                group.push(request);
+            }
+        }
+        if requests.peek().is_none() {
+            flush(
+                shared,
+                &mut group,
+                &mut group_client,
+                &via,
+                &mut replies,
+                &mut parts,
+            )
+            .await;
+        }
+    }
+    if !replies.is_empty() {
+        parts.insert(0, reply::render_batch(&replies, []));
+    }
+    merge(parts)
+}
+
+fn handshake(shared: &Arc<Shared>, id: Option<&Value>) -> Value {
+    let for_session = shared.clone();
+    let created = shared
+        .directory
+        .create(|client_id| ClientSession::new(client_id, for_session).start());
+    match created {
+        Some(client_id) => {
+            reply::handshake(id, &client_id, &[WEBSOCKET, LONG_POLLING], shared.advice())
+        }
+        None => {
+            tracing::debug!(
+                max = shared.settings.max_sessions,
+                "handshake refused: too many sessions"
+            );
+            reply::handshake_refused(
+                id,
+                &format!(
+                    "503::too many sessions (at most {})",
+                    shared.settings.max_sessions
+                ),
+                Advice {
+                    reconnect: "handshake",
+                    interval_ms: 5_000,
+                    timeout_ms: 0,
+                },
+            )
+        }
+    }
+}
+
+/// Sends the pending group to its session and collects the answer.
+async fn flush(
+    shared: &Arc<Shared>,
+    group: &mut Vec<Request>,
+    group_client: &mut Option<String>,
+    via: &Via,
+    replies: &mut Vec<Value>,
+    parts: &mut Vec<Vec<u8>>,
+) {
+    let requests = std::mem::take(group);
+    let Some(client_id) = group_client.take() else {
+        // Requests without a clientId (a publish) have no session to go to.
+        for request in requests {
+            replies.push(reply::unknown_client(request.channel(), request.id(), None));
+        }
+        return;
+    };
+    let unknown = |requests: Vec<Request>, replies: &mut Vec<Value>| {
+        for request in requests {
+            replies.push(reply::unknown_client(
+                request.channel(),
+                request.id(),
+                Some(&client_id),
+            ));
+        }
+    };
+    let Some(session) = shared.directory.get(&client_id) else {
+        unknown(requests, replies);
+        return;
+    };
+    let copy = requests.clone();
+    match session
+        .send(Incoming {
+            requests,
+            via: via.clone(),
+        })
+        .await
+    {
+        Ok(Answer::Now(batch)) => parts.push(batch),
+        Ok(Answer::Held(rx)) => {
+            let wait = shared.settings.connect_timeout + HELD_ANSWER_GRACE;
+            match tokio::time::timeout(wait, rx).await {
+                Ok(Ok(batch)) => parts.push(batch),
+                _ => unknown(copy, replies),
+            }
+        }
+        // The session ended between the lookup and the send.
+        Err(_) => unknown(copy, replies),
+    }
+}
+
+/// Joins JSON arrays into one.
+fn merge(parts: Vec<Vec<u8>>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum::<usize>() + 2);
+    out.push(b'[');
+    for part in parts {
+        let inner = &part[1..part.len() - 1];
+        if inner.is_empty() {
+            continue;
+        }
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        out.extend_from_slice(inner);
+    }
+    out.push(b']');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merges_arrays() {
+        assert_eq!(
+            merge(vec![b"[1,2]".to_vec(), b"[]".to_vec(), b"[3]".to_vec()]),
+            b"[1,2,3]"
+        );
+        assert_eq!(merge(vec![]), b"[]");
+    }
+}

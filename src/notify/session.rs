@@ -1,0 +1,450 @@
+//! `ClientSession`: one actor per Bayeux clientId, whatever transport the client uses.
+//!
+//! It owns the client's subscriptions, the messages not yet delivered, and the `/meta/connect`
+//! it holds. Transports talk to it: a WebSocket connection attaches itself on connect and
+//! receives pushes; a long-polling request gets its answer when there is something to
+//! deliver or the connect times out. Because the session outlives any one transport, a client
+//! may handshake over long-polling and continue over a WebSocket (as Faye and aiocometd do)
+//! or the other way round.
+//!
+//! Bounds: the mailbox holds at most `session_queue` messages from the registry (beyond
+//! that the registry drops the session as a slow consumer), and so does the queue of
+//! undelivered messages. A session whose client sends no connect for `session_timeout`
+//! ends and frees everything.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use actix_web::web::Bytes;
+use actix_web_actors::ws::{CloseCode, CloseReason};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tracing::debug;
+
+use super::Shared;
+use crate::bayeux::message::Request;
+use crate::bayeux::reply::{self, Advice};
+use crate::bayeux::subscriptions::Subscriptions;
+use crate::bayeux::{self, SERVICES_CHANNEL};
+use crate::registry::{Delivery, SubscribeServices, UnsubscribeServices};
+
+/// What a session sends a WebSocket connection.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub enum Push {
+    /// A text frame: a JSON array of Bayeux messages.
+    Frame(Bytes),
+    /// Close the connection with this reason.
+    Close(CloseReason),
+}
+
+/// The transport a batch came over.
+#[derive(Clone)]
+pub enum Via {
+    WebSocket {
+        /// Identifies the connection, so that a stale one cannot detach a newer one.
+        connection: u64,
+        recipient: Recipient<Push>,
+    },
+    LongPolling,
+}
+
+/// Messages of one batch for this session, in order.
+#[derive(Message)]
+#[rtype(result = "Answer")]
+pub struct Incoming {
+    pub requests: Vec<Request>,
+    pub via: Via,
+}
+
+/// The replies to a batch: at once, or (a long-polling connect held) later.
+#[derive(MessageResponse)]
+pub enum Answer {
+    /// A JSON array.
+    Now(Vec<u8>),
+    /// The JSON array will come when the held connect is answered.
+    Held(oneshot::Receiver<Vec<u8>>),
+}
+
+/// A WebSocket connection closed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Detach {
+    pub connection: u64,
+}
+
+/// A `/meta/connect` waiting for something to deliver.
+enum Held {
+    WebSocket {
+        id: Option<Value>,
+        timer: SpawnHandle,
+    },
+    LongPolling {
+        id: Option<Value>,
+        reply: oneshot::Sender<Vec<u8>>,
+        timer: SpawnHandle,
+    },
+}
+
+/// The session actor.
+pub struct ClientSession {
+    id: Arc<str>,
+    shared: Arc<Shared>,
+    subscriptions: Subscriptions,
+    /// Whether the registry sends this session service changes.
+    registered: bool,
+    /// Messages (each a batch of one) waiting for a transport.
+    queue: VecDeque<Bytes>,
+    websocket: Option<(u64, Recipient<Push>)>,
+    held: Option<Held>,
+    /// Whether a first connect has been answered.
+    connected: bool,
+    expiry: Option<SpawnHandle>,
+}
+
+impl ClientSession {
+    pub fn new(id: Arc<str>, shared: Arc<Shared>) -> Self {
+        ClientSession {
+            id,
+            shared,
+            subscriptions: Subscriptions::default(),
+            registered: false,
+            queue: VecDeque::new(),
+            websocket: None,
+            held: None,
+            connected: false,
+            expiry: None,
+        }
+    }
+
+    fn advice(&self) -> Advice {
+        self.shared.advice()
+    }
+
+    /// (Re)starts the countdown within which the next connect must come.
+    fn start_expiry(&mut self, ctx: &mut Context<Self>) {
+        if let Some(old) = self.expiry.take() {
+            ctx.cancel_future(old);
+        }
+        let timeout = self.shared.settings.session_timeout;
+        self.expiry = Some(ctx.run_later(timeout, |act, ctx| {
+            debug!(client = %act.id, "no connect within the session timeout; forgetting the client");
+            ctx.stop();
+        }));
+    }
+
+    fn stop_expiry(&mut self, ctx: &mut Context<Self>) {
+        if let Some(old) = self.expiry.take() {
+            ctx.cancel_future(old);
+        }
+    }
+
+    /// Answers the held connect, if any, with whatever is queued.
+    fn release_held(&mut self, ctx: &mut Context<Self>) {
+        let Some(held) = self.held.take() else {
+            return;
+        };
+        let client_id = self.id.clone();
+        match held {
+            Held::WebSocket { id, timer } => {
+                ctx.cancel_future(timer);
+                let batch = reply::render_batch(
+                    [&reply::connect(
+                        id.as_ref(),
+                        &client_id,
+                        Some(self.advice()),
+                    )],
+                    [],
+                );
+                self.push(Bytes::from(batch), ctx);
+            }
+            Held::LongPolling {
+                id,
+                reply: answer,
+                timer,
+            } => {
+                ctx.cancel_future(timer);
+                let connect = reply::connect(id.as_ref(), &client_id, Some(self.advice()));
+                let _ = answer.send(self.drain_with([connect]));
+            }
+        }
+        self.start_expiry(ctx);
+    }
+
+    /// Renders the queued messages followed by `replies`, emptying the queue.
+    fn drain_with<const N: usize>(&mut self, replies: [Value; N]) -> Vec<u8> {
+        let queued: Vec<Bytes> = self.queue.drain(..).map(|m| bayeux::unframe(&m)).collect();
+        reply::render_batch(&replies, queued.iter().map(|m| &m[..]))
+    }
+
+    /// Sends a frame to the attached WebSocket; a full connection makes a slow consumer.
+    fn push(&mut self, frame: Bytes, ctx: &mut Context<Self>) {
+        let Some((_, recipient)) = &self.websocket else {
+            self.queue.push_back(frame);
+            return;
+        };
+        match recipient.try_send(Push::Frame(frame)) {
+            Ok(()) => {}
+            Err(SendError::Full(_)) => self.end_slow(ctx),
+            Err(SendError::Closed(Push::Frame(frame))) => {
+                self.websocket = None;
+                self.queue.push_back(frame);
+            }
+            Err(SendError::Closed(Push::Close(_))) => self.websocket = None,
+        }
+    }
+
+    /// Ends a session that cannot keep up: its WebSocket is closed with the reason, and its
+    /// next long-polling connect is told to handshake again.
+    fn end_slow(&mut self, ctx: &mut Context<Self>) {
+        debug!(client = %self.id, "slow consumer: ending the session");
+        if let Some((_, recipient)) = self.websocket.take() {
+            // Past the mailbox bound on purpose: the last message this connection gets.
+            recipient.do_send(Push::Close(CloseReason {
+                code: CloseCode::Policy,
+                description: Some("slow consumer: messages were not read in time".into()),
+            }));
+        }
+        ctx.stop();
+    }
+
+    /// Registers with the registry, or unregisters, as the subscriptions now require.
+    fn update_registration(&mut self, snapshot: bool, ctx: &mut Context<Self>) {
+        let wants = self.subscriptions.matches(SERVICES_CHANNEL);
+        if wants && (!self.registered || snapshot) {
+            self.shared.registry.do_send(SubscribeServices {
+                client_id: self.id.clone(),
+                recipient: ctx.address().recipient(),
+                snapshot,
+            });
+        } else if !wants && self.registered {
+            self.shared.registry.do_send(UnsubscribeServices {
+                client_id: self.id.clone(),
+            });
+        }
+        self.registered = wants;
+    }
+
+    fn connect(
+        &mut self,
+        id: Option<Value>,
+        via: &Via,
+        alone: bool,
+        replies: &mut Vec<Value>,
+        ctx: &mut Context<Self>,
+    ) -> Option<oneshot::Receiver<Vec<u8>>> {
+        // One outstanding connect per client: a new one answers the previous (which starts
+        // the expiry countdown, stopped again since this connect is here).
+        self.release_held(ctx);
+        self.stop_expiry(ctx);
+        let first = !self.connected;
+        self.connected = true;
+        match via {
+            Via::WebSocket {
+                connection,
+                recipient,
+            } => {
+                self.websocket = Some((*connection, recipient.clone()));
+                while let Some(frame) = self.queue.pop_front() {
+                    self.push(frame, ctx);
+                }
+                if first {
+                    replies.push(reply::connect(id.as_ref(), &self.id, Some(self.advice())));
+                    self.start_expiry(ctx);
+                } else {
+                    let timer = ctx.run_later(self.shared.settings.connect_timeout, |act, ctx| {
+                        act.release_held(ctx)
+                    });
+                    self.held = Some(Held::WebSocket { id, timer });
+                }
+                None
+            }
+            Via::LongPolling => {
+                // The client moved (back) to long-polling.
+                self.websocket = None;
+                if first || !alone || !self.queue.is_empty() {
+                    replies.push(reply::connect(id.as_ref(), &self.id, Some(self.advice())));
+                    self.start_expiry(ctx);
+                    None
+                } else {
+                    let (tx, rx) = oneshot::channel();
+                    let timer = ctx.run_later(self.shared.settings.connect_timeout, |act, ctx| {
+                        act.release_held(ctx)
+                    });
+                    self.held = Some(Held::LongPolling {
+                        id,
+                        reply: tx,
+                        timer,
+                    });
+                    Some(rx)
+                }
+            }
+        }
+    }
+}
+
+impl Actor for ClientSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.shared.settings.session_queue);
+        // A handshaken client has the session timeout to send its first connect.
+        self.start_expiry(ctx);
+        debug!(client = %self.id, "session started");
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.shared.directory.remove(&self.id);
+        if self.registered {
+            self.shared.registry.do_send(UnsubscribeServices {
+                client_id: self.id.clone(),
+            });
+        }
+        if let Some(Held::LongPolling {
+            id, reply: answer, ..
+        }) = self.held.take()
+        {
+            let unknown = reply::unknown_client("/meta/connect", id.as_ref(), Some(&self.id));
+            let _ = answer.send(reply::render_batch([&unknown], []));
+        }
+        debug!(client = %self.id, "session ended");
+    }
+}
+
+impl Handler<Incoming> for ClientSession {
+    type Result = Answer;
+
+    fn handle(&mut self, msg: Incoming, ctx: &mut Self::Context) -> Answer {
+        let alone = msg.requests.len() == 1;
+        let mut replies = Vec::with_capacity(msg.requests.len());
+        let mut later = None;
+        let mut disconnect = false;
+        for request in msg.requests {
+            match request {
+                Request::Connect { id, .. } => {
+                    later = self
+                        .connect(id, &msg.via, alone, &mut replies, ctx)
+                        .or(later);
+                }
+                Request::Subscribe {
+                    id,
+                    subscriptions,
+                    snapshot,
+                    ..
+                } => {
+                    for channel in &subscriptions {
+                        let result = self
+                            .subscriptions
+                            .add(channel, self.shared.settings.max_subscriptions);
+                        replies.push(match result {
+                            Ok(()) => reply::subscription("/meta/subscribe", id.as_ref(), &self.id, channel),
+                            Err(e) => {
+                                debug!(client = %self.id, channel, error = %e, "subscription refused");
+                                reply::subscription_error("/meta/subscribe", id.as_ref(), &self.id, channel, &format!("403:{channel}:{e}"))
+                            }
+                        });
+                    }
+                    self.update_registration(snapshot, ctx);
+                }
+                Request::Unsubscribe {
+                    id, subscriptions, ..
+                } => {
+                    for channel in &subscriptions {
+                        replies.push(if self.subscriptions.remove(channel) {
+                            reply::subscription("/meta/unsubscribe", id.as_ref(), &self.id, channel)
+                        } else {
+                            reply::subscription_error(
+                                "/meta/unsubscribe",
+                                id.as_ref(),
+                                &self.id,
+                                channel,
+                                &format!("400:{channel}:not subscribed"),
+                            )
+                        });
+                    }
+                    self.update_registration(false, ctx);
+                }
+                Request::Disconnect { id, .. } => {
+                    replies.push(reply::disconnect(id.as_ref(), &self.id));
+                    disconnect = true;
+                }
+                Request::Publish { id, channel, .. } => {
+                    replies.push(reply::error(
+                        &channel,
+                        id.as_ref(),
+                        Some(&self.id),
+                        &format!("403:{channel}:Permission denied"),
+                    ));
+                }
+                Request::Handshake { id, .. } => {
+                    replies.push(reply::error(
+                        "/meta/handshake",
+                        id.as_ref(),
+                        Some(&self.id),
+                        "400::a handshake carries no clientId",
+                    ));
+                }
+            }
+        }
+        if disconnect {
+            self.release_held(ctx);
+            ctx.stop();
+        }
+        match later {
+            Some(rx) if replies.is_empty() => Answer::Held(rx),
+            _ => {
+                let raw = match msg.via {
+                    Via::LongPolling => self.queue.drain(..).map(|m| bayeux::unframe(&m)).collect(),
+                    Via::WebSocket { .. } => Vec::new(),
+                };
+                Answer::Now(reply::render_batch(&replies, raw.iter().map(|m| &m[..])))
+            }
+        }
+    }
+}
+
+impl Handler<Delivery> for ClientSession {
+    type Result = ();
+
+    fn handle(&mut self, delivery: Delivery, ctx: &mut Self::Context) {
+        match delivery {
+            Delivery::Message(frame) => {
+                if self.websocket.is_some() {
+                    self.push(frame, ctx);
+                } else {
+                    self.queue.push_back(frame);
+                    if matches!(self.held, Some(Held::LongPolling { .. })) {
+                        self.release_held(ctx);
+                    } else if self.queue.len() > self.shared.settings.session_queue {
+                        self.end_slow(ctx);
+                    }
+                }
+            }
+            Delivery::SlowConsumer => {
+                self.registered = false;
+                self.end_slow(ctx);
+            }
+        }
+    }
+}
+
+impl Handler<Detach> for ClientSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Detach, ctx: &mut Self::Context) {
+        if self
+            .websocket
+            .as_ref()
+            .is_some_and(|(c, _)| *c == msg.connection)
+        {
+            self.websocket = None;
+            if let Some(Held::WebSocket { timer, .. }) = &self.held {
+                ctx.cancel_future(*timer);
+                self.held = None;
+            }
+            // The client may come back on another connection within the session timeout.
+            self.start_expiry(ctx);
+        }
+    }
+}
