@@ -53,6 +53,9 @@ pub enum Delivery {
     /// One Bayeux message as a batch of one (see [`bayeux::frame`]), serialized once and
     /// shared by every session.
     Message(Bytes),
+    /// The current state of every service, on subscribing with a snapshot: one delivery, so
+    /// that a snapshot of a large site takes one place in the session's bounded mailbox.
+    Snapshot(Vec<Bytes>),
     /// The session's mailbox was full: it no longer receives changes and should end.
     SlowConsumer,
 }
@@ -232,12 +235,13 @@ impl Handler<SubscribeServices> for Registry {
 
     fn handle(&mut self, msg: SubscribeServices, _ctx: &mut Self::Context) {
         if msg.snapshot {
-            for tracked in &self.services {
-                let message =
-                    bayeux::frame(&resource::state_change_message(&tracked.published.json));
-                if !offer(&msg.client_id, &msg.recipient, Delivery::Message(message)) {
-                    return;
-                }
+            let messages = self
+                .services
+                .iter()
+                .map(|t| bayeux::frame(&resource::state_change_message(&t.published.json)))
+                .collect();
+            if !offer(&msg.client_id, &msg.recipient, Delivery::Snapshot(messages)) {
+                return;
             }
         }
         self.subscribers.insert(msg.client_id, msg.recipient);

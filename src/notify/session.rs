@@ -209,6 +209,28 @@ impl ClientSession {
         ctx.stop();
     }
 
+    /// Delivers messages (each a batch of one): at once to an attached WebSocket, as one
+    /// frame; otherwise to the held long-polling connect, or to the queue.
+    fn deliver(&mut self, frames: Vec<Bytes>, ctx: &mut Context<Self>) {
+        if self.websocket.is_some() {
+            let frame = match <[Bytes; 1]>::try_from(frames) {
+                Ok([one]) => one,
+                Err(many) => {
+                    let inner: Vec<Bytes> = many.iter().map(bayeux::unframe).collect();
+                    Bytes::from(reply::render_batch([], inner.iter().map(|m| &m[..])))
+                }
+            };
+            self.push(frame, ctx);
+            return;
+        }
+        self.queue.extend(frames);
+        if matches!(self.held, Some(Held::LongPolling { .. })) {
+            self.release_held(ctx);
+        } else if self.queue.len() > self.shared.settings.session_queue {
+            self.end_slow(ctx);
+        }
+    }
+
     /// Registers with the registry, or unregisters, as the subscriptions now require.
     fn update_registration(&mut self, snapshot: bool, ctx: &mut Context<Self>) {
         let wants = self.subscriptions.matches(SERVICES_CHANNEL);
@@ -409,18 +431,8 @@ impl Handler<Delivery> for ClientSession {
 
     fn handle(&mut self, delivery: Delivery, ctx: &mut Self::Context) {
         match delivery {
-            Delivery::Message(frame) => {
-                if self.websocket.is_some() {
-                    self.push(frame, ctx);
-                } else {
-                    self.queue.push_back(frame);
-                    if matches!(self.held, Some(Held::LongPolling { .. })) {
-                        self.release_held(ctx);
-                    } else if self.queue.len() > self.shared.settings.session_queue {
-                        self.end_slow(ctx);
-                    }
-                }
-            }
+            Delivery::Message(frame) => self.deliver(vec![frame], ctx),
+            Delivery::Snapshot(frames) => self.deliver(frames, ctx),
             Delivery::SlowConsumer => {
                 self.registered = false;
                 self.end_slow(ctx);

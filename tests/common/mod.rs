@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod bayeux;
 pub mod daemon;
 
 use std::future::Future;

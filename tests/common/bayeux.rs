@@ -1,0 +1,234 @@
+//! Bayeux clients for tests: over a real WebSocket (tokio-tungstenite) and over
+//! long-polling (reqwest), speaking the messages a CometD client sends.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use super::TestDaemon;
+
+pub const SERVICES: &str = "/notifications/services";
+
+/// What a WebSocket read found.
+#[derive(Debug)]
+pub enum Received {
+    Batch(Vec<Value>),
+    Closed(Option<(CloseCode, String)>),
+}
+
+/// A Bayeux client over WebSocket.
+pub struct WsClient {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub client_id: String,
+    next_id: u64,
+}
+
+impl WsClient {
+    /// Opens a WebSocket to the daemon's notification endpoint, without handshaking.
+    pub async fn open(d: &TestDaemon) -> WsClient {
+        let url = format!("ws://{}/api/v2/notifications", d.addr);
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("WebSocket upgrade");
+        WsClient {
+            ws,
+            client_id: String::new(),
+            next_id: 0,
+        }
+    }
+
+    /// Wraps a WebSocket opened by the test.
+    pub fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> WsClient {
+        WsClient {
+            ws,
+            client_id: String::new(),
+            next_id: 0,
+        }
+    }
+
+    /// Opens, handshakes, subscribes to the services topic and sends the first connect.
+    pub async fn subscribed(d: &TestDaemon) -> WsClient {
+        let mut c = WsClient::open(d).await;
+        c.handshake().await;
+        let reply = c
+            .call(json!({"channel":"/meta/subscribe","subscription":SERVICES}))
+            .await;
+        assert_eq!(reply[0]["successful"], true, "{reply:?}");
+        c.connect().await;
+        c
+    }
+
+    pub fn id(&mut self) -> String {
+        self.next_id += 1;
+        self.next_id.to_string()
+    }
+
+    /// Sends raw text.
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.expect("send");
+    }
+
+    /// Sends a batch.
+    pub async fn send(&mut self, batch: Value) {
+        self.send_text(&batch.to_string()).await;
+    }
+
+    /// The next batch (or close) within `within`.
+    pub async fn recv_within(&mut self, within: Duration) -> Option<Received> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()?;
+            match next {
+                Some(Ok(Message::Text(text))) => {
+                    let value: Value = serde_json::from_str(&text).expect("frames are JSON");
+                    let batch = match value {
+                        Value::Array(items) => items,
+                        other => vec![other],
+                    };
+                    return Some(Received::Batch(batch));
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Some(Received::Closed(
+                        frame.map(|f| (f.code, f.reason.to_string())),
+                    ));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Some(Received::Closed(None)),
+            }
+        }
+    }
+
+    /// The next batch; panics on close or after 5 s.
+    pub async fn recv(&mut self) -> Vec<Value> {
+        match self.recv_within(Duration::from_secs(5)).await {
+            Some(Received::Batch(b)) => b,
+            other => panic!("expected a batch, got {other:?}"),
+        }
+    }
+
+    /// Sends one message with this client's id and clientId; returns the next batch.
+    pub async fn call(&mut self, mut message: Value) -> Vec<Value> {
+        let id = self.id();
+        message["id"] = json!(id);
+        if !self.client_id.is_empty() && message.get("clientId").is_none() {
+            message["clientId"] = json!(self.client_id);
+        }
+        self.send(json!([message])).await;
+        self.recv().await
+    }
+
+    pub async fn handshake(&mut self) -> Value {
+        let reply = self
+            .call(json!({"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["websocket"]}))
+            .await;
+        assert_eq!(reply[0]["successful"], true, "{reply:?}");
+        self.client_id = reply[0]["clientId"].as_str().unwrap().to_string();
+        reply[0].clone()
+    }
+
+    /// Sends a connect; the first is answered at once.
+    pub async fn connect(&mut self) -> Vec<Value> {
+        self.call(json!({"channel":"/meta/connect","connectionType":"websocket"}))
+            .await
+    }
+
+    /// Waits for the next ServiceStateChangeMessage and returns its service, skipping
+    /// connect replies.
+    pub async fn next_change(&mut self, within: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.recv_within(left).await {
+                Some(Received::Batch(batch)) => {
+                    if let Some(m) = batch.iter().find(|m| m["channel"] == SERVICES) {
+                        assert_eq!(m["data"]["messageType"], "ServiceStateChangeMessage");
+                        return m["data"]["service"].clone();
+                    }
+                }
+                other => panic!("expected a state change within {within:?}, got {other:?}"),
+            }
+        }
+    }
+}
+
+/// A Bayeux client over long-polling.
+pub struct LpClient {
+    http: reqwest::Client,
+    url: String,
+    pub client_id: String,
+    next_id: u64,
+}
+
+impl LpClient {
+    pub fn new(d: &TestDaemon) -> LpClient {
+        LpClient {
+            http: reqwest::Client::new(),
+            url: d.url("/api/v2/notifications"),
+            client_id: String::new(),
+            next_id: 0,
+        }
+    }
+
+    /// POSTs raw bytes to `<url><suffix>`; returns status and parsed body.
+    pub async fn post_raw(&self, suffix: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}{suffix}", self.url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("long-polling request");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("a JSON answer"))
+    }
+
+    /// Sends one message (with id and clientId) to `<url>/<suffix>`; returns the batch.
+    pub async fn call(&mut self, suffix: &str, mut message: Value) -> Vec<Value> {
+        self.next_id += 1;
+        message["id"] = json!(self.next_id.to_string());
+        if !self.client_id.is_empty() && message.get("clientId").is_none() {
+            message["clientId"] = json!(self.client_id);
+        }
+        let (status, body) = self.post_raw(suffix, json!([message]).to_string()).await;
+        assert_eq!(status, 200, "{body}");
+        body.as_array().unwrap().clone()
+    }
+
+    pub async fn handshake(&mut self) {
+        let reply = self
+            .call("/handshake", json!({"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["long-polling","websocket"]}))
+            .await;
+        assert_eq!(reply[0]["successful"], true, "{reply:?}");
+        self.client_id = reply[0]["clientId"].as_str().unwrap().to_string();
+    }
+
+    pub async fn subscribe(&mut self, snapshot: bool) -> Vec<Value> {
+        self.call("/subscribe", json!({"channel":"/meta/subscribe","subscription":SERVICES,"ext":{"snapshot":snapshot}}))
+            .await
+    }
+
+    pub async fn connect(&mut self) -> Vec<Value> {
+        self.call(
+            "/connect",
+            json!({"channel":"/meta/connect","connectionType":"long-polling"}),
+        )
+        .await
+    }
+}
+
+/// The services of the ServiceStateChangeMessages in a batch.
+pub fn changes(batch: &[Value]) -> Vec<Value> {
+    batch
+        .iter()
+        .filter(|m| m["channel"] == SERVICES)
+        .map(|m| m["data"]["service"].clone())
+        .collect()
+}
