@@ -1,0 +1,165 @@
+//! Fan-out: how long one state change takes to reach 1,000 WebSocket subscribers, and what
+//! an idle session costs in memory.
+//!
+//! Runs the release daemon as a process of its own (so that its RSS is its own), opens the
+//! subscribers from this process, and flips a loopback backend. Latency is measured from the
+//! change's `stateSince` (stamped by the monitor when it decided the change) to the moment a
+//! subscriber has parsed the message; both clocks are this machine's.
+//!
+//! `cargo bench --bench fanout [-- SUBSCRIBERS [FLIPS]]` (defaults: 1000 subscribers, 5 flips).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn accept_forever(listener: TcpListener) {
+    loop {
+        let _ = listener.accept().await;
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let subscribers: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let flips: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(5);
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend_addr = listener.local_addr().unwrap();
+    let mut backend = Some(tokio::spawn(accept_forever(listener)));
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("fanout.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[notifications]\nmax_sessions = {}\n[[service]]\nid = \"sips1\"\ntype = \"Voice\"\nprimary = {{ host = \"127.0.0.1\", port = {} }}\ncheck = {{ interval = \"100ms\", fast_interval = \"50ms\", rise = 1, fall = 1, jitter = 0.0 }}\n",
+            subscribers + 100,
+            backend_addr.port()
+        ),
+    )
+    .unwrap();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_servicewatch"))
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the daemon");
+    let pid = daemon.id();
+    let mut log = BufReader::new(daemon.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = log.next().expect("the daemon logs its listener").unwrap();
+        if let Some(at) = line.find("listen=") {
+            break line[at + 7..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_string();
+        }
+    };
+    // Keep draining the log so the daemon never blocks on a full pipe.
+    std::thread::spawn(move || for _ in log {});
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_before = rss_kib(pid);
+
+    let (tx, mut rx) = mpsc::unbounded_channel::<(String, Duration)>();
+    let url = format!("ws://{addr}/api/v2/notifications");
+    let connected = Arc::new(tokio::sync::Semaphore::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..subscribers {
+        let url = url.clone();
+        let tx = tx.clone();
+        let connected = connected.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.expect("upgrade");
+            let handshake = json!([{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["websocket"]}]);
+            ws.send(Message::text(handshake.to_string())).await.unwrap();
+            let reply: Value = match ws.next().await { Some(Ok(Message::Text(t))) => serde_json::from_str(&t).unwrap(), other => panic!("{other:?}") };
+            let client_id = reply[0]["clientId"].as_str().unwrap().to_string();
+            let subscribe = json!([
+                {"channel":"/meta/subscribe","clientId":client_id,"subscription":"/notifications/services"},
+                {"channel":"/meta/connect","clientId":client_id,"connectionType":"websocket"}
+            ]);
+            ws.send(Message::text(subscribe.to_string())).await.unwrap();
+            connected.add_permits(1);
+            while let Some(Ok(message)) = ws.next().await {
+                let Message::Text(text) = message else { continue };
+                let received = SystemTime::now();
+                let batch: Value = serde_json::from_str(&text).unwrap();
+                for m in batch.as_array().into_iter().flatten() {
+                    if m["channel"] == "/notifications/services" {
+                        let service = &m["data"]["service"];
+                        let since = humantime::parse_rfc3339(service["stateSince"].as_str().unwrap()).unwrap();
+                        let latency = received.duration_since(since).unwrap_or_default();
+                        let _ = tx.send((service["state"].as_str().unwrap().to_string(), latency));
+                    }
+                }
+            }
+        }));
+    }
+    let started = Instant::now();
+    let _ = connected.acquire_many(subscribers as u32).await.unwrap();
+    println!(
+        "{subscribers} subscribers connected in {:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_after = rss_kib(pid);
+
+    let mut latencies = Vec::new();
+    for flip in 0..flips {
+        let want = if flip % 2 == 0 { "Inactive" } else { "Active" };
+        match backend.take() {
+            Some(task) => task.abort(),
+            None => {
+                let listener = TcpListener::bind(backend_addr).await.unwrap();
+                backend = Some(tokio::spawn(accept_forever(listener)));
+            }
+        }
+        let mut got = 0;
+        while got < subscribers {
+            let (state, latency) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("every subscriber hears of the change")
+                .unwrap();
+            assert_eq!(state, want);
+            latencies.push(latency);
+            got += 1;
+        }
+    }
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    println!(
+        "fan-out to {subscribers} WebSocket subscribers, {flips} changes: p50 {:?}, p99 {:?}, max {:?}",
+        pct(0.50),
+        pct(0.99),
+        latencies[latencies.len() - 1]
+    );
+    println!(
+        "daemon RSS: {rss_before} KiB idle, {rss_after} KiB with {subscribers} sessions: {:.1} KiB per idle session",
+        (rss_after.saturating_sub(rss_before)) as f64 / subscribers as f64
+    );
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}
