@@ -1,4 +1,4 @@
-//! Wires the registry, its monitors and the HTTP server together.
+//! Wires the registry, its monitors, the notification sessions and the HTTP server together.
 //!
 //! [`Daemon::start`] must run inside an actix `System`; the binary runs one on its main
 //! thread, and tests run one per daemon on a thread of their own. The listener is handed in
@@ -7,25 +7,32 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::time::Duration;
 
-use actix::{Actor, Addr};
-use actix_web::dev::{Server, ServerHandle};
+use actix::{Actor, Addr, MailboxError};
+use actix_rt::task::JoinHandle;
+use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer, web};
 use arc_swap::ArcSwap;
 use tracing::info;
 
 use crate::api::{self, ApiState};
 use crate::config::Settings;
+use crate::config::settings::ServiceSpec;
 use crate::notify;
-use crate::registry::{Registry, SharedSnapshot};
+use crate::registry::{ApplyServices, Ping, Registry, ReloadSummary, SharedSnapshot, WhenReady};
 use crate::snapshot::Snapshot;
 
 /// A running servicewatch.
 pub struct Daemon {
-    server: Server,
+    /// The HTTP server runs in a task of its own from the start, so that the daemon can be
+    /// reloaded and stopped while it serves.
+    server: JoinHandle<io::Result<()>>,
+    handle: ServerHandle,
     local_addr: SocketAddr,
-    /// Kept so the registry (and with it every monitor) lives as long as the daemon.
-    _registry: Addr<Registry>,
+    snapshot: SharedSnapshot,
+    registry: Addr<Registry>,
+    notify: Arc<notify::Shared>,
 }
 
 impl Daemon {
@@ -50,14 +57,15 @@ impl Daemon {
             snapshot.clone(),
         )
         .start();
-        let notify = web::Data::new(Arc::new(notify::Shared::new(
+        let notify = Arc::new(notify::Shared::new(
             settings.notifications.clone(),
             registry.clone(),
-        )));
+        ));
+        let notify_data = web::Data::new(notify.clone());
         let max_message_size = settings.notifications.max_message_size;
         let send_timeout = settings.server.send_timeout;
         let state = web::Data::new(ApiState {
-            snapshot,
+            snapshot: snapshot.clone(),
             public_url: settings.server.public_url,
             base_path: settings.server.base_path.clone(),
         });
@@ -66,20 +74,25 @@ impl Daemon {
             let base_path = base_path.clone();
             App::new()
                 .app_data(state.clone())
-                .app_data(notify.clone())
+                .app_data(notify_data.clone())
                 .wrap(api::gws_errors())
                 .configure(move |cfg| api::configure(cfg, &base_path, max_message_size))
         })
         .on_connect(move |connection, _| set_send_timeout(connection, send_timeout))
         .workers(settings.server.workers)
+        .shutdown_timeout(settings.server.shutdown_timeout.as_secs().max(1))
         .disable_signals()
         .listen(listener)?
         .run();
         info!(listen = %local_addr, "serving the Services API");
+        let handle = server.handle();
         Ok(Daemon {
-            server,
+            server: actix_rt::spawn(server),
+            handle,
             local_addr,
-            _registry: registry,
+            snapshot,
+            registry,
+            notify,
         })
     }
 
@@ -90,19 +103,55 @@ impl Daemon {
 
     /// A handle that stops the HTTP server (gracefully or not) from any thread.
     pub fn handle(&self) -> ServerHandle {
-        self.server.handle()
+        self.handle.clone()
+    }
+
+    /// The state the API serves now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Resolves once every monitor has finished its first probe round.
+    pub async fn when_ready(&self) {
+        if let Ok(ready) = self.registry.send(WhenReady).await {
+            let _ = ready.await;
+        }
+    }
+
+    /// Whether the registry answers within `within`: the actor system is alive.
+    pub async fn is_responsive(&self, within: Duration) -> bool {
+        matches!(
+            tokio::time::timeout(within, self.registry.send(Ping)).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// Replaces the supervised services (a reload).
+    pub async fn apply(&self, services: Vec<ServiceSpec>) -> Result<ReloadSummary, MailboxError> {
+        self.registry.send(ApplyServices(services)).await
+    }
+
+    /// Stops: clients are told (WebSocket close 1001, long-polling advice to reconnect),
+    /// requests in flight finish within the shutdown timeout, then the server ends.
+    pub async fn stop(&self) {
+        self.notify.shutdown();
+        self.handle.stop(true).await;
     }
 
     /// Runs until the HTTP server stops.
     pub async fn wait(self) -> io::Result<()> {
-        self.server.await
+        self.server.await.unwrap_or_else(|e| {
+            Err(io::Error::other(format!(
+                "the HTTP server task failed: {e}"
+            )))
+        })
     }
 }
 
 /// Bounds how long written data may stay unacknowledged on an accepted connection
 /// (`TCP_USER_TIMEOUT`), so that a client that stopped reading is eventually disconnected by
 /// the kernel even while its WebSocket actor is not being polled.
-fn set_send_timeout(connection: &dyn std::any::Any, timeout: std::time::Duration) {
+fn set_send_timeout(connection: &dyn std::any::Any, timeout: Duration) {
     if let Some(stream) = connection.downcast_ref::<actix_rt::net::TcpStream>() {
         if let Err(e) = socket2::SockRef::from(stream).set_tcp_user_timeout(Some(timeout)) {
             tracing::debug!(error = %e, "cannot set TCP_USER_TIMEOUT");

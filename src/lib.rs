@@ -17,12 +17,14 @@
 //! - [`resource`]: the wire shape of a service (JSON), kept apart from domain types.
 //! - [`api`]: HTTP handlers, the GWS envelope and error codes.
 //! - [`daemon`]: wires the pieces together and runs them.
+//! - [`lifecycle`]: readiness, status, watchdog, reload and stop under systemd.
 
 pub mod api;
 pub mod bayeux;
 pub mod config;
 pub mod daemon;
 pub mod domain;
+pub mod lifecycle;
 pub mod monitor;
 pub mod notify;
 pub mod probe;

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use tracing::{error, info};
+use tracing::error;
 use tracing_subscriber::EnvFilter;
 
-use servicewatch::{Daemon, config};
+use servicewatch::{Daemon, config, lifecycle};
 
 /// Supervises contact-center backend servers and serves their state as the Genesys Web
 /// Services Services API.
@@ -79,7 +79,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            match run(settings) {
+            match run(cli.config, settings) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     error!("{e:#}");
@@ -101,32 +101,31 @@ fn init_logging() {
         .init();
 }
 
-fn run(settings: config::Settings) -> anyhow::Result<()> {
+fn run(config_path: PathBuf, settings: config::Settings) -> anyhow::Result<()> {
+    raise_open_files_limit();
     let system = actix_rt::System::new();
     system.block_on(async move {
-        let daemon = Daemon::start(settings).context("cannot start")?;
-        let handle = daemon.handle();
-        actix_rt::spawn(async move {
-            let signal = wait_for_stop_signal().await;
-            info!(signal, "stopping");
-            handle.stop(true).await;
-        });
-        daemon.wait().await.context("the HTTP server failed")
+        let daemon = Daemon::start(settings.clone()).context("cannot start")?;
+        lifecycle::run(daemon, config_path, settings)
+            .await
+            .context("the HTTP server failed")
     })
 }
 
-/// Waits for SIGTERM or SIGINT.
-async fn wait_for_stop_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers the process still stops on the default action.
-        return std::future::pending().await;
+/// Lifts the soft limit on open files to the hard limit: every client connection is a file,
+/// and the soft default (1024 under systemd) is far below what the notification endpoint is
+/// built for.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
     };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
     }
 }

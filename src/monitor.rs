@@ -24,7 +24,7 @@ use crate::domain::pairing::choose_serving;
 use crate::domain::service::Role;
 use crate::domain::state::{provisioning_state, server_state};
 use crate::probe::{self, ProbeReport};
-use crate::registry::ServiceStatusChanged;
+use crate::registry::{MonitorReady, Registry, ServiceStatusChanged};
 use crate::resource::ServiceStatus;
 
 /// Which part of the service an instance is.
@@ -59,13 +59,15 @@ impl Instance {
 /// The monitor actor.
 pub struct ServerMonitor {
     spec: Arc<ServiceSpec>,
+    /// Tells the registry which monitor of the service a report comes from.
+    generation: u64,
     instances: Vec<Instance>,
     /// The resource last reported to the registry; its `serving` is the serving instance.
     reported: ServiceStatus,
     since: SystemTime,
     /// Whether every instance has been probed once since this monitor started.
     first_round_done: bool,
-    registry: Recipient<ServiceStatusChanged>,
+    registry: Addr<Registry>,
     probe_slots: Arc<Semaphore>,
     span: tracing::Span,
 }
@@ -74,9 +76,10 @@ impl ServerMonitor {
     /// A monitor for `spec`, whose last published status is `reported` (since `since`).
     pub fn new(
         spec: Arc<ServiceSpec>,
+        generation: u64,
         reported: ServiceStatus,
         since: SystemTime,
-        registry: Recipient<ServiceStatusChanged>,
+        registry: Addr<Registry>,
         probe_slots: Arc<Semaphore>,
     ) -> Self {
         let mut instances = Vec::new();
@@ -103,6 +106,7 @@ impl ServerMonitor {
         let span = info_span!("monitor", service = %spec.id);
         ServerMonitor {
             spec,
+            generation,
             instances,
             reported,
             since,
@@ -212,13 +216,27 @@ impl ServerMonitor {
         };
         let status = ServiceStatus { state, serving };
         let before = self.reported;
-        if !self.first_round_done {
-            self.first_round_done = true;
+        let first_round = !self.first_round_done;
+        self.first_round_done = true;
+        if first_round {
             info!(state = %state, serving = serving_label(serving), "first probe round done");
         }
-        if status == before {
-            return;
+        if status != before {
+            self.report(status, before, reason);
         }
+        if first_round {
+            // After the report, so the registry is ready only once it publishes what the
+            // first round found.
+            self.registry.do_send(MonitorReady {
+                id: self.spec.id.clone(),
+                generation: self.generation,
+            });
+        }
+    }
+
+    /// Logs a change of the resource and tells the registry.
+    fn report(&mut self, status: ServiceStatus, before: ServiceStatus, reason: &str) {
+        let (state, serving) = (status.state, status.serving);
         let (from_serving, to_serving) = (serving_label(before.serving), serving_label(serving));
         if state != before.state {
             self.since = SystemTime::now();
@@ -231,9 +249,23 @@ impl ServerMonitor {
         self.reported = status;
         self.registry.do_send(ServiceStatusChanged {
             id: self.spec.id.clone(),
+            generation: self.generation,
             status,
             since: self.since,
         });
+    }
+}
+
+/// Stops a monitor (its service was removed or changed by a reload).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopMonitor;
+
+impl Handler<StopMonitor> for ServerMonitor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: StopMonitor, ctx: &mut Self::Context) {
+        ctx.stop();
     }
 }
 

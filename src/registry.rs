@@ -21,12 +21,12 @@ use std::time::{Duration, SystemTime};
 use actix::prelude::*;
 use actix_web::web::Bytes;
 use arc_swap::ArcSwap;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 use tracing::{debug, error, info, warn};
 
 use crate::bayeux;
 use crate::config::settings::ServiceSpec;
-use crate::monitor::ServerMonitor;
+use crate::monitor::{ServerMonitor, StopMonitor};
 use crate::resource::{self, ServiceStatus};
 use crate::snapshot::{PublishedService, Snapshot};
 
@@ -41,6 +41,8 @@ pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
 #[rtype(result = "()")]
 pub struct ServiceStatusChanged {
     pub id: String,
+    /// Which monitor of the service sent it; reports of a replaced monitor are ignored.
+    pub generation: u64,
     pub status: ServiceStatus,
     /// Since when the state (not the serving instance) holds.
     pub since: SystemTime,
@@ -77,6 +79,40 @@ pub struct UnsubscribeServices {
     pub client_id: Arc<str>,
 }
 
+/// A monitor finished its first probe round: its service's state is known.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct MonitorReady {
+    pub id: String,
+    pub generation: u64,
+}
+
+/// Resolves once every service's monitor has finished its first probe round.
+#[derive(Message)]
+#[rtype(result = "oneshot::Receiver<()>")]
+pub struct WhenReady;
+
+/// Answers at once; the watchdog uses it to prove the actor system still runs.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Ping;
+
+/// Replaces the configured services (a reload): unchanged ones keep their monitor and
+/// state, changed ones get a new monitor, removed ones end with a last Inactive message to
+/// their subscribers, added ones start.
+#[derive(Message)]
+#[rtype(result = "ReloadSummary")]
+pub struct ApplyServices(pub Vec<ServiceSpec>);
+
+/// What a reload changed, by service id.
+#[derive(Debug, Default, Clone, PartialEq, Eq, MessageResponse)]
+pub struct ReloadSummary {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    pub unchanged: usize,
+}
+
 /// One supervised service.
 struct Tracked {
     spec: Arc<ServiceSpec>,
@@ -84,9 +120,31 @@ struct Tracked {
     since: SystemTime,
     published: Arc<PublishedService>,
     monitor: Option<Addr<ServerMonitor>>,
+    /// The generation of the current monitor.
+    generation: u64,
+    /// Whether its monitor has finished a first probe round.
+    ready: bool,
 }
 
 impl Tracked {
+    fn new(spec: ServiceSpec, status: ServiceStatus, since: SystemTime) -> Self {
+        let spec = Arc::new(spec);
+        let published = Arc::new(PublishedService::new(
+            spec.service_type,
+            status.state,
+            resource::render(&spec, &status, since),
+        ));
+        Tracked {
+            spec,
+            status,
+            since,
+            published,
+            monitor: None,
+            generation: 0,
+            ready: false,
+        }
+    }
+
     fn render(&mut self) {
         self.published = Arc::new(PublishedService::new(
             self.spec.service_type,
@@ -102,6 +160,9 @@ pub struct Registry {
     published: SharedSnapshot,
     probe_slots: Arc<Semaphore>,
     subscribers: HashMap<Arc<str>, Recipient<Delivery>>,
+    ready_waiters: Vec<oneshot::Sender<()>>,
+    /// Numbers monitors, so that a report from a replaced one is recognised.
+    generations: u64,
 }
 
 impl Registry {
@@ -114,28 +175,15 @@ impl Registry {
         let now = SystemTime::now();
         let services = specs
             .into_iter()
-            .map(|spec| {
-                let status = ServiceStatus::INITIAL;
-                let spec = Arc::new(spec);
-                let published = Arc::new(PublishedService::new(
-                    spec.service_type,
-                    status.state,
-                    resource::render(&spec, &status, now),
-                ));
-                Tracked {
-                    spec,
-                    status,
-                    since: now,
-                    published,
-                    monitor: None,
-                }
-            })
+            .map(|spec| Tracked::new(spec, ServiceStatus::INITIAL, now))
             .collect();
         let registry = Registry {
             services,
             published,
             probe_slots: Arc::new(Semaphore::new(probes_in_flight)),
             subscribers: HashMap::new(),
+            ready_waiters: Vec::new(),
+            generations: 0,
         };
         registry.publish();
         registry
@@ -154,15 +202,45 @@ impl Registry {
         });
     }
 
-    fn start_monitor(&self, tracked: &Tracked, ctx: &Context<Self>) -> Addr<ServerMonitor> {
-        ServerMonitor::new(
+    /// Starts a new monitor for the service at `index`; from now on the registry listens to
+    /// that monitor alone.
+    fn start_monitor(&mut self, index: usize, ctx: &Context<Self>) {
+        self.generations += 1;
+        let slots = self.probe_slots.clone();
+        let tracked = &mut self.services[index];
+        tracked.generation = self.generations;
+        tracked.ready = false;
+        let monitor = ServerMonitor::new(
             tracked.spec.clone(),
+            tracked.generation,
             tracked.status,
             tracked.since,
-            ctx.address().recipient(),
-            self.probe_slots.clone(),
-        )
-        .start()
+            ctx.address(),
+            slots,
+        );
+        tracked.monitor = Some(monitor.start());
+    }
+
+    fn all_ready(&self) -> bool {
+        self.services.iter().all(|t| t.ready)
+    }
+
+    /// Wakes those waiting for readiness, once every monitor has probed.
+    fn wake_ready_waiters(&mut self) {
+        if self.all_ready() {
+            for waiter in self.ready_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
+
+    /// Publishes a change of one service: a new snapshot, and a message to subscribers.
+    fn announce(&mut self, index: usize) {
+        let message = bayeux::frame(&resource::state_change_message(
+            &self.services[index].published.json,
+        ));
+        self.publish();
+        self.fan_out(&message);
     }
 
     /// Restarts every monitor whose actor has died.
@@ -176,8 +254,7 @@ impl Registry {
                 if self.services[i].monitor.is_some() {
                     error!(service = %self.services[i].spec.id, "monitor stopped unexpectedly; restarting it");
                 }
-                let addr = self.start_monitor(&self.services[i], ctx);
-                self.services[i].monitor = Some(addr);
+                self.start_monitor(i, ctx);
             }
         }
     }
@@ -215,7 +292,11 @@ impl Handler<ServiceStatusChanged> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: ServiceStatusChanged, _ctx: &mut Self::Context) {
-        let Some(tracked) = self.services.iter_mut().find(|t| t.spec.id == msg.id) else {
+        let Some(tracked) = self
+            .services
+            .iter_mut()
+            .find(|t| t.spec.id == msg.id && t.generation == msg.generation)
+        else {
             return;
         };
         if tracked.status == msg.status && tracked.since == msg.since {
@@ -224,9 +305,113 @@ impl Handler<ServiceStatusChanged> for Registry {
         tracked.status = msg.status;
         tracked.since = msg.since;
         tracked.render();
-        let message = bayeux::frame(&resource::state_change_message(&tracked.published.json));
+        let index = self
+            .services
+            .iter()
+            .position(|t| t.spec.id == msg.id)
+            .unwrap_or_default();
+        self.announce(index);
+    }
+}
+
+impl Handler<MonitorReady> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: MonitorReady, _ctx: &mut Self::Context) {
+        if let Some(tracked) = self
+            .services
+            .iter_mut()
+            .find(|t| t.spec.id == msg.id && t.generation == msg.generation)
+        {
+            tracked.ready = true;
+        }
+        self.wake_ready_waiters();
+    }
+}
+
+impl Handler<WhenReady> for Registry {
+    type Result = MessageResult<WhenReady>;
+
+    fn handle(&mut self, _msg: WhenReady, _ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.ready_waiters.push(tx);
+        self.wake_ready_waiters();
+        MessageResult(rx)
+    }
+}
+
+impl Handler<Ping> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Ping, _ctx: &mut Self::Context) {}
+}
+
+impl Handler<ApplyServices> for Registry {
+    type Result = ReloadSummary;
+
+    fn handle(&mut self, msg: ApplyServices, ctx: &mut Self::Context) -> ReloadSummary {
+        let mut summary = ReloadSummary::default();
+        let mut old: HashMap<String, Tracked> = self
+            .services
+            .drain(..)
+            .map(|t| (t.spec.id.clone(), t))
+            .collect();
+        let now = SystemTime::now();
+        let mut announce = Vec::new();
+        for spec in msg.0 {
+            match old.remove(&spec.id) {
+                Some(tracked) if *tracked.spec == spec => {
+                    summary.unchanged += 1;
+                    self.services.push(tracked);
+                }
+                Some(previous) => {
+                    // A new monitor, resuming from the state last published.
+                    if let Some(monitor) = &previous.monitor {
+                        monitor.do_send(StopMonitor);
+                    }
+                    summary.changed.push(spec.id.clone());
+                    let tracked = Tracked::new(spec, previous.status, previous.since);
+                    if tracked.published.json != previous.published.json {
+                        announce.push(self.services.len());
+                    }
+                    self.services.push(tracked);
+                    self.start_monitor(self.services.len() - 1, ctx);
+                }
+                None => {
+                    summary.added.push(spec.id.clone());
+                    self.services
+                        .push(Tracked::new(spec, ServiceStatus::INITIAL, now));
+                    self.start_monitor(self.services.len() - 1, ctx);
+                }
+            }
+        }
+        // Removed services: subscribers hear of them one last time, as Inactive.
+        let mut farewells = Vec::new();
+        for (id, mut tracked) in old {
+            if let Some(monitor) = &tracked.monitor {
+                monitor.do_send(StopMonitor);
+            }
+            tracked.status = ServiceStatus::INITIAL;
+            tracked.since = now;
+            tracked.render();
+            farewells.push(bayeux::frame(&resource::state_change_message(
+                &tracked.published.json,
+            )));
+            summary.removed.push(id);
+        }
         self.publish();
-        self.fan_out(&message);
+        for index in announce {
+            self.announce(index);
+        }
+        for message in &farewells {
+            self.fan_out(message);
+        }
+        summary.added.sort();
+        summary.changed.sort();
+        summary.removed.sort();
+        info!(added = ?summary.added, changed = ?summary.changed, removed = ?summary.removed, unchanged = summary.unchanged, "services reloaded");
+        self.wake_ready_waiters();
+        summary
     }
 }
 

@@ -101,6 +101,31 @@ impl Snapshot {
         self.attributes.iter().map(String::as_str)
     }
 
+    /// One line for people: `12 services: 10 Active, 1 ReadOnly, 1 Inactive`.
+    pub fn summary(&self) -> String {
+        let count = |state| self.services.iter().filter(|s| s.state == state).count();
+        let noun = if self.services.len() == 1 {
+            "service"
+        } else {
+            "services"
+        };
+        let parts: Vec<String> = [
+            ServiceState::Active,
+            ServiceState::ReadOnly,
+            ServiceState::Inactive,
+        ]
+        .into_iter()
+        .map(|state| (state, count(state)))
+        .filter(|(_, n)| *n > 0)
+        .map(|(state, n)| format!("{n} {state}"))
+        .collect();
+        if parts.is_empty() {
+            format!("0 {noun}")
+        } else {
+            format!("{} {noun}: {}", self.services.len(), parts.join(", "))
+        }
+    }
+
     /// The pre-rendered body of the unfiltered full list.
     pub fn all_body(&self) -> Bytes {
         self.all_body.clone()
@@ -157,6 +182,24 @@ mod tests {
             "core attributes are known even if absent"
         );
         assert!(!snap.has_attribute("bogus"));
+    }
+
+    #[test]
+    fn summary_counts_states() {
+        let mut inactive = Map::new();
+        inactive.insert("id".into(), Value::from("c"));
+        let inactive = Arc::new(PublishedService::new(
+            ServiceType::Voice,
+            ServiceState::Inactive,
+            inactive,
+        ));
+        let snap = Snapshot::new(vec![service("a", None), service("b", None), inactive]);
+        assert_eq!(snap.summary(), "3 services: 2 Active, 1 Inactive");
+        assert_eq!(
+            Snapshot::new(vec![service("a", None)]).summary(),
+            "1 service: 1 Active"
+        );
+        assert_eq!(Snapshot::new(vec![]).summary(), "0 services");
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub struct ServerSection {
     pub base_path: Option<String>,
     pub workers: Option<usize>,
     pub send_timeout: Option<HumanDuration>,
+    pub shutdown_timeout: Option<HumanDuration>,
 }
 
 /// `[limits]`: global bounds.

@@ -29,6 +29,8 @@ pub const DEFAULT_PROBES_IN_FLIGHT: usize = 256;
 pub const DEFAULT_CQL_PORT: u16 = 9042;
 
 const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Well within systemd's default `TimeoutStopSec` of 90 s.
+const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(15);
@@ -80,6 +82,8 @@ pub struct ServerSettings {
     /// How long data written to a client may stay unacknowledged before the connection is
     /// dropped (`TCP_USER_TIMEOUT`): what frees a client that stopped reading.
     pub send_timeout: Duration,
+    /// How long a stop waits for requests in flight before closing what is left.
+    pub shutdown_timeout: Duration,
 }
 
 /// The Bayeux endpoint's timing and bounds.
@@ -296,12 +300,14 @@ fn validate_server(file: &FileConfig) -> Result<ServerSettings, Invalid> {
     if send_timeout.is_zero() {
         return Err(("server.send_timeout".into(), "must be longer than 0".into()));
     }
+    let shutdown_timeout = s.shutdown_timeout.map_or(DEFAULT_SHUTDOWN_TIMEOUT, |d| d.0);
     Ok(ServerSettings {
         listen,
         public_url,
         base_path,
         workers,
         send_timeout,
+        shutdown_timeout,
     })
 }
 

@@ -56,6 +56,11 @@ impl Directory {
         self.lock().remove(client_id);
     }
 
+    /// Every session alive now.
+    pub fn all(&self) -> Vec<Addr<ClientSession>> {
+        self.lock().values().cloned().collect()
+    }
+
     /// Sessions alive now.
     pub fn len(&self) -> usize {
         self.lock().len()

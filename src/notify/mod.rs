@@ -48,6 +48,14 @@ impl Shared {
         }
     }
 
+    /// Tells every session the daemon is stopping: WebSockets are closed with 1001 and held
+    /// long-polling connects are answered with advice to reconnect.
+    pub fn shutdown(&self) {
+        for session in self.directory.all() {
+            session.do_send(session::Shutdown);
+        }
+    }
+
     /// The advice of handshake and connect replies.
     pub fn advice(&self) -> Advice {
         Advice {

@@ -29,6 +29,10 @@ use crate::bayeux::subscriptions::Subscriptions;
 use crate::bayeux::{self, SERVICES_CHANNEL};
 use crate::registry::{Delivery, SubscribeServices, UnsubscribeServices};
 
+/// How long a long-polling client is advised to wait before reconnecting to a stopping
+/// daemon: long enough for a restart, short enough that a UI does not look stuck.
+const SHUTDOWN_RETRY_MS: u64 = 2_000;
+
 /// What a session sends a WebSocket connection.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
@@ -66,6 +70,11 @@ pub enum Answer {
     /// The JSON array will come when the held connect is answered.
     Held(oneshot::Receiver<Vec<u8>>),
 }
+
+/// The daemon is stopping: tell the client to come back later, and end.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
 
 /// A WebSocket connection closed.
 #[derive(Message)]
@@ -458,5 +467,34 @@ impl Handler<Detach> for ClientSession {
             // The client may come back on another connection within the session timeout.
             self.start_expiry(ctx);
         }
+    }
+}
+
+impl Handler<Shutdown> for ClientSession {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Shutdown, ctx: &mut Self::Context) {
+        if let Some((_, recipient)) = self.websocket.take() {
+            recipient.do_send(Push::Close(CloseReason {
+                code: CloseCode::Away,
+                description: Some("server shutting down".into()),
+            }));
+        }
+        if let Some(Held::LongPolling {
+            id,
+            reply: answer,
+            timer,
+        }) = self.held.take()
+        {
+            ctx.cancel_future(timer);
+            let advice = Advice {
+                reconnect: "retry",
+                interval_ms: SHUTDOWN_RETRY_MS,
+                timeout_ms: 0,
+            };
+            let connect = reply::connect(id.as_ref(), &self.id, Some(advice));
+            let _ = answer.send(reply::render_batch([&connect], []));
+        }
+        ctx.stop();
     }
 }

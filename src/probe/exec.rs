@@ -39,6 +39,10 @@ pub async fn probe(
         .args(args)
         .env("SERVICEWATCH_HOST", &target.host)
         .env("SERVICEWATCH_PORT", target.port.to_string())
+        // The service manager's channels belong to the daemon, not to its checks.
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

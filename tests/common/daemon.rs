@@ -10,6 +10,7 @@ use servicewatch::{Daemon, Settings, config};
 /// A daemon running for one test; stopped when dropped.
 pub struct TestDaemon {
     pub addr: SocketAddr,
+    /// Empty for a daemon this process did not start (see [`TestDaemon::attach`]).
     pub settings: Settings,
     pub config_path: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -49,6 +50,20 @@ impl TestDaemon {
             stop: Some(stop_tx),
             thread: Some(thread),
             _dir: dir,
+        }
+    }
+
+    /// Helpers for a daemon running elsewhere (the binary started by a test) at `addr`.
+    pub fn attach(addr: &str) -> TestDaemon {
+        let settings =
+            servicewatch::config::settings::validate(Default::default(), "none").unwrap();
+        TestDaemon {
+            addr: addr.parse().unwrap(),
+            settings,
+            config_path: PathBuf::new(),
+            stop: None,
+            thread: None,
+            _dir: tempfile::tempdir().unwrap(),
         }
     }
 

@@ -1,0 +1,175 @@
+//! The daemon's life under a service manager: readiness, status, watchdog, reload on SIGHUP,
+//! and a graceful stop on SIGTERM or SIGINT.
+//!
+//! systemd hears of it through `sd_notify` (`Type=notify`); without `NOTIFY_SOCKET` every
+//! notification is a no-op, so the same code runs in a terminal.
+//!
+//! - `READY=1` once the listener is bound and every monitor has finished its first probe
+//!   round, or after [`STARTUP_GRACE`] if some probe is slow, so that clients are not told
+//!   "Inactive" merely because the daemon has not looked yet.
+//! - `STATUS=` a line a person can read (`12 services: 10 Active, 1 ReadOnly, 1 Inactive`),
+//!   refreshed as states change, with the outcome of the last refused reload.
+//! - `WATCHDOG=1` at half of `WATCHDOG_USEC`, sent only after the registry actor answered a
+//!   ping: a hung actor system stops the pings and systemd restarts the daemon.
+//! - `RELOADING=1` with `MONOTONIC_USEC`, then `READY=1`, around a reload. A file that fails
+//!   validation is refused, logged and shown in `STATUS=`; the running configuration stays.
+//! - `STOPPING=1`, then clients are told and requests in flight finish.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::Daemon;
+use crate::config::{self, Settings};
+
+/// The longest the daemon waits for every monitor's first probe round before it declares
+/// itself ready anyway.
+pub const STARTUP_GRACE: Duration = Duration::from_secs(10);
+/// How often `STATUS=` is refreshed from the current states.
+const STATUS_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Runs `daemon` until SIGTERM or SIGINT, reloading `config_path` on SIGHUP.
+pub async fn run(
+    daemon: Daemon,
+    config_path: PathBuf,
+    mut running: Settings,
+) -> std::io::Result<()> {
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+
+    if tokio::time::timeout(STARTUP_GRACE, daemon.when_ready())
+        .await
+        .is_err()
+    {
+        warn!(grace = ?STARTUP_GRACE, "not every monitor finished its first probe round in time; ready anyway");
+    }
+    let summary = daemon.snapshot().summary();
+    info!(status = %summary, "ready");
+    notify(&[NotifyState::Ready, NotifyState::Status(&summary)]);
+
+    let (note_tx, note_rx) = watch::channel(None::<String>);
+    let daemon = std::rc::Rc::new(daemon);
+    let status_task = actix_rt::spawn(report_status(daemon.clone(), note_rx));
+    let watchdog_task = sd_notify::watchdog_enabled()
+        .map(|period| actix_rt::spawn(watchdog(daemon.clone(), period / 2)));
+
+    let signal_name = loop {
+        tokio::select! {
+            _ = terminate.recv() => break "SIGTERM",
+            _ = interrupt.recv() => break "SIGINT",
+            _ = hangup.recv() => {
+                let note = reload(&daemon, &config_path, &mut running).await;
+                note_tx.send_replace(note);
+            }
+        }
+    };
+
+    info!(signal = signal_name, "stopping");
+    notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+    status_task.abort();
+    if let Some(task) = watchdog_task {
+        task.abort();
+    }
+    daemon.stop().await;
+    let daemon = std::rc::Rc::try_unwrap(daemon)
+        .map_err(|_| std::io::Error::other("the daemon is still in use"))?;
+    daemon.wait().await
+}
+
+/// Re-reads the configuration and applies it; returns a note for `STATUS=` when refused.
+async fn reload(daemon: &Daemon, path: &std::path::Path, running: &mut Settings) -> Option<String> {
+    info!(config = %path.display(), "reloading");
+    let monotonic = NotifyState::monotonic_usec_now().ok();
+    let mut states = vec![NotifyState::Reloading];
+    states.extend(monotonic);
+    notify(&states);
+    let note = match config::load(path) {
+        Err(e) => {
+            error!("reload refused, the running configuration stays: {e}");
+            Some(format!("last reload refused: {e}"))
+        }
+        Ok(new) => {
+            for (section, changed) in [
+                ("[server]", new.server != running.server),
+                (
+                    "[notifications]",
+                    new.notifications != running.notifications,
+                ),
+                ("[limits]", new.limits != running.limits),
+            ] {
+                if changed {
+                    warn!(
+                        section,
+                        "changed; it takes effect at the next restart, not on reload"
+                    );
+                }
+            }
+            match daemon.apply(new.services.clone()).await {
+                Ok(summary) => {
+                    info!(
+                        added = summary.added.len(),
+                        changed = summary.changed.len(),
+                        removed = summary.removed.len(),
+                        unchanged = summary.unchanged,
+                        "reload applied"
+                    );
+                    running.services = new.services;
+                    None
+                }
+                Err(e) => {
+                    error!("reload failed: {e}");
+                    Some(format!("last reload failed: {e}"))
+                }
+            }
+        }
+    };
+    let status = status_line(&daemon.snapshot().summary(), note.as_deref());
+    notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
+    note
+}
+
+/// Keeps `STATUS=` current.
+async fn report_status(daemon: std::rc::Rc<Daemon>, note: watch::Receiver<Option<String>>) {
+    let mut last = String::new();
+    let mut tick = tokio::time::interval(STATUS_INTERVAL);
+    loop {
+        tick.tick().await;
+        let line = status_line(&daemon.snapshot().summary(), note.borrow().as_deref());
+        if line != last {
+            notify(&[NotifyState::Status(&line)]);
+            last = line;
+        }
+    }
+}
+
+/// Pings systemd's watchdog every `period`, as long as the registry answers.
+async fn watchdog(daemon: std::rc::Rc<Daemon>, period: Duration) {
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tick.tick().await;
+        if daemon.is_responsive(period).await {
+            notify(&[NotifyState::Watchdog]);
+        } else {
+            warn!("the registry did not answer within {period:?}; withholding the watchdog ping");
+        }
+    }
+}
+
+fn status_line(summary: &str, note: Option<&str>) -> String {
+    match note {
+        Some(note) => format!("{summary}; {note}"),
+        None => summary.to_string(),
+    }
+}
+
+/// Sends notifications to the service manager, if there is one.
+fn notify(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        warn!(error = %e, "cannot notify the service manager");
+    }
+}

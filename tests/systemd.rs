@@ -1,0 +1,248 @@
+//! The binary under a service manager: a notify socket created by the test receives READY,
+//! STATUS, WATCHDOG, RELOADING/READY on SIGHUP and STOPPING on SIGTERM; a reload adds,
+//! changes, removes and keeps services while a WebSocket subscriber stays connected; a broken
+//! file on reload is refused and the old configuration keeps serving; SIGTERM closes
+//! clients and exits 0.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::bayeux::{Received, WsClient};
+use common::{Backend, Mode, TestDaemon};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+const BIN: &str = env!("CARGO_BIN_EXE_servicewatch");
+
+/// Reads the daemon's notifications.
+struct NotifySocket {
+    socket: UnixDatagram,
+    seen: Vec<String>,
+}
+
+impl NotifySocket {
+    fn bind(path: &Path) -> NotifySocket {
+        let socket = UnixDatagram::bind(path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        NotifySocket {
+            socket,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits until a datagram has a line satisfying `want`; returns that datagram's lines.
+    fn expect(&mut self, what: &str, want: impl Fn(&str) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            if let Ok(n) = self.socket.recv(&mut buf) {
+                let lines: Vec<String> = String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .map(str::to_string)
+                    .collect();
+                self.seen.extend(lines.iter().cloned());
+                if lines.iter().any(|l| want(l)) {
+                    return lines;
+                }
+            }
+        }
+        panic!("no {what} notification; seen: {:?}", self.seen);
+    }
+}
+
+fn service(id: &str, backend: &Backend, extra: &str) -> String {
+    format!(
+        "[[service]]\nid = \"{id}\"\ntype = \"Voice\"\nprimary = {}\ncheck = {{ interval = \"100ms\", timeout = \"300ms\", rise = 1, fall = 1, jitter = 0.0 }}\n{extra}\n",
+        backend.toml()
+    )
+}
+
+/// Starts the binary; returns it and the address it listens on.
+async fn spawn(config: &Path, notify: &Path) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .env("NOTIFY_SOCKET", notify)
+        .env("WATCHDOG_USEC", "200000")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("a log line")
+            .unwrap()
+            .expect("the daemon logs its listener");
+        if let Some(at) = line.find("listen=") {
+            break line[at + 7..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_string();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
+
+fn signal(child: &Child, signal: libc::c_int) {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id().unwrap() as libc::pid_t, signal) };
+}
+
+async fn ids(d: &TestDaemon) -> Vec<String> {
+    let body = d.json("/api/v2/services?fields=id").await;
+    body["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_reload_and_stop_under_a_service_manager() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("notify.sock");
+    let mut notify = NotifySocket::bind(&notify_path);
+    let (a, b, c, d_backend) = (
+        Backend::start(Mode::Accept).await,
+        Backend::start(Mode::Accept).await,
+        Backend::start(Mode::Accept).await,
+        Backend::start(Mode::Accept).await,
+    );
+    let config = dir.path().join("servicewatch.toml");
+    let header = "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 1\n";
+    std::fs::write(
+        &config,
+        format!(
+            "{header}{}{}{}",
+            service("a", &a, ""),
+            service("b", &b, ""),
+            service("c", &c, "")
+        ),
+    )
+    .unwrap();
+
+    let (child, addr) = spawn(&config, &notify_path).await;
+    let ready = notify.expect("READY", |l| l == "READY=1");
+    assert!(
+        ready.contains(&"STATUS=3 services: 3 Active".to_string()),
+        "{ready:?}: ready only after the first probe round"
+    );
+    notify.expect("WATCHDOG", |l| l == "WATCHDOG=1");
+    notify.expect("a second WATCHDOG", |l| l == "WATCHDOG=1");
+
+    // A client of the API, through the helpers that talk to a daemon at an address.
+    let api = TestDaemon::attach(&addr);
+    let mut subscriber = WsClient::subscribed(&api).await;
+
+    // Reload: a unchanged, b changed (an attribute), c removed, d added.
+    std::fs::write(
+        &config,
+        format!(
+            "{header}{}{}{}",
+            service("a", &a, ""),
+            service("b", &b, "attributes = { sipPort = 5061 }"),
+            service("d", &d_backend, "")
+        ),
+    )
+    .unwrap();
+    signal(&child, libc::SIGHUP);
+    let reloading = notify.expect("RELOADING", |l| l == "RELOADING=1");
+    assert!(
+        reloading.iter().any(|l| l.starts_with("MONOTONIC_USEC=")),
+        "{reloading:?}"
+    );
+    notify.expect("READY after the reload", |l| l == "READY=1");
+    let mut changed = Vec::new();
+    while changed.len() < 2 {
+        let service = subscriber.next_change(Duration::from_secs(5)).await;
+        changed.push((
+            service["id"].as_str().unwrap().to_string(),
+            service["state"].as_str().unwrap().to_string(),
+            service["sipPort"].clone(),
+        ));
+    }
+    changed.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(
+        changed[0],
+        ("b".to_string(), "Active".to_string(), json!(5061)),
+        "the changed service, still Active"
+    );
+    assert_eq!(changed[1].0, "c");
+    assert_eq!(
+        changed[1].1, "Inactive",
+        "a removed service says goodbye as Inactive"
+    );
+    common::eventually(Duration::from_secs(5), "d to be probed", || async {
+        (api.state_of("d").await.0 == "Active").then_some(())
+    })
+    .await;
+    assert_eq!(ids(&api).await, ["a", "b", "d"]);
+
+    // A broken file is refused; the running configuration keeps serving.
+    std::fs::write(&config, "[[service]]\nid = \"broken\"\n").unwrap();
+    signal(&child, libc::SIGHUP);
+    let refused = notify.expect("the refusal in STATUS", |l| {
+        l.starts_with("STATUS=") && l.contains("last reload refused")
+    });
+    assert!(
+        refused.iter().any(|l| l.contains("missing field `type`")),
+        "{refused:?}"
+    );
+    assert_eq!(ids(&api).await, ["a", "b", "d"]);
+    let mut batch = subscriber
+        .call(json!({"channel":"/meta/subscribe","subscription":"/other"}))
+        .await;
+    // State changes may come first; the reply follows.
+    while !batch.iter().any(|m| m["channel"] == "/meta/subscribe") {
+        batch = subscriber.recv().await;
+    }
+    let reply = batch
+        .iter()
+        .find(|m| m["channel"] == "/meta/subscribe")
+        .unwrap();
+    assert_eq!(
+        reply["successful"], true,
+        "the subscriber stayed connected through both reloads"
+    );
+
+    // Stop: STOPPING, the WebSocket closed with 1001, exit 0.
+    signal(&child, libc::SIGTERM);
+    notify.expect("STOPPING", |l| l == "STOPPING=1");
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match subscriber.recv_within(Duration::from_secs(10)).await {
+                Some(Received::Batch(_)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    match closed {
+        Some(Received::Closed(Some((code, reason)))) => {
+            assert_eq!(code, CloseCode::Away);
+            assert_eq!(reason, "server shutting down");
+        }
+        other => panic!("expected a 1001 close, got {other:?}"),
+    }
+    let mut child = child;
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
