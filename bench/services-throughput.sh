@@ -28,7 +28,7 @@ ng_port=18481
 # A configuration like a mid-size site: $services services with attributes, probed rarely so
 # that probes do not compete with the benchmark.
 {
-    printf '[server]\nlisten = "127.0.0.1:%s"\nworkers = 1\n[checks]\ninterval = "60s"\n' "$sw_port"
+    printf '[server]\nlisten = "127.0.0.1:%s"\nworkers = 1\n[admin]\nenabled = false\n[checks]\ninterval = "60s"\n' "$sw_port"
     for i in $(seq 1 "$services"); do
         printf '[[service]]\nid = "sips%s"\nname = "SIPS%s"\ntype = "Voice"\n' "$i" "$i"
         printf 'attributes = { sipPort = 5060, publicHost = "sip%s.example.com" }\n' "$i"

@@ -53,7 +53,7 @@ async fn main() {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[notifications]\nmax_sessions = {}\n[[service]]\nid = \"sips1\"\ntype = \"Voice\"\nprimary = {{ host = \"127.0.0.1\", port = {} }}\ncheck = {{ interval = \"100ms\", fast_interval = \"50ms\", rise = 1, fall = 1, jitter = 0.0 }}\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nenabled = false\n[notifications]\nmax_sessions = {}\n[[service]]\nid = \"sips1\"\ntype = \"Voice\"\nprimary = {{ host = \"127.0.0.1\", port = {} }}\ncheck = {{ interval = \"100ms\", fast_interval = \"50ms\", rise = 1, fall = 1, jitter = 0.0 }}\n",
             subscribers + 100,
             backend_addr.port()
         ),

@@ -16,9 +16,13 @@ use actix_web::{App, HttpServer, web};
 use arc_swap::ArcSwap;
 use tracing::info;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::admin::{self, AdminState};
 use crate::api::{self, ApiState};
 use crate::config::Settings;
 use crate::config::settings::ServiceSpec;
+use crate::metrics::Metrics;
 use crate::notify;
 use crate::registry::{ApplyServices, Ping, Registry, ReloadSummary, SharedSnapshot, WhenReady};
 use crate::snapshot::Snapshot;
@@ -29,10 +33,13 @@ pub struct Daemon {
     /// reloaded and stopped while it serves.
     server: JoinHandle<io::Result<()>>,
     handle: ServerHandle,
+    /// The admin listener's address and server, when enabled.
+    admin: Option<(SocketAddr, ServerHandle)>,
     local_addr: SocketAddr,
     snapshot: SharedSnapshot,
     registry: Addr<Registry>,
     notify: Arc<notify::Shared>,
+    metrics: Arc<Metrics>,
 }
 
 impl Daemon {
@@ -51,16 +58,39 @@ impl Daemon {
     pub fn start_on(settings: Settings, listener: TcpListener) -> io::Result<Daemon> {
         let local_addr = listener.local_addr()?;
         let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
+        let metrics = Arc::new(Metrics::new());
         let registry = Registry::new(
             settings.services,
             settings.limits.probes_in_flight,
             snapshot.clone(),
+            metrics.clone(),
         )
         .start();
         let notify = Arc::new(notify::Shared::new(
             settings.notifications.clone(),
             registry.clone(),
+            metrics.clone(),
         ));
+        let ready = Arc::new(AtomicBool::new(false));
+        let admin = match settings.admin_listen {
+            Some(addr) => Some(start_admin(
+                addr,
+                metrics.clone(),
+                registry.clone(),
+                ready.clone(),
+            )?),
+            None => None,
+        };
+        let when_ready = registry.send(WhenReady);
+        let ready_flag = ready.clone();
+        actix_rt::spawn(async move {
+            if let Ok(rx) = when_ready.await {
+                if rx.await.is_ok() {
+                    ready_flag.store(true, Ordering::Release);
+                }
+            }
+        });
+        let request_metrics = metrics.clone();
         let notify_data = web::Data::new(notify.clone());
         let max_message_size = settings.notifications.max_message_size;
         let send_timeout = settings.server.send_timeout;
@@ -76,6 +106,7 @@ impl Daemon {
                 .app_data(state.clone())
                 .app_data(notify_data.clone())
                 .wrap(api::gws_errors())
+                .wrap_fn(api::count_requests(request_metrics.clone()))
                 .configure(move |cfg| api::configure(cfg, &base_path, max_message_size))
         })
         .on_connect(move |connection, _| set_send_timeout(connection, send_timeout))
@@ -89,16 +120,28 @@ impl Daemon {
         Ok(Daemon {
             server: actix_rt::spawn(server),
             handle,
+            admin,
             local_addr,
             snapshot,
             registry,
             notify,
+            metrics,
         })
     }
 
     /// The address the API listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The daemon's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The admin listener's address, when enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(addr, _)| *addr)
     }
 
     /// A handle that stops the HTTP server (gracefully or not) from any thread.
@@ -136,6 +179,10 @@ impl Daemon {
     pub async fn stop(&self) {
         self.notify.shutdown();
         self.handle.stop(true).await;
+        if let Some((_, admin)) = &self.admin {
+            // Scrapes and health checks are short and retried: nothing to wait for.
+            admin.stop(false).await;
+        }
     }
 
     /// Runs until the HTTP server stops.
@@ -146,6 +193,36 @@ impl Daemon {
             )))
         })
     }
+}
+
+/// Starts the admin listener (one worker: it serves a scraper and a health checker).
+fn start_admin(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    registry: Addr<Registry>,
+    ready: Arc<AtomicBool>,
+) -> io::Result<(SocketAddr, ServerHandle)> {
+    let listener = TcpListener::bind(addr)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr} (admin): {e}")))?;
+    let bound = listener.local_addr()?;
+    let state = web::Data::new(AdminState {
+        metrics,
+        registry,
+        ready,
+    });
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(admin::configure)
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    info!(admin = %bound, "serving metrics and health");
+    Ok((bound, handle))
 }
 
 /// Bounds how long written data may stay unacknowledged on an accepted connection

@@ -19,12 +19,14 @@
 //! - [`daemon`]: wires the pieces together and runs them.
 //! - [`lifecycle`]: readiness, status, watchdog, reload and stop under systemd.
 
+pub mod admin;
 pub mod api;
 pub mod bayeux;
 pub mod config;
 pub mod daemon;
 pub mod domain;
 pub mod lifecycle;
+pub mod metrics;
 pub mod monitor;
 pub mod notify;
 pub mod probe;

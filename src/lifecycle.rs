@@ -90,6 +90,7 @@ async fn reload(daemon: &Daemon, path: &std::path::Path, running: &mut Settings)
     notify(&states);
     let note = match config::load(path) {
         Err(e) => {
+            daemon.metrics().count_reload(false);
             error!("reload refused, the running configuration stays: {e}");
             Some(format!("last reload refused: {e}"))
         }
@@ -119,6 +120,7 @@ async fn reload(daemon: &Daemon, path: &std::path::Path, running: &mut Settings)
                         "reload applied"
                     );
                     running.services = new.services;
+                    daemon.metrics().count_reload(true);
                     None
                 }
                 Err(e) => {

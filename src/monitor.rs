@@ -23,6 +23,7 @@ use crate::domain::health::{Health, HealthTracker, ProbeOutcome};
 use crate::domain::pairing::choose_serving;
 use crate::domain::service::Role;
 use crate::domain::state::{provisioning_state, server_state};
+use crate::metrics::{InstanceLabels, Metrics, ProbeLabels, ServiceLabels};
 use crate::probe::{self, ProbeReport};
 use crate::registry::{MonitorReady, Registry, ServiceStatusChanged};
 use crate::resource::ServiceStatus;
@@ -44,6 +45,14 @@ struct Instance {
 }
 
 impl Instance {
+    /// The instance as a metric label: `primary`, `backup`, `cassandra-N`.
+    fn metric_label(&self) -> String {
+        match self.part {
+            Part::Pair(role) => role.as_str().to_string(),
+            Part::CassandraNode(i) => format!("cassandra-{i}"),
+        }
+    }
+
     fn label(&self) -> String {
         let part = match self.part {
             Part::Pair(role) => role.as_str().to_string(),
@@ -69,6 +78,7 @@ pub struct ServerMonitor {
     first_round_done: bool,
     registry: Addr<Registry>,
     probe_slots: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
     span: tracing::Span,
 }
 
@@ -81,6 +91,7 @@ impl ServerMonitor {
         since: SystemTime,
         registry: Addr<Registry>,
         probe_slots: Arc<Semaphore>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let mut instances = Vec::new();
         let mut add = |part: Part, spec: &InstanceSpec| {
@@ -113,6 +124,7 @@ impl ServerMonitor {
             first_round_done: false,
             registry,
             probe_slots,
+            metrics,
             span,
         }
     }
@@ -151,6 +163,29 @@ impl ServerMonitor {
     fn observe(&mut self, index: usize, report: ProbeReport) {
         let _entered = self.span.clone().entered();
         let instance = &mut self.instances[index];
+        let outcome = match report.outcome {
+            ProbeOutcome::Up => "up",
+            ProbeOutcome::Degraded => "degraded",
+            ProbeOutcome::Down => "down",
+        };
+        let service = self.spec.id.clone();
+        let metric_instance = instance.metric_label();
+        self.metrics
+            .probes
+            .get_or_create(&ProbeLabels {
+                service: service.clone(),
+                instance: metric_instance.clone(),
+                check: instance.spec.check.kind.name().to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        self.metrics
+            .probe_duration
+            .get_or_create(&InstanceLabels {
+                service,
+                instance: metric_instance,
+            })
+            .observe(report.elapsed.as_secs_f64());
         let before = instance.tracker.health();
         let changed = instance.tracker.observe(report.outcome);
         instance.last_detail = report.detail;
@@ -243,6 +278,12 @@ impl ServerMonitor {
             info!(from = %before.state, to = %state, serving = to_serving, reason, "service state changed");
         } else if before.serving.is_some() && serving.is_some() {
             warn!(state = %state, from = from_serving, to = to_serving, reason, "switchover");
+            self.metrics
+                .switchovers
+                .get_or_create(&ServiceLabels {
+                    service: self.spec.id.clone(),
+                })
+                .inc();
         } else {
             info!(state = %state, from = from_serving, to = to_serving, reason, "serving instance changed");
         }

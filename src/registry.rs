@@ -26,6 +26,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::bayeux;
 use crate::config::settings::ServiceSpec;
+use crate::metrics::Metrics;
 use crate::monitor::{ServerMonitor, StopMonitor};
 use crate::resource::{self, ServiceStatus};
 use crate::snapshot::{PublishedService, Snapshot};
@@ -163,6 +164,7 @@ pub struct Registry {
     ready_waiters: Vec<oneshot::Sender<()>>,
     /// Numbers monitors, so that a report from a replaced one is recognised.
     generations: u64,
+    metrics: Arc<Metrics>,
 }
 
 impl Registry {
@@ -171,6 +173,7 @@ impl Registry {
         specs: Vec<ServiceSpec>,
         probes_in_flight: usize,
         published: SharedSnapshot,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let now = SystemTime::now();
         let services = specs
@@ -184,6 +187,7 @@ impl Registry {
             subscribers: HashMap::new(),
             ready_waiters: Vec::new(),
             generations: 0,
+            metrics,
         };
         registry.publish();
         registry
@@ -191,14 +195,23 @@ impl Registry {
 
     /// Builds and swaps in a new snapshot.
     fn publish(&self) {
+        for t in &self.services {
+            self.metrics.set_state(&t.spec.id, t.status.state);
+        }
         let services = self.services.iter().map(|t| t.published.clone()).collect();
         self.published.store(Arc::new(Snapshot::new(services)));
     }
 
     /// Offers one message to every subscriber, dropping those that cannot take it.
     fn fan_out(&mut self, message: &Bytes) {
+        let metrics = &self.metrics;
         self.subscribers.retain(|client_id, recipient| {
-            offer(client_id, recipient, Delivery::Message(message.clone()))
+            offer(
+                client_id,
+                recipient,
+                Delivery::Message(message.clone()),
+                metrics,
+            )
         });
     }
 
@@ -217,6 +230,7 @@ impl Registry {
             tracked.since,
             ctx.address(),
             slots,
+            self.metrics.clone(),
         );
         tracked.monitor = Some(monitor.start());
     }
@@ -261,10 +275,19 @@ impl Registry {
 }
 
 /// Offers `delivery` without waiting; whether the subscriber stays subscribed.
-fn offer(client_id: &str, recipient: &Recipient<Delivery>, delivery: Delivery) -> bool {
+fn offer(
+    client_id: &str,
+    recipient: &Recipient<Delivery>,
+    delivery: Delivery,
+    metrics: &Metrics,
+) -> bool {
     match recipient.try_send(delivery) {
-        Ok(()) => true,
+        Ok(()) => {
+            metrics.messages_delivered.inc();
+            true
+        }
         Err(SendError::Full(_)) => {
+            metrics.slow_consumers.inc();
             warn!(client = %client_id, "slow consumer: its queue is full; dropping it");
             // `do_send` ignores the mailbox bound on purpose: this one message tells the
             // session to end, and it is the last the registry ever sends it.
@@ -425,7 +448,12 @@ impl Handler<SubscribeServices> for Registry {
                 .iter()
                 .map(|t| bayeux::frame(&resource::state_change_message(&t.published.json)))
                 .collect();
-            if !offer(&msg.client_id, &msg.recipient, Delivery::Snapshot(messages)) {
+            if !offer(
+                &msg.client_id,
+                &msg.recipient,
+                Delivery::Snapshot(messages),
+                &self.metrics,
+            ) {
                 return;
             }
         }

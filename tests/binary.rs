@@ -141,6 +141,7 @@ fn runs_with_an_environment_override_and_stops_on_sigterm() {
         .arg("--config")
         .arg(&path)
         .env("SERVICEWATCH_SERVER__LISTEN", "127.0.0.1:0")
+        .env("SERVICEWATCH_ADMIN__LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()

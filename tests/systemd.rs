@@ -65,12 +65,13 @@ fn service(id: &str, backend: &Backend, extra: &str) -> String {
     )
 }
 
-/// Starts the binary; returns it and the address it listens on.
-async fn spawn(config: &Path, notify: &Path) -> (Child, String) {
+/// Starts the binary; returns it, the API address and the admin address.
+async fn spawn(config: &Path, notify: &Path) -> (Child, String, String) {
     let mut child = Command::new(BIN)
         .arg("--config")
         .arg(config)
         .env("NOTIFY_SOCKET", notify)
+        .env("SERVICEWATCH_ADMIN__LISTEN", "127.0.0.1:0")
         .env("WATCHDOG_USEC", "200000")
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
@@ -78,22 +79,27 @@ async fn spawn(config: &Path, notify: &Path) -> (Child, String) {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
+    let (mut addr, mut admin) = (None, None);
+    while addr.is_none() || admin.is_none() {
         let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
             .await
             .expect("a log line")
             .unwrap()
-            .expect("the daemon logs its listener");
-        if let Some(at) = line.find("listen=") {
-            break line[at + 7..]
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .to_string();
-        }
-    };
+            .expect("the daemon logs its listeners");
+        let value = |key: &str| {
+            let at = line.find(key)?;
+            Some(
+                line[at + key.len()..]
+                    .split_whitespace()
+                    .next()?
+                    .to_string(),
+            )
+        };
+        addr = addr.or(value("listen="));
+        admin = admin.or(value("admin="));
+    }
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+    (child, addr.unwrap(), admin.unwrap())
 }
 
 fn signal(child: &Child, signal: libc::c_int) {
@@ -135,7 +141,7 @@ async fn notify_reload_and_stop_under_a_service_manager() {
     )
     .unwrap();
 
-    let (child, addr) = spawn(&config, &notify_path).await;
+    let (child, addr, admin) = spawn(&config, &notify_path).await;
     let ready = notify.expect("READY", |l| l == "READY=1");
     assert!(
         ready.contains(&"STATUS=3 services: 3 Active".to_string()),
@@ -218,6 +224,12 @@ async fn notify_reload_and_stop_under_a_service_manager() {
         reply["successful"], true,
         "the subscriber stayed connected through both reloads"
     );
+    let mut api = api;
+    api.admin = Some(admin.parse().unwrap());
+    let reloads =
+        |result: &str| format!(r#"servicewatch_config_reloads_total{{result="{result}"}}"#);
+    assert_eq!(api.metric(&reloads("applied")).await, Some(1.0));
+    assert_eq!(api.metric(&reloads("refused")).await, Some(1.0));
 
     // Stop: STOPPING, the WebSocket closed with 1001, exit 0.
     signal(&child, libc::SIGTERM);

@@ -19,6 +19,8 @@ pub struct FileConfig {
     pub limits: LimitsSection,
     #[serde(default)]
     pub notifications: NotificationsSection,
+    #[serde(default)]
+    pub admin: AdminSection,
     #[serde(default, rename = "service")]
     pub services: Vec<ServiceSection>,
 }
@@ -40,6 +42,14 @@ pub struct ServerSection {
 #[serde(deny_unknown_fields)]
 pub struct LimitsSection {
     pub probes_in_flight: Option<usize>,
+}
+
+/// `[admin]`: metrics and health, on a listener of their own.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    pub enabled: Option<bool>,
+    pub listen: Option<String>,
 }
 
 /// `[notifications]`: the Bayeux endpoint.

@@ -19,6 +19,9 @@ use crate::probe::{Check, CheckKind, Target};
 
 /// Where the API listens when the configuration does not say.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Where metrics and health listen when the configuration does not say: loopback only, for
+/// a local Prometheus agent or a load balancer's health check through a local proxy.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9180";
 /// The API prefix; GWS calls it `externalApiUrlV2`.
 pub const DEFAULT_BASE_PATH: &str = "/api/v2";
 /// Probes running at once, across all services. Enough for thousands of checks at their
@@ -64,6 +67,8 @@ pub const RESERVED_ATTRIBUTES: [&str; 7] = [
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub server: ServerSettings,
+    /// Where `/metrics`, `/healthz` and `/readyz` listen; `None`: disabled.
+    pub admin_listen: Option<SocketAddr>,
     pub limits: Limits,
     pub notifications: NotificationSettings,
     pub services: Vec<ServiceSpec>,
@@ -193,8 +198,23 @@ pub fn validate(file: FileConfig, source: &str) -> Result<Settings, ConfigError>
         services.push(spec);
     }
     let notifications = validate_notifications(&file).map_err(|(k, m)| invalid(k, m))?;
+    let admin_listen = match file.admin.enabled {
+        Some(false) => None,
+        _ => {
+            let text = file.admin.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN);
+            Some(text.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "admin.listen".into(),
+                    format!(
+                        "\"{text}\" is not an address; expected IP:port such as \"127.0.0.1:9180\""
+                    ),
+                )
+            })?)
+        }
+    };
     Ok(Settings {
         server,
+        admin_listen,
         notifications,
         limits: Limits { probes_in_flight },
         services,

@@ -24,6 +24,7 @@ use crate::bayeux::message::{self, Request};
 use crate::bayeux::reply::{self, Advice};
 use crate::bayeux::{LONG_POLLING, WEBSOCKET};
 use crate::config::settings::NotificationSettings;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use directory::Directory;
 use session::{Answer, ClientSession, Incoming, Via};
@@ -35,13 +36,19 @@ const HELD_ANSWER_GRACE: Duration = Duration::from_secs(5);
 /// What every transport and session shares.
 pub struct Shared {
     pub settings: NotificationSettings,
+    pub metrics: Arc<Metrics>,
     pub registry: Addr<Registry>,
     pub directory: Directory,
 }
 
 impl Shared {
-    pub fn new(settings: NotificationSettings, registry: Addr<Registry>) -> Self {
+    pub fn new(
+        settings: NotificationSettings,
+        registry: Addr<Registry>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Shared {
+            metrics,
             directory: Directory::new(settings.max_sessions),
             settings,
             registry,

@@ -10,6 +10,8 @@ use servicewatch::{Daemon, Settings, config};
 /// A daemon running for one test; stopped when dropped.
 pub struct TestDaemon {
     pub addr: SocketAddr,
+    /// The admin listener (metrics, health), when this process started the daemon.
+    pub admin: Option<SocketAddr>,
     /// Empty for a daemon this process did not start (see [`TestDaemon::attach`]).
     pub settings: Settings,
     pub config_path: PathBuf,
@@ -23,7 +25,7 @@ impl TestDaemon {
     pub fn start(toml: &str) -> TestDaemon {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("servicewatch.toml");
-        let toml = format!("[server]\nworkers = 1\n{toml}");
+        let toml = format!("[server]\nworkers = 1\n{toml}\n[admin]\nlisten = \"127.0.0.1:0\"\n");
         std::fs::write(&config_path, toml).unwrap();
         let settings = config::load(&config_path).unwrap_or_else(|e| panic!("config refused: {e}"));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -35,16 +37,17 @@ impl TestDaemon {
             actix_rt::System::new().block_on(async move {
                 let daemon = Daemon::start_on(for_thread, listener).expect("daemon starts");
                 let handle = daemon.handle();
-                ready_tx.send(()).unwrap();
+                ready_tx.send(daemon.admin_addr()).unwrap();
                 tokio::select! {
                     result = daemon.wait() => result.expect("server runs"),
                     _ = stop_rx => handle.stop(false).await,
                 }
             })
         });
-        ready_rx.recv().expect("daemon thread started");
+        let admin = ready_rx.recv().expect("daemon thread started");
         TestDaemon {
             addr,
+            admin,
             settings,
             config_path,
             stop: Some(stop_tx),
@@ -59,6 +62,7 @@ impl TestDaemon {
             servicewatch::config::settings::validate(Default::default(), "none").unwrap();
         TestDaemon {
             addr: addr.parse().unwrap(),
+            admin: None,
             settings,
             config_path: PathBuf::new(),
             stop: None,
@@ -70,6 +74,30 @@ impl TestDaemon {
     /// `http://127.0.0.1:PORT` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// GET `path` on the admin listener; returns status and body.
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        let admin = self.admin.expect("an admin listener");
+        let response = reqwest::get(format!("http://{admin}{path}"))
+            .await
+            .expect("admin request");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    }
+
+    /// The value of one sample in `/metrics`, such as
+    /// `servicewatch_probes_total{service="a",instance="primary",check="tcp",outcome="up"}`.
+    pub async fn metric(&self, sample: &str) -> Option<f64> {
+        let (_, text) = self.admin_get("/metrics").await;
+        text.lines().find_map(|line| {
+            line.strip_prefix(sample)?
+                .strip_prefix(' ')?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
     }
 
     /// GET `path`; returns status and body.

@@ -1,0 +1,55 @@
+//! The admin listener: `/metrics` (Prometheus text), `/healthz` (the actor system answers),
+//! `/readyz` (every monitor has probed once). It listens apart from the API (loopback by
+//! default) so that metrics and probes of the daemon itself are not exposed to API clients.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use actix::Addr;
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+
+use crate::metrics::Metrics;
+use crate::registry::{Ping, Registry};
+
+/// How long `/healthz` waits for the registry before calling the daemon unhealthy.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What the admin handlers read.
+pub struct AdminState {
+    pub metrics: Arc<Metrics>,
+    pub registry: Addr<Registry>,
+    pub ready: Arc<AtomicBool>,
+}
+
+/// Registers the admin routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(metrics))
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz));
+}
+
+async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ))
+        .body(state.metrics.encode())
+}
+
+async fn healthz(state: web::Data<AdminState>) -> HttpResponse {
+    match tokio::time::timeout(HEALTH_TIMEOUT, state.registry.send(Ping)).await {
+        Ok(Ok(())) => HttpResponse::Ok().body("ok\n"),
+        _ => HttpResponse::ServiceUnavailable().body("the registry does not answer\n"),
+    }
+}
+
+async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
+    if state.ready.load(Ordering::Acquire) {
+        HttpResponse::Ok().body("ready\n")
+    } else {
+        HttpResponse::ServiceUnavailable().body("not every monitor has probed yet\n")
+    }
+}

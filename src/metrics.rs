@@ -1,0 +1,240 @@
+//! Prometheus metrics, served as text on the admin listener's `/metrics`.
+//!
+//! One [`Metrics`] per daemon, shared by `Arc` with whoever counts: monitors (probes,
+//! switchovers), the registry (service states, messages fanned out, slow consumers),
+//! sessions and connections (gauges), the HTTP layer (requests by route and status) and the
+//! lifecycle (reloads). Counting is an atomic add; encoding happens only when scraped.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+use crate::domain::service::ServiceState;
+
+/// Labels of one probe.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProbeLabels {
+    pub service: String,
+    /// `primary`, `backup` or `cassandra-N`.
+    pub instance: String,
+    pub check: String,
+    /// `up`, `degraded` or `down`.
+    pub outcome: String,
+}
+
+/// Labels of a probe duration.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InstanceLabels {
+    pub service: String,
+    pub instance: String,
+}
+
+/// One service.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabels {
+    pub service: String,
+}
+
+/// One service in one state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub service: String,
+    pub state: String,
+}
+
+/// One HTTP answer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// The route pattern (`/api/v2/services/{id}`), or `unmatched`.
+    pub route: String,
+    pub status: u16,
+}
+
+/// How a reload ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `applied` or `refused`.
+    pub result: String,
+}
+
+/// Every metric of one daemon.
+pub struct Metrics {
+    registry: Registry,
+    pub probes: Family<ProbeLabels, Counter>,
+    pub probe_duration: Family<InstanceLabels, Histogram>,
+    pub service_state: Family<StateLabels, Gauge>,
+    pub switchovers: Family<ServiceLabels, Counter>,
+    pub sessions: Gauge,
+    pub websocket_connections: Gauge,
+    pub messages_delivered: Counter,
+    pub slow_consumers: Counter,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub reloads: Family<ReloadLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("servicewatch");
+        let probes = Family::<ProbeLabels, Counter>::default();
+        let probe_duration = Family::<InstanceLabels, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(0.0005, 2.0, 15))) as fn() -> Histogram,
+        );
+        let service_state = Family::<StateLabels, Gauge>::default();
+        let switchovers = Family::<ServiceLabels, Counter>::default();
+        let sessions = Gauge::default();
+        let websocket_connections = Gauge::default();
+        let messages_delivered = Counter::default();
+        let slow_consumers = Counter::default();
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "build",
+            "Version of the running servicewatch",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        registry.register("probes", "Probes run, by outcome", probes.clone());
+        registry.register(
+            "probe_duration_seconds",
+            "Time one probe took, connection included",
+            probe_duration.clone(),
+        );
+        registry.register(
+            "service_state",
+            "1 for the state each service is in, 0 for the others",
+            service_state.clone(),
+        );
+        registry.register(
+            "switchovers",
+            "Times the serving instance moved from one instance of a pair to the other",
+            switchovers.clone(),
+        );
+        registry.register(
+            "bayeux_sessions",
+            "Bayeux client sessions alive",
+            sessions.clone(),
+        );
+        registry.register(
+            "websocket_connections",
+            "WebSocket connections open on the notification endpoint",
+            websocket_connections.clone(),
+        );
+        registry.register(
+            "messages_delivered",
+            "Notifications handed to client sessions",
+            messages_delivered.clone(),
+        );
+        registry.register(
+            "slow_consumers",
+            "Client sessions dropped because their queue was full",
+            slow_consumers.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "HTTP answers, by route and status",
+            http_requests.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Configuration reloads, by result",
+            reloads.clone(),
+        );
+        Metrics {
+            registry,
+            probes,
+            probe_duration,
+            service_state,
+            switchovers,
+            sessions,
+            websocket_connections,
+            messages_delivered,
+            slow_consumers,
+            http_requests,
+            reloads,
+        }
+    }
+
+    /// Sets the state gauges of one service: 1 for `state`, 0 for the others.
+    pub fn set_state(&self, service: &str, state: ServiceState) {
+        for s in ServiceState::ALL {
+            let labels = StateLabels {
+                service: service.to_string(),
+                state: s.as_str().to_string(),
+            };
+            self.service_state
+                .get_or_create(&labels)
+                .set(i64::from(s == state));
+        }
+    }
+
+    /// Forgets a removed service's state gauges.
+    pub fn forget_service(&self, service: &str) {
+        for s in ServiceState::ALL {
+            self.service_state.remove(&StateLabels {
+                service: service.to_string(),
+                state: s.as_str().to_string(),
+            });
+        }
+    }
+
+    /// Counts a reload.
+    pub fn count_reload(&self, applied: bool) {
+        let result = if applied { "applied" } else { "refused" };
+        self.reloads
+            .get_or_create(&ReloadLabels {
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn encode(&self) -> String {
+        let mut text = String::with_capacity(4096);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_what_was_counted() {
+        let m = Metrics::new();
+        m.set_state("sips1", ServiceState::Active);
+        m.probes
+            .get_or_create(&ProbeLabels {
+                service: "sips1".into(),
+                instance: "primary".into(),
+                check: "tcp".into(),
+                outcome: "up".into(),
+            })
+            .inc();
+        m.count_reload(false);
+        let text = m.encode();
+        assert!(
+            text.contains("servicewatch_build_info{version=\""),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"servicewatch_service_state{service="sips1",state="Active"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"servicewatch_service_state{service="sips1",state="Inactive"} 0"#));
+        assert!(text.contains(r#"servicewatch_probes_total{service="sips1",instance="primary",check="tcp",outcome="up"} 1"#));
+        assert!(text.contains(r#"servicewatch_config_reloads_total{result="refused"} 1"#));
+        m.forget_service("sips1");
+        assert!(!m.encode().contains(r#"service="sips1",state"#));
+    }
+}
