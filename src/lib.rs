@@ -26,6 +26,7 @@ pub mod config;
 pub mod daemon;
 pub mod domain;
 pub mod lifecycle;
+pub mod logging;
 pub mod metrics;
 pub mod monitor;
 pub mod notify;

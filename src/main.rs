@@ -1,16 +1,14 @@
 //! The `servicewatch` command: parses the command line, sets up logging, and runs the daemon
 //! or validates a configuration. Errors end here, as one line on stderr and a non-zero exit.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tracing::error;
-use tracing_subscriber::EnvFilter;
 
-use servicewatch::{Daemon, config, lifecycle};
+use servicewatch::{Daemon, config, lifecycle, logging};
 
 /// Supervises contact-center backend servers and serves their state as the Genesys Web
 /// Services Services API.
@@ -51,7 +49,6 @@ const EXIT_CONFIG: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
     match cli.command.unwrap_or(Command::Run) {
         Command::CheckConfig { file } => {
             let path = file.unwrap_or(cli.config);
@@ -74,11 +71,11 @@ fn main() -> ExitCode {
             let settings = match config::load(&cli.config) {
                 Ok(s) => s,
                 Err(e) => {
-                    error!("configuration refused: {e}");
                     eprintln!("{e}");
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
+            logging::init(&settings.log);
             match run(cli.config, settings) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -89,16 +86,6 @@ fn main() -> ExitCode {
             }
         }
     }
-}
-
-/// Logs go to stderr, level from `RUST_LOG` (default `info`).
-fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 fn run(config_path: PathBuf, settings: config::Settings) -> anyhow::Result<()> {

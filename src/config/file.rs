@@ -21,6 +21,8 @@ pub struct FileConfig {
     pub notifications: NotificationsSection,
     #[serde(default)]
     pub admin: AdminSection,
+    #[serde(default)]
+    pub log: LogSection,
     #[serde(default, rename = "service")]
     pub services: Vec<ServiceSection>,
 }
@@ -42,6 +44,22 @@ pub struct ServerSection {
 #[serde(deny_unknown_fields)]
 pub struct LimitsSection {
     pub probes_in_flight: Option<usize>,
+}
+
+/// `[log]`: where and how much.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    pub format: Option<LogFormatName>,
+    pub level: Option<String>,
+}
+
+/// Log formats, as written in `format = "..."`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormatName {
+    Text,
+    Json,
 }
 
 /// `[admin]`: metrics and health, on a listener of their own.

@@ -67,11 +67,30 @@ pub const RESERVED_ATTRIBUTES: [&str; 7] = [
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub server: ServerSettings,
+    pub log: LogSettings,
     /// Where `/metrics`, `/healthz` and `/readyz` listen; `None`: disabled.
     pub admin_listen: Option<SocketAddr>,
     pub limits: Limits,
     pub notifications: NotificationSettings,
     pub services: Vec<ServiceSpec>,
+}
+
+/// How logs are written (outside the journal, which has its own format).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A `RUST_LOG`-style filter, such as `info` or `info,servicewatch=debug`.
+    pub level: Option<String>,
+}
+
+/// Log line formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// For people.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
 }
 
 /// The HTTP listener and how the API names itself.
@@ -212,8 +231,26 @@ pub fn validate(file: FileConfig, source: &str) -> Result<Settings, ConfigError>
             })?)
         }
     };
+    if let Some(level) = &file.log.level {
+        if !is_log_filter(level) {
+            return Err(invalid(
+                "log.level".into(),
+                format!(
+                    "\"{level}\" is not a level or filter; use error, warn, info, debug or trace (or a filter such as \"info,servicewatch=debug\")"
+                ),
+            ));
+        }
+    }
+    let log = LogSettings {
+        format: match file.log.format {
+            Some(super::file::LogFormatName::Json) => LogFormat::Json,
+            _ => LogFormat::Text,
+        },
+        level: file.log.level.clone(),
+    };
     Ok(Settings {
         server,
+        log,
         admin_listen,
         notifications,
         limits: Limits { probes_in_flight },
@@ -222,6 +259,21 @@ pub fn validate(file: FileConfig, source: &str) -> Result<Settings, ConfigError>
 }
 
 type Invalid = (String, String);
+
+/// Whether `filter` is a level (`info`) or comma-separated directives whose levels are all
+/// known (`info,servicewatch::monitor=debug`). A bare word that is not a level would be taken
+/// by `tracing` as a target name and silently log nothing more; refuse it instead.
+fn is_log_filter(filter: &str) -> bool {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    let is_level = |l: &str| LEVELS.contains(&l.trim().to_ascii_lowercase().as_str());
+    !filter.trim().is_empty()
+        && filter
+            .split(',')
+            .all(|directive| match directive.rsplit_once('=') {
+                Some((target, level)) => !target.trim().is_empty() && is_level(level),
+                None => is_level(directive),
+            })
+}
 
 fn validate_notifications(file: &FileConfig) -> Result<NotificationSettings, Invalid> {
     let n = &file.notifications;
@@ -816,6 +868,20 @@ config_server = { primary = { host = "h", port = 1 } }
         );
         let voice_cassandra = format!("{PAIR}cassandra = {{ nodes = [\"h:1\"] }}\n");
         assert!(refused(&voice_cassandra).contains("only a Provisioning service has `cassandra`"));
+    }
+
+    #[test]
+    fn log_filters() {
+        assert!(is_log_filter("info"));
+        assert!(is_log_filter("WARN"));
+        assert!(is_log_filter("info,servicewatch::monitor=debug"));
+        assert!(!is_log_filter("loud"));
+        assert!(!is_log_filter("servicewatch=loud"));
+        assert!(!is_log_filter(""));
+        assert!(
+            refused("[log]\nlevel = \"loud\"")
+                .starts_with("test.toml: log.level: \"loud\" is not a level")
+        );
     }
 
     #[test]
