@@ -24,6 +24,7 @@ pub mod api;
 pub mod bayeux;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod domain;
 pub mod lifecycle;
 pub mod logging;
@@ -34,6 +35,7 @@ pub mod probe;
 pub mod registry;
 pub mod resource;
 pub mod snapshot;
+pub mod standin;
 
 pub use config::Settings;
 pub use daemon::Daemon;

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tracing::error;
 
-use servicewatch::{Daemon, config, lifecycle, logging};
+use servicewatch::{Daemon, config, demo, lifecycle, logging};
 
 /// Supervises contact-center backend servers and serves their state as the Genesys Web
 /// Services Services API.
@@ -18,6 +18,7 @@ use servicewatch::{Daemon, config, lifecycle, logging};
     about,
     after_help = "\
 Examples:
+  servicewatch demo
   servicewatch --config /etc/servicewatch/servicewatch.toml
   servicewatch check-config config/servicewatch.toml
   SERVICEWATCH_SERVER__LISTEN=0.0.0.0:8080 servicewatch -c servicewatch.toml
@@ -37,6 +38,19 @@ struct Cli {
 enum Command {
     /// Run the daemon (the default).
     Run,
+    /// Run a demonstration: the daemon with stand-in backends on loopback that fail and
+    /// recover on a schedule. Needs nothing else.
+    Demo {
+        /// Address of the Services API.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Address of /metrics, /healthz and /readyz.
+        #[arg(long, default_value = "127.0.0.1:9180")]
+        admin: std::net::SocketAddr,
+        /// Time between two steps of the failure scenario.
+        #[arg(long, default_value = "12s", value_parser = humantime::parse_duration)]
+        step: std::time::Duration,
+    },
     /// Validate a configuration file and exit: 0 if valid, 3 if not.
     CheckConfig {
         /// The file to check; defaults to --config.
@@ -50,6 +64,21 @@ const EXIT_CONFIG: u8 = 3;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
+        Command::Demo {
+            listen,
+            admin,
+            step,
+        } => {
+            logging::init(&Default::default());
+            let system = actix_rt::System::new();
+            match system.block_on(demo::run(listen, admin, step)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("servicewatch demo: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::CheckConfig { file } => {
             let path = file.unwrap_or(cli.config);
             match config::load(&path) {

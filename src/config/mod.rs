@@ -61,9 +61,16 @@ pub fn load(path: &Path) -> Result<Settings, ConfigError> {
         path: shown.clone(),
         source,
     })?;
-    check_syntax(&text, &shown)?;
+    parse(&text, &shown)
+}
+
+/// Validates configuration `text`, layered with the environment; `shown` names its source
+/// in errors.
+pub fn parse(text: &str, shown: &str) -> Result<Settings, ConfigError> {
+    let shown = shown.to_string();
+    check_syntax(text, &shown)?;
     let layered = config::Config::builder()
-        .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+        .add_source(config::File::from_str(text, config::FileFormat::Toml))
         .add_source(
             config::Environment::with_prefix(ENV_PREFIX)
                 .prefix_separator("_")
