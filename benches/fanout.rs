@@ -6,6 +6,8 @@
 //! change's `stateSince` (stamped by the monitor when it decided the change) to the moment a
 //! subscriber has parsed the message; both clocks are this machine's.
 //!
+//! It ends by timing SIGTERM to exit with every session open.
+//!
 //! `cargo bench --bench fanout [-- SUBSCRIBERS [FLIPS]]` (defaults: 1000 subscribers, 5 flips).
 
 use std::io::{BufRead, BufReader};
@@ -160,6 +162,13 @@ async fn main() {
         "daemon RSS: {rss_before} KiB idle, {rss_after} KiB with {subscribers} sessions: {:.1} KiB per idle session",
         (rss_after.saturating_sub(rss_before)) as f64 / subscribers as f64
     );
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    // Stop with every session open: each WebSocket gets a 1001 close, then the daemon exits.
+    let stopping = Instant::now();
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    let status = daemon.wait().expect("the daemon exits");
+    println!(
+        "SIGTERM to exit with {subscribers} sessions open: {:?} (exit status {status})",
+        stopping.elapsed()
+    );
 }
