@@ -121,11 +121,42 @@ fn run(config_path: PathBuf, settings: config::Settings) -> anyhow::Result<()> {
     raise_open_files_limit();
     let system = actix_rt::System::new();
     system.block_on(async move {
-        let daemon = Daemon::start(settings.clone()).context("cannot start")?;
+        let daemon = match activated_listener()? {
+            Some(listener) => Daemon::start_on(settings.clone(), listener),
+            None => Daemon::start(settings.clone()),
+        }
+        .context("cannot start")?;
         lifecycle::run(daemon, config_path, settings)
             .await
             .context("the HTTP server failed")
     })
+}
+
+/// The API listener systemd passed (socket activation, `servicewatch.socket`), if any;
+/// `[server] listen` is then not used.
+fn activated_listener() -> anyhow::Result<Option<std::net::TcpListener>> {
+    use std::os::fd::FromRawFd;
+    let mut fds = sd_notify::listen_fds().context("cannot read LISTEN_FDS")?;
+    let Some(fd) = fds.next() else {
+        return Ok(None);
+    };
+    if fds.len() > 0 {
+        anyhow::bail!(
+            "systemd passed {} sockets; servicewatch takes one (the API)",
+            fds.len() + 1
+        );
+    }
+    // SAFETY: systemd passed this descriptor to this process (LISTEN_PID is ours) and
+    // nothing else in the process uses it; the listener becomes its only owner.
+    let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    listener
+        .set_nonblocking(true)
+        .context("cannot use the socket systemd passed")?;
+    let addr = listener
+        .local_addr()
+        .context("systemd passed a socket that is not a TCP listener")?;
+    tracing::info!(%addr, "using the listening socket passed by systemd");
+    Ok(Some(listener))
 }
 
 /// Lifts the soft limit on open files to the hard limit: every client connection is a file,

@@ -258,3 +258,54 @@ async fn notify_reload_and_stop_under_a_service_manager() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_activation_serves_on_the_passed_listener() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("servicewatch.toml");
+    // The configured address cannot be bound by the daemon: serving proves it used the socket.
+    std::fs::write(
+        &config,
+        "[server]\nlisten = \"192.0.2.1:1\"\n[admin]\nenabled = false\n",
+    )
+    .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fd = listener.as_raw_fd();
+    // As systemd does: the socket as descriptor 3, LISTEN_FDS=1, and LISTEN_PID naming the
+    // daemon's own pid (the shell's, which `exec` keeps).
+    let mut command = std::process::Command::new("sh");
+    command
+        .args(["-c", "LISTEN_PID=$$ exec \"$0\" --config \"$1\"", BIN])
+        .arg(&config)
+        .env("LISTEN_FDS", "1")
+        .stderr(Stdio::null());
+    // SAFETY: between fork and exec only dup2, which is async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::dup2(fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    drop(listener);
+    let url = format!("http://{addr}/api/v2/services");
+    let body = common::eventually(
+        Duration::from_secs(10),
+        "an answer on the passed socket",
+        || {
+            let url = url.clone();
+            async move { reqwest::get(url).await.ok()?.text().await.ok() }
+        },
+    )
+    .await;
+    assert_eq!(body, r#"{"statusCode":0,"uris":[]}"#);
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
