@@ -31,6 +31,7 @@ pub mod logging;
 pub mod metrics;
 pub mod monitor;
 pub mod notify;
+pub mod password;
 pub mod probe;
 pub mod registry;
 pub mod resource;

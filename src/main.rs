@@ -8,7 +8,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tracing::error;
 
-use servicewatch::{Daemon, config, demo, lifecycle, logging};
+use std::io::IsTerminal;
+
+use servicewatch::{Daemon, config, demo, lifecycle, logging, password};
 
 /// Supervises contact-center backend servers and serves their state as the Genesys Web
 /// Services Services API.
@@ -21,6 +23,7 @@ Examples:
   servicewatch demo
   servicewatch --config /etc/servicewatch/servicewatch.toml
   servicewatch check-config config/servicewatch.toml
+  servicewatch hash-password
   SERVICEWATCH_SERVER__LISTEN=0.0.0.0:8080 servicewatch -c servicewatch.toml
 
 Exit codes: 0 stopped cleanly or configuration valid; 1 runtime failure; 2 bad command line;
@@ -51,6 +54,9 @@ enum Command {
         #[arg(long, default_value = "12s", value_parser = humantime::parse_duration)]
         step: std::time::Duration,
     },
+    /// Print the Argon2id hash of a password for the users configuration. Asks twice
+    /// (without echo) on a terminal; otherwise reads one line from standard input.
+    HashPassword,
     /// Validate a configuration file and exit: 0 if valid, 3 if not.
     CheckConfig {
         /// The file to check; defaults to --config.
@@ -64,6 +70,16 @@ const EXIT_CONFIG: u8 = 3;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
+        Command::HashPassword => match read_password().and_then(|p| Ok(password::hash(&p)?)) {
+            Ok(hash) => {
+                println!("{hash}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("servicewatch hash-password: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Demo {
             listen,
             admin,
@@ -130,6 +146,22 @@ fn run(config_path: PathBuf, settings: config::Settings) -> anyhow::Result<()> {
             .await
             .context("the HTTP server failed")
     })
+}
+
+/// Reads the password to hash: twice without echo on a terminal, else one line of stdin.
+fn read_password() -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ").context("cannot read the password")?;
+        let again = rpassword::prompt_password("Again: ").context("cannot read the password")?;
+        anyhow::ensure!(first == again, "the two passwords differ");
+        Ok(first)
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("cannot read standard input")?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_string())
+    }
 }
 
 /// The API listener systemd passed (socket activation, `servicewatch.socket`), if any;

@@ -226,3 +226,40 @@ fn json_logs_are_one_object_per_line() {
             .starts_with("127.0.0.1:")
     );
 }
+
+#[test]
+fn hash_password_reads_stdin_and_prints_a_verifiable_hash() {
+    let hash = |input: &str| {
+        let mut child = Command::new(BIN)
+            .arg("hash-password")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = hash("s3cret pass\n");
+    assert!(out.status.success());
+    let phc = String::from_utf8(out.stdout).unwrap();
+    let phc = phc.trim_end();
+    assert!(phc.starts_with("$argon2id$"), "{phc}");
+    assert!(
+        servicewatch::password::verify("s3cret pass", phc).unwrap(),
+        "the newline is not part of it"
+    );
+    assert!(!servicewatch::password::verify("s3cret pass\n", phc).unwrap());
+
+    let empty = hash("\n");
+    assert_eq!(empty.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8(empty.stderr).unwrap(),
+        "servicewatch hash-password: an empty password cannot be used\n"
+    );
+}
