@@ -113,14 +113,7 @@ async fn answers_are_json_with_no_caching() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_combine_with_and() {
     let (d, _voice) = fixture().await;
-    let ids = |body: serde_json::Value| -> Vec<String> {
-        body["services"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["id"].as_str().unwrap().to_string())
-            .collect()
-    };
+    let ids = |body: serde_json::Value| d.ids_of(&body);
     assert_eq!(
         ids(d.json("/api/v2/services?fields=*&type=Voice").await),
         ["sips1"]

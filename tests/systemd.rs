@@ -107,16 +107,6 @@ fn signal(child: &Child, signal: libc::c_int) {
     unsafe { libc::kill(child.id().unwrap() as libc::pid_t, signal) };
 }
 
-async fn ids(d: &TestDaemon) -> Vec<String> {
-    let body = d.json("/api/v2/services?fields=id").await;
-    body["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notify_reload_and_stop_under_a_service_manager() {
     let dir = tempfile::tempdir().unwrap();
@@ -196,7 +186,7 @@ async fn notify_reload_and_stop_under_a_service_manager() {
         (api.state_of("d").await.0 == "Active").then_some(())
     })
     .await;
-    assert_eq!(ids(&api).await, ["a", "b", "d"]);
+    assert_eq!(api.ids().await, ["a", "b", "d"]);
 
     // A broken file is refused; the running configuration keeps serving.
     std::fs::write(&config, "[[service]]\nid = \"broken\"\n").unwrap();
@@ -208,7 +198,7 @@ async fn notify_reload_and_stop_under_a_service_manager() {
         refused.iter().any(|l| l.contains("missing field `type`")),
         "{refused:?}"
     );
-    assert_eq!(ids(&api).await, ["a", "b", "d"]);
+    assert_eq!(api.ids().await, ["a", "b", "d"]);
     let mut batch = subscriber
         .call(json!({"channel":"/meta/subscribe","subscription":"/other"}))
         .await;

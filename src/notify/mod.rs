@@ -80,45 +80,28 @@ pub async fn dispatch(
     batch: Vec<serde_json::Map<String, Value>>,
     via: Via,
 ) -> Vec<u8> {
-    let mut parts: Vec<Vec<u8>> = Vec::new();
     let mut replies: Vec<Value> = Vec::new();
     // Consecutive requests for one session go to it together, so that it sees a
     // `[subscribe, connect]` batch whole.
-    let mut group: Vec<Request> = Vec::new();
-    let mut group_client: Option<String> = None;
-    let mut requests = batch.into_iter().map(message::parse).peekable();
-    while let Some(parsed) = requests.next() {
+    let mut groups: Vec<(Option<String>, Vec<Request>)> = Vec::new();
+    for parsed in batch.into_iter().map(message::parse) {
         match parsed {
             Err(refusal) => replies.push(refusal),
             Ok(Request::Handshake { id, .. }) => replies.push(handshake(shared, id.as_ref())),
             Ok(request) => {
                 let client = request.client_id().map(str::to_string);
-                if group_client.is_some() && group_client != client {
-                    flush(
-                        shared,
-                        &mut group,
-                        &mut group_client,
-                        &via,
-                        &mut replies,
-                        &mut parts,
-                    )
-                    .await;
+                match groups.last_mut() {
+                    Some((group_client, requests)) if *group_client == client => {
+                        requests.push(request)
+                    }
+                    _ => groups.push((client, vec![request])),
                 }
-                group_client = client;
-                group.push(request);
             }
         }
-        if requests.peek().is_none() {
-            flush(
-                shared,
-                &mut group,
-                &mut group_client,
-                &via,
-                &mut replies,
-                &mut parts,
-            )
-            .await;
-        }
+    }
+    let mut parts: Vec<Vec<u8>> = Vec::new();
+    for (client, requests) in groups {
+        send_group(shared, client, requests, &via, &mut replies, &mut parts).await;
     }
     if !replies.is_empty() {
         parts.insert(0, reply::render_batch(&replies, []));
@@ -156,17 +139,16 @@ fn handshake(shared: &Arc<Shared>, id: Option<&Value>) -> Value {
     }
 }
 
-/// Sends the pending group to its session and collects the answer.
-async fn flush(
+/// Sends one group of requests to the session its clientId names and collects the answer.
+async fn send_group(
     shared: &Arc<Shared>,
-    group: &mut Vec<Request>,
-    group_client: &mut Option<String>,
+    client_id: Option<String>,
+    requests: Vec<Request>,
     via: &Via,
     replies: &mut Vec<Value>,
     parts: &mut Vec<Vec<u8>>,
 ) {
-    let requests = std::mem::take(group);
-    let Some(client_id) = group_client.take() else {
+    let Some(client_id) = client_id else {
         // Requests without a clientId (a publish) have no session to go to.
         for request in requests {
             replies.push(reply::unknown_client(request.channel(), request.id(), None));

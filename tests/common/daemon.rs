@@ -128,6 +128,21 @@ impl TestDaemon {
         body["service"][0].clone()
     }
 
+    /// The ids of the services the API lists, in order.
+    pub async fn ids(&self) -> Vec<String> {
+        self.ids_of(&self.json("/api/v2/services?fields=id").await)
+    }
+
+    /// The ids in a `services` list answer.
+    pub fn ids_of(&self, body: &serde_json::Value) -> Vec<String> {
+        body["services"]
+            .as_array()
+            .expect("a services list")
+            .iter()
+            .map(|s| s["id"].as_str().expect("an id").to_string())
+            .collect()
+    }
+
     /// The `state` and `servingInstance` of service `id`.
     pub async fn state_of(&self, id: &str) -> (String, Option<String>) {
         let s = self.service(id).await;
