@@ -310,6 +310,21 @@ impl Handler<StopMonitor> for ServerMonitor {
     }
 }
 
+/// Makes a monitor panic, to test supervision.
+#[cfg(test)]
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Crash;
+
+#[cfg(test)]
+impl Handler<Crash> for ServerMonitor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Crash, _ctx: &mut Self::Context) {
+        panic!("a monitor crashing on purpose");
+    }
+}
+
 /// The serving instance as logs show it.
 fn serving_label(serving: Option<Role>) -> &'static str {
     serving.map_or("none", Role::as_str)

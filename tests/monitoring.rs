@@ -202,3 +202,35 @@ check = {{ kind = "exec", timeout = "300ms", interval = "30s", jitter = 0.0 }}
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_global_probe_limit_serializes_probes() {
+    // Three stalled primaries, each probe held for its whole timeout. With one probe in
+    // flight at a time, judging all three takes at least three timeouts; without the limit
+    // it would take one.
+    let stalled = Backend::start(Mode::Stall).await;
+    let healthy = Backend::start(Mode::Accept).await;
+    let service = |id: &str| {
+        format!(
+            "[[service]]\nid = \"{id}\"\ntype = \"Voice\"\nprimary = {}\nbackup = {}\ncheck = {{ kind = \"http\", timeout = \"300ms\", interval = \"10s\", jitter = 0.0 }}\n",
+            stalled.toml(),
+            healthy.toml()
+        )
+        .replace("backup = { host", "backup = { check = { kind = \"tcp\" }, host")
+    };
+    let started = std::time::Instant::now();
+    let d = TestDaemon::start(&format!(
+        "[limits]\nprobes_in_flight = 1\n{}{}{}",
+        service("a"),
+        service("b"),
+        service("c")
+    ));
+    for id in ["a", "b", "c"] {
+        wait_for(&d, id, "Active", Some("backup"), Duration::from_secs(5)).await;
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(850),
+        "three 300 ms probes ran together: {elapsed:?}"
+    );
+}
