@@ -489,3 +489,24 @@ async fn a_client_that_never_reads_is_dropped_while_others_keep_receiving() {
         other => panic!("expected a policy close, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_websocket_peer_is_dropped() {
+    let backend = Backend::start(Mode::Accept).await;
+    let d = daemon(&backend, "ping_interval = \"100ms\"").await;
+    let connections = "servicewatch_websocket_connections";
+    // A peer that handshakes, then neither reads nor answers pings.
+    let mut silent = WsClient::open(&d).await;
+    silent.handshake().await;
+    eventually(WITHIN, "the connection to be counted", || async {
+        (d.metric(connections).await == Some(1.0)).then_some(())
+    })
+    .await;
+    eventually(
+        WITHIN,
+        "the silent peer to be dropped after three ping intervals",
+        || async { (d.metric(connections).await == Some(0.0)).then_some(()) },
+    )
+    .await;
+    drop(silent);
+}
