@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::admin::{self, AdminState};
 use crate::api::{self, ApiState};
+use crate::auth::Authenticator;
 use crate::config::Settings;
 use crate::config::settings::ServiceSpec;
 use crate::metrics::Metrics;
@@ -91,6 +92,12 @@ impl Daemon {
             }
         });
         let request_metrics = metrics.clone();
+        if settings.auth.users.is_empty() {
+            tracing::warn!(
+                "no [[user]] is configured: every API request will be refused with 401; add users (see servicewatch hash-password)"
+            );
+        }
+        let authenticator = web::Data::new(Arc::new(Authenticator::new(&settings.auth)));
         let notify_data = web::Data::new(notify.clone());
         let max_message_size = settings.notifications.max_message_size;
         let send_timeout = settings.server.send_timeout;
@@ -105,6 +112,7 @@ impl Daemon {
             App::new()
                 .app_data(state.clone())
                 .app_data(notify_data.clone())
+                .app_data(authenticator.clone())
                 .wrap(api::gws_errors())
                 .wrap_fn(api::count_requests(request_metrics.clone()))
                 .configure(move |cfg| api::configure(cfg, &base_path, max_message_size))

@@ -10,11 +10,15 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use base64ct::Encoding;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::Daemon;
 use crate::config;
 use crate::standin::{Mode, StandIn};
+
+/// The demo's user; its password is made up at each start and printed.
+const DEMO_USER: &str = "demo";
 
 /// Time between two steps of the scenario, unless told otherwise: long enough to read the
 /// output and query the API between changes.
@@ -46,8 +50,9 @@ impl Backends {
         })
     }
 
-    /// The daemon's configuration for these stand-ins.
-    fn config(&self, listen: SocketAddr, admin: SocketAddr) -> String {
+    /// The daemon's configuration for these stand-ins, with one user whose password hash
+    /// is `password_hash`.
+    fn config(&self, listen: SocketAddr, admin: SocketAddr, password_hash: &str) -> String {
         let nodes: Vec<String> = self
             .cassandra
             .iter()
@@ -63,6 +68,16 @@ interval = "1s"
 timeout = "500ms"
 rise = 2
 fall = 2
+
+[[contact_center]]
+id = "demo"
+features = ["api-voice", "api-provisioning-read", "ui-supervisor-reporting"]
+
+[[user]]
+name = "{DEMO_USER}"
+password = "{password_hash}"
+roles = ["supervisor"]
+contact_center = "demo"
 
 [[service]]
 id = "sips1"
@@ -111,16 +126,28 @@ pub async fn run(
     step_every: Duration,
 ) -> Result<(), DemoError> {
     let mut backends = Backends::start().await?;
-    let settings = config::parse(&backends.config(listen, admin), "demo configuration")?;
+    // A fresh password each run, so that no demo credential ever works on a real daemon.
+    let mut secret = [0u8; 9];
+    getrandom::fill(&mut secret)
+        .map_err(|e| std::io::Error::other(format!("no random source: {e}")))?;
+    let password = base64ct::Base64UrlUnpadded::encode_string(&secret);
+    let hash =
+        crate::password::hash(&password).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let settings = config::parse(
+        &backends.config(listen, admin, &hash),
+        "demo configuration",
+        None,
+    )?;
     let daemon = Daemon::start(settings)?;
     let base = format!("http://{}", daemon.local_addr());
     println!(
         "\nservicewatch demo: three services on stand-in backends that fail and recover every {} s.\n\n\
          \x20 Services API:   {base}/api/v2/services?fields=*\n\
          \x20 Notifications:  {base}/api/v2/notifications   (Bayeux: WebSocket and long-polling)\n\
-         \x20 Metrics:        http://{}/metrics\n\n\
+         \x20 Metrics:        http://{}/metrics\n\
+         \x20 Login:          user {DEMO_USER}, password {password}\n\n\
          Try:\n\
-         \x20 curl -s '{base}/api/v2/services?fields=id,state,servingInstance'\n\
+         \x20 curl -s -u {DEMO_USER}:{password} '{base}/api/v2/services?fields=id,state,servingInstance'\n\
          \x20 curl -s -X POST {base}/api/v2/notifications/handshake -d '[{{\"channel\":\"/meta/handshake\",\"version\":\"1.0\",\"supportedConnectionTypes\":[\"long-polling\"]}}]'\n\n\
          Ctrl-C stops the demo.\n",
         step_every.as_secs_f64(),

@@ -21,6 +21,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod auth;
 pub mod bayeux;
 pub mod config;
 pub mod daemon;

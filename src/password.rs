@@ -28,6 +28,11 @@ pub fn hash(password: &str) -> Result<String, PasswordError> {
         .map_err(|e| PasswordError::Hashing(e.to_string()))
 }
 
+/// Whether `text` is an Argon2 hash in PHC form (what the users configuration must hold).
+pub fn is_hash(text: &str) -> bool {
+    text.starts_with("$argon2") && PasswordHash::new(text).is_ok()
+}
+
 /// Whether `password` matches the PHC string `phc` (the parameters are the hash's own).
 pub fn verify(password: &str, phc: &str) -> Result<bool, PasswordError> {
     let parsed = PasswordHash::new(phc).map_err(|e| PasswordError::NotAHash(e.to_string()))?;
@@ -53,5 +58,8 @@ mod tests {
             Err(PasswordError::NotAHash(_))
         ));
         assert!(matches!(hash(""), Err(PasswordError::Empty)));
+        assert!(is_hash(&a));
+        assert!(!is_hash("hunter2"));
+        assert!(!is_hash("$argon2id$garbage"));
     }
 }

@@ -132,6 +132,7 @@ impl Tracked {
         let spec = Arc::new(spec);
         let published = Arc::new(PublishedService::new(
             spec.service_type,
+            &spec.feature,
             status.state,
             resource::render(&spec, &status, since),
         ));
@@ -149,6 +150,7 @@ impl Tracked {
     fn render(&mut self) {
         self.published = Arc::new(PublishedService::new(
             self.spec.service_type,
+            &self.spec.feature,
             self.status.state,
             resource::render(&self.spec, &self.status, self.since),
         ));

@@ -19,6 +19,8 @@ use crate::resource::CORE_ATTRIBUTES;
 pub struct PublishedService {
     pub id: String,
     pub service_type: ServiceType,
+    /// The contact-center feature that makes it visible.
+    pub feature: String,
     pub state: ServiceState,
     pub resource: Map<String, Value>,
     /// `resource` serialized.
@@ -29,6 +31,7 @@ impl PublishedService {
     /// Serializes `resource` once.
     pub fn new(
         service_type: ServiceType,
+        feature: &str,
         state: ServiceState,
         resource: Map<String, Value>,
     ) -> Self {
@@ -41,6 +44,7 @@ impl PublishedService {
         PublishedService {
             id,
             service_type,
+            feature: feature.to_string(),
             state,
             resource,
             json,
@@ -91,14 +95,23 @@ impl Snapshot {
         self.by_id.get(id).map(|&i| &*self.services[i])
     }
 
-    /// Whether any service has an attribute of this name.
-    pub fn has_attribute(&self, name: &str) -> bool {
-        self.attributes.contains(name)
+    /// Attribute names of every service (and the core ones), which `fields` and filters
+    /// accept from a caller who sees every service.
+    pub fn attributes(&self) -> &BTreeSet<String> {
+        &self.attributes
     }
 
-    /// Attribute names, sorted; for error messages.
-    pub fn attribute_names(&self) -> impl Iterator<Item = &str> {
-        self.attributes.iter().map(String::as_str)
+    /// Attribute names of the given services (and the core ones), for a caller who sees
+    /// only those: names used only by hidden services are not revealed.
+    pub fn attributes_of<'a>(
+        services: impl Iterator<Item = &'a PublishedService>,
+    ) -> BTreeSet<String> {
+        let mut attributes: BTreeSet<String> =
+            CORE_ATTRIBUTES.iter().map(|a| a.to_string()).collect();
+        for service in services {
+            attributes.extend(service.resource.keys().cloned());
+        }
+        attributes
     }
 
     /// One line for people: `12 services: 10 Active, 1 ReadOnly, 1 Inactive`.
@@ -159,6 +172,7 @@ mod tests {
         }
         Arc::new(PublishedService::new(
             ServiceType::Voice,
+            "api-voice",
             ServiceState::Active,
             map,
         ))
@@ -176,12 +190,12 @@ mod tests {
         );
         assert_eq!(snap.get("b").unwrap().id, "b");
         assert!(snap.get("c").is_none());
-        assert!(snap.has_attribute("sipPort"));
+        assert!(snap.attributes().contains("sipPort"));
         assert!(
-            snap.has_attribute("servingInstance"),
+            snap.attributes().contains("servingInstance"),
             "core attributes are known even if absent"
         );
-        assert!(!snap.has_attribute("bogus"));
+        assert!(!snap.attributes().contains("bogus"));
     }
 
     #[test]
@@ -190,6 +204,7 @@ mod tests {
         inactive.insert("id".into(), Value::from("c"));
         let inactive = Arc::new(PublishedService::new(
             ServiceType::Voice,
+            "api-voice",
             ServiceState::Inactive,
             inactive,
         ));

@@ -101,12 +101,17 @@ async fn success_shapes_byte_for_byte() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_are_json_with_no_caching() {
     let (d, _voice) = fixture().await;
-    let response = reqwest::get(d.url("/api/v2/services?fields=*"))
-        .await
-        .unwrap();
+    let client = reqwest::Client::new();
+    let get = |path: &str| {
+        client
+            .get(d.url(path))
+            .basic_auth(common::USER, Some(common::PASSWORD))
+            .send()
+    };
+    let response = get("/api/v2/services?fields=*").await.unwrap();
     assert_eq!(response.headers()["content-type"], "application/json");
     assert_eq!(response.headers()["cache-control"], "no-cache");
-    let response = reqwest::get(d.url("/api/v2/services/nope")).await.unwrap();
+    let response = get("/api/v2/services/nope").await.unwrap();
     assert_eq!(response.headers()["content-type"], "application/json");
 }
 
@@ -218,6 +223,7 @@ async fn errors_in_the_gws_envelope() {
     }
     let response = reqwest::Client::new()
         .post(d.url("/api/v2/services"))
+        .basic_auth(common::USER, Some(common::PASSWORD))
         .send()
         .await
         .unwrap();

@@ -1,6 +1,8 @@
 //! The `servicewatch` binary: configuration refused with one clear line and exit 3, the
 //! shipped example valid, environment overrides, and a run that serves and stops on SIGTERM.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -136,7 +138,14 @@ fn run_refuses_a_bad_environment_override() {
 fn runs_with_an_environment_override_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ok.toml");
-    std::fs::write(&path, format!("[server]\nlisten = \"127.0.0.1:1\"\n{GOOD}")).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:1\"\n{GOOD}{}",
+            common::users_toml()
+        ),
+    )
+    .unwrap();
     let mut child = Command::new(BIN)
         .arg("--config")
         .arg(&path)
@@ -170,7 +179,8 @@ fn runs_with_an_environment_override_and_stops_on_sigterm() {
     let mut stream = std::net::TcpStream::connect(&addr).unwrap();
     write!(
         stream,
-        "GET /api/v2/services HTTP/1.0\r\nHost: {addr}\r\n\r\n"
+        "GET /api/v2/services HTTP/1.0\r\nHost: {addr}\r\nAuthorization: {}\r\n\r\n",
+        common::basic_header()
     )
     .unwrap();
     let mut answer = String::new();

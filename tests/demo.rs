@@ -1,6 +1,8 @@
 //! `servicewatch demo` runs with nothing else installed, and its scenario shows a switchover.
 
 use std::io::{BufRead, BufReader};
+
+use base64ct::Encoding;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -35,11 +37,19 @@ fn demo_serves_and_shows_a_switchover() {
         .next()
         .unwrap()
         .to_string();
+    let login = out
+        .find_map(|l| l.ok().filter(|l| l.contains("Login:")))
+        .expect("the demo prints its login");
+    let words: Vec<&str> = login.split_whitespace().collect();
+    assert_eq!(&words[..3], ["Login:", "user", "demo,"], "{login}");
+    let password = words[4];
+    assert!(password.len() >= 12, "a made-up password: {login}");
+    let credentials = base64ct::Base64::encode_string(format!("demo:{password}").as_bytes());
 
     // The first step stops SIPS1's primary: the service must switch over to its backup.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let body = get(&addr, "/api/v2/services/sips1");
+        let body = get(&addr, "/api/v2/services/sips1", &credentials);
         if body.contains(r#""state":"Active","servingInstance":"backup""#) {
             break;
         }
@@ -59,10 +69,14 @@ fn demo_serves_and_shows_a_switchover() {
     assert!(child.wait().unwrap().success());
 }
 
-fn get(addr: &str, path: &str) -> String {
+fn get(addr: &str, path: &str, credentials: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Basic {credentials}\r\n\r\n"
+    )
+    .unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
     answer

@@ -119,7 +119,10 @@ async fn notify_reload_and_stop_under_a_service_manager() {
         Backend::start(Mode::Accept).await,
     );
     let config = dir.path().join("servicewatch.toml");
-    let header = "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 1\n";
+    let header = format!(
+        "{}\n[server]\nlisten = \"127.0.0.1:0\"\nworkers = 1\n",
+        common::users_toml()
+    );
     std::fs::write(
         &config,
         format!(
@@ -259,7 +262,10 @@ async fn socket_activation_serves_on_the_passed_listener() {
     // The configured address cannot be bound by the daemon: serving proves it used the socket.
     std::fs::write(
         &config,
-        "[server]\nlisten = \"192.0.2.1:1\"\n[admin]\nenabled = false\n",
+        format!(
+            "{}\n[server]\nlisten = \"192.0.2.1:1\"\n[admin]\nenabled = false\n",
+            common::users_toml()
+        ),
     )
     .unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -290,7 +296,12 @@ async fn socket_activation_serves_on_the_passed_listener() {
         "an answer on the passed socket",
         || {
             let url = url.clone();
-            async move { reqwest::get(url).await.ok()?.text().await.ok() }
+            async move {
+                let request = reqwest::Client::new()
+                    .get(url)
+                    .basic_auth(common::USER, Some(common::PASSWORD));
+                request.send().await.ok()?.text().await.ok()
+            }
         },
     )
     .await;

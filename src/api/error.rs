@@ -37,6 +37,14 @@ pub enum ApiError {
     NotFound(String),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("{message}")]
+    NotAuthenticated {
+        message: String,
+        /// For `WWW-Authenticate: Basic realm="..."`.
+        realm: String,
+    },
+    #[error("{0}")]
+    PermissionDenied(String),
 }
 
 impl ApiError {
@@ -48,6 +56,8 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => GwsCode::Forbidden,
             ApiError::NotFound(_) => GwsCode::NotFound,
             ApiError::Internal(_) => GwsCode::Internal,
+            ApiError::NotAuthenticated { .. } => GwsCode::NotAuthenticated,
+            ApiError::PermissionDenied(_) => GwsCode::PermissionDenied,
         }
     }
 }
@@ -105,6 +115,8 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::NotAuthenticated { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::PermissionDenied(_) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -113,7 +125,18 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed { allowed, .. } => allowed,
             _ => "GET",
         };
-        error_response_allowing(self.status_code(), self.code(), &self.to_string(), allowed)
+        let mut response =
+            error_response_allowing(self.status_code(), self.code(), &self.to_string(), allowed);
+        if let ApiError::NotAuthenticated { realm, .. } = self {
+            if let Ok(value) = header::HeaderValue::from_str(&format!(
+                "Basic realm=\"{realm}\", charset=\"UTF-8\""
+            )) {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, value);
+            }
+        }
+        response
     }
 }
 

@@ -17,6 +17,11 @@ use std::sync::Arc;
 
 use actix_web::dev::{Service, ServiceRequest};
 
+use actix_web::HttpMessage;
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::middleware::Next;
+
+use crate::auth::{Authenticator, SESSION_COOKIE};
 use crate::metrics::{HttpLabels, Metrics};
 use crate::notify;
 use crate::registry::SharedSnapshot;
@@ -67,11 +72,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, base_path: &str, max_message_size
             )
             .service(
                 web::resource("/services")
+                    .wrap(actix_web::middleware::from_fn(require_login))
                     .route(web::get().to(services::list))
                     .default_service(web::to(method_not_allowed)),
             )
             .service(
                 web::resource("/services/{id}")
+                    .wrap(actix_web::middleware::from_fn(require_login))
                     .route(web::get().to(services::one))
                     .default_service(web::to(method_not_allowed)),
             ),
@@ -101,6 +108,51 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 pub type Counted<B> = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<ServiceResponse<B>, actix_web::Error>>>,
 >;
+
+/// Lets a request through only with credentials (Basic or the session cookie) of a user
+/// who holds a role; puts the [`Caller`] in the request for the handlers, and sets the
+/// session cookie after a Basic login.
+pub async fn require_login(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let Some(auth) = req.app_data::<web::Data<Arc<Authenticator>>>().cloned() else {
+        return Err(ApiError::Internal("no authenticator".into()).into());
+    };
+    let (caller, token) = match auth.authenticate(req.request()).await {
+        Ok(found) => found,
+        Err(e) => {
+            let refusal = ApiError::NotAuthenticated {
+                message: e.to_string(),
+                realm: auth.realm().to_string(),
+            };
+            return Ok(req.error_response(refusal).map_into_right_body());
+        }
+    };
+    if !caller.may_read_services() {
+        let refusal = ApiError::PermissionDenied(format!(
+            "user {} has no role that may read services",
+            caller.user
+        ));
+        return Ok(req.error_response(refusal).map_into_right_body());
+    }
+    req.extensions_mut().insert(caller);
+    let secure = req.connection_info().scheme() == "https";
+    let mut response = next.call(req).await?;
+    if let Some(token) = token {
+        let cookie = Cookie::build(SESSION_COOKIE, token)
+            .path("/")
+            .http_only(true)
+            .same_site(SameSite::Strict)
+            .secure(secure)
+            .finish();
+        response
+            .response_mut()
+            .add_cookie(&cookie)
+            .map_err(actix_web::error::ErrorInternalServerError)?;
+    }
+    Ok(response.map_into_left_body())
+}
 
 /// Counts every answer by route pattern and status.
 pub fn count_requests<S, B>(

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use super::error::ApiError;
 use crate::domain::service::{ServiceState, ServiceType};
 use crate::resource::filter_text;
-use crate::snapshot::Snapshot;
+use std::collections::BTreeSet;
 
 /// Which attributes to return.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +47,7 @@ pub struct ServicesQuery {
 /// checking names against the attributes the snapshot knows.
 pub fn parse(
     query: &str,
-    snapshot: &Snapshot,
+    attributes: &BTreeSet<String>,
     filters_allowed: bool,
 ) -> Result<ServicesQuery, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|e| {
@@ -61,23 +61,29 @@ pub fn parse(
                     "fields is given more than once".into(),
                 ));
             }
-            parsed.fields = Some(parse_fields(&value, snapshot)?);
+            parsed.fields = Some(parse_fields(&value, attributes)?);
         } else if !filters_allowed {
             return Err(ApiError::InvalidParameter(format!(
                 "unknown parameter \"{name}\"; a single service takes only fields"
             )));
         } else {
-            parsed.filters.push(parse_filter(&name, &value, snapshot)?);
+            parsed
+                .filters
+                .push(parse_filter(&name, &value, attributes)?);
         }
     }
     Ok(parsed)
 }
 
-fn known_attributes(snapshot: &Snapshot) -> String {
-    snapshot.attribute_names().collect::<Vec<_>>().join(", ")
+fn known_attributes(attributes: &BTreeSet<String>) -> String {
+    attributes
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-fn parse_fields(value: &str, snapshot: &Snapshot) -> Result<Fields, ApiError> {
+fn parse_fields(value: &str, attributes: &BTreeSet<String>) -> Result<Fields, ApiError> {
     if value.trim() == "*" {
         return Ok(Fields::All);
     }
@@ -87,20 +93,24 @@ fn parse_fields(value: &str, snapshot: &Snapshot) -> Result<Fields, ApiError> {
             "fields=\"{value}\" is not a list of attribute names; use fields=* or fields=id,state"
         )));
     }
-    if let Some(unknown) = names.iter().find(|n| !snapshot.has_attribute(n)) {
+    if let Some(unknown) = names.iter().find(|n| !attributes.contains(n.as_str())) {
         return Err(ApiError::InvalidParameter(format!(
             "unknown field \"{unknown}\"; known fields: {}",
-            known_attributes(snapshot)
+            known_attributes(attributes)
         )));
     }
     Ok(Fields::Only(names))
 }
 
-fn parse_filter(name: &str, value: &str, snapshot: &Snapshot) -> Result<Filter, ApiError> {
-    if !snapshot.has_attribute(name) {
+fn parse_filter(
+    name: &str,
+    value: &str,
+    attributes: &BTreeSet<String>,
+) -> Result<Filter, ApiError> {
+    if !attributes.contains(name) {
         return Err(ApiError::InvalidParameter(format!(
             "unknown parameter \"{name}\"; filter by an attribute ({}) or use fields",
-            known_attributes(snapshot)
+            known_attributes(attributes)
         )));
     }
     let values: Vec<String> = value.split(',').map(|v| v.trim().to_string()).collect();
@@ -147,7 +157,7 @@ pub fn project(resource: &Map<String, Value>, names: &[String]) -> Map<String, V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::PublishedService;
+    use crate::snapshot::{PublishedService, Snapshot};
 
     fn snapshot() -> Snapshot {
         let mut voice = Map::new();
@@ -157,29 +167,38 @@ mod tests {
         voice.insert("sipPort".into(), Value::from(5060));
         Snapshot::new(vec![std::sync::Arc::new(PublishedService::new(
             ServiceType::Voice,
+            "api-voice",
             ServiceState::Active,
             voice,
         ))])
     }
 
+    fn attributes() -> BTreeSet<String> {
+        snapshot().attributes().clone()
+    }
+
     fn err(query: &str, list: bool) -> String {
-        parse(query, &snapshot(), list).unwrap_err().to_string()
+        parse(query, &attributes(), list).unwrap_err().to_string()
     }
 
     #[test]
     fn parses_fields() {
-        let s = snapshot();
-        assert_eq!(parse("", &s, true).unwrap(), ServicesQuery::default());
         assert_eq!(
-            parse("fields=*", &s, true).unwrap().fields,
+            parse("", &attributes(), true).unwrap(),
+            ServicesQuery::default()
+        );
+        assert_eq!(
+            parse("fields=*", &attributes(), true).unwrap().fields,
             Some(Fields::All)
         );
         assert_eq!(
-            parse("fields=%2A", &s, true).unwrap().fields,
+            parse("fields=%2A", &attributes(), true).unwrap().fields,
             Some(Fields::All)
         );
         assert_eq!(
-            parse("fields=id,%20state", &s, false).unwrap().fields,
+            parse("fields=id,%20state", &attributes(), false)
+                .unwrap()
+                .fields,
             Some(Fields::Only(vec!["id".into(), "state".into()]))
         );
     }
@@ -201,11 +220,16 @@ mod tests {
     #[test]
     fn parses_and_checks_filters() {
         let s = snapshot();
-        let q = parse("fields=*&type=Voice,Media&sipPort=5060", &s, true).unwrap();
+        let q = parse(
+            "fields=*&type=Voice,Media&sipPort=5060",
+            &attributes(),
+            true,
+        )
+        .unwrap();
         assert_eq!(q.filters.len(), 2);
         let resource = s.get("sips1").unwrap().resource.clone();
         assert!(q.filters.iter().all(|f| f.matches(&resource)));
-        let other = parse("state=Inactive", &s, true).unwrap();
+        let other = parse("state=Inactive", &attributes(), true).unwrap();
         assert!(!other.filters[0].matches(&resource));
         assert!(
             err("type=Fax", true)

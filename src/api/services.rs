@@ -9,18 +9,33 @@ use serde::Serialize;
 use super::ApiState;
 use super::error::ApiError;
 use super::query::{self, Fields};
-use crate::snapshot::{PublishedService, list_body};
+use crate::auth::Caller;
+use crate::snapshot::{PublishedService, Snapshot, list_body};
 
-/// `GET /services`: URIs, or resources when `fields` is given.
-pub async fn list(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+/// `GET /services`: URIs, or resources when `fields` is given; only the services the
+/// caller's contact center may see.
+pub async fn list(
+    req: HttpRequest,
+    state: web::Data<ApiState>,
+    caller: web::ReqData<Caller>,
+) -> Result<HttpResponse, ApiError> {
     let snapshot = state.snapshot.load();
-    let query = query::parse(req.query_string(), &snapshot, true)?;
-    let selected = || {
+    let visible = || {
         snapshot
             .services()
             .iter()
-            .filter(|s| query.filters.iter().all(|f| f.matches(&s.resource)))
+            .filter(|s| caller.sees(&s.feature))
     };
+    let sees_all = visible().count() == snapshot.services().len();
+    let hidden_attributes;
+    let attributes = if sees_all {
+        snapshot.attributes()
+    } else {
+        hidden_attributes = Snapshot::attributes_of(visible().map(|s| &**s));
+        &hidden_attributes
+    };
+    let query = query::parse(req.query_string(), attributes, true)?;
+    let selected = || visible().filter(|s| query.filters.iter().all(|f| f.matches(&s.resource)));
     let body = match &query.fields {
         None => {
             let base = state.services_url(&req);
@@ -30,7 +45,7 @@ pub async fn list(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpRe
                 uris,
             })?
         }
-        Some(Fields::All) if query.filters.is_empty() => snapshot.all_body(),
+        Some(Fields::All) if query.filters.is_empty() && sees_all => snapshot.all_body(),
         Some(Fields::All) => list_body(selected().map(|s| &**s)),
         Some(Fields::Only(names)) => {
             let services: Vec<_> = selected()
@@ -45,14 +60,21 @@ pub async fn list(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpRe
     Ok(json_ok(body))
 }
 
-/// `GET /services/{id}`: one resource, wrapped in an array as the GWS example shows.
-pub async fn one(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+/// `GET /services/{id}`: one resource, wrapped in an array as the GWS example shows. A
+/// service hidden from the caller answers exactly like one that does not exist.
+pub async fn one(
+    req: HttpRequest,
+    state: web::Data<ApiState>,
+    caller: web::ReqData<Caller>,
+) -> Result<HttpResponse, ApiError> {
     let snapshot = state.snapshot.load();
     let id = req.match_info().get("id").unwrap_or_default();
-    let query = query::parse(req.query_string(), &snapshot, false)?;
     let service = snapshot
         .get(id)
+        .filter(|s| caller.sees(&s.feature))
         .ok_or_else(|| ApiError::NotFound(format!("no service with id \"{id}\"")))?;
+    let attributes = Snapshot::attributes_of(std::iter::once(service));
+    let query = query::parse(req.query_string(), &attributes, false)?;
     let body = match &query.fields {
         None | Some(Fields::All) => single_body(service),
         Some(Fields::Only(names)) => to_json(&SingleService {

@@ -23,6 +23,12 @@ pub struct FileConfig {
     pub admin: AdminSection,
     #[serde(default)]
     pub log: LogSection,
+    #[serde(default)]
+    pub auth: AuthSection,
+    #[serde(default, rename = "contact_center")]
+    pub contact_centers: Vec<ContactCenterSection>,
+    #[serde(default, rename = "user")]
+    pub users: Vec<UserSection>,
     #[serde(default, rename = "service")]
     pub services: Vec<ServiceSection>,
 }
@@ -44,6 +50,49 @@ pub struct ServerSection {
 #[serde(deny_unknown_fields)]
 pub struct LimitsSection {
     pub probes_in_flight: Option<usize>,
+}
+
+/// `[auth]`: how callers prove who they are.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    pub realm: Option<String>,
+    /// A separate file (may be kept 0600) holding `[[user]]` and `[[contact_center]]`.
+    pub users_file: Option<String>,
+    pub login_cache: Option<HumanDuration>,
+    pub session_idle: Option<HumanDuration>,
+    pub session_max: Option<HumanDuration>,
+}
+
+/// One `[[contact_center]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactCenterSection {
+    pub id: String,
+    #[serde(default)]
+    pub features: Vec<String>,
+}
+
+/// One `[[user]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSection {
+    pub name: String,
+    /// An Argon2 PHC string; plain text is refused.
+    pub password: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    pub contact_center: String,
+}
+
+/// The users file: users and contact centers only.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsersFile {
+    #[serde(default, rename = "contact_center")]
+    pub contact_centers: Vec<ContactCenterSection>,
+    #[serde(default, rename = "user")]
+    pub users: Vec<UserSection>,
 }
 
 /// `[log]`: where and how much.

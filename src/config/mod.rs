@@ -61,14 +61,14 @@ pub fn load(path: &Path) -> Result<Settings, ConfigError> {
         path: shown.clone(),
         source,
     })?;
-    parse(&text, &shown)
+    parse(&text, &shown, path.parent())
 }
 
 /// Validates configuration `text`, layered with the environment; `shown` names its source
-/// in errors.
-pub fn parse(text: &str, shown: &str) -> Result<Settings, ConfigError> {
+/// in errors, and `base` is the directory a relative `users_file` is found in.
+pub fn parse(text: &str, shown: &str, base: Option<&Path>) -> Result<Settings, ConfigError> {
     let shown = shown.to_string();
-    check_syntax(text, &shown)?;
+    check_syntax::<file::FileConfig>(text, &shown)?;
     let layered = config::Config::builder()
         .add_source(config::File::from_str(text, config::FileFormat::Toml))
         .add_source(
@@ -83,13 +83,29 @@ pub fn parse(text: &str, shown: &str) -> Result<Settings, ConfigError> {
             path: shown.clone(),
             message: tidy_config_message(&e.to_string()),
         })?;
+    let mut layered = layered;
+    if let Some(users_file) = layered.auth.users_file.clone() {
+        let path = base.map_or_else(
+            || Path::new(&users_file).to_path_buf(),
+            |b| b.join(&users_file),
+        );
+        let users_shown = path.display().to_string();
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: users_shown.clone(),
+            source,
+        })?;
+        let users: file::UsersFile = check_syntax(&text, &users_shown)?;
+        layered.users.extend(users.users);
+        layered.contact_centers.extend(users.contact_centers);
+    }
     settings::validate(layered, &shown)
 }
 
-/// Parses the file alone, to report mistakes with their line and column.
-fn check_syntax(text: &str, path: &str) -> Result<(), ConfigError> {
-    let Err(e) = toml::from_str::<file::FileConfig>(text) else {
-        return Ok(());
+/// Parses a file alone, to report mistakes with their line and column.
+fn check_syntax<T: serde::de::DeserializeOwned>(text: &str, path: &str) -> Result<T, ConfigError> {
+    let e = match toml::from_str::<T>(text) {
+        Ok(parsed) => return Ok(parsed),
+        Err(e) => e,
     };
     let offset = e.span().map_or(0, |s| s.start).min(text.len());
     let before = &text[..offset];
@@ -121,7 +137,9 @@ mod tests {
     use super::*;
 
     fn syntax(text: &str) -> String {
-        check_syntax(text, "f.toml").unwrap_err().to_string()
+        check_syntax::<file::FileConfig>(text, "f.toml")
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Validated configuration: what the daemon runs on. `validate` turns the file as written
 //! into these types, layering check defaults and naming the key of the first mistake.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -68,12 +68,64 @@ pub const RESERVED_ATTRIBUTES: [&str; 7] = [
 pub struct Settings {
     pub server: ServerSettings,
     pub log: LogSettings,
+    pub auth: AuthSettings,
     /// Where `/metrics`, `/healthz` and `/readyz` listen; `None`: disabled.
     pub admin_listen: Option<SocketAddr>,
     pub limits: Limits,
     pub notifications: NotificationSettings,
     pub services: Vec<ServiceSpec>,
 }
+
+/// Who may call the API, and how long a proof of identity lasts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSettings {
+    /// The realm of `WWW-Authenticate: Basic realm="..."`.
+    pub realm: String,
+    /// How long a verified Basic login is remembered, so that a client sending Basic on
+    /// every request does not pay for Argon2 each time.
+    pub login_cache: Duration,
+    /// A session cookie unused this long expires.
+    pub session_idle: Duration,
+    /// A session cookie expires this long after the login, used or not.
+    pub session_max: Duration,
+    pub users: Vec<UserSpec>,
+}
+
+/// One user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSpec {
+    pub name: String,
+    /// Argon2 PHC string.
+    pub password_hash: String,
+    pub roles: BTreeSet<UserRole>,
+    pub contact_center: String,
+    /// The features of the user's contact center.
+    pub features: BTreeSet<String>,
+}
+
+/// GWS roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum UserRole {
+    Agent,
+    Supervisor,
+    Admin,
+}
+
+impl UserRole {
+    fn parse(name: &str) -> Option<UserRole> {
+        match name {
+            "agent" => Some(UserRole::Agent),
+            "supervisor" => Some(UserRole::Supervisor),
+            "admin" => Some(UserRole::Admin),
+            _ => None,
+        }
+    }
+}
+
+const DEFAULT_REALM: &str = "servicewatch";
+const DEFAULT_LOGIN_CACHE: Duration = Duration::from_secs(300);
+const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+const DEFAULT_SESSION_MAX: Duration = Duration::from_secs(12 * 3600);
 
 /// How logs are written (outside the journal, which has its own format).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -248,9 +300,11 @@ pub fn validate(file: FileConfig, source: &str) -> Result<Settings, ConfigError>
         },
         level: file.log.level.clone(),
     };
+    let auth = validate_auth(&file).map_err(|(k, m)| invalid(k, m))?;
     Ok(Settings {
         server,
         log,
+        auth,
         admin_listen,
         notifications,
         limits: Limits { probes_in_flight },
@@ -259,6 +313,93 @@ pub fn validate(file: FileConfig, source: &str) -> Result<Settings, ConfigError>
 }
 
 type Invalid = (String, String);
+
+fn validate_auth(file: &FileConfig) -> Result<AuthSettings, Invalid> {
+    let a = &file.auth;
+    let duration = |key: &str, d: Option<super::duration::HumanDuration>, default: Duration| {
+        let value = d.map_or(default, |d| d.0);
+        if value.is_zero() {
+            Err((format!("auth.{key}"), "must be longer than 0".to_string()))
+        } else {
+            Ok(value)
+        }
+    };
+    let realm = a.realm.clone().unwrap_or_else(|| DEFAULT_REALM.to_string());
+    if realm.is_empty() || realm.contains('"') || realm.chars().any(char::is_control) {
+        return Err((
+            "auth.realm".into(),
+            "must be a non-empty name without quotes".into(),
+        ));
+    }
+    let mut centers: HashMap<&str, BTreeSet<String>> = HashMap::new();
+    for (i, cc) in file.contact_centers.iter().enumerate() {
+        if cc.id.trim().is_empty() {
+            return Err((
+                format!("contact_center[{i}].id"),
+                "must not be empty".into(),
+            ));
+        }
+        if centers
+            .insert(cc.id.as_str(), cc.features.iter().cloned().collect())
+            .is_some()
+        {
+            return Err((
+                format!("contact_center[{i}].id"),
+                format!("duplicate contact center \"{}\"", cc.id),
+            ));
+        }
+    }
+    let mut names = HashSet::new();
+    let mut users = Vec::with_capacity(file.users.len());
+    for (i, u) in file.users.iter().enumerate() {
+        let at = |key: &str| format!("user[{i}] ({}).{key}", u.name);
+        if u.name.is_empty() || u.name.contains(':') || u.name.chars().any(char::is_control) {
+            return Err((format!("user[{i}].name"), "must be non-empty, without ':' (HTTP Basic separates the name from the password with it)".into()));
+        }
+        if !names.insert(u.name.as_str()) {
+            return Err((
+                format!("user[{i}].name"),
+                format!("duplicate user \"{}\"", u.name),
+            ));
+        }
+        if !crate::password::is_hash(&u.password) {
+            // Never echo what was written: it may be a real password.
+            return Err((at("password"), "is not an Argon2 hash; plain-text passwords are refused. Generate one with: servicewatch hash-password".into()));
+        }
+        let mut roles = BTreeSet::new();
+        for role in &u.roles {
+            roles.insert(UserRole::parse(role).ok_or_else(|| {
+                (
+                    at("roles"),
+                    format!("\"{role}\" is not a role; use agent, supervisor or admin"),
+                )
+            })?);
+        }
+        let features = centers
+            .get(u.contact_center.as_str())
+            .cloned()
+            .ok_or_else(|| {
+                (
+                    at("contact_center"),
+                    format!("no [[contact_center]] with id \"{}\"", u.contact_center),
+                )
+            })?;
+        users.push(UserSpec {
+            name: u.name.clone(),
+            password_hash: u.password.clone(),
+            roles,
+            contact_center: u.contact_center.clone(),
+            features,
+        });
+    }
+    Ok(AuthSettings {
+        realm,
+        login_cache: duration("login_cache", a.login_cache, DEFAULT_LOGIN_CACHE)?,
+        session_idle: duration("session_idle", a.session_idle, DEFAULT_SESSION_IDLE)?,
+        session_max: duration("session_max", a.session_max, DEFAULT_SESSION_MAX)?,
+        users,
+    })
+}
 
 /// Whether `filter` is a level (`info`) or comma-separated directives whose levels are all
 /// known (`info,servicewatch::monitor=debug`). A bare word that is not a level would be taken
@@ -868,6 +1009,42 @@ config_server = { primary = { host = "h", port = 1 } }
         );
         let voice_cassandra = format!("{PAIR}cassandra = {{ nodes = [\"h:1\"] }}\n");
         assert!(refused(&voice_cassandra).contains("only a Provisioning service has `cassandra`"));
+    }
+
+    #[test]
+    fn users_and_contact_centers() {
+        let hash = crate::password::hash("pw").unwrap();
+        let base = format!(
+            "[[contact_center]]\nid = \"cc\"\nfeatures = [\"api-voice\"]\n[[user]]\nname = \"a\"\npassword = \"{hash}\"\nroles = [\"agent\", \"admin\"]\ncontact_center = \"cc\"\n"
+        );
+        let s = load(&base).unwrap();
+        assert_eq!(
+            s.auth.users[0].roles,
+            [UserRole::Agent, UserRole::Admin].into()
+        );
+        assert!(s.auth.users[0].features.contains("api-voice"));
+        let plain = base.replace(&hash, "hunter2");
+        let refused_plain = refused(&plain);
+        assert_eq!(
+            refused_plain,
+            "test.toml: user[0] (a).password: is not an Argon2 hash; plain-text passwords are refused. Generate one with: servicewatch hash-password"
+        );
+        assert!(
+            !refused_plain.contains("hunter2"),
+            "the password is never echoed"
+        );
+        assert!(refused(&base.replace("\"admin\"", "\"root\"")).contains("\"root\" is not a role"));
+        assert!(
+            refused(&base.replace("contact_center = \"cc\"", "contact_center = \"zz\""))
+                .contains("no [[contact_center]] with id \"zz\"")
+        );
+        assert!(
+            refused(&format!(
+                "{base}{}",
+                &base[base.find("[[user]]").unwrap()..]
+            ))
+            .contains("duplicate user \"a\"")
+        );
     }
 
     #[test]

@@ -7,6 +7,28 @@ use std::thread::JoinHandle;
 
 use servicewatch::{Daemon, Settings, config};
 
+/// The user every test daemon knows, with every feature.
+pub const USER: &str = "tester";
+pub const PASSWORD: &str = "tester-password";
+
+/// `[[contact_center]]` "all" with every default feature, and `[[user]]` [`USER`].
+pub fn users_toml() -> String {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let hash = HASH.get_or_init(|| servicewatch::password::hash(PASSWORD).unwrap());
+    format!(
+        "[[contact_center]]\nid = \"all\"\nfeatures = [\"api-voice\", \"api-provisioning-read\", \"api-multimedia\", \"ui-supervisor-reporting\"]\n\n[[user]]\nname = \"{USER}\"\npassword = \"{hash}\"\nroles = [\"agent\"]\ncontact_center = \"all\"\n"
+    )
+}
+
+/// `Authorization: Basic ...` of [`USER`].
+pub fn basic_header() -> String {
+    use base64ct::Encoding;
+    format!(
+        "Basic {}",
+        base64ct::Base64::encode_string(format!("{USER}:{PASSWORD}").as_bytes())
+    )
+}
+
 /// A daemon running for one test; stopped when dropped.
 pub struct TestDaemon {
     pub addr: SocketAddr,
@@ -25,7 +47,10 @@ impl TestDaemon {
     pub fn start(toml: &str) -> TestDaemon {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("servicewatch.toml");
-        let toml = format!("[server]\nworkers = 1\n{toml}\n[admin]\nlisten = \"127.0.0.1:0\"\n");
+        let toml = format!(
+            "[server]\nworkers = 1\n{toml}\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
+            users_toml()
+        );
         std::fs::write(&config_path, toml).unwrap();
         let settings = config::load(&config_path).unwrap_or_else(|e| panic!("config refused: {e}"));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -108,6 +133,7 @@ impl TestDaemon {
     pub async fn request(&self, method: reqwest::Method, path: &str) -> (u16, String) {
         let response = reqwest::Client::new()
             .request(method, self.url(path))
+            .basic_auth(USER, Some(PASSWORD))
             .send()
             .await
             .expect("request");

@@ -1,6 +1,6 @@
 //! Fixtures for end-to-end tests: the daemon on port 0, real loopback backends that a test
 //! opens, closes and stalls, an HTTP client, and polling with a deadline.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod backend;
 pub mod bayeux;
@@ -10,7 +10,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 pub use backend::{Backend, Mode};
-pub use daemon::TestDaemon;
+pub use daemon::{PASSWORD, TestDaemon, USER, basic_header, users_toml};
 
 /// Polls `probe` until it returns `Some`, or panics with `what` at `deadline`.
 pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut probe: F) -> T

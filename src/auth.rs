@@ -1,0 +1,398 @@
+//! Who is calling: HTTP Basic against Argon2 hashes, and the session cookie a Basic login
+//! sets (browsers cannot put an Authorization header on a WebSocket).
+//!
+//! Argon2 is slow on purpose, so a verified login is remembered for `login_cache`: the key is
+//! a keyed BLAKE2b MAC of the name and password under a random per-process key, so the cache
+//! holds no password and nothing an offline attacker could test guesses against. Wrong
+//! passwords are never cached. Verification runs on the blocking pool, never on the executor.
+//! Comparisons of secrets go through the MAC and a hash-map lookup of its output, or through
+//! Argon2's own verification, which compares in constant time.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, web};
+use base64ct::{Base64, Encoding};
+use blake2::Blake2bMac512;
+use blake2::digest::{KeyInit, Mac};
+
+use crate::config::settings::{AuthSettings, UserRole, UserSpec};
+use crate::password;
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "SWSESSION";
+/// Random bytes in a session token: 256 bits.
+const TOKEN_BYTES: usize = 32;
+/// Cached logins beyond which expired entries are swept on insert.
+const CACHE_SWEEP_AT: usize = 1024;
+/// Sessions one user may hold; a new login beyond it ends that user's oldest session. A
+/// client sending Basic on every request without keeping the cookie opens a session each
+/// time: this bound keeps that from growing memory.
+const SESSIONS_PER_USER: usize = 16;
+
+/// An authenticated caller, as handlers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub user: Arc<str>,
+    pub roles: BTreeSet<UserRole>,
+    /// The features of the caller's contact center.
+    pub features: Arc<BTreeSet<String>>,
+}
+
+impl Caller {
+    /// Whether a service needing `feature` is visible to this caller.
+    pub fn sees(&self, feature: &str) -> bool {
+        self.features.contains(feature)
+    }
+
+    /// Whether the caller holds a role that may read services (all three GWS roles may).
+    pub fn may_read_services(&self) -> bool {
+        !self.roles.is_empty()
+    }
+}
+
+/// Why a request is not authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("authentication required: send HTTP Basic credentials or the session cookie")]
+    Missing,
+    #[error("the user name or password is wrong")]
+    Rejected,
+    #[error("the session has expired; log in again")]
+    Expired,
+}
+
+struct User {
+    spec: UserSpec,
+    caller: Caller,
+}
+
+/// A verified login: the user and when the password was last checked.
+type CachedLogin = (Arc<User>, Instant);
+
+struct Session {
+    user: Arc<User>,
+    created: Instant,
+    last_used: Instant,
+}
+
+/// Live sessions, by token and, oldest first, by user.
+#[derive(Default)]
+struct SessionTable {
+    by_token: HashMap<String, Session>,
+    by_user: HashMap<Arc<str>, std::collections::VecDeque<String>>,
+}
+
+/// Authenticates requests against the configured users.
+pub struct Authenticator {
+    realm: String,
+    users: HashMap<String, Arc<User>>,
+    mac_key: [u8; 64],
+    logins: Mutex<HashMap<Vec<u8>, CachedLogin>>,
+    sessions: Mutex<SessionTable>,
+    login_cache: Duration,
+    session_idle: Duration,
+    session_max: Duration,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Each critical section is one map operation: a poisoned map is still consistent.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    if getrandom::fill(&mut bytes).is_err() {
+        bytes.iter_mut().for_each(|b| *b = fastrand::u8(..));
+    }
+    bytes
+}
+
+impl Authenticator {
+    pub fn new(settings: &AuthSettings) -> Self {
+        let users = settings
+            .users
+            .iter()
+            .map(|spec| {
+                let caller = Caller {
+                    user: spec.name.as_str().into(),
+                    roles: spec.roles.clone(),
+                    features: Arc::new(spec.features.clone()),
+                };
+                (
+                    spec.name.clone(),
+                    Arc::new(User {
+                        spec: spec.clone(),
+                        caller,
+                    }),
+                )
+            })
+            .collect();
+        Authenticator {
+            realm: settings.realm.clone(),
+            users,
+            mac_key: random_bytes(),
+            logins: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(SessionTable::default()),
+            login_cache: settings.login_cache,
+            session_idle: settings.session_idle,
+            session_max: settings.session_max,
+        }
+    }
+
+    /// The realm for `WWW-Authenticate`.
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    /// Authenticates a request by its session cookie, else its Basic credentials. A Basic
+    /// login also returns a new session token for the cookie.
+    pub async fn authenticate(
+        &self,
+        req: &HttpRequest,
+    ) -> Result<(Caller, Option<String>), AuthError> {
+        let cookie_result = req
+            .cookie(SESSION_COOKIE)
+            .map(|c| self.by_session(c.value()));
+        match (cookie_result, basic_credentials(req)) {
+            (Some(Ok(caller)), _) => Ok((caller, None)),
+            (_, Some((name, secret))) => {
+                let user = self.by_password(&name, secret).await?;
+                Ok((user.caller.clone(), Some(self.open_session(user))))
+            }
+            (Some(Err(e)), None) => Err(e),
+            (None, None) => Err(AuthError::Missing),
+        }
+    }
+
+    fn by_session(&self, token: &str) -> Result<Caller, AuthError> {
+        let mut sessions = lock(&self.sessions);
+        let now = Instant::now();
+        let Some(session) = sessions.by_token.get_mut(token) else {
+            return Err(AuthError::Expired);
+        };
+        if now.duration_since(session.last_used) > self.session_idle
+            || now.duration_since(session.created) > self.session_max
+        {
+            sessions.by_token.remove(token);
+            return Err(AuthError::Expired);
+        }
+        session.last_used = now;
+        Ok(session.user.caller.clone())
+    }
+
+    async fn by_password(&self, name: &str, secret: String) -> Result<Arc<User>, AuthError> {
+        let user = self.users.get(name).cloned();
+        let key = self.cache_key(name, &secret);
+        if let Some((cached, at)) = lock(&self.logins).get(&key) {
+            if at.elapsed() < self.login_cache {
+                return Ok(cached.clone());
+            }
+        }
+        let Some(user) = user else {
+            // Spend the time a real verification would, so that timing does not tell which
+            // names exist.
+            let _ = web::block(move || password::verify(&secret, DECOY_HASH)).await;
+            return Err(AuthError::Rejected);
+        };
+        let hash = user.spec.password_hash.clone();
+        let verified = web::block(move || password::verify(&secret, &hash)).await;
+        if !matches!(verified, Ok(Ok(true))) {
+            return Err(AuthError::Rejected);
+        }
+        let mut logins = lock(&self.logins);
+        if logins.len() >= CACHE_SWEEP_AT {
+            let ttl = self.login_cache;
+            logins.retain(|_, (_, at)| at.elapsed() < ttl);
+        }
+        logins.insert(key, (user.clone(), Instant::now()));
+        Ok(user)
+    }
+
+    fn cache_key(&self, name: &str, secret: &str) -> Vec<u8> {
+        let mut mac = <Blake2bMac512 as KeyInit>::new_from_slice(&self.mac_key)
+            .expect("a 64-byte key fits BLAKE2b");
+        mac.update(name.as_bytes());
+        mac.update(&[0]);
+        mac.update(secret.as_bytes());
+        mac.finalize().into_bytes().to_vec()
+    }
+
+    fn open_session(&self, user: Arc<User>) -> String {
+        let token: String = random_bytes::<TOKEN_BYTES>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let now = Instant::now();
+        let name = user.caller.user.clone();
+        let mut table = lock(&self.sessions);
+        let SessionTable { by_token, by_user } = &mut *table;
+        let tokens = by_user.entry(name).or_default();
+        tokens.retain(|t| by_token.contains_key(t));
+        while tokens.len() >= SESSIONS_PER_USER {
+            if let Some(oldest) = tokens.pop_front() {
+                by_token.remove(&oldest);
+            }
+        }
+        tokens.push_back(token.clone());
+        by_token.insert(
+            token.clone(),
+            Session {
+                user,
+                created: now,
+                last_used: now,
+            },
+        );
+        token
+    }
+}
+
+/// A valid Argon2 hash of a random string, verified against when the user does not exist.
+const DECOY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2VydmljZXdhdGNoZGVjb3k$2o3mMEcX0Yo6s8wq7x3o1kSx5+Yf2d0b0ZQnDqvGk7U";
+
+/// The name and password of an `Authorization: Basic` header.
+fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = Base64::decode_vec(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (name, secret) = text.split_once(':')?;
+    Some((name.to_string(), secret.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn settings() -> AuthSettings {
+        AuthSettings {
+            realm: "r".into(),
+            login_cache: Duration::from_secs(60),
+            session_idle: Duration::from_secs(60),
+            session_max: Duration::from_secs(600),
+            users: vec![UserSpec {
+                name: "alice".into(),
+                password_hash: password::hash("wonderland").unwrap(),
+                roles: [UserRole::Agent].into(),
+                contact_center: "cc".into(),
+                features: ["api-voice".to_string()].into(),
+            }],
+        }
+    }
+
+    fn basic(name: &str, secret: &str) -> String {
+        format!(
+            "Basic {}",
+            Base64::encode_string(format!("{name}:{secret}").as_bytes())
+        )
+    }
+
+    #[actix_rt::test]
+    async fn basic_login_then_cookie() {
+        let auth = Authenticator::new(&settings());
+        let req = TestRequest::default()
+            .insert_header((header::AUTHORIZATION, basic("alice", "wonderland")))
+            .to_http_request();
+        let (caller, token) = auth.authenticate(&req).await.unwrap();
+        assert_eq!(&*caller.user, "alice");
+        assert!(caller.sees("api-voice") && !caller.sees("api-multimedia"));
+        let token = token.expect("a Basic login opens a session");
+        assert_eq!(token.len(), 64);
+        let req = TestRequest::default()
+            .cookie(actix_web::cookie::Cookie::new(SESSION_COOKIE, token))
+            .to_http_request();
+        let (again, new_token) = auth.authenticate(&req).await.unwrap();
+        assert_eq!(again, caller);
+        assert!(new_token.is_none());
+        assert_eq!(lock(&auth.logins).len(), 1, "the login is cached");
+        assert!(
+            lock(&auth.logins)
+                .keys()
+                .all(|k| !k.windows(10).any(|w| w == b"wonderland"))
+        );
+    }
+
+    #[actix_rt::test]
+    async fn refusals() {
+        let auth = Authenticator::new(&settings());
+        let with = |value: String| {
+            TestRequest::default()
+                .insert_header((header::AUTHORIZATION, value))
+                .to_http_request()
+        };
+        assert_eq!(
+            auth.authenticate(&TestRequest::default().to_http_request())
+                .await
+                .unwrap_err(),
+            AuthError::Missing
+        );
+        assert_eq!(
+            auth.authenticate(&with(basic("alice", "looking-glass")))
+                .await
+                .unwrap_err(),
+            AuthError::Rejected
+        );
+        assert_eq!(
+            auth.authenticate(&with(basic("bob", "wonderland")))
+                .await
+                .unwrap_err(),
+            AuthError::Rejected
+        );
+        assert_eq!(
+            auth.authenticate(&with("Bearer x".into()))
+                .await
+                .unwrap_err(),
+            AuthError::Missing
+        );
+        let stale = TestRequest::default()
+            .cookie(actix_web::cookie::Cookie::new(SESSION_COOKIE, "nope"))
+            .to_http_request();
+        assert_eq!(
+            auth.authenticate(&stale).await.unwrap_err(),
+            AuthError::Expired
+        );
+        assert!(lock(&auth.logins).is_empty(), "failures are not cached");
+    }
+
+    #[actix_rt::test]
+    async fn sessions_per_user_are_bounded() {
+        let auth = Authenticator::new(&settings());
+        let login = TestRequest::default()
+            .insert_header((header::AUTHORIZATION, basic("alice", "wonderland")))
+            .to_http_request();
+        let mut tokens = Vec::new();
+        for _ in 0..SESSIONS_PER_USER + 5 {
+            tokens.push(auth.authenticate(&login).await.unwrap().1.unwrap());
+        }
+        assert_eq!(lock(&auth.sessions).by_token.len(), SESSIONS_PER_USER);
+        let oldest = TestRequest::default()
+            .cookie(actix_web::cookie::Cookie::new(
+                SESSION_COOKIE,
+                tokens[0].clone(),
+            ))
+            .to_http_request();
+        assert_eq!(
+            auth.authenticate(&oldest).await.unwrap_err(),
+            AuthError::Expired,
+            "the oldest session ended"
+        );
+        let newest = TestRequest::default()
+            .cookie(actix_web::cookie::Cookie::new(
+                SESSION_COOKIE,
+                tokens.last().unwrap().clone(),
+            ))
+            .to_http_request();
+        assert!(auth.authenticate(&newest).await.is_ok());
+    }
+
+    #[test]
+    fn the_decoy_is_a_real_hash() {
+        assert!(password::is_hash(DECOY_HASH));
+    }
+}
