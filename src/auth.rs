@@ -88,7 +88,8 @@ struct SessionTable {
 /// Authenticates requests against the configured users.
 pub struct Authenticator {
     realm: String,
-    users: HashMap<String, Arc<User>>,
+    /// Replaced whole by a reload.
+    users: std::sync::RwLock<HashMap<String, Arc<User>>>,
     mac_key: [u8; 64],
     logins: Mutex<HashMap<Vec<u8>, CachedLogin>>,
     sessions: Mutex<SessionTable>,
@@ -112,27 +113,9 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 
 impl Authenticator {
     pub fn new(settings: &AuthSettings) -> Self {
-        let users = settings
-            .users
-            .iter()
-            .map(|spec| {
-                let caller = Caller {
-                    user: spec.name.as_str().into(),
-                    roles: spec.roles.clone(),
-                    features: Arc::new(spec.features.clone()),
-                };
-                (
-                    spec.name.clone(),
-                    Arc::new(User {
-                        spec: spec.clone(),
-                        caller,
-                    }),
-                )
-            })
-            .collect();
         Authenticator {
             realm: settings.realm.clone(),
-            users,
+            users: std::sync::RwLock::new(user_map(&settings.users)),
             mac_key: random_bytes(),
             logins: Mutex::new(HashMap::new()),
             sessions: Mutex::new(SessionTable::default()),
@@ -140,6 +123,25 @@ impl Authenticator {
             session_idle: settings.session_idle,
             session_max: settings.session_max,
         }
+    }
+
+    /// Applies a reloaded list of users. Cached logins are forgotten (a password may have
+    /// changed), and the sessions of users who were removed or changed end at once.
+    pub fn replace_users(&self, users: &[UserSpec]) {
+        let new = user_map(users);
+        lock(&self.logins).clear();
+        let mut table = lock(&self.sessions);
+        table.by_token.retain(|_, session| {
+            new.get(session.user.spec.name.as_str())
+                .is_some_and(|u| u.spec == session.user.spec)
+        });
+        let SessionTable { by_token, by_user } = &mut *table;
+        by_user.retain(|_, tokens| {
+            tokens.retain(|t| by_token.contains_key(t));
+            !tokens.is_empty()
+        });
+        drop(table);
+        *self.users.write().unwrap_or_else(|p| p.into_inner()) = new;
     }
 
     /// The realm for `WWW-Authenticate`.
@@ -184,7 +186,12 @@ impl Authenticator {
     }
 
     async fn by_password(&self, name: &str, secret: String) -> Result<Arc<User>, AuthError> {
-        let user = self.users.get(name).cloned();
+        let user = self
+            .users
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned();
         let key = self.cache_key(name, &secret);
         if let Some((cached, at)) = lock(&self.logins).get(&key) {
             if at.elapsed() < self.login_cache {
@@ -247,6 +254,26 @@ impl Authenticator {
         );
         token
     }
+}
+
+fn user_map(users: &[UserSpec]) -> HashMap<String, Arc<User>> {
+    users
+        .iter()
+        .map(|spec| {
+            let caller = Caller {
+                user: spec.name.as_str().into(),
+                roles: spec.roles.clone(),
+                features: Arc::new(spec.features.clone()),
+            };
+            (
+                spec.name.clone(),
+                Arc::new(User {
+                    spec: spec.clone(),
+                    caller,
+                }),
+            )
+        })
+        .collect()
 }
 
 /// A valid Argon2 hash of a random string, verified against when the user does not exist.
@@ -358,6 +385,33 @@ mod tests {
             AuthError::Expired
         );
         assert!(lock(&auth.logins).is_empty(), "failures are not cached");
+    }
+
+    #[actix_rt::test]
+    async fn a_reload_ends_the_sessions_of_removed_users() {
+        let auth = Authenticator::new(&settings());
+        let login = TestRequest::default()
+            .insert_header((header::AUTHORIZATION, basic("alice", "wonderland")))
+            .to_http_request();
+        let token = auth.authenticate(&login).await.unwrap().1.unwrap();
+        let by_cookie = || {
+            TestRequest::default()
+                .cookie(actix_web::cookie::Cookie::new(
+                    SESSION_COOKIE,
+                    token.clone(),
+                ))
+                .to_http_request()
+        };
+        auth.replace_users(&settings().users[..0]);
+        assert_eq!(
+            auth.authenticate(&by_cookie()).await.unwrap_err(),
+            AuthError::Expired
+        );
+        assert_eq!(
+            auth.authenticate(&login).await.unwrap_err(),
+            AuthError::Rejected,
+            "no cached login survives"
+        );
     }
 
     #[actix_rt::test]

@@ -41,6 +41,7 @@ pub struct Daemon {
     registry: Addr<Registry>,
     notify: Arc<notify::Shared>,
     metrics: Arc<Metrics>,
+    authenticator: Arc<Authenticator>,
 }
 
 impl Daemon {
@@ -97,7 +98,8 @@ impl Daemon {
                 "no [[user]] is configured: every API request will be refused with 401; add users (see servicewatch hash-password)"
             );
         }
-        let authenticator = web::Data::new(Arc::new(Authenticator::new(&settings.auth)));
+        let authenticator = Arc::new(Authenticator::new(&settings.auth));
+        let authenticator_data = web::Data::new(authenticator.clone());
         let notify_data = web::Data::new(notify.clone());
         let max_message_size = settings.notifications.max_message_size;
         let send_timeout = settings.server.send_timeout;
@@ -112,7 +114,7 @@ impl Daemon {
             App::new()
                 .app_data(state.clone())
                 .app_data(notify_data.clone())
-                .app_data(authenticator.clone())
+                .app_data(authenticator_data.clone())
                 .wrap(api::gws_errors())
                 .wrap_fn(api::count_requests(request_metrics.clone()))
                 .configure(move |cfg| api::configure(cfg, &base_path, max_message_size))
@@ -134,6 +136,7 @@ impl Daemon {
             registry,
             notify,
             metrics,
+            authenticator,
         })
     }
 
@@ -180,6 +183,11 @@ impl Daemon {
     /// Replaces the supervised services (a reload).
     pub async fn apply(&self, services: Vec<ServiceSpec>) -> Result<ReloadSummary, MailboxError> {
         self.registry.send(ApplyServices(services)).await
+    }
+
+    /// Replaces the users (a reload); sessions of removed or changed users end.
+    pub fn apply_users(&self, users: &[crate::config::settings::UserSpec]) {
+        self.authenticator.replace_users(users);
     }
 
     /// Stops: clients are told (WebSocket close 1001, long-polling advice to reconnect),

@@ -102,6 +102,13 @@ async fn reload(daemon: &Daemon, path: &std::path::Path, running: &mut Settings)
                     new.notifications != running.notifications,
                 ),
                 ("[limits]", new.limits != running.limits),
+                (
+                    "[auth] (other than users)",
+                    new.auth.realm != running.auth.realm
+                        || new.auth.login_cache != running.auth.login_cache
+                        || new.auth.session_idle != running.auth.session_idle
+                        || new.auth.session_max != running.auth.session_max,
+                ),
             ] {
                 if changed {
                     warn!(
@@ -119,7 +126,9 @@ async fn reload(daemon: &Daemon, path: &std::path::Path, running: &mut Settings)
                         unchanged = summary.unchanged,
                         "reload applied"
                     );
+                    daemon.apply_users(&new.auth.users);
                     running.services = new.services;
+                    running.auth.users = new.auth.users;
                     daemon.metrics().count_reload(true);
                     None
                 }
