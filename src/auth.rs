@@ -70,7 +70,13 @@ struct User {
 }
 
 /// A verified login: the user and when the password was last checked.
-type CachedLogin = (Arc<User>, Instant);
+/// A verified login: the user, when the password was checked, and the session it opened,
+/// which later Basic requests of the same login reuse instead of opening one each.
+struct CachedLogin {
+    user: Arc<User>,
+    at: Instant,
+    token: Option<String>,
+}
 
 struct Session {
     user: Arc<User>,
@@ -161,8 +167,9 @@ impl Authenticator {
         match (cookie_result, basic_credentials(req)) {
             (Some(Ok(caller)), _) => Ok((caller, None)),
             (_, Some((name, secret))) => {
-                let user = self.by_password(&name, secret).await?;
-                Ok((user.caller.clone(), Some(self.open_session(user))))
+                let (user, key) = self.by_password(&name, secret).await?;
+                let token = self.session_for_login(&key, user.clone());
+                Ok((user.caller.clone(), Some(token)))
             }
             (Some(Err(e)), None) => Err(e),
             (None, None) => Err(AuthError::Missing),
@@ -185,7 +192,27 @@ impl Authenticator {
         Ok(session.user.caller.clone())
     }
 
-    async fn by_password(&self, name: &str, secret: String) -> Result<Arc<User>, AuthError> {
+    /// The session of a verified login: the one it opened before if still alive, else a new
+    /// one remembered with the login.
+    fn session_for_login(&self, key: &[u8], user: Arc<User>) -> String {
+        let previous = lock(&self.logins).get(key).and_then(|l| l.token.clone());
+        if let Some(token) = previous.filter(|t| self.by_session(t).is_ok()) {
+            return token;
+        }
+        let token = self.open_session(user);
+        if let Some(login) = lock(&self.logins).get_mut(key) {
+            login.token = Some(token.clone());
+        }
+        token
+    }
+
+    /// Verifies a name and password (or finds them verified recently); returns the user and
+    /// the login's cache key.
+    async fn by_password(
+        &self,
+        name: &str,
+        secret: String,
+    ) -> Result<(Arc<User>, Vec<u8>), AuthError> {
         let user = self
             .users
             .read()
@@ -193,9 +220,9 @@ impl Authenticator {
             .get(name)
             .cloned();
         let key = self.cache_key(name, &secret);
-        if let Some((cached, at)) = lock(&self.logins).get(&key) {
-            if at.elapsed() < self.login_cache {
-                return Ok(cached.clone());
+        if let Some(login) = lock(&self.logins).get(&key) {
+            if login.at.elapsed() < self.login_cache {
+                return Ok((login.user.clone(), key));
             }
         }
         let Some(user) = user else {
@@ -212,10 +239,17 @@ impl Authenticator {
         let mut logins = lock(&self.logins);
         if logins.len() >= CACHE_SWEEP_AT {
             let ttl = self.login_cache;
-            logins.retain(|_, (_, at)| at.elapsed() < ttl);
+            logins.retain(|_, login| login.at.elapsed() < ttl);
         }
-        logins.insert(key, (user.clone(), Instant::now()));
-        Ok(user)
+        logins.insert(
+            key.clone(),
+            CachedLogin {
+                user: user.clone(),
+                at: Instant::now(),
+                token: None,
+            },
+        );
+        Ok((user, key))
     }
 
     fn cache_key(&self, name: &str, secret: &str) -> Vec<u8> {
@@ -415,6 +449,19 @@ mod tests {
     }
 
     #[actix_rt::test]
+    async fn repeated_basic_logins_share_one_session() {
+        let auth = Authenticator::new(&settings());
+        let login = TestRequest::default()
+            .insert_header((header::AUTHORIZATION, basic("alice", "wonderland")))
+            .to_http_request();
+        let first = auth.authenticate(&login).await.unwrap().1.unwrap();
+        for _ in 0..5 {
+            assert_eq!(auth.authenticate(&login).await.unwrap().1.unwrap(), first);
+        }
+        assert_eq!(lock(&auth.sessions).by_token.len(), 1);
+    }
+
+    #[actix_rt::test]
     async fn sessions_per_user_are_bounded() {
         let auth = Authenticator::new(&settings());
         let login = TestRequest::default()
@@ -423,6 +470,8 @@ mod tests {
         let mut tokens = Vec::new();
         for _ in 0..SESSIONS_PER_USER + 5 {
             tokens.push(auth.authenticate(&login).await.unwrap().1.unwrap());
+            // A new login each time, as after the login cache expired.
+            lock(&auth.logins).clear();
         }
         assert_eq!(lock(&auth.sessions).by_token.len(), SESSIONS_PER_USER);
         let oldest = TestRequest::default()
