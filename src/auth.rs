@@ -354,20 +354,33 @@ mod tests {
         )
     }
 
+    /// A request with `Authorization: Basic` for `name` and `secret`.
+    fn with_basic(name: &str, secret: &str) -> HttpRequest {
+        TestRequest::default()
+            .insert_header((header::AUTHORIZATION, basic(name, secret)))
+            .to_http_request()
+    }
+
+    /// A request carrying the session cookie `token`.
+    fn with_cookie(token: &str) -> HttpRequest {
+        TestRequest::default()
+            .cookie(actix_web::cookie::Cookie::new(
+                SESSION_COOKIE,
+                token.to_string(),
+            ))
+            .to_http_request()
+    }
+
     #[actix_rt::test]
     async fn basic_login_then_cookie() {
         let auth = Authenticator::new(&settings());
-        let req = TestRequest::default()
-            .insert_header((header::AUTHORIZATION, basic("alice", "wonderland")))
-            .to_http_request();
+        let req = with_basic("alice", "wonderland");
         let (caller, token) = auth.authenticate(&req).await.unwrap();
         assert_eq!(&*caller.user, "alice");
         assert!(caller.sees("api-voice") && !caller.sees("api-multimedia"));
         let token = token.expect("a Basic login opens a session");
         assert_eq!(token.len(), 64);
-        let req = TestRequest::default()
-            .cookie(actix_web::cookie::Cookie::new(SESSION_COOKIE, token))
-            .to_http_request();
+        let req = with_cookie(&token);
         let (again, new_token) = auth.authenticate(&req).await.unwrap();
         assert_eq!(again, caller);
         assert!(new_token.is_none());
@@ -394,13 +407,13 @@ mod tests {
             AuthError::Missing
         );
         assert_eq!(
-            auth.authenticate(&with(basic("alice", "looking-glass")))
+            auth.authenticate(&with_basic("alice", "looking-glass"))
                 .await
                 .unwrap_err(),
             AuthError::Rejected
         );
         assert_eq!(
-            auth.authenticate(&with(basic("bob", "wonderland")))
+            auth.authenticate(&with_basic("bob", "wonderland"))
                 .await
                 .unwrap_err(),
             AuthError::Rejected
@@ -411,9 +424,7 @@ mod tests {
                 .unwrap_err(),
             AuthError::Missing
         );
-        let stale = TestRequest::default()
-            .cookie(actix_web::cookie::Cookie::new(SESSION_COOKIE, "nope"))
-            .to_http_request();
+        let stale = with_cookie("nope");
         assert_eq!(
             auth.authenticate(&stale).await.unwrap_err(),
             AuthError::Expired
@@ -424,18 +435,9 @@ mod tests {
     #[actix_rt::test]
     async fn a_reload_ends_the_sessions_of_removed_users() {
         let auth = Authenticator::new(&settings());
-        let login = TestRequest::default()
-            .insert_header((header::AUTHORIZATION, basic("alice", "wonderland")))
-            .to_http_request();
+        let login = with_basic("alice", "wonderland");
         let token = auth.authenticate(&login).await.unwrap().1.unwrap();
-        let by_cookie = || {
-            TestRequest::default()
-                .cookie(actix_web::cookie::Cookie::new(
-                    SESSION_COOKIE,
-                    token.clone(),
-                ))
-                .to_http_request()
-        };
+        let by_cookie = || with_cookie(&token);
         auth.replace_users(&settings().users[..0]);
         assert_eq!(
             auth.authenticate(&by_cookie()).await.unwrap_err(),
@@ -451,9 +453,7 @@ mod tests {
     #[actix_rt::test]
     async fn repeated_basic_logins_share_one_session() {
         let auth = Authenticator::new(&settings());
-        let login = TestRequest::default()
-            .insert_header((header::AUTHORIZATION, basic("alice", "wonderland")))
-            .to_http_request();
+        let login = with_basic("alice", "wonderland");
         let first = auth.authenticate(&login).await.unwrap().1.unwrap();
         for _ in 0..5 {
             assert_eq!(auth.authenticate(&login).await.unwrap().1.unwrap(), first);
@@ -464,9 +464,7 @@ mod tests {
     #[actix_rt::test]
     async fn sessions_per_user_are_bounded() {
         let auth = Authenticator::new(&settings());
-        let login = TestRequest::default()
-            .insert_header((header::AUTHORIZATION, basic("alice", "wonderland")))
-            .to_http_request();
+        let login = with_basic("alice", "wonderland");
         let mut tokens = Vec::new();
         for _ in 0..SESSIONS_PER_USER + 5 {
             tokens.push(auth.authenticate(&login).await.unwrap().1.unwrap());
@@ -474,23 +472,13 @@ mod tests {
             lock(&auth.logins).clear();
         }
         assert_eq!(lock(&auth.sessions).by_token.len(), SESSIONS_PER_USER);
-        let oldest = TestRequest::default()
-            .cookie(actix_web::cookie::Cookie::new(
-                SESSION_COOKIE,
-                tokens[0].clone(),
-            ))
-            .to_http_request();
+        let oldest = with_cookie(&tokens[0]);
         assert_eq!(
             auth.authenticate(&oldest).await.unwrap_err(),
             AuthError::Expired,
             "the oldest session ended"
         );
-        let newest = TestRequest::default()
-            .cookie(actix_web::cookie::Cookie::new(
-                SESSION_COOKIE,
-                tokens.last().unwrap().clone(),
-            ))
-            .to_http_request();
+        let newest = with_cookie(tokens.last().unwrap());
         assert!(auth.authenticate(&newest).await.is_ok());
     }
 

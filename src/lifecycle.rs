@@ -71,9 +71,12 @@ pub async fn run(
 
     info!(signal = signal_name, "stopping");
     notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+    // Wait for the aborted tasks to end, so that they drop their share of the daemon.
     status_task.abort();
+    let _ = status_task.await;
     if let Some(task) = watchdog_task {
         task.abort();
+        let _ = task.await;
     }
     daemon.stop().await;
     let daemon = std::rc::Rc::try_unwrap(daemon)

@@ -60,15 +60,6 @@ impl Directory {
     pub fn all(&self) -> Vec<Addr<ClientSession>> {
         self.lock().values().cloned().collect()
     }
-
-    /// Sessions alive now.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// A clientId: random bytes from the operating system, in hex.
