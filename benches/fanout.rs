@@ -15,11 +15,16 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use base64ct::Encoding;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// The bench user's password (made up for this run).
+const PASSWORD: &str = "fanout-bench-password";
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -55,9 +60,10 @@ async fn main() {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nenabled = false\n[notifications]\nmax_sessions = {}\n[[service]]\nid = \"sips1\"\ntype = \"Voice\"\nprimary = {{ host = \"127.0.0.1\", port = {} }}\ncheck = {{ interval = \"100ms\", fast_interval = \"50ms\", rise = 1, fall = 1, jitter = 0.0 }}\n",
-            subscribers + 100,
-            backend_addr.port()
+            "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nenabled = false\n[notifications]\nmax_sessions = {sessions}\nmax_sessions_per_user = {sessions}\n[[contact_center]]\nid = \"cc\"\nfeatures = [\"api-voice\"]\n[[user]]\nname = \"bench\"\npassword = \"{hash}\"\nroles = [\"supervisor\"]\ncontact_center = \"cc\"\n[[service]]\nid = \"sips1\"\ntype = \"Voice\"\nprimary = {{ host = \"127.0.0.1\", port = {port} }}\ncheck = {{ interval = \"100ms\", fast_interval = \"50ms\", rise = 1, fall = 1, jitter = 0.0 }}\n",
+            sessions = subscribers + 100,
+            port = backend_addr.port(),
+            hash = servicewatch::password::hash(PASSWORD).unwrap(),
         ),
     )
     .unwrap();
@@ -86,15 +92,23 @@ async fn main() {
     let rss_before = rss_kib(pid);
 
     let (tx, mut rx) = mpsc::unbounded_channel::<(String, Duration)>();
+    // Every subscriber logs in with Basic on its upgrade, as a script would.
     let url = format!("ws://{addr}/api/v2/notifications");
+    let authorization = format!(
+        "Basic {}",
+        base64ct::Base64::encode_string(format!("bench:{PASSWORD}").as_bytes())
+    );
     let connected = Arc::new(tokio::sync::Semaphore::new(0));
     let mut tasks = Vec::new();
     for _ in 0..subscribers {
-        let url = url.clone();
+        let mut request = url.as_str().into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("authorization", authorization.parse().unwrap());
         let tx = tx.clone();
         let connected = connected.clone();
         tasks.push(tokio::spawn(async move {
-            let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.expect("upgrade");
+            let (mut ws, _) = tokio_tungstenite::connect_async(request).await.expect("upgrade");
             let handshake = json!([{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["websocket"]}]);
             ws.send(Message::text(handshake.to_string())).await.unwrap();
             let reply: Value = match ws.next().await { Some(Ok(Message::Text(t))) => serde_json::from_str(&t).unwrap(), other => panic!("{other:?}") };

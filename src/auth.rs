@@ -9,6 +9,7 @@
 //! Argon2's own verification, which compares in constant time.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -91,6 +92,38 @@ struct SessionTable {
     by_user: HashMap<Arc<str>, std::collections::VecDeque<String>>,
 }
 
+/// One caller's place among the concurrent verifications of one login. Dropping it (also
+/// when the request is abandoned midway) forgets the login's gate once nobody else waits.
+struct Flight<'a> {
+    verifying: &'a Mutex<HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
+    key: &'a [u8],
+    gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl<'a> Flight<'a> {
+    fn join(
+        verifying: &'a Mutex<HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
+        key: &'a [u8],
+    ) -> Self {
+        let gate = lock(verifying).entry(key.to_vec()).or_default().clone();
+        Flight {
+            verifying,
+            key,
+            gate,
+        }
+    }
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        let mut verifying = lock(self.verifying);
+        // The map and this flight hold the last references: nobody else waits.
+        if Arc::strong_count(&self.gate) == 2 {
+            verifying.remove(self.key);
+        }
+    }
+}
+
 /// Authenticates requests against the configured users.
 pub struct Authenticator {
     realm: String,
@@ -98,6 +131,12 @@ pub struct Authenticator {
     users: std::sync::RwLock<HashMap<String, Arc<User>>>,
     mac_key: [u8; 64],
     logins: Mutex<HashMap<Vec<u8>, CachedLogin>>,
+    /// Verifications in flight, by cache key: concurrent logins with the same credentials
+    /// (a shared wallboard account reconnecting after a restart) wait for the first one
+    /// instead of each paying for Argon2.
+    verifying: Mutex<HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
+    /// Argon2 verifications run, decoys included.
+    verifications: AtomicU64,
     sessions: Mutex<SessionTable>,
     login_cache: Duration,
     session_idle: Duration,
@@ -124,6 +163,8 @@ impl Authenticator {
             users: std::sync::RwLock::new(user_map(&settings.users)),
             mac_key: random_bytes(),
             logins: Mutex::new(HashMap::new()),
+            verifying: Mutex::new(HashMap::new()),
+            verifications: AtomicU64::new(0),
             sessions: Mutex::new(SessionTable::default()),
             login_cache: settings.login_cache,
             session_idle: settings.session_idle,
@@ -133,8 +174,17 @@ impl Authenticator {
 
     /// Applies a reloaded list of users. Cached logins are forgotten (a password may have
     /// changed), and the sessions of users who were removed or changed end at once.
-    pub fn replace_users(&self, users: &[UserSpec]) {
+    /// Returns those users, whose notification sessions must end too.
+    pub fn replace_users(&self, users: &[UserSpec]) -> BTreeSet<Arc<str>> {
         let new = user_map(users);
+        let revoked: BTreeSet<Arc<str>> = self
+            .users
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|old| new.get(&old.spec.name).is_none_or(|u| u.spec != old.spec))
+            .map(|old| old.caller.user.clone())
+            .collect();
         lock(&self.logins).clear();
         let mut table = lock(&self.sessions);
         table.by_token.retain(|_, session| {
@@ -148,6 +198,12 @@ impl Authenticator {
         });
         drop(table);
         *self.users.write().unwrap_or_else(|p| p.into_inner()) = new;
+        revoked
+    }
+
+    /// How many Argon2 verifications have run: what logins cost the CPU.
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
     }
 
     /// The realm for `WWW-Authenticate`.
@@ -220,11 +276,35 @@ impl Authenticator {
             .get(name)
             .cloned();
         let key = self.cache_key(name, &secret);
-        if let Some(login) = lock(&self.logins).get(&key) {
-            if login.at.elapsed() < self.login_cache {
-                return Ok((login.user.clone(), key));
-            }
+        if let Some(cached) = self.cached(&key) {
+            return Ok((cached, key));
         }
+        let user = {
+            let flight = Flight::join(&self.verifying, &key);
+            let _turn = flight.gate.lock().await;
+            match self.cached(&key) {
+                Some(cached) => cached,
+                None => self.verify(user, &key, secret).await?,
+            }
+        };
+        Ok((user, key))
+    }
+
+    /// The user of a login verified less than `login_cache` ago.
+    fn cached(&self, key: &[u8]) -> Option<Arc<User>> {
+        let logins = lock(&self.logins);
+        let login = logins.get(key)?;
+        (login.at.elapsed() < self.login_cache).then(|| login.user.clone())
+    }
+
+    /// Verifies a password with Argon2 on the blocking pool; remembers a success.
+    async fn verify(
+        &self,
+        user: Option<Arc<User>>,
+        key: &[u8],
+        secret: String,
+    ) -> Result<Arc<User>, AuthError> {
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         let Some(user) = user else {
             // Spend the time a real verification would, so that timing does not tell which
             // names exist.
@@ -242,14 +322,14 @@ impl Authenticator {
             logins.retain(|_, login| login.at.elapsed() < ttl);
         }
         logins.insert(
-            key.clone(),
+            key.to_vec(),
             CachedLogin {
                 user: user.clone(),
                 at: Instant::now(),
                 token: None,
             },
         );
-        Ok((user, key))
+        Ok(user)
     }
 
     fn cache_key(&self, name: &str, secret: &str) -> Vec<u8> {
@@ -438,7 +518,9 @@ mod tests {
         let login = with_basic("alice", "wonderland");
         let token = auth.authenticate(&login).await.unwrap().1.unwrap();
         let by_cookie = || with_cookie(&token);
-        auth.replace_users(&settings().users[..0]);
+        let revoked = auth.replace_users(&settings().users[..0]);
+        assert_eq!(revoked, [Arc::from("alice")].into());
+        assert!(auth.replace_users(&[]).is_empty(), "nobody left to revoke");
         assert_eq!(
             auth.authenticate(&by_cookie()).await.unwrap_err(),
             AuthError::Expired
@@ -480,6 +562,40 @@ mod tests {
         );
         let newest = with_cookie(tokens.last().unwrap());
         assert!(auth.authenticate(&newest).await.is_ok());
+    }
+
+    #[actix_rt::test]
+    async fn concurrent_logins_with_the_same_credentials_verify_once() {
+        let auth = Arc::new(Authenticator::new(&settings()));
+        let logins: Vec<_> = (0..8)
+            .map(|_| {
+                let auth = auth.clone();
+                actix_rt::spawn(async move {
+                    auth.authenticate(&with_basic("alice", "wonderland"))
+                        .await
+                        .map(|(caller, _)| caller.user)
+                })
+            })
+            .collect();
+        for login in logins {
+            assert_eq!(&*login.await.unwrap().unwrap(), "alice");
+        }
+        assert_eq!(auth.verifications(), 1);
+        assert!(lock(&auth.verifying).is_empty(), "no gate is left behind");
+    }
+
+    #[actix_rt::test]
+    async fn an_abandoned_login_leaves_no_gate() {
+        let auth = Authenticator::new(&settings());
+        let request = with_basic("alice", "wrong");
+        let login = auth.authenticate(&request);
+        // Polled once (the verification starts on the blocking pool), then dropped.
+        assert!(
+            tokio::time::timeout(Duration::from_micros(1), login)
+                .await
+                .is_err()
+        );
+        assert!(lock(&auth.verifying).is_empty());
     }
 
     #[test]

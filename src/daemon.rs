@@ -28,6 +28,15 @@ use crate::notify;
 use crate::registry::{ApplyServices, Ping, Registry, ReloadSummary, SharedSnapshot, WhenReady};
 use crate::snapshot::Snapshot;
 
+/// Why a reload was not applied; the running configuration stays.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("the registry did not answer: {0}")]
+    Registry(#[from] MailboxError),
+}
+
 /// A running servicewatch.
 pub struct Daemon {
     /// The HTTP server runs in a task of its own from the start, so that the daemon can be
@@ -187,7 +196,49 @@ impl Daemon {
 
     /// Replaces the users (a reload); sessions of removed or changed users end.
     pub fn apply_users(&self, users: &[crate::config::settings::UserSpec]) {
-        self.authenticator.replace_users(users);
+        let revoked = self.authenticator.replace_users(users);
+        if !revoked.is_empty() {
+            info!(users = ?revoked, "users removed or changed: their sessions end");
+            self.notify.revoke(&revoked);
+        }
+    }
+
+    /// Re-reads the configuration at `path` and applies what a reload can change: the
+    /// services and the users. Other sections take effect at the next restart; each one
+    /// that changed is logged as such. `running` becomes the applied configuration.
+    pub async fn reload(
+        &self,
+        path: &std::path::Path,
+        running: &mut Settings,
+    ) -> Result<ReloadSummary, ReloadError> {
+        let new = crate::config::load(path)?;
+        for (section, changed) in [
+            ("[server]", new.server != running.server),
+            (
+                "[notifications]",
+                new.notifications != running.notifications,
+            ),
+            ("[limits]", new.limits != running.limits),
+            (
+                "[auth] (other than users)",
+                new.auth.realm != running.auth.realm
+                    || new.auth.login_cache != running.auth.login_cache
+                    || new.auth.session_idle != running.auth.session_idle
+                    || new.auth.session_max != running.auth.session_max,
+            ),
+        ] {
+            if changed {
+                tracing::warn!(
+                    section,
+                    "changed; it takes effect at the next restart, not on reload"
+                );
+            }
+        }
+        let summary = self.apply(new.services.clone()).await?;
+        self.apply_users(&new.auth.users);
+        running.services = new.services;
+        running.auth.users = new.auth.users;
+        Ok(summary)
     }
 
     /// Stops: clients are told (WebSocket close 1001, long-polling advice to reconnect),

@@ -24,7 +24,8 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::Daemon;
-use crate::config::{self, Settings};
+use crate::config::Settings;
+use crate::daemon::ReloadError;
 
 /// The longest the daemon waits for every monitor's first probe round before it declares
 /// itself ready anyway.
@@ -91,55 +92,26 @@ async fn reload(daemon: &Daemon, path: &std::path::Path, running: &mut Settings)
     let mut states = vec![NotifyState::Reloading];
     states.extend(monotonic);
     notify(&states);
-    let note = match config::load(path) {
-        Err(e) => {
+    let note = match daemon.reload(path, running).await {
+        Ok(summary) => {
+            info!(
+                added = summary.added.len(),
+                changed = summary.changed.len(),
+                removed = summary.removed.len(),
+                unchanged = summary.unchanged,
+                "reload applied"
+            );
+            daemon.metrics().count_reload(true);
+            None
+        }
+        Err(ReloadError::Config(e)) => {
             daemon.metrics().count_reload(false);
             error!("reload refused, the running configuration stays: {e}");
             Some(format!("last reload refused: {e}"))
         }
-        Ok(new) => {
-            for (section, changed) in [
-                ("[server]", new.server != running.server),
-                (
-                    "[notifications]",
-                    new.notifications != running.notifications,
-                ),
-                ("[limits]", new.limits != running.limits),
-                (
-                    "[auth] (other than users)",
-                    new.auth.realm != running.auth.realm
-                        || new.auth.login_cache != running.auth.login_cache
-                        || new.auth.session_idle != running.auth.session_idle
-                        || new.auth.session_max != running.auth.session_max,
-                ),
-            ] {
-                if changed {
-                    warn!(
-                        section,
-                        "changed; it takes effect at the next restart, not on reload"
-                    );
-                }
-            }
-            match daemon.apply(new.services.clone()).await {
-                Ok(summary) => {
-                    info!(
-                        added = summary.added.len(),
-                        changed = summary.changed.len(),
-                        removed = summary.removed.len(),
-                        unchanged = summary.unchanged,
-                        "reload applied"
-                    );
-                    daemon.apply_users(&new.auth.users);
-                    running.services = new.services;
-                    running.auth.users = new.auth.users;
-                    daemon.metrics().count_reload(true);
-                    None
-                }
-                Err(e) => {
-                    error!("reload failed: {e}");
-                    Some(format!("last reload failed: {e}"))
-                }
-            }
+        Err(e @ ReloadError::Registry(_)) => {
+            error!("reload failed: {e}");
+            Some(format!("last reload failed: {e}"))
         }
     };
     let status = status_line(&daemon.snapshot().summary(), note.as_deref());

@@ -6,7 +6,7 @@
 //! delay a state change and a burst of changes cannot delay a request.
 //!
 //! Each change is also serialized once, as a Bayeux message, and offered to every subscribed
-//! client session with `try_send`: a session whose mailbox is full is a slow consumer. It is
+//! client session whose contact center sees the service (see [`Subscriber`]) with `try_send`: a session whose mailbox is full is a slow consumer. It is
 //! dropped from the subscribers and told so, and never allowed to stall the registry or to
 //! make it buffer without bound.
 //!
@@ -14,7 +14,7 @@
 //! noticed on the next supervision tick and started again, keeping the service's last
 //! published state until the new monitor has probed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -70,7 +70,16 @@ pub enum Delivery {
 pub struct SubscribeServices {
     pub client_id: Arc<str>,
     pub recipient: Recipient<Delivery>,
+    /// The features of the session's contact center: it hears of the services needing one
+    /// of them, and of no other.
+    pub features: Arc<BTreeSet<String>>,
     pub snapshot: bool,
+}
+
+/// A subscribed session.
+struct Subscriber {
+    recipient: Recipient<Delivery>,
+    features: Arc<BTreeSet<String>>,
 }
 
 /// A session no longer wants service changes (unsubscribed, or ended).
@@ -162,7 +171,7 @@ pub struct Registry {
     services: Vec<Tracked>,
     published: SharedSnapshot,
     probe_slots: Arc<Semaphore>,
-    subscribers: HashMap<Arc<str>, Recipient<Delivery>>,
+    subscribers: HashMap<Arc<str>, Subscriber>,
     ready_waiters: Vec<oneshot::Sender<()>>,
     /// Numbers monitors, so that a report from a replaced one is recognised.
     generations: u64,
@@ -204,16 +213,18 @@ impl Registry {
         self.published.store(Arc::new(Snapshot::new(services)));
     }
 
-    /// Offers one message to every subscriber, dropping those that cannot take it.
-    fn fan_out(&mut self, message: &Bytes) {
+    /// Offers one message about a service needing `feature` to every subscriber that sees
+    /// it, dropping those that cannot take it.
+    fn fan_out(&mut self, message: &Bytes, feature: &str) {
         let metrics = &self.metrics;
-        self.subscribers.retain(|client_id, recipient| {
-            offer(
-                client_id,
-                recipient,
-                Delivery::Message(message.clone()),
-                metrics,
-            )
+        self.subscribers.retain(|client_id, subscriber| {
+            !subscriber.features.contains(feature)
+                || offer(
+                    client_id,
+                    &subscriber.recipient,
+                    Delivery::Message(message.clone()),
+                    metrics,
+                )
         });
     }
 
@@ -256,7 +267,8 @@ impl Registry {
             &self.services[index].published.json,
         ));
         self.publish();
-        self.fan_out(&message);
+        let feature = self.services[index].spec.feature.clone();
+        self.fan_out(&message, &feature);
     }
 
     /// Restarts every monitor whose actor has died.
@@ -419,17 +431,18 @@ impl Handler<ApplyServices> for Registry {
             tracked.status = ServiceStatus::INITIAL;
             tracked.since = now;
             tracked.render();
-            farewells.push(bayeux::frame(&resource::state_change_message(
-                &tracked.published.json,
-            )));
+            farewells.push((
+                bayeux::frame(&resource::state_change_message(&tracked.published.json)),
+                tracked.spec.feature.clone(),
+            ));
             summary.removed.push(id);
         }
         self.publish();
         for index in announce {
             self.announce(index);
         }
-        for message in &farewells {
-            self.fan_out(message);
+        for (message, feature) in &farewells {
+            self.fan_out(message, feature);
         }
         summary.added.sort();
         summary.changed.sort();
@@ -448,6 +461,7 @@ impl Handler<SubscribeServices> for Registry {
             let messages = self
                 .services
                 .iter()
+                .filter(|t| msg.features.contains(&t.spec.feature))
                 .map(|t| bayeux::frame(&resource::state_change_message(&t.published.json)))
                 .collect();
             if !offer(
@@ -459,7 +473,13 @@ impl Handler<SubscribeServices> for Registry {
                 return;
             }
         }
-        self.subscribers.insert(msg.client_id, msg.recipient);
+        self.subscribers.insert(
+            msg.client_id,
+            Subscriber {
+                recipient: msg.recipient,
+                features: msg.features,
+            },
+        );
     }
 }
 

@@ -73,6 +73,8 @@ async fn client_sees_the_change(program: PathBuf, script: &str, expect_transport
         .arg(d.url("/api/v2/notifications"))
         .arg("Inactive")
         .current_dir(root().join("tests/interop"))
+        .env("SW_USER", common::USER)
+        .env("SW_PASSWORD", common::PASSWORD)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)

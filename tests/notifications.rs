@@ -5,8 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::bayeux::{LpClient, Received, SERVICES, WsClient, changes};
-use common::{Backend, Mode, TestDaemon, eventually};
+use common::bayeux::{LpClient, Received, SERVICES, WsClient, changes, ws_request};
+use common::{Backend, Mode, TestDaemon, basic_header, eventually};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
@@ -441,7 +441,7 @@ async fn a_client_that_never_reads_is_dropped_while_others_keep_receiving() {
     socket.set_nonblocking(true).unwrap();
     let stream = tokio::net::TcpStream::from_std(socket.into()).unwrap();
     let (ws, _) = tokio_tungstenite::client_async(
-        format!("ws://{}/api/v2/notifications", d.addr),
+        ws_request(&d, &[("authorization", &basic_header())]),
         tokio_tungstenite::MaybeTlsStream::Plain(stream),
     )
     .await

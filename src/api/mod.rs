@@ -60,6 +60,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, base_path: &str, max_message_size
             .service(
                 web::resource("/notifications")
                     .app_data(web::PayloadConfig::new(max_message_size))
+                    .wrap(actix_web::middleware::from_fn(require_login))
                     .route(web::get().to(notify::websocket::upgrade))
                     .route(web::post().to(notify::long_polling::handle))
                     .default_service(web::to(method_not_allowed)),
@@ -67,6 +68,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, base_path: &str, max_message_size
             .service(
                 web::resource("/notifications/{transport_path:.*}")
                     .app_data(web::PayloadConfig::new(max_message_size))
+                    .wrap(actix_web::middleware::from_fn(require_login))
                     .route(web::post().to(notify::long_polling::handle))
                     .default_service(web::to(method_not_allowed)),
             )

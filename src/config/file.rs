@@ -127,6 +127,7 @@ pub struct NotificationsSection {
     pub session_timeout: Option<HumanDuration>,
     pub ping_interval: Option<HumanDuration>,
     pub max_sessions: Option<usize>,
+    pub max_sessions_per_user: Option<usize>,
     pub max_subscriptions: Option<usize>,
     pub session_queue: Option<usize>,
     pub max_message_size: Option<usize>,

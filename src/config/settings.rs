@@ -39,6 +39,9 @@ const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(15);
 /// Sessions at once: each costs a few kilobytes, so this bounds memory, not throughput.
 const DEFAULT_MAX_SESSIONS: usize = 10_000;
+/// Sessions one user may hold: room for a shared wallboard account on many screens, while
+/// one leaked password cannot take every session of the daemon.
+const DEFAULT_MAX_SESSIONS_PER_USER: usize = 256;
 const DEFAULT_MAX_SUBSCRIPTIONS: usize = 64;
 /// A burst of changes to every service of a large site fits; a client that falls this far
 /// behind is not reading.
@@ -173,6 +176,8 @@ pub struct NotificationSettings {
     /// How often a WebSocket is pinged; a peer silent for three intervals is dropped.
     pub ping_interval: Duration,
     pub max_sessions: usize,
+    /// Sessions one user may hold at once, so that one account cannot take them all.
+    pub max_sessions_per_user: usize,
     pub max_subscriptions: usize,
     /// Messages waiting for one client before it counts as a slow consumer and is dropped.
     pub session_queue: usize,
@@ -461,6 +466,11 @@ fn validate_notifications(file: &FileConfig) -> Result<NotificationSettings, Inv
         )?,
         ping_interval: duration("ping_interval", n.ping_interval, DEFAULT_PING_INTERVAL)?,
         max_sessions: count("max_sessions", n.max_sessions, DEFAULT_MAX_SESSIONS)?,
+        max_sessions_per_user: count(
+            "max_sessions_per_user",
+            n.max_sessions_per_user,
+            DEFAULT_MAX_SESSIONS_PER_USER,
+        )?,
         max_subscriptions: count(
             "max_subscriptions",
             n.max_subscriptions,

@@ -3,6 +3,10 @@
 //! A long-polling client's requests land on any worker thread, and a client may handshake
 //! over long-polling and continue over a WebSocket; every one of those paths looks the
 //! session up here. The map is behind a mutex held only for a lookup or an insert.
+//!
+//! Each session belongs to the user who handshook it: a clientId presented by anybody else
+//! names no session, so a clientId that leaked (a log, a proxy) is useless without that
+//! user's credentials too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,51 +18,113 @@ use super::session::ClientSession;
 /// Random bytes in a clientId: 160 bits, well above the 128 a guess must not find.
 const CLIENT_ID_BYTES: usize = 20;
 
-/// Every live client session, bounded in number.
+/// Why no session was created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("too many sessions (at most {0})")]
+    Total(usize),
+    #[error("too many sessions for this user (at most {0})")]
+    PerUser(usize),
+}
+
+struct Entry {
+    addr: Addr<ClientSession>,
+    user: Arc<str>,
+}
+
+#[derive(Default)]
+struct Table {
+    sessions: HashMap<Arc<str>, Entry>,
+    per_user: HashMap<Arc<str>, usize>,
+}
+
+/// Every live client session, bounded in number, in total and per user.
 pub struct Directory {
-    sessions: Mutex<HashMap<Arc<str>, Addr<ClientSession>>>,
+    table: Mutex<Table>,
     max_sessions: usize,
+    max_per_user: usize,
 }
 
 impl Directory {
-    pub fn new(max_sessions: usize) -> Self {
+    pub fn new(max_sessions: usize, max_per_user: usize) -> Self {
         Directory {
-            sessions: Mutex::new(HashMap::new()),
+            table: Mutex::new(Table::default()),
             max_sessions,
+            max_per_user,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Addr<ClientSession>>> {
+    fn lock(&self) -> MutexGuard<'_, Table> {
         // A panic while holding this lock leaves the map consistent (each operation is one
         // insert or remove), so a poisoned lock is still usable.
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts a session with a fresh clientId, unless there are already `max_sessions`.
-    pub fn create(&self, start: impl FnOnce(Arc<str>) -> Addr<ClientSession>) -> Option<Arc<str>> {
-        let mut sessions = self.lock();
-        if sessions.len() >= self.max_sessions {
-            return None;
+    /// Starts a session of `user` with a fresh clientId, unless the bounds are reached.
+    pub fn create(
+        &self,
+        user: &Arc<str>,
+        start: impl FnOnce(Arc<str>) -> Addr<ClientSession>,
+    ) -> Result<Arc<str>, Refused> {
+        let mut table = self.lock();
+        if table.sessions.len() >= self.max_sessions {
+            return Err(Refused::Total(self.max_sessions));
+        }
+        let held = table.per_user.get(user).copied().unwrap_or(0);
+        if held >= self.max_per_user {
+            return Err(Refused::PerUser(self.max_per_user));
         }
         let id: Arc<str> = new_client_id().into();
         let addr = start(id.clone());
-        sessions.insert(id.clone(), addr);
-        Some(id)
+        table.per_user.insert(user.clone(), held + 1);
+        table.sessions.insert(
+            id.clone(),
+            Entry {
+                addr,
+                user: user.clone(),
+            },
+        );
+        Ok(id)
     }
 
-    /// The session a clientId names.
-    pub fn get(&self, client_id: &str) -> Option<Addr<ClientSession>> {
-        self.lock().get(client_id).cloned()
+    /// The session a clientId names, if it belongs to `user`.
+    pub fn get(&self, client_id: &str, user: &str) -> Option<Addr<ClientSession>> {
+        let table = self.lock();
+        let entry = table.sessions.get(client_id)?;
+        (*entry.user == *user).then(|| entry.addr.clone())
     }
 
     /// Forgets a session (it ended).
     pub fn remove(&self, client_id: &str) {
-        self.lock().remove(client_id);
+        let mut table = self.lock();
+        let Some(entry) = table.sessions.remove(client_id) else {
+            return;
+        };
+        if let Some(count) = table.per_user.get_mut(&entry.user) {
+            *count -= 1;
+            if *count == 0 {
+                table.per_user.remove(&entry.user);
+            }
+        }
     }
 
     /// Every session alive now.
     pub fn all(&self) -> Vec<Addr<ClientSession>> {
-        self.lock().values().cloned().collect()
+        self.lock()
+            .sessions
+            .values()
+            .map(|e| e.addr.clone())
+            .collect()
+    }
+
+    /// The sessions of the users `owned` picks.
+    pub fn of_users(&self, owned: impl Fn(&str) -> bool) -> Vec<Addr<ClientSession>> {
+        self.lock()
+            .sessions
+            .values()
+            .filter(|e| owned(&e.user))
+            .map(|e| e.addr.clone())
+            .collect()
     }
 }
 

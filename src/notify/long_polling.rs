@@ -1,7 +1,8 @@
 //! The long-polling transport: `POST <base>/notifications` (and the `/handshake`,
 //! `/connect`, ... suffixes CometD clients append) with a JSON array of messages; the
 //! answer is a JSON array of replies and messages. A held `/meta/connect` keeps the request
-//! open until something is delivered or `connect_timeout` passes.
+//! open until something is delivered or `connect_timeout` passes. Every request is
+//! authenticated (the session cookie, or Basic) and acts for that caller only.
 
 use std::sync::Arc;
 
@@ -10,11 +11,16 @@ use actix_web::{HttpResponse, web};
 
 use super::session::Via;
 use super::{Shared, dispatch};
+use crate::auth::Caller;
 use crate::bayeux::message::parse_batch;
 use crate::bayeux::reply;
 
 /// `POST <base>/notifications[/...]`.
-pub async fn handle(body: web::Bytes, shared: web::Data<Arc<Shared>>) -> HttpResponse {
+pub async fn handle(
+    body: web::Bytes,
+    shared: web::Data<Arc<Shared>>,
+    caller: web::ReqData<Caller>,
+) -> HttpResponse {
     let batch = match parse_batch(&body) {
         Ok(batch) => batch,
         Err(e) => {
@@ -25,7 +31,7 @@ pub async fn handle(body: web::Bytes, shared: web::Data<Arc<Shared>>) -> HttpRes
     };
     json(
         StatusCode::OK,
-        dispatch(&shared, batch, Via::LongPolling).await,
+        dispatch(&shared, &caller, batch, Via::LongPolling).await,
     )
 }
 

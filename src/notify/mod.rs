@@ -14,12 +14,14 @@ pub mod long_polling;
 pub mod session;
 pub mod websocket;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, Addr};
 use serde_json::Value;
 
+use crate::auth::Caller;
 use crate::bayeux::message::{self, Request};
 use crate::bayeux::reply::{self, Advice};
 use crate::bayeux::{LONG_POLLING, WEBSOCKET};
@@ -49,7 +51,7 @@ impl Shared {
     ) -> Self {
         Shared {
             metrics,
-            directory: Directory::new(settings.max_sessions),
+            directory: Directory::new(settings.max_sessions, settings.max_sessions_per_user),
             settings,
             registry,
         }
@@ -60,6 +62,15 @@ impl Shared {
     pub fn shutdown(&self) {
         for session in self.directory.all() {
             session.do_send(session::Shutdown);
+        }
+    }
+
+    /// Ends the sessions of users whose credentials a reload revoked (removed, or changed):
+    /// their WebSockets close with 1008 and held long-polling connects are told to
+    /// handshake again, which asks for the new credentials.
+    pub fn revoke(&self, users: &BTreeSet<Arc<str>>) {
+        for session in self.directory.of_users(|user| users.contains(user)) {
+            session.do_send(session::Revoke);
         }
     }
 
@@ -74,9 +85,11 @@ impl Shared {
 }
 
 /// Handles one parsed batch: handshakes here, everything else by the named session, in
-/// order. Returns the JSON array of replies (and, for long-polling, of messages).
+/// order, on behalf of `caller`. Returns the JSON array of replies (and, for long-polling,
+/// of messages).
 pub async fn dispatch(
     shared: &Arc<Shared>,
+    caller: &Caller,
     batch: Vec<serde_json::Map<String, Value>>,
     via: Via,
 ) -> Vec<u8> {
@@ -87,7 +100,9 @@ pub async fn dispatch(
     for parsed in batch.into_iter().map(message::parse) {
         match parsed {
             Err(refusal) => replies.push(refusal),
-            Ok(Request::Handshake { id, .. }) => replies.push(handshake(shared, id.as_ref())),
+            Ok(Request::Handshake { id, .. }) => {
+                replies.push(handshake(shared, caller, id.as_ref()))
+            }
             Ok(request) => {
                 let client = request.client_id().map(str::to_string);
                 match groups.last_mut() {
@@ -101,7 +116,16 @@ pub async fn dispatch(
     }
     let mut parts: Vec<Vec<u8>> = Vec::new();
     for (client, requests) in groups {
-        send_group(shared, client, requests, &via, &mut replies, &mut parts).await;
+        send_group(
+            shared,
+            caller,
+            client,
+            requests,
+            &via,
+            &mut replies,
+            &mut parts,
+        )
+        .await;
     }
     if !replies.is_empty() {
         parts.insert(0, reply::render_batch(&replies, []));
@@ -109,26 +133,20 @@ pub async fn dispatch(
     merge(parts)
 }
 
-fn handshake(shared: &Arc<Shared>, id: Option<&Value>) -> Value {
+fn handshake(shared: &Arc<Shared>, caller: &Caller, id: Option<&Value>) -> Value {
     let for_session = shared.clone();
-    let created = shared
-        .directory
-        .create(|client_id| ClientSession::new(client_id, for_session).start());
+    let created = shared.directory.create(&caller.user, |client_id| {
+        ClientSession::new(client_id, for_session, caller.clone()).start()
+    });
     match created {
-        Some(client_id) => {
+        Ok(client_id) => {
             reply::handshake(id, &client_id, &[WEBSOCKET, LONG_POLLING], shared.advice())
         }
-        None => {
-            tracing::debug!(
-                max = shared.settings.max_sessions,
-                "handshake refused: too many sessions"
-            );
+        Err(refused) => {
+            tracing::debug!(user = %caller.user, "handshake refused: {refused}");
             reply::handshake_refused(
                 id,
-                &format!(
-                    "503::too many sessions (at most {})",
-                    shared.settings.max_sessions
-                ),
+                &format!("503::{refused}"),
                 Advice {
                     reconnect: "handshake",
                     interval_ms: 5_000,
@@ -142,6 +160,7 @@ fn handshake(shared: &Arc<Shared>, id: Option<&Value>) -> Value {
 /// Sends one group of requests to the session its clientId names and collects the answer.
 async fn send_group(
     shared: &Arc<Shared>,
+    caller: &Caller,
     client_id: Option<String>,
     requests: Vec<Request>,
     via: &Via,
@@ -164,7 +183,8 @@ async fn send_group(
             ));
         }
     };
-    let Some(session) = shared.directory.get(&client_id) else {
+    // A clientId of another user's session names nothing, exactly like an unknown one.
+    let Some(session) = shared.directory.get(&client_id, &caller.user) else {
         unknown(requests, replies);
         return;
     };

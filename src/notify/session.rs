@@ -7,6 +7,9 @@
 //! may handshake over long-polling and continue over a WebSocket (as Faye and aiocometd do)
 //! or the other way round.
 //!
+//! A session belongs to the [`Caller`] who handshook it, and receives the changes of the
+//! services that caller's contact center sees, no others (the registry filters).
+//!
 //! Bounds: the mailbox holds at most `session_queue` messages from the registry (beyond
 //! that the registry drops the session as a slow consumer), and so does the queue of
 //! undelivered messages. A session whose client sends no connect for `session_timeout`
@@ -23,6 +26,7 @@ use tokio::sync::oneshot;
 use tracing::debug;
 
 use super::Shared;
+use crate::auth::Caller;
 use crate::bayeux::message::Request;
 use crate::bayeux::reply::{self, Advice};
 use crate::bayeux::subscriptions::Subscriptions;
@@ -76,6 +80,12 @@ pub enum Answer {
 #[rtype(result = "()")]
 pub struct Shutdown;
 
+/// The session's user was removed or changed by a reload: end it, and make the client
+/// authenticate again.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Revoke;
+
 /// A WebSocket connection closed.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -100,6 +110,7 @@ enum Held {
 pub struct ClientSession {
     id: Arc<str>,
     shared: Arc<Shared>,
+    caller: Caller,
     subscriptions: Subscriptions,
     /// Whether the registry sends this session service changes.
     registered: bool,
@@ -113,10 +124,11 @@ pub struct ClientSession {
 }
 
 impl ClientSession {
-    pub fn new(id: Arc<str>, shared: Arc<Shared>) -> Self {
+    pub fn new(id: Arc<str>, shared: Arc<Shared>, caller: Caller) -> Self {
         ClientSession {
             id,
             shared,
+            caller,
             subscriptions: Subscriptions::default(),
             registered: false,
             queue: VecDeque::new(),
@@ -247,6 +259,7 @@ impl ClientSession {
             self.shared.registry.do_send(SubscribeServices {
                 client_id: self.id.clone(),
                 recipient: ctx.address().recipient(),
+                features: self.caller.features.clone(),
                 snapshot,
             });
         } else if !wants && self.registered {
@@ -323,7 +336,7 @@ impl Actor for ClientSession {
         self.shared.metrics.sessions.inc();
         // A handshaken client has the session timeout to send its first connect.
         self.start_expiry(ctx);
-        debug!(client = %self.id, "session started");
+        debug!(client = %self.id, user = %self.caller.user, "session started");
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
@@ -497,6 +510,22 @@ impl Handler<Shutdown> for ClientSession {
             let connect = reply::connect(id.as_ref(), &self.id, Some(advice));
             let _ = answer.send(reply::render_batch([&connect], []));
         }
+        ctx.stop();
+    }
+}
+
+impl Handler<Revoke> for ClientSession {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Revoke, ctx: &mut Self::Context) {
+        debug!(client = %self.id, user = %self.caller.user, "credentials revoked by a reload; ending the session");
+        if let Some((_, recipient)) = self.websocket.take() {
+            recipient.do_send(Push::Close(CloseReason {
+                code: CloseCode::Policy,
+                description: Some("credentials revoked; log in again".into()),
+            }));
+        }
+        // `stopped` answers a held long-polling connect with 402 and advice to handshake.
         ctx.stop();
     }
 }

@@ -22,6 +22,7 @@ use tracing::debug;
 
 use super::session::{Detach, Push, Via};
 use super::{Shared, dispatch};
+use crate::auth::Caller;
 use crate::bayeux::message::parse_batch;
 use crate::bayeux::reply;
 
@@ -32,14 +33,18 @@ static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 const MISSED_PINGS: u32 = 3;
 
 /// `GET <base>/notifications` with an upgrade: starts a connection actor.
+/// The caller was authenticated by the upgrade request (the session cookie, or Basic from
+/// a non-browser client); every batch of the connection acts on that caller's behalf.
 pub async fn upgrade(
     req: HttpRequest,
     stream: web::Payload,
     shared: web::Data<Arc<Shared>>,
+    caller: web::ReqData<Caller>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let max = shared.settings.max_message_size;
     let connection = WsConnection {
         shared: shared.get_ref().clone(),
+        caller: caller.into_inner(),
         id: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
         last_heard: Instant::now(),
         sessions: Vec::new(),
@@ -52,6 +57,7 @@ pub async fn upgrade(
 /// The connection actor.
 pub struct WsConnection {
     shared: Arc<Shared>,
+    caller: Caller,
     id: u64,
     last_heard: Instant,
     /// ClientIds that sent a connect here, to detach from when the connection ends.
@@ -100,10 +106,11 @@ impl WsConnection {
             recipient: ctx.address().recipient(),
         };
         let shared = self.shared.clone();
+        let caller = self.caller.clone();
         // Wait for the replies before reading the next frame, so they keep the order of
         // the requests.
         ctx.wait(
-            async move { dispatch(&shared, batch, via).await }
+            async move { dispatch(&shared, &caller, batch, via).await }
                 .into_actor(self)
                 .map(|answer, _, ctx| {
                     if answer.len() > 2 {
@@ -134,7 +141,7 @@ impl Actor for WsConnection {
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         self.shared.metrics.websocket_connections.dec();
         for client in &self.sessions {
-            if let Some(session) = self.shared.directory.get(client) {
+            if let Some(session) = self.shared.directory.get(client, &self.caller.user) {
                 session.do_send(Detach {
                     connection: self.id,
                 });

@@ -1,5 +1,6 @@
 //! Bayeux clients for tests: over a real WebSocket (tokio-tungstenite) and over
-//! long-polling (reqwest), speaking the messages a CometD client sends.
+//! long-polling (reqwest), speaking the messages a CometD client sends. Both log in as
+//! [`USER`] with Basic unless told otherwise.
 
 use std::time::Duration;
 
@@ -10,7 +11,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::TestDaemon;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use super::{PASSWORD, TestDaemon, USER};
 
 pub const SERVICES: &str = "/notifications/services";
 
@@ -29,17 +32,29 @@ pub struct WsClient {
 }
 
 impl WsClient {
-    /// Opens a WebSocket to the daemon's notification endpoint, without handshaking.
+    /// Opens a WebSocket to the daemon's notification endpoint as [`USER`], without
+    /// handshaking.
     pub async fn open(d: &TestDaemon) -> WsClient {
-        let url = format!("ws://{}/api/v2/notifications", d.addr);
-        let (ws, _) = tokio_tungstenite::connect_async(url)
+        WsClient::open_as(d, USER, PASSWORD).await
+    }
+
+    /// Opens a WebSocket as `user`, without handshaking.
+    pub async fn open_as(d: &TestDaemon, user: &str, password: &str) -> WsClient {
+        let auth = super::daemon::basic_of(user, password);
+        WsClient::try_open(d, &[("authorization", auth.as_str())])
             .await
-            .expect("WebSocket upgrade");
-        WsClient {
-            ws,
-            client_id: String::new(),
-            next_id: 0,
-        }
+            .expect("WebSocket upgrade")
+    }
+
+    /// Tries an upgrade with these request headers (and no others); an `Err` carries the
+    /// refusal (`tungstenite::Error::Http` with the HTTP answer).
+    pub async fn try_open(
+        d: &TestDaemon,
+        headers: &[(&str, &str)],
+    ) -> Result<WsClient, tokio_tungstenite::tungstenite::Error> {
+        let request = ws_request(d, headers);
+        let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(WsClient::from_stream(ws))
     }
 
     /// Wraps a WebSocket opened by the test.
@@ -53,7 +68,12 @@ impl WsClient {
 
     /// Opens, handshakes, subscribes to the services topic and sends the first connect.
     pub async fn subscribed(d: &TestDaemon) -> WsClient {
-        let mut c = WsClient::open(d).await;
+        WsClient::subscribed_as(d, USER, PASSWORD).await
+    }
+
+    /// [`WsClient::subscribed`] as `user`.
+    pub async fn subscribed_as(d: &TestDaemon, user: &str, password: &str) -> WsClient {
+        let mut c = WsClient::open_as(d, user, password).await;
         c.handshake().await;
         let reply = c
             .call(json!({"channel":"/meta/subscribe","subscription":SERVICES}))
@@ -158,19 +178,45 @@ impl WsClient {
     }
 }
 
+/// The upgrade request to the notification endpoint, with these headers.
+pub fn ws_request(
+    d: &TestDaemon,
+    headers: &[(&str, &str)],
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    let mut request = format!("ws://{}/api/v2/notifications", d.addr)
+        .into_client_request()
+        .unwrap();
+    for (name, value) in headers {
+        request.headers_mut().insert(
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            value.parse().unwrap(),
+        );
+    }
+    request
+}
+
 /// A Bayeux client over long-polling.
 pub struct LpClient {
     http: reqwest::Client,
     url: String,
+    /// Basic credentials sent with every request.
+    login: Option<(String, String)>,
     pub client_id: String,
     next_id: u64,
 }
 
 impl LpClient {
+    /// A client logging in as [`USER`].
     pub fn new(d: &TestDaemon) -> LpClient {
+        LpClient::as_user(d, Some((USER, PASSWORD)))
+    }
+
+    /// A client logging in as `login` (name, password), or sending no credentials.
+    pub fn as_user(d: &TestDaemon, login: Option<(&str, &str)>) -> LpClient {
         LpClient {
             http: reqwest::Client::new(),
             url: d.url("/api/v2/notifications"),
+            login: login.map(|(u, p)| (u.to_string(), p.to_string())),
             client_id: String::new(),
             next_id: 0,
         }
@@ -178,14 +224,15 @@ impl LpClient {
 
     /// POSTs raw bytes to `<url><suffix>`; returns status and parsed body.
     pub async fn post_raw(&self, suffix: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
-        let response = self
+        let mut request = self
             .http
             .post(format!("{}{suffix}", self.url))
             .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .expect("long-polling request");
+            .body(body);
+        if let Some((user, password)) = &self.login {
+            request = request.basic_auth(user, Some(password));
+        }
+        let response = request.send().await.expect("long-polling request");
         let status = response.status().as_u16();
         (status, response.json().await.expect("a JSON answer"))
     }

@@ -5,6 +5,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 
+use servicewatch::registry::ReloadSummary;
 use servicewatch::{Daemon, Settings, config};
 
 /// The user every test daemon knows, with every feature.
@@ -22,10 +23,27 @@ pub fn users_toml() -> String {
 
 /// `Authorization: Basic ...` of [`USER`].
 pub fn basic_header() -> String {
+    basic_of(USER, PASSWORD)
+}
+
+/// `Authorization: Basic ...` of `user` and `password`.
+pub fn basic_of(user: &str, password: &str) -> String {
     use base64ct::Encoding;
     format!(
         "Basic {}",
-        base64ct::Base64::encode_string(format!("{USER}:{PASSWORD}").as_bytes())
+        base64ct::Base64::encode_string(format!("{user}:{password}").as_bytes())
+    )
+}
+
+/// A reload request for the daemon's thread, answered with the reload's outcome.
+type Reload = tokio::sync::oneshot::Sender<Result<ReloadSummary, String>>;
+
+/// The file a test daemon reads: `toml`, with one worker, the admin listener on port 0 and
+/// the test user.
+fn wrap(toml: &str) -> String {
+    format!(
+        "[server]\nworkers = 1\n{toml}\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
+        users_toml()
     )
 }
 
@@ -38,6 +56,7 @@ pub struct TestDaemon {
     pub settings: Settings,
     pub config_path: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    reloads: Option<tokio::sync::mpsc::UnboundedSender<Reload>>,
     thread: Option<JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
@@ -47,26 +66,32 @@ impl TestDaemon {
     pub fn start(toml: &str) -> TestDaemon {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("servicewatch.toml");
-        let toml = format!(
-            "[server]\nworkers = 1\n{toml}\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
-            users_toml()
-        );
-        std::fs::write(&config_path, toml).unwrap();
+        std::fs::write(&config_path, wrap(toml)).unwrap();
         let settings = config::load(&config_path).unwrap_or_else(|e| panic!("config refused: {e}"));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let for_thread = settings.clone();
+        let (reload_tx, mut reload_rx) = tokio::sync::mpsc::unbounded_channel::<Reload>();
+        let mut running = settings.clone();
+        let path = config_path.clone();
         let thread = std::thread::spawn(move || {
             actix_rt::System::new().block_on(async move {
-                let daemon = Daemon::start_on(for_thread, listener).expect("daemon starts");
+                let daemon = Daemon::start_on(running.clone(), listener).expect("daemon starts");
                 let handle = daemon.handle();
                 ready_tx.send(daemon.admin_addr()).unwrap();
+                let reloads = async {
+                    while let Some(answer) = reload_rx.recv().await {
+                        let result = daemon.reload(&path, &mut running).await;
+                        let _ = answer.send(result.map_err(|e| e.to_string()));
+                    }
+                    std::future::pending::<()>().await
+                };
                 tokio::select! {
-                    result = daemon.wait() => result.expect("server runs"),
-                    _ = stop_rx => handle.stop(false).await,
+                    _ = reloads => {}
+                    _ = stop_rx => {}
                 }
+                handle.stop(false).await;
             })
         });
         let admin = ready_rx.recv().expect("daemon thread started");
@@ -76,6 +101,7 @@ impl TestDaemon {
             settings,
             config_path,
             stop: Some(stop_tx),
+            reloads: Some(reload_tx),
             thread: Some(thread),
             _dir: dir,
         }
@@ -91,9 +117,23 @@ impl TestDaemon {
             settings,
             config_path: PathBuf::new(),
             stop: None,
+            reloads: None,
             thread: None,
             _dir: tempfile::tempdir().unwrap(),
         }
+    }
+
+    /// Rewrites the configuration with `toml` (wrapped as by [`TestDaemon::start`]) and
+    /// reloads it, as SIGHUP does.
+    pub async fn reload(&self, toml: &str) -> Result<ReloadSummary, String> {
+        std::fs::write(&self.config_path, wrap(toml)).unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.reloads
+            .as_ref()
+            .expect("a daemon this process started")
+            .send(tx)
+            .expect("the daemon thread runs");
+        rx.await.expect("the daemon answers")
     }
 
     /// `http://127.0.0.1:PORT` + `path`.
