@@ -114,8 +114,14 @@ impl Daemon {
         let send_timeout = settings.server.send_timeout;
         let state = web::Data::new(ApiState {
             snapshot: snapshot.clone(),
+            public_origin: settings
+                .server
+                .public_url
+                .as_deref()
+                .and_then(api::origin::origin_of),
             public_url: settings.server.public_url,
             base_path: settings.server.base_path.clone(),
+            allowed_origins: settings.server.allowed_origins.clone(),
         });
         let base_path = settings.server.base_path;
         let server = HttpServer::new(move || {

@@ -2,6 +2,7 @@
 //! answer that is not a success, including the framework's own (unknown path, wrong method).
 
 pub mod error;
+pub mod origin;
 pub mod query;
 pub mod services;
 
@@ -32,6 +33,10 @@ pub struct ApiState {
     /// Configured base of absolute URIs; `None`: from the request.
     pub public_url: Option<String>,
     pub base_path: String,
+    /// The origin of `public_url`, which counts as this server's own.
+    pub public_origin: Option<String>,
+    /// Other web origins whose pages may use the API with credentials.
+    pub allowed_origins: Vec<String>,
 }
 
 impl ApiState {
@@ -57,6 +62,7 @@ impl ApiState {
 pub fn configure(cfg: &mut web::ServiceConfig, base_path: &str, max_message_size: usize) {
     cfg.service(
         web::scope(base_path)
+            .wrap(actix_web::middleware::from_fn(origin::check_origin))
             .service(
                 web::resource("/notifications")
                     .app_data(web::PayloadConfig::new(max_message_size))

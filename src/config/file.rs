@@ -39,6 +39,7 @@ pub struct FileConfig {
 pub struct ServerSection {
     pub listen: Option<String>,
     pub public_url: Option<String>,
+    pub allowed_origins: Option<Vec<String>>,
     pub base_path: Option<String>,
     pub workers: Option<usize>,
     pub send_timeout: Option<HumanDuration>,

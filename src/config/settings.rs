@@ -155,6 +155,9 @@ pub struct ServerSettings {
     /// Base of the absolute URIs in list answers, without a trailing slash; `None`: taken
     /// from each request's scheme and Host.
     pub public_url: Option<String>,
+    /// Web origins (`https://host[:port]`) besides this server's own whose pages may use
+    /// the API and the notifications with the user's credentials.
+    pub allowed_origins: Vec<String>,
     /// The API prefix, starting with `/` and without a trailing slash.
     pub base_path: String,
     pub workers: usize,
@@ -502,6 +505,19 @@ fn validate_server(file: &FileConfig) -> Result<ServerSettings, Invalid> {
             ));
         }
     };
+    let mut allowed_origins = Vec::new();
+    for (i, origin) in s.allowed_origins.iter().flatten().enumerate() {
+        let origin = origin.trim_end_matches('/');
+        if !crate::api::origin::is_origin(origin) {
+            return Err((
+                format!("server.allowed_origins[{i}]"),
+                format!(
+                    "\"{origin}\" is not an origin; expected scheme://host[:port] such as \"https://ui.example.com\" (no path, no wildcard)"
+                ),
+            ));
+        }
+        allowed_origins.push(origin.to_string());
+    }
     let base_path = s
         .base_path
         .as_deref()
@@ -527,6 +543,7 @@ fn validate_server(file: &FileConfig) -> Result<ServerSettings, Invalid> {
     Ok(ServerSettings {
         listen,
         public_url,
+        allowed_origins,
         base_path,
         workers,
         send_timeout,
@@ -988,6 +1005,12 @@ cassandra = { nodes = ["10.0.0.7:9042", "10.0.0.10", "[::1]:9043"] }
                 .starts_with("test.toml: server.listen: \"localhost\" is not an address")
         );
         assert!(refused("[checks]\nkind = \"http\"").contains("checks.kind"));
+        assert!(
+            refused("[server]\nallowed_origins = [\"https://ok.example\", \"*.example\"]")
+                .starts_with(
+                    "test.toml: server.allowed_origins[1]: \"*.example\" is not an origin"
+                )
+        );
         assert_eq!(
             refused("[checks]\njitter = 0.9"),
             "test.toml: checks.jitter: must be a fraction between 0 and 0.5, such as 0.1, not 0.9"

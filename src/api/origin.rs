@@ -1,0 +1,231 @@
+//! Browser safety: which web origins may use the API with the user's credentials.
+//!
+//! A browser attaches cookies to a WebSocket upgrade from any site, and the page that opened
+//! it reads everything the socket receives (cross-site WebSocket hijacking); it also sends a
+//! "simple" POST to any site. Browsers name the page's origin in the `Origin` header, so the
+//! notification endpoint refuses an origin that is neither this server's own nor in
+//! `[server] allowed_origins` (403). The REST API answers such origins without CORS headers,
+//! which leaves the browser unable to read the answer; listed origins get CORS with
+//! credentials, on preflights too.
+//!
+//! A request without `Origin` comes from a program, not a page in a browser (browsers always
+//! send it on WebSocket upgrades and on cross-origin requests): it is let through, and its
+//! credentials decide.
+
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, header};
+use actix_web::middleware::Next;
+use actix_web::{HttpResponse, web};
+
+use super::ApiState;
+use super::error::ApiError;
+
+/// How long a browser may cache a preflight's answer.
+const PREFLIGHT_MAX_AGE_SECS: u32 = 600;
+/// Request headers a cross-origin page may send.
+const ALLOWED_HEADERS: &str = "authorization, content-type";
+
+/// What the `Origin` of a request is to this server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// No `Origin`: not a page in a browser.
+    Absent,
+    /// The page comes from this server (or from `public_url`).
+    Same,
+    /// An origin of `allowed_origins`.
+    Listed,
+    /// Any other origin, `null` included.
+    Foreign,
+}
+
+impl Verdict {
+    /// Whether a browser page from this origin may use the API with credentials.
+    pub fn allowed(self) -> bool {
+        !matches!(self, Verdict::Foreign)
+    }
+}
+
+/// Judges `origin` for a request that reached this server as `own` (`scheme://host[:port]`,
+/// from the request), given the configured public URL's origin and allow-list.
+pub fn judge(origin: Option<&str>, own: &str, public: Option<&str>, allowed: &[String]) -> Verdict {
+    let Some(origin) = origin else {
+        return Verdict::Absent;
+    };
+    let origin = normalize(origin);
+    if origin == normalize(own) || public.is_some_and(|p| origin == normalize(p)) {
+        Verdict::Same
+    } else if allowed.iter().any(|a| origin == normalize(a)) {
+        Verdict::Listed
+    } else {
+        Verdict::Foreign
+    }
+}
+
+/// The origin (`scheme://host[:port]`) of an absolute URL, for `public_url`.
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    (!authority.is_empty()).then(|| format!("{scheme}://{authority}"))
+}
+
+/// Lowercased, with the scheme's default port dropped, so that `https://UI.example:443`
+/// and `https://ui.example` compare equal.
+fn normalize(origin: &str) -> String {
+    let lower = origin.trim().to_ascii_lowercase();
+    for (scheme, port) in [("http://", ":80"), ("https://", ":443")] {
+        if lower.starts_with(scheme) {
+            if let Some(stripped) = lower.strip_suffix(port) {
+                return stripped.to_string();
+            }
+        }
+    }
+    lower
+}
+
+/// Whether `value` is an origin as `allowed_origins` must list it: `http(s)://host[:port]`,
+/// without a path.
+pub fn is_origin(value: &str) -> bool {
+    let Some((scheme, authority)) = value.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https")
+        && !authority.is_empty()
+        && !authority.contains(['/', '?', '#', '*', ' ', '@'])
+}
+
+/// The middleware in front of the whole API: answers preflights, refuses foreign origins on
+/// the notification endpoint, and adds CORS headers for allowed origins.
+pub async fn check_origin(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let Some(state) = req.app_data::<web::Data<ApiState>>().cloned() else {
+        return Err(ApiError::Internal("no API state".into()).into());
+    };
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .map(|v| v.to_str().unwrap_or("null").to_string());
+    let own = {
+        let info = req.connection_info();
+        format!("{}://{}", info.scheme(), info.host())
+    };
+    let verdict = judge(
+        origin.as_deref(),
+        &own,
+        state.public_origin.as_deref(),
+        &state.allowed_origins,
+    );
+    let preflight = req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let origin: Option<Arc<str>> = origin.map(Into::into);
+    if preflight {
+        let response = match (&origin, verdict.allowed()) {
+            (Some(origin), true) => {
+                let mut response = HttpResponse::NoContent();
+                cors_headers(&mut response, origin);
+                response
+                    .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST"))
+                    .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, ALLOWED_HEADERS))
+                    .insert_header((header::ACCESS_CONTROL_MAX_AGE, PREFLIGHT_MAX_AGE_SECS));
+                response.finish()
+            }
+            _ => refusal(origin.as_deref()),
+        };
+        return Ok(req.into_response(response).map_into_right_body());
+    }
+    let notifications = req
+        .path()
+        .starts_with(&format!("{}/notifications", state.base_path));
+    if notifications && !verdict.allowed() {
+        tracing::debug!(origin = ?origin, "notification request from a foreign origin refused");
+        let response = refusal(origin.as_deref());
+        return Ok(req.into_response(response).map_into_right_body());
+    }
+    let mut response = next.call(req).await?;
+    let headers = response.headers_mut();
+    headers.append(header::VARY, header::HeaderValue::from_static("origin"));
+    if let (Some(origin), Verdict::Same | Verdict::Listed) = (&origin, verdict) {
+        if let Ok(value) = header::HeaderValue::from_str(origin) {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                header::HeaderValue::from_static("true"),
+            );
+        }
+    }
+    Ok(response.map_into_left_body())
+}
+
+fn cors_headers(response: &mut actix_web::HttpResponseBuilder, origin: &str) {
+    response
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_CREDENTIALS, "true"))
+        .insert_header((header::VARY, "origin"));
+}
+
+fn refusal(origin: Option<&str>) -> HttpResponse {
+    let origin = origin.unwrap_or("null");
+    actix_web::ResponseError::error_response(&ApiError::PermissionDenied(format!(
+        "origin {origin} is not allowed; add it to [server] allowed_origins"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OWN: &str = "http://127.0.0.1:8080";
+
+    #[test]
+    fn verdicts() {
+        let allowed = vec!["https://ui.example.com".to_string()];
+        let public = Some("https://gws.example.com");
+        let j = |origin| judge(origin, OWN, public, &allowed);
+        assert_eq!(j(None), Verdict::Absent);
+        assert_eq!(j(Some("http://127.0.0.1:8080")), Verdict::Same);
+        assert_eq!(j(Some("https://gws.example.com")), Verdict::Same);
+        assert_eq!(j(Some("https://gws.example.com:443")), Verdict::Same);
+        assert_eq!(j(Some("https://UI.example.com")), Verdict::Listed);
+        assert_eq!(
+            j(Some("http://ui.example.com")),
+            Verdict::Foreign,
+            "scheme counts"
+        );
+        assert_eq!(
+            j(Some("https://ui.example.com:8443")),
+            Verdict::Foreign,
+            "port counts"
+        );
+        assert_eq!(j(Some("https://evil.example")), Verdict::Foreign);
+        assert_eq!(j(Some("null")), Verdict::Foreign);
+        assert_eq!(j(Some("http://127.0.0.1:8081")), Verdict::Foreign);
+        assert!(!Verdict::Foreign.allowed() && Verdict::Absent.allowed());
+    }
+
+    #[test]
+    fn origins_of_urls() {
+        assert_eq!(
+            origin_of("https://gws.example.com/base").as_deref(),
+            Some("https://gws.example.com")
+        );
+        assert_eq!(origin_of("http://h:8080").as_deref(), Some("http://h:8080"));
+        assert_eq!(origin_of("nope"), None);
+    }
+
+    #[test]
+    fn what_counts_as_an_origin() {
+        assert!(is_origin("https://ui.example.com"));
+        assert!(is_origin("http://10.0.0.5:3000"));
+        assert!(!is_origin("https://ui.example.com/"));
+        assert!(!is_origin("https://*.example.com"));
+        assert!(!is_origin("ui.example.com"));
+        assert!(!is_origin("ftp://ui.example.com"));
+        assert!(!is_origin("*"));
+    }
+}
