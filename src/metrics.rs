@@ -70,6 +70,7 @@ pub struct Metrics {
     pub switchovers: Family<ServiceLabels, Counter>,
     pub sessions: Gauge,
     pub websocket_connections: Gauge,
+    pub long_polls_held: Gauge,
     pub messages_delivered: Counter,
     pub slow_consumers: Counter,
     pub http_requests: Family<HttpLabels, Counter>,
@@ -93,6 +94,7 @@ impl Metrics {
         let switchovers = Family::<ServiceLabels, Counter>::default();
         let sessions = Gauge::default();
         let websocket_connections = Gauge::default();
+        let long_polls_held = Gauge::default();
         let messages_delivered = Counter::default();
         let slow_consumers = Counter::default();
         let http_requests = Family::<HttpLabels, Counter>::default();
@@ -129,6 +131,11 @@ impl Metrics {
             websocket_connections.clone(),
         );
         registry.register(
+            "long_polls_held",
+            "Long-polling connects held open, waiting for a message to deliver",
+            long_polls_held.clone(),
+        );
+        registry.register(
             "messages_delivered",
             "Notifications handed to client sessions",
             messages_delivered.clone(),
@@ -156,6 +163,7 @@ impl Metrics {
             switchovers,
             sessions,
             websocket_connections,
+            long_polls_held,
             messages_delivered,
             slow_consumers,
             http_requests,

@@ -408,6 +408,10 @@ async fn a_reload_that_removes_a_user_ends_their_notifications() {
 
     // Vera's long-polling connect is held while the reload removes her.
     let held = tokio::spawn(async move { vera_lp.connect().await });
+    eventually(WITHIN, "vera's connect to be held", || async {
+        (d.metric("servicewatch_long_polls_held").await == Some(1.0)).then_some(())
+    })
+    .await;
     let summary = d
         .reload(&config_with_users(
             &sips.toml(),

@@ -120,6 +120,10 @@ pub struct ClientSession {
     held: Option<Held>,
     /// Whether a first connect has been answered.
     connected: bool,
+    /// A snapshot was asked for and has not arrived yet: a long-polling connect waits for
+    /// it, so that a client subscribing with a snapshot finds it in its next connect's
+    /// answer rather than one connect later.
+    snapshot_pending: bool,
     expiry: Option<SpawnHandle>,
 }
 
@@ -135,6 +139,7 @@ impl ClientSession {
             websocket: None,
             held: None,
             connected: false,
+            snapshot_pending: false,
             expiry: None,
         }
     }
@@ -161,9 +166,26 @@ impl ClientSession {
         }
     }
 
+    /// Holds a connect; counted while held if it is a long-polling request's.
+    fn hold(&mut self, held: Held) {
+        if matches!(held, Held::LongPolling { .. }) {
+            self.shared.metrics.long_polls_held.inc();
+        }
+        self.held = Some(held);
+    }
+
+    /// Takes the held connect, to answer or drop it.
+    fn unhold(&mut self) -> Option<Held> {
+        let held = self.held.take();
+        if matches!(held, Some(Held::LongPolling { .. })) {
+            self.shared.metrics.long_polls_held.dec();
+        }
+        held
+    }
+
     /// Answers the held connect, if any, with whatever is queued.
     fn release_held(&mut self, ctx: &mut Context<Self>) {
-        let Some(held) = self.held.take() else {
+        let Some(held) = self.unhold() else {
             return;
         };
         let client_id = self.id.clone();
@@ -256,6 +278,7 @@ impl ClientSession {
     fn update_registration(&mut self, snapshot: bool, ctx: &mut Context<Self>) {
         let wants = self.subscriptions.matches(SERVICES_CHANNEL);
         if wants && (!self.registered || snapshot) {
+            self.snapshot_pending |= snapshot;
             self.shared.registry.do_send(SubscribeServices {
                 client_id: self.id.clone(),
                 recipient: ctx.address().recipient(),
@@ -300,14 +323,14 @@ impl ClientSession {
                     let timer = ctx.run_later(self.shared.settings.connect_timeout, |act, ctx| {
                         act.release_held(ctx)
                     });
-                    self.held = Some(Held::WebSocket { id, timer });
+                    self.hold(Held::WebSocket { id, timer });
                 }
                 None
             }
             Via::LongPolling => {
                 // The client moved (back) to long-polling.
                 self.websocket = None;
-                if first || !alone || !self.queue.is_empty() {
+                if (first && !self.snapshot_pending) || !alone || !self.queue.is_empty() {
                     replies.push(reply::connect(id.as_ref(), &self.id, Some(self.advice())));
                     self.start_expiry(ctx);
                     None
@@ -316,7 +339,7 @@ impl ClientSession {
                     let timer = ctx.run_later(self.shared.settings.connect_timeout, |act, ctx| {
                         act.release_held(ctx)
                     });
-                    self.held = Some(Held::LongPolling {
+                    self.hold(Held::LongPolling {
                         id,
                         reply: tx,
                         timer,
@@ -349,7 +372,7 @@ impl Actor for ClientSession {
         }
         if let Some(Held::LongPolling {
             id, reply: answer, ..
-        }) = self.held.take()
+        }) = self.unhold()
         {
             let unknown = reply::unknown_client("/meta/connect", id.as_ref(), Some(&self.id));
             let _ = answer.send(reply::render_batch([&unknown], []));
@@ -456,7 +479,10 @@ impl Handler<Delivery> for ClientSession {
     fn handle(&mut self, delivery: Delivery, ctx: &mut Self::Context) {
         match delivery {
             Delivery::Message(frame) => self.deliver(vec![frame], ctx),
-            Delivery::Snapshot(frames) => self.deliver(frames, ctx),
+            Delivery::Snapshot(frames) => {
+                self.snapshot_pending = false;
+                self.deliver(frames, ctx)
+            }
             Delivery::SlowConsumer => {
                 self.registered = false;
                 self.end_slow(ctx);
@@ -499,7 +525,7 @@ impl Handler<Shutdown> for ClientSession {
             id,
             reply: answer,
             timer,
-        }) = self.held.take()
+        }) = self.unhold()
         {
             ctx.cancel_future(timer);
             let advice = Advice {
