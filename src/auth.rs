@@ -9,6 +9,7 @@
 //! Argon2's own verification, which compares in constant time.
 
 use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -21,6 +22,7 @@ use blake2::digest::{KeyInit, Mac};
 
 use crate::config::settings::{AuthSettings, UserRole, UserSpec};
 use crate::password;
+use crate::throttle::Throttle;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "SWSESSION";
@@ -63,6 +65,8 @@ pub enum AuthError {
     Rejected,
     #[error("the session has expired; log in again")]
     Expired,
+    #[error("too many failed logins from this address; retry in {retry_after_secs} s")]
+    Throttled { retry_after_secs: u64 },
 }
 
 struct User {
@@ -131,6 +135,7 @@ pub struct Authenticator {
     users: std::sync::RwLock<HashMap<String, Arc<User>>>,
     mac_key: [u8; 64],
     logins: Mutex<HashMap<Vec<u8>, CachedLogin>>,
+    throttle: Throttle,
     /// Verifications in flight, by cache key: concurrent logins with the same credentials
     /// (a shared wallboard account reconnecting after a restart) wait for the first one
     /// instead of each paying for Argon2.
@@ -163,6 +168,7 @@ impl Authenticator {
             users: std::sync::RwLock::new(user_map(&settings.users)),
             mac_key: random_bytes(),
             logins: Mutex::new(HashMap::new()),
+            throttle: Throttle::new(settings.throttle),
             verifying: Mutex::new(HashMap::new()),
             verifications: AtomicU64::new(0),
             sessions: Mutex::new(SessionTable::default()),
@@ -223,7 +229,8 @@ impl Authenticator {
         match (cookie_result, basic_credentials(req)) {
             (Some(Ok(caller)), _) => Ok((caller, None)),
             (_, Some((name, secret))) => {
-                let (user, key) = self.by_password(&name, secret).await?;
+                let from = req.peer_addr().map(|a| a.ip());
+                let (user, key) = self.by_password(&name, secret, from).await?;
                 let token = self.session_for_login(&key, user.clone());
                 Ok((user.caller.clone(), Some(token)))
             }
@@ -263,11 +270,14 @@ impl Authenticator {
     }
 
     /// Verifies a name and password (or finds them verified recently); returns the user and
-    /// the login's cache key.
+    /// the login's cache key. A login verified recently passes even from a locked-out
+    /// address (whoever sends it knows the password); any other is refused there without
+    /// verifying, and a wrong one counts against its address.
     async fn by_password(
         &self,
         name: &str,
         secret: String,
+        from: Option<IpAddr>,
     ) -> Result<(Arc<User>, Vec<u8>), AuthError> {
         let user = self
             .users
@@ -279,15 +289,32 @@ impl Authenticator {
         if let Some(cached) = self.cached(&key) {
             return Ok((cached, key));
         }
-        let user = {
+        if let Some(ip) = from {
+            self.throttle
+                .check(ip, Instant::now())
+                .map_err(|wait| AuthError::Throttled {
+                    retry_after_secs: wait.as_secs() + 1,
+                })?;
+        }
+        let verified = {
             let flight = Flight::join(&self.verifying, &key);
             let _turn = flight.gate.lock().await;
             match self.cached(&key) {
-                Some(cached) => cached,
-                None => self.verify(user, &key, secret).await?,
+                Some(cached) => Ok(cached),
+                None => self.verify(user, &key, secret).await,
             }
         };
-        Ok((user, key))
+        if let (Err(AuthError::Rejected), Some(ip)) = (&verified, from) {
+            if self.throttle.fail(ip, Instant::now()) {
+                tracing::warn!(
+                    address = %ip,
+                    failures = self.throttle.settings().max_failures,
+                    lockout = ?self.throttle.settings().lockout,
+                    "repeated failed logins: the address is refused for a while"
+                );
+            }
+        }
+        Ok((verified?, key))
     }
 
     /// The user of a login verified less than `login_cache` ago.
@@ -417,6 +444,11 @@ mod tests {
             login_cache: Duration::from_secs(60),
             session_idle: Duration::from_secs(60),
             session_max: Duration::from_secs(600),
+            throttle: crate::throttle::ThrottleSettings {
+                max_failures: 3,
+                failure_window: Duration::from_secs(60),
+                lockout: Duration::from_secs(60),
+            },
             users: vec![UserSpec {
                 name: "alice".into(),
                 password_hash: password::hash("wonderland").unwrap(),
@@ -596,6 +628,44 @@ mod tests {
                 .is_err()
         );
         assert!(lock(&auth.verifying).is_empty());
+    }
+
+    #[actix_rt::test]
+    async fn failures_lock_out_their_address_only() {
+        let auth = Authenticator::new(&settings());
+        let from = |ip: &str, secret: &str| {
+            TestRequest::default()
+                .peer_addr(format!("{ip}:40000").parse().unwrap())
+                .insert_header((header::AUTHORIZATION, basic("alice", secret)))
+                .to_http_request()
+        };
+        for _ in 0..3 {
+            assert_eq!(
+                auth.authenticate(&from("192.0.2.1", "guess"))
+                    .await
+                    .unwrap_err(),
+                AuthError::Rejected
+            );
+        }
+        let verified = auth.verifications();
+        assert!(matches!(
+            auth.authenticate(&from("192.0.2.1", "wonderland")).await,
+            Err(AuthError::Throttled {
+                retry_after_secs: 60 | 61
+            })
+        ));
+        assert_eq!(auth.verifications(), verified, "refused before Argon2");
+        assert!(
+            auth.authenticate(&from("192.0.2.2", "wonderland"))
+                .await
+                .is_ok()
+        );
+        assert!(
+            auth.authenticate(&from("192.0.2.1", "wonderland"))
+                .await
+                .is_ok(),
+            "a login verified recently passes"
+        );
     }
 
     #[test]

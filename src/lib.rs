@@ -38,6 +38,7 @@ pub mod registry;
 pub mod resource;
 pub mod snapshot;
 pub mod standin;
+pub mod throttle;
 
 pub use config::Settings;
 pub use daemon::Daemon;

@@ -471,3 +471,67 @@ async fn one_user_cannot_take_every_session() {
     let mut mike = LpClient::as_user(&d, Some(("mike", "pw")));
     mike.handshake().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_failures_lock_out_their_address_only() {
+    let d = TestDaemon::start(&config(
+        NOWHERE,
+        NOWHERE,
+        "[auth]\nmax_failures = 3\nlockout = \"1s\"",
+    ));
+    let from = |ip: &str| {
+        reqwest::Client::builder()
+            .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+            .build()
+            .unwrap()
+    };
+    let guesser = from("127.0.0.1");
+    let login = |client: &reqwest::Client, user: &str, password: &str| {
+        client
+            .get(d.url("/api/v2/services"))
+            .basic_auth(user, Some(password))
+            .send()
+    };
+    for _ in 0..3 {
+        let wrong = login(&guesser, "vera", "guess").await.unwrap();
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    }
+    // Even the right password is refused from that address now, over REST and Bayeux.
+    let locked = login(&guesser, "vera", "pw").await.unwrap();
+    assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = locked.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&wait), "Retry-After: {wait}");
+    let json = body(locked).await;
+    assert_eq!(json["statusCode"], 20);
+    assert!(
+        json["statusMessage"]
+            .as_str()
+            .unwrap()
+            .starts_with("too many failed logins from this address"),
+        "{json}"
+    );
+    let lp = LpClient::as_user(&d, Some(("mike", "pw")));
+    assert_eq!(lp.post_raw("/handshake", handshake_batch()).await.0, 429);
+
+    // Another address is not affected, nor is the locked-out user there.
+    let neighbour = from("127.0.0.2");
+    assert_eq!(
+        login(&neighbour, "vera", "pw").await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        login(&neighbour, "mike", "pw").await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    // The lockout ends.
+    eventually(WITHIN, "the lockout to end", || async {
+        let status = login(&guesser, "mike", "pw").await.unwrap().status();
+        (status == StatusCode::OK).then_some(())
+    })
+    .await;
+}

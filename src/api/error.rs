@@ -45,6 +45,13 @@ pub enum ApiError {
     },
     #[error("{0}")]
     PermissionDenied(String),
+    /// Too many failed logins from the caller's address.
+    #[error("{message}")]
+    Throttled {
+        message: String,
+        /// For `Retry-After`.
+        retry_after_secs: u64,
+    },
 }
 
 impl ApiError {
@@ -56,7 +63,9 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => GwsCode::Forbidden,
             ApiError::NotFound(_) => GwsCode::NotFound,
             ApiError::Internal(_) => GwsCode::Internal,
-            ApiError::NotAuthenticated { .. } => GwsCode::NotAuthenticated,
+            ApiError::NotAuthenticated { .. } | ApiError::Throttled { .. } => {
+                GwsCode::NotAuthenticated
+            }
             ApiError::PermissionDenied(_) => GwsCode::PermissionDenied,
         }
     }
@@ -97,7 +106,7 @@ fn error_response_allowing(
 /// The GWS code for an HTTP error status produced outside the handlers (by the framework).
 pub fn code_for_status(status: StatusCode) -> GwsCode {
     match status {
-        StatusCode::UNAUTHORIZED => GwsCode::NotAuthenticated,
+        StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS => GwsCode::NotAuthenticated,
         StatusCode::FORBIDDEN => GwsCode::PermissionDenied,
         StatusCode::NOT_FOUND => GwsCode::NotFound,
         StatusCode::METHOD_NOT_ALLOWED => GwsCode::Forbidden,
@@ -117,6 +126,7 @@ impl ResponseError for ApiError {
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::NotAuthenticated { .. } => StatusCode::UNAUTHORIZED,
             ApiError::PermissionDenied(_) => StatusCode::FORBIDDEN,
+            ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -135,6 +145,15 @@ impl ResponseError for ApiError {
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, value);
             }
+        }
+        if let ApiError::Throttled {
+            retry_after_secs, ..
+        } = self
+        {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(*retry_after_secs),
+            );
         }
         response
     }

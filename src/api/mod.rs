@@ -22,7 +22,7 @@ use actix_web::HttpMessage;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::middleware::Next;
 
-use crate::auth::{Authenticator, SESSION_COOKIE};
+use crate::auth::{AuthError, Authenticator, SESSION_COOKIE};
 use crate::metrics::{HttpLabels, Metrics};
 use crate::notify;
 use crate::registry::SharedSnapshot;
@@ -130,9 +130,15 @@ pub async fn require_login(
     let (caller, token) = match auth.authenticate(req.request()).await {
         Ok(found) => found,
         Err(e) => {
-            let refusal = ApiError::NotAuthenticated {
-                message: e.to_string(),
-                realm: auth.realm().to_string(),
+            let refusal = match e {
+                AuthError::Throttled { retry_after_secs } => ApiError::Throttled {
+                    message: e.to_string(),
+                    retry_after_secs,
+                },
+                _ => ApiError::NotAuthenticated {
+                    message: e.to_string(),
+                    realm: auth.realm().to_string(),
+                },
             };
             return Ok(req.error_response(refusal).map_into_right_body());
         }

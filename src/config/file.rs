@@ -63,6 +63,9 @@ pub struct AuthSection {
     pub login_cache: Option<HumanDuration>,
     pub session_idle: Option<HumanDuration>,
     pub session_max: Option<HumanDuration>,
+    pub max_failures: Option<u32>,
+    pub failure_window: Option<HumanDuration>,
+    pub lockout: Option<HumanDuration>,
 }
 
 /// One `[[contact_center]]`.

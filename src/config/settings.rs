@@ -1,6 +1,7 @@
 //! Validated configuration: what the daemon runs on. `validate` turns the file as written
 //! into these types, layering check defaults and naming the key of the first mistake.
 
+use crate::throttle::ThrottleSettings;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -91,6 +92,8 @@ pub struct AuthSettings {
     pub session_idle: Duration,
     /// A session cookie expires this long after the login, used or not.
     pub session_max: Duration,
+    /// When repeated failed logins lock an address out.
+    pub throttle: ThrottleSettings,
     pub users: Vec<UserSpec>,
 }
 
@@ -127,6 +130,10 @@ impl UserRole {
 
 const DEFAULT_REALM: &str = "servicewatch";
 const DEFAULT_LOGIN_CACHE: Duration = Duration::from_secs(300);
+/// Ten wrong passwords a minute is more than a person mistyping and far too few to guess.
+const DEFAULT_MAX_FAILURES: u32 = 10;
+const DEFAULT_FAILURE_WINDOW: Duration = Duration::from_secs(60);
+const DEFAULT_LOCKOUT: Duration = Duration::from_secs(60);
 const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_SESSION_MAX: Duration = Duration::from_secs(12 * 3600);
 
@@ -405,6 +412,11 @@ fn validate_auth(file: &FileConfig) -> Result<AuthSettings, Invalid> {
         login_cache: duration("login_cache", a.login_cache, DEFAULT_LOGIN_CACHE)?,
         session_idle: duration("session_idle", a.session_idle, DEFAULT_SESSION_IDLE)?,
         session_max: duration("session_max", a.session_max, DEFAULT_SESSION_MAX)?,
+        throttle: ThrottleSettings {
+            max_failures: a.max_failures.unwrap_or(DEFAULT_MAX_FAILURES),
+            failure_window: duration("failure_window", a.failure_window, DEFAULT_FAILURE_WINDOW)?,
+            lockout: duration("lockout", a.lockout, DEFAULT_LOCKOUT)?,
+        },
         users,
     })
 }
