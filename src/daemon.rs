@@ -46,6 +46,8 @@ pub struct Daemon {
     /// The admin listener's address and server, when enabled.
     admin: Option<(SocketAddr, ServerHandle)>,
     local_addr: SocketAddr,
+    /// The HTTPS listener's address, when configured.
+    tls_addr: Option<SocketAddr>,
     snapshot: SharedSnapshot,
     registry: Addr<Registry>,
     notify: Arc<notify::Shared>,
@@ -68,6 +70,23 @@ impl Daemon {
     /// Starts on an already bound listener; `settings.server.listen` is not used.
     pub fn start_on(settings: Settings, listener: TcpListener) -> io::Result<Daemon> {
         let local_addr = listener.local_addr()?;
+        let tls = match &settings.tls {
+            None => None,
+            Some(t) => {
+                let config = crate::tls::server_config(t).map_err(io::Error::other)?;
+                let listener = TcpListener::bind(t.listen).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("cannot listen on {} (TLS): {e}", t.listen),
+                    )
+                })?;
+                Some((listener, config))
+            }
+        };
+        let tls_addr = match &tls {
+            Some((listener, _)) => Some(listener.local_addr()?),
+            None => None,
+        };
         let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
         let metrics = Arc::new(Metrics::new());
         let registry = Registry::new(
@@ -124,7 +143,8 @@ impl Daemon {
             allowed_origins: settings.server.allowed_origins.clone(),
         });
         let base_path = settings.server.base_path;
-        let server = HttpServer::new(move || {
+        set_send_timeout(&listener, send_timeout);
+        let mut server = HttpServer::new(move || {
             let base_path = base_path.clone();
             App::new()
                 .app_data(state.clone())
@@ -134,19 +154,26 @@ impl Daemon {
                 .wrap_fn(api::count_requests(request_metrics.clone()))
                 .configure(move |cfg| api::configure(cfg, &base_path, max_message_size))
         })
-        .on_connect(move |connection, _| set_send_timeout(connection, send_timeout))
         .workers(settings.server.workers)
         .shutdown_timeout(settings.server.shutdown_timeout.as_secs().max(1))
         .disable_signals()
-        .listen(listener)?
-        .run();
+        .listen(listener)?;
+        if let Some((listener, config)) = tls {
+            set_send_timeout(&listener, send_timeout);
+            server = server.listen_rustls_0_23(listener, config)?;
+        }
+        let server = server.run();
         info!(listen = %local_addr, "serving the Services API");
+        if let Some(addr) = tls_addr {
+            info!(listen_tls = %addr, "serving the Services API over HTTPS");
+        }
         let handle = server.handle();
         Ok(Daemon {
             server: actix_rt::spawn(server),
             handle,
             admin,
             local_addr,
+            tls_addr,
             snapshot,
             registry,
             notify,
@@ -158,6 +185,11 @@ impl Daemon {
     /// The address the API listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The HTTPS listener's address, when configured.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// The daemon's metrics.
@@ -298,13 +330,12 @@ fn start_admin(
     Ok((bound, handle))
 }
 
-/// Bounds how long written data may stay unacknowledged on an accepted connection
-/// (`TCP_USER_TIMEOUT`), so that a client that stopped reading is eventually disconnected by
-/// the kernel even while its WebSocket actor is not being polled.
-fn set_send_timeout(connection: &dyn std::any::Any, timeout: Duration) {
-    if let Some(stream) = connection.downcast_ref::<actix_rt::net::TcpStream>() {
-        if let Err(e) = socket2::SockRef::from(stream).set_tcp_user_timeout(Some(timeout)) {
-            tracing::debug!(error = %e, "cannot set TCP_USER_TIMEOUT");
-        }
+/// Bounds how long written data may stay unacknowledged on every connection the listener
+/// accepts (`TCP_USER_TIMEOUT`; Linux copies it from the listening socket to each accepted
+/// one, TLS or not), so that a client that stopped reading is eventually disconnected by the
+/// kernel even while its WebSocket actor is not being polled.
+fn set_send_timeout(listener: &TcpListener, timeout: Duration) {
+    if let Err(e) = socket2::SockRef::from(listener).set_tcp_user_timeout(Some(timeout)) {
+        tracing::warn!(error = %e, "cannot set TCP_USER_TIMEOUT; frozen clients will hold their sockets longer");
     }
 }

@@ -39,6 +39,7 @@ pub mod resource;
 pub mod snapshot;
 pub mod standin;
 pub mod throttle;
+pub mod tls;
 
 pub use config::Settings;
 pub use daemon::Daemon;

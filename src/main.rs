@@ -97,7 +97,17 @@ fn main() -> ExitCode {
         }
         Command::CheckConfig { file } => {
             let path = file.unwrap_or(cli.config);
-            match config::load(&path) {
+            match config::load(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|s| {
+                    // The TLS files are read too: the daemon would not start without them.
+                    match &s.tls {
+                        Some(tls) => servicewatch::tls::server_config(tls)
+                            .map(|_| s)
+                            .map_err(|e| e.to_string()),
+                        None => Ok(s),
+                    }
+                }) {
                 Ok(settings) => {
                     println!(
                         "{}: ok ({} services)",
@@ -120,6 +130,12 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
+            if let Some(tls) = &settings.tls {
+                if let Err(e) = servicewatch::tls::server_config(tls) {
+                    eprintln!("{e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            }
             logging::init(&settings.log);
             match run(cli.config, settings) {
                 Ok(()) => ExitCode::SUCCESS,

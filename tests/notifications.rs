@@ -442,7 +442,7 @@ async fn a_client_that_never_reads_is_dropped_while_others_keep_receiving() {
     let stream = tokio::net::TcpStream::from_std(socket.into()).unwrap();
     let (ws, _) = tokio_tungstenite::client_async(
         ws_request(&d, &[("authorization", &basic_header())]),
-        tokio_tungstenite::MaybeTlsStream::Plain(stream),
+        Box::new(stream) as Box<dyn common::bayeux::Io>,
     )
     .await
     .unwrap();

@@ -25,6 +25,8 @@ pub struct FileConfig {
     pub log: LogSection,
     #[serde(default)]
     pub auth: AuthSection,
+    /// An HTTPS listener besides the HTTP one.
+    pub tls: Option<TlsSection>,
     #[serde(default, rename = "contact_center")]
     pub contact_centers: Vec<ContactCenterSection>,
     #[serde(default, rename = "user")]
@@ -44,6 +46,17 @@ pub struct ServerSection {
     pub workers: Option<usize>,
     pub send_timeout: Option<HumanDuration>,
     pub shutdown_timeout: Option<HumanDuration>,
+}
+
+/// `[tls]`: the HTTPS listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub listen: String,
+    /// PEM certificate chain, leaf first.
+    pub certificate: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
 }
 
 /// `[limits]`: global bounds.

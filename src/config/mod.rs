@@ -98,7 +98,12 @@ pub fn parse(text: &str, shown: &str, base: Option<&Path>) -> Result<Settings, C
         layered.users.extend(users.users);
         layered.contact_centers.extend(users.contact_centers);
     }
-    settings::validate(layered, &shown)
+    let mut settings = settings::validate(layered, &shown)?;
+    if let (Some(tls), Some(base)) = (&mut settings.tls, base) {
+        tls.certificate = base.join(&tls.certificate);
+        tls.key = base.join(&tls.key);
+    }
+    Ok(settings)
 }
 
 /// Parses a file alone, to report mistakes with their line and column.

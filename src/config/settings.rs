@@ -77,7 +77,18 @@ pub struct Settings {
     pub admin_listen: Option<SocketAddr>,
     pub limits: Limits,
     pub notifications: NotificationSettings,
+    /// The HTTPS listener, when configured.
+    pub tls: Option<TlsSettings>,
     pub services: Vec<ServiceSpec>,
+}
+
+/// The HTTPS listener. The files are read when the daemon starts (see [`crate::tls`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub listen: SocketAddr,
+    /// Relative paths are taken from the configuration file's directory.
+    pub certificate: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 /// Who may call the API, and how long a proof of identity lasts.
@@ -249,6 +260,36 @@ pub fn validate(file: FileConfig, source: &str) -> Result<Settings, ConfigError>
         message,
     };
     let server = validate_server(&file).map_err(|(k, m)| invalid(k, m))?;
+    let tls = match &file.tls {
+        None => None,
+        Some(t) => {
+            let listen = t.listen.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "tls.listen".into(),
+                    format!(
+                        "\"{}\" is not an address; expected IP:port such as \"[::]:8443\"",
+                        t.listen
+                    ),
+                )
+            })?;
+            if listen == server.listen && listen.port() != 0 {
+                return Err(invalid(
+                    "tls.listen".into(),
+                    format!("{listen} is server.listen too; HTTP and HTTPS need different ports"),
+                ));
+            }
+            for (key, value) in [("certificate", &t.certificate), ("key", &t.key)] {
+                if value.trim().is_empty() {
+                    return Err(invalid(format!("tls.{key}"), "must name a PEM file".into()));
+                }
+            }
+            Some(TlsSettings {
+                listen,
+                certificate: t.certificate.clone().into(),
+                key: t.key.clone().into(),
+            })
+        }
+    };
     let probes_in_flight = file
         .limits
         .probes_in_flight
@@ -322,6 +363,7 @@ pub fn validate(file: FileConfig, source: &str) -> Result<Settings, ConfigError>
         auth,
         admin_listen,
         notifications,
+        tls,
         limits: Limits { probes_in_flight },
         services,
     })

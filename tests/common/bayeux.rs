@@ -7,9 +7,9 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -24,9 +24,13 @@ pub enum Received {
     Closed(Option<(CloseCode, String)>),
 }
 
+/// A byte stream a WebSocket runs on: TCP, or TLS over TCP.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 /// A Bayeux client over WebSocket.
 pub struct WsClient {
-    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub ws: WebSocketStream<Box<dyn Io>>,
     pub client_id: String,
     next_id: u64,
 }
@@ -53,12 +57,14 @@ impl WsClient {
         headers: &[(&str, &str)],
     ) -> Result<WsClient, tokio_tungstenite::tungstenite::Error> {
         let request = ws_request(d, headers);
-        let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+        let tcp = TcpStream::connect(d.addr).await?;
+        let (ws, _) =
+            tokio_tungstenite::client_async(request, Box::new(tcp) as Box<dyn Io>).await?;
         Ok(WsClient::from_stream(ws))
     }
 
     /// Wraps a WebSocket opened by the test.
-    pub fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> WsClient {
+    pub fn from_stream(ws: WebSocketStream<Box<dyn Io>>) -> WsClient {
         WsClient {
             ws,
             client_id: String::new(),

@@ -52,6 +52,8 @@ pub struct TestDaemon {
     pub addr: SocketAddr,
     /// The admin listener (metrics, health), when this process started the daemon.
     pub admin: Option<SocketAddr>,
+    /// The HTTPS listener, when `[tls]` is configured.
+    pub tls: Option<SocketAddr>,
     /// Empty for a daemon this process did not start (see [`TestDaemon::attach`]).
     pub settings: Settings,
     pub config_path: PathBuf,
@@ -79,7 +81,9 @@ impl TestDaemon {
             actix_rt::System::new().block_on(async move {
                 let daemon = Daemon::start_on(running.clone(), listener).expect("daemon starts");
                 let handle = daemon.handle();
-                ready_tx.send(daemon.admin_addr()).unwrap();
+                ready_tx
+                    .send((daemon.admin_addr(), daemon.tls_addr()))
+                    .unwrap();
                 let reloads = async {
                     while let Some(answer) = reload_rx.recv().await {
                         let result = daemon.reload(&path, &mut running).await;
@@ -94,10 +98,11 @@ impl TestDaemon {
                 handle.stop(false).await;
             })
         });
-        let admin = ready_rx.recv().expect("daemon thread started");
+        let (admin, tls) = ready_rx.recv().expect("daemon thread started");
         TestDaemon {
             addr,
             admin,
+            tls,
             settings,
             config_path,
             stop: Some(stop_tx),
@@ -114,6 +119,7 @@ impl TestDaemon {
         TestDaemon {
             addr: addr.parse().unwrap(),
             admin: None,
+            tls: None,
             settings,
             config_path: PathBuf::new(),
             stop: None,
