@@ -141,6 +141,7 @@ impl Daemon {
             public_url: settings.server.public_url,
             base_path: settings.server.base_path.clone(),
             allowed_origins: settings.server.allowed_origins.clone(),
+            max_header_size: settings.limits.max_header_size,
         });
         let base_path = settings.server.base_path;
         set_send_timeout(&listener, send_timeout);
@@ -150,11 +151,18 @@ impl Daemon {
                 .app_data(state.clone())
                 .app_data(notify_data.clone())
                 .app_data(authenticator_data.clone())
+                .wrap(actix_web::middleware::from_fn(api::limit_head))
                 .wrap(api::gws_errors())
                 .wrap_fn(api::count_requests(request_metrics.clone()))
                 .configure(move |cfg| api::configure(cfg, &base_path, max_message_size))
         })
         .workers(settings.server.workers)
+        .max_connections(
+            settings
+                .limits
+                .max_connections
+                .div_ceil(settings.server.workers),
+        )
         .shutdown_timeout(settings.server.shutdown_timeout.as_secs().max(1))
         .disable_signals()
         .listen(listener)?;

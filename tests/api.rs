@@ -254,3 +254,37 @@ async fn public_url_and_base_path_shape_the_uris() {
         "the default prefix is not served"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_request_heads_are_refused_alone() {
+    let d = TestDaemon::start(
+        "[limits]\nmax_header_size = 4096\n[[service]]\nid = \"sips1\"\ntype = \"Voice\"\nprimary = { host = \"127.0.0.1\", port = 1 }\n",
+    );
+    let client = reqwest::Client::new();
+    for padding in [6_000, 200_000] {
+        let response = client
+            .get(d.url("/api/v2/services"))
+            .basic_auth(common::USER, Some(common::PASSWORD))
+            .header("x-padding", "p".repeat(padding))
+            .send()
+            .await;
+        // Past the transport's own bound the server may close before the client has sent
+        // everything; either way nothing is served.
+        let Ok(response) = response else { continue };
+        assert_eq!(response.status(), 431, "{padding}-byte header");
+        // The transport's own refusal (past 128 KiB) comes before any handler: no body.
+        if padding == 6_000 {
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(body["statusCode"], 2, "{body}");
+            assert!(
+                body["statusMessage"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("at most 4096 are accepted"),
+                "{body}"
+            );
+        }
+    }
+    // Everyone else is served.
+    assert_eq!(d.ids().await, ["sips1"]);
+}

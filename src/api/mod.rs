@@ -37,6 +37,8 @@ pub struct ApiState {
     pub public_origin: Option<String>,
     /// Other web origins whose pages may use the API with credentials.
     pub allowed_origins: Vec<String>,
+    /// Largest request head accepted, in bytes.
+    pub max_header_size: usize,
 }
 
 impl ApiState {
@@ -166,6 +168,34 @@ pub async fn require_login(
             .map_err(actix_web::error::ErrorInternalServerError)?;
     }
     Ok(response.map_into_left_body())
+}
+
+/// Refuses a request whose head (request line and headers, as sent) is larger than
+/// `[limits] max_header_size`, with 431 and the GWS envelope.
+pub async fn limit_head(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let limit = req
+        .app_data::<web::Data<ApiState>>()
+        .map_or(usize::MAX, |s| s.max_header_size);
+    let line =
+        req.method().as_str().len() + req.uri().to_string().len() + " HTTP/1.1\r\n".len() + 1;
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    let size = line + headers;
+    if size > limit {
+        let response = error_response(
+            actix_web::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            error::GwsCode::InvalidParameter,
+            &format!("the request head is {size} bytes; at most {limit} are accepted"),
+        );
+        return Ok(req.into_response(response).map_into_right_body());
+    }
+    Ok(next.call(req).await?.map_into_left_body())
 }
 
 /// Counts every answer by route pattern and status.

@@ -64,6 +64,8 @@ pub struct TlsSection {
 #[serde(deny_unknown_fields)]
 pub struct LimitsSection {
     pub probes_in_flight: Option<usize>,
+    pub max_header_size: Option<usize>,
+    pub max_connections: Option<usize>,
 }
 
 /// `[auth]`: how callers prove who they are.

@@ -141,6 +141,13 @@ impl UserRole {
 
 const DEFAULT_REALM: &str = "servicewatch";
 const DEFAULT_LOGIN_CACHE: Duration = Duration::from_secs(300);
+/// Request heads of browsers with a few cookies fit many times over.
+const DEFAULT_MAX_HEADER_SIZE: usize = 16 * 1024;
+/// The HTTP layer never buffers a larger head; it answers 431 itself beyond it.
+const TRANSPORT_MAX_HEADER_SIZE: usize = 128 * 1024;
+/// Every Bayeux session at the default `max_sessions` with room for REST clients, well
+/// inside the unit's 65536 open files.
+const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
 /// Ten wrong passwords a minute is more than a person mistyping and far too few to guess.
 const DEFAULT_MAX_FAILURES: u32 = 10;
 const DEFAULT_FAILURE_WINDOW: Duration = Duration::from_secs(60);
@@ -210,6 +217,11 @@ pub struct NotificationSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     pub probes_in_flight: usize,
+    /// Largest request head (request line and headers) in bytes; larger ones get 431.
+    pub max_header_size: usize,
+    /// Client connections open at once, over all workers; beyond it new connections wait
+    /// in the listen backlog until one closes.
+    pub max_connections: usize,
 }
 
 /// One supervised service.
@@ -300,6 +312,28 @@ pub fn validate(file: FileConfig, source: &str) -> Result<Settings, ConfigError>
             "must be at least 1".into(),
         ));
     }
+    let max_header_size = file
+        .limits
+        .max_header_size
+        .unwrap_or(DEFAULT_MAX_HEADER_SIZE);
+    if !(1024..=TRANSPORT_MAX_HEADER_SIZE).contains(&max_header_size) {
+        return Err(invalid(
+            "limits.max_header_size".into(),
+            format!(
+                "{max_header_size} bytes: must be between 1024 and {TRANSPORT_MAX_HEADER_SIZE}"
+            ),
+        ));
+    }
+    let max_connections = file
+        .limits
+        .max_connections
+        .unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    if max_connections == 0 {
+        return Err(invalid(
+            "limits.max_connections".into(),
+            "must be at least 1".into(),
+        ));
+    }
     if file.checks.kind.is_some() {
         return Err(invalid(
             "checks.kind".into(),
@@ -364,7 +398,11 @@ pub fn validate(file: FileConfig, source: &str) -> Result<Settings, ConfigError>
         admin_listen,
         notifications,
         tls,
-        limits: Limits { probes_in_flight },
+        limits: Limits {
+            probes_in_flight,
+            max_header_size,
+            max_connections,
+        },
         services,
     })
 }
