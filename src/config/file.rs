@@ -93,7 +93,8 @@ pub struct ContactCenterSection {
 }
 
 /// One `[[user]]`.
-#[derive(Debug, Clone, Deserialize)]
+/// `Debug` leaves the password out, so that no log or panic message can carry it.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserSection {
     pub name: String,
@@ -102,6 +103,17 @@ pub struct UserSection {
     #[serde(default)]
     pub roles: Vec<String>,
     pub contact_center: String,
+}
+
+impl std::fmt::Debug for UserSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserSection")
+            .field("name", &self.name)
+            .field("password", &"<redacted>")
+            .field("roles", &self.roles)
+            .field("contact_center", &self.contact_center)
+            .finish()
+    }
 }
 
 /// The users file: users and contact centers only.

@@ -109,7 +109,8 @@ pub struct AuthSettings {
 }
 
 /// One user.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Debug` leaves the hash out, so that no log or panic message can carry it.
+#[derive(Clone, PartialEq, Eq)]
 pub struct UserSpec {
     pub name: String,
     /// Argon2 PHC string.
@@ -118,6 +119,18 @@ pub struct UserSpec {
     pub contact_center: String,
     /// The features of the user's contact center.
     pub features: BTreeSet<String>,
+}
+
+impl std::fmt::Debug for UserSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserSpec")
+            .field("name", &self.name)
+            .field("password_hash", &"<redacted>")
+            .field("roles", &self.roles)
+            .field("contact_center", &self.contact_center)
+            .field("features", &self.features)
+            .finish()
+    }
 }
 
 /// GWS roles.
