@@ -89,11 +89,13 @@ struct Session {
     last_used: Instant,
 }
 
-/// Live sessions, by token and, oldest first, by user.
+/// Live sessions, by the MAC of their token and, oldest first, by user. Keying by the MAC
+/// means a lookup compares MACs, never the secret token itself, so its timing tells an
+/// attacker nothing about any token.
 #[derive(Default)]
 struct SessionTable {
-    by_token: HashMap<String, Session>,
-    by_user: HashMap<Arc<str>, std::collections::VecDeque<String>>,
+    by_token: HashMap<Vec<u8>, Session>,
+    by_user: HashMap<Arc<str>, std::collections::VecDeque<Vec<u8>>>,
 }
 
 /// One caller's place among the concurrent verifications of one login. Dropping it (also
@@ -240,15 +242,16 @@ impl Authenticator {
     }
 
     fn by_session(&self, token: &str) -> Result<Caller, AuthError> {
+        let key = self.mac(b"session", token.as_bytes(), &[]);
         let mut sessions = lock(&self.sessions);
         let now = Instant::now();
-        let Some(session) = sessions.by_token.get_mut(token) else {
+        let Some(session) = sessions.by_token.get_mut(&key) else {
             return Err(AuthError::Expired);
         };
         if now.duration_since(session.last_used) > self.session_idle
             || now.duration_since(session.created) > self.session_max
         {
-            sessions.by_token.remove(token);
+            sessions.by_token.remove(&key);
             return Err(AuthError::Expired);
         }
         session.last_used = now;
@@ -360,11 +363,18 @@ impl Authenticator {
     }
 
     fn cache_key(&self, name: &str, secret: &str) -> Vec<u8> {
+        self.mac(b"login", name.as_bytes(), secret.as_bytes())
+    }
+
+    /// The keyed BLAKE2b MAC of `a` and `b` for `purpose` (which separates the MACs of
+    /// logins from those of session tokens).
+    fn mac(&self, purpose: &[u8], a: &[u8], b: &[u8]) -> Vec<u8> {
         let mut mac = <Blake2bMac512 as KeyInit>::new_from_slice(&self.mac_key)
             .expect("a 64-byte key fits BLAKE2b");
-        mac.update(name.as_bytes());
-        mac.update(&[0]);
-        mac.update(secret.as_bytes());
+        for part in [purpose, a, b] {
+            mac.update(&(part.len() as u64).to_le_bytes());
+            mac.update(part);
+        }
         mac.finalize().into_bytes().to_vec()
     }
 
@@ -376,17 +386,18 @@ impl Authenticator {
         let now = Instant::now();
         let name = user.caller.user.clone();
         let mut table = lock(&self.sessions);
+        let key = self.mac(b"session", token.as_bytes(), &[]);
         let SessionTable { by_token, by_user } = &mut *table;
-        let tokens = by_user.entry(name).or_default();
-        tokens.retain(|t| by_token.contains_key(t));
-        while tokens.len() >= SESSIONS_PER_USER {
-            if let Some(oldest) = tokens.pop_front() {
+        let keys = by_user.entry(name).or_default();
+        keys.retain(|k| by_token.contains_key(k));
+        while keys.len() >= SESSIONS_PER_USER {
+            if let Some(oldest) = keys.pop_front() {
                 by_token.remove(&oldest);
             }
         }
-        tokens.push_back(token.clone());
+        keys.push_back(key.clone());
         by_token.insert(
-            token.clone(),
+            key,
             Session {
                 user,
                 created: now,
@@ -666,6 +677,44 @@ mod tests {
                 .is_ok(),
             "a login verified recently passes"
         );
+    }
+
+    #[actix_rt::test]
+    async fn sessions_expire_when_idle_and_at_their_absolute_limit() {
+        let idle = AuthSettings {
+            session_idle: Duration::from_millis(100),
+            ..settings()
+        };
+        let auth = Authenticator::new(&idle);
+        let login = with_basic("alice", "wonderland");
+        let token = auth.authenticate(&login).await.unwrap().1.unwrap();
+        assert!(auth.authenticate(&with_cookie(&token)).await.is_ok());
+        // Unused for longer than the idle limit.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(
+            auth.authenticate(&with_cookie(&token)).await.unwrap_err(),
+            AuthError::Expired
+        );
+
+        let short = AuthSettings {
+            session_max: Duration::from_millis(300),
+            ..settings()
+        };
+        let auth = Authenticator::new(&short);
+        let started = Instant::now();
+        let token = auth.authenticate(&login).await.unwrap().1.unwrap();
+        // Used all the time, it still ends at the absolute limit.
+        loop {
+            match auth.authenticate(&with_cookie(&token)).await {
+                Ok(_) => assert!(started.elapsed() < Duration::from_secs(5), "never expired"),
+                Err(e) => {
+                    assert_eq!(e, AuthError::Expired);
+                    assert!(started.elapsed() >= Duration::from_millis(300));
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     #[test]
