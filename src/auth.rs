@@ -39,7 +39,7 @@ const SESSIONS_PER_USER: usize = 16;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub user: Arc<str>,
-    pub roles: BTreeSet<UserRole>,
+    pub roles: Arc<BTreeSet<UserRole>>,
     /// The features of the caller's contact center.
     pub features: Arc<BTreeSet<String>>,
 }
@@ -74,13 +74,13 @@ struct User {
     caller: Caller,
 }
 
-/// A verified login: the user and when the password was last checked.
 /// A verified login: the user, when the password was checked, and the session it opened,
 /// which later Basic requests of the same login reuse instead of opening one each.
 struct CachedLogin {
     user: Arc<User>,
     at: Instant,
-    token: Option<String>,
+    /// The session's token and the MAC it is looked up by.
+    token: Option<(String, Vec<u8>)>,
 }
 
 struct Session {
@@ -135,7 +135,9 @@ pub struct Authenticator {
     realm: String,
     /// Replaced whole by a reload.
     users: std::sync::RwLock<HashMap<String, Arc<User>>>,
-    mac_key: [u8; 64],
+    /// BLAKE2b keyed with a random per-process key, its key block already absorbed: each
+    /// MAC clones it and compresses only its own input.
+    mac: Blake2bMac512,
     logins: Mutex<HashMap<Vec<u8>, CachedLogin>>,
     throttle: Throttle,
     /// Verifications in flight, by cache key: concurrent logins with the same credentials
@@ -168,7 +170,8 @@ impl Authenticator {
         Authenticator {
             realm: settings.realm.clone(),
             users: std::sync::RwLock::new(user_map(&settings.users)),
-            mac_key: random_bytes(),
+            mac: <Blake2bMac512 as KeyInit>::new_from_slice(&random_bytes::<64>())
+                .expect("a 64-byte key fits BLAKE2b"),
             logins: Mutex::new(HashMap::new()),
             throttle: Throttle::new(settings.throttle),
             verifying: Mutex::new(HashMap::new()),
@@ -220,7 +223,8 @@ impl Authenticator {
     }
 
     /// Authenticates a request by its session cookie, else its Basic credentials. A Basic
-    /// login also returns a new session token for the cookie.
+    /// login also returns its session's token for the cookie; repeated Basic requests of
+    /// the same login share one session.
     pub async fn authenticate(
         &self,
         req: &HttpRequest,
@@ -242,16 +246,24 @@ impl Authenticator {
     }
 
     fn by_session(&self, token: &str) -> Result<Caller, AuthError> {
-        let key = self.mac(b"session", token.as_bytes(), &[]);
+        self.by_session_key(&self.session_key(token))
+    }
+
+    /// The MAC a session token is looked up by.
+    fn session_key(&self, token: &str) -> Vec<u8> {
+        self.mac(b"session", token.as_bytes(), &[])
+    }
+
+    fn by_session_key(&self, key: &[u8]) -> Result<Caller, AuthError> {
         let mut sessions = lock(&self.sessions);
         let now = Instant::now();
-        let Some(session) = sessions.by_token.get_mut(&key) else {
+        let Some(session) = sessions.by_token.get_mut(key) else {
             return Err(AuthError::Expired);
         };
         if now.duration_since(session.last_used) > self.session_idle
             || now.duration_since(session.created) > self.session_max
         {
-            sessions.by_token.remove(&key);
+            sessions.by_token.remove(key);
             return Err(AuthError::Expired);
         }
         session.last_used = now;
@@ -259,15 +271,18 @@ impl Authenticator {
     }
 
     /// The session of a verified login: the one it opened before if still alive, else a new
-    /// one remembered with the login.
+    /// one remembered with the login. Every client of the login gets its token: two
+    /// browsers on a shared wallboard account both need the cookie for their WebSocket.
     fn session_for_login(&self, key: &[u8], user: Arc<User>) -> String {
         let previous = lock(&self.logins).get(key).and_then(|l| l.token.clone());
-        if let Some(token) = previous.filter(|t| self.by_session(t).is_ok()) {
-            return token;
+        if let Some((token, session)) = previous {
+            if self.by_session_key(&session).is_ok() {
+                return token;
+            }
         }
-        let token = self.open_session(user);
+        let (token, session) = self.open_session(user);
         if let Some(login) = lock(&self.logins).get_mut(key) {
-            login.token = Some(token.clone());
+            login.token = Some((token.clone(), session));
         }
         token
     }
@@ -369,8 +384,7 @@ impl Authenticator {
     /// The keyed BLAKE2b MAC of `a` and `b` for `purpose` (which separates the MACs of
     /// logins from those of session tokens).
     fn mac(&self, purpose: &[u8], a: &[u8], b: &[u8]) -> Vec<u8> {
-        let mut mac = <Blake2bMac512 as KeyInit>::new_from_slice(&self.mac_key)
-            .expect("a 64-byte key fits BLAKE2b");
+        let mut mac = self.mac.clone();
         for part in [purpose, a, b] {
             mac.update(&(part.len() as u64).to_le_bytes());
             mac.update(part);
@@ -378,15 +392,16 @@ impl Authenticator {
         mac.finalize().into_bytes().to_vec()
     }
 
-    fn open_session(&self, user: Arc<User>) -> String {
+    /// Opens a session; returns its token and the MAC it is looked up by.
+    fn open_session(&self, user: Arc<User>) -> (String, Vec<u8>) {
         let token: String = random_bytes::<TOKEN_BYTES>()
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
         let now = Instant::now();
         let name = user.caller.user.clone();
+        let key = self.session_key(&token);
         let mut table = lock(&self.sessions);
-        let key = self.mac(b"session", token.as_bytes(), &[]);
         let SessionTable { by_token, by_user } = &mut *table;
         let keys = by_user.entry(name).or_default();
         keys.retain(|k| by_token.contains_key(k));
@@ -397,14 +412,14 @@ impl Authenticator {
         }
         keys.push_back(key.clone());
         by_token.insert(
-            key,
+            key.clone(),
             Session {
                 user,
                 created: now,
                 last_used: now,
             },
         );
-        token
+        (token, key)
     }
 }
 
@@ -414,7 +429,7 @@ fn user_map(users: &[UserSpec]) -> HashMap<String, Arc<User>> {
         .map(|spec| {
             let caller = Caller {
                 user: spec.name.as_str().into(),
-                roles: spec.roles.clone(),
+                roles: Arc::new(spec.roles.clone()),
                 features: Arc::new(spec.features.clone()),
             };
             (
@@ -584,6 +599,7 @@ mod tests {
             assert_eq!(auth.authenticate(&login).await.unwrap().1.unwrap(), first);
         }
         assert_eq!(lock(&auth.sessions).by_token.len(), 1);
+        assert!(auth.authenticate(&with_cookie(&first)).await.is_ok());
     }
 
     #[actix_rt::test]

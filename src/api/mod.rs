@@ -65,6 +65,20 @@ pub fn configure(cfg: &mut web::ServiceConfig, base_path: &str, max_message_size
     cfg.service(
         web::scope(base_path)
             .wrap(actix_web::middleware::from_fn(origin::check_origin))
+            // The Services resources first: they are the hot path, and matching them
+            // before the notification patterns spares each request a regex.
+            .service(
+                web::resource("/services")
+                    .wrap(actix_web::middleware::from_fn(require_login))
+                    .route(web::get().to(services::list))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/services/{id}")
+                    .wrap(actix_web::middleware::from_fn(require_login))
+                    .route(web::get().to(services::one))
+                    .default_service(web::to(method_not_allowed)),
+            )
             .service(
                 web::resource("/notifications")
                     .app_data(web::PayloadConfig::new(max_message_size))
@@ -78,18 +92,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, base_path: &str, max_message_size
                     .app_data(web::PayloadConfig::new(max_message_size))
                     .wrap(actix_web::middleware::from_fn(require_login))
                     .route(web::post().to(notify::long_polling::handle))
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/services")
-                    .wrap(actix_web::middleware::from_fn(require_login))
-                    .route(web::get().to(services::list))
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/services/{id}")
-                    .wrap(actix_web::middleware::from_fn(require_login))
-                    .route(web::get().to(services::one))
                     .default_service(web::to(method_not_allowed)),
             ),
     )

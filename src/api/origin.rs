@@ -109,6 +109,14 @@ pub async fn check_origin(
         .headers()
         .get(header::ORIGIN)
         .map(|v| v.to_str().unwrap_or("null").to_string());
+    if origin.is_none() {
+        // Not a page in a browser: nothing to check, no CORS to add.
+        let mut response = next.call(req).await?;
+        response
+            .headers_mut()
+            .append(header::VARY, header::HeaderValue::from_static("origin"));
+        return Ok(response.map_into_left_body());
+    }
     let own = {
         let info = req.connection_info();
         format!("{}://{}", info.scheme(), info.host())
@@ -141,7 +149,8 @@ pub async fn check_origin(
     }
     let notifications = req
         .path()
-        .starts_with(&format!("{}/notifications", state.base_path));
+        .strip_prefix(state.base_path.as_str())
+        .is_some_and(|rest| rest.starts_with("/notifications"));
     if notifications && !verdict.allowed() {
         tracing::debug!(origin = ?origin, "notification request from a foreign origin refused");
         let response = refusal(origin.as_deref());
