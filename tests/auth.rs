@@ -94,6 +94,7 @@ async fn no_or_wrong_credentials_get_401_and_no_role_gets_403() {
         "/api/v2/services",
         "/api/v2/services?fields=*",
         "/api/v2/services/sips1",
+        "/api/v2/no-such-resource",
     ] {
         let response = get(&d, path, None).await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");

@@ -93,6 +93,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, base_path: &str, max_message_size
                     .wrap(actix_web::middleware::from_fn(require_login))
                     .route(web::post().to(notify::long_polling::handle))
                     .default_service(web::to(method_not_allowed)),
+            )
+            // Anything else under the base path: credentials first, so that an anonymous
+            // caller learns nothing, not even which paths exist.
+            .service(
+                web::resource("/{unknown:.*}")
+                    .wrap(actix_web::middleware::from_fn(require_login))
+                    .to(not_found),
             ),
     )
     .default_service(web::to(not_found));
