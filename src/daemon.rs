@@ -164,6 +164,11 @@ impl Daemon {
                 .div_ceil(settings.server.workers),
         )
         .shutdown_timeout(settings.server.shutdown_timeout.as_secs().max(1))
+        .keep_alive(if settings.server.keep_alive.is_zero() {
+            actix_web::http::KeepAlive::Disabled
+        } else {
+            actix_web::http::KeepAlive::Timeout(settings.server.keep_alive)
+        })
         .disable_signals()
         .listen(listener)?;
         if let Some((listener, config)) = tls {

@@ -288,3 +288,24 @@ async fn oversized_request_heads_are_refused_alone() {
     // Everyone else is served.
     assert_eq!(d.ids().await, ["sips1"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_zero_closes_each_connection_after_its_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let d = TestDaemon::start(
+        "keep_alive = \"0s\"\n[[service]]\nid = \"sips1\"\ntype = \"Voice\"\nprimary = { host = \"127.0.0.1\", port = 1 }\n",
+    );
+    let mut tcp = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+    let request = format!(
+        "GET /api/v2/services HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\n\r\n",
+        common::basic_header()
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection after the answer")
+        .unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+}

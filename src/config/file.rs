@@ -46,6 +46,7 @@ pub struct ServerSection {
     pub workers: Option<usize>,
     pub send_timeout: Option<HumanDuration>,
     pub shutdown_timeout: Option<HumanDuration>,
+    pub keep_alive: Option<HumanDuration>,
 }
 
 /// `[tls]`: the HTTPS listener.

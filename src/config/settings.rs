@@ -35,6 +35,9 @@ pub const DEFAULT_CQL_PORT: u16 = 9042;
 const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Well within systemd's default `TimeoutStopSec` of 90 s.
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The HTTP layer's own default: long enough for a UI's next request, short enough that
+/// a restart does not wait long on idle connections.
+const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(5);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(15);
@@ -204,6 +207,9 @@ pub struct ServerSettings {
     pub send_timeout: Duration,
     /// How long a stop waits for requests in flight before closing what is left.
     pub shutdown_timeout: Duration,
+    /// How long an idle HTTP connection is kept open for the client's next request. A
+    /// stop waits for idle connections too, so this also bounds how long one takes.
+    pub keep_alive: Duration,
 }
 
 /// The Bayeux endpoint's timing and bounds.
@@ -645,6 +651,7 @@ fn validate_server(file: &FileConfig) -> Result<ServerSettings, Invalid> {
         return Err(("server.send_timeout".into(), "must be longer than 0".into()));
     }
     let shutdown_timeout = s.shutdown_timeout.map_or(DEFAULT_SHUTDOWN_TIMEOUT, |d| d.0);
+    let keep_alive = s.keep_alive.map_or(DEFAULT_KEEP_ALIVE, |d| d.0);
     Ok(ServerSettings {
         listen,
         public_url,
@@ -653,6 +660,7 @@ fn validate_server(file: &FileConfig) -> Result<ServerSettings, Invalid> {
         workers,
         send_timeout,
         shutdown_timeout,
+        keep_alive,
     })
 }
 
