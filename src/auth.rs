@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use actix_web::http::header;
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, web};
 use base64ct::{Base64, Encoding};
 use blake2::Blake2bMac512;
@@ -79,8 +80,45 @@ struct User {
 struct CachedLogin {
     user: Arc<User>,
     at: Instant,
-    /// The session's token and the MAC it is looked up by.
-    token: Option<(String, Vec<u8>)>,
+    /// The session the login opened.
+    session: Option<Arc<SessionCookie>>,
+}
+
+/// A session as its client holds it: the token, the MAC it is looked up by, and the
+/// `Set-Cookie` values carrying it, rendered once (a client sending Basic every time gets
+/// the cookie with every answer).
+#[derive(Debug)]
+pub struct SessionCookie {
+    pub token: String,
+    key: Vec<u8>,
+    plain: HeaderValue,
+    secure: HeaderValue,
+}
+
+impl SessionCookie {
+    fn new(token: String, key: Vec<u8>) -> Self {
+        let render = |secure: bool| {
+            let cookie = Cookie::build(SESSION_COOKIE, token.clone())
+                .path("/")
+                .http_only(true)
+                .same_site(SameSite::Strict)
+                .secure(secure)
+                .finish();
+            HeaderValue::from_str(&cookie.to_string())
+                .expect("a hex token makes a valid header value")
+        };
+        SessionCookie {
+            plain: render(false),
+            secure: render(true),
+            token,
+            key,
+        }
+    }
+
+    /// The `Set-Cookie` value; `secure` over HTTPS.
+    pub fn header(&self, secure: bool) -> &HeaderValue {
+        if secure { &self.secure } else { &self.plain }
+    }
 }
 
 struct Session {
@@ -228,7 +266,7 @@ impl Authenticator {
     pub async fn authenticate(
         &self,
         req: &HttpRequest,
-    ) -> Result<(Caller, Option<String>), AuthError> {
+    ) -> Result<(Caller, Option<Arc<SessionCookie>>), AuthError> {
         let cookie_result = req
             .cookie(SESSION_COOKIE)
             .map(|c| self.by_session(c.value()));
@@ -273,18 +311,18 @@ impl Authenticator {
     /// The session of a verified login: the one it opened before if still alive, else a new
     /// one remembered with the login. Every client of the login gets its token: two
     /// browsers on a shared wallboard account both need the cookie for their WebSocket.
-    fn session_for_login(&self, key: &[u8], user: Arc<User>) -> String {
-        let previous = lock(&self.logins).get(key).and_then(|l| l.token.clone());
-        if let Some((token, session)) = previous {
-            if self.by_session_key(&session).is_ok() {
-                return token;
+    fn session_for_login(&self, key: &[u8], user: Arc<User>) -> Arc<SessionCookie> {
+        let previous = lock(&self.logins).get(key).and_then(|l| l.session.clone());
+        if let Some(session) = previous {
+            if self.by_session_key(&session.key).is_ok() {
+                return session;
             }
         }
-        let (token, session) = self.open_session(user);
+        let session = Arc::new(self.open_session(user));
         if let Some(login) = lock(&self.logins).get_mut(key) {
-            login.token = Some((token.clone(), session));
+            login.session = Some(session.clone());
         }
-        token
+        session
     }
 
     /// Verifies a name and password (or finds them verified recently); returns the user and
@@ -297,16 +335,16 @@ impl Authenticator {
         secret: String,
         from: Option<IpAddr>,
     ) -> Result<(Arc<User>, Vec<u8>), AuthError> {
+        let key = self.cache_key(name, &secret);
+        if let Some(cached) = self.cached(&key) {
+            return Ok((cached, key));
+        }
         let user = self
             .users
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(name)
             .cloned();
-        let key = self.cache_key(name, &secret);
-        if let Some(cached) = self.cached(&key) {
-            return Ok((cached, key));
-        }
         if let Some(ip) = from {
             self.throttle
                 .check(ip, Instant::now())
@@ -371,7 +409,7 @@ impl Authenticator {
             CachedLogin {
                 user: user.clone(),
                 at: Instant::now(),
-                token: None,
+                session: None,
             },
         );
         Ok(user)
@@ -392,8 +430,8 @@ impl Authenticator {
         mac.finalize().into_bytes().to_vec()
     }
 
-    /// Opens a session; returns its token and the MAC it is looked up by.
-    fn open_session(&self, user: Arc<User>) -> (String, Vec<u8>) {
+    /// Opens a session.
+    fn open_session(&self, user: Arc<User>) -> SessionCookie {
         let token: String = random_bytes::<TOKEN_BYTES>()
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -419,7 +457,7 @@ impl Authenticator {
                 last_used: now,
             },
         );
-        (token, key)
+        SessionCookie::new(token, key)
     }
 }
 
@@ -516,7 +554,7 @@ mod tests {
         let (caller, token) = auth.authenticate(&req).await.unwrap();
         assert_eq!(&*caller.user, "alice");
         assert!(caller.sees("api-voice") && !caller.sees("api-multimedia"));
-        let token = token.expect("a Basic login opens a session");
+        let token = token.expect("a Basic login opens a session").token.clone();
         assert_eq!(token.len(), 64);
         let req = with_cookie(&token);
         let (again, new_token) = auth.authenticate(&req).await.unwrap();
@@ -574,7 +612,14 @@ mod tests {
     async fn a_reload_ends_the_sessions_of_removed_users() {
         let auth = Authenticator::new(&settings());
         let login = with_basic("alice", "wonderland");
-        let token = auth.authenticate(&login).await.unwrap().1.unwrap();
+        let token = auth
+            .authenticate(&login)
+            .await
+            .unwrap()
+            .1
+            .unwrap()
+            .token
+            .clone();
         let by_cookie = || with_cookie(&token);
         let revoked = auth.replace_users(&settings().users[..0]);
         assert_eq!(revoked, [Arc::from("alice")].into());
@@ -594,9 +639,25 @@ mod tests {
     async fn repeated_basic_logins_share_one_session() {
         let auth = Authenticator::new(&settings());
         let login = with_basic("alice", "wonderland");
-        let first = auth.authenticate(&login).await.unwrap().1.unwrap();
+        let first = auth
+            .authenticate(&login)
+            .await
+            .unwrap()
+            .1
+            .unwrap()
+            .token
+            .clone();
         for _ in 0..5 {
-            assert_eq!(auth.authenticate(&login).await.unwrap().1.unwrap(), first);
+            assert_eq!(
+                auth.authenticate(&login)
+                    .await
+                    .unwrap()
+                    .1
+                    .unwrap()
+                    .token
+                    .clone(),
+                first
+            );
         }
         assert_eq!(lock(&auth.sessions).by_token.len(), 1);
         assert!(auth.authenticate(&with_cookie(&first)).await.is_ok());
@@ -608,7 +669,15 @@ mod tests {
         let login = with_basic("alice", "wonderland");
         let mut tokens = Vec::new();
         for _ in 0..SESSIONS_PER_USER + 5 {
-            tokens.push(auth.authenticate(&login).await.unwrap().1.unwrap());
+            tokens.push(
+                auth.authenticate(&login)
+                    .await
+                    .unwrap()
+                    .1
+                    .unwrap()
+                    .token
+                    .clone(),
+            );
             // A new login each time, as after the login cache expired.
             lock(&auth.logins).clear();
         }
@@ -703,7 +772,14 @@ mod tests {
         };
         let auth = Authenticator::new(&idle);
         let login = with_basic("alice", "wonderland");
-        let token = auth.authenticate(&login).await.unwrap().1.unwrap();
+        let token = auth
+            .authenticate(&login)
+            .await
+            .unwrap()
+            .1
+            .unwrap()
+            .token
+            .clone();
         assert!(auth.authenticate(&with_cookie(&token)).await.is_ok());
         // Unused for longer than the idle limit.
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -718,7 +794,14 @@ mod tests {
         };
         let auth = Authenticator::new(&short);
         let started = Instant::now();
-        let token = auth.authenticate(&login).await.unwrap().1.unwrap();
+        let token = auth
+            .authenticate(&login)
+            .await
+            .unwrap()
+            .1
+            .unwrap()
+            .token
+            .clone();
         // Used all the time, it still ends at the absolute limit.
         loop {
             match auth.authenticate(&with_cookie(&token)).await {

@@ -19,10 +19,9 @@ use std::sync::Arc;
 use actix_web::dev::{Service, ServiceRequest};
 
 use actix_web::HttpMessage;
-use actix_web::cookie::{Cookie, SameSite};
 use actix_web::middleware::Next;
 
-use crate::auth::{AuthError, Authenticator, SESSION_COOKIE};
+use crate::auth::{AuthError, Authenticator};
 use crate::metrics::{HttpLabels, Metrics};
 use crate::notify;
 use crate::registry::SharedSnapshot;
@@ -162,19 +161,13 @@ pub async fn require_login(
         return Ok(req.error_response(refusal).map_into_right_body());
     }
     req.extensions_mut().insert(caller);
-    let secure = req.connection_info().scheme() == "https";
+    let secure = token.is_some() && req.connection_info().scheme() == "https";
     let mut response = next.call(req).await?;
-    if let Some(token) = token {
-        let cookie = Cookie::build(SESSION_COOKIE, token)
-            .path("/")
-            .http_only(true)
-            .same_site(SameSite::Strict)
-            .secure(secure)
-            .finish();
+    if let Some(session) = token {
         response
             .response_mut()
-            .add_cookie(&cookie)
-            .map_err(actix_web::error::ErrorInternalServerError)?;
+            .headers_mut()
+            .append(header::SET_COOKIE, session.header(secure).clone());
     }
     Ok(response.map_into_left_body())
 }
