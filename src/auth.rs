@@ -537,6 +537,15 @@ mod tests {
             .to_http_request()
     }
 
+    /// The session token a Basic login opens.
+    async fn token_of(auth: &Authenticator, login: &HttpRequest) -> String {
+        let session = auth.authenticate(login).await.unwrap().1;
+        session
+            .expect("a Basic login opens a session")
+            .token
+            .clone()
+    }
+
     /// A request carrying the session cookie `token`.
     fn with_cookie(token: &str) -> HttpRequest {
         TestRequest::default()
@@ -612,14 +621,7 @@ mod tests {
     async fn a_reload_ends_the_sessions_of_removed_users() {
         let auth = Authenticator::new(&settings());
         let login = with_basic("alice", "wonderland");
-        let token = auth
-            .authenticate(&login)
-            .await
-            .unwrap()
-            .1
-            .unwrap()
-            .token
-            .clone();
+        let token = token_of(&auth, &login).await;
         let by_cookie = || with_cookie(&token);
         let revoked = auth.replace_users(&settings().users[..0]);
         assert_eq!(revoked, [Arc::from("alice")].into());
@@ -639,25 +641,9 @@ mod tests {
     async fn repeated_basic_logins_share_one_session() {
         let auth = Authenticator::new(&settings());
         let login = with_basic("alice", "wonderland");
-        let first = auth
-            .authenticate(&login)
-            .await
-            .unwrap()
-            .1
-            .unwrap()
-            .token
-            .clone();
+        let first = token_of(&auth, &login).await;
         for _ in 0..5 {
-            assert_eq!(
-                auth.authenticate(&login)
-                    .await
-                    .unwrap()
-                    .1
-                    .unwrap()
-                    .token
-                    .clone(),
-                first
-            );
+            assert_eq!(token_of(&auth, &login).await, first);
         }
         assert_eq!(lock(&auth.sessions).by_token.len(), 1);
         assert!(auth.authenticate(&with_cookie(&first)).await.is_ok());
@@ -669,15 +655,7 @@ mod tests {
         let login = with_basic("alice", "wonderland");
         let mut tokens = Vec::new();
         for _ in 0..SESSIONS_PER_USER + 5 {
-            tokens.push(
-                auth.authenticate(&login)
-                    .await
-                    .unwrap()
-                    .1
-                    .unwrap()
-                    .token
-                    .clone(),
-            );
+            tokens.push(token_of(&auth, &login).await);
             // A new login each time, as after the login cache expired.
             lock(&auth.logins).clear();
         }
@@ -772,14 +750,7 @@ mod tests {
         };
         let auth = Authenticator::new(&idle);
         let login = with_basic("alice", "wonderland");
-        let token = auth
-            .authenticate(&login)
-            .await
-            .unwrap()
-            .1
-            .unwrap()
-            .token
-            .clone();
+        let token = token_of(&auth, &login).await;
         assert!(auth.authenticate(&with_cookie(&token)).await.is_ok());
         // Unused for longer than the idle limit.
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -794,14 +765,7 @@ mod tests {
         };
         let auth = Authenticator::new(&short);
         let started = Instant::now();
-        let token = auth
-            .authenticate(&login)
-            .await
-            .unwrap()
-            .1
-            .unwrap()
-            .token
-            .clone();
+        let token = token_of(&auth, &login).await;
         // Used all the time, it still ends at the absolute limit.
         loop {
             match auth.authenticate(&with_cookie(&token)).await {

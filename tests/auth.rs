@@ -357,13 +357,7 @@ async fn a_cookie_login_carries_to_the_websocket_and_long_polling() {
         .send()
         .await
         .unwrap();
-    let cookie = login.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = common::session_cookie(&login);
 
     let mut ws = WsClient::try_open(&d, &[("cookie", cookie.as_str())])
         .await

@@ -78,28 +78,14 @@ async fn no_secret_is_ever_logged() {
     let http = reqwest::Client::new();
     let services = d.url("/api/v2/services");
 
+    let get_as =
+        |user: &str, password: &str| http.get(&services).basic_auth(user, Some(password)).send();
+
     // Wrong, then right, Basic logins; the cookie on REST.
-    let wrong = http
-        .get(&services)
-        .basic_auth(USER, Some(WRONG))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(wrong.status(), 401);
-    let login = http
-        .get(&services)
-        .basic_auth(USER, Some(PASSWORD))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(get_as(USER, WRONG).await.unwrap().status(), 401);
+    let login = get_as(USER, PASSWORD).await.unwrap();
     assert_eq!(login.status(), 200);
-    let cookie = login.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = common::session_cookie(&login);
     let token = cookie.split_once('=').unwrap().1.to_string();
     let by_cookie = http
         .get(&services)
@@ -138,12 +124,7 @@ async fn no_secret_is_ever_logged() {
         log.lock().unwrap().contains("reload applied").then_some(())
     })
     .await;
-    let newcomer = http
-        .get(&services)
-        .basic_auth(NEW_USER, Some(NEW_PASSWORD))
-        .send()
-        .await
-        .unwrap();
+    let newcomer = get_as(NEW_USER, NEW_PASSWORD).await.unwrap();
     assert_eq!(newcomer.status(), 200);
 
     // The clients leave, so that the stop need not wait for their idle connections.

@@ -12,6 +12,17 @@ use std::time::{Duration, Instant};
 pub use backend::{Backend, Mode};
 pub use daemon::{PASSWORD, TestDaemon, USER, basic_header, users_toml};
 
+/// `SWSESSION=...`: the session cookie an answer sets, as a client sends it back.
+pub fn session_cookie(response: &reqwest::Response) -> String {
+    response.headers()["set-cookie"]
+        .to_str()
+        .expect("an ASCII cookie")
+        .split(';')
+        .next()
+        .expect("a name=value pair")
+        .to_string()
+}
+
 /// Polls `probe` until it returns `Some`, or panics with `what` at `deadline`.
 pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut probe: F) -> T
 where
