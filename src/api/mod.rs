@@ -137,7 +137,7 @@ pub async fn require_login(
     let Some(auth) = req.app_data::<web::Data<Arc<Authenticator>>>().cloned() else {
         return Err(ApiError::Internal("no authenticator".into()).into());
     };
-    let (caller, token) = match auth.authenticate(req.request()).await {
+    let (caller, session) = match auth.authenticate(req.request()).await {
         Ok(found) => found,
         Err(e) => {
             let refusal = match e {
@@ -161,9 +161,9 @@ pub async fn require_login(
         return Ok(req.error_response(refusal).map_into_right_body());
     }
     req.extensions_mut().insert(caller);
-    let secure = token.is_some() && req.connection_info().scheme() == "https";
+    let secure = session.is_some() && req.connection_info().scheme() == "https";
     let mut response = next.call(req).await?;
-    if let Some(session) = token {
+    if let Some(session) = session {
         response
             .response_mut()
             .headers_mut()
@@ -181,8 +181,8 @@ pub async fn limit_head(
     let limit = req
         .app_data::<web::Data<ApiState>>()
         .map_or(usize::MAX, |s| s.max_header_size);
-    let line =
-        req.method().as_str().len() + req.uri().to_string().len() + " HTTP/1.1\r\n".len() + 1;
+    let target = req.uri().path_and_query().map_or(1, |pq| pq.as_str().len());
+    let line = req.method().as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
     let headers: usize = req
         .headers()
         .iter()
