@@ -224,20 +224,24 @@ impl Authenticator {
     /// Applies a reloaded list of users. Cached logins are forgotten (a password may have
     /// changed), and the sessions of users who were removed or changed end at once.
     /// Returns those users, whose notification sessions must end too.
+    ///
+    /// Everything happens under the users' write lock. Logins and sessions are only added
+    /// under its read lock, after checking that their user is still current, so none of a
+    /// removed user can slip in while a verification that began before the reload ends.
     pub fn replace_users(&self, users: &[UserSpec]) -> BTreeSet<Arc<str>> {
         let new = user_map(users);
-        let revoked: BTreeSet<Arc<str>> = self
-            .users
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+        let mut current = self.users.write().unwrap_or_else(|p| p.into_inner());
+        let revoked: BTreeSet<Arc<str>> = current
             .values()
             .filter(|old| new.get(&old.spec.name).is_none_or(|u| u.spec != old.spec))
             .map(|old| old.caller.user.clone())
             .collect();
+        *current = new;
         lock(&self.logins).clear();
         let mut table = lock(&self.sessions);
         table.by_token.retain(|_, session| {
-            new.get(session.user.spec.name.as_str())
+            current
+                .get(session.user.spec.name.as_str())
                 .is_some_and(|u| u.spec == session.user.spec)
         });
         let SessionTable { by_token, by_user } = &mut *table;
@@ -245,8 +249,6 @@ impl Authenticator {
             tokens.retain(|t| by_token.contains_key(t));
             !tokens.is_empty()
         });
-        drop(table);
-        *self.users.write().unwrap_or_else(|p| p.into_inner()) = new;
         revoked
     }
 
@@ -275,8 +277,10 @@ impl Authenticator {
             (_, Some((name, secret))) => {
                 let from = req.peer_addr().map(|a| a.ip());
                 let (user, key) = self.by_password(&name, secret, from).await?;
-                let token = self.session_for_login(&key, user.clone());
-                Ok((user.caller.clone(), Some(token)))
+                let session = self
+                    .session_for_login(&key, user.clone())
+                    .ok_or(AuthError::Rejected)?;
+                Ok((user.caller.clone(), Some(session)))
             }
             (Some(Err(e)), None) => Err(e),
             (None, None) => Err(AuthError::Missing),
@@ -311,18 +315,19 @@ impl Authenticator {
     /// The session of a verified login: the one it opened before if still alive, else a new
     /// one remembered with the login. Every client of the login gets its token: two
     /// browsers on a shared wallboard account both need the cookie for their WebSocket.
-    fn session_for_login(&self, key: &[u8], user: Arc<User>) -> Arc<SessionCookie> {
+    /// `None` if a reload removed or changed the user meanwhile.
+    fn session_for_login(&self, key: &[u8], user: Arc<User>) -> Option<Arc<SessionCookie>> {
         let previous = lock(&self.logins).get(key).and_then(|l| l.session.clone());
         if let Some(session) = previous {
             if self.by_session_key(&session.key).is_ok() {
-                return session;
+                return Some(session);
             }
         }
-        let session = Arc::new(self.open_session(user));
+        let session = Arc::new(self.open_session(user)?);
         if let Some(login) = lock(&self.logins).get_mut(key) {
             login.session = Some(session.clone());
         }
-        session
+        Some(session)
     }
 
     /// Verifies a name and password (or finds them verified recently); returns the user and
@@ -399,6 +404,17 @@ impl Authenticator {
         if !matches!(verified, Ok(Ok(true))) {
             return Err(AuthError::Rejected);
         }
+        // A reload may have removed or changed the user while Argon2 ran. Holding the users
+        // lock until the login is cached means a reload either comes after (and clears the
+        // cache) or came before (and this finds the user gone).
+        let users = self.users.read().unwrap_or_else(|p| p.into_inner());
+        let Some(user) = users
+            .get(&user.spec.name)
+            .filter(|current| current.spec == user.spec)
+            .cloned()
+        else {
+            return Err(AuthError::Rejected);
+        };
         let mut logins = lock(&self.logins);
         if logins.len() >= CACHE_SWEEP_AT {
             let ttl = self.login_cache;
@@ -430,8 +446,16 @@ impl Authenticator {
         mac.finalize().into_bytes().to_vec()
     }
 
-    /// Opens a session.
-    fn open_session(&self, user: Arc<User>) -> SessionCookie {
+    /// Opens a session for `user`, unless a reload removed or changed it (see
+    /// [`Authenticator::replace_users`] for why the users lock is held).
+    fn open_session(&self, user: Arc<User>) -> Option<SessionCookie> {
+        let users = self.users.read().unwrap_or_else(|p| p.into_inner());
+        if !users
+            .get(&user.spec.name)
+            .is_some_and(|current| Arc::ptr_eq(current, &user))
+        {
+            return None;
+        }
         let token: String = random_bytes::<TOKEN_BYTES>()
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -457,7 +481,9 @@ impl Authenticator {
                 last_used: now,
             },
         );
-        SessionCookie::new(token, key)
+        drop(table);
+        drop(users);
+        Some(SessionCookie::new(token, key))
     }
 }
 
@@ -635,6 +661,24 @@ mod tests {
             AuthError::Rejected,
             "no cached login survives"
         );
+    }
+
+    #[actix_rt::test]
+    async fn a_verification_that_ends_after_a_reload_removed_its_user_leaves_nothing() {
+        let auth = Authenticator::new(&settings());
+        // The user as a login saw it before the reload...
+        let before = auth.users.read().unwrap().get("alice").cloned();
+        auth.replace_users(&[]);
+        // ...finishes its Argon2 after it.
+        let key = auth.cache_key("alice", "wonderland");
+        let verified = auth.verify(before.clone(), &key, "wonderland".into()).await;
+        assert!(matches!(verified, Err(AuthError::Rejected)));
+        assert!(lock(&auth.logins).is_empty(), "nothing cached");
+        assert!(
+            auth.open_session(before.unwrap()).is_none(),
+            "no session opened"
+        );
+        assert!(lock(&auth.sessions).by_token.is_empty());
     }
 
     #[actix_rt::test]
