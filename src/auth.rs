@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -22,6 +21,7 @@ use blake2::Blake2bMac512;
 use blake2::digest::{KeyInit, Mac};
 
 use crate::config::settings::{AuthSettings, UserRole, UserSpec};
+use crate::metrics::Metrics;
 use crate::password;
 use crate::throttle::Throttle;
 
@@ -182,8 +182,7 @@ pub struct Authenticator {
     /// (a shared wallboard account reconnecting after a restart) wait for the first one
     /// instead of each paying for Argon2.
     verifying: Mutex<HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
-    /// Argon2 verifications run, decoys included.
-    verifications: AtomicU64,
+    metrics: Arc<Metrics>,
     sessions: Mutex<SessionTable>,
     login_cache: Duration,
     session_idle: Duration,
@@ -204,7 +203,8 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 }
 
 impl Authenticator {
-    pub fn new(settings: &AuthSettings) -> Self {
+    /// Counts verifications, failures and lockouts in `metrics`.
+    pub fn new(settings: &AuthSettings, metrics: Arc<Metrics>) -> Self {
         Authenticator {
             realm: settings.realm.clone(),
             users: std::sync::RwLock::new(user_map(&settings.users)),
@@ -213,7 +213,7 @@ impl Authenticator {
             logins: Mutex::new(HashMap::new()),
             throttle: Throttle::new(settings.throttle),
             verifying: Mutex::new(HashMap::new()),
-            verifications: AtomicU64::new(0),
+            metrics,
             sessions: Mutex::new(SessionTable::default()),
             login_cache: settings.login_cache,
             session_idle: settings.session_idle,
@@ -254,7 +254,7 @@ impl Authenticator {
 
     /// How many Argon2 verifications have run: what logins cost the CPU.
     pub fn verifications(&self) -> u64 {
-        self.verifications.load(Ordering::Relaxed)
+        self.metrics.password_verifications.get()
     }
 
     /// The realm for `WWW-Authenticate`.
@@ -365,8 +365,12 @@ impl Authenticator {
                 None => self.verify(user, &key, secret).await,
             }
         };
+        if matches!(verified, Err(AuthError::Rejected)) {
+            self.metrics.login_failures.inc();
+        }
         if let (Err(AuthError::Rejected), Some(ip)) = (&verified, from) {
             if self.throttle.fail(ip, Instant::now()) {
+                self.metrics.login_lockouts.inc();
                 tracing::warn!(
                     address = %ip,
                     failures = self.throttle.settings().max_failures,
@@ -392,7 +396,7 @@ impl Authenticator {
         key: &[u8],
         secret: String,
     ) -> Result<Arc<User>, AuthError> {
-        self.verifications.fetch_add(1, Ordering::Relaxed);
+        self.metrics.password_verifications.inc();
         let Some(user) = user else {
             // Spend the time a real verification would, so that timing does not tell which
             // names exist.
@@ -584,7 +588,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn basic_login_then_cookie() {
-        let auth = Authenticator::new(&settings());
+        let auth = Authenticator::new(&settings(), Default::default());
         let req = with_basic("alice", "wonderland");
         let (caller, token) = auth.authenticate(&req).await.unwrap();
         assert_eq!(&*caller.user, "alice");
@@ -605,7 +609,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn refusals() {
-        let auth = Authenticator::new(&settings());
+        let auth = Authenticator::new(&settings(), Default::default());
         let with = |value: String| {
             TestRequest::default()
                 .insert_header((header::AUTHORIZATION, value))
@@ -645,7 +649,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_reload_ends_the_sessions_of_removed_users() {
-        let auth = Authenticator::new(&settings());
+        let auth = Authenticator::new(&settings(), Default::default());
         let login = with_basic("alice", "wonderland");
         let token = token_of(&auth, &login).await;
         let by_cookie = || with_cookie(&token);
@@ -665,7 +669,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_verification_that_ends_after_a_reload_removed_its_user_leaves_nothing() {
-        let auth = Authenticator::new(&settings());
+        let auth = Authenticator::new(&settings(), Default::default());
         // The user as a login saw it before the reload...
         let before = auth.users.read().unwrap().get("alice").cloned();
         auth.replace_users(&[]);
@@ -683,7 +687,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn repeated_basic_logins_share_one_session() {
-        let auth = Authenticator::new(&settings());
+        let auth = Authenticator::new(&settings(), Default::default());
         let login = with_basic("alice", "wonderland");
         let first = token_of(&auth, &login).await;
         for _ in 0..5 {
@@ -695,7 +699,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn sessions_per_user_are_bounded() {
-        let auth = Authenticator::new(&settings());
+        let auth = Authenticator::new(&settings(), Default::default());
         let login = with_basic("alice", "wonderland");
         let mut tokens = Vec::new();
         for _ in 0..SESSIONS_PER_USER + 5 {
@@ -716,7 +720,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn concurrent_logins_with_the_same_credentials_verify_once() {
-        let auth = Arc::new(Authenticator::new(&settings()));
+        let auth = Arc::new(Authenticator::new(&settings(), Default::default()));
         let logins: Vec<_> = (0..8)
             .map(|_| {
                 let auth = auth.clone();
@@ -736,7 +740,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn an_abandoned_login_leaves_no_gate() {
-        let auth = Authenticator::new(&settings());
+        let auth = Authenticator::new(&settings(), Default::default());
         let request = with_basic("alice", "wrong");
         let login = auth.authenticate(&request);
         // Polled once (the verification starts on the blocking pool), then dropped.
@@ -750,7 +754,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn failures_lock_out_their_address_only() {
-        let auth = Authenticator::new(&settings());
+        let auth = Authenticator::new(&settings(), Default::default());
         let from = |ip: &str, secret: &str| {
             TestRequest::default()
                 .peer_addr(format!("{ip}:40000").parse().unwrap())
@@ -792,7 +796,7 @@ mod tests {
             session_idle: Duration::from_millis(100),
             ..settings()
         };
-        let auth = Authenticator::new(&idle);
+        let auth = Authenticator::new(&idle, Default::default());
         let login = with_basic("alice", "wonderland");
         let token = token_of(&auth, &login).await;
         assert!(auth.authenticate(&with_cookie(&token)).await.is_ok());
@@ -807,7 +811,7 @@ mod tests {
             session_max: Duration::from_millis(300),
             ..settings()
         };
-        let auth = Authenticator::new(&short);
+        let auth = Authenticator::new(&short, Default::default());
         let started = Instant::now();
         let token = token_of(&auth, &login).await;
         // Used all the time, it still ends at the absolute limit.

@@ -126,7 +126,7 @@ impl Daemon {
                 "no [[user]] is configured: every API request will be refused with 401; add users (see servicewatch hash-password)"
             );
         }
-        let authenticator = Arc::new(Authenticator::new(&settings.auth));
+        let authenticator = Arc::new(Authenticator::new(&settings.auth, metrics.clone()));
         let authenticator_data = web::Data::new(authenticator.clone());
         let notify_data = web::Data::new(notify.clone());
         let max_message_size = settings.notifications.max_message_size;

@@ -73,6 +73,9 @@ pub struct Metrics {
     pub long_polls_held: Gauge,
     pub messages_delivered: Counter,
     pub slow_consumers: Counter,
+    pub password_verifications: Counter,
+    pub login_failures: Counter,
+    pub login_lockouts: Counter,
     pub http_requests: Family<HttpLabels, Counter>,
     pub reloads: Family<ReloadLabels, Counter>,
 }
@@ -97,6 +100,9 @@ impl Metrics {
         let long_polls_held = Gauge::default();
         let messages_delivered = Counter::default();
         let slow_consumers = Counter::default();
+        let password_verifications = Counter::default();
+        let login_failures = Counter::default();
+        let login_lockouts = Counter::default();
         let http_requests = Family::<HttpLabels, Counter>::default();
         let reloads = Family::<ReloadLabels, Counter>::default();
         registry.register(
@@ -146,6 +152,21 @@ impl Metrics {
             slow_consumers.clone(),
         );
         registry.register(
+            "password_verifications",
+            "Argon2 verifications run (logins not found in the login cache, decoys included)",
+            password_verifications.clone(),
+        );
+        registry.register(
+            "login_failures",
+            "Basic logins refused for a wrong name or password",
+            login_failures.clone(),
+        );
+        registry.register(
+            "login_lockouts",
+            "Times an address was locked out after repeated failed logins",
+            login_lockouts.clone(),
+        );
+        registry.register(
             "http_requests",
             "HTTP answers, by route and status",
             http_requests.clone(),
@@ -166,6 +187,9 @@ impl Metrics {
             long_polls_held,
             messages_delivered,
             slow_consumers,
+            password_verifications,
+            login_failures,
+            login_lockouts,
             http_requests,
             reloads,
         }

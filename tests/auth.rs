@@ -523,10 +523,29 @@ async fn repeated_failures_lock_out_their_address_only() {
         StatusCode::OK
     );
 
-    // The lockout ends.
+    // A login verified elsewhere passes even from the locked address (whoever sends it
+    // knows the password); one never verified does not.
+    assert_eq!(
+        login(&guesser, "mike", "pw").await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        login(&guesser, "nobody", "pw").await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        d.metric("servicewatch_login_failures_total").await,
+        Some(3.0)
+    );
+    assert_eq!(
+        d.metric("servicewatch_login_lockouts_total").await,
+        Some(1.0)
+    );
+
+    // The lockout ends: the never-verified login is checked again (and is role-less: 403).
     eventually(WITHIN, "the lockout to end", || async {
-        let status = login(&guesser, "mike", "pw").await.unwrap().status();
-        (status == StatusCode::OK).then_some(())
+        let status = login(&guesser, "nobody", "pw").await.unwrap().status();
+        (status == StatusCode::FORBIDDEN).then_some(())
     })
     .await;
 }
