@@ -291,68 +291,8 @@ pub fn validate(file: FileConfig, source: &str) -> Result<Settings, ConfigError>
         message,
     };
     let server = validate_server(&file).map_err(|(k, m)| invalid(k, m))?;
-    let tls = match &file.tls {
-        None => None,
-        Some(t) => {
-            let listen = t.listen.parse::<SocketAddr>().map_err(|_| {
-                invalid(
-                    "tls.listen".into(),
-                    format!(
-                        "\"{}\" is not an address; expected IP:port such as \"[::]:8443\"",
-                        t.listen
-                    ),
-                )
-            })?;
-            if listen == server.listen && listen.port() != 0 {
-                return Err(invalid(
-                    "tls.listen".into(),
-                    format!("{listen} is server.listen too; HTTP and HTTPS need different ports"),
-                ));
-            }
-            for (key, value) in [("certificate", &t.certificate), ("key", &t.key)] {
-                if value.trim().is_empty() {
-                    return Err(invalid(format!("tls.{key}"), "must name a PEM file".into()));
-                }
-            }
-            Some(TlsSettings {
-                listen,
-                certificate: t.certificate.clone().into(),
-                key: t.key.clone().into(),
-            })
-        }
-    };
-    let probes_in_flight = file
-        .limits
-        .probes_in_flight
-        .unwrap_or(DEFAULT_PROBES_IN_FLIGHT);
-    if probes_in_flight == 0 {
-        return Err(invalid(
-            "limits.probes_in_flight".into(),
-            "must be at least 1".into(),
-        ));
-    }
-    let max_header_size = file
-        .limits
-        .max_header_size
-        .unwrap_or(DEFAULT_MAX_HEADER_SIZE);
-    if !(1024..=TRANSPORT_MAX_HEADER_SIZE).contains(&max_header_size) {
-        return Err(invalid(
-            "limits.max_header_size".into(),
-            format!(
-                "{max_header_size} bytes: must be between 1024 and {TRANSPORT_MAX_HEADER_SIZE}"
-            ),
-        ));
-    }
-    let max_connections = file
-        .limits
-        .max_connections
-        .unwrap_or(DEFAULT_MAX_CONNECTIONS);
-    if max_connections == 0 {
-        return Err(invalid(
-            "limits.max_connections".into(),
-            "must be at least 1".into(),
-        ));
-    }
+    let tls = validate_tls(&file, &server).map_err(|(k, m)| invalid(k, m))?;
+    let limits = validate_limits(&file).map_err(|(k, m)| invalid(k, m))?;
     if file.checks.kind.is_some() {
         return Err(invalid(
             "checks.kind".into(),
@@ -417,16 +357,79 @@ pub fn validate(file: FileConfig, source: &str) -> Result<Settings, ConfigError>
         admin_listen,
         notifications,
         tls,
-        limits: Limits {
-            probes_in_flight,
-            max_header_size,
-            max_connections,
-        },
+        limits,
         services,
     })
 }
 
 type Invalid = (String, String);
+
+fn validate_tls(
+    file: &FileConfig,
+    server: &ServerSettings,
+) -> Result<Option<TlsSettings>, Invalid> {
+    let Some(t) = &file.tls else {
+        return Ok(None);
+    };
+    let listen = t.listen.parse::<SocketAddr>().map_err(|_| {
+        (
+            "tls.listen".to_string(),
+            format!(
+                "\"{}\" is not an address; expected IP:port such as \"[::]:8443\"",
+                t.listen
+            ),
+        )
+    })?;
+    if listen == server.listen && listen.port() != 0 {
+        return Err((
+            "tls.listen".into(),
+            format!("{listen} is server.listen too; HTTP and HTTPS need different ports"),
+        ));
+    }
+    for (key, value) in [("certificate", &t.certificate), ("key", &t.key)] {
+        if value.trim().is_empty() {
+            return Err((format!("tls.{key}"), "must name a PEM file".into()));
+        }
+    }
+    Ok(Some(TlsSettings {
+        listen,
+        certificate: t.certificate.clone().into(),
+        key: t.key.clone().into(),
+    }))
+}
+
+fn validate_limits(file: &FileConfig) -> Result<Limits, Invalid> {
+    let l = &file.limits;
+    let at_least_one = |key: &str, value: usize| {
+        if value == 0 {
+            Err((format!("limits.{key}"), "must be at least 1".to_string()))
+        } else {
+            Ok(value)
+        }
+    };
+    let probes_in_flight = at_least_one(
+        "probes_in_flight",
+        l.probes_in_flight.unwrap_or(DEFAULT_PROBES_IN_FLIGHT),
+    )?;
+    let max_connections = at_least_one(
+        "max_connections",
+        l.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+    )?;
+    let max_header_size = l.max_header_size.unwrap_or(DEFAULT_MAX_HEADER_SIZE);
+    if !(1024..=TRANSPORT_MAX_HEADER_SIZE).contains(&max_header_size) {
+        return Err((
+            "limits.max_header_size".into(),
+            format!(
+                "{max_header_size} bytes: must be between 1024 and {TRANSPORT_MAX_HEADER_SIZE}"
+            ),
+        ));
+    }
+    Ok(Limits {
+        probes_in_flight,
+        max_header_size,
+        max_connections,
+    })
+}
 
 fn validate_auth(file: &FileConfig) -> Result<AuthSettings, Invalid> {
     let a = &file.auth;
