@@ -97,17 +97,7 @@ fn main() -> ExitCode {
         }
         Command::CheckConfig { file } => {
             let path = file.unwrap_or(cli.config);
-            match config::load(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|s| {
-                    // The TLS files are read too: the daemon would not start without them.
-                    match &s.tls {
-                        Some(tls) => servicewatch::tls::server_config(tls)
-                            .map(|_| s)
-                            .map_err(|e| e.to_string()),
-                        None => Ok(s),
-                    }
-                }) {
+            match load(&path) {
                 Ok(settings) => {
                     println!(
                         "{}: ok ({} services)",
@@ -123,19 +113,13 @@ fn main() -> ExitCode {
             }
         }
         Command::Run => {
-            let settings = match config::load(&cli.config) {
+            let settings = match load(&cli.config) {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("{e}");
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            if let Some(tls) = &settings.tls {
-                if let Err(e) = servicewatch::tls::server_config(tls) {
-                    eprintln!("{e}");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
-            }
             logging::init(&settings.log);
             match run(cli.config, settings) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -147,6 +131,16 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Loads and validates the configuration, and reads the TLS files it names: what
+/// `check-config` checks is exactly what stops `run` with exit status 3.
+fn load(path: &std::path::Path) -> Result<config::Settings, String> {
+    let settings = config::load(path).map_err(|e| e.to_string())?;
+    if let Some(tls) = &settings.tls {
+        servicewatch::tls::server_config(tls).map_err(|e| e.to_string())?;
+    }
+    Ok(settings)
 }
 
 fn run(config_path: PathBuf, settings: config::Settings) -> anyhow::Result<()> {
