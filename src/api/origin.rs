@@ -12,8 +12,6 @@
 //! send it on WebSocket upgrades and on cross-origin requests): it is let through, and its
 //! credentials decide.
 
-use std::sync::Arc;
-
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, header};
@@ -102,48 +100,45 @@ pub async fn check_origin(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let Some(origin) = req
+        .headers()
+        .get(header::ORIGIN)
+        .map(|v| v.to_str().unwrap_or("null").to_string())
+    else {
+        // Not a page in a browser: nothing to check, no CORS to add.
+        let mut response = next.call(req).await?;
+        cors(response.headers_mut(), None);
+        return Ok(response.map_into_left_body());
+    };
     let Some(state) = req.app_data::<web::Data<ApiState>>().cloned() else {
         return Err(ApiError::Internal("no API state".into()).into());
     };
-    let origin = req
-        .headers()
-        .get(header::ORIGIN)
-        .map(|v| v.to_str().unwrap_or("null").to_string());
-    if origin.is_none() {
-        // Not a page in a browser: nothing to check, no CORS to add.
-        let mut response = next.call(req).await?;
-        response
-            .headers_mut()
-            .append(header::VARY, header::HeaderValue::from_static("origin"));
-        return Ok(response.map_into_left_body());
-    }
     let own = {
         let info = req.connection_info();
         format!("{}://{}", info.scheme(), info.host())
     };
-    let verdict = judge(
-        origin.as_deref(),
+    let allowed = judge(
+        Some(&origin),
         &own,
         state.public_origin.as_deref(),
         &state.allowed_origins,
-    );
+    )
+    .allowed();
     let preflight = req.method() == Method::OPTIONS
         && req
             .headers()
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-    let origin: Option<Arc<str>> = origin.map(Into::into);
     if preflight {
-        let response = match (&origin, verdict.allowed()) {
-            (Some(origin), true) => {
-                let mut response = HttpResponse::NoContent();
-                cors_headers(&mut response, origin);
-                response
-                    .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST"))
-                    .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, ALLOWED_HEADERS))
-                    .insert_header((header::ACCESS_CONTROL_MAX_AGE, PREFLIGHT_MAX_AGE_SECS));
-                response.finish()
-            }
-            _ => refusal(origin.as_deref()),
+        let response = if allowed {
+            let mut response = HttpResponse::NoContent()
+                .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST"))
+                .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, ALLOWED_HEADERS))
+                .insert_header((header::ACCESS_CONTROL_MAX_AGE, PREFLIGHT_MAX_AGE_SECS))
+                .finish();
+            cors(response.headers_mut(), Some(&origin));
+            response
+        } else {
+            refusal(&origin)
         };
         return Ok(req.into_response(response).map_into_right_body());
     }
@@ -151,35 +146,29 @@ pub async fn check_origin(
         .path()
         .strip_prefix(state.base_path.as_str())
         .is_some_and(|rest| rest.starts_with("/notifications"));
-    if notifications && !verdict.allowed() {
-        tracing::debug!(origin = ?origin, "notification request from a foreign origin refused");
-        let response = refusal(origin.as_deref());
-        return Ok(req.into_response(response).map_into_right_body());
+    if notifications && !allowed {
+        tracing::debug!(origin, "notification request from a foreign origin refused");
+        return Ok(req.into_response(refusal(&origin)).map_into_right_body());
     }
     let mut response = next.call(req).await?;
-    let headers = response.headers_mut();
-    headers.append(header::VARY, header::HeaderValue::from_static("origin"));
-    if let (Some(origin), Verdict::Same | Verdict::Listed) = (&origin, verdict) {
-        if let Ok(value) = header::HeaderValue::from_str(origin) {
-            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
-            headers.insert(
-                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                header::HeaderValue::from_static("true"),
-            );
-        }
-    }
+    cors(response.headers_mut(), allowed.then_some(origin.as_str()));
     Ok(response.map_into_left_body())
 }
 
-fn cors_headers(response: &mut actix_web::HttpResponseBuilder, origin: &str) {
-    response
-        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin))
-        .insert_header((header::ACCESS_CONTROL_ALLOW_CREDENTIALS, "true"))
-        .insert_header((header::VARY, "origin"));
+/// Marks an answer as depending on `Origin`, and lets the page of `allowed` (if any) read
+/// it with credentials.
+fn cors(headers: &mut header::HeaderMap, allowed: Option<&str>) {
+    headers.append(header::VARY, header::HeaderValue::from_static("origin"));
+    if let Some(value) = allowed.and_then(|o| header::HeaderValue::from_str(o).ok()) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            header::HeaderValue::from_static("true"),
+        );
+    }
 }
 
-fn refusal(origin: Option<&str>) -> HttpResponse {
-    let origin = origin.unwrap_or("null");
+fn refusal(origin: &str) -> HttpResponse {
     actix_web::ResponseError::error_response(&ApiError::PermissionDenied(format!(
         "origin {origin} is not allowed; add it to [server] allowed_origins"
     )))
