@@ -136,19 +136,21 @@ struct SessionTable {
     by_user: HashMap<Arc<str>, std::collections::VecDeque<Vec<u8>>>,
 }
 
+/// Serializes the verifications of one login (name and password).
+type Gate = Arc<tokio::sync::Mutex<()>>;
+/// The gates of the logins being verified, by cache key.
+type Gates = Mutex<HashMap<Vec<u8>, Gate>>;
+
 /// One caller's place among the concurrent verifications of one login. Dropping it (also
 /// when the request is abandoned midway) forgets the login's gate once nobody else waits.
 struct Flight<'a> {
-    verifying: &'a Mutex<HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
+    verifying: &'a Gates,
     key: &'a [u8],
-    gate: Arc<tokio::sync::Mutex<()>>,
+    gate: Gate,
 }
 
 impl<'a> Flight<'a> {
-    fn join(
-        verifying: &'a Mutex<HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
-        key: &'a [u8],
-    ) -> Self {
+    fn join(verifying: &'a Gates, key: &'a [u8]) -> Self {
         let gate = lock(verifying).entry(key.to_vec()).or_default().clone();
         Flight {
             verifying,
@@ -181,7 +183,7 @@ pub struct Authenticator {
     /// Verifications in flight, by cache key: concurrent logins with the same credentials
     /// (a shared wallboard account reconnecting after a restart) wait for the first one
     /// instead of each paying for Argon2.
-    verifying: Mutex<HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
+    verifying: Gates,
     metrics: Arc<Metrics>,
     sessions: Mutex<SessionTable>,
     login_cache: Duration,

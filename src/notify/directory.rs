@@ -110,11 +110,7 @@ impl Directory {
 
     /// Every session alive now.
     pub fn all(&self) -> Vec<Addr<ClientSession>> {
-        self.lock()
-            .sessions
-            .values()
-            .map(|e| e.addr.clone())
-            .collect()
+        self.of_users(|_| true)
     }
 
     /// The sessions of the users `owned` picks.
