@@ -238,17 +238,25 @@ impl ClientSession {
         }
     }
 
+    /// Detaches the WebSocket, if any, and closes it with `code` and `reason`.
+    fn close_websocket(&mut self, code: CloseCode, reason: &str) {
+        if let Some((_, recipient)) = self.websocket.take() {
+            // Past the mailbox bound on purpose: the last message this connection gets.
+            recipient.do_send(Push::Close(CloseReason {
+                code,
+                description: Some(reason.into()),
+            }));
+        }
+    }
+
     /// Ends a session that cannot keep up: its WebSocket is closed with the reason, and its
     /// next long-polling connect is told to handshake again.
     fn end_slow(&mut self, ctx: &mut Context<Self>) {
         debug!(client = %self.id, "slow consumer: ending the session");
-        if let Some((_, recipient)) = self.websocket.take() {
-            // Past the mailbox bound on purpose: the last message this connection gets.
-            recipient.do_send(Push::Close(CloseReason {
-                code: CloseCode::Policy,
-                description: Some("slow consumer: messages were not read in time".into()),
-            }));
-        }
+        self.close_websocket(
+            CloseCode::Policy,
+            "slow consumer: messages were not read in time",
+        );
         ctx.stop();
     }
 
@@ -515,12 +523,7 @@ impl Handler<Shutdown> for ClientSession {
     type Result = ();
 
     fn handle(&mut self, _msg: Shutdown, ctx: &mut Self::Context) {
-        if let Some((_, recipient)) = self.websocket.take() {
-            recipient.do_send(Push::Close(CloseReason {
-                code: CloseCode::Away,
-                description: Some("server shutting down".into()),
-            }));
-        }
+        self.close_websocket(CloseCode::Away, "server shutting down");
         if let Some(Held::LongPolling {
             id,
             reply: answer,
@@ -545,12 +548,7 @@ impl Handler<Revoke> for ClientSession {
 
     fn handle(&mut self, _msg: Revoke, ctx: &mut Self::Context) {
         debug!(client = %self.id, user = %self.caller.user, "credentials revoked by a reload; ending the session");
-        if let Some((_, recipient)) = self.websocket.take() {
-            recipient.do_send(Push::Close(CloseReason {
-                code: CloseCode::Policy,
-                description: Some("credentials revoked; log in again".into()),
-            }));
-        }
+        self.close_websocket(CloseCode::Policy, "credentials revoked; log in again");
         // `stopped` answers a held long-polling connect with 402 and advice to handshake.
         ctx.stop();
     }
