@@ -76,6 +76,7 @@ pub struct Metrics {
     pub password_verifications: Counter,
     pub login_failures: Counter,
     pub login_lockouts: Counter,
+    pub password_memory_bytes: Gauge,
     pub http_requests: Family<HttpLabels, Counter>,
     pub reloads: Family<ReloadLabels, Counter>,
 }
@@ -103,6 +104,7 @@ impl Metrics {
         let password_verifications = Counter::default();
         let login_failures = Counter::default();
         let login_lockouts = Counter::default();
+        let password_memory_bytes = Gauge::default();
         let http_requests = Family::<HttpLabels, Counter>::default();
         let reloads = Family::<ReloadLabels, Counter>::default();
         registry.register(
@@ -167,6 +169,11 @@ impl Metrics {
             login_lockouts.clone(),
         );
         registry.register(
+            "password_check_memory_bytes",
+            "Argon2 working memory held for password checks (bounded: one buffer per check slot)",
+            password_memory_bytes.clone(),
+        );
+        registry.register(
             "http_requests",
             "HTTP answers, by route and status",
             http_requests.clone(),
@@ -190,6 +197,7 @@ impl Metrics {
             password_verifications,
             login_failures,
             login_lockouts,
+            password_memory_bytes,
             http_requests,
             reloads,
         }

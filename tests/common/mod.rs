@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod bayeux;
 pub mod daemon;
+pub mod process;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

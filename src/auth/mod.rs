@@ -4,7 +4,9 @@
 //! Argon2 is slow on purpose, so a verified login is remembered for `login_cache`: the key is
 //! a keyed BLAKE2b MAC of the name and password under a random per-process key, so the cache
 //! holds no password and nothing an offline attacker could test guesses against. Wrong
-//! passwords are never cached. Verification runs on the blocking pool, never on the executor.
+//! passwords are never cached. Verification runs on the blocking pool, never on the executor,
+//! a few at a time in reused memory ([`verifier`]), so a flood of wrong passwords costs
+//! neither unbounded memory nor more than a few cores.
 //! Comparisons of secrets go through the MAC and a hash-map lookup of its output, or through
 //! Argon2's own verification, which compares in constant time.
 
@@ -13,17 +15,20 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use actix_web::HttpRequest;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpRequest, web};
 use base64ct::{Base64, Encoding};
 use blake2::Blake2bMac512;
 use blake2::digest::{KeyInit, Mac};
 
 use crate::config::settings::{AuthSettings, UserRole, UserSpec};
 use crate::metrics::Metrics;
-use crate::password;
 use crate::throttle::Throttle;
+
+mod verifier;
+
+pub use verifier::Verifier;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "SWSESSION";
@@ -180,6 +185,7 @@ pub struct Authenticator {
     mac: Blake2bMac512,
     logins: Mutex<HashMap<Vec<u8>, CachedLogin>>,
     throttle: Throttle,
+    verifier: Verifier,
     /// Verifications in flight, by cache key: concurrent logins with the same credentials
     /// (a shared wallboard account reconnecting after a restart) wait for the first one
     /// instead of each paying for Argon2.
@@ -214,6 +220,7 @@ impl Authenticator {
                 .expect("a 64-byte key fits BLAKE2b"),
             logins: Mutex::new(HashMap::new()),
             throttle: Throttle::new(settings.throttle),
+            verifier: Verifier::new(metrics.password_memory_bytes.clone()),
             verifying: Mutex::new(HashMap::new()),
             metrics,
             sessions: Mutex::new(SessionTable::default()),
@@ -353,25 +360,37 @@ impl Authenticator {
             .get(name)
             .cloned();
         if let Some(ip) = from {
-            self.throttle
-                .check(ip, Instant::now())
-                .map_err(|wait| AuthError::Throttled {
-                    retry_after_secs: wait.as_secs() + 1,
-                })?;
+            self.throttle.check(ip, Instant::now()).map_err(throttled)?;
         }
         let verified = {
             let flight = Flight::join(&self.verifying, &key);
             let _turn = flight.gate.lock().await;
             match self.cached(&key) {
                 Some(cached) => Ok(cached),
-                None => self.verify(user, &key, secret).await,
+                None => self.check_password(user, &key, secret, from).await,
             }
         };
+        Ok((verified?, key))
+    }
+
+    /// Checks a password not found in the cache. The check counts against its address
+    /// while it runs (see [`Throttle::begin`]), and as a failure if the password is wrong.
+    async fn check_password(
+        &self,
+        user: Option<Arc<User>>,
+        key: &[u8],
+        secret: String,
+        from: Option<IpAddr>,
+    ) -> Result<Arc<User>, AuthError> {
+        let attempt = match from {
+            Some(ip) => Some(self.throttle.begin(ip, Instant::now()).map_err(throttled)?),
+            None => None,
+        };
+        let verified = self.verify(user, key, secret).await;
         if matches!(verified, Err(AuthError::Rejected)) {
             self.metrics.login_failures.inc();
-        }
-        if let (Err(AuthError::Rejected), Some(ip)) = (&verified, from) {
-            if self.throttle.fail(ip, Instant::now()) {
+            let locked = attempt.is_some_and(|a| a.failed(Instant::now()));
+            if let (true, Some(ip)) = (locked, from) {
                 self.metrics.login_lockouts.inc();
                 tracing::warn!(
                     address = %ip,
@@ -381,7 +400,7 @@ impl Authenticator {
                 );
             }
         }
-        Ok((verified?, key))
+        verified
     }
 
     /// The user of a login verified less than `login_cache` ago.
@@ -391,7 +410,7 @@ impl Authenticator {
         (login.at.elapsed() < self.login_cache).then(|| login.user.clone())
     }
 
-    /// Verifies a password with Argon2 on the blocking pool; remembers a success.
+    /// Verifies a password with Argon2 (see [`Verifier`]); remembers a success.
     async fn verify(
         &self,
         user: Option<Arc<User>>,
@@ -402,12 +421,11 @@ impl Authenticator {
         let Some(user) = user else {
             // Spend the time a real verification would, so that timing does not tell which
             // names exist.
-            let _ = web::block(move || password::verify(&secret, DECOY_HASH)).await;
+            let _ = self.verifier.verify(secret, DECOY_HASH.into()).await;
             return Err(AuthError::Rejected);
         };
-        let hash = user.spec.password_hash.clone();
-        let verified = web::block(move || password::verify(&secret, &hash)).await;
-        if !matches!(verified, Ok(Ok(true))) {
+        let hash = user.spec.password_hash.as_str().into();
+        if !matches!(self.verifier.verify(secret, hash).await, Ok(true)) {
             return Err(AuthError::Rejected);
         }
         // A reload may have removed or changed the user while Argon2 ran. Holding the users
@@ -493,6 +511,13 @@ impl Authenticator {
     }
 }
 
+/// The refusal of a login from an address the throttle holds back for `wait`.
+fn throttled(wait: Duration) -> AuthError {
+    AuthError::Throttled {
+        retry_after_secs: wait.as_secs() + 1,
+    }
+}
+
 fn user_map(users: &[UserSpec]) -> HashMap<String, Arc<User>> {
     users
         .iter()
@@ -532,6 +557,7 @@ fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::password;
     use actix_web::test::TestRequest;
 
     fn settings() -> AuthSettings {

@@ -1,0 +1,82 @@
+//! The `servicewatch` binary run as a child process, for what only a process of its own
+//! shows: its resident memory, its exit, its signals.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A daemon process, killed when dropped.
+pub struct DaemonProcess {
+    pub child: Child,
+    /// Where the Services API listens.
+    pub addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl DaemonProcess {
+    /// Starts the binary on `toml` (with `[server] listen` on port 0 and the admin listener
+    /// off, both added here) and waits for the line that names its listener.
+    pub fn spawn(toml: &str) -> DaemonProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let path: PathBuf = dir.path().join("servicewatch.toml");
+        std::fs::write(
+            &path,
+            format!("[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nenabled = false\n{toml}"),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_servicewatch"))
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let addr = loop {
+            assert!(Instant::now() < deadline, "no listen line");
+            let line = lines
+                .next()
+                .expect("the daemon logs before it exits")
+                .unwrap();
+            if let Some(at) = line.find("listen=") {
+                break line[at + "listen=".len()..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .to_string();
+            }
+        };
+        // Keep draining the log so the daemon never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        DaemonProcess {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    /// `http://ADDR` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Resident memory of the process, in KiB (`VmRSS` of `/proc/PID/status`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the daemon runs");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("a VmRSS line")
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
