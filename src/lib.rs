@@ -9,11 +9,11 @@
 //! - [`domain`]: the pure rules (rise/fall, pairing, service state).
 //!   Architecture invariant: no I/O, no clock, no actor.
 //! - [`probe`]: one file per check kind; each looks at one instance once.
-//! - [`monitor`]: the `ServerMonitor` actor, one per configured service. It owns its probe
-//!   schedule and its instances' health, and reports to the registry only when the service
-//!   resource changed.
-//! - [`registry`]: the `Registry` actor, the only writer of service state. It publishes an
-//!   immutable [`snapshot::Snapshot`] that HTTP handlers read without messaging it.
+//! - [`monitor`]: the `ServerMonitor` actor, one per backend server. It owns its probe
+//!   schedule and its server's smoothed health, and reports when that health changes.
+//! - [`registry`]: the `Registry` actor, the only writer of service state. It assesses each
+//!   service from its servers' reports and publishes an immutable [`snapshot::Snapshot`]
+//!   that HTTP handlers read without messaging it.
 //! - [`resource`]: the wire shape of a service (JSON), kept apart from domain types.
 //! - [`api`]: HTTP handlers, the GWS envelope and error codes.
 //! - [`daemon`]: wires the pieces together and runs them.

@@ -216,12 +216,31 @@ impl Metrics {
         }
     }
 
-    /// Forgets a removed service's state gauges.
-    pub fn forget_service(&self, service: &str) {
+    /// Forgets a removed service: its state gauges, its switchovers, and the probe counts
+    /// and durations of its servers, given as (instance label, check name). A dashboard
+    /// then stops showing a service that no longer exists in its last state.
+    pub fn forget_service(&self, service: &str, servers: &[(String, &str)]) {
         for s in ServiceState::ALL {
             self.service_state.remove(&StateLabels {
                 service: service.to_string(),
                 state: s.as_str().to_string(),
+            });
+        }
+        self.switchovers.remove(&ServiceLabels {
+            service: service.to_string(),
+        });
+        for (instance, check) in servers {
+            for outcome in ["up", "degraded", "down"] {
+                self.probes.remove(&ProbeLabels {
+                    service: service.to_string(),
+                    instance: instance.clone(),
+                    check: check.to_string(),
+                    outcome: outcome.to_string(),
+                });
+            }
+            self.probe_duration.remove(&InstanceLabels {
+                service: service.to_string(),
+                instance: instance.clone(),
             });
         }
     }
@@ -274,7 +293,8 @@ mod tests {
         assert!(text.contains(r#"servicewatch_service_state{service="sips1",state="Inactive"} 0"#));
         assert!(text.contains(r#"servicewatch_probes_total{service="sips1",instance="primary",check="tcp",outcome="up"} 1"#));
         assert!(text.contains(r#"servicewatch_config_reloads_total{result="refused"} 1"#));
-        m.forget_service("sips1");
-        assert!(!m.encode().contains(r#"service="sips1",state"#));
+        m.forget_service("sips1", &[("primary".into(), "tcp")]);
+        let text = m.encode();
+        assert!(!text.contains(r#"service="sips1""#), "{text}");
     }
 }

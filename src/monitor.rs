@@ -1,141 +1,153 @@
-//! The `ServerMonitor` actor: one per configured service.
+//! The `ServerMonitor` actor: one per backend server (each instance of a pair, each
+//! Cassandra node).
 //!
-//! It owns the probe schedule and the health of each instance of its service (the pair, and
-//! for Provisioning the Cassandra nodes too). Each probe runs in a task of its own, so a
-//! probe that panics counts as a failed probe instead of taking the monitor down, and waits
-//! for a slot of the global probe limit first. Outcomes go through the pure rules of
-//! [`crate::domain`]; when the resulting resource differs from the last one reported, the
-//! monitor tells the registry.
+//! It owns its server's probe schedule and smoothed health. Each probe runs in a task of its
+//! own, so a probe that panics counts as a failed probe instead of taking the monitor down,
+//! and waits for a slot of the global probe limit first. Outcomes go through the rise/fall
+//! rules of [`crate::domain::health`]; when the smoothed health changes (the first probe
+//! included), the monitor reports it with [`HealthChanged`]. What the health of its servers
+//! means for a service (which instance serves, which state) is decided where the service's
+//! state is owned, from every server's report, by [`crate::domain::state::assess`].
 //!
-//! Reports wait until every instance has been probed once, so that a start-up does not
-//! publish a passing state (say, ReadOnly because Cassandra answered before Configuration
-//! Server) that only reflects which probe finished first.
+//! One actor per server means one server's life is one actor's: a monitor that dies is
+//! restarted alone, resuming from its last reported health, and its pair partner never
+//! notices.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use actix::prelude::*;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::Semaphore;
-use tracing::{debug, info, info_span, warn};
+use tracing::{debug, info, info_span};
 
-use crate::config::settings::{InstanceSpec, ServiceSpec};
+use crate::config::settings::InstanceSpec;
 use crate::domain::health::{Health, HealthTracker, ProbeOutcome};
-use crate::domain::pairing::choose_serving;
-use crate::domain::service::Role;
-use crate::domain::state::{provisioning_state, server_state};
-use crate::metrics::{InstanceLabels, Metrics, ProbeLabels, ServiceLabels};
+use crate::domain::service::Part;
+use crate::metrics::{InstanceLabels, Metrics, ProbeLabels};
 use crate::probe::{self, ProbeReport};
-use crate::registry::{MonitorReady, Registry, ServiceStatusChanged};
-use crate::resource::ServiceStatus;
 
-/// Which part of the service an instance is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Part {
-    Pair(Role),
-    CassandraNode(usize),
+/// A server's smoothed health changed, or was seen for the first time.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct HealthChanged {
+    /// The id of the service the server belongs to.
+    pub service: Arc<str>,
+    pub part: Part,
+    /// Which monitor of the server sent it; reports of a replaced monitor are ignored.
+    pub generation: u64,
+    pub health: Health,
+    /// What the probe saw, naming the server: the reason of a resulting change of service.
+    pub reason: String,
 }
 
-/// One probed instance and its smoothed health.
-struct Instance {
-    part: Part,
-    spec: InstanceSpec,
-    tracker: HealthTracker,
-    /// What the last probe saw, for the reason of a state change.
-    last_detail: String,
-}
+/// Stops a monitor (its service was removed or changed by a reload).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopMonitor;
 
-impl Instance {
-    /// The instance as a metric label: `primary`, `backup`, `cassandra-N`.
-    fn metric_label(&self) -> String {
-        match self.part {
-            Part::Pair(role) => role.as_str().to_string(),
-            Part::CassandraNode(i) => format!("cassandra-{i}"),
-        }
-    }
-
-    fn label(&self) -> String {
-        let part = match self.part {
-            Part::Pair(role) => role.as_str().to_string(),
-            Part::CassandraNode(i) => format!("cassandra node {i}"),
-        };
-        match &self.spec.name {
-            Some(name) => format!("{part} {name} ({})", self.spec.target),
-            None => format!("{part} {}", self.spec.target),
-        }
-    }
+/// Who the monitor watches and for whom.
+pub struct ServerIdentity {
+    pub service: Arc<str>,
+    pub part: Part,
+    pub spec: InstanceSpec,
+    /// Numbers this monitor among those the server has had.
+    pub generation: u64,
 }
 
 /// The monitor actor.
 pub struct ServerMonitor {
-    spec: Arc<ServiceSpec>,
-    /// Tells the registry which monitor of the service a report comes from.
-    generation: u64,
-    instances: Vec<Instance>,
-    /// The resource last reported to the registry; its `serving` is the serving instance.
-    reported: ServiceStatus,
-    since: SystemTime,
-    /// Whether every instance has been probed once since this monitor started.
-    first_round_done: bool,
-    registry: Addr<Registry>,
+    id: ServerIdentity,
+    tracker: HealthTracker,
+    report_to: Recipient<HealthChanged>,
     probe_slots: Arc<Semaphore>,
-    metrics: Arc<Metrics>,
+    /// The server in logs: `primary sips1 (10.0.0.5:5060)`.
+    label: String,
+    counters: ProbeCounters,
     span: tracing::Span,
 }
 
-impl ServerMonitor {
-    /// A monitor for `spec`, whose last published status is `reported` (since `since`).
-    pub fn new(
-        spec: Arc<ServiceSpec>,
-        generation: u64,
-        reported: ServiceStatus,
-        since: SystemTime,
-        registry: Addr<Registry>,
-        probe_slots: Arc<Semaphore>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        let mut instances = Vec::new();
-        let mut add = |part: Part, spec: &InstanceSpec| {
-            instances.push(Instance {
-                part,
-                tracker: HealthTracker::new(spec.check.rise, spec.check.fall),
-                spec: spec.clone(),
-                last_detail: String::new(),
-            })
+/// The metrics of one server, looked up once instead of on each probe.
+struct ProbeCounters {
+    up: Counter,
+    degraded: Counter,
+    down: Counter,
+    duration: Histogram,
+}
+
+impl ProbeCounters {
+    fn new(metrics: &Metrics, id: &ServerIdentity) -> Self {
+        let counter = |outcome: &str| {
+            metrics
+                .probes
+                .get_or_create(&ProbeLabels {
+                    service: id.service.to_string(),
+                    instance: id.part.metric_label(),
+                    check: id.spec.check.kind.name().to_string(),
+                    outcome: outcome.to_string(),
+                })
+                .clone()
         };
-        add(Part::Pair(Role::Primary), &spec.pair.primary);
-        if let Some(backup) = &spec.pair.backup {
-            add(Part::Pair(Role::Backup), backup);
+        ProbeCounters {
+            up: counter("up"),
+            degraded: counter("degraded"),
+            down: counter("down"),
+            duration: metrics
+                .probe_duration
+                .get_or_create(&InstanceLabels {
+                    service: id.service.to_string(),
+                    instance: id.part.metric_label(),
+                })
+                .clone(),
         }
-        for (i, node) in spec
-            .cassandra
-            .iter()
-            .flat_map(|c| c.nodes.iter())
-            .enumerate()
-        {
-            add(Part::CassandraNode(i), node);
+    }
+
+    fn count(&self, report: &ProbeReport) {
+        match report.outcome {
+            ProbeOutcome::Up => &self.up,
+            ProbeOutcome::Degraded => &self.degraded,
+            ProbeOutcome::Down => &self.down,
         }
-        let span = info_span!("monitor", service = %spec.id);
+        .inc();
+        self.duration.observe(report.elapsed.as_secs_f64());
+    }
+}
+
+impl ServerMonitor {
+    /// A monitor for one server whose last reported health is `health` (`Unknown` for a
+    /// server never probed).
+    pub fn new(
+        id: ServerIdentity,
+        health: Health,
+        report_to: Recipient<HealthChanged>,
+        probe_slots: Arc<Semaphore>,
+        metrics: &Metrics,
+    ) -> Self {
+        let check = &id.spec.check;
+        let label = match &id.spec.name {
+            Some(name) => format!("{} {name} ({})", id.part, id.spec.target),
+            None => format!("{} {}", id.part, id.spec.target),
+        };
+        let span = info_span!("monitor", service = %id.service, server = %id.part);
         ServerMonitor {
-            spec,
-            generation,
-            instances,
-            reported,
-            since,
-            first_round_done: false,
-            registry,
+            tracker: HealthTracker::resume(health, check.rise, check.fall),
+            counters: ProbeCounters::new(metrics, &id),
+            id,
+            report_to,
             probe_slots,
-            metrics,
+            label,
             span,
         }
     }
 
-    fn schedule_probe(&self, index: usize, delay: Duration, ctx: &mut Context<Self>) {
-        ctx.run_later(delay, move |act, ctx| act.probe(index, ctx));
+    fn schedule_probe(&self, delay: Duration, ctx: &mut Context<Self>) {
+        ctx.run_later(delay, |act, ctx| act.probe(ctx));
     }
 
-    fn probe(&mut self, index: usize, ctx: &mut Context<Self>) {
-        let check = self.instances[index].spec.check.clone();
-        let target = self.instances[index].spec.target.clone();
+    fn probe(&mut self, ctx: &mut Context<Self>) {
+        let check = self.id.spec.check.clone();
+        let target = self.id.spec.target.clone();
         let slots = self.probe_slots.clone();
         let probing = async move {
             // The semaphore is never closed, so acquiring only waits.
@@ -150,157 +162,59 @@ impl ServerMonitor {
                 elapsed: Duration::ZERO,
             })
         };
-        ctx.spawn(probing.into_actor(self).map(move |report, act, ctx| {
-            act.observe(index, report);
-            let instance = &act.instances[index];
-            let schedule = instance.spec.check.schedule;
-            let delay = schedule.jittered(schedule.base_delay(&instance.tracker), fastrand::f64());
-            act.schedule_probe(index, delay, ctx);
+        ctx.spawn(probing.into_actor(self).map(|report, act, ctx| {
+            act.observe(report);
+            let schedule = act.id.spec.check.schedule;
+            let delay = schedule.jittered(schedule.base_delay(&act.tracker), fastrand::f64());
+            act.schedule_probe(delay, ctx);
         }));
     }
 
-    /// Feeds one probe report into the instance's health and re-evaluates the service.
-    fn observe(&mut self, index: usize, report: ProbeReport) {
+    /// Feeds one probe report into the server's health; reports a change.
+    fn observe(&mut self, report: ProbeReport) {
         let _entered = self.span.clone().entered();
-        let instance = &mut self.instances[index];
-        let outcome = match report.outcome {
-            ProbeOutcome::Up => "up",
-            ProbeOutcome::Degraded => "degraded",
-            ProbeOutcome::Down => "down",
-        };
-        let service = self.spec.id.clone();
-        let metric_instance = instance.metric_label();
-        self.metrics
-            .probes
-            .get_or_create(&ProbeLabels {
-                service: service.clone(),
-                instance: metric_instance.clone(),
-                check: instance.spec.check.kind.name().to_string(),
-                outcome: outcome.to_string(),
-            })
-            .inc();
-        self.metrics
-            .probe_duration
-            .get_or_create(&InstanceLabels {
-                service,
-                instance: metric_instance,
-            })
-            .observe(report.elapsed.as_secs_f64());
-        let before = instance.tracker.health();
-        let changed = instance.tracker.observe(report.outcome);
-        instance.last_detail = report.detail;
-        let label = instance.label();
-        let check = instance.spec.check.kind.name();
+        self.counters.count(&report);
+        let before = self.tracker.health();
+        let changed = self.tracker.observe(report.outcome);
+        let label = &self.label;
+        let check = self.id.spec.check.kind.name();
+        let saw = &report.detail;
         match changed {
             Some(after) if before != Health::Unknown => info!(
-                instance = %label, check, from = %before, to = %after,
-                saw = %instance.last_detail, "instance health changed"
+                instance = %label, check, from = %before, to = %after, saw = %saw,
+                "instance health changed"
             ),
             Some(after) => {
-                debug!(instance = %label, check, health = %after, saw = %instance.last_detail, "first probe")
+                debug!(instance = %label, check, health = %after, saw = %saw, "first probe")
             }
             None => debug!(
                 instance = %label, check, outcome = ?report.outcome, elapsed = ?report.elapsed,
-                saw = %instance.last_detail, "probe"
+                saw = %saw, "probe"
             ),
         }
-        if changed.is_some() {
-            let reason = format!("{label}: {check} check {}", instance.last_detail);
-            self.reevaluate(&reason);
-        }
-    }
-
-    fn health_of(&self, part: Part) -> Option<Health> {
-        self.instances
-            .iter()
-            .find(|i| i.part == part)
-            .map(|i| i.tracker.health())
-    }
-
-    /// Recomputes the serving instance and state; reports when the resource changed.
-    fn reevaluate(&mut self, reason: &str) {
-        if self
-            .instances
-            .iter()
-            .any(|i| i.tracker.health() == Health::Unknown)
-        {
-            return;
-        }
-        let primary = self
-            .health_of(Part::Pair(Role::Primary))
-            .unwrap_or(Health::Down);
-        let backup = self.health_of(Part::Pair(Role::Backup));
-        let serving = choose_serving(
-            self.reported.serving,
-            primary,
-            backup,
-            self.spec.pair.failback,
-        );
-        let state = match &self.spec.cassandra {
-            None => server_state(serving),
-            Some(cassandra) => {
-                let up = self
-                    .instances
-                    .iter()
-                    .filter(|i| {
-                        matches!(i.part, Part::CassandraNode(_)) && i.tracker.health().is_healthy()
-                    })
-                    .count();
-                provisioning_state(serving, up, cassandra.quorum)
-            }
-        };
-        let status = ServiceStatus { state, serving };
-        let before = self.reported;
-        let first_round = !self.first_round_done;
-        self.first_round_done = true;
-        if first_round {
-            info!(state = %state, serving = serving_label(serving), "first probe round done");
-        }
-        if status != before {
-            self.report(status, before, reason);
-        }
-        if first_round {
-            // After the report, so the registry is ready only once it publishes what the
-            // first round found.
-            self.registry.do_send(MonitorReady {
-                id: self.spec.id.clone(),
-                generation: self.generation,
+        if let Some(health) = changed {
+            self.report_to.do_send(HealthChanged {
+                service: self.id.service.clone(),
+                part: self.id.part,
+                generation: self.id.generation,
+                health,
+                reason: format!("{label}: {check} check {saw}"),
             });
         }
     }
-
-    /// Logs a change of the resource and tells the registry.
-    fn report(&mut self, status: ServiceStatus, before: ServiceStatus, reason: &str) {
-        let (state, serving) = (status.state, status.serving);
-        let (from_serving, to_serving) = (serving_label(before.serving), serving_label(serving));
-        if state != before.state {
-            self.since = SystemTime::now();
-            info!(from = %before.state, to = %state, serving = to_serving, reason, "service state changed");
-        } else if before.serving.is_some() && serving.is_some() {
-            warn!(state = %state, from = from_serving, to = to_serving, reason, "switchover");
-            self.metrics
-                .switchovers
-                .get_or_create(&ServiceLabels {
-                    service: self.spec.id.clone(),
-                })
-                .inc();
-        } else {
-            info!(state = %state, from = from_serving, to = to_serving, reason, "serving instance changed");
-        }
-        self.reported = status;
-        self.registry.do_send(ServiceStatusChanged {
-            id: self.spec.id.clone(),
-            generation: self.generation,
-            status,
-            since: self.since,
-        });
-    }
 }
 
-/// Stops a monitor (its service was removed or changed by a reload).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct StopMonitor;
+impl Actor for ServerMonitor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Spread the first probes over the jitter window so that thousands of servers
+        // configured alike do not all connect in the same millisecond.
+        let schedule = self.id.spec.check.schedule;
+        let delay = schedule.interval.mul_f64(schedule.jitter * fastrand::f64());
+        self.schedule_probe(delay, ctx);
+    }
+}
 
 impl Handler<StopMonitor> for ServerMonitor {
     type Result = ();
@@ -325,21 +239,122 @@ impl Handler<Crash> for ServerMonitor {
     }
 }
 
-/// The serving instance as logs show it.
-fn serving_label(serving: Option<Role>) -> &'static str {
-    serving.map_or("none", Role::as_str)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::settings::validate;
+    use std::time::Instant;
 
-impl Actor for ServerMonitor {
-    type Context = Context<Self>;
+    /// Collects what a monitor reports.
+    struct Collector(tokio::sync::mpsc::UnboundedSender<HealthChanged>);
 
-    fn started(&mut self, ctx: &mut Self::Context) {
-        for index in 0..self.instances.len() {
-            // Spread the first probes over the jitter window so that thousands of services
-            // configured alike do not all connect in the same millisecond.
-            let schedule = self.instances[index].spec.check.schedule;
-            let delay = schedule.interval.mul_f64(schedule.jitter * fastrand::f64());
-            self.schedule_probe(index, delay, ctx);
+    impl Actor for Collector {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<HealthChanged> for Collector {
+        type Result = ();
+
+        fn handle(&mut self, msg: HealthChanged, _ctx: &mut Self::Context) {
+            let _ = self.0.send(msg);
         }
+    }
+
+    fn instance(port: u16) -> InstanceSpec {
+        let file = toml::from_str(&format!(
+            "[[service]]\nid = \"v\"\ntype = \"Voice\"\nprimary = {{ host = \"127.0.0.1\", port = {port}, name = \"ts1\" }}\ncheck = {{ interval = \"50ms\", fast_interval = \"20ms\", down_interval = \"20ms\", timeout = \"500ms\", rise = 1, fall = 1 }}\n",
+        ))
+        .unwrap();
+        let settings = validate(file, "test").unwrap();
+        settings.services[0].pair.primary.clone()
+    }
+
+    async fn next(
+        reports: &mut tokio::sync::mpsc::UnboundedReceiver<HealthChanged>,
+    ) -> HealthChanged {
+        tokio::time::timeout(Duration::from_secs(5), reports.recv())
+            .await
+            .expect("a report within 5 s")
+            .expect("the collector runs")
+    }
+
+    #[actix_rt::test]
+    async fn reports_the_first_health_then_each_change_and_nothing_else() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, mut reports) = tokio::sync::mpsc::unbounded_channel();
+        let collector = Collector(tx).start();
+        let metrics = Metrics::new();
+        let id = ServerIdentity {
+            service: "v".into(),
+            part: Part::Pair(crate::domain::service::Role::Primary),
+            spec: instance(port),
+            generation: 7,
+        };
+        let monitor = ServerMonitor::new(
+            id,
+            Health::Unknown,
+            collector.recipient(),
+            Arc::new(Semaphore::new(4)),
+            &metrics,
+        )
+        .start();
+        let first = next(&mut reports).await;
+        assert_eq!((first.health, first.generation), (Health::Up, 7));
+        assert_eq!(&*first.service, "v");
+        assert!(
+            first.reason.starts_with("primary ts1 (127.0.0.1:"),
+            "{}",
+            first.reason
+        );
+        drop(listener);
+        let down = next(&mut reports).await;
+        assert_eq!(down.health, Health::Down, "{}", down.reason);
+        // Probes go on every 20 ms; a steady health is not reported again.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), reports.recv())
+                .await
+                .is_err()
+        );
+        monitor.do_send(StopMonitor);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while monitor.connected() {
+            assert!(Instant::now() < deadline, "the monitor did not stop");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_resumed_monitor_reports_only_a_change_from_its_last_health() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, mut reports) = tokio::sync::mpsc::unbounded_channel();
+        let collector = Collector(tx).start();
+        let id = ServerIdentity {
+            service: "v".into(),
+            part: Part::CassandraNode(2),
+            spec: instance(port),
+            generation: 1,
+        };
+        let _monitor = ServerMonitor::new(
+            id,
+            Health::Up,
+            collector.recipient(),
+            Arc::new(Semaphore::new(4)),
+            &Metrics::new(),
+        )
+        .start();
+        // Up already: the probes that find it up say nothing.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), reports.recv())
+                .await
+                .is_err()
+        );
+        drop(listener);
+        let down = next(&mut reports).await;
+        assert_eq!(
+            (down.part, down.health),
+            (Part::CassandraNode(2), Health::Down)
+        );
     }
 }

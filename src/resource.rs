@@ -9,23 +9,7 @@ use std::time::SystemTime;
 use serde_json::{Map, Value};
 
 use crate::config::settings::ServiceSpec;
-use crate::domain::service::{Role, ServiceState};
-
-/// The part of a resource that the monitor decides.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServiceStatus {
-    pub state: ServiceState,
-    /// Which instance of the pair serves (for Provisioning: of the Configuration Server pair).
-    pub serving: Option<Role>,
-}
-
-impl ServiceStatus {
-    /// What a service is taken to be before its first probe round: not known to work.
-    pub const INITIAL: ServiceStatus = ServiceStatus {
-        state: ServiceState::Inactive,
-        serving: None,
-    };
-}
+use crate::domain::state::Assessment;
 
 /// Attributes servicewatch adds to the GWS ones. A GWS client ignores attributes it does not
 /// know; these tell an operator which instance serves and since when the state holds.
@@ -36,8 +20,8 @@ pub const STATE_SINCE: &str = "stateSince";
 pub const CORE_ATTRIBUTES: [&str; 6] =
     ["id", "name", "type", "state", SERVING_INSTANCE, STATE_SINCE];
 
-/// Builds the resource of `spec` in `status`, whose state has held since `since`.
-pub fn render(spec: &ServiceSpec, status: &ServiceStatus, since: SystemTime) -> Map<String, Value> {
+/// Builds the resource of `spec` assessed as `status`, whose state has held since `since`.
+pub fn render(spec: &ServiceSpec, status: &Assessment, since: SystemTime) -> Map<String, Value> {
     let mut map = Map::with_capacity(CORE_ATTRIBUTES.len() + spec.attributes.len());
     map.insert("id".into(), Value::from(spec.id.as_str()));
     map.insert("name".into(), Value::from(spec.name.as_str()));
@@ -85,7 +69,7 @@ mod tests {
     use crate::config::settings::{InstanceSpec, PairSpec};
     use crate::domain::health::Schedule;
     use crate::domain::pairing::Failback;
-    use crate::domain::service::ServiceType;
+    use crate::domain::service::{Role, ServiceState, ServiceType};
     use crate::probe::{Check, CheckKind, Target};
     use std::time::Duration;
 
@@ -128,7 +112,7 @@ mod tests {
 
     #[test]
     fn renders_in_wire_order() {
-        let status = ServiceStatus {
+        let status = Assessment {
             state: ServiceState::Active,
             serving: Some(Role::Backup),
         };
@@ -142,11 +126,7 @@ mod tests {
 
     #[test]
     fn omits_the_serving_instance_when_none_serves() {
-        let map = render(
-            &voice_spec(),
-            &ServiceStatus::INITIAL,
-            SystemTime::UNIX_EPOCH,
-        );
+        let map = render(&voice_spec(), &Assessment::INITIAL, SystemTime::UNIX_EPOCH);
         assert!(!map.contains_key(SERVING_INSTANCE));
         assert_eq!(map["state"], "Inactive");
     }

@@ -11,43 +11,56 @@ use std::sync::Arc;
 use actix_web::web::Bytes;
 use serde_json::{Map, Value};
 
-use crate::domain::service::{ServiceState, ServiceType};
-use crate::resource::CORE_ATTRIBUTES;
+use std::time::SystemTime;
+
+use crate::bayeux;
+use crate::config::settings::ServiceSpec;
+use crate::domain::service::ServiceState;
+use crate::domain::state::Assessment;
+use crate::resource::{self, CORE_ATTRIBUTES};
 
 /// One service as published.
 #[derive(Debug, Clone)]
 pub struct PublishedService {
     pub id: String,
-    pub service_type: ServiceType,
     /// The contact-center feature that makes it visible.
     pub feature: String,
     pub state: ServiceState,
     pub resource: Map<String, Value>,
     /// `resource` serialized.
     pub json: Bytes,
+    /// The `ServiceStateChangeMessage` carrying `resource`, framed as a batch of one
+    /// ([`bayeux::frame`]): rendered once, whether it goes out as a change or as part of
+    /// a subscriber's snapshot.
+    pub notification: Bytes,
 }
 
 impl PublishedService {
-    /// Serializes `resource` once.
-    pub fn new(
-        service_type: ServiceType,
-        feature: &str,
-        state: ServiceState,
-        resource: Map<String, Value>,
-    ) -> Self {
+    /// `spec` assessed as `assessment`, its state holding since `since`.
+    pub fn of(spec: &ServiceSpec, assessment: &Assessment, since: SystemTime) -> Self {
+        PublishedService::new(
+            &spec.feature,
+            assessment.state,
+            resource::render(spec, assessment, since),
+        )
+    }
+
+    /// Serializes `resource` and its notification once.
+    pub fn new(feature: &str, state: ServiceState, resource: Map<String, Value>) -> Self {
         let id = resource
             .get("id")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
         let json = Bytes::from(serde_json::to_vec(&resource).unwrap_or_default());
+        let notification = bayeux::frame(&resource::state_change_message(&json));
         PublishedService {
             id,
-            service_type,
             feature: feature.to_string(),
             state,
             resource,
             json,
+            notification,
         }
     }
 }
@@ -171,7 +184,6 @@ mod tests {
             map.insert(k.into(), v);
         }
         Arc::new(PublishedService::new(
-            ServiceType::Voice,
             "api-voice",
             ServiceState::Active,
             map,
@@ -196,6 +208,10 @@ mod tests {
             "core attributes are known even if absent"
         );
         assert!(!snap.attributes().contains("bogus"));
+        assert_eq!(
+            &snap.get("a").unwrap().notification[..],
+            br#"[{"channel":"/notifications/services","data":{"messageType":"ServiceStateChangeMessage","service":{"id":"a","state":"Active"}}}]"#
+        );
     }
 
     #[test]
@@ -203,7 +219,6 @@ mod tests {
         let mut inactive = Map::new();
         inactive.insert("id".into(), Value::from("c"));
         let inactive = Arc::new(PublishedService::new(
-            ServiceType::Voice,
             "api-voice",
             ServiceState::Inactive,
             inactive,

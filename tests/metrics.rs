@@ -68,3 +68,40 @@ async fn metrics_move_with_probes_states_and_requests() {
     );
     assert!(text.ends_with("# EOF\n"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_removed_by_a_reload_leaves_the_metrics() {
+    let backend = Backend::start(Mode::Accept).await;
+    let service = |id: &str| {
+        format!(
+            "[[service]]\nid = \"{id}\"\ntype = \"Voice\"\nprimary = {}\ncheck = {{ interval = \"50ms\" }}\n",
+            backend.toml()
+        )
+    };
+    let d = TestDaemon::start(&(service("sips1") + &service("sips2")));
+    let within = Duration::from_secs(5);
+    let active =
+        |id: &str| format!(r#"servicewatch_service_state{{service="{id}",state="Active"}}"#);
+    eventually(within, "both Active in the metrics", || async {
+        (d.metric(&active("sips1")).await == Some(1.0)
+            && d.metric(&active("sips2")).await == Some(1.0))
+        .then_some(())
+    })
+    .await;
+    let summary = d
+        .reload(&service("sips1"))
+        .await
+        .expect("the reload applies");
+    assert_eq!(summary.removed, ["sips2"]);
+    let (_, text) = d.admin_get("/metrics").await;
+    assert!(
+        !text.contains(r#"service="sips2""#),
+        "a removed service still exports its last state:\n{text}"
+    );
+    assert_eq!(
+        d.metric(&active("sips1")).await,
+        Some(1.0),
+        "the other stays"
+    );
+    assert!(d.metric(UP).await.is_some());
+}

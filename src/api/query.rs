@@ -166,7 +166,6 @@ mod tests {
         voice.insert("state".into(), Value::from("Active"));
         voice.insert("sipPort".into(), Value::from(5060));
         Snapshot::new(vec![std::sync::Arc::new(PublishedService::new(
-            ServiceType::Voice,
             "api-voice",
             ServiceState::Active,
             voice,

@@ -82,6 +82,15 @@ impl HealthTracker {
         }
     }
 
+    /// A tracker that carries on from `health` (a server's monitor restarted after its actor
+    /// died): the streak starts over, the health does not.
+    pub fn resume(health: Health, rise: u32, fall: u32) -> Self {
+        HealthTracker {
+            health,
+            ..HealthTracker::new(rise, fall)
+        }
+    }
+
     /// The current smoothed health.
     pub fn health(&self) -> Health {
         self.health
@@ -183,6 +192,16 @@ mod tests {
 
     fn feed(tracker: &mut HealthTracker, outcomes: &[ProbeOutcome]) -> Vec<Option<Health>> {
         outcomes.iter().map(|o| tracker.observe(*o)).collect()
+    }
+
+    #[test]
+    fn a_resumed_tracker_keeps_its_health_and_counts_afresh() {
+        let mut t = HealthTracker::resume(Health::Up, 2, 2);
+        assert_eq!(t.health(), Health::Up);
+        assert_eq!(t.observe(Down), None, "one failure of two");
+        assert_eq!(t.observe(Down), Some(Health::Down));
+        let unknown = HealthTracker::resume(Health::Unknown, 2, 2);
+        assert_eq!(unknown, HealthTracker::new(2, 2));
     }
 
     #[test]

@@ -146,6 +146,34 @@ impl fmt::Display for Role {
     }
 }
 
+/// Which part of a service one backend server is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Part {
+    /// An instance of the pair (for Provisioning, of the Configuration Server pair).
+    Pair(Role),
+    /// The Cassandra node at this position in the configuration.
+    CassandraNode(usize),
+}
+
+impl Part {
+    /// The part as metrics label it: `primary`, `backup`, `cassandra-N`.
+    pub fn metric_label(self) -> String {
+        match self {
+            Part::Pair(role) => role.as_str().to_string(),
+            Part::CassandraNode(i) => format!("cassandra-{i}"),
+        }
+    }
+}
+
+impl fmt::Display for Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Part::Pair(role) => f.write_str(role.as_str()),
+            Part::CassandraNode(i) => write!(f, "cassandra node {i}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,66 @@
 //! From the serving instance (and, for Provisioning, the Cassandra quorum) to the state the
-//! Services API reports.
+//! Services API reports, and from the health of every server of a service to both.
 
-use super::service::{Role, ServiceState};
+use super::health::Health;
+use super::pairing::{Failback, choose_serving};
+use super::service::{Part, Role, ServiceState};
+
+/// What the rules decide about one service: its state and the instance that serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Assessment {
+    pub state: ServiceState,
+    /// Which instance of the pair serves (for Provisioning: of the Configuration Server pair).
+    pub serving: Option<Role>,
+}
+
+impl Assessment {
+    /// What a service is taken to be before its servers have been probed: not known to
+    /// work.
+    pub const INITIAL: Assessment = Assessment {
+        state: ServiceState::Inactive,
+        serving: None,
+    };
+}
+
+/// Assesses a service from the health of each of its servers, given the assessment it has
+/// now (the pair does not fail back by itself, so the serving instance depends on it).
+/// `quorum` is the Cassandra quorum of a Provisioning service, `None` for the others.
+///
+/// `None` while any server's health is still unknown: a start-up must not publish a passing
+/// state (say, ReadOnly because Cassandra answered before Configuration Server) that only
+/// reflects which probe finished first.
+pub fn assess(
+    now: Assessment,
+    servers: &[(Part, Health)],
+    failback: Failback,
+    quorum: Option<usize>,
+) -> Option<Assessment> {
+    if servers.iter().any(|(_, health)| *health == Health::Unknown) {
+        return None;
+    }
+    let health_of = |part: Part| {
+        servers
+            .iter()
+            .find(|(p, _)| *p == part)
+            .map(|(_, health)| *health)
+    };
+    let primary = health_of(Part::Pair(Role::Primary)).unwrap_or(Health::Down);
+    let backup = health_of(Part::Pair(Role::Backup));
+    let serving = choose_serving(now.serving, primary, backup, failback);
+    let state = match quorum {
+        None => server_state(serving),
+        Some(quorum) => {
+            let up = servers
+                .iter()
+                .filter(|(part, health)| {
+                    matches!(part, Part::CassandraNode(_)) && health.is_healthy()
+                })
+                .count();
+            provisioning_state(serving, up, quorum)
+        }
+    };
+    Some(Assessment { state, serving })
+}
 
 /// A Voice, Reporting or Media service is Active while one of its instances serves.
 pub fn server_state(serving: Option<Role>) -> ServiceState {
@@ -48,5 +107,78 @@ mod tests {
             ServiceState::Inactive
         );
         assert_eq!(provisioning_state(None, 0, 2), ServiceState::Inactive);
+    }
+
+    const PRIMARY: Part = Part::Pair(Role::Primary);
+    const BACKUP: Part = Part::Pair(Role::Backup);
+
+    #[test]
+    fn nothing_is_assessed_until_every_server_is_known() {
+        let servers = [(PRIMARY, Health::Up), (BACKUP, Health::Unknown)];
+        assert_eq!(
+            assess(Assessment::INITIAL, &servers, Failback::Stay, None),
+            None
+        );
+        let cassandra = [
+            (PRIMARY, Health::Down),
+            (Part::CassandraNode(0), Health::Up),
+            (Part::CassandraNode(1), Health::Unknown),
+        ];
+        assert_eq!(
+            assess(Assessment::INITIAL, &cassandra, Failback::Stay, Some(1)),
+            None,
+            "not ReadOnly only because one node answered first"
+        );
+    }
+
+    #[test]
+    fn a_pair_is_assessed_from_both_instances_and_where_it_serves_now() {
+        let active = |serving| Assessment {
+            state: ServiceState::Active,
+            serving: Some(serving),
+        };
+        let both = [(PRIMARY, Health::Up), (BACKUP, Health::Up)];
+        assert_eq!(
+            assess(Assessment::INITIAL, &both, Failback::Stay, None),
+            Some(active(Role::Primary))
+        );
+        assert_eq!(
+            assess(active(Role::Backup), &both, Failback::Stay, None),
+            Some(active(Role::Backup)),
+            "no failback by itself"
+        );
+        let down = [(PRIMARY, Health::Down), (BACKUP, Health::Down)];
+        assert_eq!(
+            assess(active(Role::Primary), &down, Failback::Stay, None),
+            Some(Assessment::INITIAL)
+        );
+    }
+
+    #[test]
+    fn provisioning_counts_healthy_cassandra_nodes_against_the_quorum() {
+        let servers = |config: Health, nodes: [Health; 3]| {
+            let mut all = vec![(PRIMARY, config)];
+            all.extend(
+                nodes
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, h)| (Part::CassandraNode(i), h)),
+            );
+            all
+        };
+        let state = |config, nodes| {
+            assess(
+                Assessment::INITIAL,
+                &servers(config, nodes),
+                Failback::Stay,
+                Some(2),
+            )
+            .unwrap()
+            .state
+        };
+        use Health::*;
+        assert_eq!(state(Up, [Up, Degraded, Down]), ServiceState::Active);
+        assert_eq!(state(Down, [Up, Up, Down]), ServiceState::ReadOnly);
+        assert_eq!(state(Up, [Up, Down, Down]), ServiceState::Inactive);
     }
 }

@@ -1,0 +1,467 @@
+//! The `Registry` actor: the only writer of service state, and the source of notifications.
+//!
+//! It starts one [`ServerMonitor`] per backend server of each configured service, takes
+//! their health reports, assesses each service from its servers' health with the pure rules
+//! of [`crate::domain::state`], and publishes a new immutable [`Snapshot`] after each change.
+//! Readers load the snapshot from the shared [`ArcSwap`]; they never send the registry a
+//! message, so a burst of API requests cannot delay a state change and a burst of changes
+//! cannot delay a request.
+//!
+//! Each change's notification is rendered once, with the published service, and offered to
+//! every subscribed session whose contact center sees the service ([`Subscribers`]).
+//!
+//! It also supervises the monitors, one for one: a monitor whose actor died (a panic) is
+//! noticed on the next supervision tick and started again, resuming from its server's last
+//! reported health; the other servers of the service are not touched.
+
+mod reload;
+mod subscribers;
+mod tracked;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use actix::prelude::*;
+use arc_swap::ArcSwap;
+use tokio::sync::{Semaphore, oneshot};
+use tracing::{error, info};
+
+use crate::config::settings::ServiceSpec;
+use crate::domain::state::Assessment;
+use crate::metrics::Metrics;
+use crate::monitor::{HealthChanged, ServerIdentity, ServerMonitor, StopMonitor};
+use crate::snapshot::Snapshot;
+
+pub use reload::{ReloadPlan, Step, plan};
+pub use subscribers::{Delivery, Subscribers};
+use tracked::{Tracked, log_transition, servers_of};
+
+/// How often the registry checks that every monitor is alive.
+const SUPERVISION_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Where the registry publishes; cloned into every HTTP worker.
+pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
+
+/// A session subscribes to service changes. With `snapshot`, it first receives the current
+/// state of every service, then the changes, with nothing missed in between.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SubscribeServices {
+    pub client_id: Arc<str>,
+    pub recipient: Recipient<Delivery>,
+    /// The features of the session's contact center: it hears of the services needing one
+    /// of them, and of no other.
+    pub features: Arc<BTreeSet<String>>,
+    pub snapshot: bool,
+}
+
+/// A session no longer wants service changes (unsubscribed, or ended).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UnsubscribeServices {
+    pub client_id: Arc<str>,
+}
+
+/// Resolves once every service's servers have all been probed.
+#[derive(Message)]
+#[rtype(result = "oneshot::Receiver<()>")]
+pub struct WhenReady;
+
+/// Answers at once; the watchdog uses it to prove the actor system still runs.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Ping;
+
+/// Replaces the configured services (a reload): unchanged ones keep their monitors and
+/// state, changed ones get new monitors, removed ones end with a last Inactive message to
+/// their subscribers, added ones start.
+#[derive(Message)]
+#[rtype(result = "ReloadSummary")]
+pub struct ApplyServices(pub Vec<ServiceSpec>);
+
+/// What a reload changed, by service id.
+#[derive(Debug, Default, Clone, PartialEq, Eq, MessageResponse)]
+pub struct ReloadSummary {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    pub unchanged: usize,
+}
+
+/// The registry actor.
+pub struct Registry {
+    services: Vec<Tracked>,
+    /// Position in `services` by id.
+    positions: HashMap<Arc<str>, usize>,
+    published: SharedSnapshot,
+    probe_slots: Arc<Semaphore>,
+    subscribers: Subscribers,
+    ready_waiters: Vec<oneshot::Sender<()>>,
+    /// Numbers monitors, so that a report from a replaced one is recognised.
+    generations: u64,
+    metrics: Arc<Metrics>,
+}
+
+impl Registry {
+    /// A registry for `specs` that will publish into `published`; monitors start with it.
+    pub fn new(
+        specs: Vec<ServiceSpec>,
+        probes_in_flight: usize,
+        published: SharedSnapshot,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let now = SystemTime::now();
+        let services: Vec<Tracked> = specs
+            .into_iter()
+            .map(|spec| Tracked::new(spec, Assessment::INITIAL, now))
+            .collect();
+        for t in &services {
+            metrics.set_state(&t.spec.id, t.assessment.state);
+        }
+        let mut registry = Registry {
+            services,
+            positions: HashMap::new(),
+            published,
+            probe_slots: Arc::new(Semaphore::new(probes_in_flight)),
+            subscribers: Subscribers::default(),
+            ready_waiters: Vec::new(),
+            generations: 0,
+            metrics,
+        };
+        registry.index();
+        registry.publish();
+        registry
+    }
+
+    /// Rebuilds the positions by id.
+    fn index(&mut self) {
+        self.positions = self
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (Arc::from(t.spec.id.as_str()), i))
+            .collect();
+    }
+
+    /// Builds and swaps in a new snapshot.
+    fn publish(&self) {
+        let services = self.services.iter().map(|t| t.published.clone()).collect();
+        self.published.store(Arc::new(Snapshot::new(services)));
+    }
+
+    /// Starts a new monitor for server `server` of the service at `index`, resuming from the
+    /// server's last reported health; from now on the registry listens to that monitor
+    /// alone.
+    fn start_monitor(&mut self, index: usize, server: usize, ctx: &Context<Self>) {
+        self.generations += 1;
+        let tracked = &mut self.services[index];
+        let spec = tracked.spec.clone();
+        let (part, instance) = servers_of(&spec)
+            .nth(server)
+            .expect("one server slot per server of the spec");
+        let slot = &mut tracked.servers[server];
+        slot.generation = self.generations;
+        let monitor = ServerMonitor::new(
+            ServerIdentity {
+                service: spec.id.as_str().into(),
+                part,
+                spec: instance.clone(),
+                generation: slot.generation,
+            },
+            slot.health,
+            ctx.address().recipient(),
+            self.probe_slots.clone(),
+            &self.metrics,
+        );
+        slot.monitor = Some(monitor.start());
+    }
+
+    /// Starts a monitor for every server of the service at `index`.
+    fn start_monitors(&mut self, index: usize, ctx: &Context<Self>) {
+        for server in 0..self.services[index].servers.len() {
+            self.start_monitor(index, server, ctx);
+        }
+    }
+
+    fn all_ready(&self) -> bool {
+        self.services.iter().all(|t| t.ready)
+    }
+
+    /// Wakes those waiting for readiness, once every server has been probed.
+    fn wake_ready_waiters(&mut self) {
+        if self.all_ready() {
+            for waiter in self.ready_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
+
+    /// Publishes a change of the service at `index`: its gauges, a new snapshot, and its
+    /// notification to subscribers.
+    fn announce(&mut self, index: usize) {
+        let tracked = &self.services[index];
+        self.metrics
+            .set_state(&tracked.spec.id, tracked.assessment.state);
+        let (notification, feature) = (
+            tracked.published.notification.clone(),
+            tracked.spec.feature.clone(),
+        );
+        self.publish();
+        self.subscribers
+            .fan_out(&notification, &feature, &self.metrics);
+    }
+
+    /// Restarts every monitor whose actor has died.
+    fn supervise(&mut self, ctx: &mut Context<Self>) {
+        for i in 0..self.services.len() {
+            for server in 0..self.services[i].servers.len() {
+                let slot = &self.services[i].servers[server];
+                if slot.monitor.as_ref().is_some_and(Addr::connected) {
+                    continue;
+                }
+                if slot.monitor.is_some() {
+                    error!(service = %self.services[i].spec.id, server = %slot.part, "monitor stopped unexpectedly; restarting it");
+                }
+                self.start_monitor(i, server, ctx);
+            }
+        }
+    }
+}
+
+/// Stops the monitors of a service that a reload replaced or removed.
+fn stop_monitors(tracked: &Tracked) {
+    for monitor in tracked.servers.iter().filter_map(|s| s.monitor.as_ref()) {
+        monitor.do_send(StopMonitor);
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        info!(services = self.services.len(), "starting monitors");
+        self.supervise(ctx);
+        ctx.run_interval(SUPERVISION_INTERVAL, |act, ctx| act.supervise(ctx));
+    }
+}
+
+impl Handler<HealthChanged> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: HealthChanged, _ctx: &mut Self::Context) {
+        let Some(&index) = self.positions.get(&msg.service) else {
+            return;
+        };
+        let tracked = &mut self.services[index];
+        let was_ready = tracked.ready;
+        let transition = tracked.observe(msg.part, msg.generation, msg.health, SystemTime::now());
+        let became_ready = !was_ready && tracked.ready;
+        if let Some(transition) = transition {
+            log_transition(&tracked.spec.id, transition, &msg.reason, &self.metrics);
+            self.announce(index);
+        }
+        if became_ready {
+            self.wake_ready_waiters();
+        }
+    }
+}
+
+impl Handler<WhenReady> for Registry {
+    type Result = MessageResult<WhenReady>;
+
+    fn handle(&mut self, _msg: WhenReady, _ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.ready_waiters.push(tx);
+        self.wake_ready_waiters();
+        MessageResult(rx)
+    }
+}
+
+impl Handler<Ping> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Ping, _ctx: &mut Self::Context) {}
+}
+
+impl Handler<ApplyServices> for Registry {
+    type Result = ReloadSummary;
+
+    fn handle(&mut self, msg: ApplyServices, ctx: &mut Self::Context) -> ReloadSummary {
+        let plan = plan(self.services.iter().map(|t| &*t.spec), &msg.0);
+        let mut summary = ReloadSummary::default();
+        let mut old: HashMap<String, Tracked> = self
+            .services
+            .drain(..)
+            .map(|t| (t.spec.id.clone(), t))
+            .collect();
+        let now = SystemTime::now();
+        let mut announce = Vec::new();
+        let mut start = Vec::new();
+        for (spec, step) in msg.0.into_iter().zip(plan.steps) {
+            let previous = old.remove(&spec.id);
+            let tracked = match (step, previous) {
+                (Step::Unchanged, Some(tracked)) => {
+                    summary.unchanged += 1;
+                    tracked
+                }
+                (Step::Changed, Some(previous)) => {
+                    // New monitors, resuming from the state last published.
+                    stop_monitors(&previous);
+                    summary.changed.push(spec.id.clone());
+                    let tracked = Tracked::new(spec, previous.assessment, previous.since);
+                    if tracked.published.json != previous.published.json {
+                        announce.push(self.services.len());
+                    }
+                    start.push(self.services.len());
+                    tracked
+                }
+                _ => {
+                    summary.added.push(spec.id.clone());
+                    self.metrics.set_state(&spec.id, Assessment::INITIAL.state);
+                    start.push(self.services.len());
+                    Tracked::new(spec, Assessment::INITIAL, now)
+                }
+            };
+            self.services.push(tracked);
+        }
+        self.index();
+        for index in start {
+            self.start_monitors(index, ctx);
+        }
+        // Removed services: subscribers hear of them one last time, as Inactive, and their
+        // metrics go.
+        let mut farewells = Vec::new();
+        for id in plan.removed {
+            let Some(mut tracked) = old.remove(&id) else {
+                continue;
+            };
+            stop_monitors(&tracked);
+            tracked.set(Assessment::INITIAL, now);
+            farewells.push((
+                tracked.published.notification.clone(),
+                tracked.spec.feature.clone(),
+            ));
+            let servers: Vec<(String, &str)> = servers_of(&tracked.spec)
+                .map(|(part, instance)| (part.metric_label(), instance.check.kind.name()))
+                .collect();
+            self.metrics.forget_service(&id, &servers);
+            summary.removed.push(id);
+        }
+        self.publish();
+        for index in announce {
+            self.announce(index);
+        }
+        for (message, feature) in &farewells {
+            self.subscribers.fan_out(message, feature, &self.metrics);
+        }
+        summary.added.sort();
+        summary.changed.sort();
+        summary.removed.sort();
+        info!(added = ?summary.added, changed = ?summary.changed, removed = ?summary.removed, unchanged = summary.unchanged, "services reloaded");
+        self.wake_ready_waiters();
+        summary
+    }
+}
+
+impl Handler<SubscribeServices> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: SubscribeServices, _ctx: &mut Self::Context) {
+        let snapshot = msg.snapshot.then(|| {
+            self.services
+                .iter()
+                .filter(|t| msg.features.contains(&t.spec.feature))
+                .map(|t| t.published.notification.clone())
+                .collect()
+        });
+        self.subscribers.subscribe(
+            msg.client_id,
+            msg.recipient,
+            msg.features,
+            snapshot,
+            &self.metrics,
+        );
+    }
+}
+
+impl Handler<UnsubscribeServices> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: UnsubscribeServices, _ctx: &mut Self::Context) {
+        self.subscribers.unsubscribe(&msg.client_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::settings::validate;
+    use crate::domain::service::{Part, Role};
+    use std::time::Instant;
+
+    /// The current monitor of one server (tests only).
+    #[derive(Message)]
+    #[rtype(result = "Option<(u64, Addr<ServerMonitor>)>")]
+    struct GetMonitor(&'static str, Part);
+
+    impl Handler<GetMonitor> for Registry {
+        type Result = Option<(u64, Addr<ServerMonitor>)>;
+
+        fn handle(&mut self, msg: GetMonitor, _ctx: &mut Self::Context) -> Self::Result {
+            let t = self.services.iter().find(|t| t.spec.id == msg.0)?;
+            let s = t.servers.iter().find(|s| s.part == msg.1)?;
+            Some((s.generation, s.monitor.clone()?))
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_monitor_that_panics_is_restarted_alone() {
+        let file = toml::from_str(
+            "[[service]]\nid = \"v\"\ntype = \"Voice\"\nprimary = { host = \"127.0.0.1\", port = 1 }\nbackup = { host = \"127.0.0.1\", port = 2 }\ncheck = { interval = \"1h\" }\n",
+        )
+        .unwrap();
+        let settings = validate(file, "test").unwrap();
+        let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
+        let registry =
+            Registry::new(settings.services, 4, snapshot, Arc::new(Metrics::new())).start();
+        let primary = Part::Pair(Role::Primary);
+        let backup = Part::Pair(Role::Backup);
+        let (generation, monitor) = registry
+            .send(GetMonitor("v", primary))
+            .await
+            .unwrap()
+            .unwrap();
+        let (partner_generation, partner) = registry
+            .send(GetMonitor("v", backup))
+            .await
+            .unwrap()
+            .unwrap();
+
+        // A panic ends the actor's task and closes its mailbox.
+        monitor.do_send(crate::monitor::Crash);
+        let deadline = Instant::now() + SUPERVISION_INTERVAL * 5;
+        loop {
+            let (now, replacement) = registry
+                .send(GetMonitor("v", primary))
+                .await
+                .unwrap()
+                .unwrap();
+            if now != generation && replacement.connected() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the monitor was not restarted");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (after, same) = registry
+            .send(GetMonitor("v", backup))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            after, partner_generation,
+            "the partner's monitor was not replaced"
+        );
+        assert!(same.connected() && partner.connected());
+    }
+}

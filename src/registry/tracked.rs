@@ -1,0 +1,205 @@
+//! One supervised service, as the registry holds it: its spec, the last reported health of
+//! each of its servers, the assessment those give, and the resource published from it.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use actix::Addr;
+use tracing::{debug, info, warn};
+
+use crate::config::settings::{InstanceSpec, ServiceSpec};
+use crate::domain::health::Health;
+use crate::domain::service::{Part, Role};
+use crate::domain::state::{Assessment, assess};
+use crate::metrics::{Metrics, ServiceLabels};
+use crate::monitor::ServerMonitor;
+use crate::snapshot::PublishedService;
+
+/// One backend server of a service.
+pub(super) struct Server {
+    pub part: Part,
+    /// Its last reported health; what a restarted monitor resumes from.
+    pub health: Health,
+    /// The generation of its current monitor.
+    pub generation: u64,
+    pub monitor: Option<Addr<ServerMonitor>>,
+}
+
+/// One supervised service.
+pub(super) struct Tracked {
+    pub spec: Arc<ServiceSpec>,
+    pub assessment: Assessment,
+    /// Since when the state (not the serving instance) holds.
+    pub since: SystemTime,
+    pub published: Arc<PublishedService>,
+    pub servers: Vec<Server>,
+    /// Whether every server has been probed since the service's monitors started.
+    pub ready: bool,
+}
+
+/// A change of a service's assessment, for the log and the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Transition {
+    pub before: Assessment,
+    pub after: Assessment,
+}
+
+impl Tracked {
+    /// A service whose servers are not probed yet, published as `assessment` since `since`.
+    pub fn new(spec: ServiceSpec, assessment: Assessment, since: SystemTime) -> Self {
+        let spec = Arc::new(spec);
+        let servers = servers_of(&spec)
+            .map(|(part, _)| Server {
+                part,
+                health: Health::Unknown,
+                generation: 0,
+                monitor: None,
+            })
+            .collect();
+        let published = Arc::new(PublishedService::of(&spec, &assessment, since));
+        Tracked {
+            spec,
+            assessment,
+            since,
+            published,
+            servers,
+            ready: false,
+        }
+    }
+
+    /// Publishes the service as `assessment`, since `since`.
+    pub fn set(&mut self, assessment: Assessment, since: SystemTime) {
+        self.assessment = assessment;
+        self.since = since;
+        self.published = Arc::new(PublishedService::of(&self.spec, &assessment, since));
+    }
+
+    /// Takes one server's new health, if the report comes from its current monitor, and
+    /// assesses the service again. Returns the transition, if the assessment changed; `now`
+    /// becomes the `since` of a new state. The first assessment after every server has been
+    /// seen makes the service ready.
+    pub fn observe(
+        &mut self,
+        part: Part,
+        generation: u64,
+        health: Health,
+        now: SystemTime,
+    ) -> Option<Transition> {
+        let server = self
+            .servers
+            .iter_mut()
+            .find(|s| s.part == part && s.generation == generation)?;
+        server.health = health;
+        let healths: Vec<(Part, Health)> =
+            self.servers.iter().map(|s| (s.part, s.health)).collect();
+        let quorum = self.spec.cassandra.as_ref().map(|c| c.quorum);
+        let after = assess(self.assessment, &healths, self.spec.pair.failback, quorum)?;
+        if !self.ready {
+            self.ready = true;
+            debug!(service = %self.spec.id, state = %after.state, serving = serving_label(after.serving), "first probe round done");
+        }
+        let before = self.assessment;
+        if after == before {
+            return None;
+        }
+        let since = if after.state != before.state {
+            now
+        } else {
+            self.since
+        };
+        self.set(after, since);
+        Some(Transition { before, after })
+    }
+}
+
+/// Each server of a service with the part it plays: the pair, then the Cassandra nodes.
+pub(super) fn servers_of(spec: &ServiceSpec) -> impl Iterator<Item = (Part, &InstanceSpec)> {
+    let pair = std::iter::once((Part::Pair(Role::Primary), &spec.pair.primary)).chain(
+        spec.pair
+            .backup
+            .iter()
+            .map(|backup| (Part::Pair(Role::Backup), backup)),
+    );
+    let nodes = spec
+        .cassandra
+        .iter()
+        .flat_map(|c| c.nodes.iter())
+        .enumerate()
+        .map(|(i, node)| (Part::CassandraNode(i), node));
+    pair.chain(nodes)
+}
+
+/// Logs a change of a service's resource; counts a switchover.
+pub(super) fn log_transition(id: &str, t: Transition, reason: &str, metrics: &Metrics) {
+    let (before, after) = (t.before, t.after);
+    let (from_serving, to_serving) = (serving_label(before.serving), serving_label(after.serving));
+    if after.state != before.state {
+        info!(service = %id, from = %before.state, to = %after.state, serving = to_serving, reason, "service state changed");
+    } else if before.serving.is_some() && after.serving.is_some() {
+        warn!(service = %id, state = %after.state, from = from_serving, to = to_serving, reason, "switchover");
+        metrics
+            .switchovers
+            .get_or_create(&ServiceLabels {
+                service: id.to_string(),
+            })
+            .inc();
+    } else {
+        info!(service = %id, state = %after.state, from = from_serving, to = to_serving, reason, "serving instance changed");
+    }
+}
+
+/// The serving instance as logs show it.
+fn serving_label(serving: Option<Role>) -> &'static str {
+    serving.map_or("none", Role::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::settings::validate;
+    use crate::domain::service::ServiceState;
+    use std::time::Duration;
+
+    fn pair() -> Tracked {
+        let file = toml::from_str(
+            "[[service]]\nid = \"v\"\ntype = \"Voice\"\nprimary = { host = \"127.0.0.1\", port = 1 }\nbackup = { host = \"127.0.0.1\", port = 2 }\n",
+        )
+        .unwrap();
+        let spec = validate(file, "test").unwrap().services.remove(0);
+        Tracked::new(spec, Assessment::INITIAL, SystemTime::UNIX_EPOCH)
+    }
+
+    const PRIMARY: Part = Part::Pair(Role::Primary);
+    const BACKUP: Part = Part::Pair(Role::Backup);
+
+    #[test]
+    fn the_service_waits_for_every_server_then_follows_them() {
+        let mut t = pair();
+        let at = |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        assert_eq!(t.observe(BACKUP, 0, Health::Up, at(1)), None);
+        assert!(!t.ready, "the primary is not known yet");
+        let first = t.observe(PRIMARY, 0, Health::Up, at(2)).unwrap();
+        assert!(t.ready);
+        assert_eq!(first.after.serving, Some(Role::Primary));
+        assert_eq!(t.since, at(2), "a new state");
+        assert!(t.published.json.starts_with(br#"{"id":"v""#));
+        // A switchover keeps the state, and so its since.
+        let switch = t.observe(PRIMARY, 0, Health::Down, at(3)).unwrap();
+        assert_eq!(switch.after.state, ServiceState::Active);
+        assert_eq!(switch.after.serving, Some(Role::Backup));
+        assert_eq!(t.since, at(2));
+        // Nothing changes when the primary recovers: no failback.
+        assert_eq!(t.observe(PRIMARY, 0, Health::Up, at(4)), None);
+    }
+
+    #[test]
+    fn reports_of_a_replaced_monitor_are_ignored() {
+        let mut t = pair();
+        t.servers[0].generation = 5;
+        assert_eq!(
+            t.observe(PRIMARY, 4, Health::Up, SystemTime::UNIX_EPOCH),
+            None
+        );
+        assert_eq!(t.servers[0].health, Health::Unknown);
+    }
+}
