@@ -22,7 +22,7 @@ use crate::admin::{self, AdminState};
 use crate::api::{self, ApiState};
 use crate::auth::Authenticator;
 use crate::config::Settings;
-use crate::config::settings::ServiceSpec;
+use crate::config::services::ServiceSpec;
 use crate::metrics::Metrics;
 use crate::notify;
 use crate::registry::{ApplyServices, Ping, Registry, ReloadSummary, SharedSnapshot, WhenReady};
@@ -246,7 +246,7 @@ impl Daemon {
     }
 
     /// Replaces the users (a reload); sessions of removed or changed users end.
-    pub fn apply_users(&self, users: &[crate::config::settings::UserSpec]) {
+    pub fn apply_users(&self, users: &[crate::config::auth::UserSpec]) {
         let revoked = self.authenticator.replace_users(users);
         if !revoked.is_empty() {
             info!(users = ?revoked, "users removed or changed: their sessions end");
@@ -263,27 +263,11 @@ impl Daemon {
         running: &mut Settings,
     ) -> Result<ReloadSummary, ReloadError> {
         let new = crate::config::load(path)?;
-        for (section, changed) in [
-            ("[server]", new.server != running.server),
-            (
-                "[notifications]",
-                new.notifications != running.notifications,
-            ),
-            ("[limits]", new.limits != running.limits),
-            (
-                "[auth] (other than users)",
-                new.auth.realm != running.auth.realm
-                    || new.auth.login_cache != running.auth.login_cache
-                    || new.auth.session_idle != running.auth.session_idle
-                    || new.auth.session_max != running.auth.session_max,
-            ),
-        ] {
-            if changed {
-                tracing::warn!(
-                    section,
-                    "changed; it takes effect at the next restart, not on reload"
-                );
-            }
+        for section in running.needing_restart(&new) {
+            tracing::warn!(
+                section,
+                "changed; it takes effect at the next restart, not on reload"
+            );
         }
         let summary = self.apply(new.services.clone()).await?;
         self.apply_users(&new.auth.users);

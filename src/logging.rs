@@ -10,7 +10,7 @@ use std::os::fd::AsRawFd;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
 
-use crate::config::settings::{LogFormat, LogSettings};
+use crate::config::server::{LogFormat, LogSettings};
 
 /// Installs the global subscriber. Call once, early in `main`.
 pub fn init(settings: &LogSettings) {

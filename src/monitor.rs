@@ -22,7 +22,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, info_span};
 
-use crate::config::settings::InstanceSpec;
+use crate::config::services::InstanceSpec;
 use crate::domain::health::{Health, HealthTracker, ProbeOutcome};
 use crate::domain::service::Part;
 use crate::metrics::{InstanceLabels, Metrics, ProbeLabels};

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 
-use crate::config::settings::ServiceSpec;
+use crate::config::services::ServiceSpec;
 use crate::domain::state::Assessment;
 
 /// Attributes servicewatch adds to the GWS ones. A GWS client ignores attributes it does not
@@ -66,7 +66,7 @@ pub fn filter_text(value: &Value) -> Option<std::borrow::Cow<'_, str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::settings::{InstanceSpec, PairSpec};
+    use crate::config::services::{InstanceSpec, PairSpec};
     use crate::domain::health::Schedule;
     use crate::domain::pairing::Failback;
     use crate::domain::service::{Role, ServiceState, ServiceType};

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use std::time::SystemTime;
 
 use crate::bayeux;
-use crate::config::settings::ServiceSpec;
+use crate::config::services::ServiceSpec;
 use crate::domain::service::ServiceState;
 use crate::domain::state::Assessment;
 use crate::resource::{self, CORE_ATTRIBUTES};

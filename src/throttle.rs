@@ -19,19 +19,10 @@ use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::config::auth::ThrottleSettings;
+
 /// Addresses tracked at once: a few megabytes at most.
 const MAX_TRACKED: usize = 65_536;
-
-/// When the throttle engages, and for how long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ThrottleSettings {
-    /// Failed logins from one address that lock it out; 0 turns the throttle off.
-    pub max_failures: u32,
-    /// The period failures are counted over.
-    pub failure_window: Duration,
-    /// How long a locked-out address is refused.
-    pub lockout: Duration,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Key {

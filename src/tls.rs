@@ -12,7 +12,7 @@ use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::settings::TlsSettings;
+use crate::config::server::TlsSettings;
 
 /// Why the HTTPS listener cannot be configured.
 #[derive(Debug, thiserror::Error)]

@@ -22,7 +22,7 @@ use base64ct::{Base64, Encoding};
 use blake2::Blake2bMac512;
 use blake2::digest::{KeyInit, Mac};
 
-use crate::config::settings::{AuthSettings, UserRole, UserSpec};
+use crate::config::auth::{AuthSettings, UserRole, UserSpec};
 use crate::metrics::Metrics;
 use crate::throttle::Throttle;
 
@@ -566,7 +566,7 @@ mod tests {
             login_cache: Duration::from_secs(60),
             session_idle: Duration::from_secs(60),
             session_max: Duration::from_secs(600),
-            throttle: crate::throttle::ThrottleSettings {
+            throttle: crate::config::auth::ThrottleSettings {
                 max_failures: 3,
                 failure_window: Duration::from_secs(60),
                 lockout: Duration::from_secs(60),

@@ -185,33 +185,6 @@ pub struct CheckSection {
     pub command: Option<Vec<String>>,
 }
 
-impl CheckSection {
-    /// This check with every key it leaves unset taken from `under`.
-    pub fn over(&self, under: &CheckSection) -> CheckSection {
-        CheckSection {
-            kind: self.kind.or(under.kind),
-            interval: self.interval.or(under.interval),
-            timeout: self.timeout.or(under.timeout),
-            rise: self.rise.or(under.rise),
-            fall: self.fall.or(under.fall),
-            fast_interval: self.fast_interval.or(under.fast_interval),
-            down_interval: self.down_interval.or(under.down_interval),
-            jitter: self.jitter.or(under.jitter),
-            method: self.method.clone().or_else(|| under.method.clone()),
-            path: self.path.clone().or_else(|| under.path.clone()),
-            expect_status: self
-                .expect_status
-                .clone()
-                .or_else(|| under.expect_status.clone()),
-            expect_body: self
-                .expect_body
-                .clone()
-                .or_else(|| under.expect_body.clone()),
-            command: self.command.clone().or_else(|| under.command.clone()),
-        }
-    }
-}
-
 /// The check kinds, as written in `kind = "..."`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -11,15 +11,21 @@
 //! Then [`settings::validate`] checks what types cannot (duplicate ids, reserved attribute
 //! names, quorum sizes, ...) and names the key of the first mistake.
 
+pub mod auth;
+mod checks;
 pub mod duration;
 pub mod file;
+pub mod notifications;
+mod rules;
+pub mod server;
+pub mod services;
 pub mod settings;
 
 use std::path::Path;
 
 use thiserror::Error;
 
-pub use settings::Settings;
+pub use settings::{Settings, validate};
 
 /// The prefix of environment variables that override the file.
 pub const ENV_PREFIX: &str = "SERVICEWATCH";

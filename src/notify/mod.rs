@@ -25,7 +25,7 @@ use crate::auth::Caller;
 use crate::bayeux::message::{self, Request};
 use crate::bayeux::reply::{self, Advice};
 use crate::bayeux::{LONG_POLLING, WEBSOCKET};
-use crate::config::settings::NotificationSettings;
+use crate::config::notifications::NotificationSettings;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use directory::Directory;

@@ -27,7 +27,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::{Semaphore, oneshot};
 use tracing::{error, info};
 
-use crate::config::settings::ServiceSpec;
+use crate::config::services::ServiceSpec;
 use crate::domain::state::Assessment;
 use crate::metrics::Metrics;
 use crate::monitor::{HealthChanged, ServerIdentity, ServerMonitor, StopMonitor};

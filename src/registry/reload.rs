@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::config::settings::ServiceSpec;
+use crate::config::services::ServiceSpec;
 
 /// What happens to one service of the new configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

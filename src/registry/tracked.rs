@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use actix::Addr;
 use tracing::{debug, info, warn};
 
-use crate::config::settings::{InstanceSpec, ServiceSpec};
+use crate::config::services::{InstanceSpec, ServiceSpec};
 use crate::domain::health::Health;
 use crate::domain::service::{Part, Role};
 use crate::domain::state::{Assessment, assess};

@@ -1,0 +1,216 @@
+//! Who may call the API: the `[auth]` table, the users and their contact centers, and the
+//! throttle's settings.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::Duration;
+
+use super::file::FileConfig;
+use super::rules::{Invalid, positive};
+
+/// Who may call the API, and how long a proof of identity lasts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSettings {
+    /// The realm of `WWW-Authenticate: Basic realm="..."`.
+    pub realm: String,
+    /// How long a verified Basic login is remembered, so that a client sending Basic on
+    /// every request does not pay for Argon2 each time.
+    pub login_cache: Duration,
+    /// A session cookie unused this long expires.
+    pub session_idle: Duration,
+    /// A session cookie expires this long after the login, used or not.
+    pub session_max: Duration,
+    /// When repeated failed logins lock an address out.
+    pub throttle: ThrottleSettings,
+    pub users: Vec<UserSpec>,
+}
+
+/// One user.
+/// `Debug` leaves the hash out, so that no log or panic message can carry it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserSpec {
+    pub name: String,
+    /// Argon2 PHC string.
+    pub password_hash: String,
+    pub roles: BTreeSet<UserRole>,
+    pub contact_center: String,
+    /// The features of the user's contact center.
+    pub features: BTreeSet<String>,
+}
+
+impl std::fmt::Debug for UserSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserSpec")
+            .field("name", &self.name)
+            .field("password_hash", &"<redacted>")
+            .field("roles", &self.roles)
+            .field("contact_center", &self.contact_center)
+            .field("features", &self.features)
+            .finish()
+    }
+}
+
+/// GWS roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum UserRole {
+    Agent,
+    Supervisor,
+    Admin,
+}
+
+impl UserRole {
+    pub(super) fn parse(name: &str) -> Option<UserRole> {
+        match name {
+            "agent" => Some(UserRole::Agent),
+            "supervisor" => Some(UserRole::Supervisor),
+            "admin" => Some(UserRole::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// When the login throttle engages, and for how long (see [`crate::throttle`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottleSettings {
+    /// Failed logins from one address that lock it out; 0 turns the throttle off.
+    pub max_failures: u32,
+    /// The period failures are counted over.
+    pub failure_window: Duration,
+    /// How long a locked-out address is refused.
+    pub lockout: Duration,
+}
+
+const DEFAULT_REALM: &str = "servicewatch";
+const DEFAULT_LOGIN_CACHE: Duration = Duration::from_secs(300);
+/// Ten wrong passwords a minute is more than a person mistyping and far too few to guess.
+const DEFAULT_MAX_FAILURES: u32 = 10;
+const DEFAULT_FAILURE_WINDOW: Duration = Duration::from_secs(60);
+const DEFAULT_LOCKOUT: Duration = Duration::from_secs(60);
+const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+const DEFAULT_SESSION_MAX: Duration = Duration::from_secs(12 * 3600);
+
+pub(super) fn validate_auth(file: &FileConfig) -> Result<AuthSettings, Invalid> {
+    let a = &file.auth;
+    let duration = |key: &str, value, default| positive(&format!("auth.{key}"), value, default);
+    let realm = a.realm.clone().unwrap_or_else(|| DEFAULT_REALM.to_string());
+    if realm.is_empty() || realm.contains('"') || realm.chars().any(char::is_control) {
+        return Err((
+            "auth.realm".into(),
+            "must be a non-empty name without quotes".into(),
+        ));
+    }
+    let mut centers: HashMap<&str, BTreeSet<String>> = HashMap::new();
+    for (i, cc) in file.contact_centers.iter().enumerate() {
+        if cc.id.trim().is_empty() {
+            return Err((
+                format!("contact_center[{i}].id"),
+                "must not be empty".into(),
+            ));
+        }
+        if centers
+            .insert(cc.id.as_str(), cc.features.iter().cloned().collect())
+            .is_some()
+        {
+            return Err((
+                format!("contact_center[{i}].id"),
+                format!("duplicate contact center \"{}\"", cc.id),
+            ));
+        }
+    }
+    let mut names = HashSet::new();
+    let mut users = Vec::with_capacity(file.users.len());
+    for (i, u) in file.users.iter().enumerate() {
+        let at = |key: &str| format!("user[{i}] ({}).{key}", u.name);
+        if u.name.is_empty() || u.name.contains(':') || u.name.chars().any(char::is_control) {
+            return Err((format!("user[{i}].name"), "must be non-empty, without ':' (HTTP Basic separates the name from the password with it)".into()));
+        }
+        if !names.insert(u.name.as_str()) {
+            return Err((
+                format!("user[{i}].name"),
+                format!("duplicate user \"{}\"", u.name),
+            ));
+        }
+        if !crate::password::is_hash(&u.password) {
+            // Never echo what was written: it may be a real password.
+            return Err((at("password"), "is not an Argon2 hash; plain-text passwords are refused. Generate one with: servicewatch hash-password".into()));
+        }
+        let mut roles = BTreeSet::new();
+        for role in &u.roles {
+            roles.insert(UserRole::parse(role).ok_or_else(|| {
+                (
+                    at("roles"),
+                    format!("\"{role}\" is not a role; use agent, supervisor or admin"),
+                )
+            })?);
+        }
+        let features = centers
+            .get(u.contact_center.as_str())
+            .cloned()
+            .ok_or_else(|| {
+                (
+                    at("contact_center"),
+                    format!("no [[contact_center]] with id \"{}\"", u.contact_center),
+                )
+            })?;
+        users.push(UserSpec {
+            name: u.name.clone(),
+            password_hash: u.password.clone(),
+            roles,
+            contact_center: u.contact_center.clone(),
+            features,
+        });
+    }
+    Ok(AuthSettings {
+        realm,
+        login_cache: duration("login_cache", a.login_cache, DEFAULT_LOGIN_CACHE)?,
+        session_idle: duration("session_idle", a.session_idle, DEFAULT_SESSION_IDLE)?,
+        session_max: duration("session_max", a.session_max, DEFAULT_SESSION_MAX)?,
+        throttle: ThrottleSettings {
+            max_failures: a.max_failures.unwrap_or(DEFAULT_MAX_FAILURES),
+            failure_window: duration("failure_window", a.failure_window, DEFAULT_FAILURE_WINDOW)?,
+            lockout: duration("lockout", a.lockout, DEFAULT_LOCKOUT)?,
+        },
+        users,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::settings::tests::{load, refused};
+    use super::*;
+
+    #[test]
+    fn users_and_contact_centers() {
+        let hash = crate::password::hash("pw").unwrap();
+        let base = format!(
+            "[[contact_center]]\nid = \"cc\"\nfeatures = [\"api-voice\"]\n[[user]]\nname = \"a\"\npassword = \"{hash}\"\nroles = [\"agent\", \"admin\"]\ncontact_center = \"cc\"\n"
+        );
+        let s = load(&base).unwrap();
+        assert_eq!(
+            s.auth.users[0].roles,
+            [UserRole::Agent, UserRole::Admin].into()
+        );
+        assert!(s.auth.users[0].features.contains("api-voice"));
+        let plain = base.replace(&hash, "hunter2");
+        let refused_plain = refused(&plain);
+        assert_eq!(
+            refused_plain,
+            "test.toml: user[0] (a).password: is not an Argon2 hash; plain-text passwords are refused. Generate one with: servicewatch hash-password"
+        );
+        assert!(
+            !refused_plain.contains("hunter2"),
+            "the password is never echoed"
+        );
+        assert!(refused(&base.replace("\"admin\"", "\"root\"")).contains("\"root\" is not a role"));
+        assert!(
+            refused(&base.replace("contact_center = \"cc\"", "contact_center = \"zz\""))
+                .contains("no [[contact_center]] with id \"zz\"")
+        );
+        assert!(
+            refused(&format!(
+                "{base}{}",
+                &base[base.find("[[user]]").unwrap()..]
+            ))
+            .contains("duplicate user \"a\"")
+        );
+    }
+}

@@ -1,0 +1,145 @@
+//! From a check as layered in the file (`[checks]`, then the service's or the pair's `check`,
+//! then the instance's) to the [`Check`] a monitor runs, with the built-in defaults for what
+//! no layer sets. A new check kind touches this file and `probe/`.
+
+use std::time::Duration;
+
+use super::file::{CheckKindName, CheckSection};
+use super::rules::{Invalid, at_least_one, positive};
+use crate::domain::health::Schedule;
+use crate::probe::exec::ExecCheck;
+use crate::probe::http::HttpCheck;
+use crate::probe::{Check, CheckKind};
+
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+const DEFAULT_RISE: u32 = 2;
+pub(super) const DEFAULT_FALL: u32 = 3;
+const DEFAULT_JITTER: f64 = 0.1;
+const MAX_JITTER: f64 = 0.5;
+
+impl CheckSection {
+    /// This check with every key it leaves unset taken from `under`.
+    pub fn over(&self, under: &CheckSection) -> CheckSection {
+        CheckSection {
+            kind: self.kind.or(under.kind),
+            interval: self.interval.or(under.interval),
+            timeout: self.timeout.or(under.timeout),
+            rise: self.rise.or(under.rise),
+            fall: self.fall.or(under.fall),
+            fast_interval: self.fast_interval.or(under.fast_interval),
+            down_interval: self.down_interval.or(under.down_interval),
+            jitter: self.jitter.or(under.jitter),
+            method: self.method.clone().or_else(|| under.method.clone()),
+            path: self.path.clone().or_else(|| under.path.clone()),
+            expect_status: self
+                .expect_status
+                .clone()
+                .or_else(|| under.expect_status.clone()),
+            expect_body: self
+                .expect_body
+                .clone()
+                .or_else(|| under.expect_body.clone()),
+            command: self.command.clone().or_else(|| under.command.clone()),
+        }
+    }
+    /// Turns a fully layered check section into a `Check`, with built-in defaults for the rest.
+    pub fn resolve(&self, default_kind: CheckKindName) -> Result<Check, Invalid> {
+        let c = self;
+        let interval = positive("interval", c.interval, DEFAULT_INTERVAL)?;
+        let timeout = positive("timeout", c.timeout, DEFAULT_TIMEOUT)?;
+        let fast_interval = positive(
+            "fast_interval",
+            c.fast_interval,
+            (interval / 2).max(Duration::from_millis(10)),
+        )?;
+        let down_interval = positive("down_interval", c.down_interval, interval)?;
+        let jitter = c.jitter.unwrap_or(DEFAULT_JITTER);
+        if !(0.0..=MAX_JITTER).contains(&jitter) {
+            return Err((
+                "jitter".into(),
+                format!("must be a fraction between 0 and {MAX_JITTER}, such as 0.1, not {jitter}"),
+            ));
+        }
+        let rise = at_least_one("rise", c.rise, DEFAULT_RISE)?;
+        let fall = at_least_one("fall", c.fall, DEFAULT_FALL)?;
+        let kind_name = c.kind.unwrap_or(default_kind);
+        let refuse_unless = |applies: bool, key: &str, present: bool| {
+            if present && !applies {
+                Err((
+                    key.to_string(),
+                    format!("does not apply to a {:?} check", kind_name).to_lowercase(),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let is_http = kind_name == CheckKindName::Http;
+        refuse_unless(is_http, "method", c.method.is_some())?;
+        refuse_unless(is_http, "path", c.path.is_some())?;
+        refuse_unless(is_http, "expect_status", c.expect_status.is_some())?;
+        refuse_unless(is_http, "expect_body", c.expect_body.is_some())?;
+        refuse_unless(
+            kind_name == CheckKindName::Exec,
+            "command",
+            c.command.is_some(),
+        )?;
+        let kind = match kind_name {
+            CheckKindName::Tcp => CheckKind::Tcp,
+            CheckKindName::Cql => CheckKind::Cql,
+            CheckKindName::Http => {
+                let method = c.method.clone().unwrap_or_else(|| "GET".into());
+                if method.is_empty() || !method.chars().all(|ch| ch.is_ascii_uppercase()) {
+                    return Err((
+                        "method".into(),
+                        format!("\"{method}\" is not an HTTP method such as \"GET\" or \"HEAD\""),
+                    ));
+                }
+                let path = c.path.clone().unwrap_or_else(|| "/".into());
+                if !path.starts_with('/')
+                    || path.chars().any(|ch| ch.is_whitespace() || ch.is_control())
+                {
+                    return Err((
+                        "path".into(),
+                        format!("\"{path}\" must start with / and hold no spaces"),
+                    ));
+                }
+                let expect_status = c.expect_status.clone().unwrap_or_default();
+                if let Some(bad) = expect_status.iter().find(|s| !(100..=599).contains(*s)) {
+                    return Err((
+                        "expect_status".into(),
+                        format!("{bad} is not an HTTP status (100-599)"),
+                    ));
+                }
+                CheckKind::Http(HttpCheck {
+                    method,
+                    path,
+                    expect_status,
+                    expect_body: c.expect_body.clone(),
+                })
+            }
+            CheckKindName::Exec => {
+                let command = c.command.clone().unwrap_or_default();
+                if command.first().is_none_or(|p| p.trim().is_empty()) {
+                    return Err((
+                        "command".into(),
+                        "an exec check needs command = [\"/path/to/program\", \"arg\", ...]".into(),
+                    ));
+                }
+                CheckKind::Exec(ExecCheck { command })
+            }
+        };
+        Ok(Check {
+            kind,
+            timeout,
+            rise,
+            fall,
+            schedule: Schedule {
+                interval,
+                fast_interval,
+                down_interval,
+                jitter,
+            },
+        })
+    }
+}
