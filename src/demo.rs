@@ -20,10 +20,6 @@ use crate::standin::{Mode, StandIn};
 /// The demo's user; its password is made up at each start and printed.
 const DEMO_USER: &str = "demo";
 
-/// Time between two steps of the scenario, unless told otherwise: long enough to read the
-/// output and query the API between changes.
-pub const DEFAULT_STEP: Duration = Duration::from_secs(12);
-
 /// The stand-ins, by role.
 struct Backends {
     sip_primary: StandIn,

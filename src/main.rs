@@ -45,12 +45,13 @@ enum Command {
     /// recover on a schedule. Needs nothing else.
     Demo {
         /// Address of the Services API.
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        #[arg(long, default_value = config::server::DEFAULT_LISTEN)]
         listen: std::net::SocketAddr,
         /// Address of /metrics, /healthz and /readyz.
-        #[arg(long, default_value = "127.0.0.1:9180")]
+        #[arg(long, default_value = config::server::DEFAULT_ADMIN_LISTEN)]
         admin: std::net::SocketAddr,
-        /// Time between two steps of the failure scenario.
+        /// Time between two steps of the failure scenario: long enough to read the output
+        /// and query the API between changes.
         #[arg(long, default_value = "12s", value_parser = humantime::parse_duration)]
         step: std::time::Duration,
     },

@@ -52,17 +52,6 @@ pub fn state_change_message(resource_json: &[u8]) -> Vec<u8> {
     message
 }
 
-/// The text a list filter compares with: strings as they are, numbers and booleans as
-/// written in JSON; `None` for values a filter cannot match (arrays, objects, null).
-pub fn filter_text(value: &Value) -> Option<std::borrow::Cow<'_, str>> {
-    match value {
-        Value::String(s) => Some(s.as_str().into()),
-        Value::Number(n) => Some(n.to_string().into()),
-        Value::Bool(b) => Some(b.to_string().into()),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,13 +129,5 @@ mod tests {
         );
         let parsed: Value = serde_json::from_slice(&m).unwrap();
         assert_eq!(parsed["data"]["service"]["state"], "Active");
-    }
-
-    #[test]
-    fn filter_text_of_scalars() {
-        assert_eq!(filter_text(&Value::from(5060)).as_deref(), Some("5060"));
-        assert_eq!(filter_text(&Value::from("x")).as_deref(), Some("x"));
-        assert_eq!(filter_text(&Value::from(true)).as_deref(), Some("true"));
-        assert_eq!(filter_text(&Value::Null), None);
     }
 }

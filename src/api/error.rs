@@ -9,8 +9,6 @@ use thiserror::Error;
 /// GWS status codes (the "Return Values" of the GWS API).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GwsCode {
-    Success = 0,
-    MissingParameter = 1,
     InvalidParameter = 2,
     Forbidden = 3,
     Internal = 4,
@@ -22,8 +20,6 @@ pub enum GwsCode {
 /// Why an API request failed; each variant's text is the `statusMessage`.
 #[derive(Debug, Error)]
 pub enum ApiError {
-    #[error("{0}")]
-    MissingParameter(String),
     #[error("{0}")]
     InvalidParameter(String),
     #[error("{method} is not allowed on {path} (allowed: {allowed})")]
@@ -58,7 +54,6 @@ impl ApiError {
     /// The GWS code of this error.
     pub fn code(&self) -> GwsCode {
         match self {
-            ApiError::MissingParameter(_) => GwsCode::MissingParameter,
             ApiError::InvalidParameter(_) => GwsCode::InvalidParameter,
             ApiError::MethodNotAllowed { .. } => GwsCode::Forbidden,
             ApiError::NotFound(_) => GwsCode::NotFound,
@@ -118,9 +113,7 @@ pub fn code_for_status(status: StatusCode) -> GwsCode {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::MissingParameter(_) | ApiError::InvalidParameter(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::InvalidParameter(_) => StatusCode::BAD_REQUEST,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -179,7 +172,6 @@ mod tests {
     #[test]
     fn codes_follow_the_spec() {
         assert_eq!(ApiError::InvalidParameter(String::new()).code() as u8, 2);
-        assert_eq!(ApiError::MissingParameter(String::new()).code() as u8, 1);
         let e = ApiError::MethodNotAllowed {
             method: "POST".into(),
             path: "/p".into(),

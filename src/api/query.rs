@@ -6,7 +6,6 @@ use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use crate::domain::service::{ServiceState, ServiceType};
-use crate::resource::filter_text;
 use std::collections::BTreeSet;
 
 /// Which attributes to return.
@@ -33,6 +32,17 @@ impl Filter {
             .get(&self.attribute)
             .and_then(filter_text)
             .is_some_and(|text| self.values.iter().any(|v| *v == text))
+    }
+}
+
+/// The text a list filter compares with: strings as they are, numbers and booleans as
+/// written in JSON; `None` for values a filter cannot match (arrays, objects, null).
+pub fn filter_text(value: &Value) -> Option<std::borrow::Cow<'_, str>> {
+    match value {
+        Value::String(s) => Some(s.as_str().into()),
+        Value::Number(n) => Some(n.to_string().into()),
+        Value::Bool(b) => Some(b.to_string().into()),
+        _ => None,
     }
 }
 
@@ -248,5 +258,13 @@ mod tests {
             serde_json::to_string(&only).unwrap(),
             r#"{"id":"sips1","state":"Active"}"#
         );
+    }
+
+    #[test]
+    fn filter_text_of_scalars() {
+        assert_eq!(filter_text(&Value::from(5060)).as_deref(), Some("5060"));
+        assert_eq!(filter_text(&Value::from("x")).as_deref(), Some("x"));
+        assert_eq!(filter_text(&Value::from(true)).as_deref(), Some("true"));
+        assert_eq!(filter_text(&Value::Null), None);
     }
 }

@@ -35,11 +35,6 @@ pub fn is_meta(name: &str) -> bool {
     name.starts_with("/meta/")
 }
 
-/// Service channels (`/service/...`) carry client-to-server requests in CometD.
-pub fn is_service(name: &str) -> bool {
-    name.starts_with("/service/")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +83,5 @@ mod tests {
     fn classifies() {
         assert!(is_meta("/meta/connect"));
         assert!(!is_meta("/metadata"));
-        assert!(is_service("/service/echo"));
     }
 }

@@ -8,15 +8,12 @@ use super::{channel, reply};
 /// What a client asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
-    Handshake {
-        id: Option<Value>,
-        /// The connection types the client supports.
-        connection_types: Vec<String>,
-    },
+    /// The client's `supportedConnectionTypes` are not read: servicewatch offers both
+    /// transports to every client, and the client picks.
+    Handshake { id: Option<Value> },
     Connect {
         id: Option<Value>,
         client_id: String,
-        connection_type: Option<String>,
     },
     Subscribe {
         id: Option<Value>,
@@ -123,16 +120,9 @@ pub fn parse(mut message: Map<String, Value>) -> Result<Request, Value> {
         client_id.ok_or_else(|| reply::unknown_client(&channel, id.as_ref(), None))
     };
     let request = match channel.as_str() {
-        "/meta/handshake" => Request::Handshake {
-            connection_types: strings(message.get("supportedConnectionTypes")),
-            id,
-        },
+        "/meta/handshake" => Request::Handshake { id },
         "/meta/connect" => Request::Connect {
             client_id: need_client(client_id)?,
-            connection_type: message
-                .get("connectionType")
-                .and_then(Value::as_str)
-                .map(str::to_string),
             id,
         },
         "/meta/subscribe" | "/meta/unsubscribe" => {
@@ -247,8 +237,7 @@ mod tests {
                 json!({"channel":"/meta/handshake","id":"1","version":"1.0","supportedConnectionTypes":["websocket","long-polling"]})
             ),
             Ok(Request::Handshake {
-                id: Some(json!("1")),
-                connection_types: vec!["websocket".into(), "long-polling".into()]
+                id: Some(json!("1"))
             })
         );
         assert_eq!(
@@ -275,7 +264,6 @@ mod tests {
             Ok(Request::Connect {
                 id: None,
                 client_id: "c".into(),
-                connection_type: Some("long-polling".into())
             })
         );
         assert!(matches!(

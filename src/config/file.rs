@@ -1,7 +1,7 @@
 //! The configuration file as written: serde structs that mirror the TOML and refuse unknown
 //! keys. Nothing here is validated beyond types; `settings` turns these into checked values.
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use super::duration::HumanDuration;
 use crate::domain::service::ServiceType;
@@ -231,7 +231,7 @@ pub struct CassandraSection {
 pub struct ServiceSection {
     pub id: String,
     pub name: Option<String>,
-    #[serde(rename = "type")]
+    #[serde(rename = "type", deserialize_with = "service_type")]
     pub service_type: ServiceType,
     pub feature: Option<String>,
     #[serde(default)]
@@ -242,4 +242,12 @@ pub struct ServiceSection {
     pub failback: Option<bool>,
     pub config_server: Option<PairSection>,
     pub cassandra: Option<CassandraSection>,
+}
+
+/// A service type by its wire name. The domain type does not derive the file format; the
+/// refusal is serde's own, so it reads like every other unknown value.
+fn service_type<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ServiceType, D::Error> {
+    let name = String::deserialize(deserializer)?;
+    name.parse()
+        .map_err(|()| serde::de::Error::unknown_variant(&name, &ServiceType::NAMES))
 }

@@ -3,10 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
-
 /// What kind of Genesys server a service stands for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ServiceType {
     /// Configuration Server (a primary/backup pair) plus its Cassandra cluster.
     Provisioning,
@@ -26,6 +24,9 @@ impl ServiceType {
         ServiceType::Reporting,
         ServiceType::Media,
     ];
+
+    /// Every type's wire name, in the order of [`ServiceType::ALL`].
+    pub const NAMES: [&'static str; 4] = ["Provisioning", "Voice", "Reporting", "Media"];
 
     /// The wire name, as it appears in the resource's `type` attribute.
     pub fn as_str(self) -> &'static str {
@@ -67,7 +68,7 @@ impl FromStr for ServiceType {
 }
 
 /// The state a service is in, as the Services API reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ServiceState {
     /// The service works.
     Active,
@@ -183,6 +184,10 @@ mod tests {
         for t in ServiceType::ALL {
             assert_eq!(t.as_str().parse::<ServiceType>(), Ok(t));
         }
+        assert_eq!(
+            ServiceType::ALL.map(ServiceType::as_str),
+            ServiceType::NAMES
+        );
         for s in ServiceState::ALL {
             assert_eq!(s.as_str().parse::<ServiceState>(), Ok(s));
         }
