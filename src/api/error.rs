@@ -1,10 +1,15 @@
 //! The GWS error envelope: every error answer is `{"statusCode":N,"statusMessage":"..."}`
 //! with the HTTP status that goes with N. This is the one place that mapping lives.
 
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::ServiceResponse;
 use actix_web::http::{StatusCode, header};
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use thiserror::Error;
+
+use crate::auth::AuthError;
 
 /// GWS status codes (the "Return Values" of the GWS API).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +46,9 @@ pub enum ApiError {
     },
     #[error("{0}")]
     PermissionDenied(String),
+    /// The request head is larger than `[limits] max_header_size`.
+    #[error("the request head is {size} bytes; at most {limit} are accepted")]
+    HeadTooLarge { size: usize, limit: usize },
     /// Too many failed logins from the caller's address.
     #[error("{message}")]
     Throttled {
@@ -51,10 +59,29 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The refusal of a request whose credentials did not pass; `realm` is for
+    /// `WWW-Authenticate`.
+    pub fn from_auth(e: AuthError, realm: &str) -> ApiError {
+        match e {
+            AuthError::Throttled { retry_after_secs } => ApiError::Throttled {
+                message: e.to_string(),
+                retry_after_secs,
+            },
+            AuthError::Missing | AuthError::Rejected | AuthError::Expired => {
+                ApiError::NotAuthenticated {
+                    message: e.to_string(),
+                    realm: realm.to_string(),
+                }
+            }
+        }
+    }
+
     /// The GWS code of this error.
     pub fn code(&self) -> GwsCode {
         match self {
-            ApiError::InvalidParameter(_) => GwsCode::InvalidParameter,
+            ApiError::InvalidParameter(_) | ApiError::HeadTooLarge { .. } => {
+                GwsCode::InvalidParameter
+            }
             ApiError::MethodNotAllowed { .. } => GwsCode::Forbidden,
             ApiError::NotFound(_) => GwsCode::NotFound,
             ApiError::Internal(_) => GwsCode::Internal,
@@ -120,6 +147,7 @@ impl ResponseError for ApiError {
             ApiError::NotAuthenticated { .. } => StatusCode::UNAUTHORIZED,
             ApiError::PermissionDenied(_) => StatusCode::FORBIDDEN,
             ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }
 
@@ -150,6 +178,33 @@ impl ResponseError for ApiError {
         }
         response
     }
+}
+
+/// Gives every error answer the framework builds by itself (a malformed request, a payload
+/// error) the GWS envelope, so that clients never see a body that is not JSON.
+pub fn framework_errors<B: MessageBody + 'static>() -> ErrorHandlers<B> {
+    ErrorHandlers::new().default_handler(|res: ServiceResponse<B>| {
+        let is_json = res
+            .response()
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        if is_json {
+            return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+        }
+        let status = res.status();
+        let message = res
+            .response()
+            .error()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
+        let (req, _) = res.into_parts();
+        let response: HttpResponse<BoxBody> =
+            error_response(status, code_for_status(status), &message);
+        Ok(ErrorHandlerResponse::Response(
+            ServiceResponse::new(req, response).map_into_right_body::<B>(),
+        ))
+    })
 }
 
 #[cfg(test)]

@@ -83,11 +83,30 @@ fn normalize(origin: &str) -> String {
     lower
 }
 
-/// The middleware in front of the whole API: answers preflights, refuses foreign origins on
-/// the notification endpoint, and adds CORS headers for allowed origins.
+/// The origin check of the Services resources (and unknown paths): answers preflights and
+/// adds CORS headers for allowed origins; a foreign page's request is served (a browser
+/// does not let the page read the answer), since refusing it would only change the error.
 pub async fn check_origin(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    check(req, next, false).await
+}
+
+/// The origin check of the notification endpoint: like [`check_origin`], and a foreign
+/// origin is refused (403), since a WebSocket upgrade is not covered by CORS and a page
+/// could otherwise subscribe with the user's cookie.
+pub async fn guard_origin(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    check(req, next, true).await
+}
+
+async fn check(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+    refuse_foreign: bool,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let Some(origin) = req
         .headers()
@@ -131,11 +150,7 @@ pub async fn check_origin(
         };
         return Ok(req.into_response(response).map_into_right_body());
     }
-    let notifications = req
-        .path()
-        .strip_prefix(state.base_path.as_str())
-        .is_some_and(|rest| rest.starts_with("/notifications"));
-    if notifications && !allowed {
+    if refuse_foreign && !allowed {
         tracing::debug!(origin, "notification request from a foreign origin refused");
         return Ok(req.into_response(refusal(&origin)).map_into_right_body());
     }

@@ -30,6 +30,16 @@ pub fn matches(pattern: &str, name: &str) -> bool {
     pattern == name
 }
 
+/// The meta channels: the protocol itself.
+pub const HANDSHAKE: &str = "/meta/handshake";
+pub const CONNECT: &str = "/meta/connect";
+pub const SUBSCRIBE: &str = "/meta/subscribe";
+pub const UNSUBSCRIBE: &str = "/meta/unsubscribe";
+pub const DISCONNECT: &str = "/meta/disconnect";
+/// The channel of replies to messages that had no usable channel; CometD clients notify
+/// their `/meta/unsuccessful` listeners of it.
+pub const UNSUCCESSFUL: &str = "/meta/unsuccessful";
+
 /// Meta channels (`/meta/...`) carry the protocol itself.
 pub fn is_meta(name: &str) -> bool {
     name.starts_with("/meta/")

@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value};
 
+use super::refusal::Refusal;
 use super::{channel, reply};
 
 /// What a client asks for.
@@ -55,11 +56,11 @@ impl Request {
     /// The channel, for replies.
     pub fn channel(&self) -> &str {
         match self {
-            Request::Handshake { .. } => "/meta/handshake",
-            Request::Connect { .. } => "/meta/connect",
-            Request::Subscribe { .. } => "/meta/subscribe",
-            Request::Unsubscribe { .. } => "/meta/unsubscribe",
-            Request::Disconnect { .. } => "/meta/disconnect",
+            Request::Handshake { .. } => channel::HANDSHAKE,
+            Request::Connect { .. } => channel::CONNECT,
+            Request::Subscribe { .. } => channel::SUBSCRIBE,
+            Request::Unsubscribe { .. } => channel::UNSUBSCRIBE,
+            Request::Disconnect { .. } => channel::DISCONNECT,
             Request::Publish { channel, .. } => channel,
         }
     }
@@ -110,22 +111,22 @@ pub fn parse(mut message: Map<String, Value>) -> Result<Request, Value> {
         .and_then(|v| v.as_str().map(str::to_string))
     else {
         return Err(reply::error(
-            reply::UNSUCCESSFUL,
+            channel::UNSUCCESSFUL,
             id.as_ref(),
             client_id.as_deref(),
-            "400::a message needs a channel",
+            &Refusal::bad_request("", "a message needs a channel"),
         ));
     };
     let need_client = |client_id: Option<String>| {
         client_id.ok_or_else(|| reply::unknown_client(&channel, id.as_ref(), None))
     };
     let request = match channel.as_str() {
-        "/meta/handshake" => Request::Handshake { id },
-        "/meta/connect" => Request::Connect {
+        channel::HANDSHAKE => Request::Handshake { id },
+        channel::CONNECT => Request::Connect {
             client_id: need_client(client_id)?,
             id,
         },
-        "/meta/subscribe" | "/meta/unsubscribe" => {
+        channel::SUBSCRIBE | channel::UNSUBSCRIBE => {
             let client_id = need_client(client_id)?;
             let subscriptions = strings(message.get("subscription"));
             if subscriptions.is_empty() {
@@ -133,10 +134,10 @@ pub fn parse(mut message: Map<String, Value>) -> Result<Request, Value> {
                     &channel,
                     id.as_ref(),
                     Some(&client_id),
-                    "400::a subscription is required",
+                    &Refusal::bad_request("", "a subscription is required"),
                 ));
             }
-            if channel == "/meta/subscribe" {
+            if channel == channel::SUBSCRIBE {
                 let snapshot = message
                     .get("ext")
                     .and_then(|ext| ext.get("snapshot"))
@@ -156,7 +157,7 @@ pub fn parse(mut message: Map<String, Value>) -> Result<Request, Value> {
                 }
             }
         }
-        "/meta/disconnect" => Request::Disconnect {
+        channel::DISCONNECT => Request::Disconnect {
             client_id: need_client(client_id)?,
             id,
         },
@@ -165,7 +166,7 @@ pub fn parse(mut message: Map<String, Value>) -> Result<Request, Value> {
                 meta,
                 id.as_ref(),
                 client_id.as_deref(),
-                &format!("400:{meta}:unknown meta channel"),
+                &Refusal::bad_request(meta, "unknown meta channel"),
             ));
         }
         _ if !channel::is_valid(&channel) => {
@@ -173,7 +174,7 @@ pub fn parse(mut message: Map<String, Value>) -> Result<Request, Value> {
                 &channel,
                 id.as_ref(),
                 client_id.as_deref(),
-                &format!("400:{channel}:invalid channel name"),
+                &Refusal::bad_request(&channel, "invalid channel name"),
             ));
         }
         _ => Request::Publish {

@@ -6,6 +6,7 @@
 
 pub mod channel;
 pub mod message;
+pub mod refusal;
 pub mod reply;
 pub mod subscriptions;
 

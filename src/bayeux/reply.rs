@@ -5,10 +5,8 @@
 use serde_json::{Map, Value, json};
 
 use super::VERSION;
-
-/// The channel of replies to messages that had no usable channel; CometD clients notify
-/// their `/meta/unsuccessful` listeners of it.
-pub const UNSUCCESSFUL: &str = "/meta/unsuccessful";
+use super::channel;
+use super::refusal::Refusal;
 
 /// `advice`: what the client should do after this reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +48,7 @@ pub fn handshake(
     connection_types: &[&str],
     advice: Advice,
 ) -> Value {
-    let mut m = base("/meta/handshake", id, Some(client_id), true);
+    let mut m = base(channel::HANDSHAKE, id, Some(client_id), true);
     m.insert("version".into(), Value::from(VERSION));
     m.insert("supportedConnectionTypes".into(), json!(connection_types));
     m.insert("advice".into(), advice.to_json());
@@ -58,21 +56,21 @@ pub fn handshake(
 }
 
 /// A handshake refused (for instance when the server has too many sessions).
-pub fn handshake_refused(id: Option<&Value>, error: &str, advice: Advice) -> Value {
-    let mut m = base("/meta/handshake", id, None, false);
+pub fn handshake_refused(id: Option<&Value>, error: &Refusal, advice: Advice) -> Value {
+    let mut m = base(channel::HANDSHAKE, id, None, false);
     m.insert("version".into(), Value::from(VERSION));
     m.insert(
         "supportedConnectionTypes".into(),
         json!([super::WEBSOCKET, super::LONG_POLLING]),
     );
-    m.insert("error".into(), Value::from(error));
+    m.insert("error".into(), Value::from(error.as_str()));
     m.insert("advice".into(), advice.to_json());
     Value::Object(m)
 }
 
 /// A successful connect.
 pub fn connect(id: Option<&Value>, client_id: &str, advice: Option<Advice>) -> Value {
-    let mut m = base("/meta/connect", id, Some(client_id), true);
+    let mut m = base(channel::CONNECT, id, Some(client_id), true);
     if let Some(a) = advice {
         m.insert("advice".into(), a.to_json());
     }
@@ -97,23 +95,23 @@ pub fn subscription_error(
     id: Option<&Value>,
     client_id: &str,
     subscription: &str,
-    error: &str,
+    error: &Refusal,
 ) -> Value {
     let mut m = base(channel, id, Some(client_id), false);
     m.insert("subscription".into(), Value::from(subscription));
-    m.insert("error".into(), Value::from(error));
+    m.insert("error".into(), Value::from(error.as_str()));
     Value::Object(m)
 }
 
 /// A successful disconnect.
 pub fn disconnect(id: Option<&Value>, client_id: &str) -> Value {
-    Value::Object(base("/meta/disconnect", id, Some(client_id), true))
+    Value::Object(base(channel::DISCONNECT, id, Some(client_id), true))
 }
 
-/// A failure on `channel` with an `error` in `code:args:message` form.
-pub fn error(channel: &str, id: Option<&Value>, client_id: Option<&str>, error: &str) -> Value {
+/// A failure on `channel`.
+pub fn error(channel: &str, id: Option<&Value>, client_id: Option<&str>, error: &Refusal) -> Value {
     let mut m = base(channel, id, client_id, false);
-    m.insert("error".into(), Value::from(error));
+    m.insert("error".into(), Value::from(error.as_str()));
     Value::Object(m)
 }
 
@@ -123,7 +121,7 @@ pub fn unknown_client(channel: &str, id: Option<&Value>, client_id: Option<&str>
     let mut m = base(channel, id, client_id, false);
     m.insert(
         "error".into(),
-        Value::from(format!("402:{}:Unknown client", client_id.unwrap_or(""))),
+        Value::from(Refusal::unknown_client(client_id.unwrap_or("")).as_str()),
     );
     m.insert(
         "advice".into(),
@@ -190,9 +188,13 @@ mod tests {
             None,
             "c",
             "/meta/x",
-            "403:/meta/x:meta channels cannot be subscribed to",
+            &Refusal::forbidden("/meta/x", "meta channels cannot be subscribed to"),
         );
         assert_eq!(r["successful"], false);
+        assert_eq!(
+            r["error"],
+            "403:/meta/x:meta channels cannot be subscribed to"
+        );
         assert_eq!(r["subscription"], "/meta/x");
         let u = unknown_client("/meta/connect", Some(&json!("9")), Some("zz"));
         assert_eq!(u["error"], "402:zz:Unknown client");

@@ -13,7 +13,8 @@ use super::session::Via;
 use super::{Shared, dispatch};
 use crate::auth::Caller;
 use crate::bayeux::message::parse_batch;
-use crate::bayeux::reply;
+use crate::bayeux::refusal::Refusal;
+use crate::bayeux::{channel, reply};
 
 /// `POST <base>/notifications[/...]`.
 pub async fn handle(
@@ -25,7 +26,12 @@ pub async fn handle(
         Ok(batch) => batch,
         Err(e) => {
             tracing::debug!(error = %e, "long-polling request refused");
-            let refusal = reply::error(reply::UNSUCCESSFUL, None, None, &format!("400::{e}"));
+            let refusal = reply::error(
+                channel::UNSUCCESSFUL,
+                None,
+                None,
+                &Refusal::bad_request("", e),
+            );
             return json(StatusCode::BAD_REQUEST, reply::render_batch([&refusal], []));
         }
     };

@@ -23,6 +23,7 @@ use serde_json::Value;
 
 use crate::auth::Caller;
 use crate::bayeux::message::{self, Request};
+use crate::bayeux::refusal::Refusal;
 use crate::bayeux::reply::{self, Advice};
 use crate::bayeux::{LONG_POLLING, WEBSOCKET};
 use crate::config::notifications::NotificationSettings;
@@ -146,7 +147,7 @@ fn handshake(shared: &Arc<Shared>, caller: &Caller, id: Option<&Value>) -> Value
             tracing::debug!(user = %caller.user, "handshake refused: {refused}");
             reply::handshake_refused(
                 id,
-                &format!("503::{refused}"),
+                &Refusal::unavailable(refused),
                 Advice {
                     reconnect: "handshake",
                     interval_ms: 5_000,

@@ -28,9 +28,10 @@ use tracing::debug;
 use super::Shared;
 use crate::auth::Caller;
 use crate::bayeux::message::Request;
+use crate::bayeux::refusal::Refusal;
 use crate::bayeux::reply::{self, Advice};
 use crate::bayeux::subscriptions::Subscriptions;
-use crate::bayeux::{self, SERVICES_CHANNEL};
+use crate::bayeux::{self, SERVICES_CHANNEL, channel};
 use crate::registry::{Delivery, SubscribeServices, UnsubscribeServices};
 
 /// How long a long-polling client is advised to wait before reconnecting to a stopping
@@ -382,7 +383,7 @@ impl Actor for ClientSession {
             id, reply: answer, ..
         }) = self.unhold()
         {
-            let unknown = reply::unknown_client("/meta/connect", id.as_ref(), Some(&self.id));
+            let unknown = reply::unknown_client(channel::CONNECT, id.as_ref(), Some(&self.id));
             let _ = answer.send(reply::render_batch([&unknown], []));
         }
         debug!(client = %self.id, "session ended");
@@ -415,10 +416,10 @@ impl Handler<Incoming> for ClientSession {
                             .subscriptions
                             .add(channel, self.shared.settings.max_subscriptions);
                         replies.push(match result {
-                            Ok(()) => reply::subscription("/meta/subscribe", id.as_ref(), &self.id, channel),
+                            Ok(()) => reply::subscription(channel::SUBSCRIBE, id.as_ref(), &self.id, channel),
                             Err(e) => {
                                 debug!(client = %self.id, channel, error = %e, "subscription refused");
-                                reply::subscription_error("/meta/subscribe", id.as_ref(), &self.id, channel, &format!("403:{channel}:{e}"))
+                                reply::subscription_error(channel::SUBSCRIBE, id.as_ref(), &self.id, channel, &Refusal::forbidden(channel, e))
                             }
                         });
                     }
@@ -429,14 +430,19 @@ impl Handler<Incoming> for ClientSession {
                 } => {
                     for channel in &subscriptions {
                         replies.push(if self.subscriptions.remove(channel) {
-                            reply::subscription("/meta/unsubscribe", id.as_ref(), &self.id, channel)
-                        } else {
-                            reply::subscription_error(
-                                "/meta/unsubscribe",
+                            reply::subscription(
+                                channel::UNSUBSCRIBE,
                                 id.as_ref(),
                                 &self.id,
                                 channel,
-                                &format!("400:{channel}:not subscribed"),
+                            )
+                        } else {
+                            reply::subscription_error(
+                                channel::UNSUBSCRIBE,
+                                id.as_ref(),
+                                &self.id,
+                                channel,
+                                &Refusal::bad_request(channel, "not subscribed"),
                             )
                         });
                     }
@@ -451,15 +457,15 @@ impl Handler<Incoming> for ClientSession {
                         &channel,
                         id.as_ref(),
                         Some(&self.id),
-                        &format!("403:{channel}:Permission denied"),
+                        &Refusal::forbidden(&channel, "Permission denied"),
                     ));
                 }
                 Request::Handshake { id, .. } => {
                     replies.push(reply::error(
-                        "/meta/handshake",
+                        channel::HANDSHAKE,
                         id.as_ref(),
                         Some(&self.id),
-                        "400::a handshake carries no clientId",
+                        &Refusal::bad_request("", "a handshake carries no clientId"),
                     ));
                 }
             }

@@ -24,7 +24,8 @@ use super::session::{Detach, Push, Via};
 use super::{Shared, dispatch};
 use crate::auth::Caller;
 use crate::bayeux::message::parse_batch;
-use crate::bayeux::reply;
+use crate::bayeux::refusal::Refusal;
+use crate::bayeux::{channel, reply};
 
 /// Numbers connections so a session can tell a stale one from the current one.
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
@@ -86,13 +87,19 @@ impl WsConnection {
             Ok(batch) => batch,
             Err(e) => {
                 debug!(connection = self.id, error = %e, "batch refused");
-                let refusal = reply::error(reply::UNSUCCESSFUL, None, None, &format!("400::{e}"));
+                let refusal = reply::error(
+                    channel::UNSUCCESSFUL,
+                    None,
+                    None,
+                    &Refusal::bad_request("", e),
+                );
                 ctx.text(text(reply::render_batch([&refusal], [])));
                 return;
             }
         };
         for message in &batch {
-            let connects = message.get("channel").and_then(|c| c.as_str()) == Some("/meta/connect");
+            let connects =
+                message.get("channel").and_then(|c| c.as_str()) == Some(channel::CONNECT);
             if let (true, Some(client)) =
                 (connects, message.get("clientId").and_then(|c| c.as_str()))
             {

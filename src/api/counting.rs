@@ -1,0 +1,42 @@
+//! Counts every answer by route pattern and status (`http_requests_total`).
+
+use std::sync::Arc;
+
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
+
+use crate::metrics::{HttpLabels, Metrics};
+
+/// The future of a counted request.
+pub type Counted<B> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<ServiceResponse<B>, actix_web::Error>>>,
+>;
+
+/// Counts every answer by route pattern and status.
+pub fn count_requests<S, B>(
+    metrics: Arc<Metrics>,
+) -> impl Fn(ServiceRequest, &S) -> Counted<B> + Clone
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    S::Future: 'static,
+    B: 'static,
+{
+    move |req, service| {
+        let metrics = metrics.clone();
+        let response = service.call(req);
+        Box::pin(async move {
+            let response = response.await?;
+            let route = response
+                .request()
+                .match_pattern()
+                .unwrap_or_else(|| "unmatched".to_string());
+            metrics
+                .http_requests
+                .get_or_create(&HttpLabels {
+                    route,
+                    status: response.status().as_u16(),
+                })
+                .inc();
+            Ok(response)
+        })
+    }
+}

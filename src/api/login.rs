@@ -1,0 +1,48 @@
+//! The login middleware in front of the Services resources and the notification endpoint.
+
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, web};
+
+use super::error::ApiError;
+use crate::auth::Authenticator;
+
+/// Lets a request through only with credentials (Basic or the session cookie) of a user
+/// who holds a role; puts the [`Caller`] in the request for the handlers, and sets the
+/// session cookie after a Basic login.
+pub async fn require_login(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let Some(auth) = req.app_data::<web::Data<Arc<Authenticator>>>().cloned() else {
+        return Err(ApiError::Internal("no authenticator".into()).into());
+    };
+    let (caller, session) = match auth.authenticate(req.request()).await {
+        Ok(found) => found,
+        Err(e) => {
+            let refusal = ApiError::from_auth(e, auth.realm());
+            return Ok(req.error_response(refusal).map_into_right_body());
+        }
+    };
+    if !caller.may_read_services() {
+        let refusal = ApiError::PermissionDenied(format!(
+            "user {} has no role that may read services",
+            caller.user
+        ));
+        return Ok(req.error_response(refusal).map_into_right_body());
+    }
+    req.extensions_mut().insert(caller);
+    let secure = session.is_some() && req.connection_info().scheme() == "https";
+    let mut response = next.call(req).await?;
+    if let Some(session) = session {
+        response
+            .response_mut()
+            .headers_mut()
+            .append(header::SET_COOKIE, session.header(secure).clone());
+    }
+    Ok(response.map_into_left_body())
+}
