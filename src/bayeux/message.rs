@@ -98,6 +98,17 @@ pub fn parse_batch(bytes: &[u8]) -> Result<Vec<Map<String, Value>>, String> {
         .collect()
 }
 
+/// The clientIds that the `/meta/connect` messages of a batch name, before the batch is
+/// parsed further: a transport attaches to them.
+pub fn connecting_clients(batch: &[Map<String, Value>]) -> impl Iterator<Item = &str> {
+    batch.iter().filter_map(|message| {
+        let connects = message.get("channel").and_then(Value::as_str) == Some(channel::CONNECT);
+        connects
+            .then(|| message.get("clientId").and_then(Value::as_str))
+            .flatten()
+    })
+}
+
 /// Turns one message into a request, or into the reply that refuses it.
 pub fn parse(mut message: Map<String, Value>) -> Result<Request, Value> {
     let id = message
@@ -229,6 +240,15 @@ mod tests {
         assert!(parse_batch(b"42").unwrap_err().contains("JSON array"));
         assert!(parse_batch(b"[1]").unwrap_err().contains("JSON object"));
         assert_eq!(parse_batch(b"[]").unwrap_err(), "an empty batch");
+    }
+
+    #[test]
+    fn finds_the_clients_a_batch_connects() {
+        let batch = parse_batch(
+            br#"[{"channel":"/meta/connect","clientId":"a"},{"channel":"/meta/subscribe","clientId":"b"},{"channel":"/meta/connect"},{"channel":"/meta/connect","clientId":7},{"channel":"/meta/connect","clientId":"c"}]"#,
+        )
+        .unwrap();
+        assert_eq!(connecting_clients(&batch).collect::<Vec<_>>(), ["a", "c"]);
     }
 
     #[test]

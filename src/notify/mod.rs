@@ -11,6 +11,7 @@
 
 pub mod directory;
 pub mod long_polling;
+pub mod policy;
 pub mod session;
 pub mod websocket;
 

@@ -26,6 +26,7 @@ use tokio::sync::oneshot;
 use tracing::debug;
 
 use super::Shared;
+use super::policy::{self, ConnectContext, Registration, Transport};
 use crate::auth::Caller;
 use crate::bayeux::message::Request;
 use crate::bayeux::refusal::Refusal;
@@ -286,18 +287,20 @@ impl ClientSession {
     /// Registers with the registry, or unregisters, as the subscriptions now require.
     fn update_registration(&mut self, snapshot: bool, ctx: &mut Context<Self>) {
         let wants = self.subscriptions.matches(SERVICES_CHANNEL);
-        if wants && (!self.registered || snapshot) {
-            self.snapshot_pending |= snapshot;
-            self.shared.registry.do_send(SubscribeServices {
+        match policy::registration(wants, self.registered, snapshot) {
+            Registration::Subscribe { snapshot } => {
+                self.snapshot_pending |= snapshot;
+                self.shared.registry.do_send(SubscribeServices {
+                    client_id: self.id.clone(),
+                    recipient: ctx.address().recipient(),
+                    features: self.caller.features.clone(),
+                    snapshot,
+                });
+            }
+            Registration::Unsubscribe => self.shared.registry.do_send(UnsubscribeServices {
                 client_id: self.id.clone(),
-                recipient: ctx.address().recipient(),
-                features: self.caller.features.clone(),
-                snapshot,
-            });
-        } else if !wants && self.registered {
-            self.shared.registry.do_send(UnsubscribeServices {
-                client_id: self.id.clone(),
-            });
+            }),
+            Registration::Unchanged => {}
         }
         self.registered = wants;
     }
@@ -314,7 +317,16 @@ impl ClientSession {
         // the expiry countdown, stopped again since this connect is here).
         self.release_held(ctx);
         self.stop_expiry(ctx);
-        let first = !self.connected;
+        let now = policy::answer_connect_now(ConnectContext {
+            transport: match via {
+                Via::WebSocket { .. } => Transport::WebSocket,
+                Via::LongPolling => Transport::LongPolling,
+            },
+            first: !self.connected,
+            snapshot_pending: self.snapshot_pending,
+            alone,
+            queued: self.queue.len(),
+        });
         self.connected = true;
         match via {
             Via::WebSocket {
@@ -325,7 +337,7 @@ impl ClientSession {
                 while let Some(frame) = self.queue.pop_front() {
                     self.push(frame, ctx);
                 }
-                if first {
+                if now {
                     replies.push(reply::connect(id.as_ref(), &self.id, Some(self.advice())));
                     self.start_expiry(ctx);
                 } else {
@@ -339,7 +351,7 @@ impl ClientSession {
             Via::LongPolling => {
                 // The client moved (back) to long-polling.
                 self.websocket = None;
-                if (first && !self.snapshot_pending) || !alone || !self.queue.is_empty() {
+                if now {
                     replies.push(reply::connect(id.as_ref(), &self.id, Some(self.advice())));
                     self.start_expiry(ctx);
                     None

@@ -23,7 +23,7 @@ use tracing::debug;
 use super::session::{Detach, Push, Via};
 use super::{Shared, dispatch};
 use crate::auth::Caller;
-use crate::bayeux::message::parse_batch;
+use crate::bayeux::message::{connecting_clients, parse_batch};
 use crate::bayeux::refusal::Refusal;
 use crate::bayeux::{channel, reply};
 
@@ -97,15 +97,9 @@ impl WsConnection {
                 return;
             }
         };
-        for message in &batch {
-            let connects =
-                message.get("channel").and_then(|c| c.as_str()) == Some(channel::CONNECT);
-            if let (true, Some(client)) =
-                (connects, message.get("clientId").and_then(|c| c.as_str()))
-            {
-                if !self.sessions.iter().any(|s| s == client) {
-                    self.sessions.push(client.to_string());
-                }
+        for client in connecting_clients(&batch) {
+            if !self.sessions.iter().any(|s| s == client) {
+                self.sessions.push(client.to_string());
             }
         }
         let via = Via::WebSocket {
