@@ -11,7 +11,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::Registry as PrometheusRegistry;
 
 use crate::domain::service::ServiceState;
 
@@ -63,7 +63,7 @@ pub struct ReloadLabels {
 
 /// Every metric of one daemon.
 pub struct Metrics {
-    registry: Registry,
+    registry: PrometheusRegistry,
     pub probes: Family<ProbeLabels, Counter>,
     pub probe_duration: Family<InstanceLabels, Histogram>,
     pub service_state: Family<StateLabels, Gauge>,
@@ -89,7 +89,7 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("servicewatch");
+        let mut registry = PrometheusRegistry::with_prefix("servicewatch");
         let probes = Family::<ProbeLabels, Counter>::default();
         let probe_duration = Family::<InstanceLabels, Histogram>::new_with_constructor(
             (|| Histogram::new(exponential_buckets(0.0005, 2.0, 15))) as fn() -> Histogram,

@@ -16,8 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use actix_web::HttpRequest;
-use actix_web::cookie::{Cookie, SameSite};
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header;
 use base64ct::{Base64, Encoding};
 use blake2::Blake2bMac512;
 use blake2::digest::{KeyInit, Mac};
@@ -26,8 +25,11 @@ use crate::config::auth::{AuthSettings, UserRole, UserSpec};
 use crate::metrics::Metrics;
 use crate::throttle::Throttle;
 
+mod logins;
 mod verifier;
 
+pub use logins::LoginCookie;
+use logins::LoginTable;
 pub use verifier::Verifier;
 
 /// The session cookie's name.
@@ -36,10 +38,6 @@ pub const SESSION_COOKIE: &str = "SWSESSION";
 const TOKEN_BYTES: usize = 32;
 /// Cached logins beyond which expired entries are swept on insert.
 const CACHE_SWEEP_AT: usize = 1024;
-/// Sessions one user may hold; a new login beyond it ends that user's oldest session. A
-/// client sending Basic on every request without keeping the cookie opens a session each
-/// time: this bound keeps that from growing memory.
-const SESSIONS_PER_USER: usize = 16;
 
 /// An authenticated caller, as handlers see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,59 +84,7 @@ struct CachedLogin {
     user: Arc<User>,
     at: Instant,
     /// The session the login opened.
-    session: Option<Arc<SessionCookie>>,
-}
-
-/// A session as its client holds it: the token, the MAC it is looked up by, and the
-/// `Set-Cookie` values carrying it, rendered once (a client sending Basic every time gets
-/// the cookie with every answer).
-#[derive(Debug)]
-pub struct SessionCookie {
-    pub token: String,
-    key: Vec<u8>,
-    plain: HeaderValue,
-    secure: HeaderValue,
-}
-
-impl SessionCookie {
-    fn new(token: String, key: Vec<u8>) -> Self {
-        let render = |secure: bool| {
-            let cookie = Cookie::build(SESSION_COOKIE, token.clone())
-                .path("/")
-                .http_only(true)
-                .same_site(SameSite::Strict)
-                .secure(secure)
-                .finish();
-            HeaderValue::from_str(&cookie.to_string())
-                .expect("a hex token makes a valid header value")
-        };
-        SessionCookie {
-            plain: render(false),
-            secure: render(true),
-            token,
-            key,
-        }
-    }
-
-    /// The `Set-Cookie` value; `secure` over HTTPS.
-    pub fn header(&self, secure: bool) -> &HeaderValue {
-        if secure { &self.secure } else { &self.plain }
-    }
-}
-
-struct Session {
-    user: Arc<User>,
-    created: Instant,
-    last_used: Instant,
-}
-
-/// Live sessions, by the MAC of their token and, oldest first, by user. Keying by the MAC
-/// means a lookup compares MACs, never the secret token itself, so its timing tells an
-/// attacker nothing about any token.
-#[derive(Default)]
-struct SessionTable {
-    by_token: HashMap<Vec<u8>, Session>,
-    by_user: HashMap<Arc<str>, std::collections::VecDeque<Vec<u8>>>,
+    session: Option<Arc<LoginCookie>>,
 }
 
 /// Serializes the verifications of one login (name and password).
@@ -191,7 +137,7 @@ pub struct Authenticator {
     /// instead of each paying for Argon2.
     verifying: Gates,
     metrics: Arc<Metrics>,
-    sessions: Mutex<SessionTable>,
+    logins_by_cookie: Mutex<LoginTable>,
     login_cache: Duration,
     session_idle: Duration,
     session_max: Duration,
@@ -223,7 +169,7 @@ impl Authenticator {
             verifier: Verifier::new(metrics.password_memory_bytes.clone()),
             verifying: Mutex::new(HashMap::new()),
             metrics,
-            sessions: Mutex::new(SessionTable::default()),
+            logins_by_cookie: Mutex::new(LoginTable::default()),
             login_cache: settings.login_cache,
             session_idle: settings.session_idle,
             session_max: settings.session_max,
@@ -247,16 +193,10 @@ impl Authenticator {
             .collect();
         *current = new;
         lock(&self.logins).clear();
-        let mut table = lock(&self.sessions);
-        table.by_token.retain(|_, session| {
+        lock(&self.logins_by_cookie).retain(|user| {
             current
-                .get(session.user.spec.name.as_str())
-                .is_some_and(|u| u.spec == session.user.spec)
-        });
-        let SessionTable { by_token, by_user } = &mut *table;
-        by_user.retain(|_, tokens| {
-            tokens.retain(|t| by_token.contains_key(t));
-            !tokens.is_empty()
+                .get(user.spec.name.as_str())
+                .is_some_and(|u| u.spec == user.spec)
         });
         revoked
     }
@@ -277,17 +217,17 @@ impl Authenticator {
     pub async fn authenticate(
         &self,
         req: &HttpRequest,
-    ) -> Result<(Caller, Option<Arc<SessionCookie>>), AuthError> {
+    ) -> Result<(Caller, Option<Arc<LoginCookie>>), AuthError> {
         let cookie_result = req
             .cookie(SESSION_COOKIE)
-            .map(|c| self.by_session(c.value()));
+            .map(|c| self.by_cookie(c.value()));
         match (cookie_result, basic_credentials(req)) {
             (Some(Ok(caller)), _) => Ok((caller, None)),
             (_, Some((name, secret))) => {
                 let from = req.peer_addr().map(|a| a.ip());
                 let (user, key) = self.by_password(&name, secret, from).await?;
                 let session = self
-                    .session_for_login(&key, user.clone())
+                    .cookie_for_login(&key, user.clone())
                     .ok_or(AuthError::Rejected)?;
                 Ok((user.caller.clone(), Some(session)))
             }
@@ -296,43 +236,33 @@ impl Authenticator {
         }
     }
 
-    fn by_session(&self, token: &str) -> Result<Caller, AuthError> {
-        self.by_session_key(&self.session_key(token))
+    fn by_cookie(&self, token: &str) -> Result<Caller, AuthError> {
+        self.by_cookie_key(&self.cookie_key(token))
     }
 
     /// The MAC a session token is looked up by.
-    fn session_key(&self, token: &str) -> Vec<u8> {
+    fn cookie_key(&self, token: &str) -> Vec<u8> {
         self.mac(b"session", token.as_bytes(), &[])
     }
 
-    fn by_session_key(&self, key: &[u8]) -> Result<Caller, AuthError> {
-        let mut sessions = lock(&self.sessions);
-        let now = Instant::now();
-        let Some(session) = sessions.by_token.get_mut(key) else {
-            return Err(AuthError::Expired);
-        };
-        if now.duration_since(session.last_used) > self.session_idle
-            || now.duration_since(session.created) > self.session_max
-        {
-            sessions.by_token.remove(key);
-            return Err(AuthError::Expired);
-        }
-        session.last_used = now;
-        Ok(session.user.caller.clone())
+    fn by_cookie_key(&self, key: &[u8]) -> Result<Caller, AuthError> {
+        lock(&self.logins_by_cookie)
+            .caller(key, Instant::now(), self.session_idle, self.session_max)
+            .ok_or(AuthError::Expired)
     }
 
     /// The session of a verified login: the one it opened before if still alive, else a new
     /// one remembered with the login. Every client of the login gets its token: two
     /// browsers on a shared wallboard account both need the cookie for their WebSocket.
     /// `None` if a reload removed or changed the user meanwhile.
-    fn session_for_login(&self, key: &[u8], user: Arc<User>) -> Option<Arc<SessionCookie>> {
+    fn cookie_for_login(&self, key: &[u8], user: Arc<User>) -> Option<Arc<LoginCookie>> {
         let previous = lock(&self.logins).get(key).and_then(|l| l.session.clone());
         if let Some(session) = previous {
-            if self.by_session_key(&session.key).is_ok() {
+            if self.by_cookie_key(&session.key).is_ok() {
                 return Some(session);
             }
         }
-        let session = Arc::new(self.open_session(user)?);
+        let session = Arc::new(self.open_login(user)?);
         if let Some(login) = lock(&self.logins).get_mut(key) {
             login.session = Some(session.clone());
         }
@@ -472,7 +402,7 @@ impl Authenticator {
 
     /// Opens a session for `user`, unless a reload removed or changed it (see
     /// [`Authenticator::replace_users`] for why the users lock is held).
-    fn open_session(&self, user: Arc<User>) -> Option<SessionCookie> {
+    fn open_login(&self, user: Arc<User>) -> Option<LoginCookie> {
         let users = self.users.read().unwrap_or_else(|p| p.into_inner());
         if !users
             .get(&user.spec.name)
@@ -484,30 +414,10 @@ impl Authenticator {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        let now = Instant::now();
-        let name = user.caller.user.clone();
-        let key = self.session_key(&token);
-        let mut table = lock(&self.sessions);
-        let SessionTable { by_token, by_user } = &mut *table;
-        let keys = by_user.entry(name).or_default();
-        keys.retain(|k| by_token.contains_key(k));
-        while keys.len() >= SESSIONS_PER_USER {
-            if let Some(oldest) = keys.pop_front() {
-                by_token.remove(&oldest);
-            }
-        }
-        keys.push_back(key.clone());
-        by_token.insert(
-            key.clone(),
-            Session {
-                user,
-                created: now,
-                last_used: now,
-            },
-        );
-        drop(table);
+        let key = self.cookie_key(&token);
+        lock(&self.logins_by_cookie).open(key.clone(), user, Instant::now());
         drop(users);
-        Some(SessionCookie::new(token, key))
+        Some(LoginCookie::new(token, key))
     }
 }
 
@@ -555,309 +465,4 @@ fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::password;
-    use actix_web::test::TestRequest;
-
-    fn settings() -> AuthSettings {
-        AuthSettings {
-            realm: "r".into(),
-            login_cache: Duration::from_secs(60),
-            session_idle: Duration::from_secs(60),
-            session_max: Duration::from_secs(600),
-            throttle: crate::config::auth::ThrottleSettings {
-                max_failures: 3,
-                failure_window: Duration::from_secs(60),
-                lockout: Duration::from_secs(60),
-            },
-            users: vec![UserSpec {
-                name: "alice".into(),
-                password_hash: password::hash("wonderland").unwrap(),
-                roles: [UserRole::Agent].into(),
-                contact_center: "cc".into(),
-                features: ["api-voice".to_string()].into(),
-            }],
-        }
-    }
-
-    fn basic(name: &str, secret: &str) -> String {
-        format!(
-            "Basic {}",
-            Base64::encode_string(format!("{name}:{secret}").as_bytes())
-        )
-    }
-
-    /// A request with `Authorization: Basic` for `name` and `secret`.
-    fn with_basic(name: &str, secret: &str) -> HttpRequest {
-        TestRequest::default()
-            .insert_header((header::AUTHORIZATION, basic(name, secret)))
-            .to_http_request()
-    }
-
-    /// The session token a Basic login opens.
-    async fn token_of(auth: &Authenticator, login: &HttpRequest) -> String {
-        let session = auth.authenticate(login).await.unwrap().1;
-        session
-            .expect("a Basic login opens a session")
-            .token
-            .clone()
-    }
-
-    /// A request carrying the session cookie `token`.
-    fn with_cookie(token: &str) -> HttpRequest {
-        TestRequest::default()
-            .cookie(actix_web::cookie::Cookie::new(
-                SESSION_COOKIE,
-                token.to_string(),
-            ))
-            .to_http_request()
-    }
-
-    #[actix_rt::test]
-    async fn basic_login_then_cookie() {
-        let auth = Authenticator::new(&settings(), Default::default());
-        let req = with_basic("alice", "wonderland");
-        let (caller, token) = auth.authenticate(&req).await.unwrap();
-        assert_eq!(&*caller.user, "alice");
-        assert!(caller.sees("api-voice") && !caller.sees("api-multimedia"));
-        let token = token.expect("a Basic login opens a session").token.clone();
-        assert_eq!(token.len(), 64);
-        let req = with_cookie(&token);
-        let (again, new_token) = auth.authenticate(&req).await.unwrap();
-        assert_eq!(again, caller);
-        assert!(new_token.is_none());
-        assert_eq!(lock(&auth.logins).len(), 1, "the login is cached");
-        assert!(
-            lock(&auth.logins)
-                .keys()
-                .all(|k| !k.windows(10).any(|w| w == b"wonderland"))
-        );
-    }
-
-    #[actix_rt::test]
-    async fn refusals() {
-        let auth = Authenticator::new(&settings(), Default::default());
-        let with = |value: String| {
-            TestRequest::default()
-                .insert_header((header::AUTHORIZATION, value))
-                .to_http_request()
-        };
-        assert_eq!(
-            auth.authenticate(&TestRequest::default().to_http_request())
-                .await
-                .unwrap_err(),
-            AuthError::Missing
-        );
-        assert_eq!(
-            auth.authenticate(&with_basic("alice", "looking-glass"))
-                .await
-                .unwrap_err(),
-            AuthError::Rejected
-        );
-        assert_eq!(
-            auth.authenticate(&with_basic("bob", "wonderland"))
-                .await
-                .unwrap_err(),
-            AuthError::Rejected
-        );
-        assert_eq!(
-            auth.authenticate(&with("Bearer x".into()))
-                .await
-                .unwrap_err(),
-            AuthError::Missing
-        );
-        let stale = with_cookie("nope");
-        assert_eq!(
-            auth.authenticate(&stale).await.unwrap_err(),
-            AuthError::Expired
-        );
-        assert!(lock(&auth.logins).is_empty(), "failures are not cached");
-    }
-
-    #[actix_rt::test]
-    async fn a_reload_ends_the_sessions_of_removed_users() {
-        let auth = Authenticator::new(&settings(), Default::default());
-        let login = with_basic("alice", "wonderland");
-        let token = token_of(&auth, &login).await;
-        let by_cookie = || with_cookie(&token);
-        let revoked = auth.replace_users(&settings().users[..0]);
-        assert_eq!(revoked, [Arc::from("alice")].into());
-        assert!(auth.replace_users(&[]).is_empty(), "nobody left to revoke");
-        assert_eq!(
-            auth.authenticate(&by_cookie()).await.unwrap_err(),
-            AuthError::Expired
-        );
-        assert_eq!(
-            auth.authenticate(&login).await.unwrap_err(),
-            AuthError::Rejected,
-            "no cached login survives"
-        );
-    }
-
-    #[actix_rt::test]
-    async fn a_verification_that_ends_after_a_reload_removed_its_user_leaves_nothing() {
-        let auth = Authenticator::new(&settings(), Default::default());
-        // The user as a login saw it before the reload...
-        let before = auth.users.read().unwrap().get("alice").cloned();
-        auth.replace_users(&[]);
-        // ...finishes its Argon2 after it.
-        let key = auth.cache_key("alice", "wonderland");
-        let verified = auth.verify(before.clone(), &key, "wonderland".into()).await;
-        assert!(matches!(verified, Err(AuthError::Rejected)));
-        assert!(lock(&auth.logins).is_empty(), "nothing cached");
-        assert!(
-            auth.open_session(before.unwrap()).is_none(),
-            "no session opened"
-        );
-        assert!(lock(&auth.sessions).by_token.is_empty());
-    }
-
-    #[actix_rt::test]
-    async fn repeated_basic_logins_share_one_session() {
-        let auth = Authenticator::new(&settings(), Default::default());
-        let login = with_basic("alice", "wonderland");
-        let first = token_of(&auth, &login).await;
-        for _ in 0..5 {
-            assert_eq!(token_of(&auth, &login).await, first);
-        }
-        assert_eq!(lock(&auth.sessions).by_token.len(), 1);
-        assert!(auth.authenticate(&with_cookie(&first)).await.is_ok());
-    }
-
-    #[actix_rt::test]
-    async fn sessions_per_user_are_bounded() {
-        let auth = Authenticator::new(&settings(), Default::default());
-        let login = with_basic("alice", "wonderland");
-        let mut tokens = Vec::new();
-        for _ in 0..SESSIONS_PER_USER + 5 {
-            tokens.push(token_of(&auth, &login).await);
-            // A new login each time, as after the login cache expired.
-            lock(&auth.logins).clear();
-        }
-        assert_eq!(lock(&auth.sessions).by_token.len(), SESSIONS_PER_USER);
-        let oldest = with_cookie(&tokens[0]);
-        assert_eq!(
-            auth.authenticate(&oldest).await.unwrap_err(),
-            AuthError::Expired,
-            "the oldest session ended"
-        );
-        let newest = with_cookie(tokens.last().unwrap());
-        assert!(auth.authenticate(&newest).await.is_ok());
-    }
-
-    #[actix_rt::test]
-    async fn concurrent_logins_with_the_same_credentials_verify_once() {
-        let auth = Arc::new(Authenticator::new(&settings(), Default::default()));
-        let logins: Vec<_> = (0..8)
-            .map(|_| {
-                let auth = auth.clone();
-                actix_rt::spawn(async move {
-                    auth.authenticate(&with_basic("alice", "wonderland"))
-                        .await
-                        .map(|(caller, _)| caller.user)
-                })
-            })
-            .collect();
-        for login in logins {
-            assert_eq!(&*login.await.unwrap().unwrap(), "alice");
-        }
-        assert_eq!(auth.verifications(), 1);
-        assert!(lock(&auth.verifying).is_empty(), "no gate is left behind");
-    }
-
-    #[actix_rt::test]
-    async fn an_abandoned_login_leaves_no_gate() {
-        let auth = Authenticator::new(&settings(), Default::default());
-        let request = with_basic("alice", "wrong");
-        let login = auth.authenticate(&request);
-        // Polled once (the verification starts on the blocking pool), then dropped.
-        assert!(
-            tokio::time::timeout(Duration::from_micros(1), login)
-                .await
-                .is_err()
-        );
-        assert!(lock(&auth.verifying).is_empty());
-    }
-
-    #[actix_rt::test]
-    async fn failures_lock_out_their_address_only() {
-        let auth = Authenticator::new(&settings(), Default::default());
-        let from = |ip: &str, secret: &str| {
-            TestRequest::default()
-                .peer_addr(format!("{ip}:40000").parse().unwrap())
-                .insert_header((header::AUTHORIZATION, basic("alice", secret)))
-                .to_http_request()
-        };
-        for _ in 0..3 {
-            assert_eq!(
-                auth.authenticate(&from("192.0.2.1", "guess"))
-                    .await
-                    .unwrap_err(),
-                AuthError::Rejected
-            );
-        }
-        let verified = auth.verifications();
-        assert!(matches!(
-            auth.authenticate(&from("192.0.2.1", "wonderland")).await,
-            Err(AuthError::Throttled {
-                retry_after_secs: 60 | 61
-            })
-        ));
-        assert_eq!(auth.verifications(), verified, "refused before Argon2");
-        assert!(
-            auth.authenticate(&from("192.0.2.2", "wonderland"))
-                .await
-                .is_ok()
-        );
-        assert!(
-            auth.authenticate(&from("192.0.2.1", "wonderland"))
-                .await
-                .is_ok(),
-            "a login verified recently passes"
-        );
-    }
-
-    #[actix_rt::test]
-    async fn sessions_expire_when_idle_and_at_their_absolute_limit() {
-        let idle = AuthSettings {
-            session_idle: Duration::from_millis(100),
-            ..settings()
-        };
-        let auth = Authenticator::new(&idle, Default::default());
-        let login = with_basic("alice", "wonderland");
-        let token = token_of(&auth, &login).await;
-        assert!(auth.authenticate(&with_cookie(&token)).await.is_ok());
-        // Unused for longer than the idle limit.
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        assert_eq!(
-            auth.authenticate(&with_cookie(&token)).await.unwrap_err(),
-            AuthError::Expired
-        );
-
-        let short = AuthSettings {
-            session_max: Duration::from_millis(300),
-            ..settings()
-        };
-        let auth = Authenticator::new(&short, Default::default());
-        let started = Instant::now();
-        let token = token_of(&auth, &login).await;
-        // Used all the time, it still ends at the absolute limit.
-        loop {
-            match auth.authenticate(&with_cookie(&token)).await {
-                Ok(_) => assert!(started.elapsed() < Duration::from_secs(5), "never expired"),
-                Err(e) => {
-                    assert_eq!(e, AuthError::Expired);
-                    assert!(started.elapsed() >= Duration::from_millis(300));
-                    break;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    #[test]
-    fn the_decoy_is_a_real_hash() {
-        assert!(password::is_hash(DECOY_HASH));
-    }
-}
+mod tests;

@@ -1,0 +1,306 @@
+//! The authenticator's rules, without HTTP: logins, cookies, the cache, reloads, throttling.
+
+use super::*;
+use crate::password;
+use actix_web::test::TestRequest;
+
+fn settings() -> AuthSettings {
+    AuthSettings {
+        realm: "r".into(),
+        login_cache: Duration::from_secs(60),
+        session_idle: Duration::from_secs(60),
+        session_max: Duration::from_secs(600),
+        throttle: crate::config::auth::ThrottleSettings {
+            max_failures: 3,
+            failure_window: Duration::from_secs(60),
+            lockout: Duration::from_secs(60),
+        },
+        users: vec![UserSpec {
+            name: "alice".into(),
+            password_hash: password::hash("wonderland").unwrap(),
+            roles: [UserRole::Agent].into(),
+            contact_center: "cc".into(),
+            features: ["api-voice".to_string()].into(),
+        }],
+    }
+}
+
+fn basic(name: &str, secret: &str) -> String {
+    format!(
+        "Basic {}",
+        Base64::encode_string(format!("{name}:{secret}").as_bytes())
+    )
+}
+
+/// A request with `Authorization: Basic` for `name` and `secret`.
+fn with_basic(name: &str, secret: &str) -> HttpRequest {
+    TestRequest::default()
+        .insert_header((header::AUTHORIZATION, basic(name, secret)))
+        .to_http_request()
+}
+
+/// The session token a Basic login opens.
+async fn token_of(auth: &Authenticator, login: &HttpRequest) -> String {
+    let session = auth.authenticate(login).await.unwrap().1;
+    session
+        .expect("a Basic login opens a session")
+        .token
+        .clone()
+}
+
+/// A request carrying the session cookie `token`.
+fn with_cookie(token: &str) -> HttpRequest {
+    TestRequest::default()
+        .cookie(actix_web::cookie::Cookie::new(
+            SESSION_COOKIE,
+            token.to_string(),
+        ))
+        .to_http_request()
+}
+
+#[actix_rt::test]
+async fn basic_login_then_cookie() {
+    let auth = Authenticator::new(&settings(), Default::default());
+    let req = with_basic("alice", "wonderland");
+    let (caller, token) = auth.authenticate(&req).await.unwrap();
+    assert_eq!(&*caller.user, "alice");
+    assert!(caller.sees("api-voice") && !caller.sees("api-multimedia"));
+    let token = token.expect("a Basic login opens a session").token.clone();
+    assert_eq!(token.len(), 64);
+    let req = with_cookie(&token);
+    let (again, new_token) = auth.authenticate(&req).await.unwrap();
+    assert_eq!(again, caller);
+    assert!(new_token.is_none());
+    assert_eq!(lock(&auth.logins).len(), 1, "the login is cached");
+    assert!(
+        lock(&auth.logins)
+            .keys()
+            .all(|k| !k.windows(10).any(|w| w == b"wonderland"))
+    );
+}
+
+#[actix_rt::test]
+async fn refusals() {
+    let auth = Authenticator::new(&settings(), Default::default());
+    let with = |value: String| {
+        TestRequest::default()
+            .insert_header((header::AUTHORIZATION, value))
+            .to_http_request()
+    };
+    assert_eq!(
+        auth.authenticate(&TestRequest::default().to_http_request())
+            .await
+            .unwrap_err(),
+        AuthError::Missing
+    );
+    assert_eq!(
+        auth.authenticate(&with_basic("alice", "looking-glass"))
+            .await
+            .unwrap_err(),
+        AuthError::Rejected
+    );
+    assert_eq!(
+        auth.authenticate(&with_basic("bob", "wonderland"))
+            .await
+            .unwrap_err(),
+        AuthError::Rejected
+    );
+    assert_eq!(
+        auth.authenticate(&with("Bearer x".into()))
+            .await
+            .unwrap_err(),
+        AuthError::Missing
+    );
+    let stale = with_cookie("nope");
+    assert_eq!(
+        auth.authenticate(&stale).await.unwrap_err(),
+        AuthError::Expired
+    );
+    assert!(lock(&auth.logins).is_empty(), "failures are not cached");
+}
+
+#[actix_rt::test]
+async fn a_reload_ends_the_sessions_of_removed_users() {
+    let auth = Authenticator::new(&settings(), Default::default());
+    let login = with_basic("alice", "wonderland");
+    let token = token_of(&auth, &login).await;
+    let by_cookie = || with_cookie(&token);
+    let revoked = auth.replace_users(&settings().users[..0]);
+    assert_eq!(revoked, [Arc::from("alice")].into());
+    assert!(auth.replace_users(&[]).is_empty(), "nobody left to revoke");
+    assert_eq!(
+        auth.authenticate(&by_cookie()).await.unwrap_err(),
+        AuthError::Expired
+    );
+    assert_eq!(
+        auth.authenticate(&login).await.unwrap_err(),
+        AuthError::Rejected,
+        "no cached login survives"
+    );
+}
+
+#[actix_rt::test]
+async fn a_verification_that_ends_after_a_reload_removed_its_user_leaves_nothing() {
+    let auth = Authenticator::new(&settings(), Default::default());
+    // The user as a login saw it before the reload...
+    let before = auth.users.read().unwrap().get("alice").cloned();
+    auth.replace_users(&[]);
+    // ...finishes its Argon2 after it.
+    let key = auth.cache_key("alice", "wonderland");
+    let verified = auth.verify(before.clone(), &key, "wonderland".into()).await;
+    assert!(matches!(verified, Err(AuthError::Rejected)));
+    assert!(lock(&auth.logins).is_empty(), "nothing cached");
+    assert!(
+        auth.open_login(before.unwrap()).is_none(),
+        "no session opened"
+    );
+    assert!(lock(&auth.logins_by_cookie).len() == 0);
+}
+
+#[actix_rt::test]
+async fn repeated_basic_logins_share_one_session() {
+    let auth = Authenticator::new(&settings(), Default::default());
+    let login = with_basic("alice", "wonderland");
+    let first = token_of(&auth, &login).await;
+    for _ in 0..5 {
+        assert_eq!(token_of(&auth, &login).await, first);
+    }
+    assert_eq!(lock(&auth.logins_by_cookie).len(), 1);
+    assert!(auth.authenticate(&with_cookie(&first)).await.is_ok());
+}
+
+#[actix_rt::test]
+async fn sessions_per_user_are_bounded() {
+    let auth = Authenticator::new(&settings(), Default::default());
+    let login = with_basic("alice", "wonderland");
+    let mut tokens = Vec::new();
+    for _ in 0..logins::LOGINS_PER_USER + 5 {
+        tokens.push(token_of(&auth, &login).await);
+        // A new login each time, as after the login cache expired.
+        lock(&auth.logins).clear();
+    }
+    assert_eq!(lock(&auth.logins_by_cookie).len(), logins::LOGINS_PER_USER);
+    let oldest = with_cookie(&tokens[0]);
+    assert_eq!(
+        auth.authenticate(&oldest).await.unwrap_err(),
+        AuthError::Expired,
+        "the oldest session ended"
+    );
+    let newest = with_cookie(tokens.last().unwrap());
+    assert!(auth.authenticate(&newest).await.is_ok());
+}
+
+#[actix_rt::test]
+async fn concurrent_logins_with_the_same_credentials_verify_once() {
+    let auth = Arc::new(Authenticator::new(&settings(), Default::default()));
+    let logins: Vec<_> = (0..8)
+        .map(|_| {
+            let auth = auth.clone();
+            actix_rt::spawn(async move {
+                auth.authenticate(&with_basic("alice", "wonderland"))
+                    .await
+                    .map(|(caller, _)| caller.user)
+            })
+        })
+        .collect();
+    for login in logins {
+        assert_eq!(&*login.await.unwrap().unwrap(), "alice");
+    }
+    assert_eq!(auth.verifications(), 1);
+    assert!(lock(&auth.verifying).is_empty(), "no gate is left behind");
+}
+
+#[actix_rt::test]
+async fn an_abandoned_login_leaves_no_gate() {
+    let auth = Authenticator::new(&settings(), Default::default());
+    let request = with_basic("alice", "wrong");
+    let login = auth.authenticate(&request);
+    // Polled once (the verification starts on the blocking pool), then dropped.
+    assert!(
+        tokio::time::timeout(Duration::from_micros(1), login)
+            .await
+            .is_err()
+    );
+    assert!(lock(&auth.verifying).is_empty());
+}
+
+#[actix_rt::test]
+async fn failures_lock_out_their_address_only() {
+    let auth = Authenticator::new(&settings(), Default::default());
+    let from = |ip: &str, secret: &str| {
+        TestRequest::default()
+            .peer_addr(format!("{ip}:40000").parse().unwrap())
+            .insert_header((header::AUTHORIZATION, basic("alice", secret)))
+            .to_http_request()
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            auth.authenticate(&from("192.0.2.1", "guess"))
+                .await
+                .unwrap_err(),
+            AuthError::Rejected
+        );
+    }
+    let verified = auth.verifications();
+    assert!(matches!(
+        auth.authenticate(&from("192.0.2.1", "wonderland")).await,
+        Err(AuthError::Throttled {
+            retry_after_secs: 60 | 61
+        })
+    ));
+    assert_eq!(auth.verifications(), verified, "refused before Argon2");
+    assert!(
+        auth.authenticate(&from("192.0.2.2", "wonderland"))
+            .await
+            .is_ok()
+    );
+    assert!(
+        auth.authenticate(&from("192.0.2.1", "wonderland"))
+            .await
+            .is_ok(),
+        "a login verified recently passes"
+    );
+}
+
+#[actix_rt::test]
+async fn sessions_expire_when_idle_and_at_their_absolute_limit() {
+    let idle = AuthSettings {
+        session_idle: Duration::from_millis(100),
+        ..settings()
+    };
+    let auth = Authenticator::new(&idle, Default::default());
+    let login = with_basic("alice", "wonderland");
+    let token = token_of(&auth, &login).await;
+    assert!(auth.authenticate(&with_cookie(&token)).await.is_ok());
+    // Unused for longer than the idle limit.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(
+        auth.authenticate(&with_cookie(&token)).await.unwrap_err(),
+        AuthError::Expired
+    );
+
+    let short = AuthSettings {
+        session_max: Duration::from_millis(300),
+        ..settings()
+    };
+    let auth = Authenticator::new(&short, Default::default());
+    let started = Instant::now();
+    let token = token_of(&auth, &login).await;
+    // Used all the time, it still ends at the absolute limit.
+    loop {
+        match auth.authenticate(&with_cookie(&token)).await {
+            Ok(_) => assert!(started.elapsed() < Duration::from_secs(5), "never expired"),
+            Err(e) => {
+                assert_eq!(e, AuthError::Expired);
+                assert!(started.elapsed() >= Duration::from_millis(300));
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[test]
+fn the_decoy_is_a_real_hash() {
+    assert!(password::is_hash(DECOY_HASH));
+}
