@@ -74,6 +74,8 @@ pub struct Snapshot {
     attributes: BTreeSet<String>,
     /// The body of `GET /services?fields=*`.
     all_body: Bytes,
+    /// Services in each state, in the order of [`ServiceState::ALL`].
+    by_state: [usize; ServiceState::ALL.len()],
 }
 
 impl Snapshot {
@@ -86,8 +88,12 @@ impl Snapshot {
             .collect();
         let mut attributes: BTreeSet<String> =
             CORE_ATTRIBUTES.iter().map(|a| a.to_string()).collect();
+        let mut by_state = [0; ServiceState::ALL.len()];
         for service in &services {
             attributes.extend(service.resource.keys().cloned());
+            if let Some(i) = ServiceState::ALL.iter().position(|s| *s == service.state) {
+                by_state[i] += 1;
+            }
         }
         let all_body = list_body(services.iter().map(|s| &**s));
         Snapshot {
@@ -95,6 +101,7 @@ impl Snapshot {
             by_id,
             attributes,
             all_body,
+            by_state,
         }
     }
 
@@ -129,7 +136,12 @@ impl Snapshot {
 
     /// One line for people: `12 services: 10 Active, 1 ReadOnly, 1 Inactive`.
     pub fn summary(&self) -> String {
-        let count = |state| self.services.iter().filter(|s| s.state == state).count();
+        let count = |state| {
+            ServiceState::ALL
+                .iter()
+                .position(|s| *s == state)
+                .map_or(0, |i| self.by_state[i])
+        };
         let noun = if self.services.len() == 1 {
             "service"
         } else {
