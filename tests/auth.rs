@@ -467,6 +467,64 @@ async fn one_user_cannot_take_every_session() {
     mike.handshake().await;
 }
 
+/// A handshake over a new WebSocket as vera: `Ok` with the client, or the refusal.
+async fn try_session(d: &TestDaemon) -> Result<WsClient, String> {
+    let mut c = WsClient::open_as(d, "vera", "pw").await;
+    let reply = c
+        .call(json!({"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["websocket"]}))
+        .await;
+    if reply[0]["successful"] != true {
+        return Err(reply[0]["error"].as_str().unwrap_or_default().to_string());
+    }
+    c.client_id = reply[0]["clientId"].as_str().unwrap().to_string();
+    c.connect().await;
+    Ok(c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_websockets_do_not_hold_a_users_sessions() {
+    // The session timeout (10 s) is far longer than any wait below.
+    let d = TestDaemon::start(&config(
+        NOWHERE,
+        NOWHERE,
+        "[notifications]\nmax_sessions_per_user = 3",
+    ));
+    // Quick connect, handshake, close cycles, three times the limit: each new handshake
+    // gets a session within a second, taking the place of a closed one.
+    for cycle in 0..9 {
+        let started = std::time::Instant::now();
+        let mut c = eventually(
+            Duration::from_secs(1),
+            "a session after closed ones",
+            || async { try_session(&d).await.ok() },
+        )
+        .await;
+        assert!(started.elapsed() < Duration::from_secs(1), "cycle {cycle}");
+        c.ws.close(None).await.unwrap();
+    }
+    // Live sessions keep their place: with three open, a fourth is refused.
+    let mut live = Vec::new();
+    for _ in 0..3 {
+        live.push(
+            eventually(WITHIN, "a live session", || async {
+                try_session(&d).await.ok()
+            })
+            .await,
+        );
+    }
+    assert_eq!(
+        try_session(&d).await.err().as_deref(),
+        Some("503::too many sessions for this user (at most 3)")
+    );
+    // And they still work.
+    for c in &mut live {
+        let reply = c
+            .call(json!({"channel":"/meta/subscribe","subscription":SERVICES}))
+            .await;
+        assert_eq!(reply[0]["successful"], true, "{reply:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_failures_lock_out_their_address_only() {
     let d = TestDaemon::start(&config(

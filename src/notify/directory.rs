@@ -7,13 +7,24 @@
 //! Each session belongs to the user who handshook it: a clientId presented by anybody else
 //! names no session, so a clientId that leaked (a log, a proxy) is useless without that
 //! user's credentials too.
+//!
+//! What a closed transport means for the bounds: a session whose WebSocket closed is an
+//! *orphan*. It lives on for `session_timeout`, so that a client whose connection blipped
+//! continues on a new one with its subscriptions and queued messages, but it does not hold
+//! its place against a live client: a handshake that would pass a bound ends the oldest
+//! orphan (of the same user for the per-user bound, of anybody for the total) instead of
+//! being refused. Its client, should it come back, is told to handshake again (402) and
+//! does, with a snapshot if it asks for one. Only sessions with a live transport, or
+//! between two long-polling requests, can make a handshake wait. Without this, a network
+//! blip that reconnects many wallboards on one shared account would lock that account out
+//! for `session_timeout`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix::Addr;
 
-use super::session::ClientSession;
+use super::session::{ClientSession, Evicted};
 
 /// Random bytes in a clientId: 160 bits, well above the 128 a guess must not find.
 const CLIENT_ID_BYTES: usize = 20;
@@ -30,12 +41,48 @@ pub enum Refused {
 struct Entry {
     addr: Addr<ClientSession>,
     user: Arc<str>,
+    /// When its WebSocket closed (a sequence number: lower is older), while it has no
+    /// transport since.
+    orphaned: Option<u64>,
 }
 
 #[derive(Default)]
 struct Table {
     sessions: HashMap<Arc<str>, Entry>,
     per_user: HashMap<Arc<str>, usize>,
+    /// Numbers orphanings, oldest first.
+    orphanings: u64,
+}
+
+impl Table {
+    /// Forgets a session; returns its entry.
+    fn forget(&mut self, client_id: &str) -> Option<Entry> {
+        let entry = self.sessions.remove(client_id)?;
+        if let Some(count) = self.per_user.get_mut(&entry.user) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_user.remove(&entry.user);
+            }
+        }
+        Some(entry)
+    }
+
+    /// Ends the oldest orphan that `of` accepts, making room; whether there was one.
+    fn evict_oldest_orphan(&mut self, of: impl Fn(&Entry) -> bool) -> bool {
+        let oldest = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| of(e))
+            .filter_map(|(id, e)| e.orphaned.map(|at| (at, id.clone())))
+            .min();
+        let Some((_, id)) = oldest else {
+            return false;
+        };
+        if let Some(entry) = self.forget(&id) {
+            entry.addr.do_send(Evicted);
+        }
+        true
+    }
 }
 
 /// Every live client session, bounded in number, in total and per user.
@@ -67,21 +114,23 @@ impl Directory {
         start: impl FnOnce(Arc<str>) -> Addr<ClientSession>,
     ) -> Result<Arc<str>, Refused> {
         let mut table = self.lock();
-        if table.sessions.len() >= self.max_sessions {
-            return Err(Refused::Total(self.max_sessions));
-        }
         let held = table.per_user.get(user).copied().unwrap_or(0);
-        if held >= self.max_per_user {
+        if held >= self.max_per_user && !table.evict_oldest_orphan(|e| e.user == *user) {
             return Err(Refused::PerUser(self.max_per_user));
+        }
+        if table.sessions.len() >= self.max_sessions && !table.evict_oldest_orphan(|_| true) {
+            return Err(Refused::Total(self.max_sessions));
         }
         let id: Arc<str> = new_client_id().into();
         let addr = start(id.clone());
+        let held = table.per_user.get(user).copied().unwrap_or(0);
         table.per_user.insert(user.clone(), held + 1);
         table.sessions.insert(
             id.clone(),
             Entry {
                 addr,
                 user: user.clone(),
+                orphaned: None,
             },
         );
         Ok(id)
@@ -96,15 +145,24 @@ impl Directory {
 
     /// Forgets a session (it ended).
     pub fn remove(&self, client_id: &str) {
+        self.lock().forget(client_id);
+    }
+
+    /// A session's WebSocket closed and no transport replaced it: it may be ended to make
+    /// room for a new one.
+    pub fn orphan(&self, client_id: &str) {
         let mut table = self.lock();
-        let Some(entry) = table.sessions.remove(client_id) else {
-            return;
-        };
-        if let Some(count) = table.per_user.get_mut(&entry.user) {
-            *count -= 1;
-            if *count == 0 {
-                table.per_user.remove(&entry.user);
-            }
+        table.orphanings += 1;
+        let at = table.orphanings;
+        if let Some(entry) = table.sessions.get_mut(client_id) {
+            entry.orphaned = Some(at);
+        }
+    }
+
+    /// An orphan's client came back on a transport: it holds its place again.
+    pub fn adopt(&self, client_id: &str) {
+        if let Some(entry) = self.lock().sessions.get_mut(client_id) {
+            entry.orphaned = None;
         }
     }
 

@@ -88,6 +88,12 @@ pub struct Shutdown;
 #[rtype(result = "()")]
 pub struct Revoke;
 
+/// The directory ended this session to make room for a new one (its WebSocket had closed
+/// and its client had not come back); a client that comes back is told to handshake.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Evicted;
+
 /// A WebSocket connection closed.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -127,6 +133,8 @@ pub struct ClientSession {
     /// answer rather than one connect later.
     snapshot_pending: bool,
     expiry: Option<SpawnHandle>,
+    /// Its WebSocket closed and no transport has come since (see the directory).
+    orphaned: bool,
 }
 
 impl ClientSession {
@@ -143,6 +151,7 @@ impl ClientSession {
             connected: false,
             snapshot_pending: false,
             expiry: None,
+            orphaned: false,
         }
     }
 
@@ -317,6 +326,9 @@ impl ClientSession {
         // the expiry countdown, stopped again since this connect is here).
         self.release_held(ctx);
         self.stop_expiry(ctx);
+        if std::mem::take(&mut self.orphaned) {
+            self.shared.directory.adopt(&self.id);
+        }
         let now = policy::answer_connect_now(ConnectContext {
             transport: match via {
                 Via::WebSocket { .. } => Transport::WebSocket,
@@ -531,9 +543,21 @@ impl Handler<Detach> for ClientSession {
                 ctx.cancel_future(*timer);
                 self.held = None;
             }
-            // The client may come back on another connection within the session timeout.
+            // The client may come back on another connection within the session timeout,
+            // unless a new session needs the place first.
+            self.orphaned = true;
+            self.shared.directory.orphan(&self.id);
             self.start_expiry(ctx);
         }
+    }
+}
+
+impl Handler<Evicted> for ClientSession {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Evicted, ctx: &mut Self::Context) {
+        debug!(client = %self.id, user = %self.caller.user, "orphaned session ended to make room for a new one");
+        ctx.stop();
     }
 }
 
