@@ -120,6 +120,7 @@ impl Daemon {
                 }
             }
         });
+        actix_rt::spawn(report_client_errors(metrics.clone()));
         let request_metrics = metrics.clone();
         if settings.auth.users.is_empty() {
             tracing::warn!(
@@ -294,6 +295,25 @@ impl Daemon {
                 "the HTTP server task failed: {e}"
             )))
         })
+    }
+}
+
+/// Counts the malformed input the HTTP layer refused, each second, and logs a summary at
+/// most once a minute (see [`crate::client_errors`]).
+async fn report_client_errors(metrics: Arc<Metrics>) {
+    let mut reporter = crate::client_errors::Reporter::default();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let report = reporter.look(std::time::Instant::now());
+        metrics.http_client_errors.inc_by(report.new);
+        if let Some((refused, latest)) = report.summary {
+            info!(
+                refused,
+                latest = %latest,
+                "malformed HTTP input from clients refused with 400 (each is counted in http_client_errors_total; RUST_LOG=info,actix_http=error logs each)"
+            );
+        }
     }
 }
 

@@ -23,6 +23,7 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod bayeux;
+pub mod client_errors;
 pub mod config;
 pub mod daemon;
 pub mod demo;

@@ -3,46 +3,71 @@
 //!
 //! The level comes from `RUST_LOG` when set (it is the usual switch at 3 a.m.), else from
 //! `[log] level`, else `info`.
+//!
+//! The HTTP layer's own ERROR line for each malformed request is kept out (see
+//! [`crate::client_errors`]) unless the filter names `actix_http`.
 
 use std::io::IsTerminal;
 use std::os::fd::AsRawFd;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{FilterExt, Targets, filter_fn};
 use tracing_subscriber::prelude::*;
+
+use crate::client_errors;
 
 use crate::config::server::{LogFormat, LogSettings};
 
 /// Installs the global subscriber. Call once, early in `main`.
 pub fn init(settings: &LogSettings) {
-    let filter = EnvFilter::try_from_default_env()
+    let from_env = std::env::var("RUST_LOG")
         .ok()
-        .or_else(|| {
-            settings
-                .level
-                .as_deref()
-                .and_then(|l| EnvFilter::try_new(l).ok())
-        })
-        .unwrap_or_else(|| EnvFilter::new("info"));
+        .filter(|f| EnvFilter::try_new(f).is_ok());
+    let text = from_env
+        .or_else(|| settings.level.clone())
+        .unwrap_or_else(|| "info".to_string());
+    // The HTTP layer's ERROR line per refused connection stays out unless asked for; its
+    // other lines (trace, debug) pass as the filter says.
+    let each_refusal = text.contains("actix_http");
+    let filter = EnvFilter::try_new(&text)
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .and(filter_fn(move |meta| {
+            each_refusal
+                || meta.target() != client_errors::TARGET
+                || *meta.level() != tracing::Level::ERROR
+        }));
+    let counting = client_errors::ClientErrorLayer
+        .with_filter(Targets::new().with_target(client_errors::TARGET, tracing::Level::ERROR));
+    let registry = tracing_subscriber::registry().with(counting);
     if stderr_is_journal() {
         if let Ok(journald) = tracing_journald::layer() {
-            tracing_subscriber::registry()
-                .with(filter)
-                .with(journald.with_syslog_identifier("servicewatch".into()))
+            registry
+                .with(
+                    journald
+                        .with_syslog_identifier("servicewatch".into())
+                        .with_filter(filter),
+                )
                 .init();
             return;
         }
     }
     let stderr = std::io::stderr;
     match settings.format {
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .with_writer(stderr)
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(stderr)
+                    .with_filter(filter),
+            )
             .init(),
-        LogFormat::Text => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_ansi(std::io::stderr().is_terminal())
-            .with_writer(stderr)
+        LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(stderr)
+                    .with_filter(filter),
+            )
             .init(),
     }
 }

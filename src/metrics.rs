@@ -77,6 +77,7 @@ pub struct Metrics {
     pub login_failures: Counter,
     pub login_lockouts: Counter,
     pub password_memory_bytes: Gauge,
+    pub http_client_errors: Counter,
     pub http_requests: Family<HttpLabels, Counter>,
     pub reloads: Family<ReloadLabels, Counter>,
 }
@@ -105,6 +106,7 @@ impl Metrics {
         let login_failures = Counter::default();
         let login_lockouts = Counter::default();
         let password_memory_bytes = Gauge::default();
+        let http_client_errors = Counter::default();
         let http_requests = Family::<HttpLabels, Counter>::default();
         let reloads = Family::<ReloadLabels, Counter>::default();
         registry.register(
@@ -174,6 +176,11 @@ impl Metrics {
             password_memory_bytes.clone(),
         );
         registry.register(
+            "http_client_errors",
+            "Connections the HTTP layer refused for malformed input (bad request line or header, reset mid-request) before routing",
+            http_client_errors.clone(),
+        );
+        registry.register(
             "http_requests",
             "HTTP answers, by route and status",
             http_requests.clone(),
@@ -198,6 +205,7 @@ impl Metrics {
             login_failures,
             login_lockouts,
             password_memory_bytes,
+            http_client_errors,
             http_requests,
             reloads,
         }

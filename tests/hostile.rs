@@ -1,5 +1,6 @@
-//! Hostile input that costs nothing to send: wrong passwords in bursts. Memory stays bounded,
-//! one address gets no more checks than its failure budget, and everyone else is served.
+//! Hostile input that costs nothing to send: wrong passwords in bursts, malformed requests.
+//! Memory stays bounded, one address gets no more checks than its failure budget, the log
+//! does not grow with the input, and everyone else is served.
 
 mod common;
 
@@ -95,4 +96,55 @@ async fn a_burst_from_one_address_gets_no_more_checks_than_its_budget() {
         .await
         .unwrap();
     assert_eq!(right.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_do_not_flood_the_log() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let daemon = DaemonProcess::spawn(&users_toml());
+    let garbage: [&[u8]; 3] = [
+        b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX: \x01\x02\r\n\r\n",
+        b"\x16\x03\x01 not http at all\r\n\r\n",
+    ];
+    for i in 0..300 {
+        let mut tcp = tokio::net::TcpStream::connect(&daemon.addr).await.unwrap();
+        tcp.write_all(garbage[i % garbage.len()]).await.unwrap();
+        let mut answer = Vec::new();
+        tcp.read_to_end(&mut answer).await.unwrap();
+        assert!(
+            answer.starts_with(b"HTTP/1.1 400 "),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    // One summary line tells of them, at INFO, soon.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let summary = loop {
+        let lines = daemon.log_lines("malformed HTTP input");
+        if let Some(line) = lines.first() {
+            break line.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no summary line");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(summary.contains("INFO"), "{summary}");
+    assert!(
+        daemon.log_lines("ERROR").is_empty(),
+        "{:?}",
+        daemon.log_lines("ERROR")
+    );
+    assert!(
+        daemon.log_lines("parse error").len() <= 1,
+        "one line per bad request: {:?}",
+        daemon.log_lines("parse error")
+    );
+    let client = reqwest::Client::new();
+    let right = client
+        .get(daemon.url("/api/v2/services"))
+        .basic_auth(USER, Some(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), StatusCode::OK, "still serving");
 }

@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A daemon process, killed when dropped.
@@ -11,6 +12,8 @@ pub struct DaemonProcess {
     pub child: Child,
     /// Where the Services API listens.
     pub addr: String,
+    /// Every line the daemon has logged so far.
+    log: Arc<Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -34,12 +37,14 @@ impl DaemonProcess {
             .unwrap();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let deadline = Instant::now() + Duration::from_secs(10);
+        let log = Arc::new(Mutex::new(Vec::new()));
         let addr = loop {
             assert!(Instant::now() < deadline, "no listen line");
             let line = lines
                 .next()
                 .expect("the daemon logs before it exits")
                 .unwrap();
+            log.lock().unwrap().push(line.clone());
             if let Some(at) = line.find("listen=") {
                 break line[at + "listen=".len()..]
                     .split_whitespace()
@@ -48,11 +53,17 @@ impl DaemonProcess {
                     .to_string();
             }
         };
-        // Keep draining the log so the daemon never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+        // Keep reading the log so the daemon never blocks on a full pipe.
+        let keep = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                keep.lock().unwrap().push(line);
+            }
+        });
         DaemonProcess {
             child,
             addr,
+            log,
             _dir: dir,
         }
     }
@@ -60,6 +71,12 @@ impl DaemonProcess {
     /// `http://ADDR` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// The lines logged so far that contain `text`.
+    pub fn log_lines(&self, text: &str) -> Vec<String> {
+        let log = self.log.lock().unwrap();
+        log.iter().filter(|l| l.contains(text)).cloned().collect()
     }
 
     /// Resident memory of the process, in KiB (`VmRSS` of `/proc/PID/status`).
