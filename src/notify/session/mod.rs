@@ -25,6 +25,8 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tracing::debug;
 
+mod delivery;
+
 use super::Shared;
 use super::policy::{self, ConnectContext, Registration, Transport};
 use crate::auth::Caller;
@@ -174,122 +176,6 @@ impl ClientSession {
     fn stop_expiry(&mut self, ctx: &mut Context<Self>) {
         if let Some(old) = self.expiry.take() {
             ctx.cancel_future(old);
-        }
-    }
-
-    /// Holds a connect; counted while held if it is a long-polling request's.
-    fn hold(&mut self, held: Held) {
-        if matches!(held, Held::LongPolling { .. }) {
-            self.shared.metrics.long_polls_held.inc();
-        }
-        self.held = Some(held);
-    }
-
-    /// Takes the held connect, to answer or drop it.
-    fn unhold(&mut self) -> Option<Held> {
-        let held = self.held.take();
-        if matches!(held, Some(Held::LongPolling { .. })) {
-            self.shared.metrics.long_polls_held.dec();
-        }
-        held
-    }
-
-    /// Answers the held connect, if any, with whatever is queued.
-    fn release_held(&mut self, ctx: &mut Context<Self>) {
-        let Some(held) = self.unhold() else {
-            return;
-        };
-        let client_id = self.id.clone();
-        match held {
-            Held::WebSocket { id, timer } => {
-                ctx.cancel_future(timer);
-                let batch = reply::render_batch(
-                    [&reply::connect(
-                        id.as_ref(),
-                        &client_id,
-                        Some(self.advice()),
-                    )],
-                    [],
-                );
-                self.push(Bytes::from(batch), ctx);
-            }
-            Held::LongPolling {
-                id,
-                reply: answer,
-                timer,
-            } => {
-                ctx.cancel_future(timer);
-                let connect = reply::connect(id.as_ref(), &client_id, Some(self.advice()));
-                let _ = answer.send(self.drain_with([connect]));
-            }
-        }
-        self.start_expiry(ctx);
-    }
-
-    /// Renders the queued messages followed by `replies`, emptying the queue.
-    fn drain_with<const N: usize>(&mut self, replies: [Value; N]) -> Vec<u8> {
-        let queued: Vec<Bytes> = self.queue.drain(..).map(|m| bayeux::unframe(&m)).collect();
-        reply::render_batch(&replies, queued.iter().map(|m| &m[..]))
-    }
-
-    /// Sends a frame to the attached WebSocket; a full connection makes a slow consumer.
-    fn push(&mut self, frame: Bytes, ctx: &mut Context<Self>) {
-        let Some((_, recipient)) = &self.websocket else {
-            self.queue.push_back(frame);
-            return;
-        };
-        match recipient.try_send(Push::Frame(frame)) {
-            Ok(()) => {}
-            Err(SendError::Full(_)) => self.end_slow(ctx),
-            Err(SendError::Closed(Push::Frame(frame))) => {
-                self.websocket = None;
-                self.queue.push_back(frame);
-            }
-            Err(SendError::Closed(Push::Close(_))) => self.websocket = None,
-        }
-    }
-
-    /// Detaches the WebSocket, if any, and closes it with `code` and `reason`.
-    fn close_websocket(&mut self, code: CloseCode, reason: &str) {
-        if let Some((_, recipient)) = self.websocket.take() {
-            // Past the mailbox bound on purpose: the last message this connection gets.
-            recipient.do_send(Push::Close(CloseReason {
-                code,
-                description: Some(reason.into()),
-            }));
-        }
-    }
-
-    /// Ends a session that cannot keep up: its WebSocket is closed with the reason, and its
-    /// next long-polling connect is told to handshake again.
-    fn end_slow(&mut self, ctx: &mut Context<Self>) {
-        debug!(client = %self.id, "slow consumer: ending the session");
-        self.close_websocket(
-            CloseCode::Policy,
-            "slow consumer: messages were not read in time",
-        );
-        ctx.stop();
-    }
-
-    /// Delivers messages (each a batch of one): at once to an attached WebSocket, as one
-    /// frame; otherwise to the held long-polling connect, or to the queue.
-    fn deliver(&mut self, frames: Vec<Bytes>, ctx: &mut Context<Self>) {
-        if self.websocket.is_some() {
-            let frame = match <[Bytes; 1]>::try_from(frames) {
-                Ok([one]) => one,
-                Err(many) => {
-                    let inner: Vec<Bytes> = many.iter().map(bayeux::unframe).collect();
-                    Bytes::from(reply::render_batch([], inner.iter().map(|m| &m[..])))
-                }
-            };
-            self.push(frame, ctx);
-            return;
-        }
-        self.queue.extend(frames);
-        if matches!(self.held, Some(Held::LongPolling { .. })) {
-            self.release_held(ctx);
-        } else if self.queue.len() > self.shared.settings.session_queue {
-            self.end_slow(ctx);
         }
     }
 
