@@ -8,19 +8,28 @@
 //! cannot delay a request.
 //!
 //! Each change's notification is rendered once, with the published service, and offered to
-//! every subscribed session whose contact center sees the service ([`Subscribers`]).
+//! every subscribed session whose contact center sees the service ([`Subscribers`]), always
+//! after the snapshot that shows the change, so a client that reads REST on a notification
+//! never sees the state before it.
+//!
+//! Publishing is coalesced: a snapshot costs work in proportion to every service (its list
+//! body is rendered whole), so a change right after another waits for a publish shared by
+//! all changes in a short window ([`Publisher`]) instead of rebuilding the snapshot once per
+//! change. A mass outage of N services then costs a few rebuilds, not N. A change after a
+//! quiet spell is published at once.
 //!
 //! It also supervises the monitors, one for one: a monitor whose actor died (a panic) is
 //! noticed on the next supervision tick and started again, resuming from its server's last
 //! reported health; the other servers of the service are not touched.
 
+mod publisher;
 mod reload;
 mod subscribers;
 mod tracked;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 use arc_swap::ArcSwap;
@@ -33,6 +42,7 @@ use crate::metrics::Metrics;
 use crate::monitor::{HealthChanged, ServerIdentity, ServerMonitor, StopMonitor};
 use crate::snapshot::Snapshot;
 
+use publisher::Publisher;
 pub use reload::{ReloadPlan, Step, plan};
 pub use subscribers::{Delivery, Subscribers};
 use tracked::{Tracked, log_transition, servers_of};
@@ -101,6 +111,10 @@ pub struct Registry {
     /// Numbers monitors, so that a report from a replaced one is recognised.
     generations: u64,
     metrics: Arc<Metrics>,
+    /// When the next snapshot goes out, and the notifications waiting for it.
+    publisher: Publisher,
+    /// The publish scheduled for later, if any.
+    scheduled: Option<SpawnHandle>,
 }
 
 impl Registry {
@@ -128,6 +142,8 @@ impl Registry {
             ready_waiters: Vec::new(),
             generations: 0,
             metrics,
+            publisher: Publisher::default(),
+            scheduled: None,
         };
         registry.index();
         registry.publish();
@@ -144,10 +160,32 @@ impl Registry {
             .collect();
     }
 
-    /// Builds and swaps in a new snapshot.
-    fn publish(&self) {
+    /// Builds and swaps in a new snapshot, then offers the notifications waiting for it.
+    fn publish(&mut self) {
+        let started = Instant::now();
         let services = self.services.iter().map(|t| t.published.clone()).collect();
         self.published.store(Arc::new(Snapshot::new(services)));
+        let waiting = self.publisher.published(started, Instant::now());
+        for (notification, feature) in &waiting {
+            self.subscribers
+                .fan_out(notification, feature, &self.metrics);
+        }
+    }
+
+    /// Publishes now, or schedules the publish for when the window since the last one ends.
+    fn publish_soon(&mut self, ctx: &mut Context<Self>) {
+        if self.scheduled.is_some() {
+            return;
+        }
+        match self.publisher.delay(Instant::now()) {
+            None => self.publish(),
+            Some(delay) => {
+                self.scheduled = Some(ctx.run_later(delay, |act, _ctx| {
+                    act.scheduled = None;
+                    act.publish();
+                }));
+            }
+        }
     }
 
     /// Starts a new monitor for server `server` of the service at `index`, resuming from the
@@ -188,28 +226,31 @@ impl Registry {
         self.services.iter().all(|t| t.ready)
     }
 
-    /// Wakes those waiting for readiness, once every server has been probed.
-    fn wake_ready_waiters(&mut self) {
-        if self.all_ready() {
+    /// Wakes those waiting for readiness, once every server has been probed, after
+    /// publishing what the first probes found (readiness promises it is served).
+    fn wake_ready_waiters(&mut self, ctx: &mut Context<Self>) {
+        if self.all_ready() && !self.ready_waiters.is_empty() {
+            if let Some(scheduled) = self.scheduled.take() {
+                ctx.cancel_future(scheduled);
+                self.publish();
+            }
             for waiter in self.ready_waiters.drain(..) {
                 let _ = waiter.send(());
             }
         }
     }
 
-    /// Publishes a change of the service at `index`: its gauges, a new snapshot, and its
-    /// notification to subscribers.
-    fn announce(&mut self, index: usize) {
+    /// Publishes a change of the service at `index`: its gauges at once, then (soon) a new
+    /// snapshot and its notification to subscribers.
+    fn announce(&mut self, index: usize, ctx: &mut Context<Self>) {
         let tracked = &self.services[index];
         self.metrics
             .set_state(&tracked.spec.id, tracked.assessment.state);
-        let (notification, feature) = (
+        self.publisher.wait(
             tracked.published.notification.clone(),
             tracked.spec.feature.clone(),
         );
-        self.publish();
-        self.subscribers
-            .fan_out(&notification, &feature, &self.metrics);
+        self.publish_soon(ctx);
     }
 
     /// Restarts every monitor whose actor has died.
@@ -249,7 +290,7 @@ impl Actor for Registry {
 impl Handler<HealthChanged> for Registry {
     type Result = ();
 
-    fn handle(&mut self, msg: HealthChanged, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: HealthChanged, ctx: &mut Self::Context) {
         let Some(&index) = self.positions.get(&msg.service) else {
             return;
         };
@@ -259,10 +300,10 @@ impl Handler<HealthChanged> for Registry {
         let became_ready = !was_ready && tracked.ready;
         if let Some(transition) = transition {
             log_transition(&tracked.spec.id, transition, &msg.reason, &self.metrics);
-            self.announce(index);
+            self.announce(index, ctx);
         }
         if became_ready {
-            self.wake_ready_waiters();
+            self.wake_ready_waiters(ctx);
         }
     }
 }
@@ -270,10 +311,10 @@ impl Handler<HealthChanged> for Registry {
 impl Handler<WhenReady> for Registry {
     type Result = MessageResult<WhenReady>;
 
-    fn handle(&mut self, _msg: WhenReady, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _msg: WhenReady, ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = oneshot::channel();
         self.ready_waiters.push(tx);
-        self.wake_ready_waiters();
+        self.wake_ready_waiters(ctx);
         MessageResult(rx)
     }
 }
@@ -331,35 +372,41 @@ impl Handler<ApplyServices> for Registry {
         }
         // Removed services: subscribers hear of them one last time, as Inactive, and their
         // metrics go.
-        let mut farewells = Vec::new();
+        for index in announce {
+            let tracked = &self.services[index];
+            self.metrics
+                .set_state(&tracked.spec.id, tracked.assessment.state);
+            self.publisher.wait(
+                tracked.published.notification.clone(),
+                tracked.spec.feature.clone(),
+            );
+        }
         for id in plan.removed {
             let Some(mut tracked) = old.remove(&id) else {
                 continue;
             };
             stop_monitors(&tracked);
             tracked.set(Assessment::INITIAL, now);
-            farewells.push((
+            self.publisher.wait(
                 tracked.published.notification.clone(),
                 tracked.spec.feature.clone(),
-            ));
+            );
             let servers: Vec<(String, &str)> = servers_of(&tracked.spec)
                 .map(|(part, instance)| (part.metric_label(), instance.check.kind.name()))
                 .collect();
             self.metrics.forget_service(&id, &servers);
             summary.removed.push(id);
         }
+        // A reload publishes at once, with what it changed, and takes any change waiting.
+        if let Some(scheduled) = self.scheduled.take() {
+            ctx.cancel_future(scheduled);
+        }
         self.publish();
-        for index in announce {
-            self.announce(index);
-        }
-        for (message, feature) in &farewells {
-            self.subscribers.fan_out(message, feature, &self.metrics);
-        }
         summary.added.sort();
         summary.changed.sort();
         summary.removed.sort();
         info!(added = ?summary.added, changed = ?summary.changed, removed = ?summary.removed, unchanged = summary.unchanged, "services reloaded");
-        self.wake_ready_waiters();
+        self.wake_ready_waiters(ctx);
         summary
     }
 }
