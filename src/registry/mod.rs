@@ -166,10 +166,7 @@ impl Registry {
         let services = self.services.iter().map(|t| t.published.clone()).collect();
         self.published.store(Arc::new(Snapshot::new(services)));
         let waiting = self.publisher.published(started, Instant::now());
-        for (notification, feature) in &waiting {
-            self.subscribers
-                .fan_out(notification, feature, &self.metrics);
-        }
+        self.subscribers.fan_out_all(&waiting, &self.metrics);
     }
 
     /// Publishes now, or schedules the publish for when the window since the last one ends.

@@ -21,6 +21,9 @@ pub enum Delivery {
     /// One Bayeux message as a batch of one (see [`crate::bayeux::frame`]), serialized once
     /// and shared by every session.
     Message(Bytes),
+    /// The messages of several changes published together, in order: one delivery, so that
+    /// a burst of changes takes one place in the session's bounded mailbox, not one each.
+    Messages(Vec<Bytes>),
     /// The current state of every service, on subscribing with a snapshot: one delivery, so
     /// that a snapshot of a large site takes one place in the session's bounded mailbox.
     Snapshot(Vec<Bytes>),
@@ -86,15 +89,49 @@ impl Subscribers {
 
     /// Offers one message about a service needing `feature` to every subscriber that sees
     /// it, forgetting those that cannot take it.
+    #[cfg(test)]
     pub fn fan_out(&mut self, message: &Bytes, feature: &str, metrics: &Metrics) {
+        self.fan_out_all(&[(message.clone(), feature.to_string())], metrics);
+    }
+
+    /// Offers the messages of changes published together, each with the feature a
+    /// subscriber needs to hear of it, as one delivery per subscriber holding the ones it
+    /// sees (in their order; a service's messages keep theirs). Subscribers that cannot take
+    /// it are forgotten.
+    pub fn fan_out_all(&mut self, messages: &[(Bytes, String)], metrics: &Metrics) {
+        if messages.is_empty() || self.by_client.is_empty() {
+            return;
+        }
+        // Few features, many messages: sort once by feature, then each subscriber takes the
+        // groups it sees.
+        let mut groups: Vec<(&str, Vec<Bytes>)> = Vec::new();
+        for (message, feature) in messages {
+            match groups.iter_mut().find(|(f, _)| f == feature) {
+                Some((_, group)) => group.push(message.clone()),
+                None => groups.push((feature, vec![message.clone()])),
+            }
+        }
+        let every: Vec<Bytes> = messages.iter().map(|(m, _)| m.clone()).collect();
         self.by_client.retain(|client_id, subscriber| {
-            !subscriber.features.contains(feature)
-                || offer(
-                    client_id,
-                    &subscriber.recipient,
-                    Delivery::Message(message.clone()),
-                    metrics,
-                )
+            let seen = groups
+                .iter()
+                .filter(|(feature, _)| subscriber.features.contains(*feature))
+                .count();
+            let delivery = if seen == groups.len() {
+                every.clone()
+            } else {
+                groups
+                    .iter()
+                    .filter(|(feature, _)| subscriber.features.contains(*feature))
+                    .flat_map(|(_, group)| group.iter().cloned())
+                    .collect()
+            };
+            let delivery = match <[Bytes; 1]>::try_from(delivery) {
+                Ok([one]) => Delivery::Message(one),
+                Err(none) if none.is_empty() => return true,
+                Err(many) => Delivery::Messages(many),
+            };
+            offer(client_id, &subscriber.recipient, delivery, metrics)
         });
     }
 }
@@ -106,9 +143,14 @@ fn offer(
     delivery: Delivery,
     metrics: &Metrics,
 ) -> bool {
+    let messages = match &delivery {
+        Delivery::Message(_) => 1,
+        Delivery::Messages(all) | Delivery::Snapshot(all) => all.len() as u64,
+        Delivery::SlowConsumer => 0,
+    };
     match recipient.try_send(delivery) {
         Ok(()) => {
-            metrics.messages_delivered.inc();
+            metrics.messages_delivered.inc_by(messages);
             true
         }
         Err(SendError::Full(_)) => {
@@ -164,6 +206,11 @@ mod tests {
                 .drain(..)
                 .map(|d| match d {
                     Delivery::Message(m) => String::from_utf8(m.to_vec()).unwrap(),
+                    Delivery::Messages(all) => all
+                        .iter()
+                        .map(|m| String::from_utf8(m.to_vec()).unwrap())
+                        .collect::<Vec<_>>()
+                        .join("+"),
                     Delivery::Snapshot(all) => format!("snapshot of {}", all.len()),
                     Delivery::SlowConsumer => "slow".to_string(),
                 })
@@ -208,11 +255,82 @@ mod tests {
         subscribers.fan_out(&Bytes::from_static(b"ixn1"), "api-multimedia", &metrics);
         assert_eq!(voice.send(Taken).await.unwrap(), ["snapshot of 2", "sips1"]);
         assert_eq!(media.send(Taken).await.unwrap(), ["ixn1"]);
-        assert_eq!(metrics.messages_delivered.get(), 3);
+        assert_eq!(
+            metrics.messages_delivered.get(),
+            4,
+            "the snapshot counts its messages"
+        );
         subscribers.unsubscribe("v");
         subscribers.fan_out(&Bytes::from_static(b"sips1"), "api-voice", &metrics);
         assert!(voice.send(Taken).await.unwrap().is_empty());
         assert_eq!(subscribers.len(), 1);
+    }
+
+    #[actix_rt::test]
+    async fn changes_published_together_make_one_delivery_of_what_each_sees() {
+        let metrics = Metrics::new();
+        let mut subscribers = Subscribers::default();
+        let voice = Sink {
+            capacity: 16,
+            got: vec![],
+        }
+        .start();
+        let both = Sink {
+            capacity: 16,
+            got: vec![],
+        }
+        .start();
+        let media = Sink {
+            capacity: 16,
+            got: vec![],
+        }
+        .start();
+        subscribers.subscribe(
+            "v".into(),
+            voice.clone().recipient(),
+            features(&["api-voice"]),
+            None,
+            &metrics,
+        );
+        subscribers.subscribe(
+            "b".into(),
+            both.clone().recipient(),
+            features(&["api-voice", "api-multimedia"]),
+            None,
+            &metrics,
+        );
+        subscribers.subscribe(
+            "m".into(),
+            media.clone().recipient(),
+            features(&["api-multimedia"]),
+            None,
+            &metrics,
+        );
+        let burst = [
+            (Bytes::from_static(b"sips1 down"), "api-voice".to_string()),
+            (
+                Bytes::from_static(b"ixn1 down"),
+                "api-multimedia".to_string(),
+            ),
+            (Bytes::from_static(b"sips1 up"), "api-voice".to_string()),
+        ];
+        subscribers.fan_out_all(&burst, &metrics);
+        assert_eq!(voice.send(Taken).await.unwrap(), ["sips1 down+sips1 up"]);
+        assert_eq!(
+            both.send(Taken).await.unwrap(),
+            ["sips1 down+ixn1 down+sips1 up"]
+        );
+        assert_eq!(media.send(Taken).await.unwrap(), ["ixn1 down"]);
+        subscribers.fan_out_all(&burst[1..2], &metrics);
+        assert!(
+            voice.send(Taken).await.unwrap().is_empty(),
+            "nothing it sees"
+        );
+        assert_eq!(
+            metrics.messages_delivered.get(),
+            8,
+            "messages, not deliveries"
+        );
     }
 
     #[actix_rt::test]

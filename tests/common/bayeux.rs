@@ -33,6 +33,8 @@ pub struct WsClient {
     pub ws: WebSocketStream<Box<dyn Io>>,
     pub client_id: String,
     next_id: u64,
+    /// State changes received in a frame with others, not yet taken by `next_change`.
+    changes: std::collections::VecDeque<Value>,
 }
 
 impl WsClient {
@@ -69,6 +71,7 @@ impl WsClient {
             ws,
             client_id: String::new(),
             next_id: 0,
+            changes: std::collections::VecDeque::new(),
         }
     }
 
@@ -166,16 +169,20 @@ impl WsClient {
     }
 
     /// Waits for the next ServiceStateChangeMessage and returns its service, skipping
-    /// connect replies.
+    /// connect replies. Several changes in one frame (published together) come one per call,
+    /// in order.
     pub async fn next_change(&mut self, within: Duration) -> Value {
         let deadline = tokio::time::Instant::now() + within;
         loop {
+            if let Some(service) = self.changes.pop_front() {
+                return service;
+            }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.recv_within(left).await {
                 Some(Received::Batch(batch)) => {
-                    if let Some(m) = batch.iter().find(|m| m["channel"] == SERVICES) {
+                    for m in batch.iter().filter(|m| m["channel"] == SERVICES) {
                         assert_eq!(m["data"]["messageType"], "ServiceStateChangeMessage");
-                        return m["data"]["service"].clone();
+                        self.changes.push_back(m["data"]["service"].clone());
                     }
                 }
                 other => panic!("expected a state change within {within:?}, got {other:?}"),

@@ -403,6 +403,7 @@ impl Handler<Delivery> for ClientSession {
     fn handle(&mut self, delivery: Delivery, ctx: &mut Self::Context) {
         match delivery {
             Delivery::Message(frame) => self.deliver(vec![frame], ctx),
+            Delivery::Messages(frames) => self.deliver(frames, ctx),
             Delivery::Snapshot(frames) => {
                 self.snapshot_pending = false;
                 self.deliver(frames, ctx)
