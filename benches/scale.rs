@@ -1,0 +1,345 @@
+//! Scale: N services, each a `tcp` check every second (timeout 0.5 s, rise = fall = 1) on a
+//! loopback listener of its own, and one Bayeux WebSocket subscriber. For each N it measures
+//! how long the daemon takes to show every service Active after start, Inactive after every
+//! listener closes at once (a mass outage) and Active again after they reopen, in REST and
+//! at the subscriber; and the CPU it uses at rest. When `haproxy` is installed, HAProxy
+//! checks the same listeners (`check inter 1s`) in the same run, and the CPU ratio is shown.
+//!
+//! `cargo bench --bench scale [-- N...]` (default: 500 1000 2000 5000). Set `BENCH_DAEMON`
+//! to the path of another build of the daemon to measure it the same way (the name is
+//! outside the daemon's `SERVICEWATCH_` prefix, which its configuration reads).
+//!
+//! Every service must be shown within interval + timeout + 1 s (2.5 s) of a change.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64ct::Encoding;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const PASSWORD: &str = "scale-bench-password";
+/// Interval + timeout + 1 s: the promise for every change.
+const PROMISE: Duration = Duration::from_millis(2500);
+/// How long any one phase may take before the bench gives up on it.
+const GIVE_UP: Duration = Duration::from_secs(120);
+
+/// The listeners standing in for the backends.
+struct Backends {
+    ports: Vec<u16>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Backends {
+    async fn open(ports: &[u16]) -> Backends {
+        let mut tasks = Vec::with_capacity(ports.len());
+        let mut bound = Vec::with_capacity(ports.len());
+        for &port in ports {
+            let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
+            bound.push(listener.local_addr().unwrap().port());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let _ = listener.accept().await;
+                }
+            }));
+        }
+        Backends {
+            ports: bound,
+            tasks,
+        }
+    }
+
+    /// Closes every listener at once.
+    fn close(&mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// CPU time of a process so far (user + system), from `/proc/PID/stat`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / per_second)
+}
+
+/// The share of one core `pid` uses over `window`.
+async fn cpu_share(pid: u32, window: Duration) -> f64 {
+    let before = cpu_time(pid);
+    tokio::time::sleep(window).await;
+    (cpu_time(pid) - before).as_secs_f64() / window.as_secs_f64()
+}
+
+fn start_daemon(config: &std::path::Path) -> (Child, String) {
+    let binary = std::env::var("BENCH_DAEMON")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_servicewatch").to_string());
+    let mut daemon = Command::new(binary)
+        .arg("--config")
+        .arg(config)
+        .env_remove("BENCH_DAEMON")
+        .env("RUST_LOG", "warn,servicewatch::daemon=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the daemon");
+    let mut log = BufReader::new(daemon.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = log.next().expect("the daemon logs its listener").unwrap();
+        if !line.contains("listen=") {
+            eprintln!("daemon: {line}");
+        }
+        if let Some(at) = line.find("listen=") {
+            break line[at + 7..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in log {});
+    (daemon, addr)
+}
+
+/// What the subscriber last heard of each service.
+type Heard = Arc<Mutex<HashMap<String, String>>>;
+
+async fn subscribe(addr: &str, heard: Heard) {
+    let mut request = format!("ws://{addr}/api/v2/notifications")
+        .into_client_request()
+        .unwrap();
+    let basic = base64ct::Base64::encode_string(format!("bench:{PASSWORD}").as_bytes());
+    request
+        .headers_mut()
+        .insert("authorization", format!("Basic {basic}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("upgrade");
+    let handshake = json!([{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["websocket"]}]);
+    ws.send(Message::text(handshake.to_string())).await.unwrap();
+    let reply: Value = match ws.next().await {
+        Some(Ok(Message::Text(t))) => serde_json::from_str(&t).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    let client_id = reply[0]["clientId"].as_str().unwrap().to_string();
+    let connect =
+        json!([{"channel":"/meta/connect","clientId":client_id,"connectionType":"websocket"}])
+            .to_string();
+    let subscribe = json!([
+        {"channel":"/meta/subscribe","clientId":client_id,"subscription":"/notifications/services","ext":{"snapshot":true}},
+        {"channel":"/meta/connect","clientId":client_id,"connectionType":"websocket"}
+    ]);
+    ws.send(Message::text(subscribe.to_string())).await.unwrap();
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = ws.next().await {
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let batch: Value = serde_json::from_str(&text).unwrap();
+            let mut reconnect = false;
+            {
+                let mut heard = heard.lock().unwrap();
+                for m in batch.as_array().into_iter().flatten() {
+                    if m["channel"] == "/notifications/services" {
+                        let service = &m["data"]["service"];
+                        heard.insert(
+                            service["id"].as_str().unwrap().to_string(),
+                            service["state"].as_str().unwrap().to_string(),
+                        );
+                    } else if m["channel"] == "/meta/connect" {
+                        reconnect = true;
+                    }
+                }
+            }
+            if reconnect {
+                let _ = ws.send(Message::text(connect.clone())).await;
+            }
+        }
+    });
+}
+
+/// How many services REST shows in `state`.
+async fn rest_count(client: &reqwest::Client, addr: &str, state: &str) -> usize {
+    let url = format!("http://{addr}/api/v2/services?fields=state&state={state}");
+    let Ok(response) = client
+        .get(&url)
+        .basic_auth("bench", Some(PASSWORD))
+        .send()
+        .await
+    else {
+        return 0;
+    };
+    let body: Value = response.json().await.unwrap_or_default();
+    body["services"].as_array().map_or(0, Vec::len)
+}
+
+/// Waits until REST and the subscriber both show every service in `state`; returns when
+/// each got there, measured from `from`.
+async fn until_all(
+    client: &reqwest::Client,
+    addr: &str,
+    heard: &Heard,
+    n: usize,
+    state: &str,
+    from: Instant,
+) -> (Duration, Duration) {
+    let (mut rest, mut push) = (None, None);
+    while rest.is_none() || push.is_none() {
+        if from.elapsed() > GIVE_UP {
+            let shown = heard.lock().unwrap().values().filter(|s| *s == state).count();
+            panic!(
+                "not all {state} within {GIVE_UP:?}: REST {}, subscriber {shown} of {n}",
+                rest_count(client, addr, state).await
+            );
+        }
+        if rest.is_none() && rest_count(client, addr, state).await == n {
+            rest = Some(from.elapsed());
+        }
+        if push.is_none() {
+            let heard = heard.lock().unwrap();
+            if heard.len() == n && heard.values().all(|s| s == state) {
+                push = Some(from.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (rest.unwrap(), push.unwrap())
+}
+
+/// HAProxy checking the same listeners, for the CPU at rest of a reference.
+fn start_haproxy(dir: &std::path::Path, ports: &[u16]) -> Option<Child> {
+    // A free port for the frontend HAProxy insists on.
+    let front = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_or(18999, |a| a.port());
+    let mut config = format!(
+        "global\n  maxconn 4000\ndefaults\n  mode tcp\n  timeout connect 500ms\n  timeout client 5s\n  timeout server 5s\n  timeout check 500ms\nfrontend front\n  bind 127.0.0.1:{front}\n  default_backend backends\nbackend backends\n",
+    );
+    for (i, port) in ports.iter().enumerate() {
+        config.push_str(&format!(
+            "  server s{i} 127.0.0.1:{port} check inter 1s rise 1 fall 1\n"
+        ));
+    }
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, config).unwrap();
+    let mut haproxy = Command::new("haproxy")
+        .arg("-f")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    std::thread::sleep(Duration::from_millis(500));
+    match haproxy.try_wait() {
+        Ok(None) => Some(haproxy),
+        _ => {
+            eprintln!("haproxy did not start; no reference this run");
+            None
+        }
+    }
+}
+
+async fn run(n: usize) {
+    let mut backends = Backends::open(&vec![0; n]).await;
+    let ports = backends.ports.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("scale.toml");
+    let mut text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nenabled = false\n[checks]\ninterval = \"1s\"\ntimeout = \"500ms\"\nrise = 1\nfall = 1\n[[contact_center]]\nid = \"cc\"\nfeatures = [\"api-voice\"]\n[[user]]\nname = \"bench\"\npassword = \"{}\"\nroles = [\"supervisor\"]\ncontact_center = \"cc\"\n",
+        servicewatch::password::hash(PASSWORD).unwrap()
+    );
+    for (i, port) in ports.iter().enumerate() {
+        text.push_str(&format!(
+            "[[service]]\nid = \"s{i}\"\ntype = \"Voice\"\nprimary = {{ host = \"127.0.0.1\", port = {port} }}\n"
+        ));
+    }
+    std::fs::write(&config, text).unwrap();
+
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let (mut daemon, addr) = start_daemon(&config);
+    let pid = daemon.id();
+    let heard: Heard = Arc::default();
+    subscribe(&addr, heard.clone()).await;
+    let (start_rest, start_push) = until_all(&client, &addr, &heard, n, "Active", started).await;
+    eprintln!("{n}: all Active after {start_rest:?}; measuring the CPU at rest");
+
+    // At rest: nothing changes; probes go on.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rest_cpu = cpu_share(pid, Duration::from_secs(5)).await;
+    let haproxy_cpu = match start_haproxy(dir.path(), &ports) {
+        Some(mut haproxy) => {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let share = cpu_share(haproxy.id(), Duration::from_secs(5)).await;
+            let _ = haproxy.kill();
+            let _ = haproxy.wait();
+            Some(share)
+        }
+        None => None,
+    };
+
+    eprintln!("{n}: closing every listener");
+    let outage = Instant::now();
+    backends.close();
+    let (down_rest, down_push) = until_all(&client, &addr, &heard, n, "Inactive", outage).await;
+
+    let recovery = Instant::now();
+    let mut backends = Backends::open(&ports).await;
+    let (up_rest, up_push) = until_all(&client, &addr, &heard, n, "Active", recovery).await;
+    backends.close();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+
+    let ms = |d: Duration| format!("{:.2} s", d.as_secs_f64());
+    let worst = down_rest.max(down_push).max(up_rest).max(up_push);
+    println!(
+        "{n:>6} services | start {} (push {}) | outage {} (push {}) | recovery {} (push {}) | CPU at rest {:.1}% of a core{} | {}",
+        ms(start_rest),
+        ms(start_push),
+        ms(down_rest),
+        ms(down_push),
+        ms(up_rest),
+        ms(up_push),
+        rest_cpu * 100.0,
+        haproxy_cpu.map_or(String::new(), |h| format!(
+            ", HAProxy {:.1}% (ratio {:.2})",
+            h * 100.0,
+            rest_cpu / h.max(1e-9)
+        )),
+        if worst <= PROMISE {
+            "within the promise"
+        } else {
+            "LATE"
+        },
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes = if sizes.is_empty() {
+        vec![500, 1000, 2000, 5000]
+    } else {
+        sizes
+    };
+    for n in sizes {
+        run(n).await;
+    }
+}
