@@ -200,7 +200,12 @@ async fn until_all(
     let (mut rest, mut push) = (None, None);
     while rest.is_none() || push.is_none() {
         if from.elapsed() > GIVE_UP {
-            let shown = heard.lock().unwrap().values().filter(|s| *s == state).count();
+            let shown = heard
+                .lock()
+                .unwrap()
+                .values()
+                .filter(|s| *s == state)
+                .count();
             panic!(
                 "not all {state} within {GIVE_UP:?}: REST {}, subscriber {shown} of {n}",
                 rest_count(client, addr, state).await
