@@ -135,6 +135,40 @@ fn run_refuses_a_bad_environment_override() {
 }
 
 #[test]
+fn a_variable_under_the_prefix_that_names_no_option_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ok.toml");
+    std::fs::write(&path, GOOD).unwrap();
+    for (name, says) in [
+        ("SERVICEWATCH_FOO", "SERVICEWATCH_FOO names no option"),
+        ("SERVICEWATCH_SERVER__BOGUS", "unknown field `bogus`"),
+        (
+            "SERVICEWATCH_SERVICE__ID",
+            "[[service]] entries cannot be set from the environment",
+        ),
+    ] {
+        let out = Command::new(BIN)
+            .arg("check-config")
+            .arg(&path)
+            .env(name, "1")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{name}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.contains(says), "{name}: {stderr}");
+        assert!(stderr.contains(name), "the variable is named: {stderr}");
+    }
+    // Variables outside the prefix are none of the daemon's business.
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&path)
+        .env("SKIP_INTEROP_TESTS", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
+#[test]
 fn runs_with_an_environment_override_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ok.toml");

@@ -10,7 +10,7 @@
 //!
 //! `tests/interop/setup.sh` installs the clients (npm and a Python virtual environment);
 //! it runs here once per test process, and CI runs it first. Set
-//! `SERVICEWATCH_SKIP_INTEROP=1` to skip these tests on a machine without Node.js.
+//! `SKIP_INTEROP_TESTS=1` to skip these tests on a machine without Node.js.
 
 mod common;
 
@@ -32,8 +32,8 @@ fn root() -> &'static Path {
 /// Installs the clients once; false when skipped.
 fn ready() -> bool {
     static SETUP: OnceLock<Result<(), String>> = OnceLock::new();
-    if std::env::var_os("SERVICEWATCH_SKIP_INTEROP").is_some() {
-        eprintln!("interop tests skipped: SERVICEWATCH_SKIP_INTEROP is set");
+    if std::env::var_os("SKIP_INTEROP_TESTS").is_some() {
+        eprintln!("interop tests skipped: SKIP_INTEROP_TESTS is set");
         return false;
     }
     let result = SETUP.get_or_init(|| {
@@ -48,7 +48,7 @@ fn ready() -> bool {
         }
     });
     if let Err(e) = result {
-        panic!("tests/interop/setup.sh failed (set SERVICEWATCH_SKIP_INTEROP=1 to skip):\n{e}");
+        panic!("tests/interop/setup.sh failed (set SKIP_INTEROP_TESTS=1 to skip):\n{e}");
     }
     true
 }
@@ -223,7 +223,7 @@ async fn a_browser_page_logs_in_and_subscribes_and_a_foreign_page_is_refused() {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         Path::new(&chromium).exists(),
-        "the browser test needs Chromium at {chromium} (apt-get install chromium; set CHROMIUM, or SERVICEWATCH_SKIP_INTEROP=1 to skip)"
+        "the browser test needs Chromium at {chromium} (apt-get install chromium; set CHROMIUM, or SKIP_INTEROP_TESTS=1 to skip)"
     );
     let backend = Backend::start(Mode::Accept).await;
     let daemon_origin = std::sync::Arc::new(std::sync::OnceLock::<String>::new());

@@ -14,6 +14,7 @@
 pub mod auth;
 mod checks;
 pub mod duration;
+pub mod environment;
 pub mod file;
 pub mod notifications;
 mod rules;
@@ -75,6 +76,14 @@ pub fn load(path: &Path) -> Result<Settings, ConfigError> {
 pub fn parse(text: &str, shown: &str, base: Option<&Path>) -> Result<Settings, ConfigError> {
     let shown = shown.to_string();
     check_syntax::<file::FileConfig>(text, &shown)?;
+    let names: Vec<String> = std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .collect();
+    let environment_error = |message: String| ConfigError::Environment {
+        path: shown.clone(),
+        message,
+    };
+    environment::check_names(names.iter().map(String::as_str)).map_err(environment_error)?;
     let layered = config::Config::builder()
         .add_source(config::File::from_str(text, config::FileFormat::Toml))
         .add_source(
@@ -85,9 +94,17 @@ pub fn parse(text: &str, shown: &str, base: Option<&Path>) -> Result<Settings, C
         )
         .build()
         .and_then(|c| c.try_deserialize::<file::FileConfig>())
-        .map_err(|e| ConfigError::Environment {
-            path: shown.clone(),
-            message: tidy_config_message(&e.to_string()),
+        .map_err(|e| {
+            let mut message = tidy_config_message(&e.to_string());
+            // Name the variable behind an unknown key (`unknown field `bogus``).
+            let unknown = message
+                .split('`')
+                .nth(1)
+                .and_then(|key| environment::variable_for(key, names.iter().map(String::as_str)));
+            if let Some(variable) = unknown {
+                message = format!("{message} (set by {variable})");
+            }
+            environment_error(message)
         })?;
     let mut layered = layered;
     if let Some(users_file) = layered.auth.users_file.clone() {
