@@ -227,7 +227,32 @@ async fn errors_in_the_gws_envelope() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.headers()["allow"], "GET");
+    assert_eq!(response.headers()["allow"], "GET, HEAD");
+
+    // HEAD is served wherever GET is: the same head, no body.
+    let client = reqwest::Client::new();
+    for path in ["/api/v2/services?fields=*", "/api/v2/services/sips1"] {
+        let get = client
+            .get(d.url(path))
+            .basic_auth(common::USER, Some(common::PASSWORD))
+            .send()
+            .await
+            .unwrap();
+        let get_length = get.headers()["content-length"].clone();
+        let get_body = get.bytes().await.unwrap();
+        let head = client
+            .head(d.url(path))
+            .basic_auth(common::USER, Some(common::PASSWORD))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.status(), 200, "{path}");
+        assert_eq!(head.headers()["content-length"], get_length, "{path}");
+        assert_eq!(get_length, get_body.len().to_string().as_str());
+        assert!(head.bytes().await.unwrap().is_empty(), "{path}: no body");
+    }
+    let anonymous = client.head(d.url("/api/v2/services")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401, "HEAD needs credentials too");
 
     assert_error(&d, get.clone(), "/api/v2/nothing", 404, 6).await;
     assert_error(&d, get.clone(), "/", 404, 6).await;

@@ -50,7 +50,9 @@ impl ApiState {
 
 /// Registers the API under `base_path`: the Services resources, and the Bayeux endpoint
 /// whose bodies may be `max_message_size` bytes. Each resource states its own methods and
-/// its origin policy (middleware listed last runs first: origin, then login).
+/// its origin policy (middleware listed last runs first: origin, then login). HEAD is served
+/// wherever a resource is (the HTTP layer sends the head of the GET answer without its
+/// body), so `curl -I` and link checkers work.
 pub fn configure(cfg: &mut web::ServiceConfig, base_path: &str, max_message_size: usize) {
     use actix_web::middleware::from_fn;
     cfg.service(
@@ -60,14 +62,16 @@ pub fn configure(cfg: &mut web::ServiceConfig, base_path: &str, max_message_size
             .service(
                 web::resource("/services")
                     .route(web::get().to(services::list))
-                    .default_service(web::to(|req| not_allowed(req, "GET")))
+                    .route(web::head().to(services::list))
+                    .default_service(web::to(|req| not_allowed(req, "GET, HEAD")))
                     .wrap(from_fn(login::require_login))
                     .wrap(from_fn(origin::check_origin)),
             )
             .service(
                 web::resource("/services/{id}")
                     .route(web::get().to(services::one))
-                    .default_service(web::to(|req| not_allowed(req, "GET")))
+                    .route(web::head().to(services::one))
+                    .default_service(web::to(|req| not_allowed(req, "GET, HEAD")))
                     .wrap(from_fn(login::require_login))
                     .wrap(from_fn(origin::check_origin)),
             )
