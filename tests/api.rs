@@ -251,6 +251,12 @@ async fn errors_in_the_gws_envelope() {
         assert_eq!(get_length, get_body.len().to_string().as_str());
         assert!(head.bytes().await.unwrap().is_empty(), "{path}: no body");
     }
+    // What clients append is accepted: jQuery's cache buster, GWS's subresources.
+    assert_eq!(
+        d.get("/api/v2/services?fields=*&_=1700000000&subresources=*").await,
+        d.get("/api/v2/services?fields=*").await
+    );
+    assert_eq!(d.get("/api/v2/services/sips1?_=1").await.0, 200);
     let anonymous = client.head(d.url("/api/v2/services")).send().await.unwrap();
     assert_eq!(anonymous.status(), 401, "HEAD needs credentials too");
 

@@ -46,6 +46,12 @@ pub fn filter_text(value: &Value) -> Option<std::borrow::Cow<'_, str>> {
     }
 }
 
+/// Parameters accepted on every request and without effect: `_`, the cache buster that
+/// jQuery and many HTTP clients append (`?_=1700000000`), and GWS's own `subresources`
+/// (services have no sub-resources to expand). Anything else that is neither `fields` nor a
+/// known attribute is refused: a misspelt filter must not silently return every service.
+pub const IGNORED_PARAMETERS: [&str; 2] = ["_", "subresources"];
+
 /// A parsed query.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServicesQuery {
@@ -65,6 +71,9 @@ pub fn parse(
     })?;
     let mut parsed = ServicesQuery::default();
     for (name, value) in pairs {
+        if IGNORED_PARAMETERS.contains(&name.as_str()) {
+            continue;
+        }
         if name == "fields" {
             if parsed.fields.is_some() {
                 return Err(ApiError::InvalidParameter(
@@ -210,6 +219,34 @@ mod tests {
                 .fields,
             Some(Fields::Only(vec!["id".into(), "state".into()]))
         );
+    }
+
+    #[test]
+    fn what_clients_add_is_accepted_and_changes_nothing() {
+        for query in [
+            "_=1700000000",
+            "subresources=*",
+            "fields=*&_=1&subresources=x",
+        ] {
+            let plain = parse(
+                query
+                    .split('&')
+                    .find(|p| p.starts_with("fields"))
+                    .unwrap_or(""),
+                &attributes(),
+                true,
+            );
+            assert_eq!(
+                parse(query, &attributes(), true).unwrap(),
+                plain.unwrap(),
+                "{query}"
+            );
+            assert!(
+                parse(query, &attributes(), false).is_ok(),
+                "{query} on one service"
+            );
+        }
+        assert!(err("__=1", true).starts_with("unknown parameter \"__\""));
     }
 
     #[test]
