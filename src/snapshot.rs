@@ -76,6 +76,9 @@ pub struct Snapshot {
     all_body: Bytes,
     /// Services in each state, in the order of [`ServiceState::ALL`].
     by_state: [usize; ServiceState::ALL.len()],
+    /// Differs from every other snapshot's of this process and, with high probability,
+    /// of earlier processes: what `ETag`s are made of.
+    tag: u64,
 }
 
 impl Snapshot {
@@ -102,7 +105,20 @@ impl Snapshot {
             attributes,
             all_body,
             by_state,
+            tag: 0,
         }
+    }
+
+    /// This snapshot, tagged `tag` (see [`Snapshot::tag`]).
+    pub fn tagged(mut self, tag: u64) -> Self {
+        self.tag = tag;
+        self
+    }
+
+    /// Changes whenever the registry publishes, so an answer's validator can be made of it
+    /// without hashing the answer.
+    pub fn tag(&self) -> u64 {
+        self.tag
     }
 
     /// Every service, in configuration order.

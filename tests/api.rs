@@ -253,7 +253,8 @@ async fn errors_in_the_gws_envelope() {
     }
     // What clients append is accepted: jQuery's cache buster, GWS's subresources.
     assert_eq!(
-        d.get("/api/v2/services?fields=*&_=1700000000&subresources=*").await,
+        d.get("/api/v2/services?fields=*&_=1700000000&subresources=*")
+            .await,
         d.get("/api/v2/services?fields=*").await
     );
     assert_eq!(d.get("/api/v2/services/sips1?_=1").await.0, 200);
@@ -339,4 +340,51 @@ async fn keep_alive_zero_closes_each_connection_after_its_answer() {
         .unwrap();
     let answer = String::from_utf8(answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_list_is_not_sent_again() {
+    let (d, mut voice) = fixture().await;
+    eventually(Duration::from_secs(5), "sips1 Active", || async {
+        (d.state_of("sips1").await.0 == "Active").then_some(())
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let get = |etag: Option<String>| {
+        let mut request = client
+            .get(d.url("/api/v2/services?fields=*"))
+            .basic_auth(common::USER, Some(common::PASSWORD));
+        if let Some(etag) = etag {
+            request = request.header("if-none-match", etag);
+        }
+        request.send()
+    };
+    let first = get(None).await.unwrap();
+    assert_eq!(first.status(), 200);
+    let etag = first.headers()["etag"].to_str().unwrap().to_string();
+    assert!(etag.starts_with("W/\""), "{etag}");
+    // Polling with the tag: nothing changed, nothing sent.
+    let again = get(Some(etag.clone())).await.unwrap();
+    assert_eq!(again.status(), 304);
+    assert_eq!(again.headers()["etag"].to_str().unwrap(), etag);
+    assert!(again.bytes().await.unwrap().is_empty());
+    // The same for one service, and for a list of tags that names it.
+    let one = client
+        .get(d.url("/api/v2/services/sips1"))
+        .basic_auth(common::USER, Some(common::PASSWORD))
+        .header("if-none-match", format!("\"other\", {etag}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(one.status(), 304);
+    // A change: the old tag no longer matches, and the new answer shows it.
+    voice.close().await;
+    let changed = eventually(Duration::from_secs(5), "a new answer", || async {
+        let answer = get(Some(etag.clone())).await.unwrap();
+        (answer.status() == 200).then_some(answer)
+    })
+    .await;
+    assert_ne!(changed.headers()["etag"].to_str().unwrap(), etag);
+    let body: serde_json::Value = changed.json().await.unwrap();
+    assert_eq!(body["services"][0]["state"], "Inactive");
 }

@@ -1,5 +1,11 @@
 //! `GET /services` and `GET /services/{id}`: read the current snapshot, apply `fields` and
 //! filters, answer in the GWS envelope.
+//!
+//! Every answer carries a weak `ETag` made of the snapshot's tag and the caller's features
+//! (what decides which services it sees), so it costs no hashing of the body; a client that
+//! sends it back in `If-None-Match` gets `304 Not Modified` and no body until something was
+//! published. A wallboard polling every second then downloads the list only when it
+//! changed.
 
 use actix_web::http::header;
 use actix_web::web::{self, Bytes};
@@ -35,6 +41,10 @@ pub async fn list(
         &hidden_attributes
     };
     let query = query::parse(req.query_string(), attributes, true)?;
+    let etag = entity_tag(&snapshot, &caller);
+    if not_modified(&req, &etag) {
+        return Ok(unchanged(etag));
+    }
     let selected = || visible().filter(|s| query.filters.iter().all(|f| f.matches(&s.resource)));
     let body = match &query.fields {
         None => {
@@ -57,7 +67,7 @@ pub async fn list(
             })?
         }
     };
-    Ok(json_ok(body))
+    Ok(json_ok(body, etag))
 }
 
 /// `GET /services/{id}`: one resource, wrapped in an array as the GWS example shows. A
@@ -75,6 +85,10 @@ pub async fn one(
         .ok_or_else(|| ApiError::NotFound(format!("no service with id \"{id}\"")))?;
     let attributes = Snapshot::attributes_of(std::iter::once(service));
     let query = query::parse(req.query_string(), &attributes, false)?;
+    let etag = entity_tag(&snapshot, &caller);
+    if not_modified(&req, &etag) {
+        return Ok(unchanged(etag));
+    }
     let body = match &query.fields {
         None | Some(Fields::All) => single_body(service),
         Some(Fields::Only(names)) => to_json(&SingleService {
@@ -82,7 +96,38 @@ pub async fn one(
             service: [query::project(&service.resource, names)],
         })?,
     };
-    Ok(json_ok(body))
+    Ok(json_ok(body, etag))
+}
+
+/// The validator of an answer: the snapshot it was read from, and what the caller sees.
+fn entity_tag(snapshot: &Snapshot, caller: &Caller) -> header::EntityTag {
+    use std::hash::{Hash, Hasher};
+    let mut features = std::collections::hash_map::DefaultHasher::new();
+    caller.features.hash(&mut features);
+    header::EntityTag::new_weak(format!("{:x}-{:x}", snapshot.tag(), features.finish()))
+}
+
+/// Whether the request's `If-None-Match` names `etag` (weak comparison, as for GET).
+fn not_modified(req: &HttpRequest, etag: &header::EntityTag) -> bool {
+    let Some(value) = req.headers().get(header::IF_NONE_MATCH) else {
+        return false;
+    };
+    let Ok(text) = value.to_str() else {
+        return false;
+    };
+    text.trim() == "*"
+        || text
+            .split(',')
+            .filter_map(|t| t.trim().parse::<header::EntityTag>().ok())
+            .any(|t| t.weak_eq(etag))
+}
+
+/// `304 Not Modified`: the client's copy is current.
+fn unchanged(etag: header::EntityTag) -> HttpResponse {
+    HttpResponse::NotModified()
+        .insert_header(header::ETag(etag))
+        .insert_header(header::CacheControl(vec![header::CacheDirective::NoCache]))
+        .finish()
 }
 
 #[derive(Serialize)]
@@ -120,9 +165,10 @@ fn to_json<T: Serialize>(value: &T) -> Result<Bytes, ApiError> {
         .map_err(|e| ApiError::Internal(format!("cannot render the answer: {e}")))
 }
 
-fn json_ok(body: Bytes) -> HttpResponse {
+fn json_ok(body: Bytes, etag: header::EntityTag) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "application/json"))
+        .insert_header(header::ETag(etag))
         .insert_header(header::CacheControl(vec![header::CacheDirective::NoCache]))
         .body(body)
 }

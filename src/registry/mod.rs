@@ -115,6 +115,9 @@ pub struct Registry {
     publisher: Publisher,
     /// The publish scheduled for later, if any.
     scheduled: Option<SpawnHandle>,
+    /// The tag of the last snapshot published: random high bits, so that a restarted
+    /// daemon does not reuse the tags (and so the `ETag`s) of the last one.
+    snapshot_tag: u64,
 }
 
 impl Registry {
@@ -144,6 +147,7 @@ impl Registry {
             metrics,
             publisher: Publisher::default(),
             scheduled: None,
+            snapshot_tag: fastrand::u64(..) << 24,
         };
         registry.index();
         registry.publish();
@@ -164,7 +168,9 @@ impl Registry {
     fn publish(&mut self) {
         let started = Instant::now();
         let services = self.services.iter().map(|t| t.published.clone()).collect();
-        self.published.store(Arc::new(Snapshot::new(services)));
+        self.snapshot_tag = self.snapshot_tag.wrapping_add(1);
+        self.published
+            .store(Arc::new(Snapshot::new(services).tagged(self.snapshot_tag)));
         let waiting = self.publisher.published(started, Instant::now());
         self.subscribers.fan_out_all(&waiting, &self.metrics);
     }
