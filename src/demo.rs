@@ -144,7 +144,7 @@ pub async fn run(
          \x20 Login:          user {DEMO_USER}, password {password}\n\n\
          Try:\n\
          \x20 curl -s -u {DEMO_USER}:{password} '{base}/api/v2/services?fields=id,state,servingInstance'\n\
-         \x20 curl -s -X POST {base}/api/v2/notifications/handshake -d '[{{\"channel\":\"/meta/handshake\",\"version\":\"1.0\",\"supportedConnectionTypes\":[\"long-polling\"]}}]'\n\n\
+         \x20 curl -s -u {DEMO_USER}:{password} -X POST {base}/api/v2/notifications/handshake -d '[{{\"channel\":\"/meta/handshake\",\"version\":\"1.0\",\"supportedConnectionTypes\":[\"long-polling\"]}}]'\n\n\
          Ctrl-C stops the demo.\n",
         step_every.as_secs_f64(),
         daemon

@@ -46,6 +46,25 @@ fn demo_serves_and_shows_a_switchover() {
     assert!(password.len() >= 12, "a made-up password: {login}");
     let credentials = base64ct::Base64::encode_string(format!("demo:{password}").as_bytes());
 
+    // Every command the demo prints works as pasted.
+    let commands: Vec<String> = out
+        .by_ref()
+        .map_while(Result::ok)
+        .take_while(|l| !l.contains("Ctrl-C"))
+        .map(|l| l.trim().to_string())
+        .filter(|l| l.starts_with("curl "))
+        .collect();
+    assert_eq!(commands.len(), 2, "{commands:?}");
+    for command in &commands {
+        let run = Command::new("sh").arg("-c").arg(command).output().unwrap();
+        assert!(run.status.success(), "{command}: {run:?}");
+        let answer = String::from_utf8_lossy(&run.stdout);
+        assert!(
+            answer.contains(r#""statusCode":0"#) || answer.contains(r#""successful":true"#),
+            "{command} answered {answer}"
+        );
+    }
+
     // The first step stops SIPS1's primary: the service must switch over to its backup.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
