@@ -124,7 +124,7 @@ impl Daemon {
         let request_metrics = metrics.clone();
         if settings.auth.users.is_empty() {
             tracing::warn!(
-                "no [[user]] is configured: every API request will be refused with 401; add users (see servicewatch hash-password)"
+                "no [[user]] is configured: every API request will be refused with 401. To log in, add a [[contact_center]] and a [[user]] whose password is the hash `servicewatch hash-password` prints (the shipped configuration has both, commented; see docs/configuration.md, [auth]), then reload"
             );
         }
         let authenticator = Arc::new(Authenticator::new(&settings.auth, metrics.clone()));

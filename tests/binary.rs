@@ -115,6 +115,99 @@ fn shipped_example_is_valid() {
 }
 
 #[test]
+fn the_shipped_configuration_says_how_to_log_in_and_does_once_told() {
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/servicewatch.toml"),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |text: &str| {
+        let path = dir.path().join("servicewatch.toml");
+        std::fs::write(&path, text).unwrap();
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&path)
+            .env("SERVICEWATCH_SERVER__LISTEN", "127.0.0.1:0")
+            .env("SERVICEWATCH_ADMIN__LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let listen_of = |child: &mut std::process::Child| {
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut seen = Vec::new();
+        let addr = loop {
+            let line = lines.next().expect("a listen line").unwrap();
+            seen.push(line.clone());
+            if let Some(at) = line.find("listen=") {
+                break line[at + 7..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .to_string();
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        (addr, seen)
+    };
+    let status = |addr: &str, user: &str, password: &str| {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            stream,
+            "GET /api/v2/services HTTP/1.0\r\nHost: {addr}\r\nAuthorization: {}\r\n\r\n",
+            common::daemon::basic_of(user, password)
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer.split_whitespace().nth(1).unwrap().to_string()
+    };
+
+    // As shipped: no user, and the start-up says what to do.
+    let mut child = run(&shipped);
+    let (addr, seen) = listen_of(&mut child);
+    let warning = seen
+        .iter()
+        .find(|l| l.contains("no [[user]] is configured"))
+        .unwrap_or_else(|| panic!("no warning before the listener: {seen:?}"));
+    assert!(warning.contains("servicewatch hash-password"), "{warning}");
+    assert_eq!(status(&addr, "alice", "wonderland"), "401");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // Told: the commented examples uncommented, with a real hash, log alice in.
+    let hash = servicewatch::password::hash("wonderland").unwrap();
+    let example = [
+        "# [[contact_center]]",
+        "# id = ",
+        "# features = ",
+        "# [[user]]",
+        "# name = ",
+        "# roles = ",
+        "# contact_center = ",
+    ];
+    let told: String = shipped
+        .lines()
+        .map(|line| {
+            if line.starts_with("# password = ") {
+                format!("password = \"{hash}\"\n")
+            } else if example.iter().any(|e| line.starts_with(e)) {
+                format!("{}\n", &line[2..])
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    let mut child = run(&told);
+    let (addr, seen) = listen_of(&mut child);
+    assert!(!seen.iter().any(|l| l.contains("no [[user]]")), "{seen:?}");
+    assert_eq!(status(&addr, "alice", "wonderland"), "200");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
 fn run_refuses_a_bad_environment_override() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ok.toml");
