@@ -6,7 +6,8 @@
 //! so the hot path of the API copies bytes instead of serializing.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::io::Write;
+use std::sync::{Arc, OnceLock};
 
 use actix_web::web::Bytes;
 use serde_json::{Map, Value};
@@ -74,6 +75,9 @@ pub struct Snapshot {
     attributes: BTreeSet<String>,
     /// The body of `GET /services?fields=*`.
     all_body: Bytes,
+    /// `all_body` gzipped, made by the first request that accepts it: once per snapshot,
+    /// and never for a snapshot nobody asks for compressed.
+    all_body_gzip: OnceLock<Bytes>,
     /// Services in each state, in the order of [`ServiceState::ALL`].
     by_state: [usize; ServiceState::ALL.len()],
     /// Differs from every other snapshot's of this process and, with high probability,
@@ -104,6 +108,7 @@ impl Snapshot {
             by_id,
             attributes,
             all_body,
+            all_body_gzip: OnceLock::new(),
             by_state,
             tag: 0,
         }
@@ -184,6 +189,21 @@ impl Snapshot {
     pub fn all_body(&self) -> Bytes {
         self.all_body.clone()
     }
+
+    /// [`Snapshot::all_body`] gzipped; compressed on the first call, shared after.
+    pub fn all_body_gzip(&self) -> Bytes {
+        self.all_body_gzip
+            .get_or_init(|| {
+                let mut encoder = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(self.all_body.len() / 4),
+                    flate2::Compression::default(),
+                );
+                // Writing to a Vec cannot fail.
+                let _ = encoder.write_all(&self.all_body);
+                Bytes::from(encoder.finish().unwrap_or_default())
+            })
+            .clone()
+    }
 }
 
 /// `{"statusCode":0,"services":[...]}` from pre-serialized resources.
@@ -240,6 +260,19 @@ mod tests {
             &snap.get("a").unwrap().notification[..],
             br#"[{"channel":"/notifications/services","data":{"messageType":"ServiceStateChangeMessage","service":{"id":"a","state":"Active"}}}]"#
         );
+    }
+
+    #[test]
+    fn the_full_list_gzipped_once() {
+        use std::io::Read;
+        let snap = Snapshot::new(vec![service("a", None), service("b", None)]);
+        let gzipped = snap.all_body_gzip();
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(&gzipped[..])
+            .read_to_end(&mut plain)
+            .unwrap();
+        assert_eq!(plain, snap.all_body());
+        assert_eq!(snap.all_body_gzip().as_ptr(), gzipped.as_ptr(), "made once");
     }
 
     #[test]

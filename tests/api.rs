@@ -388,3 +388,61 @@ async fn an_unchanged_list_is_not_sent_again() {
     let body: serde_json::Value = changed.json().await.unwrap();
     assert_eq!(body["services"][0]["state"], "Inactive");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_list_is_gzipped_for_who_accepts_it() {
+    use std::io::Read;
+    let (d, _voice) = fixture().await;
+    let client = reqwest::Client::new();
+    let get = |path: &str, encoding: Option<&str>| {
+        let mut request = client
+            .get(d.url(path))
+            .basic_auth(common::USER, Some(common::PASSWORD));
+        if let Some(encoding) = encoding {
+            request = request.header("accept-encoding", encoding);
+        }
+        request.send()
+    };
+    let plain = get("/api/v2/services?fields=*", None).await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain_tag = plain.headers()["etag"].clone();
+    let plain = plain.bytes().await.unwrap();
+    let gzipped = get("/api/v2/services?fields=*", Some("br, gzip;q=0.8"))
+        .await
+        .unwrap();
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+    assert!(
+        gzipped
+            .headers()
+            .get_all("vary")
+            .iter()
+            .any(|v| v == "accept-encoding"),
+        "{:?}",
+        gzipped.headers()
+    );
+    assert_ne!(
+        gzipped.headers()["etag"],
+        plain_tag,
+        "each encoding its own tag"
+    );
+    let mut unzipped = Vec::new();
+    flate2::read::GzDecoder::new(&gzipped.bytes().await.unwrap()[..])
+        .read_to_end(&mut unzipped)
+        .unwrap();
+    assert_eq!(unzipped, plain, "the same answer");
+    // Refused with q=0, or a filtered or projected answer: sent as it is.
+    for (path, encoding) in [
+        ("/api/v2/services?fields=*", "gzip;q=0"),
+        ("/api/v2/services?fields=id", "gzip"),
+        ("/api/v2/services?fields=*&type=Voice", "gzip"),
+        ("/api/v2/services/sips1", "gzip"),
+    ] {
+        let answer = get(path, Some(encoding)).await.unwrap();
+        assert!(
+            answer.headers().get("content-encoding").is_none(),
+            "{path} {encoding}"
+        );
+        let body: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(body["statusCode"], 0, "{path}");
+    }
+}

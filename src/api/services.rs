@@ -6,6 +6,10 @@
 //! sends it back in `If-None-Match` gets `304 Not Modified` and no body until something was
 //! published. A wallboard polling every second then downloads the list only when it
 //! changed.
+//!
+//! The unfiltered full list (`fields=*`, the one answer that grows with the site) is sent
+//! gzipped to a client that accepts it, compressed once per snapshot; other answers are
+//! small or filtered and go as they are, so compression never costs a request CPU.
 
 use actix_web::http::header;
 use actix_web::web::{self, Bytes};
@@ -41,9 +45,27 @@ pub async fn list(
         &hidden_attributes
     };
     let query = query::parse(req.query_string(), attributes, true)?;
-    let etag = entity_tag(&snapshot, &caller);
+    let whole_list =
+        matches!(query.fields, Some(Fields::All)) && query.filters.is_empty() && sees_all;
+    // The whole list is the one answer large enough to matter, and the same for everybody
+    // who sees everything: it is compressed once per snapshot for who accepts gzip.
+    let gzip = whole_list && accepts_gzip(&req);
+    let etag = entity_tag(&snapshot, &caller, gzip);
     if not_modified(&req, &etag) {
         return Ok(unchanged(etag));
+    }
+    if gzip {
+        let mut response = json_ok(snapshot.all_body_gzip(), etag);
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_ENCODING,
+            header::HeaderValue::from_static("gzip"),
+        );
+        headers.append(
+            header::VARY,
+            header::HeaderValue::from_static("accept-encoding"),
+        );
+        return Ok(response);
     }
     let selected = || visible().filter(|s| query.filters.iter().all(|f| f.matches(&s.resource)));
     let body = match &query.fields {
@@ -55,7 +77,7 @@ pub async fn list(
                 uris,
             })?
         }
-        Some(Fields::All) if query.filters.is_empty() && sees_all => snapshot.all_body(),
+        Some(Fields::All) if whole_list => snapshot.all_body(),
         Some(Fields::All) => list_body(selected().map(|s| &**s)),
         Some(Fields::Only(names)) => {
             let services: Vec<_> = selected()
@@ -85,7 +107,7 @@ pub async fn one(
         .ok_or_else(|| ApiError::NotFound(format!("no service with id \"{id}\"")))?;
     let attributes = Snapshot::attributes_of(std::iter::once(service));
     let query = query::parse(req.query_string(), &attributes, false)?;
-    let etag = entity_tag(&snapshot, &caller);
+    let etag = entity_tag(&snapshot, &caller, false);
     if not_modified(&req, &etag) {
         return Ok(unchanged(etag));
     }
@@ -99,12 +121,36 @@ pub async fn one(
     Ok(json_ok(body, etag))
 }
 
-/// The validator of an answer: the snapshot it was read from, and what the caller sees.
-fn entity_tag(snapshot: &Snapshot, caller: &Caller) -> header::EntityTag {
+/// The validator of an answer: the snapshot it was read from, what the caller sees, and
+/// whether the body is gzipped.
+fn entity_tag(snapshot: &Snapshot, caller: &Caller, gzip: bool) -> header::EntityTag {
     use std::hash::{Hash, Hasher};
     let mut features = std::collections::hash_map::DefaultHasher::new();
     caller.features.hash(&mut features);
-    header::EntityTag::new_weak(format!("{:x}-{:x}", snapshot.tag(), features.finish()))
+    let encoding = if gzip { "-gzip" } else { "" };
+    header::EntityTag::new_weak(format!(
+        "{:x}-{:x}{encoding}",
+        snapshot.tag(),
+        features.finish()
+    ))
+}
+
+/// Whether the request's `Accept-Encoding` takes gzip (and does not refuse it with q=0).
+fn accepts_gzip(req: &HttpRequest) -> bool {
+    let Some(value) = req.headers().get(header::ACCEPT_ENCODING) else {
+        return false;
+    };
+    value.to_str().unwrap_or_default().split(',').any(|coding| {
+        let mut parts = coding.split(';');
+        let name = parts.next().unwrap_or_default().trim();
+        let refused = parts.any(|p| {
+            p.trim()
+                .strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q == 0.0)
+        });
+        (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+    })
 }
 
 /// Whether the request's `If-None-Match` names `etag` (weak comparison, as for GET).
