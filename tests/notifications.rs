@@ -392,6 +392,7 @@ async fn bad_input_gets_bayeux_errors_and_hurts_nobody_else() {
     );
     let (status, body) = lp.post_raw("", "x".repeat(4096)).await;
     assert_eq!(status, 413, "{body}");
+    assert_eq!(body["statusCode"], 2, "in the GWS envelope: {body}");
 
     // The bystander saw none of it and still gets changes.
     backend.close().await;
