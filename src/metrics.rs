@@ -152,7 +152,7 @@ impl Metrics {
         );
         registry.register(
             "slow_consumers",
-            "Client sessions dropped because their queue was full",
+            "Client sessions dropped because a queue toward them was full (the session's mailbox, its WebSocket's, or its long-polling backlog)",
             slow_consumers.clone(),
         );
         registry.register(

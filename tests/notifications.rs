@@ -489,6 +489,11 @@ async fn a_client_that_never_reads_is_dropped_while_others_keep_receiving() {
         }
         other => panic!("expected a policy close, got {other:?}"),
     }
+    // Counted once, whoever noticed (the registry or the session), and only that one.
+    assert_eq!(
+        d.metric("servicewatch_slow_consumers_total").await,
+        Some(1.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

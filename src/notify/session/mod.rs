@@ -410,7 +410,7 @@ impl Handler<Delivery> for ClientSession {
             }
             Delivery::SlowConsumer => {
                 self.registered = false;
-                self.end_slow(ctx);
+                self.end_slow(false, ctx);
             }
         }
     }
