@@ -1,5 +1,5 @@
 //! The admin listener: `/metrics` (Prometheus text), `/healthz` (the actor system answers),
-//! `/readyz` (every monitor has probed once). It listens apart from the API (loopback by
+//! `/readyz` (every monitor has probed once, and no stop has begun). It listens apart from the API (loopback by
 //! default) so that metrics and probes of the daemon itself are not exposed to API clients.
 
 use std::sync::Arc;
@@ -20,7 +20,10 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct AdminState {
     pub metrics: Arc<Metrics>,
     pub registry: Addr<Registry>,
+    /// Every monitor has probed once.
     pub ready: Arc<AtomicBool>,
+    /// A stop has begun: not ready any more, so a load balancer drains this node.
+    pub stopping: Arc<AtomicBool>,
 }
 
 /// Registers the admin routes.
@@ -47,9 +50,10 @@ async fn healthz(state: web::Data<AdminState>) -> HttpResponse {
 }
 
 async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
-    if state.ready.load(Ordering::Acquire) {
+    if state.ready.load(Ordering::Acquire) && !state.stopping.load(Ordering::Acquire) {
         HttpResponse::Ok().body("ready\n")
     } else {
-        HttpResponse::ServiceUnavailable().body("not every monitor has probed yet\n")
+        HttpResponse::ServiceUnavailable()
+            .body("not ready: probing for the first time, or stopping\n")
     }
 }

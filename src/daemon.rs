@@ -53,6 +53,8 @@ pub struct Daemon {
     notify: Arc<notify::Shared>,
     metrics: Arc<Metrics>,
     authenticator: Arc<Authenticator>,
+    /// Set when a stop begins; `/readyz` then answers 503 whatever else holds.
+    stopping: Arc<AtomicBool>,
 }
 
 impl Daemon {
@@ -102,12 +104,16 @@ impl Daemon {
             metrics.clone(),
         ));
         let ready = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::new(AtomicBool::new(false));
         let admin = match settings.admin_listen {
             Some(addr) => Some(start_admin(
                 addr,
-                metrics.clone(),
-                registry.clone(),
-                ready.clone(),
+                AdminState {
+                    metrics: metrics.clone(),
+                    registry: registry.clone(),
+                    ready: ready.clone(),
+                    stopping: stopping.clone(),
+                },
             )?),
             None => None,
         };
@@ -193,6 +199,7 @@ impl Daemon {
             notify,
             metrics,
             authenticator,
+            stopping,
         })
     }
 
@@ -280,6 +287,9 @@ impl Daemon {
     /// Stops: clients are told (WebSocket close 1001, long-polling advice to reconnect),
     /// requests in flight finish within the shutdown timeout, then the server ends.
     pub async fn stop(&self) {
+        // First of all, so that a load balancer stops sending clients here while the
+        // requests in flight drain.
+        self.stopping.store(true, Ordering::Release);
         self.notify.shutdown();
         self.handle.stop(true).await;
         if let Some((_, admin)) = &self.admin {
@@ -318,20 +328,11 @@ async fn report_client_errors(metrics: Arc<Metrics>) {
 }
 
 /// Starts the admin listener (one worker: it serves a scraper and a health checker).
-fn start_admin(
-    addr: SocketAddr,
-    metrics: Arc<Metrics>,
-    registry: Addr<Registry>,
-    ready: Arc<AtomicBool>,
-) -> io::Result<(SocketAddr, ServerHandle)> {
+fn start_admin(addr: SocketAddr, state: AdminState) -> io::Result<(SocketAddr, ServerHandle)> {
     let listener = TcpListener::bind(addr)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr} (admin): {e}")))?;
     let bound = listener.local_addr()?;
-    let state = web::Data::new(AdminState {
-        metrics,
-        registry,
-        ready,
-    });
+    let state = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
