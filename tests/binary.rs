@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::process::read_until_listening;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -135,20 +137,8 @@ fn the_shipped_configuration_says_how_to_log_in_and_does_once_told() {
             .unwrap()
     };
     let listen_of = |child: &mut std::process::Child| {
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut seen = Vec::new();
-        let addr = loop {
-            let line = lines.next().expect("a listen line").unwrap();
-            seen.push(line.clone());
-            if let Some(at) = line.find("listen=") {
-                break line[at + 7..]
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .to_string();
-            }
-        };
-        std::thread::spawn(move || lines.for_each(drop));
+        let (addr, seen, rest) = read_until_listening(child.stderr.take().unwrap());
+        std::thread::spawn(move || rest.for_each(drop));
         (addr, seen)
     };
     let status = |addr: &str, user: &str, password: &str| {
@@ -282,23 +272,7 @@ fn runs_with_an_environment_override_and_stops_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The log line that announces the listener carries the port the kernel chose.
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let addr = loop {
-        assert!(Instant::now() < deadline, "no listen line");
-        let line = lines
-            .next()
-            .expect("the daemon logs before it exits")
-            .unwrap();
-        if let Some(at) = line.find("listen=") {
-            break line[at + "listen=".len()..]
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .to_string();
-        }
-    };
+    let (addr, _, _log) = read_until_listening(child.stderr.take().unwrap());
     assert!(
         addr.starts_with("127.0.0.1:") && addr != "127.0.0.1:1",
         "{addr}"

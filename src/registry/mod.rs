@@ -246,6 +246,13 @@ impl Registry {
     /// Publishes a change of the service at `index`: its gauges at once, then (soon) a new
     /// snapshot and its notification to subscribers.
     fn announce(&mut self, index: usize, ctx: &mut Context<Self>) {
+        self.changed(index);
+        self.publish_soon(ctx);
+    }
+
+    /// Sets the gauges of the service at `index` and queues its notification for the next
+    /// publish.
+    fn changed(&mut self, index: usize) {
         let tracked = &self.services[index];
         self.metrics
             .set_state(&tracked.spec.id, tracked.assessment.state);
@@ -253,7 +260,6 @@ impl Registry {
             tracked.published.notification.clone(),
             tracked.spec.feature.clone(),
         );
-        self.publish_soon(ctx);
     }
 
     /// Restarts every monitor whose actor has died.
@@ -373,17 +379,11 @@ impl Handler<ApplyServices> for Registry {
         for index in start {
             self.start_monitors(index, ctx);
         }
+        for index in announce {
+            self.changed(index);
+        }
         // Removed services: subscribers hear of them one last time, as Inactive, and their
         // metrics go.
-        for index in announce {
-            let tracked = &self.services[index];
-            self.metrics
-                .set_state(&tracked.spec.id, tracked.assessment.state);
-            self.publisher.wait(
-                tracked.published.notification.clone(),
-                tracked.spec.feature.clone(),
-            );
-        }
         for id in plan.removed {
             let Some(mut tracked) = old.remove(&id) else {
                 continue;

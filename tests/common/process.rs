@@ -1,11 +1,37 @@
 //! The `servicewatch` binary run as a child process, for what only a process of its own
 //! shows: its resident memory, its exit, its signals.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Lines};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Reads a daemon's log up to the line that names its listener (it carries the port the
+/// kernel chose); returns that address, the lines read, and the rest of the log.
+pub fn read_until_listening(
+    stderr: ChildStderr,
+) -> (String, Vec<String>, Lines<BufReader<ChildStderr>>) {
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    loop {
+        assert!(Instant::now() < deadline, "no listen line: {seen:?}");
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("the daemon exited before listening: {seen:?}"))
+            .unwrap();
+        seen.push(line.clone());
+        if let Some(at) = line.find("listen=") {
+            let addr = line[at + "listen=".len()..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_string();
+            return (addr, seen, lines);
+        }
+    }
+}
 
 /// A daemon process, killed when dropped.
 pub struct DaemonProcess {
@@ -35,24 +61,8 @@ impl DaemonProcess {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let addr = loop {
-            assert!(Instant::now() < deadline, "no listen line");
-            let line = lines
-                .next()
-                .expect("the daemon logs before it exits")
-                .unwrap();
-            log.lock().unwrap().push(line.clone());
-            if let Some(at) = line.find("listen=") {
-                break line[at + "listen=".len()..]
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .to_string();
-            }
-        };
+        let (addr, seen, lines) = read_until_listening(child.stderr.take().unwrap());
+        let log = Arc::new(Mutex::new(seen));
         // Keep reading the log so the daemon never blocks on a full pipe.
         let keep = log.clone();
         std::thread::spawn(move || {
