@@ -57,3 +57,33 @@ async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
             .body("not ready: probing for the first time, or stopping\n")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix::Actor;
+
+    #[actix_rt::test]
+    async fn ready_once_probed_and_not_any_more_once_stopping() {
+        let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(
+            crate::snapshot::Snapshot::default(),
+        ));
+        let metrics = Arc::new(Metrics::new());
+        let registry = Registry::new(Vec::new(), 1, snapshot, metrics.clone()).start();
+        let state = web::Data::new(AdminState {
+            metrics,
+            registry,
+            ready: Arc::new(AtomicBool::new(false)),
+            stopping: Arc::new(AtomicBool::new(false)),
+        });
+        let status = |state: &web::Data<AdminState>| {
+            let state = state.clone();
+            async move { readyz(state).await.status().as_u16() }
+        };
+        assert_eq!(status(&state).await, 503, "not probed yet");
+        state.ready.store(true, Ordering::Release);
+        assert_eq!(status(&state).await, 200);
+        state.stopping.store(true, Ordering::Release);
+        assert_eq!(status(&state).await, 503, "a stop has begun");
+    }
+}

@@ -224,30 +224,9 @@ async fn notify_reload_and_stop_under_a_service_manager() {
     assert_eq!(api.metric(&reloads("applied")).await, Some(1.0));
     assert_eq!(api.metric(&reloads("refused")).await, Some(1.0));
 
-    // Stop: not ready at once (a load balancer drains this node while requests finish),
-    // STOPPING, the WebSocket closed with 1001, exit 0. An idle keep-alive connection keeps
-    // the stop waiting long enough to ask /readyz.
-    assert_eq!(api.admin_get("/readyz").await.0, 200);
-    let idle = {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        let request = format!(
-            "GET /api/v2/services HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {}\r\n\r\n",
-            common::basic_header()
-        );
-        tcp.write_all(request.as_bytes()).await.unwrap();
-        let mut head = [0u8; 12];
-        tcp.read_exact(&mut head).await.unwrap();
-        assert_eq!(&head, b"HTTP/1.1 200");
-        tcp
-    };
+    // Stop: STOPPING, the WebSocket closed with 1001, exit 0.
     signal(&child, libc::SIGTERM);
     notify.expect("STOPPING", |l| l == "STOPPING=1");
-    common::eventually(Duration::from_secs(3), "/readyz to say 503", || async {
-        (api.admin_get("/readyz").await.0 == 503).then_some(())
-    })
-    .await;
-    drop(idle);
     let closed = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match subscriber.recv_within(Duration::from_secs(10)).await {
