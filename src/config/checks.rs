@@ -43,6 +43,7 @@ impl CheckSection {
             command: self.command.clone().or_else(|| under.command.clone()),
         }
     }
+
     /// Turns a fully layered check section into a `Check`, with built-in defaults for the rest.
     pub fn resolve(&self, default_kind: CheckKindName) -> Result<Check, Invalid> {
         let c = self;
