@@ -210,6 +210,7 @@ impl Throttle {
 
     /// Counts a failed login from `ip` (a check begun and failed at once); returns whether
     /// this failure locked it out.
+    #[cfg(test)]
     pub fn fail(&self, ip: IpAddr, now: Instant) -> bool {
         match self.begin(ip, now) {
             Ok(attempt) => attempt.failed(now),

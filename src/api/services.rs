@@ -124,14 +124,11 @@ pub async fn one(
 /// The validator of an answer: the snapshot it was read from, what the caller sees, and
 /// whether the body is gzipped.
 fn entity_tag(snapshot: &Snapshot, caller: &Caller, gzip: bool) -> header::EntityTag {
-    use std::hash::{Hash, Hasher};
-    let mut features = std::collections::hash_map::DefaultHasher::new();
-    caller.features.hash(&mut features);
     let encoding = if gzip { "-gzip" } else { "" };
     header::EntityTag::new_weak(format!(
         "{:x}-{:x}{encoding}",
         snapshot.tag(),
-        features.finish()
+        caller.features_tag
     ))
 }
 

@@ -11,6 +11,7 @@
 //! Argon2's own verification, which compares in constant time.
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -46,6 +47,9 @@ pub struct Caller {
     pub roles: Arc<BTreeSet<UserRole>>,
     /// The features of the caller's contact center.
     pub features: Arc<BTreeSet<String>>,
+    /// A fingerprint of `features`, computed once per user: callers who see the same
+    /// services share it (what answers' `ETag`s are made of).
+    pub features_tag: u64,
 }
 
 impl Caller {
@@ -78,13 +82,13 @@ struct User {
     caller: Caller,
 }
 
-/// A verified login: the user, when the password was checked, and the session it opened,
+/// A verified login: the user, when the password was checked, and the cookie login it opened,
 /// which later Basic requests of the same login reuse instead of opening one each.
 struct CachedLogin {
     user: Arc<User>,
     at: Instant,
-    /// The session the login opened.
-    session: Option<Arc<LoginCookie>>,
+    /// The cookie login it opened.
+    cookie: Option<Arc<LoginCookie>>,
 }
 
 /// Serializes the verifications of one login (name and password).
@@ -256,17 +260,17 @@ impl Authenticator {
     /// browsers on a shared wallboard account both need the cookie for their WebSocket.
     /// `None` if a reload removed or changed the user meanwhile.
     fn cookie_for_login(&self, key: &[u8], user: Arc<User>) -> Option<Arc<LoginCookie>> {
-        let previous = lock(&self.logins).get(key).and_then(|l| l.session.clone());
-        if let Some(session) = previous {
-            if self.by_cookie_key(&session.key).is_ok() {
-                return Some(session);
+        let previous = lock(&self.logins).get(key).and_then(|l| l.cookie.clone());
+        if let Some(cookie) = previous {
+            if self.by_cookie_key(&cookie.key).is_ok() {
+                return Some(cookie);
             }
         }
-        let session = Arc::new(self.open_login(user)?);
+        let cookie = Arc::new(self.open_login(user)?);
         if let Some(login) = lock(&self.logins).get_mut(key) {
-            login.session = Some(session.clone());
+            login.cookie = Some(cookie.clone());
         }
-        Some(session)
+        Some(cookie)
     }
 
     /// Verifies a name and password (or finds them verified recently); returns the user and
@@ -379,7 +383,7 @@ impl Authenticator {
             CachedLogin {
                 user: user.clone(),
                 at: Instant::now(),
-                session: None,
+                cookie: None,
             },
         );
         Ok(user)
@@ -432,10 +436,13 @@ fn user_map(users: &[UserSpec]) -> HashMap<String, Arc<User>> {
     users
         .iter()
         .map(|spec| {
+            let mut fingerprint = std::collections::hash_map::DefaultHasher::new();
+            spec.features.hash(&mut fingerprint);
             let caller = Caller {
                 user: spec.name.as_str().into(),
                 roles: Arc::new(spec.roles.clone()),
                 features: Arc::new(spec.features.clone()),
+                features_tag: fingerprint.finish(),
             };
             (
                 spec.name.clone(),

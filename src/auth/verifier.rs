@@ -118,6 +118,7 @@ impl Verifier {
     }
 
     /// Bytes of Argon2 working memory held.
+    #[cfg(test)]
     pub fn memory_bytes(&self) -> i64 {
         self.memory.bytes.get()
     }

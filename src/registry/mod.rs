@@ -43,8 +43,9 @@ use crate::monitor::{HealthChanged, ServerIdentity, ServerMonitor, StopMonitor};
 use crate::snapshot::Snapshot;
 
 use publisher::Publisher;
-pub use reload::{ReloadPlan, Step, plan};
-pub use subscribers::{Delivery, Subscribers};
+use reload::{Step, plan};
+pub use subscribers::Delivery;
+use subscribers::Subscribers;
 use tracked::{Tracked, log_transition, servers_of};
 
 /// How often the registry checks that every monitor is alive.
