@@ -10,7 +10,6 @@
 //!
 //! `cargo bench --bench fanout [-- SUBSCRIBERS [FLIPS]]` (defaults: 1000 subscribers, 5 flips).
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -22,6 +21,10 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+#[allow(dead_code)]
+#[path = "../tests/common/process.rs"]
+mod process;
 
 /// The bench user's password (made up for this run).
 const PASSWORD: &str = "fanout-bench-password";
@@ -75,17 +78,7 @@ async fn main() {
         .spawn()
         .expect("start the daemon");
     let pid = daemon.id();
-    let mut log = BufReader::new(daemon.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = log.next().expect("the daemon logs its listener").unwrap();
-        if let Some(at) = line.find("listen=") {
-            break line[at + 7..]
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .to_string();
-        }
-    };
+    let (addr, _, log) = process::read_until_listening(daemon.stderr.take().unwrap());
     // Keep draining the log so the daemon never blocks on a full pipe.
     std::thread::spawn(move || for _ in log {});
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -12,7 +12,6 @@
 //! Every service must be shown within interval + timeout + 1 s (2.5 s) of a change.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,6 +23,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+#[allow(dead_code)]
+#[path = "../tests/common/process.rs"]
+mod process;
 
 const PASSWORD: &str = "scale-bench-password";
 /// Interval + timeout + 1 s: the promise for every change.
@@ -97,20 +100,7 @@ fn start_daemon(config: &std::path::Path) -> (Child, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the daemon");
-    let mut log = BufReader::new(daemon.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = log.next().expect("the daemon logs its listener").unwrap();
-        if !line.contains("listen=") {
-            eprintln!("daemon: {line}");
-        }
-        if let Some(at) = line.find("listen=") {
-            break line[at + 7..]
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .to_string();
-        }
-    };
+    let (addr, _, log) = process::read_until_listening(daemon.stderr.take().unwrap());
     std::thread::spawn(move || for _ in log {});
     (daemon, addr)
 }

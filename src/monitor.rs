@@ -269,9 +269,35 @@ mod tests {
         settings.services[0].pair.primary.clone()
     }
 
-    async fn next(
-        reports: &mut tokio::sync::mpsc::UnboundedReceiver<HealthChanged>,
-    ) -> HealthChanged {
+    type Reports = tokio::sync::mpsc::UnboundedReceiver<HealthChanged>;
+
+    /// A monitor of the listener on `port` as `part` of service "v", resuming from `health`;
+    /// its reports arrive on the receiver.
+    fn watch(
+        port: u16,
+        part: Part,
+        generation: u64,
+        health: Health,
+    ) -> (Addr<ServerMonitor>, Reports) {
+        let (tx, reports) = tokio::sync::mpsc::unbounded_channel();
+        let id = ServerIdentity {
+            service: "v".into(),
+            part,
+            spec: instance(port),
+            generation,
+        };
+        let monitor = ServerMonitor::new(
+            id,
+            health,
+            Collector(tx).start().recipient(),
+            Arc::new(Semaphore::new(4)),
+            &Metrics::new(),
+        )
+        .start();
+        (monitor, reports)
+    }
+
+    async fn next(reports: &mut Reports) -> HealthChanged {
         tokio::time::timeout(Duration::from_secs(5), reports.recv())
             .await
             .expect("a report within 5 s")
@@ -282,23 +308,8 @@ mod tests {
     async fn reports_the_first_health_then_each_change_and_nothing_else() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let (tx, mut reports) = tokio::sync::mpsc::unbounded_channel();
-        let collector = Collector(tx).start();
-        let metrics = Metrics::new();
-        let id = ServerIdentity {
-            service: "v".into(),
-            part: Part::Pair(crate::domain::service::Role::Primary),
-            spec: instance(port),
-            generation: 7,
-        };
-        let monitor = ServerMonitor::new(
-            id,
-            Health::Unknown,
-            collector.recipient(),
-            Arc::new(Semaphore::new(4)),
-            &metrics,
-        )
-        .start();
+        let primary = Part::Pair(crate::domain::service::Role::Primary);
+        let (monitor, mut reports) = watch(port, primary, 7, Health::Unknown);
         let first = next(&mut reports).await;
         assert_eq!((first.health, first.generation), (Health::Up, 7));
         assert_eq!(&*first.service, "v");
@@ -328,22 +339,7 @@ mod tests {
     async fn a_resumed_monitor_reports_only_a_change_from_its_last_health() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let (tx, mut reports) = tokio::sync::mpsc::unbounded_channel();
-        let collector = Collector(tx).start();
-        let id = ServerIdentity {
-            service: "v".into(),
-            part: Part::CassandraNode(2),
-            spec: instance(port),
-            generation: 1,
-        };
-        let _monitor = ServerMonitor::new(
-            id,
-            Health::Up,
-            collector.recipient(),
-            Arc::new(Semaphore::new(4)),
-            &Metrics::new(),
-        )
-        .start();
+        let (_monitor, mut reports) = watch(port, Part::CassandraNode(2), 1, Health::Up);
         // Up already: the probes that find it up say nothing.
         assert!(
             tokio::time::timeout(Duration::from_millis(200), reports.recv())

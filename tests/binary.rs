@@ -30,6 +30,33 @@ fn check(text: &str) -> (i32, String) {
 
 const GOOD: &str = "[[service]]\nid = \"sips1\"\ntype = \"Voice\"\nprimary = { host = \"10.0.0.5\", port = 5001 }\n";
 
+/// Runs the daemon on the file at `path`, its listeners moved to port 0 by the environment
+/// as an operator would override them.
+fn run_on_port_zero(path: &Path) -> std::process::Child {
+    Command::new(BIN)
+        .arg("--config")
+        .arg(path)
+        .env("SERVICEWATCH_SERVER__LISTEN", "127.0.0.1:0")
+        .env("SERVICEWATCH_ADMIN__LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The whole answer to `GET /api/v2/services` over HTTP/1.0 with `authorization`.
+fn get_services(addr: &str, authorization: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET /api/v2/services HTTP/1.0\r\nHost: {addr}\r\nAuthorization: {authorization}\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
 #[test]
 fn bad_files_are_refused_with_one_line_each() {
     let cases: &[(&str, &str)] = &[
@@ -126,15 +153,7 @@ fn the_shipped_configuration_says_how_to_log_in_and_does_once_told() {
     let run = |text: &str| {
         let path = dir.path().join("servicewatch.toml");
         std::fs::write(&path, text).unwrap();
-        Command::new(BIN)
-            .arg("--config")
-            .arg(&path)
-            .env("SERVICEWATCH_SERVER__LISTEN", "127.0.0.1:0")
-            .env("SERVICEWATCH_ADMIN__LISTEN", "127.0.0.1:0")
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+        run_on_port_zero(&path)
     };
     let listen_of = |child: &mut std::process::Child| {
         let (addr, seen, rest) = read_until_listening(child.stderr.take().unwrap());
@@ -142,15 +161,7 @@ fn the_shipped_configuration_says_how_to_log_in_and_does_once_told() {
         (addr, seen)
     };
     let status = |addr: &str, user: &str, password: &str| {
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        write!(
-            stream,
-            "GET /api/v2/services HTTP/1.0\r\nHost: {addr}\r\nAuthorization: {}\r\n\r\n",
-            common::daemon::basic_of(user, password)
-        )
-        .unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
+        let answer = get_services(addr, &common::daemon::basic_of(user, password));
         answer.split_whitespace().nth(1).unwrap().to_string()
     };
 
@@ -263,29 +274,13 @@ fn runs_with_an_environment_override_and_stops_on_sigterm() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&path)
-        .env("SERVICEWATCH_SERVER__LISTEN", "127.0.0.1:0")
-        .env("SERVICEWATCH_ADMIN__LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = run_on_port_zero(&path);
     let (addr, _, _log) = read_until_listening(child.stderr.take().unwrap());
     assert!(
         addr.starts_with("127.0.0.1:") && addr != "127.0.0.1:1",
         "{addr}"
     );
-    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
-    write!(
-        stream,
-        "GET /api/v2/services HTTP/1.0\r\nHost: {addr}\r\nAuthorization: {}\r\n\r\n",
-        common::basic_header()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
+    let answer = get_services(&addr, &common::basic_header());
     assert!(answer.starts_with("HTTP/1.0 200 OK\r\n"), "{answer}");
     assert!(
         answer.ends_with(&format!(

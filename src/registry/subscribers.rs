@@ -79,12 +79,10 @@ impl Subscribers {
         self.by_client.remove(client_id);
     }
 
+    /// Subscribers now.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.by_client.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_client.is_empty()
     }
 
     /// Offers one message about a service needing `feature` to every subscriber that sees
@@ -222,20 +220,34 @@ mod tests {
         Arc::new(names.iter().map(|n| n.to_string()).collect())
     }
 
+    /// A started sink with a mailbox of `capacity`.
+    fn sink(capacity: usize) -> Addr<Sink> {
+        Sink {
+            capacity,
+            got: vec![],
+        }
+        .start()
+    }
+
+    /// Subscribes `sink` as `client_id` to the services needing one of `names`, without a
+    /// snapshot.
+    fn join(subscribers: &mut Subscribers, client_id: &str, sink: &Addr<Sink>, names: &[&str]) {
+        let metrics = Metrics::new();
+        assert!(subscribers.subscribe(
+            client_id.into(),
+            sink.clone().recipient(),
+            features(names),
+            None,
+            &metrics
+        ));
+    }
+
     #[actix_rt::test]
     async fn changes_reach_only_those_who_see_the_service() {
         let metrics = Metrics::new();
         let mut subscribers = Subscribers::default();
-        let voice = Sink {
-            capacity: 16,
-            got: vec![],
-        }
-        .start();
-        let media = Sink {
-            capacity: 16,
-            got: vec![],
-        }
-        .start();
+        let voice = sink(16);
+        let media = sink(16);
         let snapshot = Some(vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
         assert!(subscribers.subscribe(
             "v".into(),
@@ -244,13 +256,7 @@ mod tests {
             snapshot,
             &metrics
         ));
-        assert!(subscribers.subscribe(
-            "m".into(),
-            media.clone().recipient(),
-            features(&["api-multimedia"]),
-            None,
-            &metrics
-        ));
+        join(&mut subscribers, "m", &media, &["api-multimedia"]);
         subscribers.fan_out(&Bytes::from_static(b"sips1"), "api-voice", &metrics);
         subscribers.fan_out(&Bytes::from_static(b"ixn1"), "api-multimedia", &metrics);
         assert_eq!(voice.send(Taken).await.unwrap(), ["snapshot of 2", "sips1"]);
@@ -270,42 +276,17 @@ mod tests {
     async fn changes_published_together_make_one_delivery_of_what_each_sees() {
         let metrics = Metrics::new();
         let mut subscribers = Subscribers::default();
-        let voice = Sink {
-            capacity: 16,
-            got: vec![],
-        }
-        .start();
-        let both = Sink {
-            capacity: 16,
-            got: vec![],
-        }
-        .start();
-        let media = Sink {
-            capacity: 16,
-            got: vec![],
-        }
-        .start();
-        subscribers.subscribe(
-            "v".into(),
-            voice.clone().recipient(),
-            features(&["api-voice"]),
-            None,
-            &metrics,
+        let voice = sink(16);
+        let both = sink(16);
+        let media = sink(16);
+        join(&mut subscribers, "v", &voice, &["api-voice"]);
+        join(
+            &mut subscribers,
+            "b",
+            &both,
+            &["api-voice", "api-multimedia"],
         );
-        subscribers.subscribe(
-            "b".into(),
-            both.clone().recipient(),
-            features(&["api-voice", "api-multimedia"]),
-            None,
-            &metrics,
-        );
-        subscribers.subscribe(
-            "m".into(),
-            media.clone().recipient(),
-            features(&["api-multimedia"]),
-            None,
-            &metrics,
-        );
+        join(&mut subscribers, "m", &media, &["api-multimedia"]);
         let burst = [
             (Bytes::from_static(b"sips1 down"), "api-voice".to_string()),
             (
@@ -337,30 +318,10 @@ mod tests {
     async fn a_full_mailbox_makes_a_slow_consumer_that_is_told_once_and_forgotten() {
         let metrics = Metrics::new();
         let mut subscribers = Subscribers::default();
-        let slow = Sink {
-            capacity: 1,
-            got: vec![],
-        }
-        .start();
-        let quick = Sink {
-            capacity: 64,
-            got: vec![],
-        }
-        .start();
-        subscribers.subscribe(
-            "slow".into(),
-            slow.clone().recipient(),
-            features(&["f"]),
-            None,
-            &metrics,
-        );
-        subscribers.subscribe(
-            "quick".into(),
-            quick.clone().recipient(),
-            features(&["f"]),
-            None,
-            &metrics,
-        );
+        let slow = sink(1);
+        let quick = sink(64);
+        join(&mut subscribers, "slow", &slow, &["f"]);
+        join(&mut subscribers, "quick", &quick, &["f"]);
         // Both started, with their mailbox bounds set.
         assert!(slow.send(Taken).await.unwrap().is_empty());
         assert!(quick.send(Taken).await.unwrap().is_empty());
