@@ -224,6 +224,18 @@ impl Metrics {
         }
     }
 
+    /// Marks a service whose state is not known yet: every state gauge at 0, so that no
+    /// alert on `state="Inactive"` fires merely because the service was not probed yet.
+    pub fn set_pending(&self, service: &str) {
+        for s in ServiceState::ALL {
+            let labels = StateLabels {
+                service: service.to_string(),
+                state: s.as_str().to_string(),
+            };
+            self.service_state.get_or_create(&labels).set(0);
+        }
+    }
+
     /// Forgets a removed service: its state gauges, its switchovers, and the probe counts
     /// and durations of its servers, given as (instance label, check name). A dashboard
     /// then stops showing a service that no longer exists in its last state.

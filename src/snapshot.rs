@@ -66,11 +66,25 @@ impl PublishedService {
     }
 }
 
-/// Every service, in configuration order.
+/// A service whose servers have not all been probed since servicewatch started (or since
+/// a reload added it): its state is not known yet, so it is held back from lists and
+/// notifications, and asking for it alone gets 503 with `Retry-After`.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// What it will be published as (its state still the initial one): its id, its
+    /// feature and its attribute names are known already.
+    pub service: Arc<PublishedService>,
+    /// When asking again is worth it: its slowest check's timeout, rounded up.
+    pub retry_after_secs: u64,
+}
+
+/// Every service whose state is known, in configuration order, and those still pending.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     services: Vec<Arc<PublishedService>>,
     by_id: HashMap<String, usize>,
+    /// Services not probed yet, by id.
+    pending: HashMap<String, Pending>,
     /// Attribute names that `fields` and filters accept.
     attributes: BTreeSet<String>,
     /// The body of `GET /services?fields=*`.
@@ -106,6 +120,7 @@ impl Snapshot {
         Snapshot {
             services,
             by_id,
+            pending: HashMap::new(),
             attributes,
             all_body,
             all_body_gzip: OnceLock::new(),
@@ -118,6 +133,29 @@ impl Snapshot {
     pub fn tagged(mut self, tag: u64) -> Self {
         self.tag = tag;
         self
+    }
+
+    /// This snapshot with services whose state is not known yet; their attribute names are
+    /// accepted by `fields` and filters already.
+    pub fn with_pending(mut self, pending: Vec<Pending>) -> Self {
+        for p in &pending {
+            self.attributes.extend(p.service.resource.keys().cloned());
+        }
+        self.pending = pending
+            .into_iter()
+            .map(|p| (p.service.id.clone(), p))
+            .collect();
+        self
+    }
+
+    /// A service not probed yet, by id.
+    pub fn pending(&self, id: &str) -> Option<&Pending> {
+        self.pending.get(id)
+    }
+
+    /// Every service not probed yet, in no particular order.
+    pub fn all_pending(&self) -> impl Iterator<Item = &Pending> {
+        self.pending.values()
     }
 
     /// Changes whenever the registry publishes, so an answer's validator can be made of it
@@ -155,7 +193,8 @@ impl Snapshot {
         attributes
     }
 
-    /// One line for people: `12 services: 10 Active, 1 ReadOnly, 1 Inactive`.
+    /// One line for people: `12 services: 10 Active, 1 ReadOnly, 1 Inactive`, and how many
+    /// are not probed yet.
     pub fn summary(&self) -> String {
         let count = |state| {
             ServiceState::ALL
@@ -163,12 +202,9 @@ impl Snapshot {
                 .position(|s| *s == state)
                 .map_or(0, |i| self.by_state[i])
         };
-        let noun = if self.services.len() == 1 {
-            "service"
-        } else {
-            "services"
-        };
-        let parts: Vec<String> = [
+        let total = self.services.len() + self.pending.len();
+        let noun = if total == 1 { "service" } else { "services" };
+        let mut parts: Vec<String> = [
             ServiceState::Active,
             ServiceState::ReadOnly,
             ServiceState::Inactive,
@@ -178,10 +214,13 @@ impl Snapshot {
         .filter(|(_, n)| *n > 0)
         .map(|(state, n)| format!("{n} {state}"))
         .collect();
+        if !self.pending.is_empty() {
+            parts.push(format!("{} not probed yet", self.pending.len()));
+        }
         if parts.is_empty() {
             format!("0 {noun}")
         } else {
-            format!("{} {noun}: {}", self.services.len(), parts.join(", "))
+            format!("{total} {noun}: {}", parts.join(", "))
         }
     }
 
@@ -291,6 +330,37 @@ mod tests {
             "1 service: 1 Active"
         );
         assert_eq!(Snapshot::new(vec![]).summary(), "0 services");
+    }
+
+    #[test]
+    fn pending_services_are_counted_and_found_but_not_listed() {
+        let mut resource = Map::new();
+        resource.insert("id".into(), Value::from("late"));
+        resource.insert("sipPort".into(), Value::from(5060));
+        let late = Arc::new(PublishedService::new(
+            "api-voice",
+            ServiceState::Inactive,
+            resource,
+        ));
+        let snap = Snapshot::new(vec![service("a", None)]).with_pending(vec![Pending {
+            service: late,
+            retry_after_secs: 2,
+        }]);
+        assert_eq!(snap.summary(), "2 services: 1 Active, 1 not probed yet");
+        assert!(
+            snap.get("late").is_none(),
+            "not served as if its state were known"
+        );
+        assert_eq!(snap.pending("late").unwrap().retry_after_secs, 2);
+        assert!(snap.pending("a").is_none());
+        assert_eq!(
+            &snap.all_body()[..],
+            br#"{"statusCode":0,"services":[{"id":"a","state":"Active"}]}"#
+        );
+        assert!(
+            snap.attributes().contains("sipPort"),
+            "its attributes may be asked for already"
+        );
     }
 
     #[test]

@@ -280,14 +280,20 @@ fn runs_with_an_environment_override_and_stops_on_sigterm() {
         addr.starts_with("127.0.0.1:") && addr != "127.0.0.1:1",
         "{addr}"
     );
-    let answer = get_services(&addr, &common::basic_header());
-    assert!(answer.starts_with("HTTP/1.0 200 OK\r\n"), "{answer}");
-    assert!(
-        answer.ends_with(&format!(
-            r#"{{"statusCode":0,"uris":["http://{addr}/api/v2/services/sips1"]}}"#
-        )),
-        "{answer}"
-    );
+    // Listed once its first probe round is done.
+    let listed = format!(r#"{{"statusCode":0,"uris":["http://{addr}/api/v2/services/sips1"]}}"#);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let answer = loop {
+        let answer = get_services(&addr, &common::basic_header());
+        if answer.ends_with(&listed) || Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if !(answer.starts_with("HTTP/1.0 200 OK\r\n") && answer.ends_with(&listed)) {
+        let _ = child.kill();
+        panic!("{answer}");
+    }
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(10);

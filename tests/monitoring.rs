@@ -234,3 +234,82 @@ async fn the_global_probe_limit_serializes_probes() {
         "three 300 ms probes ran together: {elapsed:?}"
     );
 }
+
+/// Until every server of a service has been probed once, its state is not known: the API
+/// must not show it `Inactive` (a wallboard would flash red on every restart). It is held
+/// back from the list and from a subscriber's snapshot, asked for alone it answers 503 with
+/// `Retry-After`, and its first assessment is announced even when it is Inactive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_is_not_reported_before_its_first_probe_round() {
+    let fast = Backend::start(Mode::Accept).await;
+    // Accepts and never answers: the slow service's first probe lasts its whole timeout.
+    let stalled = Backend::start(Mode::Stall).await;
+    let d = TestDaemon::start_unprobed(&format!(
+        "[[service]]\nid = \"fast\"\ntype = \"Voice\"\nprimary = {}\ncheck = {{ kind = \"tcp\", {FAST_CHECK} }}\n\
+         [[service]]\nid = \"slow\"\ntype = \"Voice\"\nprimary = {}\n\
+         check = {{ kind = \"http\", path = \"/\", interval = \"1s\", timeout = \"4s\", jitter = 0.0 }}\n",
+        fast.toml(),
+        stalled.toml()
+    ));
+    let mut lp = common::bayeux::LpClient::new(&d);
+    lp.handshake().await;
+    lp.subscribe(true).await;
+
+    wait_for(
+        &d,
+        "fast",
+        "Active",
+        Some("primary"),
+        Duration::from_secs(3),
+    )
+    .await;
+    let list = d.json("/api/v2/services?fields=*").await;
+    assert_eq!(d.ids_of(&list), ["fast"], "slow is not listed yet: {list}");
+    let response = reqwest::Client::new()
+        .get(d.url("/api/v2/services/slow"))
+        .basic_auth(common::USER, Some(common::PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(response.headers()["retry-after"], "4");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["statusCode"], 4);
+    assert!(
+        body["statusMessage"]
+            .as_str()
+            .unwrap()
+            .contains("not known yet"),
+        "{body}"
+    );
+    assert_eq!(
+        d.metric(r#"servicewatch_service_state{service="slow",state="Inactive"}"#)
+            .await,
+        Some(0.0),
+        "no Inactive alert for a service not looked at"
+    );
+    let (status, _) = d.get("/api/v2/services/nosuch").await;
+    assert_eq!(status, 404, "an unknown id is still not found");
+
+    // The subscriber's snapshot held fast alone (if its probe was done); then slow's first
+    // assessment comes, Inactive as the service was taken to be, but now known.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    let mut heard = Vec::new();
+    while !heard.iter().any(|s: &serde_json::Value| s["id"] == "slow") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "slow's first assessment was not announced: {heard:?}"
+        );
+        heard.extend(common::bayeux::changes(&lp.connect().await));
+    }
+    let slow: Vec<_> = heard.iter().filter(|s| s["id"] == "slow").collect();
+    assert_eq!(slow.len(), 1, "{heard:?}");
+    assert_eq!(slow[0]["state"], "Inactive");
+    assert_eq!(d.state_of("slow").await, ("Inactive".to_string(), None));
+    assert_eq!(d.ids().await, ["fast", "slow"]);
+    assert_eq!(
+        d.metric(r#"servicewatch_service_state{service="slow",state="Inactive"}"#)
+            .await,
+        Some(1.0)
+    );
+}

@@ -49,6 +49,12 @@ pub enum ApiError {
     /// The request head is larger than `[limits] max_header_size`.
     #[error("the request head is {size} bytes; at most {limit} are accepted")]
     HeadTooLarge { size: usize, limit: usize },
+    /// The service's servers have not all been probed since servicewatch started (or since
+    /// a reload added it): its state is not known yet.
+    #[error(
+        "the state of service \"{id}\" is not known yet: its servers are being probed for the first time; retry in {retry_after_secs} s"
+    )]
+    NotProbedYet { id: String, retry_after_secs: u64 },
     /// Too many failed logins from the caller's address.
     #[error("{message}")]
     Throttled {
@@ -84,7 +90,7 @@ impl ApiError {
             }
             ApiError::MethodNotAllowed { .. } => GwsCode::Forbidden,
             ApiError::NotFound(_) => GwsCode::NotFound,
-            ApiError::Internal(_) => GwsCode::Internal,
+            ApiError::Internal(_) | ApiError::NotProbedYet { .. } => GwsCode::Internal,
             ApiError::NotAuthenticated { .. } | ApiError::Throttled { .. } => {
                 GwsCode::NotAuthenticated
             }
@@ -147,6 +153,7 @@ impl ResponseError for ApiError {
             ApiError::NotAuthenticated { .. } => StatusCode::UNAUTHORIZED,
             ApiError::PermissionDenied(_) => StatusCode::FORBIDDEN,
             ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::NotProbedYet { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }
@@ -168,6 +175,9 @@ impl ResponseError for ApiError {
             }
         }
         if let ApiError::Throttled {
+            retry_after_secs, ..
+        }
+        | ApiError::NotProbedYet {
             retry_after_secs, ..
         } = self
         {

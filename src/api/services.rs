@@ -36,12 +36,20 @@ pub async fn list(
             .iter()
             .filter(|s| caller.sees(&s.feature))
     };
-    let sees_all = visible().count() == snapshot.services().len();
+    let sees_all = visible().count() == snapshot.services().len()
+        && snapshot
+            .all_pending()
+            .all(|p| caller.sees(&p.service.feature));
     let hidden_attributes;
     let attributes = if sees_all {
         snapshot.attributes()
     } else {
-        hidden_attributes = Snapshot::attributes_of(visible().map(|s| &**s));
+        // Pending services are not listed, but their attribute names may be asked for.
+        let pending = snapshot
+            .all_pending()
+            .map(|p| &p.service)
+            .filter(|s| caller.sees(&s.feature));
+        hidden_attributes = Snapshot::attributes_of(visible().chain(pending).map(|s| &**s));
         &hidden_attributes
     };
     let query = query::parse(req.query_string(), attributes, true)?;
@@ -93,7 +101,8 @@ pub async fn list(
 }
 
 /// `GET /services/{id}`: one resource, wrapped in an array as the GWS example shows. A
-/// service hidden from the caller answers exactly like one that does not exist.
+/// service hidden from the caller answers exactly like one that does not exist; one whose
+/// state is not known yet (its first probes are under way) answers 503 with `Retry-After`.
 pub async fn one(
     req: HttpRequest,
     state: web::Data<ApiState>,
@@ -101,10 +110,15 @@ pub async fn one(
 ) -> Result<HttpResponse, ApiError> {
     let snapshot = state.snapshot.load();
     let id = req.match_info().get("id").unwrap_or_default();
-    let service = snapshot
-        .get(id)
-        .filter(|s| caller.sees(&s.feature))
-        .ok_or_else(|| ApiError::NotFound(format!("no service with id \"{id}\"")))?;
+    let Some(service) = snapshot.get(id).filter(|s| caller.sees(&s.feature)) else {
+        return Err(match snapshot.pending(id) {
+            Some(p) if caller.sees(&p.service.feature) => ApiError::NotProbedYet {
+                id: id.to_string(),
+                retry_after_secs: p.retry_after_secs,
+            },
+            _ => ApiError::NotFound(format!("no service with id \"{id}\"")),
+        });
+    };
     let attributes = Snapshot::attributes_of(std::iter::once(service));
     let query = query::parse(req.query_string(), &attributes, false)?;
     let etag = entity_tag(&snapshot, &caller, false);

@@ -40,7 +40,7 @@ use crate::config::services::ServiceSpec;
 use crate::domain::state::Assessment;
 use crate::metrics::Metrics;
 use crate::monitor::{HealthChanged, ServerIdentity, ServerMonitor, StopMonitor};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Pending, Snapshot};
 
 use publisher::Publisher;
 use reload::{Step, plan};
@@ -132,10 +132,10 @@ impl Registry {
         let now = SystemTime::now();
         let services: Vec<Tracked> = specs
             .into_iter()
-            .map(|spec| Tracked::new(spec, Assessment::INITIAL, now))
+            .map(|spec| Tracked::pending(spec, now))
             .collect();
         for t in &services {
-            metrics.set_state(&t.spec.id, t.assessment.state);
+            metrics.set_pending(&t.spec.id);
         }
         let mut registry = Registry {
             services,
@@ -168,10 +168,22 @@ impl Registry {
     /// Builds and swaps in a new snapshot, then offers the notifications waiting for it.
     fn publish(&mut self) {
         let started = Instant::now();
-        let services = self.services.iter().map(|t| t.published.clone()).collect();
+        let (known, pending): (Vec<&Tracked>, Vec<&Tracked>) =
+            self.services.iter().partition(|t| t.known);
+        let services = known.iter().map(|t| t.published.clone()).collect();
+        let pending = pending
+            .iter()
+            .map(|t| Pending {
+                service: t.published.clone(),
+                retry_after_secs: t.retry_after_secs(),
+            })
+            .collect();
         self.snapshot_tag = self.snapshot_tag.wrapping_add(1);
-        self.published
-            .store(Arc::new(Snapshot::new(services).tagged(self.snapshot_tag)));
+        self.published.store(Arc::new(
+            Snapshot::new(services)
+                .with_pending(pending)
+                .tagged(self.snapshot_tag),
+        ));
         let waiting = self.publisher.published(started, Instant::now());
         self.subscribers.fan_out_all(&waiting, &self.metrics);
     }
@@ -360,8 +372,8 @@ impl Handler<ApplyServices> for Registry {
                     // New monitors, resuming from the state last published.
                     stop_monitors(&previous);
                     summary.changed.push(spec.id.clone());
-                    let tracked = Tracked::new(spec, previous.assessment, previous.since);
-                    if tracked.published.json != previous.published.json {
+                    let tracked = Tracked::resuming(spec, &previous);
+                    if tracked.known && tracked.published.json != previous.published.json {
                         announce.push(self.services.len());
                     }
                     start.push(self.services.len());
@@ -369,9 +381,9 @@ impl Handler<ApplyServices> for Registry {
                 }
                 _ => {
                     summary.added.push(spec.id.clone());
-                    self.metrics.set_state(&spec.id, Assessment::INITIAL.state);
+                    self.metrics.set_pending(&spec.id);
                     start.push(self.services.len());
-                    Tracked::new(spec, Assessment::INITIAL, now)
+                    Tracked::pending(spec, now)
                 }
             };
             self.services.push(tracked);
@@ -383,18 +395,20 @@ impl Handler<ApplyServices> for Registry {
         for index in announce {
             self.changed(index);
         }
-        // Removed services: subscribers hear of them one last time, as Inactive, and their
-        // metrics go.
+        // Removed services: subscribers hear of them one last time, as Inactive (unless
+        // they never heard of them), and their metrics go.
         for id in plan.removed {
             let Some(mut tracked) = old.remove(&id) else {
                 continue;
             };
             stop_monitors(&tracked);
-            tracked.set(Assessment::INITIAL, now);
-            self.publisher.wait(
-                tracked.published.notification.clone(),
-                tracked.spec.feature.clone(),
-            );
+            if tracked.known {
+                tracked.set(Assessment::INITIAL, now);
+                self.publisher.wait(
+                    tracked.published.notification.clone(),
+                    tracked.spec.feature.clone(),
+                );
+            }
             let servers: Vec<(String, &str)> = servers_of(&tracked.spec)
                 .map(|(part, instance)| (part.metric_label(), instance.check.kind.name()))
                 .collect();
@@ -422,7 +436,7 @@ impl Handler<SubscribeServices> for Registry {
         let snapshot = msg.snapshot.then(|| {
             self.services
                 .iter()
-                .filter(|t| msg.features.contains(&t.spec.feature))
+                .filter(|t| t.known && msg.features.contains(&t.spec.feature))
                 .map(|t| t.published.notification.clone())
                 .collect()
         });

@@ -35,6 +35,11 @@ pub(super) struct Tracked {
     pub servers: Vec<Server>,
     /// Whether every server has been probed since the service's monitors started.
     pub ready: bool,
+    /// Whether `assessment` rests on probes (of these monitors or, after a reload that
+    /// changed the service, of the ones before). Until then the service is pending: held
+    /// back from lists, snapshots and notifications, since "Inactive" would only mean "not
+    /// looked at yet".
+    pub known: bool,
 }
 
 /// A change of a service's assessment, for the log and the metrics.
@@ -42,11 +47,24 @@ pub(super) struct Tracked {
 pub(super) struct Transition {
     pub before: Assessment,
     pub after: Assessment,
+    /// The service's first assessment: announced even when it equals `before`, because
+    /// nobody has heard of the service until now.
+    pub first: bool,
 }
 
 impl Tracked {
-    /// A service whose servers are not probed yet, published as `assessment` since `since`.
-    pub fn new(spec: ServiceSpec, assessment: Assessment, since: SystemTime) -> Self {
+    /// A service whose servers are not probed yet and whose state is not known.
+    pub fn pending(spec: ServiceSpec, now: SystemTime) -> Self {
+        Tracked::new(spec, Assessment::INITIAL, now, false)
+    }
+
+    /// A service whose servers are not probed yet by their new monitors, still published
+    /// as `assessment` since `since` (what its previous monitors found), if that was known.
+    pub fn resuming(spec: ServiceSpec, previous: &Tracked) -> Self {
+        Tracked::new(spec, previous.assessment, previous.since, previous.known)
+    }
+
+    fn new(spec: ServiceSpec, assessment: Assessment, since: SystemTime, known: bool) -> Self {
         let spec = Arc::new(spec);
         let servers = servers_of(&spec)
             .map(|(part, _)| Server {
@@ -64,7 +82,18 @@ impl Tracked {
             published,
             servers,
             ready: false,
+            known,
         }
+    }
+
+    /// When asking for a pending service again is worth it: its slowest check's timeout
+    /// (every server's first probe ends by then), rounded up to a second.
+    pub fn retry_after_secs(&self) -> u64 {
+        let slowest = servers_of(&self.spec)
+            .map(|(_, instance)| instance.check.timeout)
+            .max()
+            .unwrap_or_default();
+        (slowest.as_millis().div_ceil(1000) as u64).max(1)
     }
 
     /// Publishes the service as `assessment`, since `since`.
@@ -75,9 +104,9 @@ impl Tracked {
     }
 
     /// Takes one server's new health, if the report comes from its current monitor, and
-    /// assesses the service again. Returns the transition, if the assessment changed; `now`
-    /// becomes the `since` of a new state. The first assessment after every server has been
-    /// seen makes the service ready.
+    /// assesses the service again. Returns the transition, if the assessment changed or is
+    /// the service's first; `now` becomes the `since` of a new state. The first assessment
+    /// after every server has been seen makes the service ready (and known).
     pub fn observe(
         &mut self,
         part: Part,
@@ -99,16 +128,22 @@ impl Tracked {
             debug!(service = %self.spec.id, state = %after.state, serving = serving_label(after.serving), "first probe round done");
         }
         let before = self.assessment;
-        if after == before {
+        let first = !self.known;
+        self.known = true;
+        if after == before && !first {
             return None;
         }
-        let since = if after.state != before.state {
+        let since = if after.state != before.state || first {
             now
         } else {
             self.since
         };
         self.set(after, since);
-        Some(Transition { before, after })
+        Some(Transition {
+            before,
+            after,
+            first,
+        })
     }
 }
 
@@ -133,7 +168,9 @@ pub(super) fn servers_of(spec: &ServiceSpec) -> impl Iterator<Item = (Part, &Ins
 pub(super) fn log_transition(id: &str, t: Transition, reason: &str, metrics: &Metrics) {
     let (before, after) = (t.before, t.after);
     let (from_serving, to_serving) = (serving_label(before.serving), serving_label(after.serving));
-    if after.state != before.state {
+    if t.first {
+        info!(service = %id, state = %after.state, serving = to_serving, reason, "service assessed");
+    } else if after.state != before.state {
         info!(service = %id, from = %before.state, to = %after.state, serving = to_serving, reason, "service state changed");
     } else if before.serving.is_some() && after.serving.is_some() {
         warn!(service = %id, state = %after.state, from = from_serving, to = to_serving, reason, "switchover");
@@ -166,7 +203,7 @@ mod tests {
         )
         .unwrap();
         let spec = validate(file, "test").unwrap().services.remove(0);
-        Tracked::new(spec, Assessment::INITIAL, SystemTime::UNIX_EPOCH)
+        Tracked::pending(spec, SystemTime::UNIX_EPOCH)
     }
 
     const PRIMARY: Part = Part::Pair(Role::Primary);
@@ -190,6 +227,37 @@ mod tests {
         assert_eq!(t.since, at(2));
         // Nothing changes when the primary recovers: no failback.
         assert_eq!(t.observe(PRIMARY, 0, Health::Up, at(4)), None);
+    }
+
+    #[test]
+    fn the_first_assessment_is_announced_even_when_inactive() {
+        let mut t = pair();
+        let at = |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        assert!(!t.known);
+        assert_eq!(t.observe(PRIMARY, 0, Health::Down, at(1)), None);
+        let first = t.observe(BACKUP, 0, Health::Down, at(2)).unwrap();
+        assert!(first.first && t.known);
+        assert_eq!(
+            first.after,
+            Assessment::INITIAL,
+            "Inactive, as before, but now known"
+        );
+        assert_eq!(t.since, at(2), "since it was looked at, not since start-up");
+        assert_eq!(t.observe(BACKUP, 0, Health::Down, at(3)), None);
+        // New monitors of a changed service resume what the old ones knew.
+        let resumed = Tracked::resuming((*t.spec).clone(), &t);
+        assert!(resumed.known && !resumed.ready);
+        assert_eq!(resumed.since, at(2));
+    }
+
+    #[test]
+    fn a_pending_service_is_worth_asking_for_after_its_slowest_timeout() {
+        let mut t = pair();
+        assert_eq!(t.retry_after_secs(), 1, "a 1 s default timeout");
+        let mut spec = (*t.spec).clone();
+        spec.pair.backup.as_mut().unwrap().check.timeout = Duration::from_millis(2500);
+        t = Tracked::pending(spec, SystemTime::UNIX_EPOCH);
+        assert_eq!(t.retry_after_secs(), 3);
     }
 
     #[test]

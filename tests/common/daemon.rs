@@ -4,6 +4,7 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use servicewatch::registry::ReloadSummary;
 use servicewatch::{Daemon, Settings, config};
@@ -64,8 +65,20 @@ pub struct TestDaemon {
 }
 
 impl TestDaemon {
-    /// Writes `toml` to a file, loads it the way the binary does, and starts the daemon.
+    /// Writes `toml` to a file, loads it the way the binary does, and starts the daemon;
+    /// returns once every server has been probed once (as `READY=1` waits), so that every
+    /// service is listed with a known state.
     pub fn start(toml: &str) -> TestDaemon {
+        TestDaemon::launch(toml, true)
+    }
+
+    /// [`TestDaemon::start`], returning as soon as the daemon serves, while services may
+    /// still be pending their first probe round.
+    pub fn start_unprobed(toml: &str) -> TestDaemon {
+        TestDaemon::launch(toml, false)
+    }
+
+    fn launch(toml: &str, probed: bool) -> TestDaemon {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("servicewatch.toml");
         std::fs::write(&config_path, wrap(toml)).unwrap();
@@ -80,6 +93,11 @@ impl TestDaemon {
         let thread = std::thread::spawn(move || {
             actix_rt::System::new().block_on(async move {
                 let daemon = Daemon::start_on(running.clone(), listener).expect("daemon starts");
+                if probed {
+                    tokio::time::timeout(Duration::from_secs(10), daemon.when_ready())
+                        .await
+                        .expect("every server probed within 10 s");
+                }
                 let handle = daemon.handle();
                 ready_tx
                     .send((daemon.admin_addr(), daemon.tls_addr()))
