@@ -81,11 +81,20 @@ fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis(ticks * 1000 / per_second)
 }
 
-/// The share of one core `pid` uses over `window`.
-async fn cpu_share(pid: u32, window: Duration) -> f64 {
-    let before = cpu_time(pid);
+/// How long the CPU at rest is measured.
+const REST_WINDOW: Duration = Duration::from_secs(8);
+
+/// The share of one core `pid` and `reference` use over the same `window`.
+async fn cpu_shares(pid: u32, reference: Option<u32>, window: Duration) -> (f64, Option<f64>) {
+    let before = (cpu_time(pid), reference.map(cpu_time));
     tokio::time::sleep(window).await;
-    (cpu_time(pid) - before).as_secs_f64() / window.as_secs_f64()
+    let share = |after: Duration, before: Duration| {
+        (after.saturating_sub(before)).as_secs_f64() / window.as_secs_f64()
+    };
+    (
+        share(cpu_time(pid), before.0),
+        reference.zip(before.1).map(|(r, b)| share(cpu_time(r), b)),
+    )
 }
 
 fn start_daemon(config: &std::path::Path) -> (Child, String) {
@@ -273,19 +282,17 @@ async fn run(n: usize) {
     let (start_rest, start_push) = until_all(&client, &addr, &heard, n, "Active", started).await;
     eprintln!("{n}: all Active after {start_rest:?}; measuring the CPU at rest");
 
-    // At rest: nothing changes; probes go on.
+    // At rest: nothing changes; probes go on. HAProxy, when installed, checks the same
+    // listeners at the same time, and both are measured over the same window, so that the
+    // noise of a shared machine falls on both alike.
+    let haproxy = start_haproxy(dir.path(), &ports);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rest_cpu = cpu_share(pid, Duration::from_secs(5)).await;
-    let haproxy_cpu = match start_haproxy(dir.path(), &ports) {
-        Some(mut haproxy) => {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            let share = cpu_share(haproxy.id(), Duration::from_secs(5)).await;
-            let _ = haproxy.kill();
-            let _ = haproxy.wait();
-            Some(share)
-        }
-        None => None,
-    };
+    let (rest_cpu, haproxy_cpu) =
+        cpu_shares(pid, haproxy.as_ref().map(Child::id), REST_WINDOW).await;
+    if let Some(mut haproxy) = haproxy {
+        let _ = haproxy.kill();
+        let _ = haproxy.wait();
+    }
 
     eprintln!("{n}: closing every listener");
     let outage = Instant::now();
@@ -301,8 +308,10 @@ async fn run(n: usize) {
 
     let ms = |d: Duration| format!("{:.2} s", d.as_secs_f64());
     let worst = down_rest.max(down_push).max(up_rest).max(up_push);
+    // One check per service per second: CPU seconds per second / checks per second.
+    let per_check_us = rest_cpu / n as f64 * 1e6;
     println!(
-        "{n:>6} services | start {} (push {}) | outage {} (push {}) | recovery {} (push {}) | CPU at rest {:.1}% of a core{} | {}",
+        "{n:>6} services | start {} (push {}) | outage {} (push {}) | recovery {} (push {}) | CPU at rest {:.1}% of a core, {per_check_us:.1} µs per check{} | {}",
         ms(start_rest),
         ms(start_push),
         ms(down_rest),
@@ -311,8 +320,9 @@ async fn run(n: usize) {
         ms(up_push),
         rest_cpu * 100.0,
         haproxy_cpu.map_or(String::new(), |h| format!(
-            ", HAProxy {:.1}% (ratio {:.2})",
+            "; HAProxy {:.1}%, {:.1} µs (ratio {:.2})",
             h * 100.0,
+            h / n as f64 * 1e6,
             rest_cpu / h.max(1e-9)
         )),
         if worst <= PROMISE {

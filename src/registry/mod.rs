@@ -220,7 +220,7 @@ impl Registry {
             ServerIdentity {
                 service: spec.id.as_str().into(),
                 part,
-                spec: instance.clone(),
+                spec: Arc::new(instance.clone()),
                 generation: slot.generation,
             },
             slot.health,
