@@ -41,6 +41,34 @@ struct Backends {
 }
 
 impl Backends {
+    /// Listens on `n` free ports below the kernel's ephemeral range, so that the
+    /// connections of the probes (whose local ports come from that range) can never hold
+    /// one of them when the listeners reopen after the outage.
+    async fn open_new(n: usize) -> Backends {
+        let range =
+            std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+        let ephemeral_low: u16 = range
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(32768);
+        let mut ports = Vec::with_capacity(n);
+        for port in 10_000..ephemeral_low {
+            if ports.len() == n {
+                break;
+            }
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                ports.push(port);
+            }
+        }
+        assert_eq!(
+            ports.len(),
+            n,
+            "not enough free ports below {ephemeral_low}"
+        );
+        Backends::open(&ports).await
+    }
+
     async fn open(ports: &[u16]) -> Backends {
         let mut tasks = Vec::with_capacity(ports.len());
         let mut bound = Vec::with_capacity(ports.len());
@@ -258,7 +286,7 @@ fn start_haproxy(dir: &std::path::Path, ports: &[u16]) -> Option<Child> {
 }
 
 async fn run(n: usize) {
-    let mut backends = Backends::open(&vec![0; n]).await;
+    let mut backends = Backends::open_new(n).await;
     let ports = backends.ports.clone();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("scale.toml");
