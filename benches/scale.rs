@@ -5,14 +5,16 @@
 //! at the subscriber; and the CPU it uses at rest. When `haproxy` is installed, HAProxy
 //! checks the same listeners (`check inter 1s`) in the same run, and the CPU ratio is shown.
 //!
-//! `cargo bench --bench scale [-- N...]` (default: 500 1000 2000 5000). Set `BENCH_DAEMON`
+//! `cargo bench --bench scale [-- N... [subscribers=M]]` (default: 500 1000 2000 5000
+//! services, one subscriber). With M subscribers, the mass outage is also the burst test:
+//! every subscriber must hear each of the N services go down exactly once, none dropped. Set `BENCH_DAEMON`
 //! to the path of another build of the daemon to measure it the same way (the name is
 //! outside the daemon's `SERVICEWATCH_` prefix, which its configuration reads).
 //!
 //! Every service must be shown within interval + timeout + 1 s (2.5 s) of a change.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,6 +29,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 #[allow(dead_code)]
 #[path = "../tests/common/process.rs"]
 mod process;
+
+use process::Reaped;
 
 const PASSWORD: &str = "scale-bench-password";
 /// Interval + timeout + 1 s: the promise for every change.
@@ -125,7 +129,7 @@ async fn cpu_shares(pid: u32, reference: Option<u32>, window: Duration) -> (f64,
     )
 }
 
-fn start_daemon(config: &std::path::Path) -> (Child, String) {
+fn start_daemon(config: &std::path::Path) -> (Reaped, String) {
     let binary = std::env::var("BENCH_DAEMON")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_servicewatch").to_string());
     let mut daemon = Command::new(binary)
@@ -139,13 +143,27 @@ fn start_daemon(config: &std::path::Path) -> (Child, String) {
         .expect("start the daemon");
     let (addr, _, log) = process::read_until_listening(daemon.stderr.take().unwrap());
     std::thread::spawn(move || for _ in log {});
-    (daemon, addr)
+    (Reaped(daemon), addr)
 }
 
-/// What the subscriber last heard of each service.
-type Heard = Arc<Mutex<HashMap<String, String>>>;
+/// What one subscriber heard.
+#[derive(Default)]
+struct Listener {
+    /// The last state of each service.
+    last: HashMap<String, String>,
+    /// Service messages received, snapshot included.
+    messages: usize,
+    /// A message that repeated the state its service already had: a change out of order.
+    repeats: usize,
+    /// The daemon closed the WebSocket (a slow consumer is dropped so).
+    closed: bool,
+}
 
-async fn subscribe(addr: &str, heard: Heard) {
+/// What every subscriber heard.
+type Heard = Arc<Mutex<Vec<Listener>>>;
+
+/// Opens subscriber number `index` of `heard`.
+async fn subscribe(addr: &str, heard: Heard, index: usize) {
     let mut request = format!("ws://{addr}/api/v2/notifications")
         .into_client_request()
         .unwrap();
@@ -180,13 +198,18 @@ async fn subscribe(addr: &str, heard: Heard) {
             let mut reconnect = false;
             {
                 let mut heard = heard.lock().unwrap();
+                let me = &mut heard[index];
                 for m in batch.as_array().into_iter().flatten() {
                     if m["channel"] == "/notifications/services" {
                         let service = &m["data"]["service"];
-                        heard.insert(
-                            service["id"].as_str().unwrap().to_string(),
-                            service["state"].as_str().unwrap().to_string(),
-                        );
+                        let state = service["state"].as_str().unwrap().to_string();
+                        let before = me
+                            .last
+                            .insert(service["id"].as_str().unwrap().to_string(), state.clone());
+                        me.messages += 1;
+                        if before.as_ref() == Some(&state) {
+                            me.repeats += 1;
+                        }
                     } else if m["channel"] == "/meta/connect" {
                         reconnect = true;
                     }
@@ -196,6 +219,7 @@ async fn subscribe(addr: &str, heard: Heard) {
                 let _ = ws.send(Message::text(connect.clone())).await;
             }
         }
+        heard.lock().unwrap()[index].closed = true;
     });
 }
 
@@ -226,15 +250,20 @@ async fn until_all(
 ) -> (Duration, Duration) {
     let (mut rest, mut push) = (None, None);
     while rest.is_none() || push.is_none() {
+        {
+            let heard = heard.lock().unwrap();
+            let closed = heard.iter().filter(|l| l.closed).count();
+            assert_eq!(closed, 0, "{closed} subscribers were dropped");
+        }
         if from.elapsed() > GIVE_UP {
             let shown = heard
                 .lock()
                 .unwrap()
-                .values()
-                .filter(|s| *s == state)
-                .count();
+                .iter()
+                .map(|l| l.last.values().filter(|s| *s == state).count())
+                .min();
             panic!(
-                "not all {state} within {GIVE_UP:?}: REST {}, subscriber {shown} of {n}",
+                "not all {state} within {GIVE_UP:?}: REST {}, the furthest-behind subscriber {shown:?} of {n}",
                 rest_count(client, addr, state).await
             );
         }
@@ -243,7 +272,10 @@ async fn until_all(
         }
         if push.is_none() {
             let heard = heard.lock().unwrap();
-            if heard.len() == n && heard.values().all(|s| s == state) {
+            if heard
+                .iter()
+                .all(|l| l.last.len() == n && l.last.values().all(|s| s == state))
+            {
                 push = Some(from.elapsed());
             }
         }
@@ -253,7 +285,7 @@ async fn until_all(
 }
 
 /// HAProxy checking the same listeners, for the CPU at rest of a reference.
-fn start_haproxy(dir: &std::path::Path, ports: &[u16]) -> Option<Child> {
+fn start_haproxy(dir: &std::path::Path, ports: &[u16]) -> Option<Reaped> {
     // A free port for the frontend HAProxy insists on.
     let front = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -277,7 +309,7 @@ fn start_haproxy(dir: &std::path::Path, ports: &[u16]) -> Option<Child> {
         .ok()?;
     std::thread::sleep(Duration::from_millis(500));
     match haproxy.try_wait() {
-        Ok(None) => Some(haproxy),
+        Ok(None) => Some(Reaped(haproxy)),
         _ => {
             eprintln!("haproxy did not start; no reference this run");
             None
@@ -285,14 +317,20 @@ fn start_haproxy(dir: &std::path::Path, ports: &[u16]) -> Option<Child> {
     }
 }
 
-async fn run(n: usize) {
+/// The messages each subscriber has received so far.
+fn messages(heard: &Heard) -> Vec<usize> {
+    heard.lock().unwrap().iter().map(|l| l.messages).collect()
+}
+
+async fn run(n: usize, subscribers: usize) {
     let mut backends = Backends::open_new(n).await;
     let ports = backends.ports.clone();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("scale.toml");
     let mut text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nenabled = false\n[checks]\ninterval = \"1s\"\ntimeout = \"500ms\"\nrise = 1\nfall = 1\n[[contact_center]]\nid = \"cc\"\nfeatures = [\"api-voice\"]\n[[user]]\nname = \"bench\"\npassword = \"{}\"\nroles = [\"supervisor\"]\ncontact_center = \"cc\"\n",
-        servicewatch::password::hash(PASSWORD).unwrap()
+        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nenabled = false\n[notifications]\nmax_sessions_per_user = {sessions}\nmax_sessions = {sessions}\n[checks]\ninterval = \"1s\"\ntimeout = \"500ms\"\nrise = 1\nfall = 1\n[[contact_center]]\nid = \"cc\"\nfeatures = [\"api-voice\"]\n[[user]]\nname = \"bench\"\npassword = \"{}\"\nroles = [\"supervisor\"]\ncontact_center = \"cc\"\n",
+        servicewatch::password::hash(PASSWORD).unwrap(),
+        sessions = subscribers.max(256) + 16,
     );
     for (i, port) in ports.iter().enumerate() {
         text.push_str(&format!(
@@ -303,10 +341,14 @@ async fn run(n: usize) {
 
     let client = reqwest::Client::new();
     let started = Instant::now();
-    let (mut daemon, addr) = start_daemon(&config);
+    let (daemon, addr) = start_daemon(&config);
     let pid = daemon.id();
-    let heard: Heard = Arc::default();
-    subscribe(&addr, heard.clone()).await;
+    let heard: Heard = Arc::new(Mutex::new(
+        (0..subscribers).map(|_| Listener::default()).collect(),
+    ));
+    for index in 0..subscribers {
+        subscribe(&addr, heard.clone(), index).await;
+    }
     let (start_rest, start_push) = until_all(&client, &addr, &heard, n, "Active", started).await;
     eprintln!("{n}: all Active after {start_rest:?}; measuring the CPU at rest");
 
@@ -316,30 +358,41 @@ async fn run(n: usize) {
     let haproxy = start_haproxy(dir.path(), &ports);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (rest_cpu, haproxy_cpu) =
-        cpu_shares(pid, haproxy.as_ref().map(Child::id), REST_WINDOW).await;
-    if let Some(mut haproxy) = haproxy {
-        let _ = haproxy.kill();
-        let _ = haproxy.wait();
-    }
+        cpu_shares(pid, haproxy.as_ref().map(Reaped::id), REST_WINDOW).await;
+    drop(haproxy);
 
     eprintln!("{n}: closing every listener");
+    let before_outage = messages(&heard);
     let outage = Instant::now();
     backends.close();
     let (down_rest, down_push) = until_all(&client, &addr, &heard, n, "Inactive", outage).await;
+    // Every subscriber got one message per service, none twice, none in an order that
+    // repeats a state.
+    let heard_outage: Vec<usize> = messages(&heard)
+        .iter()
+        .zip(&before_outage)
+        .map(|(after, before)| after - before)
+        .collect();
+    let repeats: usize = heard.lock().unwrap().iter().map(|l| l.repeats).sum();
+    assert!(
+        heard_outage.iter().all(|m| *m == n) && repeats == 0,
+        "every subscriber hears each service go down once: heard {:?}..{:?} of {n}, {repeats} repeated",
+        heard_outage.iter().min(),
+        heard_outage.iter().max()
+    );
 
     let recovery = Instant::now();
     let mut backends = Backends::open(&ports).await;
     let (up_rest, up_push) = until_all(&client, &addr, &heard, n, "Active", recovery).await;
     backends.close();
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    drop(daemon);
 
     let ms = |d: Duration| format!("{:.2} s", d.as_secs_f64());
     let worst = down_rest.max(down_push).max(up_rest).max(up_push);
     // One check per service per second: CPU seconds per second / checks per second.
     let per_check_us = rest_cpu / n as f64 * 1e6;
     println!(
-        "{n:>6} services | start {} (push {}) | outage {} (push {}) | recovery {} (push {}) | CPU at rest {:.1}% of a core, {per_check_us:.1} µs per check{} | {}",
+        "{n:>6} services, {subscribers} subscribers | start {} (push {}) | outage {} (push {}) | recovery {} (push {}) | CPU at rest {:.1}% of a core, {per_check_us:.1} µs per check{} | {}",
         ms(start_rest),
         ms(start_push),
         ms(down_rest),
@@ -363,16 +416,18 @@ async fn run(n: usize) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let sizes: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let sizes: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    let subscribers = args
+        .iter()
+        .find_map(|a| a.strip_prefix("subscribers=")?.parse().ok())
+        .unwrap_or(1);
     let sizes = if sizes.is_empty() {
         vec![500, 1000, 2000, 5000]
     } else {
         sizes
     };
     for n in sizes {
-        run(n).await;
+        run(n, subscribers).await;
     }
 }

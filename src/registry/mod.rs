@@ -54,8 +54,9 @@ const SUPERVISION_INTERVAL: Duration = Duration::from_secs(1);
 /// Where the registry publishes; cloned into every HTTP worker.
 pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
 
-/// A session subscribes to service changes. With `snapshot`, it first receives the current
-/// state of every service, then the changes, with nothing missed in between.
+/// A session subscribes to service changes. With `snapshot`, it first receives every
+/// service as last published (what REST shows), then the changes, each once and in order,
+/// with nothing missed in between.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SubscribeServices {
@@ -433,11 +434,16 @@ impl Handler<SubscribeServices> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: SubscribeServices, _ctx: &mut Self::Context) {
+        // The snapshot is the one last published, not the services' current states: changes
+        // decided since are waiting for the next publish, which offers them to this
+        // subscriber too, so that each reaches it once, after the state it replaces.
         let snapshot = msg.snapshot.then(|| {
-            self.services
+            self.published
+                .load()
+                .services()
                 .iter()
-                .filter(|t| t.known && msg.features.contains(&t.spec.feature))
-                .map(|t| t.published.notification.clone())
+                .filter(|s| msg.features.contains(&s.feature))
+                .map(|s| s.notification.clone())
                 .collect()
         });
         self.subscribers.subscribe(

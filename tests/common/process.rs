@@ -107,3 +107,20 @@ impl Drop for DaemonProcess {
         let _ = self.child.wait();
     }
 }
+
+/// A child process killed and reaped when dropped, so that a run that panics leaves no
+/// process behind to skew the next measurement.
+pub struct Reaped(pub Child);
+
+impl Reaped {
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
