@@ -42,7 +42,12 @@ RUST_LOG=warn ./target/release/servicewatch --config "$work/servicewatch.toml" &
 pids+=($!)
 
 url="http://127.0.0.1:$sw_port/api/v2/services?fields=*"
-for _ in $(seq 1 100); do curl -sf -u bench:bench-password "$url" -o /dev/null && break; sleep 0.1; done
+# Services are listed once probed: wait for all of them.
+for _ in $(seq 1 300); do
+    listed=$(curl -sf -u bench:bench-password "$url" | grep -o '"id":' | wc -l || true)
+    [ "$listed" -eq "$services" ] && break
+    sleep 0.1
+done
 mkdir -p "$work/www/api/v2"
 curl -sf -u bench:bench-password "$url" -o "$work/www/api/v2/services"
 # The session cookie a Basic login sets.

@@ -73,6 +73,11 @@ pub struct Metrics {
     pub long_polls_held: Gauge,
     pub messages_delivered: Counter,
     pub slow_consumers: Counter,
+    /// Changes of a service's published resource (state, serving instance, or its
+    /// configuration through a reload), each announced to subscribers.
+    pub service_changes: Counter,
+    /// Snapshots published: each carries every change since the one before.
+    pub publishes: Counter,
     pub password_verifications: Counter,
     pub login_failures: Counter,
     pub login_lockouts: Counter,
@@ -102,6 +107,8 @@ impl Metrics {
         let long_polls_held = Gauge::default();
         let messages_delivered = Counter::default();
         let slow_consumers = Counter::default();
+        let service_changes = Counter::default();
+        let publishes = Counter::default();
         let password_verifications = Counter::default();
         let login_failures = Counter::default();
         let login_lockouts = Counter::default();
@@ -156,6 +163,16 @@ impl Metrics {
             slow_consumers.clone(),
         );
         registry.register(
+            "service_changes",
+            "Changes of a service's published resource, each announced to subscribers",
+            service_changes.clone(),
+        );
+        registry.register(
+            "publishes",
+            "Snapshots published; a burst of changes shares one (compare with service_changes)",
+            publishes.clone(),
+        );
+        registry.register(
             "password_verifications",
             "Argon2 verifications run (logins not found in the login cache, decoys included)",
             password_verifications.clone(),
@@ -201,6 +218,8 @@ impl Metrics {
             long_polls_held,
             messages_delivered,
             slow_consumers,
+            service_changes,
+            publishes,
             password_verifications,
             login_failures,
             login_lockouts,

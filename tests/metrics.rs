@@ -39,6 +39,13 @@ async fn metrics_move_with_probes_states_and_requests() {
         |s: &'static str| format!(r#"servicewatch_service_state{{service="sips1",state="{s}"}}"#);
     assert_eq!(d.metric(&state("Active")).await, Some(1.0));
     assert_eq!(d.metric(&state("Inactive")).await, Some(0.0));
+    // One change so far, its first assessment, published after the empty start-up snapshot.
+    assert_eq!(
+        d.metric("servicewatch_service_changes_total").await,
+        Some(1.0)
+    );
+    let publishes = d.metric("servicewatch_publishes_total").await.unwrap();
+    assert!(publishes >= 2.0, "{publishes}");
 
     backend.close().await;
     eventually(within, "a failed probe counted", || async {
@@ -49,6 +56,11 @@ async fn metrics_move_with_probes_states_and_requests() {
         (d.metric(&state("Inactive")).await == Some(1.0)).then_some(())
     })
     .await;
+    assert_eq!(
+        d.metric("servicewatch_service_changes_total").await,
+        Some(2.0)
+    );
+    assert!(d.metric("servicewatch_publishes_total").await > Some(publishes));
 
     d.get("/api/v2/services").await;
     d.get("/api/v2/services/nope").await;

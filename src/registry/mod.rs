@@ -185,6 +185,7 @@ impl Registry {
                 .with_pending(pending)
                 .tagged(self.snapshot_tag),
         ));
+        self.metrics.publishes.inc();
         let waiting = self.publisher.published(started, Instant::now());
         self.subscribers.fan_out_all(&waiting, &self.metrics);
     }
@@ -270,6 +271,7 @@ impl Registry {
         let tracked = &self.services[index];
         self.metrics
             .set_state(&tracked.spec.id, tracked.assessment.state);
+        self.metrics.service_changes.inc();
         self.publisher.wait(
             tracked.published.notification.clone(),
             tracked.spec.feature.clone(),
@@ -405,6 +407,7 @@ impl Handler<ApplyServices> for Registry {
             stop_monitors(&tracked);
             if tracked.known {
                 tracked.set(Assessment::INITIAL, now);
+                self.metrics.service_changes.inc();
                 self.publisher.wait(
                     tracked.published.notification.clone(),
                     tracked.spec.feature.clone(),
