@@ -94,17 +94,18 @@ rps() { wrk -t1 -c"$connections" -d"$duration" -H "Cookie: $cookie" "$url" | awk
 seconds=${duration%s}
 
 echo "$services services; wrk -t1 -c$connections -d$duration, session cookie"
-# Alternate to spread the machine's noise over both.
-q1=$(rps)
-backends_in churn; sleep 1; before=$(changes); c1=$(rps); after=$(changes)
-rate1=$(awk -v a="$after" -v b="$before" -v s="$seconds" 'BEGIN {print (a - b) / s}')
-backends_in steady; sleep 1
-q2=$(rps)
-backends_in churn; sleep 1; before=$(changes); c2=$(rps); after=$(changes)
-rate2=$(awk -v a="$after" -v b="$before" -v s="$seconds" 'BEGIN {print (a - b) / s}')
-awk -v q1="$q1" -v q2="$q2" -v c1="$c1" -v c2="$c2" -v r1="$rate1" -v r2="$rate2" 'BEGIN {
-    q = (q1 + q2) / 2; c = (c1 + c2) / 2;
-    printf "backends steady:   %.0f req/s (%s, %s)\n", q, q1, q2
-    printf "backends flapping: %.0f req/s (%s, %s), %.0f and %.0f changes/s published\n", c, c1, c2, r1, r2
-    printf "ratio: churn/steady %.2f\n", c / q
-}'
+# Alternate, three times each, and take the medians: single wrk runs on a shared machine
+# vary by a third.
+quiet=(); churn=(); rates=()
+for _ in 1 2 3; do
+    backends_in steady; sleep 1
+    quiet+=("$(rps)")
+    backends_in churn; sleep 1
+    before=$(changes); churn+=("$(rps)"); after=$(changes)
+    rates+=("$(awk -v a="$after" -v b="$before" -v s="$seconds" 'BEGIN {print (a - b) / s}')")
+done
+median() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
+q=$(median "${quiet[@]}"); c=$(median "${churn[@]}")
+echo "backends steady:   $q req/s (median of ${quiet[*]})"
+echo "backends flapping: $c req/s (median of ${churn[*]}), ${rates[*]} changes/s published"
+awk -v q="$q" -v c="$c" 'BEGIN { printf "ratio: churn/steady %.2f\n", c / q }'

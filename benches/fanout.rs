@@ -8,7 +8,8 @@
 //!
 //! It ends by timing SIGTERM to exit with every session open.
 //!
-//! `cargo bench --bench fanout [-- SUBSCRIBERS [FLIPS]]` (defaults: 1000 subscribers, 5 flips).
+//! `cargo bench --bench fanout [-- SUBSCRIBERS [FLIPS [SERVICES]]]` (defaults: 1000
+//! subscribers, 5 flips, no services besides the one that flips).
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -80,6 +81,12 @@ async fn main() {
         .collect();
     let subscribers: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(1000);
     let flips: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(5);
+    // Services besides the one that flips, probed every second on a port where nothing
+    // listens: for the daemon's memory at size.
+    let extra: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(0);
+    let extra_services: String = (0..extra)
+        .map(|i| format!("[[service]]\nid = \"x{i}\"\ntype = \"Voice\"\nprimary = {{ host = \"127.0.0.1\", port = 1 }}\ncheck = {{ interval = \"1s\" }}\n"))
+        .collect();
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let backend_addr = listener.local_addr().unwrap();
@@ -90,7 +97,7 @@ async fn main() {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nenabled = false\n[notifications]\nmax_sessions = {sessions}\nmax_sessions_per_user = {sessions}\n[[contact_center]]\nid = \"cc\"\nfeatures = [\"api-voice\"]\n[[user]]\nname = \"bench\"\npassword = \"{hash}\"\nroles = [\"supervisor\"]\ncontact_center = \"cc\"\n[[service]]\nid = \"sips1\"\ntype = \"Voice\"\nprimary = {{ host = \"127.0.0.1\", port = {port} }}\ncheck = {{ interval = \"100ms\", fast_interval = \"50ms\", rise = 1, fall = 1, jitter = 0.0 }}\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nenabled = false\n[notifications]\nmax_sessions = {sessions}\nmax_sessions_per_user = {sessions}\n[[contact_center]]\nid = \"cc\"\nfeatures = [\"api-voice\"]\n[[user]]\nname = \"bench\"\npassword = \"{hash}\"\nroles = [\"supervisor\"]\ncontact_center = \"cc\"\n[[service]]\nid = \"sips1\"\ntype = \"Voice\"\nprimary = {{ host = \"127.0.0.1\", port = {port} }}\ncheck = {{ interval = \"100ms\", fast_interval = \"50ms\", rise = 1, fall = 1, jitter = 0.0 }}\n{extra_services}",
             sessions = subscribers + 100,
             port = backend_addr.port(),
             hash = servicewatch::password::hash(PASSWORD).unwrap(),
@@ -109,7 +116,29 @@ async fn main() {
     let mut daemon = process::Reaped(daemon);
     // Keep draining the log so the daemon never blocks on a full pipe.
     std::thread::spawn(move || for _ in log {});
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every service listed: probed once, its first state announced before anyone listens.
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let listed = client
+            .get(format!("http://{addr}/api/v2/services"))
+            .basic_auth("bench", Some(PASSWORD))
+            .send()
+            .await
+            .ok();
+        let body = match listed {
+            Some(response) => response.text().await.unwrap_or_default(),
+            None => String::new(),
+        };
+        if body.matches("/api/v2/services/").count() == 1 + extra {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every service probed within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let rss_before = rss_kib(pid);
 
     let (tx, mut rx) = mpsc::unbounded_channel::<Receipt>();
@@ -120,6 +149,9 @@ async fn main() {
         base64ct::Base64::encode_string(format!("bench:{PASSWORD}").as_bytes())
     );
     let connected = Arc::new(tokio::sync::Semaphore::new(0));
+    // At most this many subscribers opening at once: a load client that opens ten thousand
+    // connections in one go sends their heads later than the daemon's request timeout.
+    let opening = Arc::new(tokio::sync::Semaphore::new(500));
     let mut tasks = Vec::new();
     for _ in 0..subscribers {
         let mut request = url.as_str().into_client_request().unwrap();
@@ -128,7 +160,9 @@ async fn main() {
             .insert("authorization", authorization.parse().unwrap());
         let tx = tx.clone();
         let connected = connected.clone();
+        let opening = opening.clone();
         tasks.push(tokio::spawn(async move {
+            let permit = opening.acquire_owned().await.unwrap();
             let (mut ws, _) = tokio_tungstenite::connect_async(request).await.expect("upgrade");
             let handshake = json!([{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["websocket"]}]);
             ws.send(Message::text(handshake.to_string())).await.unwrap();
@@ -139,6 +173,7 @@ async fn main() {
                 {"channel":"/meta/connect","clientId":client_id,"connectionType":"websocket"}
             ]);
             ws.send(Message::text(subscribe.to_string())).await.unwrap();
+            drop(permit);
             connected.add_permits(1);
             while let Some(Ok(message)) = ws.next().await {
                 let Message::Text(text) = message else { continue };

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Every measurement of docs/PERFORMANCE.md, in one command, each next to its reference in
+# the same run. `--quick` (under 10 minutes on 2 cores) runs smaller sizes and shorter
+# windows; without it, the sizes of the table.
+#
+# Installs what it needs when run as root on Debian (wrk, nginx-light, haproxy, curl).
+# Usage: bench/run-all.sh [--quick]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+quick=false
+[ "${1:-}" = "--quick" ] && quick=true
+
+missing=()
+for tool in wrk nginx haproxy curl python3; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq
+        apt-get install -y -qq wrk nginx-light haproxy curl python3 >/dev/null
+    else
+        echo "needs: ${missing[*]} (apt-get install wrk nginx-light haproxy curl python3)" >&2
+        exit 2
+    fi
+fi
+# Thousands of listeners and sessions: one descriptor each.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+if $quick; then
+    sizes=(500 2000); burst=(500 subscribers=500); fanout=(2000 10); window=5s
+else
+    sizes=(500 1000 2000 5000 10000); burst=(1000 subscribers=1000); fanout=(10000 20); window=10s
+fi
+
+echo "== services: start, mass outage, recovery, CPU at rest next to HAProxy"
+cargo bench --quiet --bench scale -- "${sizes[@]}" 2>/dev/null
+echo "== bursts: every service changes at once, every subscriber hears each change once"
+cargo bench --quiet --bench scale -- "${burst[@]}" 2>/dev/null
+echo "== fan-out: one change to many WebSocket subscribers"
+cargo bench --quiet --bench fanout -- "${fanout[@]}" 2>/dev/null
+echo "== REST: the whole list at 5,000 services next to nginx"
+SERVICES=5000 bench/services-throughput.sh "$window" 50
+echo "== REST under churn"
+bench/services-churn.sh "$window" 50
