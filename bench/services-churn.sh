@@ -8,6 +8,7 @@
 # Usage: bench/services-churn.sh [duration, default 10s] [connections, default 50]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 duration=${1:-10s}
 connections=${2:-50}
 services=50
@@ -82,12 +83,8 @@ RUST_LOG=warn ./target/release/servicewatch --config "$work/servicewatch.toml" &
 pids+=($!)
 
 url="http://127.0.0.1:$sw_port/api/v2/services?fields=*"
-for _ in $(seq 1 300); do
-    listed=$(curl -sf -u bench:bench-password "$url" | grep -o '"id":' | wc -l || true)
-    [ "$listed" -eq "$services" ] && break
-    sleep 0.1
-done
-cookie=$(curl -s -u bench:bench-password -D - -o /dev/null "$url" | awk -F'[:;] *' 'tolower($1) == "set-cookie" {print $2}')
+wait_listed "$url" "$services"
+cookie=$(session_cookie "$url")
 
 changes() { curl -s "http://127.0.0.1:$admin_port/metrics" | awk '/^servicewatch_service_changes_total / {print $2}'; }
 rps() { wrk -t1 -c"$connections" -d"$duration" -H "Cookie: $cookie" "$url" | awk '/Requests\/sec/ {print $2}'; }

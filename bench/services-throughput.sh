@@ -7,6 +7,7 @@
 # Usage: bench/services-throughput.sh [duration, default 10s] [connections, default 50]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 duration=${1:-10s}
 connections=${2:-50}
 services=${SERVICES:-12}
@@ -42,16 +43,11 @@ RUST_LOG=warn ./target/release/servicewatch --config "$work/servicewatch.toml" &
 pids+=($!)
 
 url="http://127.0.0.1:$sw_port/api/v2/services?fields=*"
-# Services are listed once probed: wait for all of them.
-for _ in $(seq 1 300); do
-    listed=$(curl -sf -u bench:bench-password "$url" | grep -o '"id":' | wc -l || true)
-    [ "$listed" -eq "$services" ] && break
-    sleep 0.1
-done
+wait_listed "$url" "$services"
 mkdir -p "$work/www/api/v2"
 curl -sf -u bench:bench-password "$url" -o "$work/www/api/v2/services"
 # The session cookie a Basic login sets.
-cookie=$(curl -s -u bench:bench-password -D - -o /dev/null "$url" | awk -F'[:;] *' 'tolower($1) == "set-cookie" {print $2}')
+cookie=$(session_cookie "$url")
 basic="Authorization: Basic $(printf 'bench:bench-password' | base64)"
 # nginx workers run as an unprivileged user: let them read the file.
 chmod -R a+rX "$work"

@@ -20,15 +20,18 @@ impl Handler<GetMonitor> for Registry {
     }
 }
 
+/// A registry of the services in `toml`, its monitors started.
+fn start(toml: &str) -> Addr<Registry> {
+    let settings = validate(toml::from_str(toml).unwrap(), "test").unwrap();
+    let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
+    Registry::new(settings.services, 4, snapshot, Arc::new(Metrics::new())).start()
+}
+
 #[actix_rt::test]
 async fn a_monitor_that_panics_is_restarted_alone() {
-    let file = toml::from_str(
+    let registry = start(
         "[[service]]\nid = \"v\"\ntype = \"Voice\"\nprimary = { host = \"127.0.0.1\", port = 1 }\nbackup = { host = \"127.0.0.1\", port = 2 }\ncheck = { interval = \"1h\" }\n",
-    )
-    .unwrap();
-    let settings = validate(file, "test").unwrap();
-    let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
-    let registry = Registry::new(settings.services, 4, snapshot, Arc::new(Metrics::new())).start();
+    );
     let primary = Part::Pair(Role::Primary);
     let backup = Part::Pair(Role::Backup);
     let (generation, monitor) = registry
@@ -107,13 +110,9 @@ fn states(delivery: Delivery) -> Vec<String> {
 #[actix_rt::test]
 async fn a_snapshot_then_the_change_waiting_each_once() {
     // A probe that never ends: the test alone reports the server's health.
-    let file = toml::from_str(
-        "[[contact_center]]\nid = \"cc\"\nfeatures = [\"api-voice\"]\n[[service]]\nid = \"v\"\ntype = \"Voice\"\nprimary = { host = \"127.0.0.1\", port = 1 }\ncheck = { kind = \"exec\", command = [\"/bin/sleep\", \"600\"], timeout = \"15m\", jitter = 0.0 }\n",
-    )
-    .unwrap();
-    let settings = validate(file, "test").unwrap();
-    let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
-    let registry = Registry::new(settings.services, 4, snapshot, Arc::new(Metrics::new())).start();
+    let registry = start(
+        "[[service]]\nid = \"v\"\ntype = \"Voice\"\nprimary = { host = \"127.0.0.1\", port = 1 }\ncheck = { kind = \"exec\", command = [\"/bin/sleep\", \"600\"], timeout = \"15m\", jitter = 0.0 }\n",
+    );
     let primary = Part::Pair(Role::Primary);
     let (generation, _) = registry
         .send(GetMonitor("v", primary))
