@@ -27,9 +27,9 @@ fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 if $quick; then
-    sizes=(500 2000); burst=(500 subscribers=500); fanout=(2000 10); window=5s
+    sizes=(500 2000); burst=(500 subscribers=500); fanout=(2000 10); polling=(500 10); window=5s
 else
-    sizes=(500 1000 2000 5000 10000); burst=(1000 subscribers=1000); fanout=(10000 20); window=10s
+    sizes=(500 1000 2000 5000 10000); burst=(1000 subscribers=1000); fanout=(10000 20); polling=(2000 10); window=10s
 fi
 
 echo "== services: start, mass outage, recovery, CPU at rest next to HAProxy"
@@ -38,6 +38,8 @@ echo "== bursts: every service changes at once, every subscriber hears each chan
 cargo bench --quiet --bench scale -- "${burst[@]}" 2>/dev/null
 echo "== fan-out: one change to many WebSocket subscribers"
 cargo bench --quiet --bench fanout -- "${fanout[@]}" 2>/dev/null
+echo "== fan-out to long-polling subscribers"
+BENCH_TRANSPORT=long-polling cargo bench --quiet --bench fanout -- "${polling[@]}" 2>/dev/null
 echo "== REST: the whole list at 5,000 services next to nginx"
 SERVICES=5000 bench/services-throughput.sh "$window" 50
 echo "== REST under churn"

@@ -67,6 +67,77 @@ fn pct(v: &[Duration], p: f64) -> Duration {
     v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
 }
 
+/// Receipts of the service messages in one answer, read by substring.
+fn receipts(text: &str, tx: &mpsc::UnboundedSender<Receipt>) {
+    let received = (Instant::now(), SystemTime::now());
+    if !text.contains("/notifications/services") {
+        return;
+    }
+    for state in values(text, "\"state\":\"") {
+        let _ = tx.send(Receipt {
+            state: state.to_string(),
+            at: received.0,
+            latency: values(text, "\"stateSince\":\"")
+                .next()
+                .and_then(|t| humantime::parse_rfc3339(t).ok())
+                .and_then(|since| received.1.duration_since(since).ok())
+                .unwrap_or_default(),
+        });
+    }
+}
+
+/// One long-polling subscriber, as a CometD client over HTTP: handshake, subscribe, then a
+/// connect after each answer, each held by the daemon until there is something to send.
+async fn long_poll(
+    client: reqwest::Client,
+    addr: String,
+    tx: mpsc::UnboundedSender<Receipt>,
+    connected: Arc<tokio::sync::Semaphore>,
+    opening: Arc<tokio::sync::Semaphore>,
+) {
+    let post = |path: &str, body: Value| {
+        client
+            .post(format!("http://{addr}/api/v2/notifications/{path}"))
+            .basic_auth("bench", Some(PASSWORD))
+            .json(&body)
+            .send()
+    };
+    let permit = opening.acquire_owned().await.unwrap();
+    let reply: Value = post("handshake", json!([{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["long-polling"]}]))
+        .await
+        .expect("handshake")
+        .json()
+        .await
+        .unwrap();
+    let client_id = reply[0]["clientId"].as_str().unwrap().to_string();
+    post("subscribe", json!([{"channel":"/meta/subscribe","clientId":client_id,"subscription":"/notifications/services"}]))
+        .await
+        .expect("subscribe");
+    let connect =
+        json!([{"channel":"/meta/connect","clientId":client_id,"connectionType":"long-polling"}]);
+    // The first connect is answered at once.
+    post("connect", connect.clone()).await.expect("connect");
+    drop(permit);
+    connected.add_permits(1);
+    loop {
+        let Ok(answer) = post("connect", connect.clone()).await else {
+            return;
+        };
+        // 402 (the session ended, as at a stop) and the like: this client is done.
+        if !answer.status().is_success() {
+            return;
+        }
+        let Ok(text) = answer.text().await else {
+            return;
+        };
+        receipts(&text, &tx);
+        // A stop answers the held connect with advice to retry later: done too.
+        if text.contains("\"interval\":") && !text.contains("\"interval\":0") {
+            return;
+        }
+    }
+}
+
 async fn accept_forever(listener: TcpListener) {
     loop {
         let _ = listener.accept().await;
@@ -153,7 +224,18 @@ async fn main() {
     // connections in one go sends their heads later than the daemon's request timeout.
     let opening = Arc::new(tokio::sync::Semaphore::new(500));
     let mut tasks = Vec::new();
+    let long_polling = std::env::var("BENCH_TRANSPORT").as_deref() == Ok("long-polling");
     for _ in 0..subscribers {
+        if long_polling {
+            tasks.push(tokio::spawn(long_poll(
+                client.clone(),
+                addr.clone(),
+                tx.clone(),
+                connected.clone(),
+                opening.clone(),
+            )));
+            continue;
+        }
         let mut request = url.as_str().into_client_request().unwrap();
         request
             .headers_mut()
@@ -177,7 +259,9 @@ async fn main() {
             connected.add_permits(1);
             while let Some(Ok(message)) = ws.next().await {
                 let Message::Text(text) = message else { continue };
-                let received = (Instant::now(), SystemTime::now());
+                // Only what is measured is read, by substring: a JSON parse of each of
+                // thousands of frames would add the client's own cost to the spread.
+                receipts(&text, &tx);
                 // The held connect was answered (at its timeout): connect again, as every
                 // Bayeux client does, or the session ends.
                 if text.contains("/meta/connect") {
@@ -185,22 +269,6 @@ async fn main() {
                     if ws.send(Message::text(connect.to_string())).await.is_err() {
                         break;
                     }
-                }
-                // Only what is measured is read, by substring: a JSON parse of each of
-                // thousands of frames would add the client's own cost to the spread.
-                if !text.contains("/notifications/services") {
-                    continue;
-                }
-                for state in values(&text, "\"state\":\"") {
-                    let _ = tx.send(Receipt {
-                        state: state.to_string(),
-                        at: received.0,
-                        latency: values(&text, "\"stateSince\":\"")
-                            .next()
-                            .and_then(|t| humantime::parse_rfc3339(t).ok())
-                            .and_then(|since| received.1.duration_since(since).ok())
-                            .unwrap_or_default(),
-                    });
                 }
             }
         }));
@@ -240,7 +308,12 @@ async fn main() {
     }
     let (latencies, spreads) = (sorted(latencies), sorted(spreads));
     println!(
-        "fan-out to {subscribers} WebSocket subscribers, {flips} changes: spread (first to each receipt of a change) p50 {:?}, p99 {:?}, max {:?}; change decided to received p50 {:?}, p99 {:?}, max {:?}",
+        "fan-out to {subscribers} {} subscribers, {flips} changes: spread (first to each receipt of a change) p50 {:?}, p99 {:?}, max {:?}; change decided to received p50 {:?}, p99 {:?}, max {:?}",
+        if long_polling {
+            "long-polling"
+        } else {
+            "WebSocket"
+        },
         pct(&spreads, 0.50),
         pct(&spreads, 0.99),
         pct(&spreads, 1.0),

@@ -152,6 +152,7 @@ impl Daemon {
         });
         let base_path = settings.server.base_path;
         set_send_timeout(&listener, send_timeout);
+        let draining = stopping.clone();
         let mut server = HttpServer::new(move || {
             let base_path = base_path.clone();
             App::new()
@@ -161,6 +162,7 @@ impl Daemon {
                 .wrap(actix_web::middleware::from_fn(api::head::limit_head))
                 .wrap(api::error::framework_errors())
                 .wrap_fn(api::counting::count_requests(request_metrics.clone()))
+                .wrap_fn(api::draining::close_when_stopping(draining.clone()))
                 .configure(move |cfg| api::configure(cfg, &base_path, max_message_size))
         })
         .workers(settings.server.workers)

@@ -310,3 +310,69 @@ async fn socket_activation_serves_on_the_passed_listener() {
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+/// A stop answers a held long-polling connect with advice to come back later and closes its
+/// connection with it, so that the client's next connect cannot hold the stop up until the
+/// keep-alive or shutdown timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_answers_a_held_long_poll_and_closes_its_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut daemon = common::process::DaemonProcess::spawn(&common::users_toml());
+    let mut lp = common::bayeux::LpClient::new(&TestDaemon::attach(&daemon.addr));
+    lp.handshake().await;
+    lp.subscribe(false).await;
+    lp.connect().await;
+    let client_id = lp.client_id.clone();
+
+    // The next connect is held: sent by hand, on a kept-alive HTTP/1.1 connection.
+    let body =
+        json!([{"channel":"/meta/connect","clientId":client_id,"connectionType":"long-polling"}])
+            .to_string();
+    let mut stream = tokio::net::TcpStream::connect(&daemon.addr).await.unwrap();
+    let request = format!(
+        "POST /api/v2/notifications/connect HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        daemon.addr,
+        common::basic_header(),
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    // Held: nothing comes back while the daemon runs.
+    let mut first = [0u8; 1];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), stream.read(&mut first))
+            .await
+            .is_err(),
+        "the connect is held"
+    );
+
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(daemon.child.id() as libc::pid_t, libc::SIGTERM) };
+    // The whole answer, then the end of the connection: read_to_end returns only when the
+    // daemon closes it.
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut answer))
+        .await
+        .expect("the connection ends with the answer, not at the keep-alive timeout")
+        .unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    let batch: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(batch[0]["channel"], "/meta/connect");
+    assert_eq!(batch[0]["advice"]["reconnect"], "retry");
+    assert_eq!(batch[0]["advice"]["interval"], 2000);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while daemon.child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "did not exit within 10 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -2,6 +2,7 @@
 //! answer that is not a success, including the framework's own (unknown path, wrong method).
 
 pub mod counting;
+pub mod draining;
 pub mod error;
 pub mod head;
 pub mod login;
