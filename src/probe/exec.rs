@@ -25,7 +25,8 @@ pub struct ExecCheck {
     pub command: Vec<String>,
 }
 
-/// Runs the command and judges its exit, killing it (and its process group) at `timeout`.
+/// Runs the command and judges its exit, killing it (and its process group) at `timeout`;
+/// what it leaves running in its process group when it exits is killed too.
 pub async fn probe(
     check: &ExecCheck,
     target: &Target,
@@ -58,8 +59,15 @@ pub async fn probe(
     let stderr = child.stderr.take();
 
     let finished = tokio::time::timeout(timeout, async {
-        let (out, err, status) =
-            tokio::join!(read_bounded(stdout), read_bounded(stderr), child.wait());
+        let exited = async {
+            let status = child.wait().await;
+            // What the command started and left behind ends with it: otherwise a check
+            // that backgrounds a process leaves one more behind on every probe, and one that
+            // keeps the output pipes open holds this probe until its timeout.
+            kill_group(pid);
+            status
+        };
+        let (out, err, status) = tokio::join!(read_bounded(stdout), read_bounded(stderr), exited);
         (status, out, err)
     })
     .await;
@@ -186,6 +194,43 @@ mod tests {
             .unwrap();
         assert_eq!(outcome, ProbeOutcome::Degraded);
         assert_eq!(detail, "exited 1 (degraded): at 5001");
+    }
+
+    /// The processes whose command line contains `marker`.
+    fn processes_with(marker: &str) -> usize {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+            .filter(|cmdline| String::from_utf8_lossy(cmdline).contains(marker))
+            .count()
+    }
+
+    #[tokio::test]
+    async fn what_a_command_leaves_running_ends_with_it() {
+        // One leftover keeps the output pipes open, the other does not: neither may hold
+        // the probe or outlive it.
+        for (script, marker) in [
+            ("sleep 601.25 & echo started; exit 0", "601.25"),
+            ("sleep 601.75 >/dev/null 2>&1 & exit 0", "601.75"),
+        ] {
+            let check = ExecCheck {
+                command: vec!["sh".into(), "-c".into(), script.into()],
+            };
+            let started = std::time::Instant::now();
+            let (outcome, detail) = probe(&check, &target(), Duration::from_secs(20))
+                .await
+                .unwrap();
+            assert_eq!(outcome, ProbeOutcome::Up, "{script}: {detail}");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{script}: judged by its exit, not held until the timeout"
+            );
+            assert_eq!(
+                processes_with(marker),
+                0,
+                "{script}: its leftover was killed"
+            );
+        }
     }
 
     #[tokio::test]
