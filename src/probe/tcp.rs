@@ -101,4 +101,18 @@ mod tests {
             "{e}"
         );
     }
+
+    #[tokio::test]
+    async fn a_name_that_does_not_resolve_is_down_and_says_so() {
+        let target = Target {
+            // `.invalid` never resolves (RFC 6761).
+            host: "servicewatch-probe.invalid".into(),
+            port: 1,
+        };
+        let report = probe(&target, Duration::from_secs(2)).await.unwrap_err();
+        assert!(
+            report.starts_with("connect to servicewatch-probe.invalid:1 "),
+            "{report}"
+        );
+    }
 }
