@@ -234,6 +234,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_command_that_spews_output_is_judged_by_its_exit() {
+        // 20 MB of output: read to the end so the command never blocks on a full pipe, but
+        // only the first bytes kept.
+        let check = ExecCheck {
+            command: vec![
+                "sh".into(),
+                "-c".into(),
+                "head -c 20000000 /dev/zero | tr '\\0' x; echo; exit 2".into(),
+            ],
+        };
+        let (outcome, detail) = probe(&check, &target(), Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert_eq!(outcome, ProbeOutcome::Down);
+        assert!(detail.starts_with("exited 2: xxxx"), "{detail}");
+        assert!(detail.len() < 300, "the reason is one short line");
+    }
+
+    #[tokio::test]
     async fn a_missing_program_is_a_clear_failure() {
         let check = ExecCheck {
             command: vec!["/nonexistent/servicewatch-check".into()],
