@@ -7,9 +7,9 @@
 //!
 //! `cargo bench --bench scale [-- N... [subscribers=M]]` (default: 500 1000 2000 5000
 //! services, one subscriber). With M subscribers, the mass outage is also the burst test:
-//! every subscriber must hear each of the N services go down exactly once, none dropped. Set `BENCH_DAEMON`
-//! to the path of another build of the daemon to measure it the same way (the name is
-//! outside the daemon's `SERVICEWATCH_` prefix, which its configuration reads).
+//! every subscriber must hear each of the N services go down exactly once, none dropped.
+//! Set `BENCH_DAEMON` to the path of another build of the daemon to measure it the same way
+//! (the name is outside the daemon's `SERVICEWATCH_` prefix, which its configuration reads).
 //!
 //! Every service must be shown within interval + timeout + 1 s (2.5 s) of a change.
 

@@ -232,6 +232,16 @@ impl Metrics {
 
     /// Sets the state gauges of one service: 1 for `state`, 0 for the others.
     pub fn set_state(&self, service: &str, state: ServiceState) {
+        self.set_state_gauges(service, Some(state));
+    }
+
+    /// Marks a service whose state is not known yet: every state gauge at 0, so that no
+    /// alert on `state="Inactive"` fires merely because the service was not probed yet.
+    pub fn set_pending(&self, service: &str) {
+        self.set_state_gauges(service, None);
+    }
+
+    fn set_state_gauges(&self, service: &str, current: Option<ServiceState>) {
         for s in ServiceState::ALL {
             let labels = StateLabels {
                 service: service.to_string(),
@@ -239,19 +249,7 @@ impl Metrics {
             };
             self.service_state
                 .get_or_create(&labels)
-                .set(i64::from(s == state));
-        }
-    }
-
-    /// Marks a service whose state is not known yet: every state gauge at 0, so that no
-    /// alert on `state="Inactive"` fires merely because the service was not probed yet.
-    pub fn set_pending(&self, service: &str) {
-        for s in ServiceState::ALL {
-            let labels = StateLabels {
-                service: service.to_string(),
-                state: s.as_str().to_string(),
-            };
-            self.service_state.get_or_create(&labels).set(0);
+                .set(i64::from(current == Some(s)));
         }
     }
 

@@ -4,17 +4,13 @@ use std::sync::Arc;
 
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 
+use super::Wrapped;
 use crate::metrics::{HttpLabels, Metrics};
-
-/// The future of a counted request.
-pub type Counted<B> = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<ServiceResponse<B>, actix_web::Error>>>,
->;
 
 /// Counts every answer by route pattern and status.
 pub fn count_requests<S, B>(
     metrics: Arc<Metrics>,
-) -> impl Fn(ServiceRequest, &S) -> Counted<B> + Clone
+) -> impl Fn(ServiceRequest, &S) -> Wrapped<B> + Clone
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
     S::Future: 'static,

@@ -13,12 +13,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 use actix_web::http::ConnectionType;
 
-use super::counting::Counted;
+use super::Wrapped;
 
 /// Marks every answer given after `stopping` is set to close its connection.
 pub fn close_when_stopping<S, B>(
     stopping: Arc<AtomicBool>,
-) -> impl Fn(ServiceRequest, &S) -> Counted<B> + Clone
+) -> impl Fn(ServiceRequest, &S) -> Wrapped<B> + Clone
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
     S::Future: 'static,

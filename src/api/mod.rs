@@ -17,6 +17,16 @@ use error::ApiError;
 use crate::notify;
 use crate::registry::SharedSnapshot;
 
+/// The future of a request passed through one of the `wrap_fn` middlewares that look at the
+/// answer ([`counting`], [`draining`]).
+pub type Wrapped<B> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>,
+            >,
+    >,
+>;
+
 /// What every handler reads.
 pub struct ApiState {
     pub snapshot: SharedSnapshot,

@@ -43,8 +43,6 @@ pub async fn probe(target: &Target, timeout: Duration) -> Result<(ProbeOutcome, 
 
 async fn exchange(target: &Target, timeout: Duration) -> Result<(ProbeOutcome, String), String> {
     let mut stream = super::connect(target, timeout).await?;
-    // A small request, then a wait for the answer: do not let Nagle hold it.
-    let _ = stream.set_nodelay(true);
     stream
         .write_all(&OPTIONS_FRAME)
         .await

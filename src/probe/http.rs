@@ -59,8 +59,6 @@ async fn exchange(
     timeout: Duration,
 ) -> Result<(u16, Vec<u8>), String> {
     let mut stream = super::connect(target, timeout).await?;
-    // A small request, then a wait for the answer: do not let Nagle hold it.
-    let _ = stream.set_nodelay(true);
     let request = format!(
         "{} {} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: servicewatch/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
         check.method,

@@ -106,7 +106,11 @@ pub(crate) async fn connect(
     )
     .await
     {
-        Ok(Ok(stream)) => Ok(stream),
+        Ok(Ok(stream)) => {
+            // Probes write small requests and wait for the answer: do not let Nagle hold them.
+            let _ = stream.set_nodelay(true);
+            Ok(stream)
+        }
         Ok(Err(e)) => Err(format!("connect to {target} failed: {e}")),
         Err(_) => Err(format!("connect to {target} timed out after {timeout:?}")),
     }

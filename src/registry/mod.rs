@@ -169,11 +169,16 @@ impl Registry {
     /// Builds and swaps in a new snapshot, then offers the notifications waiting for it.
     fn publish(&mut self) {
         let started = Instant::now();
-        let (known, pending): (Vec<&Tracked>, Vec<&Tracked>) =
-            self.services.iter().partition(|t| t.known);
-        let services = known.iter().map(|t| t.published.clone()).collect();
-        let pending = pending
+        let services = self
+            .services
             .iter()
+            .filter(|t| t.known)
+            .map(|t| t.published.clone())
+            .collect();
+        let pending = self
+            .services
+            .iter()
+            .filter(|t| !t.known)
             .map(|t| Pending {
                 service: t.published.clone(),
                 retry_after_secs: t.retry_after_secs(),
