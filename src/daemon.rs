@@ -100,6 +100,7 @@ impl Daemon {
         .start();
         let notify = Arc::new(notify::Shared::new(
             settings.notifications.clone(),
+            settings.limits.request_timeout,
             registry.clone(),
             metrics.clone(),
         ));
@@ -136,7 +137,6 @@ impl Daemon {
         let authenticator = Arc::new(Authenticator::new(&settings.auth, metrics.clone()));
         let authenticator_data = web::Data::new(authenticator.clone());
         let notify_data = web::Data::new(notify.clone());
-        let max_message_size = settings.notifications.max_message_size;
         let send_timeout = settings.server.send_timeout;
         let state = web::Data::new(ApiState {
             snapshot: snapshot.clone(),
@@ -153,6 +153,10 @@ impl Daemon {
         let base_path = settings.server.base_path;
         set_send_timeout(&listener, send_timeout);
         let draining = stopping.clone();
+        let connections = api::connections::ConnectionLimit::new(
+            settings.limits.max_connections,
+            metrics.clone(),
+        );
         let mut server = HttpServer::new(move || {
             let base_path = base_path.clone();
             App::new()
@@ -163,15 +167,18 @@ impl Daemon {
                 .wrap(api::error::framework_errors())
                 .wrap_fn(api::counting::count_requests(request_metrics.clone()))
                 .wrap_fn(api::draining::close_when_stopping(draining.clone()))
-                .configure(move |cfg| api::configure(cfg, &base_path, max_message_size))
+                .wrap(actix_web::middleware::from_fn(
+                    api::connections::refuse_over_limit,
+                ))
+                .configure(move |cfg| api::configure(cfg, &base_path))
         })
         .workers(settings.server.workers)
-        .max_connections(
-            settings
-                .limits
-                .max_connections
-                .div_ceil(settings.server.workers),
-        )
+        .on_connect(move |connection, data| connections.on_connect(connection, data))
+        .max_connections(api::connections::ConnectionLimit::backstop_per_worker(
+            settings.limits.max_connections,
+            settings.server.workers,
+        ))
+        .client_request_timeout(settings.limits.request_timeout)
         .shutdown_timeout(settings.server.shutdown_timeout.as_secs().max(1))
         .keep_alive(if settings.server.keep_alive.is_zero() {
             actix_web::http::KeepAlive::Disabled

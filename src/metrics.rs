@@ -83,6 +83,10 @@ pub struct Metrics {
     pub login_lockouts: Counter,
     pub password_memory_bytes: Gauge,
     pub http_client_errors: Counter,
+    /// Client connections open (every listener, REST and notifications alike).
+    pub http_connections: Gauge,
+    /// Connections answered 503 because `[limits] max_connections` were already open.
+    pub connections_refused: Counter,
     pub http_requests: Family<HttpLabels, Counter>,
     pub reloads: Family<ReloadLabels, Counter>,
 }
@@ -114,6 +118,8 @@ impl Metrics {
         let login_lockouts = Counter::default();
         let password_memory_bytes = Gauge::default();
         let http_client_errors = Counter::default();
+        let http_connections = Gauge::default();
+        let connections_refused = Counter::default();
         let http_requests = Family::<HttpLabels, Counter>::default();
         let reloads = Family::<ReloadLabels, Counter>::default();
         registry.register(
@@ -198,6 +204,16 @@ impl Metrics {
             http_client_errors.clone(),
         );
         registry.register(
+            "http_connections",
+            "Client connections open, on every listener",
+            http_connections.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections answered 503 and closed because [limits] max_connections were open",
+            connections_refused.clone(),
+        );
+        registry.register(
             "http_requests",
             "HTTP answers, by route and status",
             http_requests.clone(),
@@ -225,6 +241,8 @@ impl Metrics {
             login_lockouts,
             password_memory_bytes,
             http_client_errors,
+            http_connections,
+            connections_refused,
             http_requests,
             reloads,
         }

@@ -55,6 +55,9 @@ pub enum ApiError {
         "the state of service \"{id}\" is not known yet: its servers are being probed for the first time; retry in {retry_after_secs} s"
     )]
     NotProbedYet { id: String, retry_after_secs: u64 },
+    /// `[limits] max_connections` other connections were open when this one was accepted.
+    #[error("too many connections are open (at most {limit}); retry in 1 s")]
+    TooManyConnections { limit: usize },
     /// Too many failed logins from the caller's address.
     #[error("{message}")]
     Throttled {
@@ -90,7 +93,9 @@ impl ApiError {
             }
             ApiError::MethodNotAllowed { .. } => GwsCode::Forbidden,
             ApiError::NotFound(_) => GwsCode::NotFound,
-            ApiError::Internal(_) | ApiError::NotProbedYet { .. } => GwsCode::Internal,
+            ApiError::Internal(_)
+            | ApiError::NotProbedYet { .. }
+            | ApiError::TooManyConnections { .. } => GwsCode::Internal,
             ApiError::NotAuthenticated { .. } | ApiError::Throttled { .. } => {
                 GwsCode::NotAuthenticated
             }
@@ -153,7 +158,9 @@ impl ResponseError for ApiError {
             ApiError::NotAuthenticated { .. } => StatusCode::UNAUTHORIZED,
             ApiError::PermissionDenied(_) => StatusCode::FORBIDDEN,
             ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::NotProbedYet { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotProbedYet { .. } | ApiError::TooManyConnections { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }
@@ -174,17 +181,20 @@ impl ResponseError for ApiError {
                     .insert(header::WWW_AUTHENTICATE, value);
             }
         }
-        if let ApiError::Throttled {
-            retry_after_secs, ..
-        }
-        | ApiError::NotProbedYet {
-            retry_after_secs, ..
-        } = self
-        {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                header::HeaderValue::from(*retry_after_secs),
-            );
+        let retry_after_secs = match self {
+            ApiError::Throttled {
+                retry_after_secs, ..
+            }
+            | ApiError::NotProbedYet {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            ApiError::TooManyConnections { .. } => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
         }
         response
     }

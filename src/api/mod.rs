@@ -1,6 +1,7 @@
 //! The HTTP API: routes, the shared state handlers read, and the GWS error envelope for every
 //! answer that is not a success, including the framework's own (unknown path, wrong method).
 
+pub mod connections;
 pub mod counting;
 pub mod draining;
 pub mod error;
@@ -59,12 +60,12 @@ impl ApiState {
     }
 }
 
-/// Registers the API under `base_path`: the Services resources, and the Bayeux endpoint
-/// whose bodies may be `max_message_size` bytes. Each resource states its own methods and
+/// Registers the API under `base_path`: the Services resources, and the Bayeux endpoint.
+/// Each resource states its own methods and
 /// its origin policy (middleware listed last runs first: origin, then login). HEAD is served
 /// wherever a resource is (the HTTP layer sends the head of the GET answer without its
 /// body), so `curl -I` and link checkers work.
-pub fn configure(cfg: &mut web::ServiceConfig, base_path: &str, max_message_size: usize) {
+pub fn configure(cfg: &mut web::ServiceConfig, base_path: &str) {
     use actix_web::middleware::from_fn;
     cfg.service(
         web::scope(base_path)
@@ -88,7 +89,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, base_path: &str, max_message_size
             )
             .service(
                 web::resource("/notifications")
-                    .app_data(web::PayloadConfig::new(max_message_size))
                     .route(web::get().to(notify::websocket::upgrade))
                     .route(web::post().to(notify::long_polling::handle))
                     .default_service(web::to(|req| not_allowed(req, "GET, POST")))
@@ -97,7 +97,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, base_path: &str, max_message_size
             )
             .service(
                 web::resource("/notifications/{transport_path:.*}")
-                    .app_data(web::PayloadConfig::new(max_message_size))
                     .route(web::post().to(notify::long_polling::handle))
                     .default_service(web::to(|req| not_allowed(req, "POST")))
                     .wrap(from_fn(login::require_login))

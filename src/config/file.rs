@@ -67,6 +67,7 @@ pub struct LimitsSection {
     pub probes_in_flight: Option<usize>,
     pub max_header_size: Option<usize>,
     pub max_connections: Option<usize>,
+    pub request_timeout: Option<HumanDuration>,
 }
 
 /// `[auth]`: how callers prove who they are.

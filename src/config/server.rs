@@ -31,6 +31,9 @@ const TRANSPORT_MAX_HEADER_SIZE: usize = 128 * 1024;
 /// Every Bayeux session at the default `max_sessions` with room for REST clients, well
 /// inside the unit's 65536 open files.
 const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
+/// The HTTP layer's own default for a request head, now bounding the body as well: ample
+/// for the few hundred bytes a Bayeux batch is, short for a client that stalls on purpose.
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The HTTP listener and how the API names itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,9 +73,12 @@ pub struct Limits {
     pub probes_in_flight: usize,
     /// Largest request head (request line and headers) in bytes; larger ones get 431.
     pub max_header_size: usize,
-    /// Client connections open at once, over all workers; beyond it new connections wait
-    /// in the listen backlog until one closes.
+    /// Client connections open at once, over all workers; a connection accepted beyond it
+    /// is answered 503 and closed.
     pub max_connections: usize,
+    /// How long a client may take to send a whole request, head and body; past it the
+    /// request is answered 408 and its connection closed.
+    pub request_timeout: Duration,
 }
 
 /// How logs are written (outside the journal, which has its own format).
@@ -201,10 +207,16 @@ pub(super) fn validate_limits(file: &FileConfig) -> Result<Limits, Invalid> {
             ),
         ));
     }
+    let request_timeout = positive(
+        "limits.request_timeout",
+        l.request_timeout,
+        DEFAULT_REQUEST_TIMEOUT,
+    )?;
     Ok(Limits {
         probes_in_flight,
         max_header_size,
         max_connections,
+        request_timeout,
     })
 }
 

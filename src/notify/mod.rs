@@ -43,15 +43,20 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub registry: Addr<Registry>,
     pub directory: Directory,
+    /// How long a long-polling request's body may take to arrive (`[limits]
+    /// request_timeout`).
+    pub body_timeout: std::time::Duration,
 }
 
 impl Shared {
     pub fn new(
         settings: NotificationSettings,
+        body_timeout: std::time::Duration,
         registry: Addr<Registry>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Shared {
+            body_timeout,
             metrics,
             directory: Directory::new(settings.max_sessions, settings.max_sessions_per_user),
             settings,
