@@ -138,6 +138,7 @@ impl Daemon {
         let authenticator_data = web::Data::new(authenticator.clone());
         let notify_data = web::Data::new(notify.clone());
         let send_timeout = settings.server.send_timeout;
+        let send_buffer = settings.server.send_buffer;
         let state = web::Data::new(ApiState {
             snapshot: snapshot.clone(),
             public_origin: settings
@@ -151,7 +152,7 @@ impl Daemon {
             max_header_size: settings.limits.max_header_size,
         });
         let base_path = settings.server.base_path;
-        set_send_timeout(&listener, send_timeout);
+        set_client_socket_options(&listener, send_timeout, send_buffer);
         let draining = stopping.clone();
         let connections = api::connections::ConnectionLimit::new(
             settings.limits.max_connections,
@@ -188,7 +189,7 @@ impl Daemon {
         .disable_signals()
         .listen(listener)?;
         if let Some((listener, config)) = tls {
-            set_send_timeout(&listener, send_timeout);
+            set_client_socket_options(&listener, send_timeout, send_buffer);
             server = server.listen_rustls_0_23(listener, config)?;
         }
         let server = server.run();
@@ -361,8 +362,15 @@ fn start_admin(addr: SocketAddr, state: AdminState) -> io::Result<(SocketAddr, S
 /// accepts (`TCP_USER_TIMEOUT`; Linux copies it from the listening socket to each accepted
 /// one, TLS or not), so that a client that stopped reading is eventually disconnected by the
 /// kernel even while its WebSocket actor is not being polled.
-fn set_send_timeout(listener: &TcpListener, timeout: Duration) {
-    if let Err(e) = socket2::SockRef::from(listener).set_tcp_user_timeout(Some(timeout)) {
+/// Options set on a listener, which the connections it accepts inherit.
+fn set_client_socket_options(listener: &TcpListener, timeout: Duration, buffer: Option<usize>) {
+    let socket = socket2::SockRef::from(listener);
+    if let Err(e) = socket.set_tcp_user_timeout(Some(timeout)) {
         tracing::warn!(error = %e, "cannot set TCP_USER_TIMEOUT; frozen clients will hold their sockets longer");
+    }
+    if let Some(bytes) = buffer {
+        if let Err(e) = socket.set_send_buffer_size(bytes) {
+            tracing::warn!(error = %e, "cannot set the send buffer; the kernel sizes it");
+        }
     }
 }

@@ -62,7 +62,7 @@ fn bad_files_are_refused_with_one_line_each() {
     let cases: &[(&str, &str)] = &[
         (
             "[server]\nlisten = \"x\"\nbogus = 1\n",
-            "FILE:3:1: unknown field `bogus`, expected one of `listen`, `public_url`, `allowed_origins`, `base_path`, `workers`, `send_timeout`, `shutdown_timeout`, `keep_alive`",
+            "FILE:3:1: unknown field `bogus`, expected one of `listen`, `public_url`, `allowed_origins`, `base_path`, `workers`, `send_timeout`, `send_buffer`, `shutdown_timeout`, `keep_alive`",
         ),
         (
             "[[service]]\nid = \"a\"\ntype = \"Voice\"\nprimary = { host = \"h\", port = 70000 }\n",

@@ -45,6 +45,7 @@ pub struct ServerSection {
     pub base_path: Option<String>,
     pub workers: Option<usize>,
     pub send_timeout: Option<HumanDuration>,
+    pub send_buffer: Option<usize>,
     pub shutdown_timeout: Option<HumanDuration>,
     pub keep_alive: Option<HumanDuration>,
 }

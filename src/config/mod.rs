@@ -174,7 +174,7 @@ mod tests {
     fn syntax_errors_name_line_and_column() {
         assert_eq!(
             syntax("[server]\nlisten = \"x\"\nbogus = 1\n"),
-            "f.toml:3:1: unknown field `bogus`, expected one of `listen`, `public_url`, `allowed_origins`, `base_path`, `workers`, `send_timeout`, `shutdown_timeout`, `keep_alive`"
+            "f.toml:3:1: unknown field `bogus`, expected one of `listen`, `public_url`, `allowed_origins`, `base_path`, `workers`, `send_timeout`, `send_buffer`, `shutdown_timeout`, `keep_alive`"
         );
         let port = syntax(
             "[[service]]\nid = \"a\"\ntype = \"Voice\"\nprimary = { host = \"h\", port = 70000 }\n",

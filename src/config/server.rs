@@ -51,6 +51,9 @@ pub struct ServerSettings {
     /// How long data written to a client may stay unacknowledged before the connection is
     /// dropped (`TCP_USER_TIMEOUT`): what frees a client that stopped reading.
     pub send_timeout: Duration,
+    /// The kernel send buffer of each client connection, in bytes (`SO_SNDBUF`); `None`:
+    /// the kernel sizes it (up to `net.ipv4.tcp_wmem`'s maximum, 4 MiB by default).
+    pub send_buffer: Option<usize>,
     /// How long a stop waits for requests in flight before closing what is left.
     pub shutdown_timeout: Duration,
     /// How long an idle HTTP connection is kept open for the client's next request. A
@@ -146,6 +149,15 @@ pub(super) fn validate_server(file: &FileConfig) -> Result<ServerSettings, Inval
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = at_least_one("server.workers", s.workers, cores)?;
     let send_timeout = positive("server.send_timeout", s.send_timeout, DEFAULT_SEND_TIMEOUT)?;
+    let send_buffer = match s.send_buffer {
+        Some(n) if !(4096..=64 * 1024 * 1024).contains(&n) => {
+            return Err((
+                "server.send_buffer".into(),
+                format!("{n} bytes: must be between 4096 and 67108864"),
+            ));
+        }
+        other => other,
+    };
     let shutdown_timeout = s.shutdown_timeout.map_or(DEFAULT_SHUTDOWN_TIMEOUT, |d| d.0);
     let keep_alive = s.keep_alive.map_or(DEFAULT_KEEP_ALIVE, |d| d.0);
     Ok(ServerSettings {
@@ -155,6 +167,7 @@ pub(super) fn validate_server(file: &FileConfig) -> Result<ServerSettings, Inval
         base_path,
         workers,
         send_timeout,
+        send_buffer,
         shutdown_timeout,
         keep_alive,
     })

@@ -254,6 +254,24 @@ cassandra = { nodes = ["10.0.0.7:9042", "10.0.0.10", "[::1]:9043"] }
     }
 
     #[test]
+    fn refuses_connection_bounds_out_of_range() {
+        assert_eq!(
+            refused(&format!("[server]\nsend_buffer = 100\n{PAIR}")),
+            "test.toml: server.send_buffer: 100 bytes: must be between 4096 and 67108864"
+        );
+        assert_eq!(
+            refused(&format!("[limits]\nrequest_timeout = \"0s\"\n{PAIR}")),
+            "test.toml: limits.request_timeout: must be longer than 0"
+        );
+        let ok = load(&format!(
+            "[server]\nsend_buffer = 65536\n[limits]\nrequest_timeout = \"2s\"\n{PAIR}"
+        ))
+        .unwrap();
+        assert_eq!(ok.server.send_buffer, Some(65536));
+        assert_eq!(ok.limits.request_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
     fn refuses_mistakes_naming_the_key() {
         let dup = format!("{PAIR}{PAIR}");
         assert_eq!(

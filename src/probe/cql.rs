@@ -119,7 +119,7 @@ impl Reader<'_> {
         }
         let (text, rest) = self.0.split_at(len);
         self.0 = rest;
-        Some(String::from_utf8_lossy(text).into_owned())
+        Some(super::readable(text, 200))
     }
 }
 

@@ -137,7 +137,7 @@ fn judge(status: ExitStatus, stdout: &[u8], stderr: &[u8]) -> (ProbeOutcome, Str
 fn first_line(bytes: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(bytes);
     let line = text.lines().map(str::trim).find(|l| !l.is_empty())?;
-    Some(line.chars().take(200).collect())
+    Some(super::readable(line.as_bytes(), 200))
 }
 
 #[cfg(test)]

@@ -70,47 +70,89 @@ async fn exchange(
         .await
         .map_err(|e| format!("sending the request to {target} failed: {e}"))?;
 
-    let mut buf = Vec::with_capacity(4096);
-    let mut head = None;
+    let mut answer = Answer::new(check.expect_body.is_some());
+    let mut chunk = [0u8; 4096];
     loop {
-        if buf.len() >= MAX_RESPONSE_BYTES {
+        let room = answer.room().min(chunk.len());
+        if room == 0 {
             break;
         }
-        let mut chunk = [0u8; 4096];
-        let room = (MAX_RESPONSE_BYTES - buf.len()).min(chunk.len());
         let n = stream
             .read(&mut chunk[..room])
             .await
             .map_err(|e| format!("reading the answer of {target} failed: {e}"))?;
-        if n == 0 {
+        if n == 0 || answer.push(&chunk[..n])? {
             break;
         }
-        buf.extend_from_slice(&chunk[..n]);
-        if head.is_none() {
-            head = parse_head(&buf)?;
-        }
-        if let Some(h) = &head {
-            if check.expect_body.is_none() || body_complete(h, &buf) {
-                break;
-            }
+    }
+    answer
+        .finish()?
+        .ok_or_else(|| format!("{target} closed the connection before a full HTTP head"))
+}
+
+/// A response as it arrives: bytes pushed in, whatever sizes they come in, until it says
+/// it has enough; then its status and decoded body. No I/O here, so that every way an
+/// answer can be cut is testable (and fuzzed: `fuzz/`).
+#[derive(Debug)]
+pub struct Answer {
+    buf: Vec<u8>,
+    head: Option<Head>,
+    /// The body is judged: read it to its end, not just the head.
+    wants_body: bool,
+}
+
+impl Answer {
+    pub fn new(wants_body: bool) -> Answer {
+        Answer {
+            buf: Vec::with_capacity(4096),
+            head: None,
+            wants_body,
         }
     }
-    let head = match head {
-        Some(h) => h,
-        None => parse_head(&buf)?
-            .ok_or_else(|| format!("{target} closed the connection before a full HTTP head"))?,
-    };
-    let raw_body = &buf[head.length..];
-    let body = if head.chunked {
-        dechunk(raw_body)
-    } else {
-        raw_body[..head
-            .content_length
-            .unwrap_or(raw_body.len())
-            .min(raw_body.len())]
-            .to_vec()
-    };
-    Ok((head.status, body))
+
+    /// How many more bytes it takes before [`MAX_RESPONSE_BYTES`] is reached.
+    pub fn room(&self) -> usize {
+        MAX_RESPONSE_BYTES - self.buf.len()
+    }
+
+    /// Takes the next bytes (beyond [`Answer::room`] they are ignored); `Ok(true)` once
+    /// enough has arrived, `Err` when the answer is not HTTP.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<bool, String> {
+        let take = bytes.len().min(self.room());
+        self.buf.extend_from_slice(&bytes[..take]);
+        if self.head.is_none() {
+            self.head = parse_head(&self.buf)?;
+        }
+        Ok(match &self.head {
+            Some(head) => !self.wants_body || body_complete(head, &self.buf),
+            None => false,
+        })
+    }
+
+    /// The status and body once the peer has stopped (or enough has arrived); `Ok(None)`
+    /// when the head never came whole.
+    pub fn finish(self) -> Result<Option<(u16, Vec<u8>)>, String> {
+        let head = match self.head {
+            Some(head) => head,
+            None => match parse_head(&self.buf)? {
+                Some(head) => head,
+                None => return Ok(None),
+            },
+        };
+        let raw_body = &self.buf[head.length..];
+        let body = if head.chunked {
+            let mut body = Vec::new();
+            walk_chunks(raw_body, Some(&mut body));
+            body
+        } else {
+            raw_body[..head
+                .content_length
+                .unwrap_or(raw_body.len())
+                .min(raw_body.len())]
+                .to_vec()
+        };
+        Ok(Some((head.status, body)))
+    }
 }
 
 /// Parses the head once it is complete; `Ok(None)` while more bytes are needed.
@@ -144,33 +186,37 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
 fn body_complete(head: &Head, buf: &[u8]) -> bool {
     let body = &buf[head.length..];
     if head.chunked {
-        body.windows(5).any(|w| w == b"0\r\n\r\n")
+        walk_chunks(body, None)
     } else {
         head.content_length.is_some_and(|n| body.len() >= n)
     }
 }
 
-/// Decodes a chunked body, keeping whatever complete data precedes a truncation.
-fn dechunk(mut raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
+/// Walks a chunked body chunk by chunk, appending the data to `out` when given (whatever
+/// complete data precedes a truncation); returns whether the last (empty) chunk was
+/// reached. Walking by the sizes, not looking for `0\r\n\r\n`, matters: those bytes may
+/// well be inside a chunk's data.
+fn walk_chunks(mut raw: &[u8], mut out: Option<&mut Vec<u8>>) -> bool {
     while let Some(line_end) = raw.windows(2).position(|w| w == b"\r\n") {
         let size_text = std::str::from_utf8(&raw[..line_end]).unwrap_or("");
         let size_text = size_text.split(';').next().unwrap_or("").trim();
         let Ok(size) = usize::from_str_radix(size_text, 16) else {
-            break;
+            return false;
         };
         raw = &raw[line_end + 2..];
         if size == 0 {
-            break;
+            return true;
         }
         let take = size.min(raw.len());
-        out.extend_from_slice(&raw[..take]);
+        if let Some(out) = out.as_deref_mut() {
+            out.extend_from_slice(&raw[..take]);
+        }
         if take < size || raw.len() < size + 2 {
-            break;
+            return false;
         }
         raw = &raw[size + 2..];
     }
-    out
+    false
 }
 
 /// Decides the outcome from the status and body.
@@ -236,6 +282,12 @@ mod tests {
         );
     }
 
+    fn dechunk(raw: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        walk_chunks(raw, Some(&mut out));
+        out
+    }
+
     #[test]
     fn decodes_chunks() {
         assert_eq!(
@@ -286,5 +338,34 @@ mod tests {
             chunked: true,
         };
         assert!(body_complete(&chunked, b"1\r\na\r\n0\r\n\r\n"));
+        // The terminator's bytes inside a chunk's data do not end the body.
+        assert!(!body_complete(&chunked, b"9\r\nab0\r\n\r\nc"));
+        assert!(body_complete(&chunked, b"9\r\nab0\r\n\r\ncd\r\n0\r\n"));
+    }
+
+    #[test]
+    fn an_answer_is_the_same_however_it_is_cut() {
+        let whole = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nab0\r\n\r\ncd\r\n2\r\nef\r\n0\r\n\r\n";
+        let mut one_go = Answer::new(true);
+        assert_eq!(one_go.push(whole), Ok(true));
+        let expected = one_go.finish().unwrap().unwrap();
+        assert_eq!(expected, (200, b"ab0\r\n\r\ncdef".to_vec()));
+        for cut in 1..whole.len() {
+            let mut answer = Answer::new(true);
+            let done = answer.push(&whole[..cut]).unwrap();
+            if !done {
+                answer.push(&whole[cut..]).unwrap();
+            }
+            assert_eq!(answer.finish().unwrap().unwrap(), expected, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn an_answer_without_a_whole_head_is_none() {
+        let mut answer = Answer::new(false);
+        assert_eq!(answer.push(b"HTTP/1.1 200 OK\r\nServer"), Ok(false));
+        assert_eq!(answer.finish(), Ok(None));
+        let mut answer = Answer::new(false);
+        assert!(answer.push(b"SSH-2.0-OpenSSH_9.2\r\n").is_err());
     }
 }

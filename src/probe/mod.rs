@@ -95,6 +95,21 @@ pub async fn run(kind: &CheckKind, target: &Target, timeout: Duration) -> ProbeR
     }
 }
 
+/// What a backend said, made fit for a log line, a metric label or an answer: at most
+/// `max_chars` characters, control characters (line breaks, terminal escapes) written as
+/// escapes, so a peer can neither break a line nor colour an operator's terminal.
+pub fn readable(said: &[u8], max_chars: usize) -> String {
+    let mut out = String::new();
+    for c in String::from_utf8_lossy(said).chars().take(max_chars) {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Connects to `target` within `timeout`, resolving its host name if it has one.
 pub(crate) async fn connect(
     target: &Target,
@@ -113,5 +128,20 @@ pub(crate) async fn connect(
         }
         Ok(Err(e)) => Err(format!("connect to {target} failed: {e}")),
         Err(_) => Err(format!("connect to {target} timed out after {timeout:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::readable;
+
+    #[test]
+    fn what_a_peer_says_is_one_line_without_escapes() {
+        assert_eq!(
+            readable(b"ok \x1b[31mred\r\nnext", 100),
+            "ok \\u{1b}[31mred\\r\\nnext"
+        );
+        assert_eq!(readable("h\u{e9}llo".as_bytes(), 3), "h\u{e9}l");
+        assert_eq!(readable(b"\xff\xfe", 10), "\u{fffd}\u{fffd}");
     }
 }

@@ -38,6 +38,9 @@ pub struct DaemonProcess {
     pub child: Child,
     /// Where the Services API listens.
     pub addr: String,
+    /// Where the admin listener (metrics) listens, when enabled.
+    pub admin: Option<String>,
+    pub config_path: PathBuf,
     /// Every line the daemon has logged so far.
     log: Arc<Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
@@ -47,13 +50,17 @@ impl DaemonProcess {
     /// Starts the binary on `toml` (with `[server] listen` on port 0 and the admin listener
     /// off, both added here) and waits for the line that names its listener.
     pub fn spawn(toml: &str) -> DaemonProcess {
+        DaemonProcess::spawn_config(&format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nenabled = false\n{toml}"
+        ))
+    }
+
+    /// Starts the binary on `toml` as it is (it must choose its listeners; port 0 is
+    /// found in the log).
+    pub fn spawn_config(toml: &str) -> DaemonProcess {
         let dir = tempfile::tempdir().unwrap();
         let path: PathBuf = dir.path().join("servicewatch.toml");
-        std::fs::write(
-            &path,
-            format!("[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nenabled = false\n{toml}"),
-        )
-        .unwrap();
+        std::fs::write(&path, toml).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_servicewatch"))
             .arg("--config")
             .arg(&path)
@@ -62,6 +69,15 @@ impl DaemonProcess {
             .spawn()
             .unwrap();
         let (addr, seen, lines) = read_until_listening(child.stderr.take().unwrap());
+        let admin = seen.iter().find_map(|line| {
+            let at = line.find("admin=")?;
+            Some(
+                line[at + "admin=".len()..]
+                    .split_whitespace()
+                    .next()?
+                    .to_string(),
+            )
+        });
         let log = Arc::new(Mutex::new(seen));
         // Keep reading the log so the daemon never blocks on a full pipe.
         let keep = log.clone();
@@ -73,6 +89,8 @@ impl DaemonProcess {
         DaemonProcess {
             child,
             addr,
+            admin,
+            config_path: path,
             log,
             _dir: dir,
         }
@@ -89,15 +107,49 @@ impl DaemonProcess {
         log.iter().filter(|l| l.contains(text)).cloned().collect()
     }
 
-    /// Resident memory of the process, in KiB (`VmRSS` of `/proc/PID/status`).
-    pub fn rss_kib(&self) -> u64 {
+    /// Rewrites the configuration file and sends SIGHUP; returns once the log says the
+    /// reload was applied.
+    pub fn reload(&self, toml: &str) {
+        let before = self.log_lines("services reloaded").len();
+        std::fs::write(&self.config_path, toml).unwrap();
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.log_lines("services reloaded").len() == before {
+            assert!(
+                self.log_lines("reload refused").is_empty(),
+                "{:?}",
+                self.log_lines("reload")
+            );
+            assert!(Instant::now() < deadline, "the reload was not applied");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// A line of `/proc/PID/status`, such as `Threads`, as a number.
+    pub fn status_field(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .expect("the daemon runs");
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .expect("a VmRSS line")
+            .unwrap_or_else(|| panic!("no {field} line"))
+    }
+
+    /// Open file descriptors of the process.
+    pub fn fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .expect("the daemon runs")
+            .count()
+    }
+
+    /// Resident memory of the process, in KiB (`VmRSS` of `/proc/PID/status`).
+    pub fn rss_kib(&self) -> u64 {
+        self.status_field("VmRSS")
     }
 }
 
