@@ -7,6 +7,7 @@ pub mod draining;
 pub mod error;
 pub mod head;
 pub mod login;
+pub mod openapi;
 pub mod origin;
 pub mod query;
 pub mod services;
@@ -101,6 +102,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, base_path: &str) {
                     .default_service(web::to(|req| not_allowed(req, "POST")))
                     .wrap(from_fn(login::require_login))
                     .wrap(from_fn(origin::guard_origin)),
+            )
+            .service(
+                web::resource("/openapi.json")
+                    .app_data(web::Data::new(openapi::OpenApi::for_base(base_path)))
+                    .route(web::get().to(openapi::document))
+                    .default_service(web::to(|req| not_allowed(req, "GET")))
+                    .wrap(from_fn(login::require_login))
+                    .wrap(from_fn(origin::check_origin)),
             )
             // Anything else under the base path: credentials first, so that an anonymous
             // caller learns nothing, not even which paths exist.

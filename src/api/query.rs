@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use crate::domain::service::{ServiceState, ServiceType};
+use crate::domain::text::one_line;
 use std::collections::BTreeSet;
 
 /// Which attributes to return.
@@ -83,7 +84,8 @@ pub fn parse(
             parsed.fields = Some(parse_fields(&value, attributes)?);
         } else if !filters_allowed {
             return Err(ApiError::InvalidParameter(format!(
-                "unknown parameter \"{name}\"; a single service takes only fields"
+                "unknown parameter \"{}\"; a single service takes only fields",
+                echo(&name)
             )));
         } else {
             parsed
@@ -102,6 +104,12 @@ fn known_attributes(attributes: &BTreeSet<String>) -> String {
         .join(", ")
 }
 
+/// A client's parameter name or value as a refusal quotes it: one line, at most 64
+/// characters.
+fn echo(text: &str) -> String {
+    one_line(text, 64)
+}
+
 fn parse_fields(value: &str, attributes: &BTreeSet<String>) -> Result<Fields, ApiError> {
     if value.trim() == "*" {
         return Ok(Fields::All);
@@ -109,12 +117,14 @@ fn parse_fields(value: &str, attributes: &BTreeSet<String>) -> Result<Fields, Ap
     let names: Vec<String> = value.split(',').map(|n| n.trim().to_string()).collect();
     if names.iter().any(String::is_empty) {
         return Err(ApiError::InvalidParameter(format!(
-            "fields=\"{value}\" is not a list of attribute names; use fields=* or fields=id,state"
+            "fields=\"{}\" is not a list of attribute names; use fields=* or fields=id,state",
+            echo(value)
         )));
     }
     if let Some(unknown) = names.iter().find(|n| !attributes.contains(n.as_str())) {
         return Err(ApiError::InvalidParameter(format!(
-            "unknown field \"{unknown}\"; known fields: {}",
+            "unknown field \"{}\"; known fields: {}",
+            echo(unknown),
             known_attributes(attributes)
         )));
     }
@@ -128,7 +138,8 @@ fn parse_filter(
 ) -> Result<Filter, ApiError> {
     if !attributes.contains(name) {
         return Err(ApiError::InvalidParameter(format!(
-            "unknown parameter \"{name}\"; filter by an attribute ({}) or use fields",
+            "unknown parameter \"{}\"; filter by an attribute ({}) or use fields",
+            echo(name),
             known_attributes(attributes)
         )));
     }
@@ -141,7 +152,8 @@ fn parse_filter(
     let check =
         |valid: &dyn Fn(&str) -> bool, choices: &[&str]| match values.iter().find(|v| !valid(v)) {
             Some(bad) => Err(ApiError::InvalidParameter(format!(
-                "\"{bad}\" is not a valid {name}; expected one of {}",
+                "\"{}\" is not a valid {name}; expected one of {}",
+                echo(bad),
                 choices.join(", ")
             ))),
             None => Ok(()),

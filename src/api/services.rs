@@ -11,6 +11,9 @@
 //! gzipped to a client that accepts it, compressed once per snapshot; other answers are
 //! small or filtered and go as they are, so compression never costs a request CPU.
 
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+
 use actix_web::http::header;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
@@ -30,29 +33,14 @@ pub async fn list(
     caller: web::ReqData<Caller>,
 ) -> Result<HttpResponse, ApiError> {
     let snapshot = state.snapshot.load();
+    let (attributes, sees_all) = caller_attributes(&snapshot, &caller);
+    let query = query::parse(req.query_string(), &attributes, true)?;
     let visible = || {
         snapshot
             .services()
             .iter()
             .filter(|s| caller.sees(&s.feature))
     };
-    let sees_all = visible().count() == snapshot.services().len()
-        && snapshot
-            .all_pending()
-            .all(|p| caller.sees(&p.service.feature));
-    let hidden_attributes;
-    let attributes = if sees_all {
-        snapshot.attributes()
-    } else {
-        // Pending services are not listed, but their attribute names may be asked for.
-        let pending = snapshot
-            .all_pending()
-            .map(|p| &p.service)
-            .filter(|s| caller.sees(&s.feature));
-        hidden_attributes = Snapshot::attributes_of(visible().chain(pending).map(|s| &**s));
-        &hidden_attributes
-    };
-    let query = query::parse(req.query_string(), attributes, true)?;
     let whole_list =
         matches!(query.fields, Some(Fields::All)) && query.filters.is_empty() && sees_all;
     // The whole list is the one answer large enough to matter, and the same for everybody
@@ -100,6 +88,34 @@ pub async fn list(
     Ok(json_ok(body, etag))
 }
 
+/// The attribute names `caller` may use in `fields` and filters: those of the services it
+/// sees (pending ones included: they are not listed, but their names may be asked for), so
+/// that names used only by hidden services are not revealed; and whether it sees them all.
+pub fn caller_attributes<'a>(
+    snapshot: &'a Snapshot,
+    caller: &Caller,
+) -> (Cow<'a, BTreeSet<String>>, bool) {
+    let visible = || {
+        snapshot
+            .services()
+            .iter()
+            .filter(|s| caller.sees(&s.feature))
+    };
+    let sees_all = visible().count() == snapshot.services().len()
+        && snapshot
+            .all_pending()
+            .all(|p| caller.sees(&p.service.feature));
+    if sees_all {
+        return (Cow::Borrowed(snapshot.attributes()), true);
+    }
+    let pending = snapshot
+        .all_pending()
+        .map(|p| &p.service)
+        .filter(|s| caller.sees(&s.feature));
+    let attributes = Snapshot::attributes_of(visible().chain(pending).map(|s| &**s));
+    (Cow::Owned(attributes), false)
+}
+
 /// `GET /services/{id}`: one resource, wrapped in an array as the GWS example shows. A
 /// service hidden from the caller answers exactly like one that does not exist; one whose
 /// state is not known yet (its first probes are under way) answers 503 with `Retry-After`.
@@ -119,7 +135,9 @@ pub async fn one(
             _ => ApiError::NotFound(format!("no service with id \"{id}\"")),
         });
     };
-    let attributes = Snapshot::attributes_of(std::iter::once(service));
+    // The names any of the caller's services has, so that one `fields` works for the list
+    // and for each resource; a resource without an attribute leaves it out.
+    let (attributes, _) = caller_attributes(&snapshot, &caller);
     let query = query::parse(req.query_string(), &attributes, false)?;
     let etag = entity_tag(&snapshot, &caller, false);
     if not_modified(&req, &etag) {

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::domain::text::one_line;
+
 /// A refusal, ready for the `error` field of a reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal(String);
@@ -11,18 +13,18 @@ impl Refusal {
     /// 400: the message is malformed, or asks for what makes no sense; `args` names the
     /// offending part (a channel), or is empty.
     pub fn bad_request(args: &str, message: impl fmt::Display) -> Self {
-        Refusal(format!("400:{args}:{message}"))
+        Refusal(format!("400:{}:{message}", arg(args)))
     }
 
     /// 402: the clientId names no session the caller may use; CometD clients handshake
     /// again on it.
     pub fn unknown_client(client_id: &str) -> Self {
-        Refusal(format!("402:{client_id}:Unknown client"))
+        Refusal(format!("402:{}:Unknown client", arg(client_id)))
     }
 
     /// 403: the caller may not do this on `channel`.
     pub fn forbidden(channel: &str, message: impl fmt::Display) -> Self {
-        Refusal(format!("403:{channel}:{message}"))
+        Refusal(format!("403:{}:{message}", arg(channel)))
     }
 
     /// 503: the server cannot take it now (too many sessions); the client may retry.
@@ -35,6 +37,14 @@ impl Refusal {
     }
 }
 
+/// Most characters of a client's own text echoed in a refusal.
+const MAX_ARG_CHARS: usize = 128;
+
+/// A client's text (a channel, a clientId) as a refusal echoes it: one line, cut short.
+fn arg(text: &str) -> String {
+    one_line(text, MAX_ARG_CHARS)
+}
+
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -44,6 +54,20 @@ impl fmt::Display for Refusal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_a_client_sent_is_echoed_on_one_line_and_cut_short() {
+        assert_eq!(
+            Refusal::forbidden("/a\nb\u{1b}", "Permission denied").as_str(),
+            r"403:/a\nb\u{1b}:Permission denied"
+        );
+        let long = "/x".repeat(500);
+        let refusal = Refusal::bad_request(&long, "invalid channel name");
+        assert_eq!(
+            refusal.as_str(),
+            format!("400:{}\u{2026}:invalid channel name", "/x".repeat(64))
+        );
+    }
 
     #[test]
     fn each_code_in_its_form() {

@@ -9,3 +9,4 @@ pub mod health;
 pub mod pairing;
 pub mod service;
 pub mod state;
+pub mod text;

@@ -11,6 +11,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::domain::health::{ProbeOutcome, Schedule};
+use crate::domain::text::one_line;
 
 /// A check, fully resolved from the configuration layers.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,19 +96,10 @@ pub async fn run(kind: &CheckKind, target: &Target, timeout: Duration) -> ProbeR
     }
 }
 
-/// What a backend said, made fit for a log line, a metric label or an answer: at most
-/// `max_chars` characters, control characters (line breaks, terminal escapes) written as
-/// escapes, so a peer can neither break a line nor colour an operator's terminal.
+/// What a backend said, made fit for a log line, a metric label or an answer: decoded
+/// lossily, on one line, at most `max_chars` characters ([`one_line`]).
 pub fn readable(said: &[u8], max_chars: usize) -> String {
-    let mut out = String::new();
-    for c in String::from_utf8_lossy(said).chars().take(max_chars) {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    one_line(&String::from_utf8_lossy(said), max_chars)
 }
 
 /// Connects to `target` within `timeout`, resolving its host name if it has one.
@@ -136,12 +128,8 @@ mod tests {
     use super::readable;
 
     #[test]
-    fn what_a_peer_says_is_one_line_without_escapes() {
-        assert_eq!(
-            readable(b"ok \x1b[31mred\r\nnext", 100),
-            "ok \\u{1b}[31mred\\r\\nnext"
-        );
-        assert_eq!(readable("h\u{e9}llo".as_bytes(), 3), "h\u{e9}l");
+    fn what_a_peer_says_is_decoded_on_one_line() {
+        assert_eq!(readable(b"ok\r\nnext", 100), r"ok\r\nnext");
         assert_eq!(readable(b"\xff\xfe", 10), "\u{fffd}\u{fffd}");
     }
 }
