@@ -26,6 +26,8 @@ use std::path::Path;
 
 use thiserror::Error;
 
+use crate::domain::text::one_line;
+
 pub use settings::{Settings, validate};
 
 /// The prefix of environment variables that override the file.
@@ -35,7 +37,12 @@ pub const ENV_SEPARATOR: &str = "__";
 /// Where the daemon looks for its configuration when not told.
 pub const DEFAULT_PATH: &str = "/etc/servicewatch/servicewatch.toml";
 
-/// Why a configuration was refused. Each variant displays as one line that names the file.
+/// Longest part of a refusal shown: ample for any sentence here, short of a value pasted
+/// whole.
+const MESSAGE_CHARS: usize = 1000;
+
+/// Why a configuration was refused. Each variant displays as one line that names the file
+/// (a value quoted in it has its line breaks escaped).
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read: {source}")]
@@ -44,16 +51,23 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}:{line}:{column}: {message}")]
+    #[error("{path}:{line}:{column}: {}", one_line(message, MESSAGE_CHARS))]
     Syntax {
         path: String,
         line: usize,
         column: usize,
         message: String,
     },
-    #[error("{path} with {ENV_PREFIX}_* environment: {message}")]
+    #[error(
+        "{path} with {ENV_PREFIX}_* environment: {}",
+        one_line(message, MESSAGE_CHARS)
+    )]
     Environment { path: String, message: String },
-    #[error("{file}: {key}: {message}")]
+    #[error(
+        "{file}: {}: {}",
+        one_line(key, MESSAGE_CHARS),
+        one_line(message, MESSAGE_CHARS)
+    )]
     Invalid {
         file: String,
         key: String,
