@@ -287,28 +287,44 @@ struct Heard {
     dropped: Option<String>,
 }
 
+/// One session's messages, kept small enough for the soak's millions: per service, a digest
+/// of each resource heard in order, and the last resource itself.
 #[derive(Default)]
 struct Session {
     snapshot: bool,
-    services: Vec<Value>,
+    heard: BTreeMap<String, Vec<u64>>,
+    last: BTreeMap<String, Value>,
+    messages: usize,
 }
 
 type Log = Arc<Mutex<Heard>>;
 
+fn digest(resource: &Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    resource.to_string().hash(&mut hasher);
+    hasher.finish()
+}
+
 fn record(log: &Log, services: Vec<Value>) {
     let mut heard = log.lock().unwrap();
-    heard
-        .sessions
-        .last_mut()
-        .expect("a session")
-        .services
-        .extend(services);
+    let session = heard.sessions.last_mut().expect("a session");
+    for service in services {
+        let id = service["id"].as_str().expect("an id").to_string();
+        session
+            .heard
+            .entry(id.clone())
+            .or_default()
+            .push(digest(&service));
+        session.last.insert(id, service);
+        session.messages += 1;
+    }
 }
 
 fn begin_session(log: &Log, snapshot: bool) {
     log.lock().unwrap().sessions.push(Session {
         snapshot,
-        services: Vec::new(),
+        ..Session::default()
     });
 }
 
@@ -447,26 +463,6 @@ async fn rest(http: &reqwest::Client, d: &TestDaemon) -> BTreeMap<String, Value>
         .collect()
 }
 
-/// The last service object heard per id in a session.
-fn last_per_service(services: &[Value]) -> BTreeMap<String, Value> {
-    let mut last = BTreeMap::new();
-    for s in services {
-        last.insert(s["id"].as_str().unwrap().to_string(), s.clone());
-    }
-    last
-}
-
-/// Per service, the objects heard, in order.
-fn per_service(services: &[Value]) -> BTreeMap<String, Vec<Value>> {
-    let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for s in services {
-        out.entry(s["id"].as_str().unwrap().to_string())
-            .or_default()
-            .push(s.clone());
-    }
-    out
-}
-
 /// State, serving instance and since when, of a resource.
 fn brief(resource: Option<&Value>) -> String {
     match resource {
@@ -483,7 +479,7 @@ fn differences(heard: &Heard, truth: &BTreeMap<String, Value>, removed: &[String
     let Some(session) = heard.sessions.last() else {
         return vec!["never subscribed".into()];
     };
-    let last = last_per_service(&session.services);
+    let last = &session.last;
     let complete = session.snapshot;
     let mut missing = Vec::new();
     for (id, resource) in truth {
@@ -509,7 +505,7 @@ fn differences(heard: &Heard, truth: &BTreeMap<String, Value>, removed: &[String
 }
 
 /// Whether `part` is a contiguous run of `whole`.
-fn is_run_of(part: &[Value], whole: &[Value]) -> bool {
+fn is_run_of(part: &[u64], whole: &[u64]) -> bool {
     part.is_empty() || whole.windows(part.len()).any(|w| w == part)
 }
 
@@ -793,7 +789,7 @@ async fn subscribers_converge_on_rest_after_a_storm_of_faults_and_reloads() {
 
     // None of them was dropped; every steady one heard the same changes in the same order,
     // and every reconnecting session heard a run of them, after its snapshot if any.
-    let reference = per_service(&steady[0].lock().unwrap().sessions[0].services);
+    let reference = steady[0].lock().unwrap().sessions[0].heard.clone();
     let mut messages = 0usize;
     for (i, log) in steady.iter().chain(&reconnecting).enumerate() {
         let heard = log.lock().unwrap();
@@ -802,9 +798,9 @@ async fn subscribers_converge_on_rest_after_a_storm_of_faults_and_reloads() {
             "seed {seed}: subscriber {i} was dropped"
         );
         for session in &heard.sessions {
-            messages += session.services.len();
-            for (id, sequence) in per_service(&session.services) {
-                let whole = reference.get(&id).map(Vec::as_slice).unwrap_or_default();
+            messages += session.messages;
+            for (id, sequence) in &session.heard {
+                let whole = reference.get(id).map(Vec::as_slice).unwrap_or_default();
                 let live = if session.snapshot && heard.sessions.len() > 1 {
                     &sequence[1..]
                 } else {
