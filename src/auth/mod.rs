@@ -408,12 +408,12 @@ impl Authenticator {
     /// [`Authenticator::replace_users`] for why the users lock is held).
     fn open_login(&self, user: Arc<User>) -> Option<LoginCookie> {
         let users = self.users.read().unwrap_or_else(|p| p.into_inner());
-        if !users
+        // The user as configured now: a reload that kept it as it was (a new value, the same
+        // spec) must not refuse a login verified just before it.
+        let user = users
             .get(&user.spec.name)
-            .is_some_and(|current| Arc::ptr_eq(current, &user))
-        {
-            return None;
-        }
+            .filter(|current| current.spec == user.spec)?
+            .clone();
         let token: String = random_bytes::<TOKEN_BYTES>()
             .iter()
             .map(|b| format!("{b:02x}"))

@@ -158,6 +158,19 @@ async fn a_verification_that_ends_after_a_reload_removed_its_user_leaves_nothing
 }
 
 #[actix_rt::test]
+async fn a_login_verified_before_a_reload_that_kept_its_user_opens_its_session() {
+    let configured = settings();
+    let auth = Authenticator::new(&configured, Default::default());
+    let before = auth.users.read().unwrap().get("alice").cloned().unwrap();
+    // A reload with the same users replaces their values, not what they are.
+    assert!(auth.replace_users(&configured.users).is_empty());
+    assert!(
+        auth.open_login(before).is_some(),
+        "the login is the same user's"
+    );
+}
+
+#[actix_rt::test]
 async fn repeated_basic_logins_share_one_session() {
     let auth = Authenticator::new(&settings(), Default::default());
     let login = with_basic("alice", "wonderland");
