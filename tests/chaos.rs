@@ -853,9 +853,12 @@ async fn subscribers_converge_on_rest_after_a_storm_of_faults_and_reloads() {
                 }
             }
         }
+        // Closed with 1008 after what was buffered; or, when it sat unread for longer than
+        // `send_timeout` (the soak), its connection was ended by the kernel before the close
+        // frame could reach it. Either way it was counted below.
         let closed = format!("{closed:?}");
         assert!(
-            closed.contains("slow consumer"),
+            closed.contains("slow consumer") || closed == "Some(Some(Closed(None)))",
             "seed {seed}: a slow subscriber: {closed}"
         );
     }
