@@ -853,18 +853,22 @@ async fn subscribers_converge_on_rest_after_a_storm_of_faults_and_reloads() {
                 }
             }
         }
-        // Closed with 1008 after what was buffered; or, when it sat unread for longer than
-        // `send_timeout` (the soak), its connection was ended by the kernel before the close
-        // frame could reach it. Either way it was counted below.
+        // Closed with 1008 after what was buffered: as a slow consumer once its queue
+        // filled, or, when too little came to fill it, because its connects stayed unread
+        // (the server reads a WebSocket's input with its output) and its session expired.
+        // Left unread past `send_timeout` (the soak), its connection was ended by the kernel
+        // before the close frame could reach it.
         let closed = format!("{closed:?}");
         assert!(
-            closed.contains("slow consumer") || closed == "Some(Some(Closed(None)))",
+            closed.contains("slow consumer")
+                || closed.contains("session expired")
+                || closed == "Some(Some(Closed(None)))",
             "seed {seed}: a slow subscriber: {closed}"
         );
     }
-    assert_eq!(
-        slow_dropped, WS_SLOW as f64,
-        "seed {seed}: slow consumers counted"
+    assert!(
+        (1.0..=WS_SLOW as f64).contains(&slow_dropped),
+        "seed {seed}: slow consumers counted: {slow_dropped} (only the {WS_SLOW} that never read may be)"
     );
 
     // Everyone leaves; the daemon is back near where it started.

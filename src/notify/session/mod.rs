@@ -169,6 +169,12 @@ impl ClientSession {
         let timeout = self.shared.settings.session_timeout;
         self.expiry = Some(ctx.run_later(timeout, |act, ctx| {
             debug!(client = %act.id, "no connect within the session timeout; forgetting the client");
+            // A WebSocket still attached would otherwise stay open with nobody behind it:
+            // its client learns why instead, whenever it reads again.
+            act.close_websocket(
+                CloseCode::Policy,
+                "session expired: no /meta/connect within the session timeout",
+            );
             ctx.stop();
         }));
     }
