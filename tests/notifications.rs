@@ -261,6 +261,24 @@ async fn unsubscribe_stops_the_changes_and_disconnect_ends_the_session() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_whose_session_expires_is_closed_with_the_reason() {
+    let backend = Backend::start(Mode::Accept).await;
+    let d = daemon(&backend, "session_timeout = \"300ms\"").await;
+    let mut ws = WsClient::open(&d).await;
+    ws.handshake().await;
+    // The first connect (answered at once) attaches the WebSocket; no other follows, so the
+    // session expires, and its WebSocket is told so and closed.
+    ws.connect().await;
+    match ws.recv_within(WITHIN).await {
+        Some(Received::Closed(Some((code, reason)))) => {
+            assert_eq!(code, CloseCode::Policy);
+            assert!(reason.starts_with("session expired"), "{reason}");
+        }
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_connects_is_forgotten() {
     let backend = Backend::start(Mode::Accept).await;
     let d = daemon(&backend, "session_timeout = \"200ms\"").await;
