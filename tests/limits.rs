@@ -60,22 +60,15 @@ async fn subscriber(d: &TestDaemon, from: IpAddr) -> WsClient {
     client
 }
 
-/// Sends `request` on a new connection from `from` and reads until the server closes it
-/// (or 10 s pass); returns what came back.
-async fn exchange(from: IpAddr, to: SocketAddr, request: &[u8]) -> Vec<u8> {
+/// Sends `request` on a new connection from `from` (then closes its side, with
+/// `half_close`) and reads until the server closes it (or 10 s pass); returns what came back.
+async fn exchange(from: IpAddr, to: SocketAddr, request: &[u8], half_close: bool) -> Vec<u8> {
     let mut tcp = connect_from(from, to).await.expect("connect");
     // The server may answer and close before the whole request is written.
     let _ = tcp.write_all(request).await;
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut answer)).await;
-    answer
-}
-
-/// [`exchange`], the client closing its side once `request` is sent.
-async fn exchange_half_closed(from: IpAddr, to: SocketAddr, request: &[u8]) -> Vec<u8> {
-    let mut tcp = connect_from(from, to).await.expect("connect");
-    let _ = tcp.write_all(request).await;
-    let _ = tcp.shutdown().await;
+    if half_close {
+        let _ = tcp.shutdown().await;
+    }
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut answer)).await;
     answer
@@ -105,7 +98,7 @@ async fn connections_beyond_the_limit_are_answered_503_and_one_closing_lets_the_
     }
 
     // A fifth connection is told why, at once, and closed.
-    let answer = exchange(CLIENT, d.addr, &get_services(&basic_header())).await;
+    let answer = exchange(CLIENT, d.addr, &get_services(&basic_header()), false).await;
     let text = String::from_utf8_lossy(&answer).to_string();
     assert_eq!(status_of(&answer), Some(503), "{text}");
     assert!(
@@ -137,7 +130,7 @@ async fn connections_beyond_the_limit_are_answered_503_and_one_closing_lets_the_
     // One closing is enough for the next connection to be served.
     drop(held.pop());
     eventually(WITHIN, "a connection served once one closed", || async {
-        let answer = exchange(CLIENT, d.addr, &get_services(&basic_header())).await;
+        let answer = exchange(CLIENT, d.addr, &get_services(&basic_header()), false).await;
         (status_of(&answer) == Some(200)).then_some(())
     })
     .await;
@@ -163,7 +156,7 @@ async fn a_request_that_stalls_is_answered_408_and_closed() {
     );
     for (what, request) in [("head", head_only), ("body", body_cut)] {
         let started = Instant::now();
-        let answer = exchange(CLIENT, d.addr, request.as_bytes()).await;
+        let answer = exchange(CLIENT, d.addr, request.as_bytes(), false).await;
         let took = started.elapsed();
         let text = String::from_utf8_lossy(&answer);
         assert_eq!(status_of(&answer), Some(408), "a stalled {what}: {text}");
@@ -366,11 +359,7 @@ async fn ten_thousand_bad_inputs_get_no_5xx_and_others_are_served_throughout() {
                     continue;
                 }
                 let input = &inputs[n % inputs.len()];
-                let answer = if input.half_close {
-                    exchange_half_closed(FLOOD, d.addr, &input.bytes).await
-                } else {
-                    exchange(FLOOD, d.addr, &input.bytes).await
-                };
+                let answer = exchange(FLOOD, d.addr, &input.bytes, input.half_close).await;
                 let status = status_of(&answer);
                 assert!(
                     status.is_some() || !input.answered,
