@@ -8,9 +8,10 @@
 //! cannot delay a request.
 //!
 //! Each change's notification is rendered once, with the published service, and offered to
-//! every subscribed session whose contact center sees the service ([`Subscribers`]), always
-//! after the snapshot that shows the change, so a client that reads REST on a notification
-//! never sees the state before it.
+//! every subscribed session whose contact center sees the service, always after the snapshot
+//! that shows the change, so a client that reads REST on a notification never sees the state
+//! before it. The registry sends each publish once per HTTP worker, to the worker's [`Hub`],
+//! which offers it to the sessions of that worker ([`subscribers::Subscribers`]).
 //!
 //! Publishing is coalesced: a snapshot costs work in proportion to every service (its list
 //! body is rendered whole), so a change right after another waits for a publish shared by
@@ -22,6 +23,7 @@
 //! noticed on the next supervision tick and started again, resuming from its server's last
 //! reported health; the other servers of the service are not touched.
 
+mod hub;
 mod publisher;
 mod reload;
 mod subscribers;
@@ -42,10 +44,10 @@ use crate::metrics::Metrics;
 use crate::monitor::{HealthChanged, ServerIdentity, ServerMonitor, StopMonitor};
 use crate::snapshot::{Pending, Snapshot};
 
+pub use hub::Hub;
 use publisher::Publisher;
 use reload::{Step, plan};
 pub use subscribers::Delivery;
-use subscribers::Subscribers;
 use tracked::{Tracked, log_transition, servers_of};
 
 /// How often the registry checks that every monitor is alive.
@@ -62,6 +64,8 @@ pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
 pub struct SubscribeServices {
     pub client_id: Arc<str>,
     pub recipient: Recipient<Delivery>,
+    /// The hub of the session's thread ([`Hub::current`]), which will offer it changes.
+    pub hub: Addr<Hub>,
     /// The features of the session's contact center: it hears of the services needing one
     /// of them, and of no other.
     pub features: Arc<BTreeSet<String>>,
@@ -108,7 +112,8 @@ pub struct Registry {
     positions: HashMap<Arc<str>, usize>,
     published: SharedSnapshot,
     probe_slots: Arc<Semaphore>,
-    subscribers: Subscribers,
+    /// The hubs of the threads whose sessions subscribed, each sent every publish.
+    hubs: Vec<Addr<Hub>>,
     ready_waiters: Vec<oneshot::Sender<()>>,
     /// Numbers monitors, so that a report from a replaced one is recognised.
     generations: u64,
@@ -143,7 +148,7 @@ impl Registry {
             positions: HashMap::new(),
             published,
             probe_slots: Arc::new(Semaphore::new(probes_in_flight)),
-            subscribers: Subscribers::default(),
+            hubs: Vec::new(),
             ready_waiters: Vec::new(),
             generations: 0,
             metrics,
@@ -192,7 +197,18 @@ impl Registry {
         ));
         self.metrics.publishes.inc();
         let waiting = self.publisher.published(started, Instant::now());
-        self.subscribers.fan_out_all(&waiting, &self.metrics);
+        if waiting.is_empty() {
+            return;
+        }
+        let messages: hub::Notifications = waiting.into();
+        // A hub whose worker has stopped has no sessions left to tell.
+        self.hubs.retain(Addr::connected);
+        for hub in &self.hubs {
+            hub.do_send(hub::Publish {
+                messages: messages.clone(),
+                metrics: self.metrics.clone(),
+            });
+        }
     }
 
     /// Publishes now, or schedules the publish for when the window since the last one ends.
@@ -454,13 +470,18 @@ impl Handler<SubscribeServices> for Registry {
                 .map(|s| s.notification.clone())
                 .collect()
         });
-        self.subscribers.subscribe(
-            msg.client_id,
-            msg.recipient,
-            msg.features,
+        if !self.hubs.contains(&msg.hub) {
+            self.hubs.push(msg.hub.clone());
+        }
+        // Sent after every publish the session must not hear of twice, and before every
+        // publish it must hear of: the hub receives both from here, in this order.
+        msg.hub.do_send(hub::Join {
+            client_id: msg.client_id,
+            recipient: msg.recipient,
+            features: msg.features,
             snapshot,
-            &self.metrics,
-        );
+            metrics: self.metrics.clone(),
+        });
     }
 }
 
@@ -468,7 +489,12 @@ impl Handler<UnsubscribeServices> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: UnsubscribeServices, _ctx: &mut Self::Context) {
-        self.subscribers.unsubscribe(&msg.client_id);
+        // The session's hub is among them; the others know no such client.
+        for hub in &self.hubs {
+            hub.do_send(hub::Leave {
+                client_id: msg.client_id.clone(),
+            });
+        }
     }
 }
 

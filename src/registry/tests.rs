@@ -134,6 +134,7 @@ async fn a_snapshot_then_the_change_waiting_each_once() {
     registry.do_send(SubscribeServices {
         client_id: "c".into(),
         recipient: Heard(tx).start().recipient(),
+        hub: Hub::current(),
         features: Arc::new(BTreeSet::from(["api-voice".to_string()])),
         snapshot: true,
     });

@@ -76,7 +76,7 @@ impl ClientSession {
         };
         match recipient.try_send(Push::Frame(frame)) {
             Ok(()) => {}
-            Err(SendError::Full(_)) => self.end_slow(true, ctx),
+            Err(SendError::Full(_)) => self.end_slow(ctx),
             Err(SendError::Closed(Push::Frame(frame))) => {
                 self.websocket = None;
                 self.queue.push_back(frame);
@@ -98,12 +98,10 @@ impl ClientSession {
 
     /// Ends a session that cannot keep up: its WebSocket is closed with the reason, and its
     /// next long-polling connect is told to handshake again. Counted in `slow_consumers`
-    /// here when the session noticed (its WebSocket's queue or its own queue full); the
-    /// registry counts the ones it notices (the session's mailbox full).
-    pub(super) fn end_slow(&mut self, noticed_here: bool, ctx: &mut Context<Self>) {
-        if noticed_here {
-            self.shared.metrics.slow_consumers.inc();
-        }
+    /// here, whichever side noticed (its WebSocket's queue or its own queue full here, its
+    /// mailbox full at its hub), once: a session already ending reads no more messages.
+    pub(super) fn end_slow(&mut self, ctx: &mut Context<Self>) {
+        self.shared.metrics.slow_consumers.inc();
         debug!(client = %self.id, "slow consumer: ending the session");
         self.close_websocket(
             CloseCode::Policy,
@@ -130,7 +128,7 @@ impl ClientSession {
         if matches!(self.held, Some(Held::LongPolling { .. })) {
             self.release_held(ctx);
         } else if self.queue.len() > self.shared.settings.session_queue {
-            self.end_slow(true, ctx);
+            self.end_slow(ctx);
         }
     }
 }

@@ -35,7 +35,7 @@ use crate::bayeux::refusal::Refusal;
 use crate::bayeux::reply::{self, Advice};
 use crate::bayeux::subscriptions::Subscriptions;
 use crate::bayeux::{self, SERVICES_CHANNEL, channel};
-use crate::registry::{Delivery, SubscribeServices, UnsubscribeServices};
+use crate::registry::{Delivery, Hub, SubscribeServices, UnsubscribeServices};
 
 /// How long a long-polling client is advised to wait before reconnecting to a stopping
 /// daemon: long enough for a restart, short enough that a UI does not look stuck.
@@ -194,6 +194,7 @@ impl ClientSession {
                 self.shared.registry.do_send(SubscribeServices {
                     client_id: self.id.clone(),
                     recipient: ctx.address().recipient(),
+                    hub: Hub::current(),
                     features: self.caller.features.clone(),
                     snapshot,
                 });
@@ -416,7 +417,7 @@ impl Handler<Delivery> for ClientSession {
             }
             Delivery::SlowConsumer => {
                 self.registered = false;
-                self.end_slow(false, ctx);
+                self.end_slow(ctx);
             }
         }
     }
