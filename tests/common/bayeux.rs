@@ -227,7 +227,13 @@ impl LpClient {
     /// A client logging in as `login` (name, password), or sending no credentials.
     pub fn as_user(d: &TestDaemon, login: Option<(&str, &str)>) -> LpClient {
         LpClient {
-            http: reqwest::Client::new(),
+            // An idle pooled connection is dropped well before the daemon's keep-alive (5 s)
+            // ends it, as a long-polling client must: a request sent on a connection the
+            // server is closing at that moment fails (a POST is not retried).
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_secs(2))
+                .build()
+                .unwrap(),
             url: d.url("/api/v2/notifications"),
             login: login.map(|(u, p)| (u.to_string(), p.to_string())),
             client_id: String::new(),
