@@ -11,6 +11,7 @@
 //! `cargo bench --bench fanout [-- SUBSCRIBERS [FLIPS [SERVICES]]]` (defaults: 1000
 //! subscribers, 5 flips, no services besides the one that flips).
 
+use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -22,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 #[allow(dead_code)]
 #[path = "../tests/common/process.rs"]
@@ -144,6 +146,209 @@ async fn accept_forever(listener: TcpListener) {
     }
 }
 
+/// What one server's run measured.
+struct Measured {
+    connected_in: Duration,
+    /// For each change, from its first receipt to each subscriber's.
+    spreads: Vec<Duration>,
+    /// From each change's `stateSince` to each receipt.
+    latencies: Vec<Duration>,
+    rss_before: u64,
+    rss_after: u64,
+}
+
+impl Measured {
+    fn report(&self, server: &str, subscribers: usize, flips: usize, transport: &str) {
+        println!(
+            "{server}: {subscribers} {transport} subscribers connected in {:?}",
+            self.connected_in
+        );
+        println!(
+            "{server}: fan-out to {subscribers} {transport} subscribers, {flips} changes: spread (first to each receipt of a change) p50 {:?}, p99 {:?}, max {:?}; change decided to received p50 {:?}, p99 {:?}, max {:?}",
+            pct(&self.spreads, 0.50),
+            pct(&self.spreads, 0.99),
+            pct(&self.spreads, 1.0),
+            pct(&self.latencies, 0.50),
+            pct(&self.latencies, 0.99),
+            pct(&self.latencies, 1.0),
+        );
+        println!(
+            "{server}: RSS {} KiB idle, {} KiB with {subscribers} sessions: {:.1} KiB per idle session",
+            self.rss_before,
+            self.rss_after,
+            self.per_session(subscribers)
+        );
+    }
+
+    fn per_session(&self, subscribers: usize) -> f64 {
+        self.rss_after.saturating_sub(self.rss_before) as f64 / subscribers as f64
+    }
+}
+
+/// Opens `subscribers` subscribers to the server at `addr` (whose process is `pid`), then
+/// makes `flips` changes with `flip` (given the change's number; even: to Inactive) and
+/// waits, each time, until every subscriber has heard of it.
+async fn measure(
+    addr: &str,
+    pid: u32,
+    subscribers: usize,
+    flips: usize,
+    long_polling: bool,
+    mut flip: impl FnMut(usize),
+) -> Measured {
+    let rss_before = rss_kib(pid);
+    let (tx, mut rx) = mpsc::unbounded_channel::<Receipt>();
+    let client = reqwest::Client::new();
+    // Every subscriber logs in with Basic on its upgrade, as a script would.
+    let url = format!("ws://{addr}/api/v2/notifications");
+    let authorization = format!(
+        "Basic {}",
+        base64ct::Base64::encode_string(format!("bench:{PASSWORD}").as_bytes())
+    );
+    let connected = Arc::new(tokio::sync::Semaphore::new(0));
+    // At most this many subscribers opening at once: a load client that opens ten thousand
+    // connections in one go sends their heads later than the daemon's request timeout.
+    let opening = Arc::new(tokio::sync::Semaphore::new(500));
+    for _ in 0..subscribers {
+        if long_polling {
+            tokio::spawn(long_poll(
+                client.clone(),
+                addr.to_string(),
+                tx.clone(),
+                connected.clone(),
+                opening.clone(),
+            ));
+            continue;
+        }
+        let mut request = url.as_str().into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("authorization", authorization.parse().unwrap());
+        let tx = tx.clone();
+        let connected = connected.clone();
+        let opening = opening.clone();
+        tokio::spawn(async move {
+            let permit = opening.acquire_owned().await.unwrap();
+            // tungstenite zeroes its whole read buffer (128 KiB by default) before each
+            // read: at ten thousand connections that memset was the largest cost of the
+            // bench, larger than the server's. A frame here is well under 4 KiB.
+            let config = WebSocketConfig::default().read_buffer_size(4096);
+            let (mut ws, _) =
+                tokio_tungstenite::connect_async_with_config(request, Some(config), true)
+                    .await
+                    .expect("upgrade");
+            let handshake = json!([{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["websocket"]}]);
+            ws.send(Message::text(handshake.to_string())).await.unwrap();
+            let reply: Value = match ws.next().await {
+                Some(Ok(Message::Text(t))) => serde_json::from_str(&t).unwrap(),
+                other => panic!("{other:?}"),
+            };
+            let client_id = reply[0]["clientId"].as_str().unwrap().to_string();
+            let subscribe = json!([
+                {"channel":"/meta/subscribe","clientId":client_id,"subscription":"/notifications/services"},
+                {"channel":"/meta/connect","clientId":client_id,"connectionType":"websocket"}
+            ]);
+            ws.send(Message::text(subscribe.to_string())).await.unwrap();
+            drop(permit);
+            connected.add_permits(1);
+            while let Some(Ok(message)) = ws.next().await {
+                let Message::Text(text) = message else {
+                    continue;
+                };
+                // Only what is measured is read, by substring: a JSON parse of each of
+                // thousands of frames would add the client's own cost to the spread.
+                receipts(&text, &tx);
+                // The held connect was answered (at its timeout): connect again, as every
+                // Bayeux client does, or the session ends.
+                if text.contains("/meta/connect") {
+                    let connect = json!([{"channel":"/meta/connect","clientId":client_id,"connectionType":"websocket"}]);
+                    if ws.send(Message::text(connect.to_string())).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+    }
+    let started = Instant::now();
+    let _ = connected.acquire_many(subscribers as u32).await.unwrap();
+    let connected_in = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_after = rss_kib(pid);
+
+    let mut latencies = Vec::new();
+    let mut spreads = Vec::new();
+    for n in 0..flips {
+        let want = if n % 2 == 0 { "Inactive" } else { "Active" };
+        flip(n);
+        let mut arrivals = Vec::with_capacity(subscribers);
+        while arrivals.len() < subscribers {
+            let receipt = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("every subscriber hears of the change")
+                .unwrap();
+            assert_eq!(receipt.state, want);
+            latencies.push(receipt.latency);
+            arrivals.push(receipt.at);
+        }
+        let first = arrivals.iter().min().copied().unwrap();
+        spreads.extend(arrivals.iter().map(|at| *at - first));
+    }
+    Measured {
+        connected_in,
+        spreads: sorted(spreads),
+        latencies: sorted(latencies),
+        rss_before,
+        rss_after,
+    }
+}
+
+/// Faye (Node.js) serving the same subscribers the same message, when Node.js and the
+/// interop tests' Faye are installed; `resource` is the flipping service as servicewatch
+/// served it.
+async fn measure_faye(
+    resource: &Value,
+    subscribers: usize,
+    flips: usize,
+    long_polling: bool,
+) -> Option<Measured> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    if !root.join("tests/interop/node_modules/faye").is_dir() {
+        println!("Faye: not installed (bash tests/interop/setup.sh installs it); skipped");
+        return None;
+    }
+    let mut node = Command::new("node")
+        .arg(root.join("bench/faye-server.mjs"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| println!("Faye: node does not start ({e}); skipped"))
+        .ok()?;
+    let pid = node.id();
+    let mut stdin = node.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(node.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("Faye said {line:?}"))
+        .to_string();
+    let node = process::Reaped(node);
+    writeln!(stdin, "{resource}").unwrap();
+    let measured = measure(
+        &format!("127.0.0.1:{port}"),
+        pid,
+        subscribers,
+        flips,
+        long_polling,
+        |n| writeln!(stdin, "{}", if n % 2 == 0 { "Inactive" } else { "Active" }).unwrap(),
+    )
+    .await;
+    drop(stdin);
+    drop(node);
+    Some(measured)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args()
@@ -158,6 +363,13 @@ async fn main() {
     let extra_services: String = (0..extra)
         .map(|i| format!("[[service]]\nid = \"x{i}\"\ntype = \"Voice\"\nprimary = {{ host = \"127.0.0.1\", port = 1 }}\ncheck = {{ interval = \"1s\" }}\n"))
         .collect();
+    let long_polling = std::env::var("BENCH_TRANSPORT").as_deref() == Ok("long-polling");
+    let transport = if long_polling {
+        "long-polling"
+    } else {
+        "WebSocket"
+    };
+    let with_faye = std::env::var("BENCH_REFERENCE").as_deref() != Ok("none");
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let backend_addr = listener.local_addr().unwrap();
@@ -210,128 +422,60 @@ async fn main() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let rss_before = rss_kib(pid);
+    // The resource as REST serves it: Faye publishes the same.
+    let resource: Value = client
+        .get(format!("http://{addr}/api/v2/services/sips1?fields=*"))
+        .basic_auth("bench", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let resource = resource["service"][0].clone();
+    assert!(resource.is_object(), "{resource}");
 
-    let (tx, mut rx) = mpsc::unbounded_channel::<Receipt>();
-    // Every subscriber logs in with Basic on its upgrade, as a script would.
-    let url = format!("ws://{addr}/api/v2/notifications");
-    let authorization = format!(
-        "Basic {}",
-        base64ct::Base64::encode_string(format!("bench:{PASSWORD}").as_bytes())
-    );
-    let connected = Arc::new(tokio::sync::Semaphore::new(0));
-    // At most this many subscribers opening at once: a load client that opens ten thousand
-    // connections in one go sends their heads later than the daemon's request timeout.
-    let opening = Arc::new(tokio::sync::Semaphore::new(500));
-    let mut tasks = Vec::new();
-    let long_polling = std::env::var("BENCH_TRANSPORT").as_deref() == Ok("long-polling");
-    for _ in 0..subscribers {
-        if long_polling {
-            tasks.push(tokio::spawn(long_poll(
-                client.clone(),
-                addr.clone(),
-                tx.clone(),
-                connected.clone(),
-                opening.clone(),
-            )));
-            continue;
-        }
-        let mut request = url.as_str().into_client_request().unwrap();
-        request
-            .headers_mut()
-            .insert("authorization", authorization.parse().unwrap());
-        let tx = tx.clone();
-        let connected = connected.clone();
-        let opening = opening.clone();
-        tasks.push(tokio::spawn(async move {
-            let permit = opening.acquire_owned().await.unwrap();
-            let (mut ws, _) = tokio_tungstenite::connect_async(request).await.expect("upgrade");
-            let handshake = json!([{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["websocket"]}]);
-            ws.send(Message::text(handshake.to_string())).await.unwrap();
-            let reply: Value = match ws.next().await { Some(Ok(Message::Text(t))) => serde_json::from_str(&t).unwrap(), other => panic!("{other:?}") };
-            let client_id = reply[0]["clientId"].as_str().unwrap().to_string();
-            let subscribe = json!([
-                {"channel":"/meta/subscribe","clientId":client_id,"subscription":"/notifications/services"},
-                {"channel":"/meta/connect","clientId":client_id,"connectionType":"websocket"}
-            ]);
-            ws.send(Message::text(subscribe.to_string())).await.unwrap();
-            drop(permit);
-            connected.add_permits(1);
-            while let Some(Ok(message)) = ws.next().await {
-                let Message::Text(text) = message else { continue };
-                // Only what is measured is read, by substring: a JSON parse of each of
-                // thousands of frames would add the client's own cost to the spread.
-                receipts(&text, &tx);
-                // The held connect was answered (at its timeout): connect again, as every
-                // Bayeux client does, or the session ends.
-                if text.contains("/meta/connect") {
-                    let connect = json!([{"channel":"/meta/connect","clientId":client_id,"connectionType":"websocket"}]);
-                    if ws.send(Message::text(connect.to_string())).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        }));
-    }
-    let started = Instant::now();
-    let _ = connected.acquire_many(subscribers as u32).await.unwrap();
-    println!(
-        "{subscribers} subscribers connected in {:?}",
-        started.elapsed()
-    );
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_after = rss_kib(pid);
-
-    let mut latencies = Vec::new();
-    let mut spreads = Vec::new();
-    for flip in 0..flips {
-        let want = if flip % 2 == 0 { "Inactive" } else { "Active" };
-        match backend.take() {
+    let ours = measure(
+        &addr,
+        pid,
+        subscribers,
+        flips,
+        long_polling,
+        |_| match backend.take() {
             Some(task) => task.abort(),
             None => {
-                let listener = TcpListener::bind(backend_addr).await.unwrap();
+                let listener = std::net::TcpListener::bind(backend_addr).unwrap();
+                listener.set_nonblocking(true).unwrap();
+                let listener = TcpListener::from_std(listener).unwrap();
                 backend = Some(tokio::spawn(accept_forever(listener)));
             }
-        }
-        let mut arrivals = Vec::with_capacity(subscribers);
-        while arrivals.len() < subscribers {
-            let receipt = tokio::time::timeout(Duration::from_secs(10), rx.recv())
-                .await
-                .expect("every subscriber hears of the change")
-                .unwrap();
-            assert_eq!(receipt.state, want);
-            latencies.push(receipt.latency);
-            arrivals.push(receipt.at);
-        }
-        let first = arrivals.iter().min().copied().unwrap();
-        spreads.extend(arrivals.iter().map(|at| *at - first));
-    }
-    let (latencies, spreads) = (sorted(latencies), sorted(spreads));
-    println!(
-        "fan-out to {subscribers} {} subscribers, {flips} changes: spread (first to each receipt of a change) p50 {:?}, p99 {:?}, max {:?}; change decided to received p50 {:?}, p99 {:?}, max {:?}",
-        if long_polling {
-            "long-polling"
-        } else {
-            "WebSocket"
         },
-        pct(&spreads, 0.50),
-        pct(&spreads, 0.99),
-        pct(&spreads, 1.0),
-        pct(&latencies, 0.50),
-        pct(&latencies, 0.99),
-        pct(&latencies, 1.0),
-    );
-    println!(
-        "daemon RSS: {rss_before} KiB idle, {rss_after} KiB with {subscribers} sessions: {:.1} KiB per idle session",
-        (rss_after.saturating_sub(rss_before)) as f64 / subscribers as f64
-    );
+    )
+    .await;
+    ours.report("servicewatch", subscribers, flips, transport);
     // Stop with every session open: each WebSocket gets a 1001 close, then the daemon exits.
     let stopping = Instant::now();
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
     let status = daemon.0.wait().expect("the daemon exits");
     println!(
-        "SIGTERM to exit with {subscribers} sessions open: {:?} (exit status {status})",
+        "servicewatch: SIGTERM to exit with {subscribers} sessions open: {:?} (exit status {status})",
         stopping.elapsed()
+    );
+
+    if !with_faye {
+        return;
+    }
+    let Some(faye) = measure_faye(&resource, subscribers, flips, long_polling).await else {
+        return;
+    };
+    faye.report("Faye", subscribers, flips, transport);
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    println!(
+        "servicewatch / Faye, same run: spread p50 {:.2}, p99 {:.2}, max {:.2}; memory per idle session {:.2}",
+        ratio(pct(&ours.spreads, 0.5), pct(&faye.spreads, 0.5)),
+        ratio(pct(&ours.spreads, 0.99), pct(&faye.spreads, 0.99)),
+        ratio(pct(&ours.spreads, 1.0), pct(&faye.spreads, 1.0)),
+        ours.per_session(subscribers) / faye.per_session(subscribers),
     );
 }
