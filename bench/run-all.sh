@@ -3,7 +3,9 @@
 # the same run. `--quick` (under 10 minutes on 2 cores) runs smaller sizes and shorter
 # windows; without it, the sizes of the table.
 #
-# Installs what it needs when run as root on Debian (wrk, nginx-light, haproxy, curl).
+# Installs what it needs when run as root on Debian (wrk, nginx-light, haproxy, curl), and
+# Faye, the fan-out's reference, with the interop tests' clients (needs Node.js and npm;
+# without them the fan-out runs alone and says so).
 # Usage: bench/run-all.sh [--quick]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +25,9 @@ if [ ${#missing[@]} -gt 0 ]; then
         exit 2
     fi
 fi
+if command -v node >/dev/null && command -v npm >/dev/null; then
+    bash tests/interop/setup.sh >/dev/null
+fi
 # Thousands of listeners and sessions: one descriptor each.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
@@ -36,10 +41,12 @@ echo "== services: start, mass outage, recovery, CPU at rest next to HAProxy"
 cargo bench --quiet --bench scale -- "${sizes[@]}" 2>/dev/null
 echo "== bursts: every service changes at once, every subscriber hears each change once"
 cargo bench --quiet --bench scale -- "${burst[@]}" 2>/dev/null
-echo "== fan-out: one change to many WebSocket subscribers"
+echo "== fan-out: one change to many WebSocket subscribers, next to Faye"
 cargo bench --quiet --bench fanout -- "${fanout[@]}" 2>/dev/null
-echo "== fan-out to long-polling subscribers"
+echo "== fan-out to long-polling subscribers, next to Faye"
 BENCH_TRANSPORT=long-polling cargo bench --quiet --bench fanout -- "${polling[@]}" 2>/dev/null
+echo "== memory at size: 10,000 services and 10,000 subscribers"
+$quick || BENCH_REFERENCE=none cargo bench --quiet --bench fanout -- 10000 6 10000 2>/dev/null
 echo "== REST: the whole list at 5,000 services next to nginx"
 SERVICES=5000 bench/services-throughput.sh "$window" 50
 echo "== REST under churn"
