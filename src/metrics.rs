@@ -66,6 +66,8 @@ pub struct Metrics {
     registry: PrometheusRegistry,
     pub probes: Family<ProbeLabels, Counter>,
     pub probe_duration: Family<InstanceLabels, Histogram>,
+    /// 1 while a server's watch connection is open (checks with `watch = true`).
+    pub watch_open: Family<InstanceLabels, Gauge>,
     pub service_state: Family<StateLabels, Gauge>,
     pub switchovers: Family<ServiceLabels, Counter>,
     pub sessions: Gauge,
@@ -104,6 +106,7 @@ impl Metrics {
         let probe_duration = Family::<InstanceLabels, Histogram>::new_with_constructor(
             (|| Histogram::new(exponential_buckets(0.0005, 2.0, 15))) as fn() -> Histogram,
         );
+        let watch_open = Family::<InstanceLabels, Gauge>::default();
         let service_state = Family::<StateLabels, Gauge>::default();
         let switchovers = Family::<ServiceLabels, Counter>::default();
         let sessions = Gauge::default();
@@ -132,6 +135,11 @@ impl Metrics {
             "probe_duration_seconds",
             "Time one probe took, connection included",
             probe_duration.clone(),
+        );
+        registry.register(
+            "watch_open",
+            "1 while the watch connection to a server (watch = true) is open",
+            watch_open.clone(),
         );
         registry.register(
             "service_state",
@@ -227,6 +235,7 @@ impl Metrics {
             registry,
             probes,
             probe_duration,
+            watch_open,
             service_state,
             switchovers,
             sessions,
@@ -293,10 +302,12 @@ impl Metrics {
                     outcome: outcome.to_string(),
                 });
             }
-            self.probe_duration.remove(&InstanceLabels {
+            let labels = InstanceLabels {
                 service: service.to_string(),
                 instance: instance.clone(),
-            });
+            };
+            self.probe_duration.remove(&labels);
+            self.watch_open.remove(&labels);
         }
     }
 

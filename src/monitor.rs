@@ -12,6 +12,15 @@
 //! One actor per server means one server's life is one actor's: a monitor that dies is
 //! restarted alone, resuming from its last reported health, and its pair partner never
 //! notices.
+//!
+//! With `watch = true`, a healthy server also has a watch connection held open to it
+//! ([`probe::watch`]). When the server closes it, the monitor probes at once, outside the
+//! schedule: a failed probe then marks the server down without waiting for `fall` (the
+//! process is gone: its kernel closed the connection and refuses new ones), a passing one
+//! (a server that closes idle connections) leaves the health alone. The watch is reopened
+//! once the server is healthy again; attempts that fail, or connections the server closes
+//! within a check interval, back off exponentially with jitter, so a restarting server is
+//! not stormed.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -20,6 +29,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use futures_util::FutureExt;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, info_span};
@@ -69,6 +79,43 @@ pub struct ServerMonitor {
     label: String,
     counters: ProbeCounters,
     span: tracing::Span,
+    watch: Watch,
+}
+
+/// A monitor's watch connection.
+#[derive(Default)]
+struct Watch {
+    /// The task opening it, holding it open, or waiting to reopen it.
+    task: Option<SpawnHandle>,
+    /// Consecutive attempts that failed or ended within a check interval.
+    failures: u32,
+}
+
+/// The longest wait before reopening a watch connection.
+const MAX_WATCH_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Holds a gauge at 1 while alive.
+struct OpenWhileHeld(Gauge);
+
+impl OpenWhileHeld {
+    fn new(gauge: Gauge) -> Self {
+        gauge.set(1);
+        OpenWhileHeld(gauge)
+    }
+}
+
+impl Drop for OpenWhileHeld {
+    fn drop(&mut self) {
+        self.0.set(0);
+    }
+}
+
+/// How a watch connection ended.
+enum WatchEnd {
+    /// It could not be opened.
+    Refused(String),
+    /// The server closed it after `lived`.
+    Closed { said: String, lived: Duration },
 }
 
 /// The metrics of one server, looked up once instead of on each probe.
@@ -77,6 +124,7 @@ struct ProbeCounters {
     degraded: Counter,
     down: Counter,
     duration: Histogram,
+    watch_open: Gauge,
 }
 
 impl ProbeCounters {
@@ -92,17 +140,21 @@ impl ProbeCounters {
                 })
                 .clone()
         };
+        let instance = InstanceLabels {
+            service: id.service.to_string(),
+            instance: id.part.metric_label(),
+        };
         ProbeCounters {
             up: counter("up"),
             degraded: counter("degraded"),
             down: counter("down"),
-            duration: metrics
-                .probe_duration
-                .get_or_create(&InstanceLabels {
-                    service: id.service.to_string(),
-                    instance: id.part.metric_label(),
-                })
-                .clone(),
+            duration: metrics.probe_duration.get_or_create(&instance).clone(),
+            // Only the servers watched have the gauge.
+            watch_open: if id.spec.check.watch {
+                metrics.watch_open.get_or_create(&instance).clone()
+            } else {
+                Gauge::default()
+            },
         }
     }
 
@@ -141,6 +193,7 @@ impl ServerMonitor {
             probe_slots,
             label,
             span,
+            watch: Watch::default(),
         }
     }
 
@@ -149,9 +202,19 @@ impl ServerMonitor {
     }
 
     fn probe(&mut self, ctx: &mut Context<Self>) {
+        ctx.spawn(self.probing().into_actor(self).map(|report, act, ctx| {
+            act.observe(report, None, ctx);
+            let schedule = act.id.spec.check.schedule;
+            let delay = schedule.jittered(schedule.base_delay(&act.tracker), fastrand::f64());
+            act.schedule_probe(delay, ctx);
+        }));
+    }
+
+    /// One probe of the server, once a slot of the global limit is free.
+    fn probing(&self) -> impl Future<Output = ProbeReport> + 'static {
         let spec = self.id.spec.clone();
         let slots = self.probe_slots.clone();
-        let probing = async move {
+        async move {
             // The semaphore is never closed, so acquiring only waits.
             let _slot = slots.acquire_owned().await;
             let check = &spec.check;
@@ -166,24 +229,92 @@ impl ServerMonitor {
                     detail: "the probe panicked".to_string(),
                     elapsed: Duration::ZERO,
                 })
-        };
-        ctx.spawn(probing.into_actor(self).map(|report, act, ctx| {
-            act.observe(report);
-            let schedule = act.id.spec.check.schedule;
-            let delay = schedule.jittered(schedule.base_delay(&act.tracker), fastrand::f64());
-            act.schedule_probe(delay, ctx);
-        }));
+        }
     }
 
-    /// Feeds one probe report into the server's health; reports a change.
-    fn observe(&mut self, report: ProbeReport) {
+    /// Opens the watch connection if the check asks for one, the server is healthy and
+    /// none is open or pending; after failures, later.
+    fn keep_watch(&mut self, ctx: &mut Context<Self>) {
+        let check = &self.id.spec.check;
+        if !check.watch || self.watch.task.is_some() || !self.tracker.health().is_healthy() {
+            return;
+        }
+        let interval = check.schedule.interval;
+        let delay = match self.watch.failures {
+            0 => Duration::ZERO,
+            n => {
+                let base = interval
+                    .saturating_mul(1 << (n - 1).min(10))
+                    .min(MAX_WATCH_BACKOFF);
+                // At least a quarter of the jitter window either way: reopening servers
+                // must not all come back in the same instant.
+                base.mul_f64(1.0 + check.schedule.jitter.max(0.25) * (fastrand::f64() - 0.5) * 2.0)
+            }
+        };
+        let spec = self.id.spec.clone();
+        let gauge = self.counters.watch_open.clone();
+        let watching = async move {
+            tokio::time::sleep(delay).await;
+            let check = &spec.check;
+            match probe::watch::open(&spec.target, check.timeout, check.schedule.interval).await {
+                Err(why) => WatchEnd::Refused(why),
+                Ok(stream) => {
+                    let opened = std::time::Instant::now();
+                    // Back to 0 however this ends, the monitor stopping included.
+                    let _open = OpenWhileHeld::new(gauge);
+                    let said = probe::watch::closed(stream, &spec.target).await;
+                    WatchEnd::Closed {
+                        said,
+                        lived: opened.elapsed(),
+                    }
+                }
+            }
+        };
+        self.watch.task = Some(ctx.spawn(watching.into_actor(self).map(|end, act, ctx| {
+            act.watch.task = None;
+            let _entered = act.span.clone().entered();
+            match end {
+                WatchEnd::Refused(why) => {
+                    act.watch.failures += 1;
+                    debug!(instance = %act.label, failures = act.watch.failures, "watch connection not opened: {why}");
+                    act.keep_watch(ctx);
+                }
+                WatchEnd::Closed { said, lived } => {
+                    if lived < act.id.spec.check.schedule.interval {
+                        act.watch.failures += 1;
+                    } else {
+                        act.watch.failures = 0;
+                    }
+                    debug!(instance = %act.label, ?lived, "{said}; probing at once");
+                    ctx.spawn(act.probing().into_actor(act).map(move |report, act, ctx| {
+                        act.observe(report, Some(&said), ctx);
+                    }));
+                }
+            }
+        })));
+    }
+
+    /// Feeds one probe report into the server's health; reports a change. `watch_closed`:
+    /// what the server's watch connection saw, when this probe was made because it closed.
+    fn observe(
+        &mut self,
+        report: ProbeReport,
+        watch_closed: Option<&str>,
+        ctx: &mut Context<Self>,
+    ) {
         let _entered = self.span.clone().entered();
         self.counters.count(&report);
         let before = self.tracker.health();
-        let changed = self.tracker.observe(report.outcome);
+        let changed = match (watch_closed, report.outcome) {
+            (Some(_), ProbeOutcome::Down) => self.tracker.confirm_down(),
+            _ => self.tracker.observe(report.outcome),
+        };
         let label = &self.label;
         let check = self.id.spec.check.kind.name();
-        let saw = &report.detail;
+        let saw = match watch_closed {
+            Some(watch) => format!("{} (probed at once: {watch})", report.detail),
+            None => report.detail.clone(),
+        };
         match changed {
             Some(after) if before != Health::Unknown => info!(
                 instance = %label, check, from = %before, to = %after, saw = %saw,
@@ -206,6 +337,7 @@ impl ServerMonitor {
                 reason: format!("{label}: {check} check {saw}"),
             });
         }
+        self.keep_watch(ctx);
     }
 }
 

@@ -71,6 +71,7 @@ mod tests {
             },
             check: Check {
                 kind: CheckKind::Tcp,
+                watch: false,
                 timeout: Duration::from_secs(1),
                 rise: 1,
                 fall: 1,

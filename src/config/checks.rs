@@ -41,6 +41,7 @@ impl CheckSection {
                 .clone()
                 .or_else(|| under.expect_body.clone()),
             command: self.command.clone().or_else(|| under.command.clone()),
+            watch: self.watch.or(under.watch),
         }
     }
 
@@ -132,6 +133,7 @@ impl CheckSection {
         };
         Ok(Check {
             kind,
+            watch: c.watch.unwrap_or(false),
             timeout,
             rise,
             fall,

@@ -185,6 +185,7 @@ pub struct CheckSection {
     pub expect_status: Option<Vec<u16>>,
     pub expect_body: Option<String>,
     pub command: Option<Vec<String>>,
+    pub watch: Option<bool>,
 }
 
 /// The check kinds, as written in `kind = "..."`.

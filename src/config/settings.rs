@@ -172,7 +172,7 @@ check = { kind = "tcp", interval = "1s" }
 
     #[test]
     fn layers_check_settings() {
-        let text = format!("[checks]\nrise = 4\ntimeout = \"2s\"\n{PAIR}");
+        let text = format!("[checks]\nrise = 4\ntimeout = \"2s\"\nwatch = true\n{PAIR}");
         let s = load(&text).unwrap();
         let svc = &s.services[0];
         assert_eq!(svc.name, "SIPS1");
@@ -187,6 +187,7 @@ check = { kind = "tcp", interval = "1s" }
         assert_eq!(primary.rise, 4);
         assert_eq!(primary.fall, DEFAULT_FALL);
         assert_eq!(primary.schedule.fast_interval, Duration::from_millis(500));
+        assert!(primary.watch, "the default layer's watch applies");
         let backup = &svc.pair.backup.as_ref().unwrap().check;
         assert_eq!(
             backup.timeout,

@@ -138,6 +138,16 @@ impl HealthTracker {
         }
         (self.health != before).then_some(self.health)
     }
+
+    /// A failure beyond doubt (the instance closed its watch connection and a probe right
+    /// after failed): down now, whatever `fall` says; recovery still takes `rise`. Returns
+    /// the new health when it changed.
+    pub fn confirm_down(&mut self) -> Option<Health> {
+        let before = self.health;
+        self.health = Health::Down;
+        self.streak = 0;
+        (before != Health::Down).then_some(Health::Down)
+    }
 }
 
 /// The intervals of one check.
@@ -192,6 +202,17 @@ mod tests {
 
     fn feed(tracker: &mut HealthTracker, outcomes: &[ProbeOutcome]) -> Vec<Option<Health>> {
         outcomes.iter().map(|o| tracker.observe(*o)).collect()
+    }
+
+    #[test]
+    fn a_confirmed_failure_is_down_at_once_and_recovery_still_takes_rise() {
+        let mut t = HealthTracker::new(2, 3);
+        assert_eq!(t.observe(ProbeOutcome::Up), Some(Health::Up));
+        assert_eq!(t.observe(ProbeOutcome::Down), None, "one failure of three");
+        assert_eq!(t.confirm_down(), Some(Health::Down), "no waiting for fall");
+        assert_eq!(t.confirm_down(), None, "already down");
+        assert_eq!(t.observe(ProbeOutcome::Up), None, "one success of two");
+        assert_eq!(t.observe(ProbeOutcome::Up), Some(Health::Up));
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod cql;
 pub mod exec;
 pub mod http;
 pub mod tcp;
+pub mod watch;
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -17,6 +18,9 @@ use crate::domain::text::one_line;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Check {
     pub kind: CheckKind,
+    /// Hold a connection open to the instance between probes and probe at once when it
+    /// closes ([`watch`]).
+    pub watch: bool,
     /// Bound on one probe, connection included.
     pub timeout: Duration,
     /// Consecutive successes for a down instance to count as up.
