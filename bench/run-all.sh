@@ -33,8 +33,10 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 if $quick; then
     sizes=(500 2000); burst=(500 subscribers=500); fanout=(2000 10); polling=(500 10); window=5s
+    kills=(20 5)
 else
     sizes=(500 1000 2000 5000 10000); burst=(1000 subscribers=1000); fanout=(10000 20); polling=(2000 10); window=10s
+    kills=(100 20)
 fi
 
 echo "== services: start, mass outage, recovery, CPU at rest next to HAProxy"
@@ -47,6 +49,8 @@ echo "== fan-out to long-polling subscribers, next to Faye"
 BENCH_TRANSPORT=long-polling cargo bench --quiet --bench fanout -- "${polling[@]}" 2>/dev/null
 echo "== memory at size: 10,000 services and 10,000 subscribers"
 $quick || BENCH_REFERENCE=none cargo bench --quiet --bench fanout -- 10000 6 10000 2>/dev/null
+echo "== detection: a backend's death heard by a subscriber, watched and not"
+cargo bench --quiet --bench detection -- "${kills[@]}" 2>/dev/null
 echo "== REST: the whole list at 5,000 services next to nginx"
 SERVICES=5000 bench/services-throughput.sh "$window" 50
 echo "== REST under churn"

@@ -89,6 +89,11 @@ struct Watch {
     task: Option<SpawnHandle>,
     /// Consecutive attempts that failed or ended within a check interval.
     failures: u32,
+    /// The server closed the watch and the probe made at once passed: what the close said.
+    /// A dying process's kernel closes its connections and its listener a moment apart, so
+    /// that probe can still be answered; if reopening the watch is then refused, that is
+    /// the death, probed again at once.
+    recheck: Option<String>,
 }
 
 /// The longest wait before reopening a watch connection.
@@ -274,11 +279,19 @@ impl ServerMonitor {
             act.watch.task = None;
             let _entered = act.span.clone().entered();
             match end {
-                WatchEnd::Refused(why) => {
-                    act.watch.failures += 1;
-                    debug!(instance = %act.label, failures = act.watch.failures, "watch connection not opened: {why}");
-                    act.keep_watch(ctx);
-                }
+                WatchEnd::Refused(why) => match act.watch.recheck.take() {
+                    Some(said) => {
+                        debug!(instance = %act.label, "{said}, and reopening it failed: {why}; probing again at once");
+                        // Once: if this probe passes too, reopening backs off as usual.
+                        act.watch.failures += 1;
+                        act.probe_at_once(format!("{said}, then {why}"), ctx);
+                    }
+                    None => {
+                        act.watch.failures += 1;
+                        debug!(instance = %act.label, failures = act.watch.failures, "watch connection not opened: {why}");
+                        act.keep_watch(ctx);
+                    }
+                },
                 WatchEnd::Closed { said, lived } => {
                     if lived < act.id.spec.check.schedule.interval {
                         act.watch.failures += 1;
@@ -286,12 +299,25 @@ impl ServerMonitor {
                         act.watch.failures = 0;
                     }
                     debug!(instance = %act.label, ?lived, "{said}; probing at once");
-                    ctx.spawn(act.probing().into_actor(act).map(move |report, act, ctx| {
-                        act.observe(report, Some(&said), ctx);
-                    }));
+                    act.watch.recheck = None;
+                    act.probe_at_once(said, ctx);
                 }
             }
         })));
+    }
+
+    /// Probes now, outside the schedule, because the watch connection closed (`said`).
+    fn probe_at_once(&mut self, said: String, ctx: &mut Context<Self>) {
+        ctx.spawn(
+            self.probing()
+                .into_actor(self)
+                .map(move |report, act, ctx| {
+                    if report.outcome != ProbeOutcome::Down && act.watch.failures == 0 {
+                        act.watch.recheck = Some(said.clone());
+                    }
+                    act.observe(report, Some(&said), ctx);
+                }),
+        );
     }
 
     /// Feeds one probe report into the server's health; reports a change. `watch_closed`:

@@ -1,0 +1,216 @@
+//! Detection: how long after a backend's process dies a WebSocket subscriber hears that its
+//! service is `Inactive`, with the backend watched (`watch = true`) and without.
+//!
+//! The release daemon runs as a process of its own, checking one backend every 2 s (timeout
+//! 1 s, rise = fall = 1; `down_interval` 100 ms so that each recovery is quick). The backend
+//! is a loopback listener of this bench that keeps every connection it accepts; "killing"
+//! it closes the listener and every connection at once, as the kernel does when a process
+//! dies. Each kill is timed from just before the close to the subscriber's receipt of the
+//! `Inactive` message; then the backend listens again and the bench waits for `Active`
+//! (and, watched, for the watch connection to have lived a whole interval, so that it is
+//! reopened at once after the next recovery instead of backing off).
+//!
+//! `cargo bench --bench detection [-- KILLS [UNWATCHED_KILLS]]` (defaults: 100 and 20;
+//! unwatched, each kill waits up to an interval for the next probe).
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use base64ct::Encoding;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+#[allow(dead_code)]
+#[path = "../tests/common/process.rs"]
+mod process;
+
+/// The bench user's password (made up for this run).
+const PASSWORD: &str = "detection-bench-password";
+/// The check's interval, as the scale issue's target has it.
+const INTERVAL: Duration = Duration::from_secs(2);
+
+/// A backend that keeps every connection it accepts until it is killed.
+struct Backend {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Backend {
+    async fn start(addr: SocketAddr) -> Backend {
+        let listener = TcpListener::bind(addr).await.expect("bind the backend");
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counting = accepted.clone();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                counting.fetch_add(1, Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+        Backend {
+            addr,
+            accepted,
+            task: Some(task),
+        }
+    }
+
+    /// Closes the listener and every connection it holds, as a dying process's kernel does.
+    async fn kill(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+/// One Bayeux WebSocket subscriber to `/notifications/services`.
+struct Subscriber {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    client_id: String,
+}
+
+impl Subscriber {
+    async fn open(addr: &str) -> Subscriber {
+        let mut request = format!("ws://{addr}/api/v2/notifications")
+            .into_client_request()
+            .unwrap();
+        let basic = base64ct::Base64::encode_string(format!("bench:{PASSWORD}").as_bytes());
+        request
+            .headers_mut()
+            .insert("authorization", format!("Basic {basic}").parse().unwrap());
+        let (mut ws, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("upgrade");
+        let handshake = json!([{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["websocket"]}]);
+        ws.send(Message::text(handshake.to_string())).await.unwrap();
+        let reply: Value = match ws.next().await {
+            Some(Ok(Message::Text(t))) => serde_json::from_str(&t).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        let client_id = reply[0]["clientId"].as_str().unwrap().to_string();
+        let subscribe = json!([
+            {"channel":"/meta/subscribe","clientId":client_id,"subscription":"/notifications/services"},
+            {"channel":"/meta/connect","clientId":client_id,"connectionType":"websocket"}
+        ]);
+        ws.send(Message::text(subscribe.to_string())).await.unwrap();
+        Subscriber { ws, client_id }
+    }
+
+    /// Reads until a message says the service is `state`; when it arrived.
+    async fn until(&mut self, state: &str) -> Instant {
+        let wanted = format!("\"state\":\"{state}\"");
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("no {state} within 30 s"));
+            let Some(Ok(Message::Text(text))) = frame else {
+                continue;
+            };
+            let at = Instant::now();
+            if text.contains("/meta/connect") {
+                let connect = json!([{"channel":"/meta/connect","clientId":self.client_id,"connectionType":"websocket"}]);
+                self.ws
+                    .send(Message::text(connect.to_string()))
+                    .await
+                    .unwrap();
+            }
+            if text.contains("/notifications/services") && text.contains(&wanted) {
+                return at;
+            }
+        }
+    }
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+/// Kills the backend `kills` times; the times to the subscriber's receipt of `Inactive`,
+/// sorted.
+async fn measure(watch: bool, kills: usize) -> Vec<Duration> {
+    let mut backend = Backend::start(SocketAddr::from(([127, 0, 0, 1], 0))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("detection.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nenabled = false\n[[contact_center]]\nid = \"cc\"\nfeatures = [\"api-voice\"]\n[[user]]\nname = \"bench\"\npassword = \"{hash}\"\nroles = [\"supervisor\"]\ncontact_center = \"cc\"\n[[service]]\nid = \"sips1\"\ntype = \"Voice\"\nprimary = {{ host = \"127.0.0.1\", port = {port} }}\ncheck = {{ interval = \"{interval}s\", down_interval = \"100ms\", timeout = \"1s\", rise = 1, fall = 1, watch = {watch} }}\n",
+            port = backend.addr.port(),
+            interval = INTERVAL.as_secs(),
+            hash = servicewatch::password::hash(PASSWORD).unwrap(),
+        ),
+    )
+    .unwrap();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_servicewatch"))
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the daemon");
+    let (addr, _, log) = process::read_until_listening(daemon.stderr.take().unwrap());
+    let _daemon = process::Reaped(daemon);
+    std::thread::spawn(move || for _ in log {});
+
+    let mut subscriber = Subscriber::open(&addr).await;
+    let mut took = Vec::with_capacity(kills);
+    for _ in 0..kills {
+        if watch {
+            // The watch connection open, and old enough to be reopened at once next time.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while backend.accepted.load(Ordering::SeqCst) == 0 {
+                assert!(Instant::now() < deadline, "no watch connection within 30 s");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            tokio::time::sleep(INTERVAL + Duration::from_millis(100)).await;
+        } else {
+            // Anywhere in the probe cycle, as a real death is.
+            tokio::time::sleep(INTERVAL.mul_f64(fastrand::f64())).await;
+        }
+        let killed = Instant::now();
+        backend.kill().await;
+        let heard = subscriber.until("Inactive").await;
+        took.push(heard - killed);
+        backend = Backend::start(backend.addr).await;
+        subscriber.until("Active").await;
+    }
+    took.sort();
+    took
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let kills = args.first().copied().unwrap_or(100);
+    let unwatched_kills = args.get(1).copied().unwrap_or(20);
+    let watched = measure(true, kills).await;
+    let unwatched = measure(false, unwatched_kills).await;
+    for (name, took) in [("watched", &watched), ("unwatched", &unwatched)] {
+        println!(
+            "{name}: {} kills, a dead backend heard of by a WebSocket subscriber after p50 {:?}, p99 {:?}, max {:?} (probes every {INTERVAL:?})",
+            took.len(),
+            pct(took, 0.5),
+            pct(took, 0.99),
+            pct(took, 1.0),
+        );
+    }
+    println!(
+        "watched / unwatched, same run: p50 {:.4}, p99 {:.4}",
+        pct(&watched, 0.5).as_secs_f64() / pct(&unwatched, 0.5).as_secs_f64(),
+        pct(&watched, 0.99).as_secs_f64() / pct(&unwatched, 0.99).as_secs_f64(),
+    );
+}
