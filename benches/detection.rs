@@ -19,17 +19,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use base64ct::Encoding;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 #[allow(dead_code)]
 #[path = "../tests/common/process.rs"]
 mod process;
+#[path = "common/subscriber.rs"]
+mod subscriber;
 
 /// The bench user's password (made up for this run).
 const PASSWORD: &str = "detection-bench-password";
@@ -74,36 +73,13 @@ impl Backend {
 
 /// One Bayeux WebSocket subscriber to `/notifications/services`.
 struct Subscriber {
-    ws: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
+    ws: subscriber::Ws,
     client_id: String,
 }
 
 impl Subscriber {
     async fn open(addr: &str) -> Subscriber {
-        let mut request = format!("ws://{addr}/api/v2/notifications")
-            .into_client_request()
-            .unwrap();
-        let basic = base64ct::Base64::encode_string(format!("bench:{PASSWORD}").as_bytes());
-        request
-            .headers_mut()
-            .insert("authorization", format!("Basic {basic}").parse().unwrap());
-        let (mut ws, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .expect("upgrade");
-        let handshake = json!([{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["websocket"]}]);
-        ws.send(Message::text(handshake.to_string())).await.unwrap();
-        let reply: Value = match ws.next().await {
-            Some(Ok(Message::Text(t))) => serde_json::from_str(&t).unwrap(),
-            other => panic!("{other:?}"),
-        };
-        let client_id = reply[0]["clientId"].as_str().unwrap().to_string();
-        let subscribe = json!([
-            {"channel":"/meta/subscribe","clientId":client_id,"subscription":"/notifications/services"},
-            {"channel":"/meta/connect","clientId":client_id,"connectionType":"websocket"}
-        ]);
-        ws.send(Message::text(subscribe.to_string())).await.unwrap();
+        let (ws, client_id) = subscriber::open(addr, "bench", PASSWORD, false).await;
         Subscriber { ws, client_id }
     }
 
@@ -119,9 +95,8 @@ impl Subscriber {
             };
             let at = Instant::now();
             if text.contains("/meta/connect") {
-                let connect = json!([{"channel":"/meta/connect","clientId":self.client_id,"connectionType":"websocket"}]);
                 self.ws
-                    .send(Message::text(connect.to_string()))
+                    .send(subscriber::connect(&self.client_id))
                     .await
                     .unwrap();
             }

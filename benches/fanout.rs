@@ -16,18 +16,17 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use base64ct::Encoding;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 #[allow(dead_code)]
 #[path = "../tests/common/process.rs"]
 mod process;
+#[path = "common/subscriber.rs"]
+mod subscriber;
 
 /// The bench user's password (made up for this run).
 const PASSWORD: &str = "fanout-bench-password";
@@ -200,11 +199,6 @@ async fn measure(
     let (tx, mut rx) = mpsc::unbounded_channel::<Receipt>();
     let client = reqwest::Client::new();
     // Every subscriber logs in with Basic on its upgrade, as a script would.
-    let url = format!("ws://{addr}/api/v2/notifications");
-    let authorization = format!(
-        "Basic {}",
-        base64ct::Base64::encode_string(format!("bench:{PASSWORD}").as_bytes())
-    );
     let connected = Arc::new(tokio::sync::Semaphore::new(0));
     // At most this many subscribers opening at once: a load client that opens ten thousand
     // connections in one go sends their heads later than the daemon's request timeout.
@@ -220,35 +214,13 @@ async fn measure(
             ));
             continue;
         }
-        let mut request = url.as_str().into_client_request().unwrap();
-        request
-            .headers_mut()
-            .insert("authorization", authorization.parse().unwrap());
+        let addr = addr.to_string();
         let tx = tx.clone();
         let connected = connected.clone();
         let opening = opening.clone();
         tokio::spawn(async move {
             let permit = opening.acquire_owned().await.unwrap();
-            // tungstenite zeroes its whole read buffer (128 KiB by default) before each
-            // read: at ten thousand connections that memset was the largest cost of the
-            // bench, larger than the server's. A frame here is well under 4 KiB.
-            let config = WebSocketConfig::default().read_buffer_size(4096);
-            let (mut ws, _) =
-                tokio_tungstenite::connect_async_with_config(request, Some(config), true)
-                    .await
-                    .expect("upgrade");
-            let handshake = json!([{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["websocket"]}]);
-            ws.send(Message::text(handshake.to_string())).await.unwrap();
-            let reply: Value = match ws.next().await {
-                Some(Ok(Message::Text(t))) => serde_json::from_str(&t).unwrap(),
-                other => panic!("{other:?}"),
-            };
-            let client_id = reply[0]["clientId"].as_str().unwrap().to_string();
-            let subscribe = json!([
-                {"channel":"/meta/subscribe","clientId":client_id,"subscription":"/notifications/services"},
-                {"channel":"/meta/connect","clientId":client_id,"connectionType":"websocket"}
-            ]);
-            ws.send(Message::text(subscribe.to_string())).await.unwrap();
+            let (mut ws, client_id) = subscriber::open(&addr, "bench", PASSWORD, false).await;
             drop(permit);
             connected.add_permits(1);
             while let Some(Ok(message)) = ws.next().await {
@@ -260,11 +232,10 @@ async fn measure(
                 receipts(&text, &tx);
                 // The held connect was answered (at its timeout): connect again, as every
                 // Bayeux client does, or the session ends.
-                if text.contains("/meta/connect") {
-                    let connect = json!([{"channel":"/meta/connect","clientId":client_id,"connectionType":"websocket"}]);
-                    if ws.send(Message::text(connect.to_string())).await.is_err() {
-                        break;
-                    }
+                if text.contains("/meta/connect")
+                    && ws.send(subscriber::connect(&client_id)).await.is_err()
+                {
+                    break;
                 }
             }
         });

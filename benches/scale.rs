@@ -18,17 +18,17 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64ct::Encoding;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 #[allow(dead_code)]
 #[path = "../tests/common/process.rs"]
 mod process;
+#[path = "common/subscriber.rs"]
+mod subscriber;
 
 use process::Reaped;
 
@@ -164,31 +164,8 @@ type Heard = Arc<Mutex<Vec<Listener>>>;
 
 /// Opens subscriber number `index` of `heard`.
 async fn subscribe(addr: &str, heard: Heard, index: usize) {
-    let mut request = format!("ws://{addr}/api/v2/notifications")
-        .into_client_request()
-        .unwrap();
-    let basic = base64ct::Base64::encode_string(format!("bench:{PASSWORD}").as_bytes());
-    request
-        .headers_mut()
-        .insert("authorization", format!("Basic {basic}").parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .expect("upgrade");
-    let handshake = json!([{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["websocket"]}]);
-    ws.send(Message::text(handshake.to_string())).await.unwrap();
-    let reply: Value = match ws.next().await {
-        Some(Ok(Message::Text(t))) => serde_json::from_str(&t).unwrap(),
-        other => panic!("{other:?}"),
-    };
-    let client_id = reply[0]["clientId"].as_str().unwrap().to_string();
-    let connect =
-        json!([{"channel":"/meta/connect","clientId":client_id,"connectionType":"websocket"}])
-            .to_string();
-    let subscribe = json!([
-        {"channel":"/meta/subscribe","clientId":client_id,"subscription":"/notifications/services","ext":{"snapshot":true}},
-        {"channel":"/meta/connect","clientId":client_id,"connectionType":"websocket"}
-    ]);
-    ws.send(Message::text(subscribe.to_string())).await.unwrap();
+    let (mut ws, client_id) = subscriber::open(addr, "bench", PASSWORD, true).await;
+    let connect = subscriber::connect(&client_id);
     tokio::spawn(async move {
         while let Some(Ok(message)) = ws.next().await {
             let Message::Text(text) = message else {
@@ -216,7 +193,7 @@ async fn subscribe(addr: &str, heard: Heard, index: usize) {
                 }
             }
             if reconnect {
-                let _ = ws.send(Message::text(connect.clone())).await;
+                let _ = ws.send(connect.clone()).await;
             }
         }
         heard.lock().unwrap()[index].closed = true;
