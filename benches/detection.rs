@@ -14,7 +14,6 @@
 //! unwatched, each kill waits up to an interval for the next probe).
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -115,30 +114,14 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 /// sorted.
 async fn measure(watch: bool, kills: usize) -> Vec<Duration> {
     let mut backend = Backend::start(SocketAddr::from(([127, 0, 0, 1], 0))).await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("detection.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nenabled = false\n[[contact_center]]\nid = \"cc\"\nfeatures = [\"api-voice\"]\n[[user]]\nname = \"bench\"\npassword = \"{hash}\"\nroles = [\"supervisor\"]\ncontact_center = \"cc\"\n[[service]]\nid = \"sips1\"\ntype = \"Voice\"\nprimary = {{ host = \"127.0.0.1\", port = {port} }}\ncheck = {{ interval = \"{interval}s\", down_interval = \"100ms\", timeout = \"1s\", rise = 1, fall = 1, watch = {watch} }}\n",
-            port = backend.addr.port(),
-            interval = INTERVAL.as_secs(),
-            hash = servicewatch::password::hash(PASSWORD).unwrap(),
-        ),
-    )
-    .unwrap();
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_servicewatch"))
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the daemon");
-    let (addr, _, log) = process::read_until_listening(daemon.stderr.take().unwrap());
-    let _daemon = process::Reaped(daemon);
-    std::thread::spawn(move || for _ in log {});
+    let daemon = process::DaemonProcess::spawn(&format!(
+        "[[contact_center]]\nid = \"cc\"\nfeatures = [\"api-voice\"]\n[[user]]\nname = \"bench\"\npassword = \"{hash}\"\nroles = [\"supervisor\"]\ncontact_center = \"cc\"\n[[service]]\nid = \"sips1\"\ntype = \"Voice\"\nprimary = {{ host = \"127.0.0.1\", port = {port} }}\ncheck = {{ interval = \"{interval}s\", down_interval = \"100ms\", timeout = \"1s\", rise = 1, fall = 1, watch = {watch} }}\n",
+        port = backend.addr.port(),
+        interval = INTERVAL.as_secs(),
+        hash = servicewatch::password::hash(PASSWORD).unwrap(),
+    ));
 
-    let mut subscriber = Subscriber::open(&addr).await;
+    let mut subscriber = Subscriber::open(&daemon.addr).await;
     let mut took = Vec::with_capacity(kills);
     for _ in 0..kills {
         if watch {

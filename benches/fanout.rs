@@ -346,30 +346,14 @@ async fn main() {
     let backend_addr = listener.local_addr().unwrap();
     let mut backend = Some(tokio::spawn(accept_forever(listener)));
 
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("fanout.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nenabled = false\n[notifications]\nmax_sessions = {sessions}\nmax_sessions_per_user = {sessions}\n[[contact_center]]\nid = \"cc\"\nfeatures = [\"api-voice\"]\n[[user]]\nname = \"bench\"\npassword = \"{hash}\"\nroles = [\"supervisor\"]\ncontact_center = \"cc\"\n[[service]]\nid = \"sips1\"\ntype = \"Voice\"\nprimary = {{ host = \"127.0.0.1\", port = {port} }}\ncheck = {{ interval = \"100ms\", fast_interval = \"50ms\", rise = 1, fall = 1, jitter = 0.0 }}\n{extra_services}",
-            sessions = subscribers + 100,
-            port = backend_addr.port(),
-            hash = servicewatch::password::hash(PASSWORD).unwrap(),
-        ),
-    )
-    .unwrap();
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_servicewatch"))
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the daemon");
-    let pid = daemon.id();
-    let (addr, _, log) = process::read_until_listening(daemon.stderr.take().unwrap());
-    let mut daemon = process::Reaped(daemon);
-    // Keep draining the log so the daemon never blocks on a full pipe.
-    std::thread::spawn(move || for _ in log {});
+    let mut daemon = process::DaemonProcess::spawn(&format!(
+        "[notifications]\nmax_sessions = {sessions}\nmax_sessions_per_user = {sessions}\n[[contact_center]]\nid = \"cc\"\nfeatures = [\"api-voice\"]\n[[user]]\nname = \"bench\"\npassword = \"{hash}\"\nroles = [\"supervisor\"]\ncontact_center = \"cc\"\n[[service]]\nid = \"sips1\"\ntype = \"Voice\"\nprimary = {{ host = \"127.0.0.1\", port = {port} }}\ncheck = {{ interval = \"100ms\", fast_interval = \"50ms\", rise = 1, fall = 1, jitter = 0.0 }}\n{extra_services}",
+        sessions = subscribers + 100,
+        port = backend_addr.port(),
+        hash = servicewatch::password::hash(PASSWORD).unwrap(),
+    ));
+    let pid = daemon.child.id();
+    let addr = daemon.addr.clone();
     // Every service listed: probed once, its first state announced before anyone listens.
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -428,7 +412,7 @@ async fn main() {
     let stopping = Instant::now();
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-    let status = daemon.0.wait().expect("the daemon exits");
+    let status = daemon.child.wait().expect("the daemon exits");
     println!(
         "servicewatch: SIGTERM to exit with {subscribers} sessions open: {:?} (exit status {status})",
         stopping.elapsed()
