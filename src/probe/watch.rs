@@ -64,13 +64,19 @@ mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
 
-    #[tokio::test]
-    async fn a_watch_connection_ends_when_its_peer_closes_and_drops_what_it_is_sent() {
+    /// A listener on a free loopback port, and the target naming it.
+    async fn listening() -> (tokio::net::TcpListener, Target) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let target = Target {
             host: "127.0.0.1".into(),
             port: listener.local_addr().unwrap().port(),
         };
+        (listener, target)
+    }
+
+    #[tokio::test]
+    async fn a_watch_connection_ends_when_its_peer_closes_and_drops_what_it_is_sent() {
+        let (listener, target) = listening().await;
         let watch = open(&target, Duration::from_secs(1), Duration::from_secs(2))
             .await
             .unwrap();
@@ -96,11 +102,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_watch_says_so() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let target = Target {
-            host: "127.0.0.1".into(),
-            port: listener.local_addr().unwrap().port(),
-        };
+        let (listener, target) = listening().await;
         drop(listener);
         let refused = open(&target, Duration::from_secs(1), Duration::from_secs(2))
             .await

@@ -174,28 +174,19 @@ impl Handler<Offer> for Hub {
 mod tests {
     use super::*;
 
-    /// Passes on what it is sent.
-    struct Heard(tokio::sync::mpsc::UnboundedSender<String>);
+    use crate::registry::tests::Heard;
 
-    impl Actor for Heard {
-        type Context = Context<Self>;
-    }
-
-    impl Handler<Delivery> for Heard {
-        type Result = ();
-
-        fn handle(&mut self, msg: Delivery, _ctx: &mut Self::Context) {
-            let text = match msg {
-                Delivery::Message(m) => String::from_utf8_lossy(&m).into_owned(),
-                Delivery::Messages(all) => all
-                    .iter()
-                    .map(|m| String::from_utf8_lossy(m).into_owned())
-                    .collect::<Vec<_>>()
-                    .join("+"),
-                Delivery::Snapshot(all) => format!("snapshot of {}", all.len()),
-                Delivery::SlowConsumer => "slow".into(),
-            };
-            let _ = self.0.send(text);
+    /// What a delivery carried, as the test compares it.
+    fn text(delivery: Delivery) -> String {
+        match delivery {
+            Delivery::Message(m) => String::from_utf8_lossy(&m).into_owned(),
+            Delivery::Messages(all) => all
+                .iter()
+                .map(|m| String::from_utf8_lossy(m).into_owned())
+                .collect::<Vec<_>>()
+                .join("+"),
+            Delivery::Snapshot(all) => format!("snapshot of {}", all.len()),
+            Delivery::SlowConsumer => "slow".into(),
         }
     }
 
@@ -232,12 +223,12 @@ mod tests {
         hub.do_send(publish("after", "api-voice"));
         let mut heard = Vec::new();
         while heard.len() < 2 {
-            heard.push(
+            heard.push(text(
                 tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
                     .await
                     .expect("the session hears")
                     .unwrap(),
-            );
+            ));
         }
         assert_eq!(heard, ["snapshot of 2", "voice+voice again"]);
         // Nothing after leaving, and nothing it does not see (the stand-in ends once the

@@ -72,8 +72,8 @@ async fn a_monitor_that_panics_is_restarted_alone() {
     assert!(same.connected() && partner.connected());
 }
 
-/// A subscribed session stand-in that passes on what it is sent.
-struct Heard(tokio::sync::mpsc::UnboundedSender<Delivery>);
+/// A subscribed session stand-in that passes on what it is sent (the hub's tests use it too).
+pub(super) struct Heard(pub(super) tokio::sync::mpsc::UnboundedSender<Delivery>);
 
 impl Actor for Heard {
     type Context = Context<Self>;
