@@ -885,9 +885,16 @@ async fn subscribers_converge_on_rest_after_a_storm_of_faults_and_reloads() {
             .unwrap_or(0.0)
     };
     let slow_dropped = counter("servicewatch_slow_consumers_total");
+    // Besides those, only a session a reconnecting subscriber left behind may be counted:
+    // one whose disconnect was lost keeps queueing changes for nobody until its queue fills.
+    let left_behind: usize = reconnecting
+        .iter()
+        .map(|l| l.lock().unwrap().sessions.len().saturating_sub(1))
+        .sum();
     assert!(
-        (closed_slow..=closed_slow + closed_unexplained).contains(&slow_dropped),
-        "seed {seed}: slow consumers counted: {slow_dropped}, closed as such: {closed_slow} (and {closed_unexplained} by the kernel); no other may be"
+        (closed_slow..=closed_slow + closed_unexplained + left_behind as f64)
+            .contains(&slow_dropped),
+        "seed {seed}: slow consumers counted: {slow_dropped}, closed as such: {closed_slow} (and {closed_unexplained} by the kernel, {left_behind} sessions left behind by reconnects); no other may be"
     );
 
     // Everyone leaves; the daemon is back near where it started.
