@@ -12,8 +12,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry as PrometheusRegistry;
+use std::sync::atomic::AtomicU64;
 
-use crate::domain::service::ServiceState;
+use crate::domain::roles::{SaidRole, Source};
+use crate::domain::service::{Role, ServiceState};
 
 /// Labels of one probe.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -31,6 +33,15 @@ pub struct ProbeLabels {
 pub struct InstanceLabels {
     pub service: String,
     pub instance: String,
+}
+
+/// What one instance said of its role.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoleLabels {
+    pub service: String,
+    pub instance: String,
+    /// `primary`, `backup` or `unknown`.
+    pub role: String,
 }
 
 /// One service.
@@ -68,6 +79,19 @@ pub struct Metrics {
     pub probe_duration: Family<InstanceLabels, Histogram>,
     /// 1 while a server's watch connection is open (checks with `watch = true`).
     pub watch_open: Family<InstanceLabels, Gauge>,
+    /// 1 while an instance is healthy (up or degraded), 0 while down.
+    pub instance_up: Family<InstanceLabels, Gauge>,
+    /// 1 for the instance that serves its service.
+    pub instance_serving: Family<InstanceLabels, Gauge>,
+    /// 1 for the role an instance last said it has (services with a role check).
+    pub instance_role: Family<RoleLabels, Gauge>,
+    /// Days until the certificate an `https` check was shown expires.
+    pub certificate_days_left: Family<InstanceLabels, Gauge<f64, AtomicU64>>,
+    /// 1 while both instances of a pair say they are primary.
+    pub role_conflict: Family<ServiceLabels, Gauge>,
+    /// 1 while a service with a role check infers its serving instance, no healthy instance
+    /// saying it is primary.
+    pub role_fallback: Family<ServiceLabels, Gauge>,
     pub service_state: Family<StateLabels, Gauge>,
     pub switchovers: Family<ServiceLabels, Counter>,
     pub sessions: Gauge,
@@ -107,6 +131,12 @@ impl Metrics {
             (|| Histogram::new(exponential_buckets(0.0005, 2.0, 15))) as fn() -> Histogram,
         );
         let watch_open = Family::<InstanceLabels, Gauge>::default();
+        let instance_up = Family::<InstanceLabels, Gauge>::default();
+        let instance_serving = Family::<InstanceLabels, Gauge>::default();
+        let instance_role = Family::<RoleLabels, Gauge>::default();
+        let certificate_days_left = Family::<InstanceLabels, Gauge<f64, AtomicU64>>::default();
+        let role_conflict = Family::<ServiceLabels, Gauge>::default();
+        let role_fallback = Family::<ServiceLabels, Gauge>::default();
         let service_state = Family::<StateLabels, Gauge>::default();
         let switchovers = Family::<ServiceLabels, Counter>::default();
         let sessions = Gauge::default();
@@ -140,6 +170,36 @@ impl Metrics {
             "watch_open",
             "1 while the watch connection to a server (watch = true) is open",
             watch_open.clone(),
+        );
+        registry.register(
+            "instance_up",
+            "1 while an instance is healthy (up or degraded), 0 while down",
+            instance_up.clone(),
+        );
+        registry.register(
+            "instance_serving",
+            "1 for the instance of a pair that serves its service, 0 for the other",
+            instance_serving.clone(),
+        );
+        registry.register(
+            "instance_role",
+            "1 for the role an instance last said it has (services with a role check), 0 for the others",
+            instance_role.clone(),
+        );
+        registry.register(
+            "certificate_days_left",
+            "Days until the certificate shown to an https check expires (negative once expired)",
+            certificate_days_left.clone(),
+        );
+        registry.register(
+            "role_conflict",
+            "1 while both instances of a pair say they are primary",
+            role_conflict.clone(),
+        );
+        registry.register(
+            "role_fallback",
+            "1 while a service with a role check infers its serving instance from health, no healthy instance saying it is primary",
+            role_fallback.clone(),
         );
         registry.register(
             "service_state",
@@ -236,6 +296,12 @@ impl Metrics {
             probes,
             probe_duration,
             watch_open,
+            instance_up,
+            instance_serving,
+            instance_role,
+            certificate_days_left,
+            role_conflict,
+            role_fallback,
             service_state,
             switchovers,
             sessions,
@@ -290,9 +356,12 @@ impl Metrics {
                 state: s.as_str().to_string(),
             });
         }
-        self.switchovers.remove(&ServiceLabels {
+        let labels = ServiceLabels {
             service: service.to_string(),
-        });
+        };
+        self.switchovers.remove(&labels);
+        self.role_conflict.remove(&labels);
+        self.role_fallback.remove(&labels);
         for (instance, check) in servers {
             for outcome in ["up", "degraded", "down"] {
                 self.probes.remove(&ProbeLabels {
@@ -308,6 +377,65 @@ impl Metrics {
             };
             self.probe_duration.remove(&labels);
             self.watch_open.remove(&labels);
+            self.instance_up.remove(&labels);
+            self.instance_serving.remove(&labels);
+            self.certificate_days_left.remove(&labels);
+            for role in SaidRole::ALL {
+                self.instance_role.remove(&RoleLabels {
+                    service: service.to_string(),
+                    instance: instance.clone(),
+                    role: role.as_str().to_string(),
+                });
+            }
+        }
+    }
+
+    /// Sets the gauges of what a service's serving instance is and rests on: which
+    /// instance of the pair serves (`backup`: whether it has one) and, for a service with a
+    /// role check (`source` given), whether the instances disagree or nobody says primary.
+    pub fn set_serving(
+        &self,
+        service: &str,
+        serving: Option<Role>,
+        backup: bool,
+        source: Option<Source>,
+    ) {
+        let roles: &[Role] = if backup {
+            &[Role::Primary, Role::Backup]
+        } else {
+            &[Role::Primary]
+        };
+        for role in roles {
+            self.instance_serving
+                .get_or_create(&InstanceLabels {
+                    service: service.to_string(),
+                    instance: role.as_str().to_string(),
+                })
+                .set(i64::from(serving == Some(*role)));
+        }
+        if let Some(source) = source {
+            let labels = ServiceLabels {
+                service: service.to_string(),
+            };
+            self.role_conflict
+                .get_or_create(&labels)
+                .set(i64::from(source == Source::Conflict));
+            self.role_fallback
+                .get_or_create(&labels)
+                .set(i64::from(source == Source::Fallback));
+        }
+    }
+
+    /// Sets the role gauges of one instance: 1 for `said`, 0 for the others.
+    pub fn set_role(&self, service: &str, instance: &str, said: SaidRole) {
+        for role in SaidRole::ALL {
+            self.instance_role
+                .get_or_create(&RoleLabels {
+                    service: service.to_string(),
+                    instance: instance.to_string(),
+                    role: role.as_str().to_string(),
+                })
+                .set(i64::from(role == said));
         }
     }
 

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use serde_json::{Map, Value};
 
 use crate::config::services::ServiceSpec;
+use crate::domain::roles::Source;
 use crate::domain::state::Assessment;
 
 /// Attributes servicewatch adds to the GWS ones. A GWS client ignores attributes it does not
@@ -16,9 +17,23 @@ use crate::domain::state::Assessment;
 pub const SERVING_INSTANCE: &str = "servingInstance";
 /// See [`SERVING_INSTANCE`].
 pub const STATE_SINCE: &str = "stateSince";
-/// The attributes every resource has, in wire order.
-pub const CORE_ATTRIBUTES: [&str; 6] =
-    ["id", "name", "type", "state", SERVING_INSTANCE, STATE_SINCE];
+/// For a service whose instances are asked their roles: `role` when the serving instance
+/// is the one that says it is primary, `health` when none does and it is inferred.
+pub const SERVING_INSTANCE_SOURCE: &str = "servingInstanceSource";
+/// `true` while both instances say they are primary (absent otherwise).
+pub const ROLE_CONFLICT: &str = "roleConflict";
+/// The attributes servicewatch may put in a resource, in wire order; `fields` and filters
+/// accept each of them even when no resource has it at the moment.
+pub const CORE_ATTRIBUTES: [&str; 8] = [
+    "id",
+    "name",
+    "type",
+    "state",
+    SERVING_INSTANCE,
+    STATE_SINCE,
+    SERVING_INSTANCE_SOURCE,
+    ROLE_CONFLICT,
+];
 
 /// Builds the resource of `spec` assessed as `status`, whose state has held since `since`.
 pub fn render(spec: &ServiceSpec, status: &Assessment, since: SystemTime) -> Map<String, Value> {
@@ -34,6 +49,14 @@ pub fn render(spec: &ServiceSpec, status: &Assessment, since: SystemTime) -> Map
         STATE_SINCE.into(),
         Value::from(humantime::format_rfc3339_millis(since).to_string()),
     );
+    if status.serving.is_some()
+        && let Some(source) = status.source.wire_name()
+    {
+        map.insert(SERVING_INSTANCE_SOURCE.into(), Value::from(source));
+    }
+    if status.source == Source::Conflict {
+        map.insert(ROLE_CONFLICT.into(), Value::from(true));
+    }
     for (key, value) in &spec.attributes {
         map.insert(key.clone(), value.clone());
     }
@@ -82,6 +105,7 @@ mod tests {
                     jitter: 0.0,
                 },
             },
+            role: None,
         };
         let mut attributes = Map::new();
         attributes.insert("sipPort".into(), Value::from(5060));
@@ -105,6 +129,7 @@ mod tests {
         let status = Assessment {
             state: ServiceState::Active,
             serving: Some(Role::Backup),
+            source: Source::Health,
         };
         let since = SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_300_000_123);
         let json = serde_json::to_string(&render(&voice_spec(), &status, since)).unwrap();
@@ -112,6 +137,24 @@ mod tests {
             json,
             r#"{"id":"sips1","name":"SIPS1","type":"Voice","state":"Active","servingInstance":"backup","stateSince":"2025-11-28T03:20:00.123Z","sipPort":5060}"#
         );
+    }
+
+    #[test]
+    fn a_service_with_a_role_check_says_what_its_serving_instance_rests_on() {
+        let since = SystemTime::UNIX_EPOCH;
+        let status = |source| Assessment {
+            state: ServiceState::Active,
+            serving: Some(Role::Primary),
+            source,
+        };
+        let conflict = render(&voice_spec(), &status(Source::Conflict), since);
+        assert_eq!(conflict[SERVING_INSTANCE_SOURCE], "role");
+        assert_eq!(conflict[ROLE_CONFLICT], true);
+        let fallback = render(&voice_spec(), &status(Source::Fallback), since);
+        assert_eq!(fallback[SERVING_INSTANCE_SOURCE], "health");
+        assert!(!fallback.contains_key(ROLE_CONFLICT));
+        let plain = render(&voice_spec(), &status(Source::Health), since);
+        assert!(!plain.contains_key(SERVING_INSTANCE_SOURCE));
     }
 
     #[test]

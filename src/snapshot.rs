@@ -16,8 +16,10 @@ use std::time::SystemTime;
 
 use crate::bayeux;
 use crate::config::services::ServiceSpec;
+use crate::domain::service::Role;
 use crate::domain::service::ServiceState;
 use crate::domain::state::Assessment;
+use crate::instances::Instances;
 use crate::resource::{self, CORE_ATTRIBUTES};
 
 /// One service as published.
@@ -34,16 +36,31 @@ pub struct PublishedService {
     /// ([`bayeux::frame`]): rendered once, whether it goes out as a change or as part of
     /// a subscriber's snapshot.
     pub notification: Bytes,
+    /// Which instance of the pair serves.
+    pub serving: Option<Role>,
+    /// The servers behind it, as their monitors last saw them (read when asked, not
+    /// copied into the snapshot).
+    pub instances: Arc<Instances>,
 }
 
 impl PublishedService {
-    /// `spec` assessed as `assessment`, its state holding since `since`.
-    pub fn of(spec: &ServiceSpec, assessment: &Assessment, since: SystemTime) -> Self {
-        PublishedService::new(
-            &spec.feature,
-            assessment.state,
-            resource::render(spec, assessment, since),
-        )
+    /// `spec` assessed as `assessment`, its state holding since `since`, served by the
+    /// servers `instances`.
+    pub fn of(
+        spec: &ServiceSpec,
+        assessment: &Assessment,
+        since: SystemTime,
+        instances: Arc<Instances>,
+    ) -> Self {
+        PublishedService {
+            serving: assessment.serving,
+            instances,
+            ..PublishedService::new(
+                &spec.feature,
+                assessment.state,
+                resource::render(spec, assessment, since),
+            )
+        }
     }
 
     /// Serializes `resource` and its notification once.
@@ -62,6 +79,8 @@ impl PublishedService {
             resource,
             json,
             notification,
+            serving: None,
+            instances: Arc::default(),
         }
     }
 }

@@ -13,6 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &[
         "metrics",
         "resource",
+        "instances",
         "throttle",
         "tls",
         "logging",

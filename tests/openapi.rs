@@ -55,8 +55,9 @@ fn conforms(doc: &Value, path: &str, method: &str, status: u16, body: &str) {
 async fn daemon() -> (TestDaemon, Backend) {
     let backend = Backend::start(Mode::Accept).await;
     let d = TestDaemon::start(&format!(
-        "[notifications]\nmax_message_size = 4096\n[[service]]\nid = \"sips1\"\nname = \"SIPS1\"\ntype = \"Voice\"\nattributes = {{ sipPort = 5060 }}\nprimary = {}\n{CHECK}\n[[service]]\nid = \"stat\"\nname = \"Stat\"\ntype = \"Reporting\"\nprimary = {{ host = \"127.0.0.1\", port = 1 }}\n{CHECK}\n",
-        backend.toml()
+        "[notifications]\nmax_message_size = 4096\n[[service]]\nid = \"sips1\"\nname = \"SIPS1\"\ntype = \"Voice\"\nattributes = {{ sipPort = 5060 }}\nprimary = {}\n{CHECK}\n[[service]]\nid = \"stat\"\nname = \"Stat\"\ntype = \"Reporting\"\nprimary = {{ host = \"127.0.0.1\", port = 1 }}\n{CHECK}\n[[user]]\nname = \"sam\"\npassword = \"{}\"\nroles = [\"supervisor\"]\ncontact_center = \"all\"\n",
+        backend.toml(),
+        servicewatch::password::hash("pw").unwrap(),
     ));
     eventually(
         std::time::Duration::from_secs(3),
@@ -106,6 +107,17 @@ async fn real_answers_fit_the_description() {
         ),
         ("/services/{id}", "/api/v2/services/nope", 404),
         ("/services/{id}", "/api/v2/services/sips1?fields=bogus", 400),
+        // The test user is an agent: the instance detail is for supervisors and admins.
+        (
+            "/services/{id}/instances",
+            "/api/v2/services/sips1/instances",
+            403,
+        ),
+        (
+            "/services/{id}/instances",
+            "/api/v2/services/nope/instances",
+            404,
+        ),
         ("/notifications", "/api/v2/notifications", 400),
         ("/openapi.json", "/api/v2/openapi.json", 200),
     ];
@@ -116,6 +128,12 @@ async fn real_answers_fit_the_description() {
         let (status, body) = get_as(&d.url(url), None).await;
         assert_eq!(status, 401, "GET {url} without credentials");
         conforms(&doc, path, "get", status, &body);
+    }
+
+    for url in ["sips1", "stat"].map(|id| format!("/api/v2/services/{id}/instances")) {
+        let (status, body) = get_as(&d.url(&url), Some(("sam", "pw"))).await;
+        assert_eq!(status, 200, "GET {url} as a supervisor: {body}");
+        conforms(&doc, "/services/{id}/instances", "get", status, &body);
     }
 
     // A field another service has is accepted on one that lacks it, and left out.
@@ -188,7 +206,7 @@ fn every_described_operation_names_its_errors_in_the_envelope() {
             }
         }
     }
-    assert_eq!(operations, 8, "every route of src/api/mod.rs is described");
+    assert_eq!(operations, 10, "every route of src/api/mod.rs is described");
 }
 
 #[test]

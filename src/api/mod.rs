@@ -6,6 +6,7 @@ pub mod counting;
 pub mod draining;
 pub mod error;
 pub mod head;
+pub mod instances;
 pub mod login;
 pub mod openapi;
 pub mod origin;
@@ -84,6 +85,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, base_path: &str) {
                 web::resource("/services/{id}")
                     .route(web::get().to(services::one))
                     .route(web::head().to(services::one))
+                    .default_service(web::to(|req| not_allowed(req, "GET, HEAD")))
+                    .wrap(from_fn(login::require_login))
+                    .wrap(from_fn(origin::check_origin)),
+            )
+            .service(
+                web::resource("/services/{id}/instances")
+                    .route(web::get().to(instances::detail))
+                    .route(web::head().to(instances::detail))
                     .default_service(web::to(|req| not_allowed(req, "GET, HEAD")))
                     .wrap(from_fn(login::require_login))
                     .wrap(from_fn(origin::check_origin)),

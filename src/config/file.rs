@@ -198,6 +198,29 @@ pub enum CheckKindName {
     Exec,
 }
 
+/// How to ask an instance its role, as written at a service (or `config_server`) and,
+/// to override any key, at an instance.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSection {
+    pub kind: Option<RoleKindName>,
+    pub port: Option<u16>,
+    pub path: Option<String>,
+    pub pointer: Option<String>,
+    pub command: Option<Vec<String>>,
+    pub primary: Option<String>,
+    pub backup: Option<String>,
+    pub timeout: Option<HumanDuration>,
+}
+
+/// The role check kinds, as written in `kind = "..."`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleKindName {
+    Http,
+    Exec,
+}
+
 /// One server process.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -207,6 +230,7 @@ pub struct InstanceSection {
     /// The application's name in Configuration Server, for logs.
     pub name: Option<String>,
     pub check: Option<CheckSection>,
+    pub role: Option<RoleSection>,
 }
 
 /// `config_server = { primary = ..., backup = ... }` of a Provisioning service.
@@ -216,6 +240,7 @@ pub struct PairSection {
     pub primary: InstanceSection,
     pub backup: Option<InstanceSection>,
     pub check: Option<CheckSection>,
+    pub role: Option<RoleSection>,
     pub failback: Option<bool>,
 }
 
@@ -242,6 +267,7 @@ pub struct ServiceSection {
     pub primary: Option<InstanceSection>,
     pub backup: Option<InstanceSection>,
     pub check: Option<CheckSection>,
+    pub role: Option<RoleSection>,
     pub failback: Option<bool>,
     pub config_server: Option<PairSection>,
     pub cassandra: Option<CassandraSection>,

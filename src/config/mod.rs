@@ -17,6 +17,7 @@ pub mod duration;
 pub mod environment;
 pub mod file;
 pub mod notifications;
+mod roles;
 mod rules;
 pub mod server;
 pub mod services;

@@ -9,6 +9,7 @@ use super::file::{
 use super::rules::Invalid;
 use crate::domain::pairing::Failback;
 use crate::domain::service::ServiceType;
+use crate::probe::role::RoleCheck;
 use crate::probe::{Check, Target};
 
 /// The port of a Cassandra node written without one.
@@ -16,13 +17,15 @@ pub const DEFAULT_CQL_PORT: u16 = 9042;
 
 /// Attribute names that the resource itself uses, or that a query parameter uses, and that
 /// operator attributes therefore may not take.
-pub const RESERVED_ATTRIBUTES: [&str; 7] = [
+pub const RESERVED_ATTRIBUTES: [&str; 9] = [
     "id",
     "name",
     "type",
     "state",
     "servingInstance",
     "stateSince",
+    "servingInstanceSource",
+    "roleConflict",
     "fields",
 ];
 
@@ -50,6 +53,13 @@ pub struct PairSpec {
     pub failback: Failback,
 }
 
+impl PairSpec {
+    /// Whether the instances are asked their roles ([`crate::domain::roles`]).
+    pub fn asks_roles(&self) -> bool {
+        self.primary.role.is_some()
+    }
+}
+
 /// Cassandra nodes and how many must answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CassandraSpec {
@@ -64,6 +74,8 @@ pub struct InstanceSpec {
     pub name: Option<String>,
     pub target: Target,
     pub check: Check,
+    /// How to ask it its role; instances of a pair have one or neither.
+    pub role: Option<RoleCheck>,
 }
 
 pub(super) fn validate_service(
@@ -122,6 +134,7 @@ pub(super) fn validate_service(
             (s.primary.is_some(), "primary"),
             (s.backup.is_some(), "backup"),
             (s.check.is_some(), "check"),
+            (s.role.is_some(), "role"),
             (s.failback.is_some(), "failback"),
         ] {
             if present {
@@ -168,6 +181,7 @@ pub(super) fn validate_service(
             primary,
             backup: s.backup.clone(),
             check: s.check.clone(),
+            role: s.role.clone(),
             failback: s.failback,
         };
         (
@@ -189,8 +203,25 @@ pub(super) fn validate_service(
 fn validate_pair(p: &PairSection, defaults: &CheckSection) -> Result<PairSpec, Invalid> {
     let layered = p.check.clone().unwrap_or_default().over(defaults);
     let instance = |role: &str, i: &InstanceSection| {
-        validate_instance(i, &layered, CheckKindName::Tcp)
-            .map_err(|(k, m)| (format!("{role}.{k}"), m))
+        let mut spec = validate_instance(i, &layered, CheckKindName::Tcp)
+            .map_err(|(k, m)| (format!("{role}.{k}"), m))?;
+        spec.role = match (&i.role, &p.role) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err((
+                    format!("{role}.role"),
+                    "a role check is asked of both instances of a pair: write it beside the pair's check (role = { ... }), and here only what differs for this instance".to_string(),
+                ));
+            }
+            (mine, Some(pair)) => Some(
+                mine.clone()
+                    .unwrap_or_default()
+                    .over(pair)
+                    .resolve(spec.target.port, spec.check.timeout)
+                    .map_err(|(k, m)| (format!("{role}.role.{k}"), m))?,
+            ),
+        };
+        Ok::<_, Invalid>(spec)
     };
     Ok(PairSpec {
         primary: instance("primary", &p.primary)?,
@@ -227,6 +258,7 @@ fn validate_cassandra(
             port,
             name: None,
             check: None,
+            role: None,
         };
         nodes.push(
             validate_instance(&section, &layered, CheckKindName::Cql)
@@ -287,6 +319,7 @@ fn validate_instance(
             port: i.port,
         },
         check,
+        role: None,
     })
 }
 

@@ -142,7 +142,7 @@ pub fn validate(file: FileConfig, source: &str) -> Result<Settings, ConfigError>
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::super::checks::DEFAULT_FALL;
     use super::super::server::DEFAULT_LISTEN;
     use super::*;
@@ -155,7 +155,7 @@ pub(super) mod tests {
         validate(file, "test.toml").map_err(|e| e.to_string())
     }
 
-    const PAIR: &str = r#"
+    pub(crate) const PAIR: &str = r#"
 [[service]]
 id = "sips1"
 name = "SIPS1"

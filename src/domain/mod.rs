@@ -7,6 +7,7 @@
 
 pub mod health;
 pub mod pairing;
+pub mod roles;
 pub mod service;
 pub mod state;
 pub mod text;

@@ -3,6 +3,7 @@
 
 use super::health::Health;
 use super::pairing::{Failback, choose_serving};
+use super::roles::{SaidRole, Seen, Source, choose_by_roles};
 use super::service::{Part, Role, ServiceState};
 
 /// What the rules decide about one service: its state and the instance that serves.
@@ -11,6 +12,8 @@ pub struct Assessment {
     pub state: ServiceState,
     /// Which instance of the pair serves (for Provisioning: of the Configuration Server pair).
     pub serving: Option<Role>,
+    /// What `serving` rests on.
+    pub source: Source,
 }
 
 impl Assessment {
@@ -19,12 +22,15 @@ impl Assessment {
     pub const INITIAL: Assessment = Assessment {
         state: ServiceState::Inactive,
         serving: None,
+        source: Source::Health,
     };
 }
 
 /// Assesses a service from the health of each of its servers, given the assessment it has
 /// now (the pair does not fail back by itself, so the serving instance depends on it).
 /// `quorum` is the Cassandra quorum of a Provisioning service, `None` for the others.
+/// `said` is what the primary and the backup said of their roles, for a service with a role
+/// check ([`choose_by_roles`]), `None` for the others.
 ///
 /// `None` while any server's health is still unknown: a start-up must not publish a passing
 /// state (say, ReadOnly because Cassandra answered before Configuration Server) that only
@@ -34,6 +40,7 @@ pub fn assess(
     servers: &[(Part, Health)],
     failback: Failback,
     quorum: Option<usize>,
+    said: Option<[SaidRole; 2]>,
 ) -> Option<Assessment> {
     if servers.iter().any(|(_, health)| *health == Health::Unknown) {
         return None;
@@ -46,7 +53,24 @@ pub fn assess(
     };
     let primary = health_of(Part::Pair(Role::Primary)).unwrap_or(Health::Down);
     let backup = health_of(Part::Pair(Role::Backup));
-    let serving = choose_serving(now.serving, primary, backup, failback);
+    let (serving, source) = match said {
+        None => (
+            choose_serving(now.serving, primary, backup, failback),
+            Source::Health,
+        ),
+        Some([said_primary, said_backup]) => choose_by_roles(
+            now.serving,
+            Seen {
+                health: primary,
+                said: said_primary,
+            },
+            backup.map(|health| Seen {
+                health,
+                said: said_backup,
+            }),
+            failback,
+        ),
+    };
     let state = match quorum {
         None => server_state(serving),
         Some(quorum) => {
@@ -59,7 +83,11 @@ pub fn assess(
             provisioning_state(serving, up, quorum)
         }
     };
-    Some(Assessment { state, serving })
+    Some(Assessment {
+        state,
+        serving,
+        source,
+    })
 }
 
 /// A Voice, Reporting or Media service is Active while one of its instances serves.
@@ -116,7 +144,7 @@ mod tests {
     fn nothing_is_assessed_until_every_server_is_known() {
         let servers = [(PRIMARY, Health::Up), (BACKUP, Health::Unknown)];
         assert_eq!(
-            assess(Assessment::INITIAL, &servers, Failback::Stay, None),
+            assess(Assessment::INITIAL, &servers, Failback::Stay, None, None),
             None
         );
         let cassandra = [
@@ -125,7 +153,13 @@ mod tests {
             (Part::CassandraNode(1), Health::Unknown),
         ];
         assert_eq!(
-            assess(Assessment::INITIAL, &cassandra, Failback::Stay, Some(1)),
+            assess(
+                Assessment::INITIAL,
+                &cassandra,
+                Failback::Stay,
+                Some(1),
+                None
+            ),
             None,
             "not ReadOnly only because one node answered first"
         );
@@ -136,20 +170,21 @@ mod tests {
         let active = |serving| Assessment {
             state: ServiceState::Active,
             serving: Some(serving),
+            source: Source::Health,
         };
         let both = [(PRIMARY, Health::Up), (BACKUP, Health::Up)];
         assert_eq!(
-            assess(Assessment::INITIAL, &both, Failback::Stay, None),
+            assess(Assessment::INITIAL, &both, Failback::Stay, None, None),
             Some(active(Role::Primary))
         );
         assert_eq!(
-            assess(active(Role::Backup), &both, Failback::Stay, None),
+            assess(active(Role::Backup), &both, Failback::Stay, None, None),
             Some(active(Role::Backup)),
             "no failback by itself"
         );
         let down = [(PRIMARY, Health::Down), (BACKUP, Health::Down)];
         assert_eq!(
-            assess(active(Role::Primary), &down, Failback::Stay, None),
+            assess(active(Role::Primary), &down, Failback::Stay, None, None),
             Some(Assessment::INITIAL)
         );
     }
@@ -172,6 +207,7 @@ mod tests {
                 &servers(config, nodes),
                 Failback::Stay,
                 Some(2),
+                None,
             )
             .unwrap()
             .state

@@ -32,6 +32,17 @@ pub async fn probe(
     target: &Target,
     timeout: Duration,
 ) -> Result<(ProbeOutcome, String), String> {
+    let (status, out, err) = run(check, target, timeout).await?;
+    Ok(judge(status, &out, &err))
+}
+
+/// Runs the command to its end (or kills it at `timeout`): how it exited, and the first
+/// [`MAX_OUTPUT_BYTES`] of its stdout and stderr.
+pub async fn run(
+    check: &ExecCheck,
+    target: &Target,
+    timeout: Duration,
+) -> Result<(ExitStatus, Vec<u8>, Vec<u8>), String> {
     let argv: Vec<String> = check.command.iter().map(|a| expand(a, target)).collect();
     let (program, args) = argv
         .split_first()
@@ -72,7 +83,7 @@ pub async fn probe(
     })
     .await;
     match finished {
-        Ok((Ok(status), out, err)) => Ok(judge(status, &out, &err)),
+        Ok((Ok(status), out, err)) => Ok((status, out, err)),
         Ok((Err(e), _, _)) => Err(format!("waiting for {program} failed: {e}")),
         Err(_) => {
             kill_group(pid);
@@ -119,6 +130,13 @@ async fn read_bounded(pipe: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
     kept
 }
 
+/// The first non-blank line of a command's output, fit for a log line.
+pub fn first_line(bytes: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(bytes);
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty())?;
+    Some(super::readable(line.as_bytes(), 200))
+}
+
 /// Maps the exit to an outcome, with the first line of output as the reason.
 fn judge(status: ExitStatus, stdout: &[u8], stderr: &[u8]) -> (ProbeOutcome, String) {
     let said = first_line(stdout).or_else(|| first_line(stderr));
@@ -132,12 +150,6 @@ fn judge(status: ExitStatus, stdout: &[u8], stderr: &[u8]) -> (ProbeOutcome, Str
         Some(line) => (outcome, format!("{how}: {line}")),
         None => (outcome, how),
     }
-}
-
-fn first_line(bytes: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(bytes);
-    let line = text.lines().map(str::trim).find(|l| !l.is_empty())?;
-    Some(super::readable(line.as_bytes(), 200))
 }
 
 #[cfg(test)]

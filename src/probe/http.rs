@@ -45,8 +45,20 @@ pub async fn probe(
     target: &Target,
     timeout: Duration,
 ) -> Result<(ProbeOutcome, String), String> {
+    fetch(check, target, timeout)
+        .await
+        .map(|(status, body)| judge(check, status, &body))
+}
+
+/// Sends the request and returns the status and body, all within `timeout`, judging
+/// nothing: for a caller that reads the answer its own way (the role check).
+pub async fn fetch(
+    check: &HttpCheck,
+    target: &Target,
+    timeout: Duration,
+) -> Result<(u16, Vec<u8>), String> {
     match tokio::time::timeout(timeout, exchange(check, target, timeout)).await {
-        Ok(result) => result.map(|(status, body)| judge(check, status, &body)),
+        Ok(result) => result,
         Err(_) => Err(format!(
             "no complete HTTP answer from {target} within {timeout:?}"
         )),

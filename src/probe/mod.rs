@@ -5,6 +5,7 @@
 pub mod cql;
 pub mod exec;
 pub mod http;
+pub mod role;
 pub mod tcp;
 pub mod watch;
 

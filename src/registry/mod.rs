@@ -41,7 +41,7 @@ use tracing::{error, info};
 use crate::config::services::ServiceSpec;
 use crate::domain::state::Assessment;
 use crate::metrics::Metrics;
-use crate::monitor::{HealthChanged, ServerIdentity, ServerMonitor, StopMonitor};
+use crate::monitor::{ServerChanged, ServerIdentity, ServerMonitor, StopMonitor};
 use crate::snapshot::{Pending, Snapshot};
 
 pub use hub::Hub;
@@ -245,6 +245,7 @@ impl Registry {
                 part,
                 spec: Arc::new(instance.clone()),
                 generation: slot.generation,
+                record: tracked.instances.records[server].clone(),
             },
             slot.health,
             ctx.address().recipient(),
@@ -290,8 +291,14 @@ impl Registry {
     /// publish.
     fn changed(&mut self, index: usize) {
         let tracked = &self.services[index];
-        self.metrics
-            .set_state(&tracked.spec.id, tracked.assessment.state);
+        let (spec, assessment) = (&tracked.spec, &tracked.assessment);
+        self.metrics.set_state(&spec.id, assessment.state);
+        self.metrics.set_serving(
+            &spec.id,
+            assessment.serving,
+            spec.pair.backup.is_some(),
+            spec.pair.asks_roles().then_some(assessment.source),
+        );
         self.metrics.service_changes.inc();
         self.publisher.wait(
             tracked.published.notification.clone(),
@@ -333,16 +340,22 @@ impl Actor for Registry {
     }
 }
 
-impl Handler<HealthChanged> for Registry {
+impl Handler<ServerChanged> for Registry {
     type Result = ();
 
-    fn handle(&mut self, msg: HealthChanged, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: ServerChanged, ctx: &mut Self::Context) {
         let Some(&index) = self.positions.get(&msg.service) else {
             return;
         };
         let tracked = &mut self.services[index];
         let was_ready = tracked.ready;
-        let transition = tracked.observe(msg.part, msg.generation, msg.health, SystemTime::now());
+        let transition = tracked.observe(
+            msg.part,
+            msg.generation,
+            msg.health,
+            msg.said,
+            SystemTime::now(),
+        );
         let became_ready = !was_ready && tracked.ready;
         if let Some(transition) = transition {
             log_transition(&tracked.spec.id, transition, &msg.reason, &self.metrics);

@@ -119,11 +119,12 @@ async fn a_snapshot_then_the_change_waiting_each_once() {
         .await
         .unwrap()
         .unwrap();
-    let report = |health| HealthChanged {
+    let report = |health| ServerChanged {
         service: "v".into(),
         part: primary,
         generation,
         health,
+        said: crate::domain::roles::SaidRole::Unknown,
         reason: "test".into(),
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

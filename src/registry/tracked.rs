@@ -9,8 +9,10 @@ use tracing::{debug, info, warn};
 
 use crate::config::services::{InstanceSpec, ServiceSpec};
 use crate::domain::health::Health;
+use crate::domain::roles::{SaidRole, Source};
 use crate::domain::service::{Part, Role};
 use crate::domain::state::{Assessment, assess};
+use crate::instances::Instances;
 use crate::metrics::{Metrics, ServiceLabels};
 use crate::monitor::ServerMonitor;
 use crate::snapshot::PublishedService;
@@ -20,6 +22,8 @@ pub(super) struct Server {
     pub part: Part,
     /// Its last reported health; what a restarted monitor resumes from.
     pub health: Health,
+    /// What it last said of its role (for a service with a role check).
+    pub said: SaidRole,
     /// The generation of its current monitor.
     pub generation: u64,
     pub monitor: Option<Addr<ServerMonitor>>,
@@ -33,6 +37,8 @@ pub(super) struct Tracked {
     pub since: SystemTime,
     pub published: Arc<PublishedService>,
     pub servers: Vec<Server>,
+    /// What each server's monitor last saw, in the order of `servers`.
+    pub instances: Arc<Instances>,
     /// Whether every server has been probed since the service's monitors started.
     pub ready: bool,
     /// Whether `assessment` rests on probes (of these monitors or, after a reload that
@@ -70,17 +76,25 @@ impl Tracked {
             .map(|(part, _)| Server {
                 part,
                 health: Health::Unknown,
+                said: SaidRole::Unknown,
                 generation: 0,
                 monitor: None,
             })
             .collect();
-        let published = Arc::new(PublishedService::of(&spec, &assessment, since));
+        let instances = Arc::new(Instances::of(&spec, servers_of(&spec)));
+        let published = Arc::new(PublishedService::of(
+            &spec,
+            &assessment,
+            since,
+            instances.clone(),
+        ));
         Tracked {
             spec,
             assessment,
             since,
             published,
             servers,
+            instances,
             ready: false,
             known,
         }
@@ -100,11 +114,16 @@ impl Tracked {
     pub fn set(&mut self, assessment: Assessment, since: SystemTime) {
         self.assessment = assessment;
         self.since = since;
-        self.published = Arc::new(PublishedService::of(&self.spec, &assessment, since));
+        self.published = Arc::new(PublishedService::of(
+            &self.spec,
+            &assessment,
+            since,
+            self.instances.clone(),
+        ));
     }
 
-    /// Takes one server's new health, if the report comes from its current monitor, and
-    /// assesses the service again. Returns the transition, if the assessment changed or is
+    /// Takes one server's new health and role, if the report comes from its current
+    /// monitor, and assesses the service again. Returns the transition, if the assessment changed or is
     /// the service's first; `now` becomes the `since` of a new state. The first assessment
     /// after every server has been seen makes the service ready (and known).
     pub fn observe(
@@ -112,6 +131,7 @@ impl Tracked {
         part: Part,
         generation: u64,
         health: Health,
+        said: SaidRole,
         now: SystemTime,
     ) -> Option<Transition> {
         let server = self
@@ -119,10 +139,28 @@ impl Tracked {
             .iter_mut()
             .find(|s| s.part == part && s.generation == generation)?;
         server.health = health;
+        server.said = said;
         let healths: Vec<(Part, Health)> =
             self.servers.iter().map(|s| (s.part, s.health)).collect();
         let quorum = self.spec.cassandra.as_ref().map(|c| c.quorum);
-        let after = assess(self.assessment, &healths, self.spec.pair.failback, quorum)?;
+        let said_by = |role| {
+            self.servers
+                .iter()
+                .find(|s| s.part == Part::Pair(role))
+                .map_or(SaidRole::Unknown, |s| s.said)
+        };
+        let said = self
+            .spec
+            .pair
+            .asks_roles()
+            .then(|| [said_by(Role::Primary), said_by(Role::Backup)]);
+        let after = assess(
+            self.assessment,
+            &healths,
+            self.spec.pair.failback,
+            quorum,
+            said,
+        )?;
         if !self.ready {
             self.ready = true;
             debug!(service = %self.spec.id, state = %after.state, serving = serving_label(after.serving), "first probe round done");
@@ -180,8 +218,23 @@ pub(super) fn log_transition(id: &str, t: Transition, reason: &str, metrics: &Me
                 service: id.to_string(),
             })
             .inc();
-    } else {
+    } else if before.serving != after.serving {
         info!(service = %id, state = %after.state, from = from_serving, to = to_serving, reason, "serving instance changed");
+    }
+    if after.source != before.source || t.first {
+        let serving = to_serving;
+        match after.source {
+            Source::Conflict => {
+                warn!(service = %id, serving, reason, "role conflict: both instances say they are primary; the configured primary is shown")
+            }
+            Source::Fallback => {
+                info!(service = %id, serving, reason, "no healthy instance says it is primary; the serving instance is inferred from health")
+            }
+            Source::Role if !t.first => {
+                info!(service = %id, serving, reason, "the serving instance is the one that says it is primary")
+            }
+            Source::Role | Source::Health => {}
+        }
     }
 }
 
@@ -213,20 +266,30 @@ mod tests {
     fn the_service_waits_for_every_server_then_follows_them() {
         let mut t = pair();
         let at = |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
-        assert_eq!(t.observe(BACKUP, 0, Health::Up, at(1)), None);
+        assert_eq!(
+            t.observe(BACKUP, 0, Health::Up, SaidRole::Unknown, at(1)),
+            None
+        );
         assert!(!t.ready, "the primary is not known yet");
-        let first = t.observe(PRIMARY, 0, Health::Up, at(2)).unwrap();
+        let first = t
+            .observe(PRIMARY, 0, Health::Up, SaidRole::Unknown, at(2))
+            .unwrap();
         assert!(t.ready);
         assert_eq!(first.after.serving, Some(Role::Primary));
         assert_eq!(t.since, at(2), "a new state");
         assert!(t.published.json.starts_with(br#"{"id":"v""#));
         // A switchover keeps the state, and so its since.
-        let switch = t.observe(PRIMARY, 0, Health::Down, at(3)).unwrap();
+        let switch = t
+            .observe(PRIMARY, 0, Health::Down, SaidRole::Unknown, at(3))
+            .unwrap();
         assert_eq!(switch.after.state, ServiceState::Active);
         assert_eq!(switch.after.serving, Some(Role::Backup));
         assert_eq!(t.since, at(2));
         // Nothing changes when the primary recovers: no failback.
-        assert_eq!(t.observe(PRIMARY, 0, Health::Up, at(4)), None);
+        assert_eq!(
+            t.observe(PRIMARY, 0, Health::Up, SaidRole::Unknown, at(4)),
+            None
+        );
     }
 
     #[test]
@@ -234,8 +297,13 @@ mod tests {
         let mut t = pair();
         let at = |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
         assert!(!t.known);
-        assert_eq!(t.observe(PRIMARY, 0, Health::Down, at(1)), None);
-        let first = t.observe(BACKUP, 0, Health::Down, at(2)).unwrap();
+        assert_eq!(
+            t.observe(PRIMARY, 0, Health::Down, SaidRole::Unknown, at(1)),
+            None
+        );
+        let first = t
+            .observe(BACKUP, 0, Health::Down, SaidRole::Unknown, at(2))
+            .unwrap();
         assert!(first.first && t.known);
         assert_eq!(
             first.after,
@@ -243,7 +311,10 @@ mod tests {
             "Inactive, as before, but now known"
         );
         assert_eq!(t.since, at(2), "since it was looked at, not since start-up");
-        assert_eq!(t.observe(BACKUP, 0, Health::Down, at(3)), None);
+        assert_eq!(
+            t.observe(BACKUP, 0, Health::Down, SaidRole::Unknown, at(3)),
+            None
+        );
         // New monitors of a changed service resume what the old ones knew.
         let resumed = Tracked::resuming((*t.spec).clone(), &t);
         assert!(resumed.known && !resumed.ready);
@@ -265,7 +336,13 @@ mod tests {
         let mut t = pair();
         t.servers[0].generation = 5;
         assert_eq!(
-            t.observe(PRIMARY, 4, Health::Up, SystemTime::UNIX_EPOCH),
+            t.observe(
+                PRIMARY,
+                4,
+                Health::Up,
+                SaidRole::Unknown,
+                SystemTime::UNIX_EPOCH
+            ),
             None
         );
         assert_eq!(t.servers[0].health, Health::Unknown);

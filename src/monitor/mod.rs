@@ -5,7 +5,7 @@
 //! own, so a probe that panics counts as a failed probe instead of taking the monitor down,
 //! and waits for a slot of the global probe limit first. Outcomes go through the rise/fall
 //! rules of [`crate::domain::health`]; when the smoothed health changes (the first probe
-//! included), the monitor reports it with [`HealthChanged`]. What the health of its servers
+//! included), the monitor reports it with [`ServerChanged`]. What the health of its servers
 //! means for a service (which instance serves, which state) is decided where the service's
 //! state is owned, from every server's report, by [`crate::domain::state::assess`].
 //!
@@ -24,7 +24,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use actix::prelude::*;
 use futures_util::FutureExt;
@@ -32,24 +32,29 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::Semaphore;
-use tracing::{debug, info, info_span};
+use tracing::{debug, info, info_span, warn};
 
 use crate::config::services::InstanceSpec;
 use crate::domain::health::{Health, HealthTracker, ProbeOutcome};
+use crate::domain::roles::SaidRole;
 use crate::domain::service::Part;
-use crate::metrics::{InstanceLabels, Metrics, ProbeLabels};
+use crate::instances::{InstanceRecord, LastCheck};
+use crate::metrics::{InstanceLabels, Metrics, ProbeLabels, RoleLabels};
 use crate::probe::{self, ProbeReport};
 
-/// A server's smoothed health changed, or was seen for the first time.
+/// A server's smoothed health or the role it says it has changed, or was seen for the
+/// first time.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
-pub struct HealthChanged {
+pub struct ServerChanged {
     /// The id of the service the server belongs to.
     pub service: Arc<str>,
     pub part: Part,
     /// Which monitor of the server sent it; reports of a replaced monitor are ignored.
     pub generation: u64,
     pub health: Health,
+    /// What it last said of its role; `Unknown` without a role check.
+    pub said: SaidRole,
     /// What the probe saw, naming the server: the reason of a resulting change of service.
     pub reason: String,
 }
@@ -67,61 +72,28 @@ pub struct ServerIdentity {
     pub spec: Arc<InstanceSpec>,
     /// Numbers this monitor among those the server has had.
     pub generation: u64,
+    /// Where it records what it sees, for the instance detail.
+    pub record: Arc<InstanceRecord>,
 }
 
 /// The monitor actor.
 pub struct ServerMonitor {
     id: ServerIdentity,
     tracker: HealthTracker,
-    report_to: Recipient<HealthChanged>,
+    report_to: Recipient<ServerChanged>,
     probe_slots: Arc<Semaphore>,
     /// The server in logs: `primary sips1 (10.0.0.5:5060)`.
     label: String,
     counters: ProbeCounters,
     span: tracing::Span,
     watch: Watch,
+    /// What the server last said of its role (with a role check).
+    said: SaidRole,
 }
 
-/// A monitor's watch connection.
-#[derive(Default)]
-struct Watch {
-    /// The task opening it, holding it open, or waiting to reopen it.
-    task: Option<SpawnHandle>,
-    /// Consecutive attempts that failed or ended within a check interval.
-    failures: u32,
-    /// The server closed the watch and the probe made at once passed: what the close said.
-    /// A dying process's kernel closes its connections and its listener a moment apart, so
-    /// that probe can still be answered; if reopening the watch is then refused, that is
-    /// the death, probed again at once.
-    recheck: Option<String>,
-}
+mod watch;
 
-/// The longest wait before reopening a watch connection.
-const MAX_WATCH_BACKOFF: Duration = Duration::from_secs(60);
-
-/// Holds a gauge at 1 while alive.
-struct OpenWhileHeld(Gauge);
-
-impl OpenWhileHeld {
-    fn new(gauge: Gauge) -> Self {
-        gauge.set(1);
-        OpenWhileHeld(gauge)
-    }
-}
-
-impl Drop for OpenWhileHeld {
-    fn drop(&mut self) {
-        self.0.set(0);
-    }
-}
-
-/// How a watch connection ended.
-enum WatchEnd {
-    /// It could not be opened.
-    Refused(String),
-    /// The server closed it after `lived`.
-    Closed { said: String, lived: Duration },
-}
+use watch::Watch;
 
 /// The metrics of one server, looked up once instead of on each probe.
 struct ProbeCounters {
@@ -130,6 +102,9 @@ struct ProbeCounters {
     down: Counter,
     duration: Histogram,
     watch_open: Gauge,
+    instance_up: Gauge,
+    /// One gauge per answer, for a server with a role check.
+    roles: Vec<(SaidRole, Gauge)>,
 }
 
 impl ProbeCounters {
@@ -160,6 +135,28 @@ impl ProbeCounters {
             } else {
                 Gauge::default()
             },
+            instance_up: metrics.instance_up.get_or_create(&instance).clone(),
+            roles: match id.spec.role {
+                Some(_) => SaidRole::ALL
+                    .into_iter()
+                    .map(|role| {
+                        let labels = RoleLabels {
+                            service: id.service.to_string(),
+                            instance: id.part.metric_label(),
+                            role: role.as_str().to_string(),
+                        };
+                        (role, metrics.instance_role.get_or_create(&labels).clone())
+                    })
+                    .collect(),
+                None => Vec::new(),
+            },
+        }
+    }
+
+    /// Sets the role gauges: 1 for `said`, 0 for the others.
+    fn set_role(&self, said: SaidRole) {
+        for (role, gauge) in &self.roles {
+            gauge.set(i64::from(*role == said));
         }
     }
 
@@ -180,7 +177,7 @@ impl ServerMonitor {
     pub fn new(
         id: ServerIdentity,
         health: Health,
-        report_to: Recipient<HealthChanged>,
+        report_to: Recipient<ServerChanged>,
         probe_slots: Arc<Semaphore>,
         metrics: &Metrics,
     ) -> Self {
@@ -190,15 +187,21 @@ impl ServerMonitor {
             None => format!("{} {}", id.part, id.spec.target),
         };
         let span = info_span!("monitor", service = %id.service, server = %id.part);
+        let counters = ProbeCounters::new(metrics, &id);
+        if health != Health::Unknown {
+            counters.instance_up.set(i64::from(health.is_healthy()));
+            id.record.health(health, None);
+        }
         ServerMonitor {
             tracker: HealthTracker::resume(health, check.rise, check.fall),
-            counters: ProbeCounters::new(metrics, &id),
+            counters,
             id,
             report_to,
             probe_slots,
             label,
             span,
             watch: Watch::default(),
+            said: SaidRole::Unknown,
         }
     }
 
@@ -207,8 +210,27 @@ impl ServerMonitor {
     }
 
     fn probe(&mut self, ctx: &mut Context<Self>) {
-        ctx.spawn(self.probing().into_actor(self).map(|report, act, ctx| {
-            act.observe(report, None, ctx);
+        let probing = self.probing();
+        let spec = self.id.spec.clone();
+        let asking = async move {
+            let report = probing.await;
+            // A server that fails its probe is not asked: what it said last stands until
+            // its health says whether it still matters.
+            let said = match &spec.role {
+                Some(check) if report.outcome != ProbeOutcome::Down => Some(
+                    AssertUnwindSafe(probe::role::ask(check, &spec.target))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| {
+                            (SaidRole::Unknown, "the role check panicked".to_string())
+                        }),
+                ),
+                _ => None,
+            };
+            (report, said)
+        };
+        ctx.spawn(asking.into_actor(self).map(|(report, said), act, ctx| {
+            act.observe(report, said, None, ctx);
             let schedule = act.id.spec.check.schedule;
             let delay = schedule.jittered(schedule.base_delay(&act.tracker), fastrand::f64());
             act.schedule_probe(delay, ctx);
@@ -237,99 +259,18 @@ impl ServerMonitor {
         }
     }
 
-    /// Opens the watch connection if the check asks for one, the server is healthy and
-    /// none is open or pending; after failures, later.
-    fn keep_watch(&mut self, ctx: &mut Context<Self>) {
-        let check = &self.id.spec.check;
-        if !check.watch || self.watch.task.is_some() || !self.tracker.health().is_healthy() {
-            return;
-        }
-        let interval = check.schedule.interval;
-        let delay = match self.watch.failures {
-            0 => Duration::ZERO,
-            n => {
-                let base = interval
-                    .saturating_mul(1 << (n - 1).min(10))
-                    .min(MAX_WATCH_BACKOFF);
-                // At least a quarter of the jitter window either way: reopening servers
-                // must not all come back in the same instant.
-                base.mul_f64(1.0 + check.schedule.jitter.max(0.25) * (fastrand::f64() - 0.5) * 2.0)
-            }
-        };
-        let spec = self.id.spec.clone();
-        let gauge = self.counters.watch_open.clone();
-        let watching = async move {
-            tokio::time::sleep(delay).await;
-            let check = &spec.check;
-            match probe::watch::open(&spec.target, check.timeout, check.schedule.interval).await {
-                Err(why) => WatchEnd::Refused(why),
-                Ok(stream) => {
-                    let opened = std::time::Instant::now();
-                    // Back to 0 however this ends, the monitor stopping included.
-                    let _open = OpenWhileHeld::new(gauge);
-                    let said = probe::watch::closed(stream, &spec.target).await;
-                    WatchEnd::Closed {
-                        said,
-                        lived: opened.elapsed(),
-                    }
-                }
-            }
-        };
-        self.watch.task = Some(ctx.spawn(watching.into_actor(self).map(|end, act, ctx| {
-            act.watch.task = None;
-            let _entered = act.span.clone().entered();
-            match end {
-                WatchEnd::Refused(why) => match act.watch.recheck.take() {
-                    Some(said) => {
-                        debug!(instance = %act.label, "{said}, and reopening it failed: {why}; probing again at once");
-                        // Once: if this probe passes too, reopening backs off as usual.
-                        act.watch.failures += 1;
-                        act.probe_at_once(format!("{said}, then {why}"), ctx);
-                    }
-                    None => {
-                        act.watch.failures += 1;
-                        debug!(instance = %act.label, failures = act.watch.failures, "watch connection not opened: {why}");
-                        act.keep_watch(ctx);
-                    }
-                },
-                WatchEnd::Closed { said, lived } => {
-                    if lived < act.id.spec.check.schedule.interval {
-                        act.watch.failures += 1;
-                    } else {
-                        act.watch.failures = 0;
-                    }
-                    debug!(instance = %act.label, ?lived, "{said}; probing at once");
-                    act.watch.recheck = None;
-                    act.probe_at_once(said, ctx);
-                }
-            }
-        })));
-    }
-
-    /// Probes now, outside the schedule, because the watch connection closed (`said`).
-    fn probe_at_once(&mut self, said: String, ctx: &mut Context<Self>) {
-        ctx.spawn(
-            self.probing()
-                .into_actor(self)
-                .map(move |report, act, ctx| {
-                    if report.outcome != ProbeOutcome::Down && act.watch.failures == 0 {
-                        act.watch.recheck = Some(said.clone());
-                    }
-                    act.observe(report, Some(&said), ctx);
-                }),
-        );
-    }
-
     /// Feeds one probe report into the server's health; reports a change. `watch_closed`:
     /// what the server's watch connection saw, when this probe was made because it closed.
     fn observe(
         &mut self,
         report: ProbeReport,
+        said: Option<(SaidRole, String)>,
         watch_closed: Option<&str>,
         ctx: &mut Context<Self>,
     ) {
         let _entered = self.span.clone().entered();
         self.counters.count(&report);
+        let now = SystemTime::now();
         let before = self.tracker.health();
         let changed = match (watch_closed, report.outcome) {
             (Some(_), ProbeOutcome::Down) => self.tracker.confirm_down(),
@@ -355,12 +296,52 @@ impl ServerMonitor {
             ),
         }
         if let Some(health) = changed {
-            self.report_to.do_send(HealthChanged {
+            self.counters
+                .instance_up
+                .set(i64::from(health.is_healthy()));
+            self.id.record.health(health, Some(now));
+        }
+        self.id.record.probed(LastCheck {
+            at: now,
+            outcome: report.outcome,
+            elapsed: report.elapsed,
+            detail: saw.clone(),
+        });
+        if let Some((role, why)) = &said {
+            self.id.record.said(*role, why.clone(), now);
+        }
+        let mut reason = format!("{label}: {check} check {saw}");
+        let said_changed = match said {
+            Some((role, why)) if role != self.said => {
+                match role {
+                    SaidRole::Unknown => {
+                        warn!(instance = %label, was = %self.said, why = %why, "role check: no usable answer")
+                    }
+                    _ => {
+                        info!(instance = %label, role = %role, was = %self.said, "role check: the instance {why}")
+                    }
+                }
+                self.said = role;
+                self.counters.set_role(role);
+                if changed.is_none() {
+                    reason = format!("{label}: role check {why}");
+                }
+                true
+            }
+            Some((_, why)) => {
+                debug!(instance = %label, role = %self.said, "role check: the instance {why}");
+                false
+            }
+            None => false,
+        };
+        if changed.is_some() || said_changed {
+            self.report_to.do_send(ServerChanged {
                 service: self.id.service.clone(),
                 part: self.id.part,
                 generation: self.id.generation,
-                health,
-                reason: format!("{label}: {check} check {saw}"),
+                health: self.tracker.health(),
+                said: self.said,
+                reason,
             });
         }
         self.keep_watch(ctx);
@@ -409,16 +390,16 @@ mod tests {
     use std::time::Instant;
 
     /// Collects what a monitor reports.
-    struct Collector(tokio::sync::mpsc::UnboundedSender<HealthChanged>);
+    struct Collector(tokio::sync::mpsc::UnboundedSender<ServerChanged>);
 
     impl Actor for Collector {
         type Context = Context<Self>;
     }
 
-    impl Handler<HealthChanged> for Collector {
+    impl Handler<ServerChanged> for Collector {
         type Result = ();
 
-        fn handle(&mut self, msg: HealthChanged, _ctx: &mut Self::Context) {
+        fn handle(&mut self, msg: ServerChanged, _ctx: &mut Self::Context) {
             let _ = self.0.send(msg);
         }
     }
@@ -432,7 +413,7 @@ mod tests {
         settings.services[0].pair.primary.clone()
     }
 
-    type Reports = tokio::sync::mpsc::UnboundedReceiver<HealthChanged>;
+    type Reports = tokio::sync::mpsc::UnboundedReceiver<ServerChanged>;
 
     /// A monitor of the listener on `port` as `part` of service "v", resuming from `health`;
     /// its reports arrive on the receiver.
@@ -448,6 +429,7 @@ mod tests {
             part,
             spec: Arc::new(instance(port)),
             generation,
+            record: Arc::new(InstanceRecord::new(part, &instance(port))),
         };
         let monitor = ServerMonitor::new(
             id,
@@ -460,7 +442,7 @@ mod tests {
         (monitor, reports)
     }
 
-    async fn next(reports: &mut Reports) -> HealthChanged {
+    async fn next(reports: &mut Reports) -> ServerChanged {
         tokio::time::timeout(Duration::from_secs(5), reports.recv())
             .await
             .expect("a report within 5 s")
