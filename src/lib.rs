@@ -35,6 +35,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod notify;
 pub mod password;
+pub mod pem;
 pub mod probe;
 pub mod registry;
 pub mod resource;

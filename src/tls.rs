@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::ServerConfig;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::server::TlsSettings;
+use crate::pem;
 
 /// Why the HTTPS listener cannot be configured.
 #[derive(Debug, thiserror::Error)]
@@ -48,34 +48,15 @@ pub fn server_config(settings: &TlsSettings) -> Result<ServerConfig, TlsError> {
 }
 
 fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let fail = |reason: String| TlsError::Certificate {
+    pem::certificates(path).map_err(|reason| TlsError::Certificate {
         path: path.to_path_buf(),
         reason,
-    };
-    let chain = CertificateDer::pem_file_iter(path)
-        .map_err(|e| fail(pem_reason(e)))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| fail(pem_reason(e)))?;
-    if chain.is_empty() {
-        return Err(fail("no PEM CERTIFICATE block in the file".into()));
-    }
-    Ok(chain)
-}
-
-fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Key {
-        path: path.to_path_buf(),
-        reason: pem_reason(e),
     })
 }
 
-/// The PEM error in words; a file that cannot be opened says why (missing, permission).
-fn pem_reason(e: rustls::pki_types::pem::Error) -> String {
-    match e {
-        rustls::pki_types::pem::Error::Io(io) => io.to_string(),
-        rustls::pki_types::pem::Error::NoItemsFound => {
-            "no PEM private key block (PKCS#8, PKCS#1 or SEC1) in the file".into()
-        }
-        other => format!("not valid PEM: {other:?}"),
-    }
+fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    pem::private_key(path).map_err(|reason| TlsError::Key {
+        path: path.to_path_buf(),
+        reason,
+    })
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 /// Bottom first. A module may use modules of its own layer or below.
 const LAYERS: &[&[&str]] = &[
     &["domain", "bayeux", "password"],
-    &["probe"],
+    &["probe", "pem"],
     &["config"],
     &[
         "metrics",

@@ -2,13 +2,15 @@
 //! then the instance's) to the [`Check`] a monitor runs, with the built-in defaults for what
 //! no layer sets. A new check kind touches this file and `probe/`.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::file::{CheckKindName, CheckSection};
+use super::file::{CheckKindName, CheckSection, FileConfig};
 use super::rules::{Invalid, at_least_one, positive};
 use crate::domain::health::Schedule;
 use crate::probe::exec::ExecCheck;
 use crate::probe::http::HttpCheck;
+use crate::probe::https::{HttpsCheck, TlsClient, TlsOptions};
 use crate::probe::{Check, CheckKind};
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
@@ -17,6 +19,51 @@ const DEFAULT_RISE: u32 = 2;
 pub(super) const DEFAULT_FALL: u32 = 3;
 const DEFAULT_JITTER: f64 = 0.1;
 const MAX_JITTER: f64 = 0.5;
+
+impl FileConfig {
+    /// Makes the relative paths of every check's files (`ca_file`, `client_certificate`,
+    /// `client_key`) relative to `base`, the configuration file's directory, as the
+    /// `[tls]` files are.
+    pub fn rebase_check_files(&mut self, base: &Path) {
+        let mut sections: Vec<&mut CheckSection> = vec![&mut self.checks];
+        for service in &mut self.services {
+            let pair = service.config_server.as_mut();
+            let instances = [service.primary.as_mut(), service.backup.as_mut()];
+            sections.extend(service.check.as_mut());
+            sections.extend(
+                instances
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|i| i.check.as_mut()),
+            );
+            if let Some(pair) = pair {
+                sections.extend(pair.check.as_mut());
+                let instances = [Some(&mut pair.primary), pair.backup.as_mut()];
+                sections.extend(
+                    instances
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|i| i.check.as_mut()),
+                );
+            }
+            if let Some(cassandra) = service.cassandra.as_mut() {
+                sections.extend(cassandra.check.as_mut());
+            }
+        }
+        for section in sections {
+            for file in [
+                &mut section.ca_file,
+                &mut section.client_certificate,
+                &mut section.client_key,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                *file = base.join(&*file).to_string_lossy().into_owned();
+            }
+        }
+    }
+}
 
 impl CheckSection {
     /// This check with every key it leaves unset taken from `under`.
@@ -42,7 +89,46 @@ impl CheckSection {
                 .or_else(|| under.expect_body.clone()),
             command: self.command.clone().or_else(|| under.command.clone()),
             watch: self.watch.or(under.watch),
+            server_name: self
+                .server_name
+                .clone()
+                .or_else(|| under.server_name.clone()),
+            ca_file: self.ca_file.clone().or_else(|| under.ca_file.clone()),
+            client_certificate: self
+                .client_certificate
+                .clone()
+                .or_else(|| under.client_certificate.clone()),
+            client_key: self.client_key.clone().or_else(|| under.client_key.clone()),
+            tls_skip_verify: self.tls_skip_verify.or(under.tls_skip_verify),
+            certificate_min_days: self.certificate_min_days.or(under.certificate_min_days),
         }
+    }
+
+    /// The TLS side of an `https` check: its files read, its client built.
+    fn https(&self, http: HttpCheck) -> Result<HttpsCheck, Invalid> {
+        let min_days = match self.certificate_min_days {
+            Some(days) if !(days.is_finite() && days >= 0.0) => {
+                return Err((
+                    "certificate_min_days".into(),
+                    format!("must be a number of days, 0 or more, such as 14, not {days}"),
+                ));
+            }
+            days => days,
+        };
+        let path = |p: &Option<String>| p.as_ref().map(PathBuf::from);
+        let tls = TlsClient::load(TlsOptions {
+            server_name: self.server_name.clone(),
+            ca_file: path(&self.ca_file),
+            client_certificate: path(&self.client_certificate),
+            client_key: path(&self.client_key),
+            skip_verify: self.tls_skip_verify.unwrap_or(false),
+        })
+        .map_err(|(key, why)| (key.to_string(), why))?;
+        Ok(HttpsCheck {
+            http,
+            tls,
+            min_days,
+        })
     }
 
     /// Turns a fully layered check section into a `Check`, with built-in defaults for the rest.
@@ -76,11 +162,22 @@ impl CheckSection {
                 Ok(())
             }
         };
-        let is_http = kind_name == CheckKindName::Http;
+        let is_http = matches!(kind_name, CheckKindName::Http | CheckKindName::Https);
         refuse_unless(is_http, "method", c.method.is_some())?;
         refuse_unless(is_http, "path", c.path.is_some())?;
         refuse_unless(is_http, "expect_status", c.expect_status.is_some())?;
         refuse_unless(is_http, "expect_body", c.expect_body.is_some())?;
+        let is_https = kind_name == CheckKindName::Https;
+        for (key, present) in [
+            ("server_name", c.server_name.is_some()),
+            ("ca_file", c.ca_file.is_some()),
+            ("client_certificate", c.client_certificate.is_some()),
+            ("client_key", c.client_key.is_some()),
+            ("tls_skip_verify", c.tls_skip_verify.is_some()),
+            ("certificate_min_days", c.certificate_min_days.is_some()),
+        ] {
+            refuse_unless(is_https, key, present)?;
+        }
         refuse_unless(
             kind_name == CheckKindName::Exec,
             "command",
@@ -89,7 +186,7 @@ impl CheckSection {
         let kind = match kind_name {
             CheckKindName::Tcp => CheckKind::Tcp,
             CheckKindName::Cql => CheckKind::Cql,
-            CheckKindName::Http => {
+            CheckKindName::Http | CheckKindName::Https => {
                 let method = c.method.clone().unwrap_or_else(|| "GET".into());
                 if method.is_empty() || !method.chars().all(|ch| ch.is_ascii_uppercase()) {
                     return Err((
@@ -113,12 +210,17 @@ impl CheckSection {
                         format!("{bad} is not an HTTP status (100-599)"),
                     ));
                 }
-                CheckKind::Http(HttpCheck {
+                let http = HttpCheck {
                     method,
                     path,
                     expect_status,
                     expect_body: c.expect_body.clone(),
-                })
+                };
+                if is_https {
+                    CheckKind::Https(self.https(http)?)
+                } else {
+                    CheckKind::Http(http)
+                }
             }
             CheckKindName::Exec => {
                 let command = c.command.clone().unwrap_or_default();

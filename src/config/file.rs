@@ -186,6 +186,12 @@ pub struct CheckSection {
     pub expect_body: Option<String>,
     pub command: Option<Vec<String>>,
     pub watch: Option<bool>,
+    pub server_name: Option<String>,
+    pub ca_file: Option<String>,
+    pub client_certificate: Option<String>,
+    pub client_key: Option<String>,
+    pub tls_skip_verify: Option<bool>,
+    pub certificate_min_days: Option<f64>,
 }
 
 /// The check kinds, as written in `kind = "..."`.
@@ -194,6 +200,7 @@ pub struct CheckSection {
 pub enum CheckKindName {
     Tcp,
     Http,
+    Https,
     Cql,
     Exec,
 }

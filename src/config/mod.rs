@@ -136,6 +136,9 @@ pub fn parse(text: &str, shown: &str, base: Option<&Path>) -> Result<Settings, C
         layered.users.extend(users.users);
         layered.contact_centers.extend(users.contact_centers);
     }
+    if let Some(base) = base {
+        layered.rebase_check_files(base);
+    }
     let mut settings = settings::validate(layered, &shown)?;
     if let (Some(tls), Some(base)) = (&mut settings.tls, base) {
         tls.certificate = base.join(&tls.certificate);

@@ -24,6 +24,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime};
 
 use actix::prelude::*;
@@ -38,9 +39,9 @@ use crate::config::services::InstanceSpec;
 use crate::domain::health::{Health, HealthTracker, ProbeOutcome};
 use crate::domain::roles::SaidRole;
 use crate::domain::service::Part;
-use crate::instances::{InstanceRecord, LastCheck};
+use crate::instances::{InstanceRecord, LastCheck, days_left};
 use crate::metrics::{InstanceLabels, Metrics, ProbeLabels, RoleLabels};
-use crate::probe::{self, ProbeReport};
+use crate::probe::{self, CheckKind, ProbeReport};
 
 /// A server's smoothed health or the role it says it has changed, or was seen for the
 /// first time.
@@ -103,6 +104,8 @@ struct ProbeCounters {
     duration: Histogram,
     watch_open: Gauge,
     instance_up: Gauge,
+    /// For an `https` check: days until the certificate shown expires.
+    certificate_days: Option<Gauge<f64, AtomicU64>>,
     /// One gauge per answer, for a server with a role check.
     roles: Vec<(SaidRole, Gauge)>,
 }
@@ -136,6 +139,12 @@ impl ProbeCounters {
                 Gauge::default()
             },
             instance_up: metrics.instance_up.get_or_create(&instance).clone(),
+            certificate_days: matches!(id.spec.check.kind, CheckKind::Https(_)).then(|| {
+                metrics
+                    .certificate_days_left
+                    .get_or_create(&instance)
+                    .clone()
+            }),
             roles: match id.spec.role {
                 Some(_) => SaidRole::ALL
                     .into_iter()
@@ -255,6 +264,7 @@ impl ServerMonitor {
                     outcome: ProbeOutcome::Down,
                     detail: "the probe panicked".to_string(),
                     elapsed: Duration::ZERO,
+                    certificate_not_after: None,
                 })
         }
     }
@@ -300,6 +310,12 @@ impl ServerMonitor {
                 .instance_up
                 .set(i64::from(health.is_healthy()));
             self.id.record.health(health, Some(now));
+        }
+        if let Some(not_after) = report.certificate_not_after {
+            self.id.record.certificate(Some(not_after));
+            if let Some(gauge) = &self.counters.certificate_days {
+                gauge.set(days_left(not_after, now));
+            }
         }
         self.id.record.probed(LastCheck {
             at: now,
@@ -352,6 +368,11 @@ impl Actor for ServerMonitor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        if let CheckKind::Https(check) = &self.id.spec.check.kind
+            && check.tls.skip_verify
+        {
+            warn!(parent: &self.span, instance = %self.label, "tls_skip_verify = true: the certificate of this instance is not verified, so anyone on the path can pass for it");
+        }
         // Spread the first probes over the jitter window so that thousands of servers
         // configured alike do not all connect in the same millisecond.
         let schedule = self.id.spec.check.schedule;

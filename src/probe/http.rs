@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::Target;
 use crate::domain::health::ProbeOutcome;
@@ -70,7 +70,16 @@ async fn exchange(
     target: &Target,
     timeout: Duration,
 ) -> Result<(u16, Vec<u8>), String> {
-    let mut stream = super::connect(target, timeout).await?;
+    let stream = super::connect(target, timeout).await?;
+    converse(stream, check, target).await
+}
+
+/// Sends the request on `stream` (plain TCP, or TLS for `https`) and reads the answer.
+pub(super) async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    check: &HttpCheck,
+    target: &Target,
+) -> Result<(u16, Vec<u8>), String> {
     let request = format!(
         "{} {} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: servicewatch/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
         check.method,
@@ -89,10 +98,13 @@ async fn exchange(
         if room == 0 {
             break;
         }
-        let n = stream
-            .read(&mut chunk[..room])
-            .await
-            .map_err(|e| format!("reading the answer of {target} failed: {e}"))?;
+        let n = match stream.read(&mut chunk[..room]).await {
+            Ok(n) => n,
+            // A TLS server that closes without close_notify (most do, after
+            // `Connection: close`): the answer ends there, and is judged on what came.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+            Err(e) => return Err(format!("reading the answer of {target} failed: {e}")),
+        };
         if n == 0 || answer.push(&chunk[..n])? {
             break;
         }
@@ -232,7 +244,7 @@ fn walk_chunks(mut raw: &[u8], mut out: Option<&mut Vec<u8>>) -> bool {
 }
 
 /// Decides the outcome from the status and body.
-fn judge(check: &HttpCheck, status: u16, body: &[u8]) -> (ProbeOutcome, String) {
+pub(super) fn judge(check: &HttpCheck, status: u16, body: &[u8]) -> (ProbeOutcome, String) {
     let status_ok = if check.expect_status.is_empty() {
         (200..400).contains(&status)
     } else {

@@ -5,12 +5,13 @@
 pub mod cql;
 pub mod exec;
 pub mod http;
+pub mod https;
 pub mod role;
 pub mod tcp;
 pub mod watch;
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::domain::health::{ProbeOutcome, Schedule};
 use crate::domain::text::one_line;
@@ -32,12 +33,14 @@ pub struct Check {
 }
 
 /// What a check does.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CheckKind {
     /// A TCP connection is accepted.
     Tcp,
     /// An HTTP/1.1 request is answered with an expected status (and body).
     Http(http::HttpCheck),
+    /// The same over TLS, the certificate verified and its end of validity told.
+    Https(https::HttpsCheck),
     /// Cassandra's native protocol answers OPTIONS with SUPPORTED.
     Cql,
     /// A command exits 0 (up), 1 (degraded) or anything else (down).
@@ -50,6 +53,7 @@ impl CheckKind {
         match self {
             CheckKind::Tcp => "tcp",
             CheckKind::Http(_) => "http",
+            CheckKind::Https(_) => "https",
             CheckKind::Cql => "cql",
             CheckKind::Exec(_) => "exec",
         }
@@ -79,14 +83,22 @@ pub struct ProbeReport {
     pub outcome: ProbeOutcome,
     pub detail: String,
     pub elapsed: Duration,
+    /// `https`: the end of validity of the certificate the server showed.
+    pub certificate_not_after: Option<SystemTime>,
 }
 
 /// Runs one probe of `kind` against `target`, bounded by `timeout`.
 pub async fn run(kind: &CheckKind, target: &Target, timeout: Duration) -> ProbeReport {
     let started = Instant::now();
+    let mut certificate_not_after = None;
     let result = match kind {
         CheckKind::Tcp => tcp::probe(target, timeout).await,
         CheckKind::Http(check) => http::probe(check, target, timeout).await,
+        CheckKind::Https(check) => {
+            let seen = https::probe(check, target, timeout).await;
+            certificate_not_after = seen.not_after;
+            seen.result
+        }
         CheckKind::Cql => cql::probe(target, timeout).await,
         CheckKind::Exec(check) => exec::probe(check, target, timeout).await,
     };
@@ -98,6 +110,7 @@ pub async fn run(kind: &CheckKind, target: &Target, timeout: Duration) -> ProbeR
         outcome,
         detail,
         elapsed: started.elapsed(),
+        certificate_not_after,
     }
 }
 
