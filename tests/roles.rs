@@ -64,6 +64,37 @@ fn pair_config(primary: &Backend, backup: &Backend, pages: [&RolePage; 2]) -> St
     )
 }
 
+/// A Voice pair of live instances whose role pages first say `primary_says` and
+/// `backup_says`, and the daemon watching it.
+struct Pair {
+    d: TestDaemon,
+    pages: [RolePage; 2],
+    _instances: [Backend; 2],
+}
+
+impl Pair {
+    async fn start(primary_says: &str, backup_says: &str) -> Pair {
+        let instances = [
+            Backend::start(Mode::Accept).await,
+            Backend::start(Mode::Accept).await,
+        ];
+        let pages = [
+            RolePage::start(&json_role(primary_says)).await,
+            RolePage::start(&json_role(backup_says)).await,
+        ];
+        let d = TestDaemon::start(&pair_config(
+            &instances[0],
+            &instances[1],
+            [&pages[0], &pages[1]],
+        ));
+        Pair {
+            d,
+            pages,
+            _instances: instances,
+        }
+    }
+}
+
 fn json_role(role: &str) -> String {
     format!(r#"{{"ha":{{"role":"{role}"}}}}"#)
 }
@@ -82,15 +113,11 @@ async fn serving_as(d: &TestDaemon, instance: &str, source: &str) -> serde_json:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_instance_that_says_primary_serves_through_a_switchover_done_elsewhere() {
-    let (primary, backup) = (
-        Backend::start(Mode::Accept).await,
-        Backend::start(Mode::Accept).await,
-    );
-    let pages = [
-        RolePage::start(&json_role("primary")).await,
-        RolePage::start(&json_role("backup")).await,
-    ];
-    let d = TestDaemon::start(&pair_config(&primary, &backup, [&pages[0], &pages[1]]));
+    let Pair {
+        d,
+        pages,
+        _instances,
+    } = Pair::start("primary", "backup").await;
     let first = serving_as(&d, "primary", "role").await;
     assert_eq!(first["state"], "Active");
     assert!(first.get("roleConflict").is_none(), "{first}");
@@ -119,15 +146,11 @@ async fn the_instance_that_says_primary_serves_through_a_switchover_done_elsewhe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_primaries_are_shown_as_a_conflict_on_the_configured_primary() {
-    let (primary, backup) = (
-        Backend::start(Mode::Accept).await,
-        Backend::start(Mode::Accept).await,
-    );
-    let pages = [
-        RolePage::start(&json_role("backup")).await,
-        RolePage::start(&json_role("primary")).await,
-    ];
-    let d = TestDaemon::start(&pair_config(&primary, &backup, [&pages[0], &pages[1]]));
+    let Pair {
+        d,
+        pages,
+        _instances,
+    } = Pair::start("backup", "primary").await;
     serving_as(&d, "backup", "role").await;
 
     // A split brain: the primary comes back thinking it is primary too.
@@ -156,15 +179,11 @@ async fn two_primaries_are_shown_as_a_conflict_on_the_configured_primary() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_usable_answer_the_serving_instance_is_inferred_and_said_to_be() {
-    let (primary, backup) = (
-        Backend::start(Mode::Accept).await,
-        Backend::start(Mode::Accept).await,
-    );
-    let pages = [
-        RolePage::start(&json_role("primary")).await,
-        RolePage::start(&json_role("backup")).await,
-    ];
-    let d = TestDaemon::start(&pair_config(&primary, &backup, [&pages[0], &pages[1]]));
+    let Pair {
+        d,
+        pages,
+        _instances,
+    } = Pair::start("primary", "backup").await;
     serving_as(&d, "primary", "role").await;
 
     // The role pages break in two different ways; health is untouched.
