@@ -44,6 +44,9 @@ pub struct Seen {
     pub role: Option<(SaidRole, String, SystemTime)>,
     /// For an `https` check: the certificate's end of validity, as last shown.
     pub certificate_not_after: Option<SystemTime>,
+    /// For a watched server: whether the watch connection is open, what happened to it
+    /// last, and when.
+    pub watch: Option<(bool, String, SystemTime)>,
 }
 
 /// One probe.
@@ -71,6 +74,7 @@ impl InstanceRecord {
                 last_check: None,
                 role: None,
                 certificate_not_after: None,
+                watch: None,
             }),
         }
     }
@@ -98,6 +102,11 @@ impl InstanceRecord {
     /// Records what the server said of its role.
     pub fn said(&self, role: SaidRole, detail: String, at: SystemTime) {
         self.seen().role = Some((role, detail, at));
+    }
+
+    /// Records what happened to the watch connection: `open` or not, and why.
+    pub fn watch(&self, open: bool, detail: String) {
+        self.seen().watch = Some((open, detail, SystemTime::now()));
     }
 
     /// Records the end of validity of the certificate the server showed.
@@ -139,6 +148,12 @@ impl InstanceRecord {
             map.insert(
                 "role".into(),
                 json!({ "says": role.as_str(), "at": timestamp(*at), "detail": detail }),
+            );
+        }
+        if let Some((open, detail, at)) = &seen.watch {
+            map.insert(
+                "watch".into(),
+                json!({ "open": open, "at": timestamp(*at), "detail": detail }),
             );
         }
         if let Some(not_after) = seen.certificate_not_after {

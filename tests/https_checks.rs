@@ -124,21 +124,13 @@ const FAST: &str = r#"interval = "50ms", timeout = "1s", rise = 1, fall = 1"#;
 
 fn service(port: u16, check: &str) -> String {
     format!(
-        "[[service]]\nid = \"gws\"\ntype = \"Media\"\nprimary = {{ host = \"127.0.0.1\", port = {port} }}\ncheck = {{ kind = \"https\", path = \"/health\", {FAST}, {check} }}\n[[user]]\nname = \"sam\"\npassword = \"{}\"\nroles = [\"admin\"]\ncontact_center = \"all\"\n",
-        servicewatch::password::hash("pw").unwrap()
+        "[[service]]\nid = \"gws\"\ntype = \"Media\"\nprimary = {{ host = \"127.0.0.1\", port = {port} }}\ncheck = {{ kind = \"https\", path = \"/health\", {FAST}, {check} }}\n"
     )
 }
 
 /// The primary's instance detail.
 async fn instance(d: &TestDaemon) -> Value {
-    let response = reqwest::Client::new()
-        .get(d.url("/api/v2/services/gws/instances"))
-        .basic_auth("sam", Some("pw"))
-        .send()
-        .await
-        .unwrap();
-    let body: Value = response.json().await.unwrap();
-    body["instances"][0].clone()
+    d.instances("gws").await["instances"][0].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,19 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, Mode, TestDaemon, eventually};
+use common::{Backend, Mode, PASSWORD, SUPERVISOR, TestDaemon, eventually};
 use serde_json::Value;
 
 const CHECK: &str = r#"check = { interval = "50ms", timeout = "500ms", rise = 1, fall = 1 }"#;
-
-/// A supervisor of the contact center that sees everything ("all", made by the test
-/// daemon), besides the test daemon's agent.
-fn supervisor() -> String {
-    let hash = servicewatch::password::hash("pw").unwrap();
-    format!(
-        "[[user]]\nname = \"sam\"\npassword = \"{hash}\"\nroles = [\"supervisor\"]\ncontact_center = \"all\"\n"
-    )
-}
 
 async fn get_as(d: &TestDaemon, user: &str, password: &str, path: &str) -> (u16, Value) {
     let response = reqwest::Client::new()
@@ -35,9 +26,7 @@ async fn get_as(d: &TestDaemon, user: &str, password: &str, path: &str) -> (u16,
 }
 
 async fn detail(d: &TestDaemon) -> Value {
-    let (status, body) = get_as(d, "sam", "pw", "/api/v2/services/provisioning/instances").await;
-    assert_eq!(status, 200, "{body}");
-    body
+    d.instances("provisioning").await
 }
 
 fn gauge(name: &str, instance: &str) -> String {
@@ -58,11 +47,10 @@ async fn shows_every_server_behind_a_service_and_the_cassandra_quorum() {
         .map(|n| format!("\"127.0.0.1:{}\"", n.port()))
         .collect();
     let d = TestDaemon::start(&format!(
-        "[[service]]\nid = \"provisioning\"\ntype = \"Provisioning\"\nconfig_server = {{ primary = {{ host = \"127.0.0.1\", port = {}, name = \"confserv\" }}, backup = {}, {CHECK} }}\ncassandra = {{ nodes = [{}], quorum = 2, {CHECK} }}\n{}",
+        "[[service]]\nid = \"provisioning\"\ntype = \"Provisioning\"\nconfig_server = {{ primary = {{ host = \"127.0.0.1\", port = {}, name = \"confserv\" }}, backup = {}, {CHECK} }}\ncassandra = {{ nodes = [{}], quorum = 2, {CHECK} }}\n",
         primary.port(),
         backup.toml(),
         node_list.join(", "),
-        supervisor(),
     ));
 
     let body = detail(&d).await;
@@ -170,20 +158,19 @@ async fn shows_every_server_behind_a_service_and_the_cassandra_quorum() {
 async fn is_shown_to_supervisors_and_admins_of_a_contact_center_that_sees_the_service() {
     let primary = Backend::start(Mode::Accept).await;
     let d = TestDaemon::start(&format!(
-        "[[service]]\nid = \"sips1\"\ntype = \"Voice\"\nprimary = {}\n{CHECK}\n{}",
+        "[[service]]\nid = \"sips1\"\ntype = \"Voice\"\nprimary = {}\n{CHECK}\n",
         primary.toml(),
-        supervisor(),
     ));
     // The test daemon's own user is an agent.
     let (status, body) = d.get("/api/v2/services/sips1/instances").await;
     assert_eq!(status, 403, "{body}");
     let refusal: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(refusal["statusCode"], 5);
-    let (status, body) = get_as(&d, "sam", "pw", "/api/v2/services/nope/instances").await;
+    let (status, body) = get_as(&d, SUPERVISOR, PASSWORD, "/api/v2/services/nope/instances").await;
     assert_eq!((status, &body["statusCode"]), (404, &Value::from(6)));
-    let (status, _) = get_as(&d, "sam", "wrong", "/api/v2/services/sips1/instances").await;
+    let (status, _) = get_as(&d, SUPERVISOR, "wrong", "/api/v2/services/sips1/instances").await;
     assert_eq!(status, 401);
-    let (status, body) = get_as(&d, "sam", "pw", "/api/v2/services/sips1/instances").await;
+    let (status, body) = get_as(&d, SUPERVISOR, PASSWORD, "/api/v2/services/sips1/instances").await;
     assert_eq!(status, 200);
     assert_eq!(body["instances"].as_array().unwrap().len(), 1);
     assert!(
@@ -195,7 +182,7 @@ async fn is_shown_to_supervisors_and_admins_of_a_contact_center_that_sees_the_se
     assert!(resource.get("instances").is_none(), "{resource}");
     let response = reqwest::Client::new()
         .post(d.url("/api/v2/services/sips1/instances"))
-        .basic_auth("sam", Some("pw"))
+        .basic_auth(SUPERVISOR, Some(PASSWORD))
         .send()
         .await
         .unwrap();

@@ -55,9 +55,8 @@ fn conforms(doc: &Value, path: &str, method: &str, status: u16, body: &str) {
 async fn daemon() -> (TestDaemon, Backend) {
     let backend = Backend::start(Mode::Accept).await;
     let d = TestDaemon::start(&format!(
-        "[notifications]\nmax_message_size = 4096\n[[service]]\nid = \"sips1\"\nname = \"SIPS1\"\ntype = \"Voice\"\nattributes = {{ sipPort = 5060 }}\nprimary = {}\n{CHECK}\n[[service]]\nid = \"stat\"\nname = \"Stat\"\ntype = \"Reporting\"\nprimary = {{ host = \"127.0.0.1\", port = 1 }}\n{CHECK}\n[[user]]\nname = \"sam\"\npassword = \"{}\"\nroles = [\"supervisor\"]\ncontact_center = \"all\"\n",
-        backend.toml(),
-        servicewatch::password::hash("pw").unwrap(),
+        "[notifications]\nmax_message_size = 4096\n[[service]]\nid = \"sips1\"\nname = \"SIPS1\"\ntype = \"Voice\"\nattributes = {{ sipPort = 5060 }}\nprimary = {}\n{CHECK}\n[[service]]\nid = \"stat\"\nname = \"Stat\"\ntype = \"Reporting\"\nprimary = {{ host = \"127.0.0.1\", port = 1 }}\n{CHECK}\n",
+        backend.toml()
     ));
     eventually(
         std::time::Duration::from_secs(3),
@@ -131,7 +130,8 @@ async fn real_answers_fit_the_description() {
     }
 
     for url in ["sips1", "stat"].map(|id| format!("/api/v2/services/{id}/instances")) {
-        let (status, body) = get_as(&d.url(&url), Some(("sam", "pw"))).await;
+        let (status, body) =
+            get_as(&d.url(&url), Some((common::SUPERVISOR, common::PASSWORD))).await;
         assert_eq!(status, 200, "GET {url} as a supervisor: {body}");
         conforms(&doc, "/services/{id}/instances", "get", status, &body);
     }

@@ -47,6 +47,16 @@ async fn a_watched_backend_that_dies_is_down_long_before_its_next_probe() {
     let reason = d.service("sips1").await;
     assert_eq!(reason["state"], "Inactive", "{reason}");
     assert_eq!(d.metric(WATCH_OPEN).await, Some(0.0), "the watch is closed");
+    // The instance detail says what the watch saw and what the probe made at once found.
+    let shown = d.instances("sips1").await["instances"][0].clone();
+    assert_eq!(shown["watch"]["open"], false, "{shown}");
+    assert!(
+        shown["lastCheck"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("(probed at once: "),
+        "{shown}"
+    );
 
     // Recovery is the probes' to decide: nothing reopens the watch before they find it up.
     backend.reopen().await;

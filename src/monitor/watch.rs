@@ -75,12 +75,14 @@ impl ServerMonitor {
         };
         let spec = self.id.spec.clone();
         let gauge = self.counters.watch_open.clone();
+        let record = self.id.record.clone();
         let watching = async move {
             tokio::time::sleep(delay).await;
             let check = &spec.check;
             match probe::watch::open(&spec.target, check.timeout, check.schedule.interval).await {
                 Err(why) => WatchEnd::Refused(why),
                 Ok(stream) => {
+                    record.watch(true, "open".into());
                     let opened = std::time::Instant::now();
                     // Back to 0 however this ends, the monitor stopping included.
                     let _open = OpenWhileHeld::new(gauge);
@@ -95,6 +97,13 @@ impl ServerMonitor {
         self.watch.task = Some(ctx.spawn(watching.into_actor(self).map(|end, act, ctx| {
             act.watch.task = None;
             let _entered = act.span.clone().entered();
+            act.id.record.watch(
+                false,
+                match &end {
+                    WatchEnd::Refused(why) => format!("not opened: {why}"),
+                    WatchEnd::Closed { said, .. } => said.clone(),
+                },
+            );
             match end {
                 WatchEnd::Refused(why) => match act.watch.recheck.take() {
                     Some(said) => {

@@ -9,16 +9,20 @@ use std::time::Duration;
 use servicewatch::registry::ReloadSummary;
 use servicewatch::{Daemon, Settings, config};
 
-/// The user every test daemon knows, with every feature.
+/// The user every test daemon knows, with every feature: an agent.
 pub const USER: &str = "tester";
 pub const PASSWORD: &str = "tester-password";
+/// A supervisor of the same contact center, with the same password: sees the instance
+/// detail.
+pub const SUPERVISOR: &str = "boss";
 
-/// `[[contact_center]]` "all" with every default feature, and `[[user]]` [`USER`].
+/// `[[contact_center]]` "all" with every default feature, and `[[user]]`s [`USER`] and
+/// [`SUPERVISOR`].
 pub fn users_toml() -> String {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let hash = HASH.get_or_init(|| servicewatch::password::hash(PASSWORD).unwrap());
     format!(
-        "[[contact_center]]\nid = \"all\"\nfeatures = [\"api-voice\", \"api-provisioning-read\", \"api-multimedia\", \"ui-supervisor-reporting\"]\n\n[[user]]\nname = \"{USER}\"\npassword = \"{hash}\"\nroles = [\"agent\"]\ncontact_center = \"all\"\n"
+        "[[contact_center]]\nid = \"all\"\nfeatures = [\"api-voice\", \"api-provisioning-read\", \"api-multimedia\", \"ui-supervisor-reporting\"]\n\n[[user]]\nname = \"{USER}\"\npassword = \"{hash}\"\nroles = [\"agent\"]\ncontact_center = \"all\"\n\n[[user]]\nname = \"{SUPERVISOR}\"\npassword = \"{hash}\"\nroles = [\"supervisor\"]\ncontact_center = \"all\"\n"
     )
 }
 
@@ -231,6 +235,19 @@ impl TestDaemon {
             .iter()
             .map(|s| s["id"].as_str().expect("an id").to_string())
             .collect()
+    }
+
+    /// The instance detail of service `id`, read as [`SUPERVISOR`].
+    pub async fn instances(&self, id: &str) -> serde_json::Value {
+        let path = format!("/api/v2/services/{id}/instances");
+        let response = reqwest::Client::new()
+            .get(self.url(&path))
+            .basic_auth(SUPERVISOR, Some(PASSWORD))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        response.json().await.expect("JSON")
     }
 
     /// The `state` and `servingInstance` of service `id`.
