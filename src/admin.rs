@@ -69,7 +69,14 @@ mod tests {
             crate::snapshot::Snapshot::default(),
         ));
         let metrics = Arc::new(Metrics::new());
-        let registry = Registry::new(Vec::new(), 1, snapshot, metrics.clone()).start();
+        let registry = Registry::new(
+            Vec::new(),
+            1,
+            snapshot,
+            metrics.clone(),
+            crate::history::Opened::nothing(),
+        )
+        .start();
         let state = web::Data::new(AdminState {
             metrics,
             registry,

@@ -14,7 +14,7 @@ use actix_rt::task::JoinHandle;
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer, web};
 use arc_swap::ArcSwap;
-use tracing::info;
+use tracing::{error, info};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -22,7 +22,9 @@ use crate::admin::{self, AdminState};
 use crate::api::{self, ApiState};
 use crate::auth::Authenticator;
 use crate::config::Settings;
+use crate::config::history::HistorySettings;
 use crate::config::services::ServiceSpec;
+use crate::history::{History, Opened};
 use crate::metrics::Metrics;
 use crate::notify;
 use crate::registry::{ApplyServices, Ping, Registry, ReloadSummary, SharedSnapshot, WhenReady};
@@ -53,6 +55,8 @@ pub struct Daemon {
     notify: Arc<notify::Shared>,
     metrics: Arc<Metrics>,
     authenticator: Arc<Authenticator>,
+    /// Written to until the stop, then flushed.
+    history: History,
     /// Set when a stop begins; `/readyz` then answers 503 whatever else holds.
     stopping: Arc<AtomicBool>,
 }
@@ -91,11 +95,14 @@ impl Daemon {
         };
         let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
         let metrics = Arc::new(Metrics::new());
+        let past = open_history(&settings.history, metrics.clone());
+        let history = past.history.clone();
         let registry = Registry::new(
             settings.services,
             settings.limits.probes_in_flight,
             snapshot.clone(),
             metrics.clone(),
+            past,
         )
         .start();
         let notify = Arc::new(notify::Shared::new(
@@ -150,6 +157,8 @@ impl Daemon {
             base_path: settings.server.base_path.clone(),
             allowed_origins: settings.server.allowed_origins.clone(),
             max_header_size: settings.limits.max_header_size,
+            history: history.clone(),
+            registry: registry.clone(),
         });
         let base_path = settings.server.base_path;
         set_client_socket_options(&listener, send_timeout, send_buffer);
@@ -210,6 +219,7 @@ impl Daemon {
             metrics,
             authenticator,
             stopping,
+            history,
         })
     }
 
@@ -306,6 +316,9 @@ impl Daemon {
             // Scrapes and health checks are short and retried: nothing to wait for.
             admin.stop(false).await;
         }
+        // The last changes reach the disk before the process ends.
+        let history = self.history.clone();
+        let _ = tokio::task::spawn_blocking(move || history.flush(HISTORY_FLUSH)).await;
     }
 
     /// Runs until the HTTP server stops.
@@ -371,6 +384,29 @@ fn set_client_socket_options(listener: &TcpListener, timeout: Duration, buffer: 
     if let Some(bytes) = buffer {
         if let Err(e) = socket.set_send_buffer_size(bytes) {
             tracing::warn!(error = %e, "cannot set the send buffer; the kernel sizes it");
+        }
+    }
+}
+
+/// The longest a stop waits for the history's last writes.
+const HISTORY_FLUSH: Duration = Duration::from_secs(2);
+
+/// Opens the history where `[history]` (or systemd's `STATE_DIRECTORY`) says; without one,
+/// or when the file cannot be opened, servicewatch runs without history and says so.
+fn open_history(settings: &HistorySettings, metrics: Arc<Metrics>) -> Opened {
+    let state_directory = std::env::var("STATE_DIRECTORY").ok();
+    let Some(path) = settings.database(state_directory.as_deref()) else {
+        info!("no history kept: set [history] path, or run under systemd with StateDirectory=");
+        return Opened::nothing();
+    };
+    match History::open(&path, settings.retention, metrics) {
+        Ok(opened) => {
+            info!(path = %path.display(), services = opened.latest.len(), maintenance = opened.windows.all().len(), "history opened");
+            opened
+        }
+        Err(e) => {
+            error!("{e}; servicewatch runs without history until restarted with a usable file");
+            Opened::nothing()
         }
     }
 }

@@ -28,6 +28,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod domain;
+pub mod history;
 pub mod instances;
 pub mod lifecycle;
 pub mod logging;

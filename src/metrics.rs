@@ -93,6 +93,14 @@ pub struct Metrics {
     /// saying it is primary.
     pub role_fallback: Family<ServiceLabels, Gauge>,
     pub service_state: Family<StateLabels, Gauge>,
+    /// 1 while a service has a maintenance window (of its own or of an instance).
+    pub service_maintenance: Family<ServiceLabels, Gauge>,
+    /// 1 while the history database is written, 0 while off or failing.
+    pub history_writing: Gauge,
+    /// Changes written to the history database.
+    pub history_changes: Counter,
+    /// Changes the history could not keep (its disk refused, or its queue was full).
+    pub history_lost: Counter,
     pub switchovers: Family<ServiceLabels, Counter>,
     pub sessions: Gauge,
     pub websocket_connections: Gauge,
@@ -138,6 +146,10 @@ impl Metrics {
         let role_conflict = Family::<ServiceLabels, Gauge>::default();
         let role_fallback = Family::<ServiceLabels, Gauge>::default();
         let service_state = Family::<StateLabels, Gauge>::default();
+        let service_maintenance = Family::<ServiceLabels, Gauge>::default();
+        let history_writing = Gauge::default();
+        let history_changes = Counter::default();
+        let history_lost = Counter::default();
         let switchovers = Family::<ServiceLabels, Counter>::default();
         let sessions = Gauge::default();
         let websocket_connections = Gauge::default();
@@ -205,6 +217,26 @@ impl Metrics {
             "service_state",
             "1 for the state each service is in, 0 for the others",
             service_state.clone(),
+        );
+        registry.register(
+            "service_maintenance",
+            "1 while a service, or one of its instances, is in a maintenance window",
+            service_maintenance.clone(),
+        );
+        registry.register(
+            "history_writing",
+            "1 while the history database is written; 0 while it is off, or its disk refuses writes",
+            history_writing.clone(),
+        );
+        registry.register(
+            "history_changes",
+            "Changes written to the history database",
+            history_changes.clone(),
+        );
+        registry.register(
+            "history_lost",
+            "Changes the history could not keep (its disk refused writes, or its queue was full)",
+            history_lost.clone(),
         );
         registry.register(
             "switchovers",
@@ -303,6 +335,10 @@ impl Metrics {
             role_conflict,
             role_fallback,
             service_state,
+            service_maintenance,
+            history_writing,
+            history_changes,
+            history_lost,
             switchovers,
             sessions,
             websocket_connections,
@@ -362,6 +398,7 @@ impl Metrics {
         self.switchovers.remove(&labels);
         self.role_conflict.remove(&labels);
         self.role_fallback.remove(&labels);
+        self.service_maintenance.remove(&labels);
         for (instance, check) in servers {
             for outcome in ["up", "degraded", "down"] {
                 self.probes.remove(&ProbeLabels {
@@ -424,6 +461,15 @@ impl Metrics {
                 .get_or_create(&labels)
                 .set(i64::from(source == Source::Fallback));
         }
+    }
+
+    /// Sets whether a service has a maintenance window.
+    pub fn set_maintenance(&self, service: &str, in_maintenance: bool) {
+        self.service_maintenance
+            .get_or_create(&ServiceLabels {
+                service: service.to_string(),
+            })
+            .set(i64::from(in_maintenance));
     }
 
     /// Sets the role gauges of one instance: 1 for `said`, 0 for the others.

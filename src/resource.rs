@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use serde_json::{Map, Value};
 
 use crate::config::services::ServiceSpec;
+use crate::domain::maintenance::Window;
 use crate::domain::roles::Source;
 use crate::domain::state::Assessment;
 
@@ -22,9 +23,12 @@ pub const STATE_SINCE: &str = "stateSince";
 pub const SERVING_INSTANCE_SOURCE: &str = "servingInstanceSource";
 /// `true` while both instances say they are primary (absent otherwise).
 pub const ROLE_CONFLICT: &str = "roleConflict";
+/// The maintenance windows holding for the service or its instances (absent when none):
+/// a wallboard shows work under way instead of an outage.
+pub const MAINTENANCE: &str = "maintenance";
 /// The attributes servicewatch may put in a resource, in wire order; `fields` and filters
 /// accept each of them even when no resource has it at the moment.
-pub const CORE_ATTRIBUTES: [&str; 8] = [
+pub const CORE_ATTRIBUTES: [&str; 9] = [
     "id",
     "name",
     "type",
@@ -33,10 +37,17 @@ pub const CORE_ATTRIBUTES: [&str; 8] = [
     STATE_SINCE,
     SERVING_INSTANCE_SOURCE,
     ROLE_CONFLICT,
+    MAINTENANCE,
 ];
 
-/// Builds the resource of `spec` assessed as `status`, whose state has held since `since`.
-pub fn render(spec: &ServiceSpec, status: &Assessment, since: SystemTime) -> Map<String, Value> {
+/// Builds the resource of `spec` assessed as `status`, whose state has held since `since`,
+/// under the maintenance `windows` holding now.
+pub fn render(
+    spec: &ServiceSpec,
+    status: &Assessment,
+    since: SystemTime,
+    windows: &[Window],
+) -> Map<String, Value> {
     let mut map = Map::with_capacity(CORE_ATTRIBUTES.len() + spec.attributes.len());
     map.insert("id".into(), Value::from(spec.id.as_str()));
     map.insert("name".into(), Value::from(spec.name.as_str()));
@@ -45,10 +56,7 @@ pub fn render(spec: &ServiceSpec, status: &Assessment, since: SystemTime) -> Map
     if let Some(role) = status.serving {
         map.insert(SERVING_INSTANCE.into(), Value::from(role.as_str()));
     }
-    map.insert(
-        STATE_SINCE.into(),
-        Value::from(humantime::format_rfc3339_millis(since).to_string()),
-    );
+    map.insert(STATE_SINCE.into(), Value::from(timestamp(since)));
     if status.serving.is_some()
         && let Some(source) = status.source.wire_name()
     {
@@ -57,10 +65,36 @@ pub fn render(spec: &ServiceSpec, status: &Assessment, since: SystemTime) -> Map
     if status.source == Source::Conflict {
         map.insert(ROLE_CONFLICT.into(), Value::from(true));
     }
+    if !windows.is_empty() {
+        map.insert(
+            MAINTENANCE.into(),
+            Value::from(windows.iter().map(window).collect::<Vec<_>>()),
+        );
+    }
     for (key, value) in &spec.attributes {
         map.insert(key.clone(), value.clone());
     }
     map
+}
+
+/// One maintenance window as the resource shows it; without `instance`, the whole service.
+fn window(w: &Window) -> Value {
+    let mut map = Map::new();
+    if let Some(instance) = &w.instance {
+        map.insert("instance".into(), Value::from(instance.as_str()));
+    }
+    map.insert("reason".into(), Value::from(w.reason.as_str()));
+    map.insert("by".into(), Value::from(w.by.as_str()));
+    map.insert("since".into(), Value::from(timestamp(w.since)));
+    if let Some(until) = w.until {
+        map.insert("until".into(), Value::from(timestamp(until)));
+    }
+    Value::Object(map)
+}
+
+/// A time as the resource writes it: RFC 3339, UTC, milliseconds.
+pub fn timestamp(at: SystemTime) -> String {
+    humantime::format_rfc3339_millis(at).to_string()
 }
 
 /// The GWS notification of a change to a service, as a Bayeux message on the services
@@ -132,7 +166,7 @@ mod tests {
             source: Source::Health,
         };
         let since = SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_300_000_123);
-        let json = serde_json::to_string(&render(&voice_spec(), &status, since)).unwrap();
+        let json = serde_json::to_string(&render(&voice_spec(), &status, since, &[])).unwrap();
         assert_eq!(
             json,
             r#"{"id":"sips1","name":"SIPS1","type":"Voice","state":"Active","servingInstance":"backup","stateSince":"2025-11-28T03:20:00.123Z","sipPort":5060}"#
@@ -147,19 +181,24 @@ mod tests {
             serving: Some(Role::Primary),
             source,
         };
-        let conflict = render(&voice_spec(), &status(Source::Conflict), since);
+        let conflict = render(&voice_spec(), &status(Source::Conflict), since, &[]);
         assert_eq!(conflict[SERVING_INSTANCE_SOURCE], "role");
         assert_eq!(conflict[ROLE_CONFLICT], true);
-        let fallback = render(&voice_spec(), &status(Source::Fallback), since);
+        let fallback = render(&voice_spec(), &status(Source::Fallback), since, &[]);
         assert_eq!(fallback[SERVING_INSTANCE_SOURCE], "health");
         assert!(!fallback.contains_key(ROLE_CONFLICT));
-        let plain = render(&voice_spec(), &status(Source::Health), since);
+        let plain = render(&voice_spec(), &status(Source::Health), since, &[]);
         assert!(!plain.contains_key(SERVING_INSTANCE_SOURCE));
     }
 
     #[test]
     fn omits_the_serving_instance_when_none_serves() {
-        let map = render(&voice_spec(), &Assessment::INITIAL, SystemTime::UNIX_EPOCH);
+        let map = render(
+            &voice_spec(),
+            &Assessment::INITIAL,
+            SystemTime::UNIX_EPOCH,
+            &[],
+        );
         assert!(!map.contains_key(SERVING_INSTANCE));
         assert_eq!(map["state"], "Inactive");
     }

@@ -16,6 +16,7 @@ use std::time::SystemTime;
 
 use crate::bayeux;
 use crate::config::services::ServiceSpec;
+use crate::domain::maintenance::Window;
 use crate::domain::service::Role;
 use crate::domain::service::ServiceState;
 use crate::domain::state::Assessment;
@@ -50,6 +51,7 @@ impl PublishedService {
         spec: &ServiceSpec,
         assessment: &Assessment,
         since: SystemTime,
+        windows: &[Window],
         instances: Arc<Instances>,
     ) -> Self {
         PublishedService {
@@ -58,7 +60,7 @@ impl PublishedService {
             ..PublishedService::new(
                 &spec.feature,
                 assessment.state,
-                resource::render(spec, assessment, since),
+                resource::render(spec, assessment, since, windows),
             )
         }
     }

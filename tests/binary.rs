@@ -94,7 +94,7 @@ fn bad_files_are_refused_with_one_line_each() {
         ),
         (
             &format!("{GOOD}attributes = {{ type = \"x\" }}\n"),
-            "FILE: service[0] (sips1).attributes.type: \"type\" is reserved by the service resource; choose another attribute name (reserved: id, name, type, state, servingInstance, stateSince, servingInstanceSource, roleConflict, fields)",
+            "FILE: service[0] (sips1).attributes.type: \"type\" is reserved by the service resource; choose another attribute name (reserved: id, name, type, state, servingInstance, stateSince, servingInstanceSource, roleConflict, maintenance, fields)",
         ),
         (
             "[server]\nlisten = \"localhost:80\"\n",

@@ -19,7 +19,7 @@ const LAYERS: &[&[&str]] = &[
         "logging",
         "client_errors",
     ],
-    &["snapshot", "monitor", "auth"],
+    &["snapshot", "monitor", "auth", "history"],
     &["registry"],
     &["notify", "admin"],
     &["api"],

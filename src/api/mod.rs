@@ -6,8 +6,10 @@ pub mod counting;
 pub mod draining;
 pub mod error;
 pub mod head;
+pub mod history;
 pub mod instances;
 pub mod login;
+pub mod maintenance;
 pub mod openapi;
 pub mod origin;
 pub mod query;
@@ -18,7 +20,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use error::ApiError;
 
 use crate::notify;
-use crate::registry::SharedSnapshot;
+use actix::Addr;
+
+use crate::history::History;
+use crate::registry::{Registry, SharedSnapshot};
 
 /// The future of a request passed through one of the `wrap_fn` middlewares that look at the
 /// answer ([`counting`], [`draining`]).
@@ -42,6 +47,10 @@ pub struct ApiState {
     pub allowed_origins: Vec<String>,
     /// Largest request head accepted, in bytes.
     pub max_header_size: usize,
+    /// Where the history of changes is read.
+    pub history: History,
+    /// Where maintenance requests go.
+    pub registry: Addr<Registry>,
 }
 
 impl ApiState {
@@ -98,6 +107,18 @@ pub fn configure(cfg: &mut web::ServiceConfig, base_path: &str) {
                     .wrap(from_fn(origin::check_origin)),
             )
             .service(
+                web::resource("/services/{id}/history")
+                    .route(web::get().to(history::changes))
+                    .route(web::head().to(history::changes))
+                    .default_service(web::to(|req| not_allowed(req, "GET, HEAD")))
+                    .wrap(from_fn(login::require_login))
+                    .wrap(from_fn(origin::check_origin)),
+            )
+            .service(maintenance_resource("/services/{id}/maintenance"))
+            .service(maintenance_resource(
+                "/services/{id}/instances/{instance}/maintenance",
+            ))
+            .service(
                 web::resource("/notifications")
                     .route(web::get().to(notify::websocket::upgrade))
                     .route(web::post().to(notify::long_polling::handle))
@@ -130,6 +151,28 @@ pub fn configure(cfg: &mut web::ServiceConfig, base_path: &str) {
             ),
     )
     .default_service(web::to(not_found));
+}
+
+/// A maintenance resource: `PUT` sets, `DELETE` ends; a page of a foreign origin is
+/// refused (403) as on the notification endpoint, since these change state.
+fn maintenance_resource(path: &str) -> impl actix_web::dev::HttpServiceFactory + 'static {
+    use actix_web::middleware::from_fn;
+    web::resource(path)
+        .app_data(
+            web::JsonConfig::default()
+                .limit(4096)
+                .error_handler(|e, _req| {
+                    ApiError::InvalidParameter(format!(
+                        "the body must be JSON such as {{\"reason\": \"upgrade\", \"until\": \"2026-11-28T06:00:00Z\"}}: {e}"
+                    ))
+                    .into()
+                }),
+        )
+        .route(web::put().to(maintenance::put))
+        .route(web::delete().to(maintenance::delete))
+        .default_service(web::to(|req| not_allowed(req, "PUT, DELETE")))
+        .wrap(from_fn(login::require_login))
+        .wrap(from_fn(origin::guard_origin))
 }
 
 /// 405, naming the methods the resource `allowed` (as `Allow` lists them).

@@ -265,7 +265,7 @@ mod tests {
     fn refuses_bad_fields() {
         assert!(
             err("fields=id,bogus", true)
-                .starts_with("unknown field \"bogus\"; known fields: id, name,")
+                .starts_with("unknown field \"bogus\"; known fields: id, maintenance, name,")
         );
         assert!(err("fields=", true).contains("is not a list of attribute names"));
         assert!(err("fields=id,,state", true).contains("is not a list"));

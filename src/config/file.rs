@@ -4,6 +4,7 @@
 use serde::{Deserialize, Deserializer};
 
 use super::duration::HumanDuration;
+pub use super::history::HistorySection;
 use crate::domain::service::ServiceType;
 
 /// The whole file.
@@ -27,6 +28,8 @@ pub struct FileConfig {
     pub auth: AuthSection,
     /// An HTTPS listener besides the HTTP one.
     pub tls: Option<TlsSection>,
+    #[serde(default)]
+    pub history: HistorySection,
     #[serde(default, rename = "contact_center")]
     pub contact_centers: Vec<ContactCenterSection>,
     #[serde(default, rename = "user")]

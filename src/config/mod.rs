@@ -16,6 +16,7 @@ mod checks;
 pub mod duration;
 pub mod environment;
 pub mod file;
+pub mod history;
 pub mod notifications;
 mod roles;
 mod rules;
@@ -140,6 +141,9 @@ pub fn parse(text: &str, shown: &str, base: Option<&Path>) -> Result<Settings, C
         layered.rebase_check_files(base);
     }
     let mut settings = settings::validate(layered, &shown)?;
+    if let (Some(path), Some(base)) = (&mut settings.history.path, base) {
+        *path = base.join(&*path);
+    }
     if let (Some(tls), Some(base)) = (&mut settings.tls, base) {
         tls.certificate = base.join(&tls.certificate);
         tls.key = base.join(&tls.key);

@@ -17,7 +17,7 @@ pub const DEFAULT_CQL_PORT: u16 = 9042;
 
 /// Attribute names that the resource itself uses, or that a query parameter uses, and that
 /// operator attributes therefore may not take.
-pub const RESERVED_ATTRIBUTES: [&str; 9] = [
+pub const RESERVED_ATTRIBUTES: [&str; 10] = [
     "id",
     "name",
     "type",
@@ -26,6 +26,7 @@ pub const RESERVED_ATTRIBUTES: [&str; 9] = [
     "stateSince",
     "servingInstanceSource",
     "roleConflict",
+    "maintenance",
     "fields",
 ];
 

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use super::ConfigError;
 use super::auth::{AuthSettings, validate_auth};
 use super::file::{CheckKindName, FileConfig, LogFormatName};
+use super::history::{HistorySettings, validate_history};
 use super::notifications::{NotificationSettings, validate_notifications};
 use super::rules::address;
 use super::server::{
@@ -28,6 +29,7 @@ pub struct Settings {
     pub notifications: NotificationSettings,
     /// The HTTPS listener, when configured.
     pub tls: Option<TlsSettings>,
+    pub history: HistorySettings,
     pub services: Vec<ServiceSpec>,
 }
 
@@ -49,6 +51,7 @@ impl Settings {
         [
             ("[server]", self.server != new.server),
             ("[tls]", self.tls != new.tls),
+            ("[history]", self.history != new.history),
             ("[admin]", self.admin_listen != new.admin_listen),
             ("[log]", self.log != new.log),
             ("[notifications]", self.notifications != new.notifications),
@@ -129,7 +132,9 @@ pub fn validate(file: FileConfig, source: &str) -> Result<Settings, ConfigError>
         level: file.log.level.clone(),
     };
     let auth = validate_auth(&file).map_err(|(k, m)| invalid(k, m))?;
+    let history = validate_history(&file.history).map_err(|(k, m)| invalid(k, m))?;
     Ok(Settings {
+        history,
         server,
         log,
         auth,

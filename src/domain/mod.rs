@@ -6,6 +6,7 @@
 //! byte for byte without actors, sockets or timers.
 
 pub mod health;
+pub mod maintenance;
 pub mod pairing;
 pub mod roles;
 pub mod service;

@@ -24,6 +24,7 @@
 //! reported health; the other servers of the service are not touched.
 
 mod hub;
+mod maintenance;
 mod publisher;
 mod reload;
 mod subscribers;
@@ -39,12 +40,15 @@ use tokio::sync::{Semaphore, oneshot};
 use tracing::{error, info};
 
 use crate::config::services::ServiceSpec;
+use crate::domain::maintenance::Windows;
 use crate::domain::state::Assessment;
+use crate::history::{Change, History, Opened};
 use crate::metrics::Metrics;
 use crate::monitor::{ServerChanged, ServerIdentity, ServerMonitor, StopMonitor};
 use crate::snapshot::{Pending, Snapshot};
 
 pub use hub::Hub;
+pub use maintenance::{EndMaintenance, MaintenanceError, PutMaintenance};
 use publisher::Publisher;
 use reload::{Step, plan};
 pub use subscribers::Delivery;
@@ -125,20 +129,40 @@ pub struct Registry {
     /// The tag of the last snapshot published: random high bits, so that a restarted
     /// daemon does not reuse the tags (and so the `ETag`s) of the last one.
     snapshot_tag: u64,
+    /// Where each change is recorded.
+    history: History,
+    /// Every maintenance window, of every service.
+    windows: Windows,
 }
 
 impl Registry {
-    /// A registry for `specs` that will publish into `published`; monitors start with it.
+    /// A registry for `specs` that will publish into `published` and record into `past`'s
+    /// history, resuming from what it held; monitors start with it.
     pub fn new(
         specs: Vec<ServiceSpec>,
         probes_in_flight: usize,
         published: SharedSnapshot,
         metrics: Arc<Metrics>,
+        past: Opened,
     ) -> Self {
         let now = SystemTime::now();
+        let stored: HashMap<&str, &Change> = past
+            .latest
+            .iter()
+            .map(|c| (c.service.as_str(), c))
+            .collect();
         let services: Vec<Tracked> = specs
             .into_iter()
-            .map(|spec| Tracked::pending(spec, now))
+            .map(|spec| {
+                let windows = past
+                    .windows
+                    .of(&spec.id, now)
+                    .into_iter()
+                    .cloned()
+                    .collect();
+                let last = stored.get(spec.id.as_str()).copied();
+                Tracked::pending(spec, now, last, windows)
+            })
             .collect();
         for t in &services {
             metrics.set_pending(&t.spec.id);
@@ -155,7 +179,14 @@ impl Registry {
             publisher: Publisher::default(),
             scheduled: None,
             snapshot_tag: fastrand::u64(..) << 24,
+            history: past.history,
+            windows: past.windows,
         };
+        for t in &registry.services {
+            registry
+                .metrics
+                .set_maintenance(&t.spec.id, !t.windows.is_empty());
+        }
         registry.index();
         registry.publish();
         registry
@@ -336,7 +367,10 @@ impl Actor for Registry {
     fn started(&mut self, ctx: &mut Self::Context) {
         info!(services = self.services.len(), "starting monitors");
         self.supervise(ctx);
-        ctx.run_interval(SUPERVISION_INTERVAL, |act, ctx| act.supervise(ctx));
+        ctx.run_interval(SUPERVISION_INTERVAL, |act, ctx| {
+            act.supervise(ctx);
+            act.end_passed_windows(ctx);
+        });
     }
 }
 
@@ -359,6 +393,9 @@ impl Handler<ServerChanged> for Registry {
         let became_ready = !was_ready && tracked.ready;
         if let Some(transition) = transition {
             log_transition(&tracked.spec.id, transition, &msg.reason, &self.metrics);
+            if !transition.confirmed {
+                self.record(index, &msg.reason);
+            }
             self.announce(index, ctx);
         }
         if became_ready {
@@ -420,7 +457,13 @@ impl Handler<ApplyServices> for Registry {
                     summary.added.push(spec.id.clone());
                     self.metrics.set_pending(&spec.id);
                     start.push(self.services.len());
-                    Tracked::pending(spec, now)
+                    let windows = self
+                        .windows
+                        .of(&spec.id, now)
+                        .into_iter()
+                        .cloned()
+                        .collect();
+                    Tracked::pending(spec, now, None, windows)
                 }
             };
             self.services.push(tracked);

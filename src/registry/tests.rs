@@ -24,7 +24,14 @@ impl Handler<GetMonitor> for Registry {
 fn start(toml: &str) -> Addr<Registry> {
     let settings = validate(toml::from_str(toml).unwrap(), "test").unwrap();
     let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
-    Registry::new(settings.services, 4, snapshot, Arc::new(Metrics::new())).start()
+    Registry::new(
+        settings.services,
+        4,
+        snapshot,
+        Arc::new(Metrics::new()),
+        crate::history::Opened::nothing(),
+    )
+    .start()
 }
 
 #[actix_rt::test]

@@ -9,9 +9,12 @@ use tracing::{debug, info, warn};
 
 use crate::config::services::{InstanceSpec, ServiceSpec};
 use crate::domain::health::Health;
+use crate::domain::maintenance::{Window, effective};
 use crate::domain::roles::{SaidRole, Source};
+use crate::domain::service::ServiceState;
 use crate::domain::service::{Part, Role};
 use crate::domain::state::{Assessment, assess};
+use crate::history::Change;
 use crate::instances::Instances;
 use crate::metrics::{Metrics, ServiceLabels};
 use crate::monitor::ServerMonitor;
@@ -41,6 +44,12 @@ pub(super) struct Tracked {
     pub instances: Arc<Instances>,
     /// Whether every server has been probed since the service's monitors started.
     pub ready: bool,
+    /// The state stored in the history before servicewatch started, and since when: when
+    /// the first probe round confirms it, `since` keeps the stored time, so that a restart
+    /// is invisible to clients.
+    pub resumed: Option<(ServiceState, SystemTime)>,
+    /// The maintenance windows of this service holding now.
+    pub windows: Vec<Window>,
     /// Whether `assessment` rests on probes (of these monitors or, after a reload that
     /// changed the service, of the ones before). Until then the service is pending: held
     /// back from lists, snapshots and notifications, since "Inactive" would only mean "not
@@ -56,21 +65,59 @@ pub(super) struct Transition {
     /// The service's first assessment: announced even when it equals `before`, because
     /// nobody has heard of the service until now.
     pub first: bool,
+    /// The first assessment, confirming what the history held before a restart (state and
+    /// serving instance): nothing happened to the service, so the history need not say so.
+    pub confirmed: bool,
 }
 
 impl Tracked {
-    /// A service whose servers are not probed yet and whose state is not known.
-    pub fn pending(spec: ServiceSpec, now: SystemTime) -> Self {
-        Tracked::new(spec, Assessment::INITIAL, now, false)
+    /// A service whose servers are not probed yet and whose state is not known; `stored`:
+    /// its last change in the history, if any. Its serving instance starts as the stored
+    /// one, so that the first probe round does not move it (a pair does not fail back).
+    pub fn pending(
+        spec: ServiceSpec,
+        now: SystemTime,
+        stored: Option<&Change>,
+        windows: Vec<Window>,
+    ) -> Self {
+        let serving = stored
+            .and_then(|c| c.serving.as_deref())
+            .and_then(|s| {
+                [Role::Primary, Role::Backup]
+                    .into_iter()
+                    .find(|r| r.as_str() == s)
+            })
+            .filter(|role| *role == Role::Primary || spec.pair.backup.is_some());
+        let assessment = Assessment {
+            serving,
+            ..Assessment::INITIAL
+        };
+        let mut tracked = Tracked::new(spec, assessment, now, false, windows);
+        tracked.resumed = stored.and_then(|c| Some((c.state.parse().ok()?, c.state_since)));
+        tracked
     }
 
     /// A service whose servers are not probed yet by their new monitors, still published
     /// as `assessment` since `since` (what its previous monitors found), if that was known.
     pub fn resuming(spec: ServiceSpec, previous: &Tracked) -> Self {
-        Tracked::new(spec, previous.assessment, previous.since, previous.known)
+        let mut tracked = Tracked::new(
+            spec,
+            previous.assessment,
+            previous.since,
+            previous.known,
+            previous.windows.clone(),
+        );
+        tracked.resumed = previous.resumed;
+        tracked
     }
 
-    fn new(spec: ServiceSpec, assessment: Assessment, since: SystemTime, known: bool) -> Self {
+    fn new(
+        spec: ServiceSpec,
+        assessment: Assessment,
+        since: SystemTime,
+        known: bool,
+        windows: Vec<Window>,
+    ) -> Self {
         let spec = Arc::new(spec);
         let servers = servers_of(&spec)
             .map(|(part, _)| Server {
@@ -86,6 +133,7 @@ impl Tracked {
             &spec,
             &assessment,
             since,
+            &windows,
             instances.clone(),
         ));
         Tracked {
@@ -95,6 +143,8 @@ impl Tracked {
             published,
             servers,
             instances,
+            resumed: None,
+            windows,
             ready: false,
             known,
         }
@@ -118,6 +168,7 @@ impl Tracked {
             &self.spec,
             &assessment,
             since,
+            &self.windows,
             self.instances.clone(),
         ));
     }
@@ -140,8 +191,44 @@ impl Tracked {
             .find(|s| s.part == part && s.generation == generation)?;
         server.health = health;
         server.said = said;
-        let healths: Vec<(Part, Health)> =
-            self.servers.iter().map(|s| (s.part, s.health)).collect();
+        self.assess_again(now)
+    }
+
+    /// Replaces the service's maintenance windows (those holding now), assesses it again
+    /// and renders it anew. Returns the transition, if the assessment changed, and whether
+    /// the resource changed at all (the maintenance it shows, say).
+    pub fn maintain(
+        &mut self,
+        windows: Vec<Window>,
+        now: SystemTime,
+    ) -> (Option<Transition>, bool) {
+        if windows == self.windows {
+            return (None, false);
+        }
+        self.windows = windows;
+        let before = self.published.json.clone();
+        let transition = self.assess_again(now);
+        if transition.is_none() {
+            self.set(self.assessment, self.since);
+        }
+        (transition, self.published.json != before)
+    }
+
+    /// Whether the server playing `part` is in maintenance.
+    fn in_maintenance(&self, part: Part) -> bool {
+        let label = part.metric_label();
+        self.windows
+            .iter()
+            .any(|w| w.instance.as_deref() == Some(label.as_str()))
+    }
+
+    /// Assesses the service from its servers' last reports.
+    fn assess_again(&mut self, now: SystemTime) -> Option<Transition> {
+        let healths: Vec<(Part, Health)> = self
+            .servers
+            .iter()
+            .map(|s| (s.part, effective(s.health, self.in_maintenance(s.part))))
+            .collect();
         let quorum = self.spec.cassandra.as_ref().map(|c| c.quorum);
         let said_by = |role| {
             self.servers
@@ -171,16 +258,23 @@ impl Tracked {
         if after == before && !first {
             return None;
         }
-        let since = if after.state != before.state || first {
-            now
-        } else {
-            self.since
+        let resumed = self
+            .resumed
+            .take()
+            .filter(|(state, _)| first && *state == after.state);
+        let since = match resumed {
+            // The first round confirms the state stored before a restart: it holds since
+            // then, as far as anyone can tell.
+            Some((_, stored_since)) => stored_since,
+            None if after.state != before.state || first => now,
+            None => self.since,
         };
         self.set(after, since);
         Some(Transition {
             before,
             after,
             first,
+            confirmed: resumed.is_some() && after.serving == before.serving,
         })
     }
 }
@@ -206,7 +300,9 @@ pub(super) fn servers_of(spec: &ServiceSpec) -> impl Iterator<Item = (Part, &Ins
 pub(super) fn log_transition(id: &str, t: Transition, reason: &str, metrics: &Metrics) {
     let (before, after) = (t.before, t.after);
     let (from_serving, to_serving) = (serving_label(before.serving), serving_label(after.serving));
-    if t.first {
+    if t.first && t.confirmed {
+        info!(service = %id, state = %after.state, serving = to_serving, reason, "service confirmed as recorded before the restart");
+    } else if t.first {
         info!(service = %id, state = %after.state, serving = to_serving, reason, "service assessed");
     } else if after.state != before.state {
         info!(service = %id, from = %before.state, to = %after.state, serving = to_serving, reason, "service state changed");
@@ -256,7 +352,7 @@ mod tests {
         )
         .unwrap();
         let spec = validate(file, "test").unwrap().services.remove(0);
-        Tracked::pending(spec, SystemTime::UNIX_EPOCH)
+        Tracked::pending(spec, SystemTime::UNIX_EPOCH, None, Vec::new())
     }
 
     const PRIMARY: Part = Part::Pair(Role::Primary);
@@ -327,7 +423,7 @@ mod tests {
         assert_eq!(t.retry_after_secs(), 1, "a 1 s default timeout");
         let mut spec = (*t.spec).clone();
         spec.pair.backup.as_mut().unwrap().check.timeout = Duration::from_millis(2500);
-        t = Tracked::pending(spec, SystemTime::UNIX_EPOCH);
+        t = Tracked::pending(spec, SystemTime::UNIX_EPOCH, None, Vec::new());
         assert_eq!(t.retry_after_secs(), 3);
     }
 

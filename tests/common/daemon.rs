@@ -15,14 +15,16 @@ pub const PASSWORD: &str = "tester-password";
 /// A supervisor of the same contact center, with the same password: sees the instance
 /// detail.
 pub const SUPERVISOR: &str = "boss";
+/// An admin of the same contact center, with the same password: sets maintenance.
+pub const ADMIN: &str = "chief";
 
-/// `[[contact_center]]` "all" with every default feature, and `[[user]]`s [`USER`] and
-/// [`SUPERVISOR`].
+/// `[[contact_center]]` "all" with every default feature, and `[[user]]`s [`USER`],
+/// [`SUPERVISOR`] and [`ADMIN`].
 pub fn users_toml() -> String {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let hash = HASH.get_or_init(|| servicewatch::password::hash(PASSWORD).unwrap());
     format!(
-        "[[contact_center]]\nid = \"all\"\nfeatures = [\"api-voice\", \"api-provisioning-read\", \"api-multimedia\", \"ui-supervisor-reporting\"]\n\n[[user]]\nname = \"{USER}\"\npassword = \"{hash}\"\nroles = [\"agent\"]\ncontact_center = \"all\"\n\n[[user]]\nname = \"{SUPERVISOR}\"\npassword = \"{hash}\"\nroles = [\"supervisor\"]\ncontact_center = \"all\"\n"
+        "[[contact_center]]\nid = \"all\"\nfeatures = [\"api-voice\", \"api-provisioning-read\", \"api-multimedia\", \"ui-supervisor-reporting\"]\n\n[[user]]\nname = \"{USER}\"\npassword = \"{hash}\"\nroles = [\"agent\"]\ncontact_center = \"all\"\n\n[[user]]\nname = \"{SUPERVISOR}\"\npassword = \"{hash}\"\nroles = [\"supervisor\"]\ncontact_center = \"all\"\n\n[[user]]\nname = \"{ADMIN}\"\npassword = \"{hash}\"\nroles = [\"admin\"]\ncontact_center = \"all\"\n"
     )
 }
 
@@ -235,6 +237,43 @@ impl TestDaemon {
             .iter()
             .map(|s| s["id"].as_str().expect("an id").to_string())
             .collect()
+    }
+
+    /// `method` on `path` as `user` (password [`PASSWORD`]), with a JSON `body` if given;
+    /// returns the status and the JSON answer.
+    pub async fn call_as(
+        &self,
+        user: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = reqwest::Client::new()
+            .request(method, self.url(path))
+            .basic_auth(user, Some(PASSWORD));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{path} answered non-JSON {text:?}: {e}"));
+        (status, json)
+    }
+
+    /// The history of service `id` (`query` appended), read as the test user.
+    pub async fn history(&self, id: &str, query: &str) -> serde_json::Value {
+        let (status, body) = self
+            .call_as(
+                USER,
+                reqwest::Method::GET,
+                &format!("/api/v2/services/{id}/history{query}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
     }
 
     /// The instance detail of service `id`, read as [`SUPERVISOR`].

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 pub use backend::{Backend, Mode};
-pub use daemon::{PASSWORD, SUPERVISOR, TestDaemon, USER, basic_header, users_toml};
+pub use daemon::{ADMIN, PASSWORD, SUPERVISOR, TestDaemon, USER, basic_header, users_toml};
 
 /// `SWSESSION=...`: the session cookie an answer sets, as a client sends it back.
 pub fn session_cookie(response: &reqwest::Response) -> String {

@@ -41,8 +41,8 @@ pub struct DaemonProcess {
     /// Where the admin listener (metrics) listens, when enabled.
     pub admin: Option<String>,
     pub config_path: PathBuf,
-    /// Every line the daemon has logged so far.
-    log: Arc<Mutex<Vec<String>>>,
+    /// Every line the daemon has logged so far, with when this process read it.
+    log: Arc<Mutex<Vec<(Instant, String)>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -78,12 +78,17 @@ impl DaemonProcess {
                     .to_string(),
             )
         });
-        let log = Arc::new(Mutex::new(seen));
+        let started = Instant::now();
+        let log = Arc::new(Mutex::new(
+            seen.into_iter()
+                .map(|line| (started, line))
+                .collect::<Vec<_>>(),
+        ));
         // Keep reading the log so the daemon never blocks on a full pipe.
         let keep = log.clone();
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
-                keep.lock().unwrap().push(line);
+                keep.lock().unwrap().push((Instant::now(), line));
             }
         });
         DaemonProcess {
@@ -103,8 +108,16 @@ impl DaemonProcess {
 
     /// The lines logged so far that contain `text`.
     pub fn log_lines(&self, text: &str) -> Vec<String> {
+        self.log_lines_before(text, Instant::now() + Duration::from_secs(3600))
+    }
+
+    /// The lines containing `text` that this process had read before `before`.
+    pub fn log_lines_before(&self, text: &str, before: Instant) -> Vec<String> {
         let log = self.log.lock().unwrap();
-        log.iter().filter(|l| l.contains(text)).cloned().collect()
+        log.iter()
+            .filter(|(at, l)| *at < before && l.contains(text))
+            .map(|(_, l)| l.clone())
+            .collect()
     }
 
     /// Rewrites the configuration file and sends SIGHUP; returns once the log says the

@@ -1,0 +1,157 @@
+//! `GET /services/{id}/history`: the recorded changes of one service, newest first; an
+//! extension beside the GWS resources, in the same envelope, with the same authentication
+//! and visibility (a service hidden from the caller answers 404).
+//!
+//! Parameters: `since` and `until` (RFC 3339 times, inclusive), `limit` (1 to
+//! [`MAX_LIMIT`], default [`DEFAULT_LIMIT`]); `_`, the cache buster, is ignored; anything
+//! else is refused, so that a misspelt parameter does not silently widen the answer.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::{Map, Value, json};
+
+use super::ApiState;
+use super::error::ApiError;
+use crate::auth::Caller;
+use crate::history::{Change, HistoryError, Query};
+use crate::resource::timestamp;
+
+/// Changes answered when `limit` is not given.
+pub const DEFAULT_LIMIT: usize = 100;
+/// The most changes one answer holds.
+pub const MAX_LIMIT: usize = 1000;
+
+/// Serves the history of one service.
+pub async fn changes(
+    req: HttpRequest,
+    state: web::Data<ApiState>,
+    caller: web::ReqData<Caller>,
+) -> Result<HttpResponse, ApiError> {
+    let id = req.match_info().get("id").unwrap_or_default().to_string();
+    {
+        let snapshot = state.snapshot.load();
+        let visible = snapshot
+            .get(&id)
+            .or_else(|| snapshot.pending(&id).map(|p| &*p.service))
+            .is_some_and(|s| caller.sees(&s.feature));
+        if !visible {
+            return Err(ApiError::NotFound(format!("no service with id \"{id}\"")));
+        }
+    }
+    let query = parse(req.query_string())?;
+    let changes = state.history.changes(&id, query).await.map_err(|e| match e {
+        HistoryError::Off => ApiError::NotFound(
+            "no history is kept: set [history] path, or run servicewatch under systemd with StateDirectory=".into(),
+        ),
+        other => ApiError::Internal(other.to_string()),
+    })?;
+    let body = json!({
+        "statusCode": 0,
+        "history": changes.iter().map(render).collect::<Vec<_>>(),
+    });
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .insert_header(header::CacheControl(vec![header::CacheDirective::NoCache]))
+        .body(body.to_string()))
+}
+
+/// Reads `since`, `until` and `limit`.
+pub fn parse(query: &str) -> Result<Query, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|e| {
+        ApiError::InvalidParameter(format!("the query string is not readable: {e}"))
+    })?;
+    let mut parsed = Query {
+        since: None,
+        until: None,
+        limit: DEFAULT_LIMIT,
+    };
+    let time = |name: &str, value: &str| {
+        humantime::parse_rfc3339_weak(value.trim()).map_err(|_| {
+            ApiError::InvalidParameter(format!(
+                "{name}: \"{value}\" is not a time; use RFC 3339, such as 2026-11-28T03:20:00Z"
+            ))
+        })
+    };
+    for (name, value) in &pairs {
+        match name.as_str() {
+            "since" => parsed.since = Some(time(name, value)?),
+            "until" => parsed.until = Some(time(name, value)?),
+            "limit" => {
+                parsed.limit = value
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::InvalidParameter(format!(
+                            "limit: \"{value}\" is not a number from 1 to {MAX_LIMIT}"
+                        ))
+                    })?;
+            }
+            "_" => {}
+            other => {
+                return Err(ApiError::InvalidParameter(format!(
+                    "unknown parameter \"{other}\"; the history takes since, until and limit"
+                )));
+            }
+        }
+    }
+    if let (Some(since), Some(until)) = (parsed.since, parsed.until)
+        && since > until
+    {
+        return Err(ApiError::InvalidParameter(
+            "since is after until: nothing can be in between".into(),
+        ));
+    }
+    Ok(parsed)
+}
+
+/// One change as the answer shows it.
+fn render(c: &Change) -> Value {
+    let mut map = Map::new();
+    map.insert("at".into(), Value::from(timestamp(c.at)));
+    map.insert("state".into(), Value::from(c.state.as_str()));
+    map.insert("stateSince".into(), Value::from(timestamp(c.state_since)));
+    if let Some(serving) = &c.serving {
+        map.insert("servingInstance".into(), Value::from(serving.as_str()));
+    }
+    if let Some(maintenance) = &c.maintenance {
+        map.insert("maintenance".into(), Value::from(maintenance.as_str()));
+    }
+    map.insert("reason".into(), Value::from(c.reason.as_str()));
+    Value::Object(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn reads_the_bounds_and_refuses_the_rest() {
+        let q = parse("since=2026-11-28T03:20:00Z&limit=5&_=123").unwrap();
+        assert_eq!(
+            q.since,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_836_000))
+        );
+        assert_eq!((q.until, q.limit), (None, 5));
+        assert_eq!(parse("").unwrap().limit, DEFAULT_LIMIT);
+        let refused = |q: &str| parse(q).unwrap_err().to_string();
+        assert_eq!(
+            refused("limit=0"),
+            "limit: \"0\" is not a number from 1 to 1000"
+        );
+        assert_eq!(
+            refused("since=yesterday"),
+            "since: \"yesterday\" is not a time; use RFC 3339, such as 2026-11-28T03:20:00Z"
+        );
+        assert_eq!(
+            refused("fields=*"),
+            "unknown parameter \"fields\"; the history takes since, until and limit"
+        );
+        assert_eq!(
+            refused("since=2026-11-28T03:20:00Z&until=2026-11-27T00:00:00Z"),
+            "since is after until: nothing can be in between"
+        );
+    }
+}

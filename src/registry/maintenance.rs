@@ -1,0 +1,197 @@
+//! Maintenance windows and the history, as the registry keeps them: an admin puts an
+//! instance or a whole service into maintenance or takes it out (through the API), a
+//! window that reaches its end is over by itself, and every change of a service is
+//! recorded with its reason.
+
+use std::time::SystemTime;
+
+use actix::prelude::*;
+use tracing::info;
+
+use super::Registry;
+use super::tracked::{log_transition, servers_of};
+use crate::domain::maintenance::Window;
+use crate::history::Change;
+
+/// Puts an instance (or, without one, a whole service) into maintenance, replacing the
+/// window it had; answers the window as set.
+#[derive(Message)]
+#[rtype(result = "Result<Window, MaintenanceError>")]
+pub struct PutMaintenance(pub Window);
+
+/// Takes an instance (or the whole service) out of maintenance; answers the window that
+/// ended.
+#[derive(Message)]
+#[rtype(result = "Result<Window, MaintenanceError>")]
+pub struct EndMaintenance {
+    pub service: String,
+    pub instance: Option<String>,
+    /// Who ends it, for the history.
+    pub by: String,
+}
+
+/// Why a maintenance request cannot be done.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MaintenanceError {
+    #[error("no service with id \"{0}\"")]
+    NoService(String),
+    #[error("service \"{service}\" has no instance \"{instance}\" (it has: {})", known.join(", "))]
+    NoInstance {
+        service: String,
+        instance: String,
+        known: Vec<String>,
+    },
+    #[error("{0} is not in maintenance")]
+    NotInMaintenance(String),
+}
+
+impl Registry {
+    /// Records the current resource of the service at `index` in the history, `reason`
+    /// saying why it changed.
+    pub(super) fn record(&self, index: usize, reason: &str) {
+        let t = &self.services[index];
+        let maintenance = (!t.windows.is_empty()).then(|| {
+            t.windows
+                .iter()
+                .map(|w| match &w.instance {
+                    Some(instance) => format!("{instance}: {} ({})", w.reason, w.by),
+                    None => format!("service: {} ({})", w.reason, w.by),
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        });
+        self.history.record(Change {
+            service: t.spec.id.clone(),
+            at: SystemTime::now(),
+            state: t.assessment.state.as_str().to_string(),
+            state_since: t.since,
+            serving: t.assessment.serving.map(|r| r.as_str().to_string()),
+            maintenance,
+            reason: reason.to_string(),
+        });
+    }
+
+    /// Gives the service at `index` the windows holding now; announces and records what
+    /// that changes.
+    fn apply_windows(&mut self, index: usize, reason: &str, ctx: &mut Context<Self>) {
+        let now = SystemTime::now();
+        let id = self.services[index].spec.id.clone();
+        let windows: Vec<Window> = self.windows.of(&id, now).into_iter().cloned().collect();
+        self.metrics.set_maintenance(&id, !windows.is_empty());
+        let tracked = &mut self.services[index];
+        let (transition, changed) = tracked.maintain(windows, now);
+        if let Some(transition) = transition {
+            log_transition(&id, transition, reason, &self.metrics);
+        }
+        // A service not assessed yet shows its windows with its first state.
+        if (transition.is_some() || changed) && self.services[index].known {
+            self.record(index, reason);
+            self.announce(index, ctx);
+        }
+    }
+
+    /// Ends the windows whose time is up.
+    pub(super) fn end_passed_windows(&mut self, ctx: &mut Context<Self>) {
+        let now = SystemTime::now();
+        if self
+            .windows
+            .next_end(SystemTime::UNIX_EPOCH)
+            .is_none_or(|end| end > now)
+        {
+            return;
+        }
+        let passed: Vec<Window> = self
+            .windows
+            .all()
+            .iter()
+            .filter(|w| !w.holds(now))
+            .cloned()
+            .collect();
+        for window in passed {
+            self.windows
+                .remove(&window.service, window.instance.as_deref());
+            self.history
+                .delete_window(&window.service, window.instance.as_deref());
+            let what = what(&window.service, window.instance.as_deref());
+            info!(service = %window.service, reason = %window.reason, "maintenance of {what} ended as planned");
+            if let Some(&index) = self.positions.get(window.service.as_str()) {
+                self.apply_windows(
+                    index,
+                    &format!("maintenance of {what} ended as planned"),
+                    ctx,
+                );
+            }
+        }
+    }
+
+    /// The position of service `id` and, if `instance` is given, a check that the service
+    /// has it.
+    fn find(&self, id: &str, instance: Option<&str>) -> Result<usize, MaintenanceError> {
+        let &index = self
+            .positions
+            .get(id)
+            .ok_or_else(|| MaintenanceError::NoService(id.to_string()))?;
+        if let Some(instance) = instance {
+            let known: Vec<String> = servers_of(&self.services[index].spec)
+                .map(|(part, _)| part.metric_label())
+                .collect();
+            if !known.iter().any(|k| k == instance) {
+                return Err(MaintenanceError::NoInstance {
+                    service: id.to_string(),
+                    instance: instance.to_string(),
+                    known,
+                });
+            }
+        }
+        Ok(index)
+    }
+}
+
+/// The subject of a window, in words.
+fn what(service: &str, instance: Option<&str>) -> String {
+    match instance {
+        Some(instance) => format!("{service}'s {instance}"),
+        None => format!("service {service}"),
+    }
+}
+
+impl Handler<PutMaintenance> for Registry {
+    type Result = Result<Window, MaintenanceError>;
+
+    fn handle(&mut self, msg: PutMaintenance, ctx: &mut Self::Context) -> Self::Result {
+        let window = msg.0;
+        let index = self.find(&window.service, window.instance.as_deref())?;
+        let what = what(&window.service, window.instance.as_deref());
+        info!(service = %window.service, by = %window.by, reason = %window.reason, until = ?window.until, "{what} put into maintenance");
+        self.windows.put(window.clone());
+        self.history.put_window(window.clone());
+        let reason = format!(
+            "{what} put into maintenance by {}: {}",
+            window.by, window.reason
+        );
+        self.apply_windows(index, &reason, ctx);
+        Ok(window)
+    }
+}
+
+impl Handler<EndMaintenance> for Registry {
+    type Result = Result<Window, MaintenanceError>;
+
+    fn handle(&mut self, msg: EndMaintenance, ctx: &mut Self::Context) -> Self::Result {
+        let index = self.find(&msg.service, msg.instance.as_deref())?;
+        let what = what(&msg.service, msg.instance.as_deref());
+        let ended = self
+            .windows
+            .remove(&msg.service, msg.instance.as_deref())
+            .ok_or_else(|| MaintenanceError::NotInMaintenance(what.clone()))?;
+        info!(service = %msg.service, by = %msg.by, "{what} taken out of maintenance");
+        self.history
+            .delete_window(&msg.service, msg.instance.as_deref());
+        self.apply_windows(
+            index,
+            &format!("{what} taken out of maintenance by {}", msg.by),
+            ctx,
+        );
+        Ok(ended)
+    }
+}
