@@ -97,6 +97,24 @@ pub fn timestamp(at: SystemTime) -> String {
     humantime::format_rfc3339_millis(at).to_string()
 }
 
+/// A time as a client may write it: any RFC 3339 time, with `Z` or an offset
+/// (`2026-11-28T06:00:00+01:00`), fractions of a second optional.
+pub fn parse_timestamp(text: &str) -> Option<SystemTime> {
+    use time::format_description::well_known::Rfc3339;
+    let at = time::OffsetDateTime::parse(text.trim(), &Rfc3339).ok()?;
+    let nanos = at.unix_timestamp_nanos();
+    let magnitude = nanos.unsigned_abs();
+    let magnitude = std::time::Duration::new(
+        u64::try_from(magnitude / 1_000_000_000).ok()?,
+        (magnitude % 1_000_000_000) as u32,
+    );
+    if nanos >= 0 {
+        SystemTime::UNIX_EPOCH.checked_add(magnitude)
+    } else {
+        SystemTime::UNIX_EPOCH.checked_sub(magnitude)
+    }
+}
+
 /// The GWS notification of a change to a service, as a Bayeux message on the services
 /// topic, from the resource already serialized: `data` is the root of every GWS
 /// notification, and `service` the whole resource after the change.
@@ -189,6 +207,29 @@ mod tests {
         assert!(!fallback.contains_key(ROLE_CONFLICT));
         let plain = render(&voice_spec(), &status(Source::Health), since, &[]);
         assert!(!plain.contains_key(SERVING_INSTANCE_SOURCE));
+    }
+
+    #[test]
+    fn reads_rfc_3339_times_with_any_offset() {
+        let at = |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        assert_eq!(
+            parse_timestamp("2026-11-28T03:20:00Z"),
+            Some(at(1_795_836_000))
+        );
+        assert_eq!(
+            parse_timestamp(" 2026-11-28T06:50:00.000+03:30 "),
+            Some(at(1_795_836_000))
+        );
+        assert_eq!(
+            parse_timestamp("1969-12-31T23:59:59Z"),
+            SystemTime::UNIX_EPOCH.checked_sub(Duration::from_secs(1))
+        );
+        assert!(
+            parse_timestamp("1124-04-15T05:03:26.3Z").is_some(),
+            "long ago"
+        );
+        assert_eq!(parse_timestamp("2026-11-28 03:20"), None);
+        assert_eq!(parse_timestamp("yesterday"), None);
     }
 
     #[test]

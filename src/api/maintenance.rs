@@ -20,7 +20,7 @@ use crate::auth::Caller;
 use crate::config::auth::UserRole;
 use crate::domain::maintenance::Window;
 use crate::registry::{EndMaintenance, MaintenanceError, PutMaintenance};
-use crate::resource::timestamp;
+use crate::resource::{parse_timestamp, timestamp};
 
 /// The longest reason kept: a sentence, not a document.
 pub const MAX_REASON_CHARS: usize = 500;
@@ -52,7 +52,7 @@ pub async fn put(
     let until = match &body.until {
         None => None,
         Some(text) => {
-            let until = humantime::parse_rfc3339_weak(text.trim()).map_err(|_| {
+            let until = parse_timestamp(text).ok_or_else(|| {
                 ApiError::InvalidParameter(format!(
                     "until: \"{text}\" is not a time; use RFC 3339, such as 2026-11-28T06:00:00Z"
                 ))
