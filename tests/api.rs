@@ -262,7 +262,7 @@ async fn errors_in_the_gws_envelope() {
     assert_eq!(anonymous.status(), 401, "HEAD needs credentials too");
 
     assert_error(&d, get.clone(), "/api/v2/nothing", 404, 6).await;
-    assert_error(&d, get.clone(), "/", 404, 6).await;
+    assert_error(&d, get.clone(), "/index.html", 404, 6).await;
     assert_error(&d, get.clone(), "/api/v2/services/sips1/extra", 404, 6).await;
     assert_error(&d, Method::POST, "/elsewhere", 404, 6).await;
 

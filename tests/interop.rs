@@ -14,49 +14,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::interop::{chromium, ready, root};
 use common::{Backend, Mode, TestDaemon, eventually};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 const SLACK: Duration = Duration::from_millis(1500);
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Installs the clients once; false when skipped.
-fn ready() -> bool {
-    static SETUP: OnceLock<Result<(), String>> = OnceLock::new();
-    if std::env::var_os("SKIP_INTEROP_TESTS").is_some() {
-        // CI must run them: a skipped check is not a passed one.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "SKIP_INTEROP_TESTS is set under CI; the interop tests must run there"
-        );
-        eprintln!("interop tests skipped: SKIP_INTEROP_TESTS is set");
-        return false;
-    }
-    let result = SETUP.get_or_init(|| {
-        let out = std::process::Command::new("bash")
-            .arg(root().join("tests/interop/setup.sh"))
-            .output()
-            .map_err(|e| format!("cannot run setup.sh: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    });
-    if let Err(e) = result {
-        panic!("tests/interop/setup.sh failed (set SKIP_INTEROP_TESTS=1 to skip):\n{e}");
-    }
-    true
-}
 
 /// Runs a client until it reports the service Inactive after its backend closed.
 async fn client_sees_the_change(program: PathBuf, script: &str, expect_transport: &str) {
@@ -225,11 +192,7 @@ async fn a_browser_page_logs_in_and_subscribes_and_a_foreign_page_is_refused() {
     if !ready() {
         return;
     }
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        Path::new(&chromium).exists(),
-        "the browser test needs Chromium at {chromium} (apt-get install chromium; set CHROMIUM, or SKIP_INTEROP_TESTS=1 to skip)"
-    );
+    let chromium = chromium();
     let backend = Backend::start(Mode::Accept).await;
     let daemon_origin = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
     let basic = common::basic_header();

@@ -25,7 +25,13 @@ pub async fn require_login(
         Ok(found) => found,
         Err(e) => {
             let refusal = ApiError::from_auth(e, auth.realm());
-            return Ok(req.error_response(refusal).map_into_right_body());
+            let mut response = req.error_response(refusal);
+            // A page's script handles a refusal itself (the status page shows its login
+            // form): without the challenge, the browser does not open its own dialog.
+            if asked_by_script(response.request()) {
+                response.headers_mut().remove(header::WWW_AUTHENTICATE);
+            }
+            return Ok(response.map_into_right_body());
         }
     };
     if !caller.may_read_services() {
@@ -45,4 +51,12 @@ pub async fn require_login(
             .append(header::SET_COOKIE, session.header(secure).clone());
     }
     Ok(response.map_into_left_body())
+}
+
+/// Whether the request says it comes from a page's script (`X-Requested-With:
+/// XMLHttpRequest`, the header libraries and the status page send).
+fn asked_by_script(req: &actix_web::HttpRequest) -> bool {
+    req.headers()
+        .get("x-requested-with")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"XMLHttpRequest"))
 }

@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod origin;
 pub mod query;
 pub mod services;
+pub mod status_page;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
@@ -150,6 +151,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, base_path: &str) {
                     .wrap(from_fn(origin::check_origin)),
             ),
     )
+    // The status page, at the root: what a wall screen opens.
+    .service(web::resource("/").route(web::get().to(status_page::index)))
+    .service(web::resource("/status.js").route(web::get().to(status_page::script)))
+    .service(web::resource("/status.css").route(web::get().to(status_page::style)))
+    .service(web::resource("/favicon.svg").route(web::get().to(status_page::icon)))
     .default_service(web::to(not_found));
 }
 

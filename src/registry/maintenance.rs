@@ -46,9 +46,9 @@ pub enum MaintenanceError {
 }
 
 impl Registry {
-    /// Records the current resource of the service at `index` in the history, `reason`
-    /// saying why it changed.
-    pub(super) fn record(&self, index: usize, reason: &str) {
+    /// Records the current resource of the service at `index` in the history: it changed
+    /// `at`, for `reason`.
+    pub(super) fn record(&self, index: usize, reason: &str, at: SystemTime) {
         let t = &self.services[index];
         let maintenance = (!t.windows.is_empty()).then(|| {
             t.windows
@@ -62,7 +62,7 @@ impl Registry {
         });
         self.history.record(Change {
             service: t.spec.id.clone(),
-            at: SystemTime::now(),
+            at,
             state: t.assessment.state.as_str().to_string(),
             state_since: t.since,
             serving: t.assessment.serving.map(|r| r.as_str().to_string()),
@@ -85,7 +85,7 @@ impl Registry {
         }
         // A service not assessed yet shows its windows with its first state.
         if (transition.is_some() || changed) && self.services[index].known {
-            self.record(index, reason);
+            self.record(index, reason, now);
             self.announce(index, ctx);
         }
     }

@@ -383,18 +383,13 @@ impl Handler<ServerChanged> for Registry {
         };
         let tracked = &mut self.services[index];
         let was_ready = tracked.ready;
-        let transition = tracked.observe(
-            msg.part,
-            msg.generation,
-            msg.health,
-            msg.said,
-            SystemTime::now(),
-        );
+        let now = SystemTime::now();
+        let transition = tracked.observe(msg.part, msg.generation, msg.health, msg.said, now);
         let became_ready = !was_ready && tracked.ready;
         if let Some(transition) = transition {
             log_transition(&tracked.spec.id, transition, &msg.reason, &self.metrics);
             if !transition.confirmed {
-                self.record(index, &msg.reason);
+                self.record(index, &msg.reason, now);
             }
             self.announce(index, ctx);
         }

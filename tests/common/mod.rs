@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod bayeux;
 pub mod daemon;
+pub mod interop;
 pub mod process;
 
 use std::future::Future;
