@@ -30,6 +30,7 @@ pub(super) fn run(
 ) {
     let mut pruned: Option<Instant> = None;
     let mut failing_since: Option<Instant> = None;
+    prune(&conn, &retention, &mut pruned);
     loop {
         let first = match commands.recv_timeout(PRUNE_EVERY) {
             Ok(command) => Some(command),
@@ -82,13 +83,18 @@ pub(super) fn run(
             let _ = done.send(());
         }
         if failing_since.is_none() && pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
-            pruned = Some(Instant::now());
-            match store::prune(&conn, &retention, SystemTime::now()) {
-                Ok(0) => {}
-                Ok(n) => info!(rows = n, "history: pruned by the retention"),
-                Err(e) => warn!(error = %e, "history: pruning failed"),
-            }
+            prune(&conn, &retention, &mut pruned);
         }
+    }
+}
+
+/// Deletes what the retention does not keep, and notes when.
+fn prune(conn: &Connection, retention: &Retention, pruned: &mut Option<Instant>) {
+    *pruned = Some(Instant::now());
+    match store::prune(conn, retention, SystemTime::now()) {
+        Ok(0) => {}
+        Ok(n) => info!(rows = n, "history: pruned by the retention"),
+        Err(e) => warn!(error = %e, "history: pruning failed"),
     }
 }
 
