@@ -20,7 +20,14 @@
 //! (a server that closes idle connections) leaves the health alone. The watch is reopened
 //! once the server is healthy again; attempts that fail, or connections the server closes
 //! within a check interval, back off exponentially with jitter, so a restarting server is
-//! not stormed.
+//! not stormed (`watch.rs`).
+//!
+//! When the pair has a role check, the monitor asks its server its role after each passing
+//! probe ([`probe::role`]) and reports a change of answer like a change of health. Every
+//! probe, role answer and watch event is also written to the server's [`InstanceRecord`],
+//! which the instance detail reads; that is a short lock, not a message to the registry.
+
+mod watch;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -42,6 +49,7 @@ use crate::domain::service::Part;
 use crate::instances::{InstanceRecord, LastCheck, days_left};
 use crate::metrics::{InstanceLabels, Metrics, ProbeLabels, RoleLabels};
 use crate::probe::{self, CheckKind, ProbeReport};
+use watch::Watch;
 
 /// A server's smoothed health or the role it says it has changed, or was seen for the
 /// first time.
@@ -91,10 +99,6 @@ pub struct ServerMonitor {
     /// What the server last said of its role (with a role check).
     said: SaidRole,
 }
-
-mod watch;
-
-use watch::Watch;
 
 /// The metrics of one server, looked up once instead of on each probe.
 struct ProbeCounters {
