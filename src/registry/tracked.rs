@@ -11,8 +11,7 @@ use crate::config::services::{InstanceSpec, ServiceSpec};
 use crate::domain::health::Health;
 use crate::domain::maintenance::{Window, effective};
 use crate::domain::roles::{SaidRole, Source};
-use crate::domain::service::ServiceState;
-use crate::domain::service::{Part, Role};
+use crate::domain::service::{Part, Role, ServiceState};
 use crate::domain::state::{Assessment, assess};
 use crate::history::Change;
 use crate::instances::Instances;
@@ -415,6 +414,48 @@ mod tests {
         let resumed = Tracked::resuming((*t.spec).clone(), &t);
         assert!(resumed.known && !resumed.ready);
         assert_eq!(resumed.since, at(2));
+    }
+
+    #[test]
+    fn a_restart_confirmed_by_the_first_round_keeps_the_stored_state_since() {
+        let at = |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        let spec = (*pair().spec).clone();
+        let stored = Change {
+            service: "v".into(),
+            at: at(50),
+            state: "Active".into(),
+            state_since: at(10),
+            serving: Some("backup".into()),
+            maintenance: None,
+            reason: "before the restart".into(),
+        };
+        let mut t = Tracked::pending(spec.clone(), at(100), Some(&stored), Vec::new());
+        assert_eq!(
+            t.observe(PRIMARY, 0, Health::Up, SaidRole::Unknown, at(101)),
+            None
+        );
+        let first = t
+            .observe(BACKUP, 0, Health::Up, SaidRole::Unknown, at(102))
+            .unwrap();
+        assert!(
+            first.first && first.confirmed,
+            "nothing happened to the service"
+        );
+        assert_eq!(
+            t.assessment.serving,
+            Some(Role::Backup),
+            "no failback on restart"
+        );
+        assert_eq!(t.since, at(10), "the stored since");
+
+        // Found otherwise: a change like any other, since now.
+        let mut t = Tracked::pending(spec, at(100), Some(&stored), Vec::new());
+        t.observe(PRIMARY, 0, Health::Down, SaidRole::Unknown, at(101));
+        let first = t
+            .observe(BACKUP, 0, Health::Down, SaidRole::Unknown, at(102))
+            .unwrap();
+        assert!(first.first && !first.confirmed);
+        assert_eq!(t.since, at(102));
     }
 
     #[test]
