@@ -11,7 +11,7 @@ mod common;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::process::DaemonProcess;
-use common::{Backend, Mode};
+use common::{Backend, Mode, PASSWORD, USER, users_toml};
 
 /// The log lines of the transitions that the history records (a first assessment that
 /// only confirms the stored state is logged as such, and not recorded).
@@ -59,8 +59,9 @@ fn a_daemon_killed_at_any_moment_keeps_an_intact_history_of_all_but_its_last_sec
         port
     };
     let config = format!(
-        "[history]\npath = \"{}\"\n[[service]]\nid = \"sips1\"\ntype = \"Voice\"\nprimary = {{ host = \"127.0.0.1\", port = {flipping} }}\ncheck = {{ interval = \"20ms\", timeout = \"200ms\", rise = 1, fall = 1, jitter = 0.0 }}\n[log]\nlevel = \"info\"\n",
+        "[history]\npath = \"{}\"\n[[service]]\nid = \"sips1\"\ntype = \"Voice\"\nprimary = {{ host = \"127.0.0.1\", port = {flipping} }}\ncheck = {{ interval = \"20ms\", timeout = \"200ms\", rise = 1, fall = 1, jitter = 0.0 }}\n[log]\nlevel = \"info\"\n{}",
         db.display(),
+        users_toml(),
     );
     let (mut logged, mut kept, mut lost) = (0usize, 0usize, 0usize);
     for kill in 0..kills {
@@ -112,11 +113,37 @@ fn a_daemon_killed_at_any_moment_keeps_an_intact_history_of_all_but_its_last_sec
         kept += rows;
         lost += all_logged - rows;
     }
-    runtime.shutdown_background();
     eprintln!(
         "history kill loop: {kills} kills, {logged} changes logged, {kept} kept, {lost} lost (all within the last second before a kill), 0 damaged files"
     );
     assert!(logged > kills, "changes flowed: {logged}");
+
+    // A last start: the API serves what the file holds, newest first.
+    let daemon = DaemonProcess::spawn(&config);
+    let rows: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM changes", [], |r| r.get(0))
+        .unwrap();
+    let body: serde_json::Value = runtime.block_on(async {
+        reqwest::Client::new()
+            .get(daemon.url("/api/v2/services/sips1/history?limit=1000"))
+            .basic_auth(USER, Some(PASSWORD))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    let served = body["history"].as_array().unwrap();
+    assert!(
+        served.len() >= (rows as usize).min(1000) && served.len() <= 1000,
+        "{} served of {rows}",
+        served.len()
+    );
+    let times: Vec<&str> = served.iter().map(|c| c["at"].as_str().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
+    runtime.shutdown_background();
 }
 
 fn daemon_lines(daemon: &DaemonProcess, text: &str, before: Instant) -> usize {
