@@ -47,8 +47,14 @@ impl Backends {
     }
 
     /// The daemon's configuration for these stand-ins, with one user whose password hash
-    /// is `password_hash`.
-    fn config(&self, listen: SocketAddr, admin: SocketAddr, password_hash: &str) -> String {
+    /// is `password_hash`, keeping its history in `history`.
+    fn config(
+        &self,
+        listen: SocketAddr,
+        admin: SocketAddr,
+        password_hash: &str,
+        history: &std::path::Path,
+    ) -> String {
         let nodes: Vec<String> = self
             .cassandra
             .iter()
@@ -59,6 +65,8 @@ impl Backends {
 listen = "{listen}"
 [admin]
 listen = "{admin}"
+[history]
+path = '{}'
 [checks]
 interval = "1s"
 timeout = "500ms"
@@ -96,6 +104,7 @@ type = "Provisioning"
 config_server = {{ primary = {}, backup = {} }}
 cassandra = {{ nodes = [{}] }}
 "#,
+            history.display(),
             self.sip_primary.toml(),
             self.sip_backup.toml(),
             self.stat.toml(),
@@ -129,8 +138,12 @@ pub async fn run(
     let password = base64ct::Base64UrlUnpadded::encode_string(&secret);
     let hash =
         crate::password::hash(&password).map_err(|e| std::io::Error::other(e.to_string()))?;
+    // The history of this run, in a directory of its own, removed when the demo ends.
+    let history_dir =
+        std::env::temp_dir().join(format!("servicewatch-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&history_dir)?;
     let settings = config::parse(
-        &backends.config(listen, admin, &hash),
+        &backends.config(listen, admin, &hash, &history_dir.join("history.sqlite")),
         "demo configuration",
         None,
     )?;
@@ -138,12 +151,14 @@ pub async fn run(
     let base = format!("http://{}", daemon.local_addr());
     println!(
         "\nservicewatch demo: three services on stand-in backends that fail and recover every {} s.\n\n\
+         \x20 Status page:    {base}/\n\
          \x20 Services API:   {base}/api/v2/services?fields=*\n\
          \x20 Notifications:  {base}/api/v2/notifications   (Bayeux: WebSocket and long-polling)\n\
          \x20 Metrics:        http://{}/metrics\n\
          \x20 Login:          user {DEMO_USER}, password {password}\n\n\
          Try:\n\
          \x20 curl -s -u {DEMO_USER}:{password} '{base}/api/v2/services?fields=id,state,servingInstance'\n\
+         \x20 curl -s -u {DEMO_USER}:{password} '{base}/api/v2/services/sips1/history?limit=5'\n\
          \x20 curl -s -u {DEMO_USER}:{password} -X POST {base}/api/v2/notifications/handshake -d '[{{\"channel\":\"/meta/handshake\",\"version\":\"1.0\",\"supportedConnectionTypes\":[\"long-polling\"]}}]'\n\n\
          Ctrl-C stops the demo.\n",
         step_every.as_secs_f64(),
@@ -167,6 +182,7 @@ pub async fn run(
     }
     daemon.stop().await;
     daemon.wait().await?;
+    let _ = std::fs::remove_dir_all(&history_dir);
     Ok(())
 }
 

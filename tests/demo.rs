@@ -54,7 +54,7 @@ fn demo_serves_and_shows_a_switchover() {
         .map(|l| l.trim().to_string())
         .filter(|l| l.starts_with("curl "))
         .collect();
-    assert_eq!(commands.len(), 2, "{commands:?}");
+    assert_eq!(commands.len(), 3, "{commands:?}");
     for command in &commands {
         let run = Command::new("sh").arg("-c").arg(command).output().unwrap();
         assert!(run.status.success(), "{command}: {run:?}");
@@ -78,6 +78,19 @@ fn demo_serves_and_shows_a_switchover() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The history has it, and the status page is there.
+    let history = get(
+        &addr,
+        "/api/v2/services/sips1/history?limit=1",
+        &credentials,
+    );
+    assert!(
+        history.contains(r#""servingInstance":"backup""#),
+        "{history}"
+    );
+    assert!(get(&addr, "/", "").starts_with("HTTP/1.0 200"));
+    let history_dir = std::env::temp_dir().join(format!("servicewatch-demo-{}", child.id()));
+    assert!(history_dir.join("history.sqlite").exists());
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -86,6 +99,7 @@ fn demo_serves_and_shows_a_switchover() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(child.wait().unwrap().success());
+    assert!(!history_dir.exists(), "the demo's history goes with it");
 }
 
 fn get(addr: &str, path: &str, credentials: &str) -> String {
