@@ -31,7 +31,7 @@ mod subscriber;
 
 /// The bench user's password (made up for this run).
 const PASSWORD: &str = "detection-bench-password";
-/// The check's interval, as the scale issue's target has it.
+/// The check's interval: probes every 2 s, the figure the detection target is stated for.
 const INTERVAL: Duration = Duration::from_secs(2);
 
 /// A backend that keeps every connection it accepts until it is killed.
