@@ -18,6 +18,7 @@ use crate::config::services::{InstanceSpec, ServiceSpec};
 use crate::domain::health::{Health, ProbeOutcome};
 use crate::domain::roles::SaidRole;
 use crate::domain::service::{Part, Role};
+use crate::probe::https::days_left;
 
 /// One server of a service: what never changes, and what its monitor last saw.
 #[derive(Debug)]
@@ -166,14 +167,6 @@ impl InstanceRecord {
             );
         }
         map
-    }
-}
-
-/// Days from `now` to `not_after`; negative once past.
-pub fn days_left(not_after: SystemTime, now: SystemTime) -> f64 {
-    match not_after.duration_since(now) {
-        Ok(left) => left.as_secs_f64() / 86_400.0,
-        Err(past) => -past.duration().as_secs_f64() / 86_400.0,
     }
 }
 

@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::ApiState;
 use super::error::ApiError;
+use super::services::visible;
 use crate::auth::Caller;
 use crate::history::{Change, HistoryError, Query};
 use crate::resource::{parse_timestamp, timestamp};
@@ -28,16 +29,7 @@ pub async fn changes(
     caller: web::ReqData<Caller>,
 ) -> Result<HttpResponse, ApiError> {
     let id = req.match_info().get("id").unwrap_or_default().to_string();
-    {
-        let snapshot = state.snapshot.load();
-        let visible = snapshot
-            .get(&id)
-            .or_else(|| snapshot.pending(&id).map(|p| &*p.service))
-            .is_some_and(|s| caller.sees(&s.feature));
-        if !visible {
-            return Err(ApiError::NotFound(format!("no service with id \"{id}\"")));
-        }
-    }
+    visible(&state.snapshot.load(), &caller, &id)?;
     let query = parse(req.query_string())?;
     let changes = state.history.changes(&id, query).await.map_err(|e| match e {
         HistoryError::Off => ApiError::NotFound(

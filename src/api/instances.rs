@@ -14,6 +14,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::ApiState;
 use super::error::ApiError;
+use super::services::visible;
 use crate::auth::Caller;
 use crate::config::auth::UserRole;
 
@@ -25,11 +26,7 @@ pub async fn detail(
 ) -> Result<HttpResponse, ApiError> {
     let snapshot = state.snapshot.load();
     let id = req.match_info().get("id").unwrap_or_default();
-    let service = snapshot
-        .get(id)
-        .or_else(|| snapshot.pending(id).map(|p| &*p.service))
-        .filter(|s| caller.sees(&s.feature))
-        .ok_or_else(|| ApiError::NotFound(format!("no service with id \"{id}\"")))?;
+    let service = visible(&snapshot, &caller, id)?;
     if !caller
         .roles
         .iter()

@@ -16,6 +16,7 @@ use serde_json::json;
 
 use super::ApiState;
 use super::error::ApiError;
+use super::services::visible;
 use crate::auth::Caller;
 use crate::config::auth::UserRole;
 use crate::domain::maintenance::Window;
@@ -110,14 +111,7 @@ fn target(
 ) -> Result<(String, Option<String>), ApiError> {
     let id = req.match_info().get("id").unwrap_or_default().to_string();
     let instance = req.match_info().get("instance").map(str::to_string);
-    let snapshot = state.snapshot.load();
-    let visible = snapshot
-        .get(&id)
-        .or_else(|| snapshot.pending(&id).map(|p| &*p.service))
-        .is_some_and(|s| caller.sees(&s.feature));
-    if !visible {
-        return Err(ApiError::NotFound(format!("no service with id \"{id}\"")));
-    }
+    visible(&state.snapshot.load(), caller, &id)?;
     if !caller.roles.contains(&UserRole::Admin) {
         return Err(ApiError::PermissionDenied(
             "maintenance is set and ended by admins only".into(),

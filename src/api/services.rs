@@ -116,6 +116,21 @@ pub fn caller_attributes<'a>(
     (Cow::Owned(attributes), false)
 }
 
+/// Service `id` as last published, or still pending its first probe round, if `caller`
+/// sees it; else the same 404 as for a service that does not exist. For the extensions
+/// beside the resource (instances, history, maintenance), which serve pending services too.
+pub fn visible<'a>(
+    snapshot: &'a Snapshot,
+    caller: &Caller,
+    id: &str,
+) -> Result<&'a PublishedService, ApiError> {
+    snapshot
+        .get(id)
+        .or_else(|| snapshot.pending(id).map(|p| &*p.service))
+        .filter(|s| caller.sees(&s.feature))
+        .ok_or_else(|| ApiError::NotFound(format!("no service with id \"{id}\"")))
+}
+
 /// `GET /services/{id}`: one resource, wrapped in an array as the GWS example shows. A
 /// service hidden from the caller answers exactly like one that does not exist; one whose
 /// state is not known yet (its first probes are under way) answers 503 with `Retry-After`.

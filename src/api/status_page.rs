@@ -7,6 +7,7 @@
 //! It works under a strict Content-Security-Policy (everything from this server, no inline
 //! script or style), which every answer here carries, with `nosniff` and no framing.
 
+use actix_web::body::MessageBody;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 
@@ -28,21 +29,21 @@ pub async fn index(state: web::Data<ApiState>) -> HttpResponse {
 
 /// `GET /status.js`.
 pub async fn script() -> HttpResponse {
-    asset("text/javascript; charset=utf-8", SCRIPT.to_string())
+    asset("text/javascript; charset=utf-8", SCRIPT)
 }
 
 /// `GET /status.css`.
 pub async fn style() -> HttpResponse {
-    asset("text/css; charset=utf-8", STYLE.to_string())
+    asset("text/css; charset=utf-8", STYLE)
 }
 
 /// `GET /favicon.svg`: a green dot, so that the tab has an icon and the browser asks for
 /// no other.
 pub async fn icon() -> HttpResponse {
-    asset("image/svg+xml", ICON.to_string())
+    asset("image/svg+xml", ICON)
 }
 
-fn asset(content_type: &'static str, body: String) -> HttpResponse {
+fn asset(content_type: &'static str, body: impl MessageBody + 'static) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, content_type))
         .insert_header((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))

@@ -46,8 +46,9 @@ use crate::config::services::InstanceSpec;
 use crate::domain::health::{Health, HealthTracker, ProbeOutcome};
 use crate::domain::roles::SaidRole;
 use crate::domain::service::Part;
-use crate::instances::{InstanceRecord, LastCheck, days_left};
+use crate::instances::{InstanceRecord, LastCheck};
 use crate::metrics::{InstanceLabels, Metrics, ProbeLabels, RoleLabels};
+use crate::probe::https::days_left;
 use crate::probe::{self, CheckKind, ProbeReport};
 use watch::Watch;
 
@@ -294,7 +295,7 @@ impl ServerMonitor {
         let check = self.id.spec.check.kind.name();
         let saw = match watch_closed {
             Some(watch) => format!("{} (probed at once: {watch})", report.detail),
-            None => report.detail.clone(),
+            None => report.detail,
         };
         match changed {
             Some(after) if before != Health::Unknown => info!(
@@ -321,18 +322,8 @@ impl ServerMonitor {
                 gauge.set(days_left(not_after, now));
             }
         }
-        self.id.record.probed(LastCheck {
-            at: now,
-            outcome: report.outcome,
-            elapsed: report.elapsed,
-            detail: saw.clone(),
-        });
-        if let Some((role, why)) = &said {
-            self.id.record.said(*role, why.clone(), now);
-        }
-        let mut reason = format!("{label}: {check} check {saw}");
-        let said_changed = match said {
-            Some((role, why)) if role != self.said => {
+        let said_changed = match &said {
+            Some((role, why)) if *role != self.said => {
                 match role {
                     SaidRole::Unknown => {
                         warn!(instance = %label, was = %self.said, why = %why, "role check: no usable answer")
@@ -341,11 +332,8 @@ impl ServerMonitor {
                         info!(instance = %label, role = %role, was = %self.said, "role check: the instance {why}")
                     }
                 }
-                self.said = role;
-                self.counters.set_role(role);
-                if changed.is_none() {
-                    reason = format!("{label}: role check {why}");
-                }
+                self.said = *role;
+                self.counters.set_role(*role);
                 true
             }
             Some((_, why)) => {
@@ -354,7 +342,13 @@ impl ServerMonitor {
             }
             None => false,
         };
+        // The reason is written only when there is something to report: most probes
+        // change nothing, and they run thousands of times a second on a large site.
         if changed.is_some() || said_changed {
+            let reason = match (&changed, &said) {
+                (None, Some((_, why))) => format!("{label}: role check {why}"),
+                _ => format!("{label}: {check} check {saw}"),
+            };
             self.report_to.do_send(ServerChanged {
                 service: self.id.service.clone(),
                 part: self.id.part,
@@ -363,6 +357,15 @@ impl ServerMonitor {
                 said: self.said,
                 reason,
             });
+        }
+        self.id.record.probed(LastCheck {
+            at: now,
+            outcome: report.outcome,
+            elapsed: report.elapsed,
+            detail: saw,
+        });
+        if let Some((role, why)) = said {
+            self.id.record.said(role, why, now);
         }
         self.keep_watch(ctx);
     }

@@ -269,10 +269,7 @@ fn judge_certificate(
     let Some(not_after) = not_after else {
         return (outcome, detail);
     };
-    let days = match not_after.duration_since(now) {
-        Ok(left) => left.as_secs_f64() / 86_400.0,
-        Err(past) => -past.duration().as_secs_f64() / 86_400.0,
-    };
+    let days = days_left(not_after, now);
     let until = humantime::format_rfc3339_seconds(not_after);
     match min_days {
         Some(min) if outcome == ProbeOutcome::Up && days < min => (
@@ -285,6 +282,14 @@ fn judge_certificate(
             outcome,
             format!("{detail}, certificate valid for {days:.1} more days ({until})"),
         ),
+    }
+}
+
+/// Days from `now` to `not_after`; negative once past.
+pub fn days_left(not_after: SystemTime, now: SystemTime) -> f64 {
+    match not_after.duration_since(now) {
+        Ok(left) => left.as_secs_f64() / 86_400.0,
+        Err(past) => -past.duration().as_secs_f64() / 86_400.0,
     }
 }
 
