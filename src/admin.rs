@@ -10,6 +10,7 @@ use actix::Addr;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 
+use crate::cluster::ClusterStatus;
 use crate::metrics::Metrics;
 use crate::registry::{Ping, Registry};
 
@@ -24,6 +25,8 @@ pub struct AdminState {
     pub ready: Arc<AtomicBool>,
     /// A stop has begun: not ready any more, so a load balancer drains this node.
     pub stopping: Arc<AtomicBool>,
+    /// A cluster node that has lost etcd is not ready: what it serves may be stale.
+    pub cluster: Arc<ClusterStatus>,
 }
 
 /// Registers the admin routes.
@@ -50,11 +53,17 @@ async fn healthz(state: web::Data<AdminState>) -> HttpResponse {
 }
 
 async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
-    if state.ready.load(Ordering::Acquire) && !state.stopping.load(Ordering::Acquire) {
-        HttpResponse::Ok().body("ready\n")
-    } else {
+    if state.stopping.load(Ordering::Acquire) {
+        HttpResponse::ServiceUnavailable().body("not ready: stopping\n")
+    } else if state.cluster.is_stale() {
         HttpResponse::ServiceUnavailable()
-            .body("not ready: probing for the first time, or stopping\n")
+            .body("not ready: etcd is out of reach; what this node serves may be stale\n")
+    } else if state.ready.load(Ordering::Acquire) {
+        HttpResponse::Ok().body("ready\n")
+    } else if state.cluster.is_clustered() {
+        HttpResponse::ServiceUnavailable().body("not ready: reading the cluster's states\n")
+    } else {
+        HttpResponse::ServiceUnavailable().body("not ready: probing for the first time\n")
     }
 }
 
@@ -75,6 +84,7 @@ mod tests {
             snapshot,
             metrics.clone(),
             crate::history::Opened::nothing(),
+            None,
         )
         .start();
         let state = web::Data::new(AdminState {
@@ -82,6 +92,7 @@ mod tests {
             registry,
             ready: Arc::new(AtomicBool::new(false)),
             stopping: Arc::new(AtomicBool::new(false)),
+            cluster: Arc::new(ClusterStatus::alone()),
         });
         let status = |state: &web::Data<AdminState>| {
             let state = state.clone();

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::admin::{self, AdminState};
 use crate::api::{self, ApiState};
 use crate::auth::Authenticator;
+use crate::cluster::{Cluster, ClusterStatus};
 use crate::config::Settings;
 use crate::config::history::HistorySettings;
 use crate::config::services::ServiceSpec;
@@ -97,14 +98,28 @@ impl Daemon {
         let metrics = Arc::new(Metrics::new());
         let past = open_history(&settings.history, metrics.clone());
         let history = past.history.clone();
+        let (cluster, inbox) = match &settings.cluster {
+            Some(c) => {
+                let (cluster, inbox) = Cluster::link(c, crate::cluster::digest(&settings.services));
+                (Some(cluster), Some(inbox))
+            }
+            None => (None, None),
+        };
+        let cluster_status = cluster
+            .as_ref()
+            .map_or_else(|| Arc::new(ClusterStatus::alone()), |c| c.status.clone());
         let registry = Registry::new(
             settings.services,
             settings.limits.probes_in_flight,
             snapshot.clone(),
             metrics.clone(),
             past,
+            cluster,
         )
         .start();
+        if let Some(inbox) = inbox {
+            inbox.start(registry.clone().recipient(), metrics.clone());
+        }
         let notify = Arc::new(notify::Shared::new(
             settings.notifications.clone(),
             settings.limits.request_timeout,
@@ -121,6 +136,7 @@ impl Daemon {
                     registry: registry.clone(),
                     ready: ready.clone(),
                     stopping: stopping.clone(),
+                    cluster: cluster_status.clone(),
                 },
             )?),
             None => None,
@@ -163,6 +179,7 @@ impl Daemon {
         let base_path = settings.server.base_path;
         set_client_socket_options(&listener, send_timeout, send_buffer);
         let draining = stopping.clone();
+        let stale = cluster_status.clone();
         let connections = api::connections::ConnectionLimit::new(
             settings.limits.max_connections,
             metrics.clone(),
@@ -177,6 +194,7 @@ impl Daemon {
                 .wrap(api::error::framework_errors())
                 .wrap_fn(api::counting::count_requests(request_metrics.clone()))
                 .wrap_fn(api::draining::close_when_stopping(draining.clone()))
+                .wrap_fn(api::staleness::warn_when_stale(stale.clone()))
                 .wrap(actix_web::middleware::from_fn(
                     api::connections::refuse_over_limit,
                 ))

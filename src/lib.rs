@@ -24,6 +24,7 @@ pub mod api;
 pub mod auth;
 pub mod bayeux;
 pub mod client_errors;
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod demo;

@@ -119,11 +119,22 @@ pub fn parse_timestamp(text: &str) -> Option<SystemTime> {
 /// topic, from the resource already serialized: `data` is the root of every GWS
 /// notification, and `service` the whole resource after the change.
 pub fn state_change_message(resource_json: &[u8]) -> Vec<u8> {
+    state_change_message_at(resource_json, None)
+}
+
+/// [`state_change_message`], tagged in its `ext` with the etcd revision that made the change
+/// (on a cluster node), so that a client can tell where it is in the sequence every node
+/// publishes, and resume from there on another node.
+pub fn state_change_message_at(resource_json: &[u8], revision: Option<i64>) -> Vec<u8> {
     const HEAD: &[u8] = br#"{"channel":"/notifications/services","data":{"messageType":"ServiceStateChangeMessage","service":"#;
     let mut message = Vec::with_capacity(HEAD.len() + resource_json.len() + 2);
     message.extend_from_slice(HEAD);
     message.extend_from_slice(resource_json);
-    message.extend_from_slice(b"}}");
+    message.push(b'}');
+    if let Some(revision) = revision {
+        message.extend_from_slice(format!(r#","ext":{{"revision":{revision}}}"#).as_bytes());
+    }
+    message.push(b'}');
     message
 }
 

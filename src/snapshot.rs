@@ -65,6 +65,15 @@ impl PublishedService {
         }
     }
 
+    /// The same service, its notification tagged with the etcd revision that made it.
+    pub fn at_revision(mut self, revision: i64) -> Self {
+        self.notification = bayeux::frame(&resource::state_change_message_at(
+            &self.json,
+            Some(revision),
+        ));
+        self
+    }
+
     /// Serializes `resource` and its notification once.
     pub fn new(feature: &str, state: ServiceState, resource: Map<String, Value>) -> Self {
         let id = resource

@@ -19,7 +19,7 @@ const LAYERS: &[&[&str]] = &[
         "logging",
         "client_errors",
     ],
-    &["snapshot", "monitor", "auth", "history"],
+    &["snapshot", "monitor", "auth", "history", "cluster"],
     &["registry"],
     &["notify", "admin"],
     &["api"],

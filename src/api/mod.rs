@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod origin;
 pub mod query;
 pub mod services;
+pub mod staleness;
 pub mod status_page;
 
 use actix_web::{HttpRequest, HttpResponse, web};

@@ -22,6 +22,9 @@ pub enum Request {
         subscriptions: Vec<String>,
         /// `ext.snapshot = true`: send the current state of every service first.
         snapshot: bool,
+        /// `ext.revision = N` (on a cluster): send the changes after revision N first, or
+        /// every service's current state if they are no longer known.
+        resume: Option<i64>,
     },
     Unsubscribe {
         id: Option<Value>,
@@ -149,16 +152,34 @@ pub fn parse(mut message: Map<String, Value>) -> Result<Request, Value> {
                 ));
             }
             if channel == channel::SUBSCRIBE {
-                let snapshot = message
-                    .get("ext")
+                let ext = message.get("ext");
+                let snapshot = ext
                     .and_then(|ext| ext.get("snapshot"))
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
+                let resume = match ext.and_then(|ext| ext.get("revision")) {
+                    None | Some(Value::Null) => None,
+                    Some(revision) => match revision.as_i64().filter(|r| *r >= 0) {
+                        Some(revision) => Some(revision),
+                        None => {
+                            return Err(reply::error(
+                                &channel,
+                                id.as_ref(),
+                                Some(&client_id),
+                                &Refusal::bad_request(
+                                    "ext.revision",
+                                    "must be the revision of the last change received, a whole number",
+                                ),
+                            ));
+                        }
+                    },
+                };
                 Request::Subscribe {
                     id,
                     client_id,
                     subscriptions,
                     snapshot,
+                    resume,
                 }
             } else {
                 Request::Unsubscribe {
@@ -269,9 +290,32 @@ mod tests {
                 id: Some(json!(7)),
                 client_id: "c".into(),
                 subscriptions: vec!["/notifications/services".into()],
-                snapshot: true
+                snapshot: true,
+                resume: None,
             })
         );
+        assert_eq!(
+            one(
+                json!({"channel":"/meta/subscribe","clientId":"c","subscription":"/notifications/services","ext":{"revision":41}})
+            ),
+            Ok(Request::Subscribe {
+                id: None,
+                client_id: "c".into(),
+                subscriptions: vec!["/notifications/services".into()],
+                snapshot: false,
+                resume: Some(41),
+            })
+        );
+        for bad in [json!("41"), json!(-1), json!(4.5)] {
+            let refused = one(
+                json!({"channel":"/meta/subscribe","clientId":"c","subscription":"/notifications/services","ext":{"revision":bad}}),
+            )
+            .unwrap_err();
+            assert_eq!(
+                refused["error"],
+                "400:ext.revision:must be the revision of the last change received, a whole number"
+            );
+        }
         assert_eq!(
             one(json!({"channel":"/meta/unsubscribe","clientId":"c","subscription":["/a","/b"]})),
             Ok(Request::Unsubscribe {

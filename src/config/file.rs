@@ -30,6 +30,8 @@ pub struct FileConfig {
     pub tls: Option<TlsSection>,
     #[serde(default)]
     pub history: HistorySection,
+    /// Several nodes on etcd; absent: this node runs alone.
+    pub cluster: Option<super::cluster::ClusterSection>,
     #[serde(default, rename = "contact_center")]
     pub contact_centers: Vec<ContactCenterSection>,
     #[serde(default, rename = "user")]

@@ -13,6 +13,7 @@
 
 pub mod auth;
 mod checks;
+pub mod cluster;
 pub mod duration;
 pub mod environment;
 pub mod file;

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 
 use super::ConfigError;
 use super::auth::{AuthSettings, validate_auth};
+use super::cluster::{ClusterSettings, hostname, validate_cluster};
 use super::file::{CheckKindName, FileConfig, LogFormatName};
 use super::history::{HistorySettings, validate_history};
 use super::notifications::{NotificationSettings, validate_notifications};
@@ -30,6 +31,8 @@ pub struct Settings {
     /// The HTTPS listener, when configured.
     pub tls: Option<TlsSettings>,
     pub history: HistorySettings,
+    /// The nodes this one agrees with, when it is one of several.
+    pub cluster: Option<ClusterSettings>,
     pub services: Vec<ServiceSpec>,
 }
 
@@ -52,6 +55,7 @@ impl Settings {
             ("[server]", self.server != new.server),
             ("[tls]", self.tls != new.tls),
             ("[history]", self.history != new.history),
+            ("[cluster]", self.cluster != new.cluster),
             ("[admin]", self.admin_listen != new.admin_listen),
             ("[log]", self.log != new.log),
             ("[notifications]", self.notifications != new.notifications),
@@ -133,7 +137,14 @@ pub fn validate(file: FileConfig, source: &str) -> Result<Settings, ConfigError>
     };
     let auth = validate_auth(&file).map_err(|(k, m)| invalid(k, m))?;
     let history = validate_history(&file.history).map_err(|(k, m)| invalid(k, m))?;
+    let cluster = file
+        .cluster
+        .as_ref()
+        .map(|c| validate_cluster(c, &hostname()))
+        .transpose()
+        .map_err(|(k, m)| invalid(k, m))?;
     Ok(Settings {
+        cluster,
         history,
         server,
         log,

@@ -11,6 +11,7 @@ use tracing::info;
 use super::Registry;
 use super::tracked::{log_transition, servers_of};
 use crate::domain::maintenance::Window;
+use crate::domain::state::Assessment;
 use crate::history::Change;
 
 /// Puts an instance (or, without one, a whole service) into maintenance, replacing the
@@ -50,6 +51,19 @@ impl Registry {
     /// `at`, for `reason`.
     pub(super) fn record(&self, index: usize, reason: &str, at: SystemTime) {
         let t = &self.services[index];
+        self.record_as(index, &t.assessment, t.since, reason, at);
+    }
+
+    /// Records the service at `index` as `assessment` since `since`, changed at `at`.
+    pub(super) fn record_as(
+        &self,
+        index: usize,
+        assessment: &Assessment,
+        since: SystemTime,
+        reason: &str,
+        at: SystemTime,
+    ) {
+        let t = &self.services[index];
         let maintenance = (!t.windows.is_empty()).then(|| {
             t.windows
                 .iter()
@@ -63,9 +77,9 @@ impl Registry {
         self.history.record(Change {
             service: t.spec.id.clone(),
             at,
-            state: t.assessment.state.as_str().to_string(),
-            state_since: t.since,
-            serving: t.assessment.serving.map(|r| r.as_str().to_string()),
+            state: assessment.state.as_str().to_string(),
+            state_since: since,
+            serving: assessment.serving.map(|r| r.as_str().to_string()),
             maintenance,
             reason: reason.to_string(),
         });

@@ -27,6 +27,7 @@ mod hub;
 mod maintenance;
 mod publisher;
 mod reload;
+mod replica;
 mod subscribers;
 mod tracked;
 
@@ -39,6 +40,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::{Semaphore, oneshot};
 use tracing::{error, info};
 
+use crate::cluster::Cluster;
 use crate::config::services::ServiceSpec;
 use crate::domain::maintenance::Windows;
 use crate::domain::state::Assessment;
@@ -51,6 +53,7 @@ pub use hub::Hub;
 pub use maintenance::{EndMaintenance, MaintenanceError, PutMaintenance};
 use publisher::Publisher;
 use reload::{Step, plan};
+use replica::Link;
 pub use subscribers::Delivery;
 use tracked::{Tracked, log_transition, servers_of};
 
@@ -74,6 +77,10 @@ pub struct SubscribeServices {
     /// of them, and of no other.
     pub features: Arc<BTreeSet<String>>,
     pub snapshot: bool,
+    /// With `snapshot`, on a cluster node: the revision of the last change the client
+    /// received (from any node); it first receives the changes after it instead of every
+    /// service, when this node still holds them all.
+    pub resume: Option<i64>,
 }
 
 /// A session no longer wants service changes (unsubscribed, or ended).
@@ -133,6 +140,8 @@ pub struct Registry {
     history: History,
     /// Every maintenance window, of every service.
     windows: Windows,
+    /// On a cluster node: the link to etcd, and this node's place.
+    link: Option<Link>,
 }
 
 impl Registry {
@@ -144,6 +153,7 @@ impl Registry {
         published: SharedSnapshot,
         metrics: Arc<Metrics>,
         past: Opened,
+        cluster: Option<Cluster>,
     ) -> Self {
         let now = SystemTime::now();
         let stored: HashMap<&str, &Change> = past
@@ -181,6 +191,7 @@ impl Registry {
             snapshot_tag: fastrand::u64(..) << 24,
             history: past.history,
             windows: past.windows,
+            link: cluster.map(Link::new),
         };
         for t in &registry.services {
             registry
@@ -205,16 +216,17 @@ impl Registry {
     /// Builds and swaps in a new snapshot, then offers the notifications waiting for it.
     fn publish(&mut self) {
         let started = Instant::now();
+        let clustered = self.link.is_some();
         let services = self
             .services
             .iter()
-            .filter(|t| t.known)
-            .map(|t| t.published.clone())
+            .filter_map(|t| t.shown(clustered))
+            .cloned()
             .collect();
         let pending = self
             .services
             .iter()
-            .filter(|t| !t.known)
+            .filter(|t| t.shown(clustered).is_none())
             .map(|t| Pending {
                 service: t.published.clone(),
                 retry_after_secs: t.retry_after_secs(),
@@ -227,6 +239,9 @@ impl Registry {
                 .tagged(self.snapshot_tag),
         ));
         self.metrics.publishes.inc();
+        if let Some(link) = &mut self.link {
+            link.published();
+        }
         let waiting = self.publisher.published(started, Instant::now());
         if waiting.is_empty() {
             return;
@@ -293,8 +308,13 @@ impl Registry {
         }
     }
 
+    /// Whether the node serves what it promises: alone, every server has been probed;
+    /// on a cluster, etcd has been read.
     fn all_ready(&self) -> bool {
-        self.services.iter().all(|t| t.ready)
+        match &self.link {
+            Some(link) => link.synced,
+            None => self.services.iter().all(|t| t.ready),
+        }
     }
 
     /// Wakes those waiting for readiness, once every server has been probed, after
@@ -322,7 +342,14 @@ impl Registry {
     /// publish.
     fn changed(&mut self, index: usize) {
         let tracked = &self.services[index];
-        let (spec, assessment) = (&tracked.spec, &tracked.assessment);
+        let Some(published) = tracked.shown(self.link.is_some()) else {
+            return;
+        };
+        let spec = &tracked.spec;
+        let assessment = match &tracked.replica {
+            Some(replica) => &replica.record.assessment,
+            None => &tracked.assessment,
+        };
         self.metrics.set_state(&spec.id, assessment.state);
         self.metrics.set_serving(
             &spec.id,
@@ -331,14 +358,15 @@ impl Registry {
             spec.pair.asks_roles().then_some(assessment.source),
         );
         self.metrics.service_changes.inc();
-        self.publisher.wait(
-            tracked.published.notification.clone(),
-            tracked.spec.feature.clone(),
-        );
+        self.publisher
+            .wait(published.notification.clone(), spec.feature.clone());
     }
 
     /// Restarts every monitor whose actor has died.
     fn supervise(&mut self, ctx: &mut Context<Self>) {
+        if !self.runs_monitors() {
+            return;
+        }
         for i in 0..self.services.len() {
             for server in 0..self.services[i].servers.len() {
                 let slot = &self.services[i].servers[server];
@@ -381,6 +409,10 @@ impl Handler<ServerChanged> for Registry {
         let Some(&index) = self.positions.get(&msg.service) else {
             return;
         };
+        if !self.runs_monitors() {
+            // A report sent before this node stopped leading.
+            return;
+        }
         let tracked = &mut self.services[index];
         let was_ready = tracked.ready;
         let now = SystemTime::now();
@@ -388,10 +420,15 @@ impl Handler<ServerChanged> for Registry {
         let became_ready = !was_ready && tracked.ready;
         if let Some(transition) = transition {
             log_transition(&tracked.spec.id, transition, &msg.reason, &self.metrics);
-            if !transition.confirmed {
-                self.record(index, &msg.reason, now);
+            if self.link.is_some() {
+                // Published when etcd has it, on every node alike.
+                self.write(index, &msg.reason, now);
+            } else {
+                if !transition.confirmed {
+                    self.record(index, &msg.reason, now);
+                }
+                self.announce(index, ctx);
             }
-            self.announce(index, ctx);
         }
         if became_ready {
             self.wake_ready_waiters(ctx);
@@ -441,7 +478,10 @@ impl Handler<ApplyServices> for Registry {
                     // New monitors, resuming from the state last published.
                     stop_monitors(&previous);
                     summary.changed.push(spec.id.clone());
-                    let tracked = Tracked::resuming(spec, &previous);
+                    let mut tracked = Tracked::resuming(spec, &previous);
+                    if let Some(replica) = previous.replica {
+                        tracked.show(replica.record, replica.revision);
+                    }
                     if tracked.known && tracked.published.json != previous.published.json {
                         announce.push(self.services.len());
                     }
@@ -464,8 +504,14 @@ impl Handler<ApplyServices> for Registry {
             self.services.push(tracked);
         }
         self.index();
-        for index in start {
-            self.start_monitors(index, ctx);
+        if let Some(link) = &self.link {
+            let specs: Vec<ServiceSpec> = self.services.iter().map(|t| (*t.spec).clone()).collect();
+            link.cluster.set_digest(crate::cluster::digest(&specs));
+        }
+        if self.runs_monitors() {
+            for index in start {
+                self.start_monitors(index, ctx);
+            }
         }
         for index in announce {
             self.changed(index);
@@ -512,14 +558,20 @@ impl Handler<SubscribeServices> for Registry {
         // The snapshot is the one last published, not the services' current states: changes
         // decided since are waiting for the next publish, which offers them to this
         // subscriber too, so that each reaches it once, after the state it replaces.
-        let snapshot = msg.snapshot.then(|| {
-            self.published
-                .load()
-                .services()
-                .iter()
-                .filter(|s| msg.features.contains(&s.feature))
-                .map(|s| s.notification.clone())
-                .collect()
+        let missed = match msg.resume {
+            Some(revision) if msg.snapshot => self.catch_up(revision, &msg.features),
+            _ => None,
+        };
+        let snapshot = missed.or_else(|| {
+            msg.snapshot.then(|| {
+                self.published
+                    .load()
+                    .services()
+                    .iter()
+                    .filter(|s| msg.features.contains(&s.feature))
+                    .map(|s| s.notification.clone())
+                    .collect()
+            })
         });
         if !self.hubs.contains(&msg.hub) {
             self.hubs.push(msg.hub.clone());

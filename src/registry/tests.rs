@@ -30,6 +30,7 @@ fn start(toml: &str) -> Addr<Registry> {
         snapshot,
         Arc::new(Metrics::new()),
         crate::history::Opened::nothing(),
+        None,
     )
     .start()
 }
@@ -145,6 +146,7 @@ async fn a_snapshot_then_the_change_waiting_each_once() {
         hub: Hub::current(),
         features: Arc::new(BTreeSet::from(["api-voice".to_string()])),
         snapshot: true,
+        resume: None,
     });
     let mut heard = Vec::new();
     while heard.len() < 2 {

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use actix::Addr;
 use tracing::{debug, info, warn};
 
+use crate::cluster::{ServerRecord, ServiceRecord};
 use crate::config::services::{InstanceSpec, ServiceSpec};
 use crate::domain::health::Health;
 use crate::domain::maintenance::{Window, effective};
@@ -49,11 +50,21 @@ pub(super) struct Tracked {
     pub resumed: Option<(ServiceState, SystemTime)>,
     /// The maintenance windows of this service holding now.
     pub windows: Vec<Window>,
+    /// On a cluster node: what etcd last held for the service, which is what the node
+    /// publishes (the leader's own decisions go out only once etcd has them).
+    pub replica: Option<Replica>,
     /// Whether `assessment` rests on probes (of these monitors or, after a reload that
     /// changed the service, of the ones before). Until then the service is pending: held
     /// back from lists, snapshots and notifications, since "Inactive" would only mean "not
     /// looked at yet".
     pub known: bool,
+}
+
+/// A service as etcd holds it, published from there.
+pub(super) struct Replica {
+    pub record: ServiceRecord,
+    pub revision: i64,
+    pub published: Arc<PublishedService>,
 }
 
 /// A change of a service's assessment, for the log and the metrics.
@@ -140,12 +151,23 @@ impl Tracked {
             assessment,
             since,
             published,
+            replica: None,
             servers,
             instances,
             resumed: None,
             windows,
             ready: false,
             known,
+        }
+    }
+
+    /// What the node publishes for the service, if anything yet: on a cluster node what
+    /// etcd holds, otherwise what this node decided once its servers have been probed.
+    pub fn shown(&self, clustered: bool) -> Option<&Arc<PublishedService>> {
+        match &self.replica {
+            Some(replica) => Some(&replica.published),
+            None if !clustered && self.known => Some(&self.published),
+            None => None,
         }
     }
 
@@ -170,6 +192,43 @@ impl Tracked {
             &self.windows,
             self.instances.clone(),
         ));
+    }
+
+    /// The record a leader writes for the service as it decided it.
+    pub fn record(&self, node: &str, reason: &str, now: SystemTime) -> ServiceRecord {
+        ServiceRecord {
+            assessment: self.assessment,
+            since: self.since,
+            servers: self
+                .servers
+                .iter()
+                .map(|s| ServerRecord {
+                    part: s.part.metric_label(),
+                    health: s.health,
+                    said: s.said,
+                })
+                .collect(),
+            reason: reason.to_string(),
+            node: node.to_string(),
+            written: now,
+        }
+    }
+
+    /// Takes the decision stored in etcd as this node's own: its assessment, since when,
+    /// and each server's health and said role, so that monitors started on this node (when
+    /// it becomes leader) resume from them instead of deciding again from their first
+    /// probes (which would fail back a pair, or flash Inactive).
+    pub fn adopt(&mut self, record: &ServiceRecord) {
+        for server in &mut self.servers {
+            let label = server.part.metric_label();
+            if let Some(stored) = record.servers.iter().find(|s| s.part == label) {
+                server.health = stored.health;
+                server.said = stored.said;
+            }
+        }
+        self.resumed = None;
+        self.known = true;
+        self.set(record.assessment, record.since);
     }
 
     /// Takes one server's new health and role, if the report comes from its current

@@ -186,8 +186,16 @@ impl ClientSession {
     }
 
     /// Registers with the registry, or unregisters, as the subscriptions now require.
-    fn update_registration(&mut self, snapshot: bool, ctx: &mut Context<Self>) {
+    /// `resume`: the revision after which the client wants the changes it missed (it then
+    /// asks for a catch-up, as `snapshot` does).
+    fn update_registration(
+        &mut self,
+        snapshot: bool,
+        resume: Option<i64>,
+        ctx: &mut Context<Self>,
+    ) {
         let wants = self.subscriptions.matches(SERVICES_CHANNEL);
+        let snapshot = snapshot || resume.is_some();
         match policy::registration(wants, self.registered, snapshot) {
             Registration::Subscribe { snapshot } => {
                 self.snapshot_pending |= snapshot;
@@ -197,6 +205,7 @@ impl ClientSession {
                     hub: Hub::current(),
                     features: self.caller.features.clone(),
                     snapshot,
+                    resume,
                 });
             }
             Registration::Unsubscribe => self.shared.registry.do_send(UnsubscribeServices {
@@ -326,6 +335,7 @@ impl Handler<Incoming> for ClientSession {
                     id,
                     subscriptions,
                     snapshot,
+                    resume,
                     ..
                 } => {
                     for channel in &subscriptions {
@@ -340,7 +350,7 @@ impl Handler<Incoming> for ClientSession {
                             }
                         });
                     }
-                    self.update_registration(snapshot, ctx);
+                    self.update_registration(snapshot, resume, ctx);
                 }
                 Request::Unsubscribe {
                     id, subscriptions, ..
@@ -363,7 +373,7 @@ impl Handler<Incoming> for ClientSession {
                             )
                         });
                     }
-                    self.update_registration(false, ctx);
+                    self.update_registration(false, None, ctx);
                 }
                 Request::Disconnect { id, .. } => {
                     replies.push(reply::disconnect(id.as_ref(), &self.id));

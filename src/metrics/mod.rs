@@ -5,6 +5,9 @@
 //! sessions and connections (gauges), the HTTP layer (requests by route and status) and the
 //! lifecycle (reloads). Counting is an atomic add; encoding happens only when scraped.
 
+mod cluster;
+
+pub use cluster::ClusterMetrics;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -75,6 +78,8 @@ pub struct ReloadLabels {
 /// Every metric of one daemon.
 pub struct Metrics {
     registry: PrometheusRegistry,
+    /// The node's place in a cluster.
+    pub cluster: ClusterMetrics,
     pub probes: Family<ProbeLabels, Counter>,
     pub probe_duration: Family<InstanceLabels, Histogram>,
     /// 1 while a server's watch connection is open (checks with `watch = true`).
@@ -323,8 +328,11 @@ impl Metrics {
             "Configuration reloads, by result",
             reloads.clone(),
         );
+        let cluster = ClusterMetrics::default();
+        cluster.register(&mut registry);
         Metrics {
             registry,
+            cluster,
             probes,
             probe_duration,
             watch_open,

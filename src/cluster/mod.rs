@@ -1,0 +1,206 @@
+//! Several servicewatch nodes, one truth: the nodes elect one leader through etcd, the
+//! leader alone runs the monitors and writes each service's decided state under a key prefix
+//! (each write fenced by its leadership), and every node, the leader included, serves what a
+//! watch on that prefix delivers. Every node so publishes the same changes in the same order,
+//! each tagged with the etcd revision that made it. See docs/cluster.md.
+//!
+//! This module is the registry's link to etcd: [`Cluster`] is the handle the registry writes
+//! through, [`ClusterEvent`] what the etcd session tells the registry, [`ClusterStatus`] what
+//! the API and the admin listener read (stale, leading, revision). The session itself (the
+//! etcd client, reconnections, the lease, the campaign, the watch) is `session.rs`.
+
+pub mod record;
+#[cfg(feature = "cluster")]
+mod session;
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use actix::prelude::*;
+use tokio::sync::mpsc;
+
+use crate::config::cluster::ClusterSettings;
+use crate::metrics::Metrics;
+pub use record::{RecordError, ServerRecord, ServiceRecord, digest};
+
+/// What the etcd session tells the registry.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub enum ClusterEvent {
+    /// Every stored service, as of `revision`: after the first connection, and after a
+    /// reconnection that came too late to replay the changes missed (etcd had compacted
+    /// them); the watch resumes from the revision after it.
+    Synced {
+        /// Each service's id and record, with the revision that wrote it.
+        records: Vec<(String, ServiceRecord, i64)>,
+        revision: i64,
+        /// The changes from this revision up to `revision` follow as [`ClusterEvent::Past`];
+        /// `None`: etcd no longer has them.
+        history_from: Option<i64>,
+    },
+    /// A change made before the read (history): for the node's log of changes, not to
+    /// publish again.
+    Past {
+        id: String,
+        record: ServiceRecord,
+        revision: i64,
+    },
+    /// One service's record was written at `revision`.
+    Changed {
+        id: String,
+        record: ServiceRecord,
+        revision: i64,
+    },
+    /// This node now leads (it runs the monitors and writes) or no longer does.
+    Leading(bool),
+}
+
+/// What the API, the admin listener and the registry read of the node's place in the
+/// cluster. A node alone is never stale and always leads.
+#[derive(Debug)]
+pub struct ClusterStatus {
+    clustered: bool,
+    stale: AtomicBool,
+    leading: AtomicBool,
+    revision: AtomicI64,
+}
+
+impl ClusterStatus {
+    /// The status of a node that runs alone.
+    pub fn alone() -> Self {
+        ClusterStatus {
+            clustered: false,
+            stale: AtomicBool::new(false),
+            leading: AtomicBool::new(true),
+            revision: AtomicI64::new(0),
+        }
+    }
+
+    /// The status of a cluster node before it reaches etcd: stale until then.
+    pub fn clustered() -> Self {
+        ClusterStatus {
+            clustered: true,
+            stale: AtomicBool::new(true),
+            leading: AtomicBool::new(false),
+            revision: AtomicI64::new(0),
+        }
+    }
+
+    pub fn is_clustered(&self) -> bool {
+        self.clustered
+    }
+
+    /// Whether what this node serves may be behind: it has lost etcd (or not reached it
+    /// yet), so it cannot hear of changes.
+    pub fn is_stale(&self) -> bool {
+        self.stale.load(Ordering::Acquire)
+    }
+
+    pub fn is_leading(&self) -> bool {
+        self.leading.load(Ordering::Acquire)
+    }
+
+    /// The etcd revision of the last change this node has served.
+    pub fn revision(&self) -> i64 {
+        self.revision.load(Ordering::Acquire)
+    }
+
+    pub fn set_revision(&self, revision: i64) {
+        self.revision.fetch_max(revision, Ordering::AcqRel);
+    }
+
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    fn set_stale(&self, stale: bool) {
+        self.stale.store(stale, Ordering::Release);
+    }
+
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    fn set_leading(&self, leading: bool) {
+        self.leading.store(leading, Ordering::Release);
+    }
+}
+
+/// A write the leader asks for: one service's record.
+#[derive(Debug)]
+pub struct Write {
+    pub id: String,
+    pub record: ServiceRecord,
+}
+
+/// The registry's end of the link: where the leader's writes go.
+#[derive(Clone)]
+pub struct Cluster {
+    writes: mpsc::UnboundedSender<Write>,
+    node: Arc<str>,
+    /// The digest of the services this node is configured with; a reload replaces it.
+    digest: Arc<Mutex<String>>,
+    pub status: Arc<ClusterStatus>,
+}
+
+/// The session's end of the link, until [`Inbox::start`] gives it the registry.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+pub struct Inbox {
+    settings: ClusterSettings,
+    writes: mpsc::UnboundedReceiver<Write>,
+    digest: Arc<Mutex<String>>,
+    status: Arc<ClusterStatus>,
+}
+
+impl Cluster {
+    /// The link for a node configured with `settings` and `services_digest`: the handle
+    /// for the registry, and the inbox the etcd session starts from.
+    pub fn link(settings: &ClusterSettings, services_digest: String) -> (Cluster, Inbox) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let status = Arc::new(ClusterStatus::clustered());
+        let digest = Arc::new(Mutex::new(services_digest));
+        (
+            Cluster {
+                writes: tx,
+                node: settings.node.as_str().into(),
+                digest: digest.clone(),
+                status: status.clone(),
+            },
+            Inbox {
+                settings: settings.clone(),
+                writes: rx,
+                digest,
+                status,
+            },
+        )
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Asks the session to write `record` for service `id`, fenced by this node's
+    /// leadership: refused (and this node deposed) if another node leads now.
+    pub fn write(&self, id: &str, record: ServiceRecord) {
+        let _ = self.writes.send(Write {
+            id: id.to_string(),
+            record,
+        });
+    }
+
+    /// The services changed (a reload): the node compares the new digest with the
+    /// leader's from now on.
+    pub fn set_digest(&self, digest: String) {
+        *self.digest.lock().expect("digest lock") = digest;
+    }
+}
+
+impl Inbox {
+    /// Starts the etcd session on the current actix arbiter; it tells `registry` what
+    /// happens, and reconnects for as long as the daemon runs.
+    #[cfg(feature = "cluster")]
+    pub fn start(self, registry: Recipient<ClusterEvent>, metrics: Arc<Metrics>) {
+        actix_rt::spawn(session::run(self, registry, metrics));
+    }
+
+    #[cfg(not(feature = "cluster"))]
+    pub fn start(self, _registry: Recipient<ClusterEvent>, _metrics: Arc<Metrics>) {
+        // `[cluster]` is refused by the configuration in such a build.
+        unreachable!("a [cluster] table is refused without the cluster feature");
+    }
+}

@@ -1,0 +1,257 @@
+//! What the leader writes to etcd for each service, and what every node reads back: the
+//! service's decided state, serving instance and since when, each server's health and said
+//! role (so that a new leader resumes them instead of deciding again from its first probes),
+//! why, and who wrote it. JSON, so that `etcdctl get` shows a person what is stored.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use blake2::{Blake2b512, Digest};
+use serde::{Deserialize, Serialize};
+
+use crate::config::services::ServiceSpec;
+use crate::domain::health::Health;
+use crate::domain::roles::{SaidRole, Source};
+use crate::domain::service::{Role, ServiceState};
+use crate::domain::state::Assessment;
+
+/// One server of a service as the leader last knew it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerRecord {
+    /// Its part, as metrics label it: `primary`, `backup`, `cassandra-N`.
+    pub part: String,
+    pub health: Health,
+    pub said: SaidRole,
+}
+
+/// One service as the leader decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRecord {
+    pub assessment: Assessment,
+    pub since: SystemTime,
+    pub servers: Vec<ServerRecord>,
+    /// What the leader saw that made the change.
+    pub reason: String,
+    /// The node that wrote it.
+    pub node: String,
+    /// When it was written (by the writer's clock): how far behind a watching node is.
+    pub written: SystemTime,
+}
+
+/// Why a stored value is not a record; the node skips it and says so.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RecordError {
+    #[error("not a service record: {0}")]
+    Json(String),
+    #[error("unknown {what} \"{value}\"")]
+    Unknown { what: &'static str, value: String },
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Wire {
+    state: String,
+    serving: Option<String>,
+    source: String,
+    /// Milliseconds since the Unix epoch.
+    state_since: u64,
+    servers: Vec<WireServer>,
+    reason: String,
+    node: String,
+    written: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireServer {
+    part: String,
+    health: String,
+    said: String,
+}
+
+impl ServiceRecord {
+    pub fn to_json(&self) -> Vec<u8> {
+        let wire = Wire {
+            state: self.assessment.state.as_str().into(),
+            serving: self.assessment.serving.map(|r| r.as_str().into()),
+            source: source_name(self.assessment.source).into(),
+            state_since: millis(self.since),
+            servers: self
+                .servers
+                .iter()
+                .map(|s| WireServer {
+                    part: s.part.clone(),
+                    health: s.health.as_str().into(),
+                    said: s.said.as_str().into(),
+                })
+                .collect(),
+            reason: self.reason.clone(),
+            node: self.node.clone(),
+            written: millis(self.written),
+        };
+        serde_json::to_vec(&wire).expect("a record serializes")
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Self, RecordError> {
+        let wire: Wire =
+            serde_json::from_slice(bytes).map_err(|e| RecordError::Json(e.to_string()))?;
+        let unknown = |what, value: &str| RecordError::Unknown {
+            what,
+            value: value.to_string(),
+        };
+        let state = wire
+            .state
+            .parse::<ServiceState>()
+            .map_err(|()| unknown("state", &wire.state))?;
+        let serving = match wire.serving.as_deref() {
+            None => None,
+            Some(s) => Some(role(s).ok_or_else(|| unknown("serving instance", s))?),
+        };
+        let source = [
+            Source::Health,
+            Source::Role,
+            Source::Conflict,
+            Source::Fallback,
+        ]
+        .into_iter()
+        .find(|s| source_name(*s) == wire.source)
+        .ok_or_else(|| unknown("source", &wire.source))?;
+        let servers = wire
+            .servers
+            .into_iter()
+            .map(|s| {
+                Ok(ServerRecord {
+                    health: [Health::Unknown, Health::Up, Health::Degraded, Health::Down]
+                        .into_iter()
+                        .find(|h| h.as_str() == s.health)
+                        .ok_or_else(|| unknown("health", &s.health))?,
+                    said: SaidRole::ALL
+                        .into_iter()
+                        .find(|r| r.as_str() == s.said)
+                        .ok_or_else(|| unknown("role", &s.said))?,
+                    part: s.part,
+                })
+            })
+            .collect::<Result<_, RecordError>>()?;
+        Ok(ServiceRecord {
+            assessment: Assessment {
+                state,
+                serving,
+                source,
+            },
+            since: UNIX_EPOCH + Duration::from_millis(wire.state_since),
+            servers,
+            reason: wire.reason,
+            node: wire.node,
+            written: UNIX_EPOCH + Duration::from_millis(wire.written),
+        })
+    }
+
+    /// Whether `other` says the same of the service (who wrote it, when and why aside).
+    pub fn same_state(&self, other: &ServiceRecord) -> bool {
+        self.assessment == other.assessment
+            && millis(self.since) == millis(other.since)
+            && self.servers == other.servers
+    }
+}
+
+/// A digest of the services as configured: nodes whose digests differ would decide
+/// differently, so a node that differs from the leader does not campaign.
+pub fn digest(services: &[ServiceSpec]) -> String {
+    let mut hasher = Blake2b512::new();
+    for spec in services {
+        hasher.update(format!("{spec:?}").as_bytes());
+        hasher.update([0]);
+    }
+    hasher.finalize()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn role(s: &str) -> Option<Role> {
+    [Role::Primary, Role::Backup]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+}
+
+fn source_name(source: Source) -> &'static str {
+    match source {
+        Source::Health => "health",
+        Source::Role => "role",
+        Source::Conflict => "conflict",
+        Source::Fallback => "fallback",
+    }
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> ServiceRecord {
+        ServiceRecord {
+            assessment: Assessment {
+                state: ServiceState::Active,
+                serving: Some(Role::Backup),
+                source: Source::Conflict,
+            },
+            since: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+            servers: vec![
+                ServerRecord {
+                    part: "primary".into(),
+                    health: Health::Down,
+                    said: SaidRole::Unknown,
+                },
+                ServerRecord {
+                    part: "backup".into(),
+                    health: Health::Degraded,
+                    said: SaidRole::Primary,
+                },
+            ],
+            reason: "primary: connection refused".into(),
+            node: "sw1".into(),
+            written: UNIX_EPOCH + Duration::from_millis(1_700_000_001_000),
+        }
+    }
+
+    #[test]
+    fn a_record_survives_the_trip_through_etcd() {
+        let r = record();
+        let json = r.to_json();
+        assert!(
+            String::from_utf8_lossy(&json).contains(r#""state":"Active","serving":"backup""#),
+            "readable with etcdctl"
+        );
+        assert_eq!(ServiceRecord::from_json(&json).unwrap(), r);
+    }
+
+    #[test]
+    fn a_value_that_is_not_a_record_says_why() {
+        assert!(matches!(
+            ServiceRecord::from_json(b"hello"),
+            Err(RecordError::Json(_))
+        ));
+        let bad = String::from_utf8(record().to_json())
+            .unwrap()
+            .replace("Active", "Sleeping");
+        assert_eq!(
+            ServiceRecord::from_json(bad.as_bytes())
+                .unwrap_err()
+                .to_string(),
+            "unknown state \"Sleeping\""
+        );
+    }
+
+    #[test]
+    fn same_state_ignores_who_wrote_it_and_why() {
+        let a = record();
+        let mut b = record();
+        b.node = "sw2".into();
+        b.reason = "other".into();
+        assert!(a.same_state(&b));
+        b.servers[0].health = Health::Up;
+        assert!(!a.same_state(&b));
+    }
+}

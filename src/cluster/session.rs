@@ -1,0 +1,506 @@
+//! The etcd session: one task per node that connects, holds the node's lease, campaigns for
+//! leadership, writes the leader's records behind the fence, and watches the prefix.
+//!
+//! etcd's client is a thin gRPC layer: a lease keep-alive or watch stream does not move to
+//! another member when its member dies, and calls can hang on a dead connection. So every
+//! call here has a deadline, and any failure ends the round: the node marks itself stale,
+//! drops its leadership (the leader stops writing at once rather than when its lease runs
+//! out), and builds a new client (which picks a live member) after a short backoff. A round
+//! starts by reading every record, so that nothing written while the node was away is lost;
+//! the watch then resumes from the revision after that read.
+//!
+//! Leadership is a key (`{prefix}leader`) created only if absent and bound to the node's
+//! lease: it disappears when the lease does (the leader died, or lost etcd for longer than
+//! the lease TTL). Its create revision is the leader's term; every write compares it, so a
+//! deposed leader (paused, cut off) can never overwrite its successor's records.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use actix::Recipient;
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
+    TxnOpResponse, WatchOptions,
+};
+use serde::{Deserialize, Serialize};
+use tokio::time::{MissedTickBehavior, interval, sleep, timeout};
+use tracing::{debug, error, info, warn};
+
+use super::{ClusterEvent, Inbox, ServiceRecord, Write};
+use crate::metrics::Metrics;
+
+/// The first wait before reconnecting; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How often a follower tries to become leader: a dead leader's key is gone within the lease
+/// TTL, and a follower notices within this much more.
+const CAMPAIGN_INTERVAL: Duration = Duration::from_millis(250);
+/// How far back a full read replays etcd's history into the node's log of changes (in
+/// revisions, which count every write under the prefix and the leader key).
+const HISTORY_REVISIONS: i64 = 20_000;
+
+/// Why a round with etcd ended.
+#[derive(Debug, thiserror::Error)]
+enum RoundError {
+    #[error("{0}")]
+    Etcd(#[from] etcd_client::Error),
+    #[error("etcd did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the watch ended ({0})")]
+    WatchEnded(String),
+    #[error("the lease expired (the node could not renew it in time)")]
+    LeaseExpired,
+}
+
+/// What the leader key holds: who leads, and with which services.
+#[derive(Serialize, Deserialize)]
+struct LeaderValue {
+    node: String,
+    /// Random per process: tells this process's own key from a namesake's.
+    token: String,
+    digest: String,
+}
+
+struct Session {
+    inbox: Inbox,
+    registry: Recipient<ClusterEvent>,
+    metrics: Arc<Metrics>,
+    token: String,
+    /// The lease this process holds, kept across reconnections while etcd still has it.
+    lease: Option<i64>,
+    /// The create revision of the leader key while this node leads.
+    term: Option<i64>,
+    /// The last revision the watch delivered: after an outage, the watch replays from the
+    /// one after it.
+    last_revision: Option<i64>,
+    /// The revision of the last full read: changes up to it are history.
+    read_at: i64,
+    /// Whether a full read replays the history before it (until etcd says it has
+    /// compacted it away).
+    history: bool,
+    /// Whether the last campaign found a leader with other services (said once).
+    mismatch: bool,
+    /// When the current outage began, if one is going on.
+    outage: Option<Instant>,
+    /// Whether the current outage has been logged.
+    reported: bool,
+    /// Whether this process has ever reached etcd.
+    ever_reached: bool,
+}
+
+/// Runs the session for as long as the daemon does.
+pub(super) async fn run(inbox: Inbox, registry: Recipient<ClusterEvent>, metrics: Arc<Metrics>) {
+    let mut session = Session {
+        inbox,
+        registry,
+        metrics,
+        token: format!("{:016x}", fastrand::u64(..)),
+        lease: None,
+        term: None,
+        last_revision: None,
+        read_at: 0,
+        history: true,
+        mismatch: false,
+        outage: Some(Instant::now()),
+        reported: false,
+        ever_reached: false,
+    };
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let started = Instant::now();
+        let error = session.round().await;
+        session.lost(&error);
+        if started.elapsed() > MAX_BACKOFF * 2 {
+            backoff = FIRST_BACKOFF;
+        }
+        sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+        if !session.registry.connected() {
+            return;
+        }
+    }
+}
+
+impl Session {
+    fn key(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.inbox.settings.prefix)
+    }
+
+    fn services_prefix(&self) -> String {
+        self.key("services/")
+    }
+
+    /// Waits for `call` for at most the configured timeout.
+    async fn deadline<T, F>(&self, call: F) -> Result<T, RoundError>
+    where
+        F: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let limit = self.inbox.settings.timeout;
+        timeout(limit, call)
+            .await
+            .map_err(|_| RoundError::Timeout(limit))?
+            .map_err(RoundError::Etcd)
+    }
+
+    /// One connection to etcd, from connecting to the first failure.
+    async fn round(&mut self) -> RoundError {
+        match self.connected().await {
+            Ok(never) => match never {},
+            Err(e) => e,
+        }
+    }
+
+    async fn connected(&mut self) -> Result<std::convert::Infallible, RoundError> {
+        let settings = &self.inbox.settings;
+        let options = ConnectOptions::new()
+            .with_connect_timeout(settings.timeout)
+            .with_keep_alive(settings.timeout, settings.timeout)
+            .with_keep_alive_while_idle(true);
+        let mut client = self
+            .deadline(Client::connect(settings.endpoints.clone(), Some(options)))
+            .await?;
+        let ttl = settings.lease_ttl.as_secs() as i64;
+        // The lease: the one held before a short outage if etcd still has it, so that a
+        // leader that blinked keeps its leadership.
+        let mut lease = None;
+        if let Some(id) = self.lease {
+            let alive = self
+                .deadline(client.lease_time_to_live(id, None))
+                .await?
+                .ttl();
+            if alive > 0 {
+                lease = Some(id);
+            }
+        }
+        let lease = match lease {
+            Some(id) => id,
+            None => {
+                self.term = None;
+                self.deadline(client.lease_grant(ttl, None)).await?.id()
+            }
+        };
+        self.lease = Some(lease);
+        let (mut keeper, mut renewals) = self.deadline(client.lease_keep_alive(lease)).await?;
+
+        // After an outage, the watch replays every change missed, from the revision after
+        // the last one seen (the node's sequence then has no gap); the first time, or when
+        // etcd has compacted that far back, everything stored is read first instead.
+        let prefix = self.services_prefix();
+        let mut watch = None;
+        if let Some(last) = self.last_revision {
+            let mut replay = self
+                .deadline(
+                    client.watch(
+                        prefix.clone(),
+                        Some(
+                            WatchOptions::new()
+                                .with_prefix()
+                                .with_start_revision(last + 1),
+                        ),
+                    ),
+                )
+                .await?;
+            // etcd answers a watch's creation first, or its cancellation if compacted.
+            match self.deadline(replay.message()).await? {
+                Some(created) if !created.canceled() => watch = Some(replay),
+                Some(canceled) => info!(
+                    last,
+                    compacted = canceled.compact_revision(),
+                    "etcd has compacted the changes missed; reading every service again"
+                ),
+                None => return Err(RoundError::WatchEnded("closed by etcd".into())),
+            }
+        }
+        let mut watch = match watch {
+            Some(watch) => {
+                self.reached(self.last_revision.unwrap_or_default());
+                watch
+            }
+            None => {
+                let mut stored = self
+                    .deadline(client.get(prefix.clone(), Some(GetOptions::new().with_prefix())))
+                    .await?;
+                let revision = stored.header().map_or(0, |h| h.revision());
+                // The changes before the read, replayed into the node's log (not
+                // published again), so that a client that saw them on another node can
+                // resume here: back to as many revisions as the log keeps.
+                let history_from = self.history.then(|| (revision - HISTORY_REVISIONS).max(1));
+                let records = stored
+                    .take_kvs()
+                    .into_iter()
+                    .filter_map(|kv| {
+                        let (id, record) = self.decode(kv.key(), kv.value())?;
+                        Some((id, record, kv.mod_revision()))
+                    })
+                    .collect();
+                let watch = self
+                    .deadline(
+                        client.watch(
+                            prefix,
+                            Some(
+                                WatchOptions::new()
+                                    .with_prefix()
+                                    .with_start_revision(history_from.unwrap_or(revision + 1)),
+                            ),
+                        ),
+                    )
+                    .await?;
+                self.read_at = revision;
+                self.tell(ClusterEvent::Synced {
+                    records,
+                    revision,
+                    history_from,
+                });
+                self.last_revision = Some(revision);
+                self.reached(revision);
+                watch
+            }
+        };
+
+        let mut renew = interval(self.inbox.settings.lease_ttl / 3);
+        renew.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut campaign = interval(CAMPAIGN_INTERVAL);
+        campaign.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // etcd keeps the lease until this instant, as far as this node can know.
+        let mut lease_until = Instant::now() + self.inbox.settings.lease_ttl;
+        loop {
+            tokio::select! {
+                message = watch.message() => {
+                    let Some(response) = message? else {
+                        return Err(RoundError::WatchEnded("closed by etcd".into()));
+                    };
+                    if response.canceled() {
+                        if response.compact_revision() > 0 {
+                            // The changes missed are gone: the next round reads every
+                            // service instead of replaying, and without the history
+                            // before the read if that was what etcd no longer had.
+                            if self.last_revision <= Some(self.read_at) {
+                                self.history = false;
+                            }
+                            self.last_revision = None;
+                        }
+                        return Err(RoundError::WatchEnded(format!(
+                            "canceled: {} (compacted at {})",
+                            response.cancel_reason(),
+                            response.compact_revision()
+                        )));
+                    }
+                    for event in response.events() {
+                        let Some(kv) = event.kv() else { continue };
+                        if event.event_type() != EventType::Put {
+                            continue;
+                        }
+                        let revision = kv.mod_revision();
+                        let Some((id, record)) = self.decode(kv.key(), kv.value()) else {
+                            continue;
+                        };
+                        if revision <= self.read_at {
+                            self.tell(ClusterEvent::Past { id, record, revision });
+                            continue;
+                        }
+                        self.lag(&record);
+                        self.tell(ClusterEvent::Changed { id, record, revision });
+                        self.inbox.status.set_revision(revision);
+                        self.last_revision = Some(revision);
+                    }
+                }
+                _ = renew.tick() => {
+                    if Instant::now() >= lease_until {
+                        self.lease = None;
+                        return Err(RoundError::LeaseExpired);
+                    }
+                    self.deadline(keeper.keep_alive()).await?;
+                }
+                renewal = renewals.message() => {
+                    match renewal? {
+                        Some(r) if r.ttl() > 0 => {
+                            lease_until = Instant::now() + Duration::from_secs(r.ttl() as u64);
+                            self.metrics.cluster.lease_renewals.inc();
+                        }
+                        _ => {
+                            self.lease = None;
+                            return Err(RoundError::LeaseExpired);
+                        }
+                    }
+                }
+                _ = campaign.tick(), if self.term.is_none() => {
+                    self.campaign(&mut client, lease).await?;
+                }
+                write = self.inbox.writes.recv() => {
+                    let Some(write) = write else {
+                        return Err(RoundError::WatchEnded("the daemon is stopping".into()));
+                    };
+                    self.write(&mut client, write).await?;
+                }
+            }
+        }
+    }
+
+    /// Tries to become leader: creates the leader key if it is absent. A node whose
+    /// services differ from the leader's says so and does not campaign.
+    async fn campaign(&mut self, client: &mut Client, lease: i64) -> Result<(), RoundError> {
+        let key = self.key("leader");
+        let digest = self.inbox.digest.lock().expect("digest lock").clone();
+        let value = serde_json::to_vec(&LeaderValue {
+            node: self.inbox.settings.node.clone(),
+            token: self.token.clone(),
+            digest: digest.clone(),
+        })
+        .expect("a leader value serializes");
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                key.clone(),
+                value,
+                Some(PutOptions::new().with_lease(lease)),
+            )])
+            .or_else([TxnOp::get(key.clone(), None)]);
+        let response = self.deadline(client.txn(txn)).await?;
+        if response.succeeded() {
+            let term = response.header().map_or(0, |h| h.revision());
+            self.lead(term, "elected");
+            return Ok(());
+        }
+        let Some(current) = response.op_responses().into_iter().find_map(|r| match r {
+            TxnOpResponse::Get(mut get) => get.take_kvs().into_iter().next(),
+            _ => None,
+        }) else {
+            return Ok(());
+        };
+        let Ok(leader) = serde_json::from_slice::<LeaderValue>(current.value()) else {
+            warn!(key = %key, "the leader key holds something servicewatch did not write; waiting for it to go");
+            return Ok(());
+        };
+        if leader.token == self.token && current.lease() == lease {
+            // This process's own key, from before a reconnection on the same lease.
+            self.lead(
+                current.create_revision(),
+                "still leading after reconnecting",
+            );
+            return Ok(());
+        }
+        let mismatch = leader.digest != digest;
+        if mismatch != self.mismatch {
+            self.mismatch = mismatch;
+            self.metrics
+                .cluster
+                .config_mismatch
+                .set(i64::from(mismatch));
+            if mismatch {
+                error!(leader = %leader.node, "this node's services differ from the leader's; it will not campaign until they match (give every node the same [[service]] tables and reload)");
+            } else {
+                info!(leader = %leader.node, "this node's services match the leader's again");
+            }
+        }
+        Ok(())
+    }
+
+    fn lead(&mut self, term: i64, how: &str) {
+        if self.mismatch {
+            return;
+        }
+        self.term = Some(term);
+        self.inbox.status.set_leading(true);
+        self.metrics.cluster.leader.set(1);
+        self.metrics.cluster.elections_won.inc();
+        info!(node = %self.inbox.settings.node, term, "{how}: this node leads; it runs the monitors and writes the services' states");
+        self.tell(ClusterEvent::Leading(true));
+    }
+
+    /// Writes one record if this node still leads; a refusal deposes it.
+    async fn write(&mut self, client: &mut Client, write: Write) -> Result<(), RoundError> {
+        let Some(term) = self.term else {
+            return Ok(());
+        };
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                self.key("leader"),
+                CompareOp::Equal,
+                term,
+            )])
+            .and_then([TxnOp::put(
+                format!("{}{}", self.services_prefix(), write.id),
+                write.record.to_json(),
+                None,
+            )]);
+        if self.deadline(client.txn(txn)).await?.succeeded() {
+            self.metrics.cluster.writes.inc();
+        } else {
+            self.metrics.cluster.writes_refused.inc();
+            warn!(service = %write.id, "write refused: another node leads now; this one stops its monitors");
+            self.depose();
+        }
+        Ok(())
+    }
+
+    fn depose(&mut self) {
+        if self.term.take().is_some() {
+            self.inbox.status.set_leading(false);
+            self.metrics.cluster.leader.set(0);
+            self.tell(ClusterEvent::Leading(false));
+        }
+    }
+
+    /// The round works: no longer stale.
+    fn reached(&mut self, revision: i64) {
+        self.inbox.status.set_revision(revision);
+        self.metrics.cluster.revision.set(revision);
+        self.inbox.status.set_stale(false);
+        self.metrics.cluster.stale.set(0);
+        let outage = self.outage.take().map(|t| t.elapsed());
+        self.reported = false;
+        self.ever_reached = true;
+        info!(endpoints = ?self.inbox.settings.endpoints, revision, ?outage, "connected to etcd; serving the cluster's states");
+    }
+
+    /// The round failed: stale, and no longer leading. Said once per outage; the retries
+    /// of an outage only at debug level.
+    fn lost(&mut self, error: &RoundError) {
+        self.depose();
+        self.inbox.status.set_stale(true);
+        self.metrics.cluster.stale.set(1);
+        if self.outage.is_none() {
+            self.outage = Some(Instant::now());
+        }
+        if self.reported {
+            debug!(%error, "etcd still unreachable; retrying");
+            return;
+        }
+        self.reported = true;
+        if self.ever_reached {
+            error!(endpoints = ?self.inbox.settings.endpoints, %error, "lost etcd: this node serves the states it last knew, marked stale, and retries");
+        } else {
+            error!(endpoints = ?self.inbox.settings.endpoints, %error, "cannot reach etcd: this node serves nothing until it does, and retries (check [cluster] endpoints and that etcd runs)");
+        }
+    }
+
+    /// The record stored at `key`, if it is one; otherwise says why, and skips it.
+    fn decode(&self, key: &[u8], value: &[u8]) -> Option<(String, ServiceRecord)> {
+        let key = String::from_utf8_lossy(key);
+        let id = key.strip_prefix(&self.services_prefix())?.to_string();
+        match ServiceRecord::from_json(value) {
+            Ok(record) => Some((id, record)),
+            Err(e) => {
+                warn!(key = %key, error = %e, "skipping a stored value that is not a service record");
+                None
+            }
+        }
+    }
+
+    fn lag(&self, record: &ServiceRecord) {
+        let lag = SystemTime::now()
+            .duration_since(record.written)
+            .unwrap_or_default();
+        self.metrics
+            .cluster
+            .watch_lag_seconds
+            .set(lag.as_secs_f64());
+    }
+
+    fn tell(&self, event: ClusterEvent) {
+        if let ClusterEvent::Changed { revision, .. } = &event {
+            self.metrics.cluster.revision.set(*revision);
+        }
+        self.registry.do_send(event);
+    }
+}

@@ -1,0 +1,197 @@
+//! `[cluster]`: several servicewatch nodes agreeing through etcd. Without the table a node
+//! runs alone, as it always has.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::duration::HumanDuration;
+use super::rules::Invalid;
+
+/// The lease a leader holds by default: a dead leader is replaced within about this long.
+const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(3);
+/// etcd refuses leases shorter than about 1.5 s with its default election timeout.
+const MIN_LEASE_TTL: Duration = Duration::from_secs(2);
+/// How long one call to etcd may take by default before the node counts it as failed.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Where the nodes keep their keys by default.
+const DEFAULT_PREFIX: &str = "/servicewatch/";
+
+/// `[cluster]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    pub endpoints: Option<Vec<String>>,
+    pub node: Option<String>,
+    pub prefix: Option<String>,
+    pub lease_ttl: Option<HumanDuration>,
+    pub timeout: Option<HumanDuration>,
+}
+
+/// `[cluster]`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// The etcd members, as `http://host:port`.
+    pub endpoints: Vec<String>,
+    /// This node's name, unique among the nodes: logs, metrics and the leader key say it.
+    pub node: String,
+    /// Every key the nodes write begins with it; it ends with `/`.
+    pub prefix: String,
+    /// The leader's lease: how long a dead leader holds on.
+    pub lease_ttl: Duration,
+    /// How long one call to etcd may take before it counts as failed.
+    pub timeout: Duration,
+}
+
+/// Checks `[cluster]`; `hostname` is the default node name.
+pub(super) fn validate_cluster(
+    c: &ClusterSection,
+    hostname: &str,
+) -> Result<ClusterSettings, Invalid> {
+    if !cfg!(feature = "cluster") {
+        return Err((
+            "cluster".into(),
+            "this servicewatch was built without the `cluster` feature; build it with the default features to run several nodes".into(),
+        ));
+    }
+    let endpoints = c.endpoints.clone().unwrap_or_default();
+    if endpoints.is_empty() {
+        return Err((
+            "cluster.endpoints".into(),
+            "names no etcd member; list them, such as [\"http://10.0.0.1:2379\", \"http://10.0.0.2:2379\"]".into(),
+        ));
+    }
+    for e in &endpoints {
+        endpoint(e).map_err(|m| ("cluster.endpoints".to_string(), m))?;
+    }
+    let node = c.node.clone().unwrap_or_else(|| hostname.to_string());
+    if node.is_empty()
+        || !node
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'))
+    {
+        return Err((
+            "cluster.node".into(),
+            format!("\"{node}\" is not a node name; use letters, digits, '-', '_' and '.'"),
+        ));
+    }
+    let mut prefix = c.prefix.clone().unwrap_or_else(|| DEFAULT_PREFIX.into());
+    if !prefix.starts_with('/') || prefix.contains(char::is_whitespace) {
+        return Err((
+            "cluster.prefix".into(),
+            format!(
+                "\"{prefix}\" must begin with '/' and hold no space, such as \"/servicewatch/\""
+            ),
+        ));
+    }
+    if !prefix.ends_with('/') {
+        prefix.push('/');
+    }
+    let lease_ttl = c.lease_ttl.map_or(DEFAULT_LEASE_TTL, |d| d.0);
+    if lease_ttl < MIN_LEASE_TTL || lease_ttl.subsec_nanos() != 0 {
+        return Err((
+            "cluster.lease_ttl".into(),
+            "must be a whole number of seconds, at least 2s (etcd leases count in seconds)".into(),
+        ));
+    }
+    let timeout = c.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0);
+    if timeout.is_zero() || timeout >= lease_ttl {
+        return Err((
+            "cluster.timeout".into(),
+            "must be longer than 0 and shorter than lease_ttl (a leader must renew its lease in time)".into(),
+        ));
+    }
+    Ok(ClusterSettings {
+        endpoints,
+        node,
+        prefix,
+        lease_ttl,
+        timeout,
+    })
+}
+
+/// Checks one endpoint: `http://host:port`.
+fn endpoint(e: &str) -> Result<(), String> {
+    if e.starts_with("https://") {
+        return Err(format!(
+            "\"{e}\": TLS to etcd is not supported; reach etcd over a private network or a local proxy with http://"
+        ));
+    }
+    let Some(rest) = e.strip_prefix("http://") else {
+        return Err(format!(
+            "\"{e}\" is not an endpoint; write it as http://host:port"
+        ));
+    };
+    let rest = rest.trim_end_matches('/');
+    match rest.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+            Ok(())
+        }
+        _ => Err(format!(
+            "\"{e}\" has no host and port; write it as http://host:port"
+        )),
+    }
+}
+
+/// This machine's name, the default node name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(endpoints: &[&str]) -> ClusterSection {
+        ClusterSection {
+            endpoints: Some(endpoints.iter().map(|e| e.to_string()).collect()),
+            ..ClusterSection::default()
+        }
+    }
+
+    #[test]
+    #[cfg(not(feature = "cluster"))]
+    fn a_build_without_the_feature_refuses_the_table() {
+        let (key, message) =
+            validate_cluster(&section(&["http://127.0.0.1:2379"]), "h").unwrap_err();
+        assert_eq!(key, "cluster");
+        assert!(message.contains("`cluster` feature"), "{message}");
+    }
+
+    #[test]
+    #[cfg(feature = "cluster")]
+    fn defaults_fill_in_what_is_left_out() {
+        let s = validate_cluster(&section(&["http://127.0.0.1:2379"]), "host1").unwrap();
+        assert_eq!(s.node, "host1");
+        assert_eq!(s.prefix, "/servicewatch/");
+        assert_eq!(s.lease_ttl, Duration::from_secs(3));
+        let mut c = section(&["http://etcd1:2379"]);
+        c.prefix = Some("/sw/site-a".into());
+        assert_eq!(validate_cluster(&c, "h").unwrap().prefix, "/sw/site-a/");
+    }
+
+    #[test]
+    #[cfg(feature = "cluster")]
+    fn bad_values_are_refused_with_the_key() {
+        let key = |c: &ClusterSection| validate_cluster(c, "h").unwrap_err().0;
+        assert_eq!(key(&section(&[])), "cluster.endpoints");
+        assert_eq!(key(&section(&["127.0.0.1:2379"])), "cluster.endpoints");
+        assert_eq!(key(&section(&["http://127.0.0.1"])), "cluster.endpoints");
+        let (_, message) = validate_cluster(&section(&["https://e:2379"]), "h").unwrap_err();
+        assert!(message.contains("TLS"), "{message}");
+        let mut c = section(&["http://e:2379"]);
+        c.node = Some("a b".into());
+        assert_eq!(key(&c), "cluster.node");
+        let mut c = section(&["http://e:2379"]);
+        c.lease_ttl = Some(HumanDuration(Duration::from_millis(1500)));
+        assert_eq!(key(&c), "cluster.lease_ttl");
+        let mut c = section(&["http://e:2379"]);
+        c.timeout = Some(HumanDuration(Duration::from_secs(3)));
+        assert_eq!(key(&c), "cluster.timeout");
+        let mut c = section(&["http://e:2379"]);
+        c.prefix = Some("servicewatch".into());
+        assert_eq!(key(&c), "cluster.prefix");
+    }
+}

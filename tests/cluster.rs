@@ -1,0 +1,632 @@
+#![cfg(feature = "cluster")]
+//! Several nodes on etcd: a real etcd member started by the test, three servicewatch
+//! binaries on loopback, real backends that fail, WebSocket subscribers on every node that
+//! move to another node (presenting the last revision they saw) when theirs dies.
+//!
+//! `CLUSTER_KILLS` sets the number of leader kills (CI runs a few; the figures in
+//! docs/cluster.md come from a longer run).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::bayeux::{Received, WsClient};
+use common::etcd::Etcd;
+use common::process::DaemonProcess;
+use common::{Backend, Mode, PASSWORD, TestDaemon, USER, eventually, users_toml};
+use serde_json::{Value, json};
+
+const SERVICES: &str = "/notifications/services";
+/// Fast checks, so that a failure shows within a few hundred milliseconds.
+const FAST: &str = r#"kind = "tcp", interval = "100ms", timeout = "300ms", rise = 1, fall = 1"#;
+
+/// The configuration of node `name` of a cluster on `etcd` supervising `services`.
+fn node_toml(etcd: &str, name: &str, services: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 1\n[admin]\nlisten = \"127.0.0.1:0\"\n[history]\nenabled = false\n[cluster]\nendpoints = [\"{etcd}\"]\nnode = \"{name}\"\nlease_ttl = \"2s\"\ntimeout = \"500ms\"\n{}\n{services}",
+        users_toml()
+    )
+}
+
+/// One servicewatch binary of the cluster.
+struct Node {
+    name: String,
+    toml: String,
+    process: DaemonProcess,
+}
+
+impl Node {
+    fn start(name: &str, toml: String) -> Node {
+        Node {
+            name: name.to_string(),
+            process: DaemonProcess::spawn_config(&toml),
+            toml,
+        }
+    }
+
+    async fn admin(&self, path: &str) -> Option<(u16, String)> {
+        let admin = self.process.admin.as_ref().expect("the admin listener");
+        let response = reqwest::Client::new()
+            .get(format!("http://{admin}{path}"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.text().await.ok()?))
+    }
+
+    async fn metric(&self, name: &str) -> Option<f64> {
+        let (_, text) = self.admin("/metrics").await?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    async fn leads(&self) -> bool {
+        self.metric("servicewatch_cluster_leader").await == Some(1.0)
+    }
+
+    /// Every service as this node serves it, with the headers that matter.
+    async fn services(&self) -> Option<(Value, Option<String>)> {
+        let response = reqwest::Client::new()
+            .get(format!(
+                "http://{}/api/v2/services?fields=*",
+                self.process.addr
+            ))
+            .basic_auth(USER, Some(PASSWORD))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?;
+        let warning = response
+            .headers()
+            .get("warning")
+            .map(|v| v.to_str().unwrap().to_string());
+        let body: Value = response.json().await.ok()?;
+        Some((body["services"].clone(), warning))
+    }
+
+    fn pause(&self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.process.child.id() as libc::pid_t, libc::SIGSTOP) };
+    }
+
+    fn resume(&self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.process.child.id() as libc::pid_t, libc::SIGCONT) };
+    }
+}
+
+/// A change as a subscriber received it.
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    revision: i64,
+    id: String,
+    state: String,
+    serving: Value,
+}
+
+/// A UI: a WebSocket subscriber that follows the changes from one node and, when that node
+/// dies, moves to another, presenting the last revision it saw.
+struct Subscriber {
+    seen: Arc<Mutex<Vec<Seen>>>,
+    moves: Arc<Mutex<usize>>,
+}
+
+impl Subscriber {
+    /// Subscribes at `first`; `nodes` is the list of live API addresses, kept by the test;
+    /// `backoff` is how long it waits before moving to another node.
+    fn start(
+        runtime: &tokio::runtime::Runtime,
+        nodes: Arc<Mutex<Vec<String>>>,
+        first: String,
+        backoff: Duration,
+        stop: Arc<AtomicBool>,
+    ) -> Subscriber {
+        let seen = Arc::new(Mutex::new(Vec::<Seen>::new()));
+        let moves = Arc::new(Mutex::new(0));
+        let (record, moved) = (seen.clone(), moves.clone());
+        runtime.spawn(async move {
+            let mut addr = first;
+            let started = Instant::now();
+            while !stop.load(Ordering::Acquire) && started.elapsed() < Duration::from_secs(600) {
+                let last = record.lock().unwrap().last().map(|s: &Seen| s.revision);
+                follow(&addr, last, &record, &stop).await;
+                if stop.load(Ordering::Acquire) {
+                    break;
+                }
+                // The node died: another one, as a UI's list of nodes would give it, after
+                // a backoff that differs from one UI to the next, so that some miss
+                // changes while away and must be given them when they come back.
+                tokio::time::sleep(backoff).await;
+                let others: Vec<String> = nodes
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|a| **a != addr)
+                    .cloned()
+                    .collect();
+                if let Some(next) = others.get(fastrand::usize(..others.len().max(1))) {
+                    addr = next.clone();
+                    *moved.lock().unwrap() += 1;
+                }
+            }
+        });
+        Subscriber { seen, moves }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// Follows the changes from the node at `addr` until its connection ends.
+async fn follow(addr: &str, last: Option<i64>, record: &Mutex<Vec<Seen>>, stop: &AtomicBool) {
+    let d = TestDaemon::attach(addr);
+    let Ok(Ok(mut c)) = tokio::time::timeout(Duration::from_secs(2), async {
+        let auth = common::daemon::basic_of(USER, PASSWORD);
+        WsClient::try_open(&d, &[("authorization", auth.as_str())]).await
+    })
+    .await
+    else {
+        return;
+    };
+    if tokio::time::timeout(Duration::from_secs(2), c.handshake())
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut subscribe =
+        json!({"channel":"/meta/subscribe","clientId":c.client_id,"subscription":SERVICES});
+    if let Some(revision) = last {
+        subscribe["ext"] = json!({ "revision": revision });
+    }
+    let connect =
+        json!({"channel":"/meta/connect","clientId":c.client_id,"connectionType":"websocket"});
+    c.send(json!([subscribe])).await;
+    c.send(json!([connect.clone()])).await;
+    while !stop.load(Ordering::Acquire) {
+        match c.recv_within(Duration::from_millis(200)).await {
+            None => continue,
+            Some(Received::Closed(_)) => return,
+            Some(Received::Batch(batch)) => {
+                for m in batch {
+                    if m["channel"] == "/meta/subscribe" {
+                        assert_eq!(m["successful"], true, "{m}");
+                    } else if m["channel"] == "/meta/connect" {
+                        if m["successful"] != true {
+                            return;
+                        }
+                        c.send(json!([connect.clone()])).await;
+                    } else if m["channel"] == SERVICES {
+                        let service = &m["data"]["service"];
+                        record.lock().unwrap().push(Seen {
+                            revision: m["ext"]["revision"]
+                                .as_i64()
+                                .unwrap_or_else(|| panic!("a change without its revision: {m}")),
+                            id: service["id"].as_str().unwrap().to_string(),
+                            state: service["state"].as_str().unwrap().to_string(),
+                            serving: service["servingInstance"].clone(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Every subscriber saw each change once and in order, all agree on what each revision
+/// was, and none has a gap between the first and the last revision it saw. Returns the
+/// number of distinct changes.
+fn check_sequences(subscribers: &[Subscriber]) -> usize {
+    let mut all: BTreeMap<i64, Seen> = BTreeMap::new();
+    for (n, s) in subscribers.iter().enumerate() {
+        let seen = s.seen();
+        for pair in seen.windows(2) {
+            assert!(
+                pair[0].revision < pair[1].revision,
+                "subscriber {n} saw revision {} then {}: {seen:?}",
+                pair[0].revision,
+                pair[1].revision
+            );
+        }
+        for change in &seen {
+            let known = all.entry(change.revision).or_insert_with(|| change.clone());
+            assert_eq!(
+                known, change,
+                "two nodes published revision {} differently",
+                change.revision
+            );
+        }
+    }
+    for (n, s) in subscribers.iter().enumerate() {
+        let seen = s.seen();
+        let (Some(first), Some(last)) = (seen.first(), seen.last()) else {
+            continue;
+        };
+        let mine: Vec<i64> = seen.iter().map(|c| c.revision).collect();
+        for revision in all.range(first.revision..=last.revision).map(|(r, _)| *r) {
+            assert!(
+                mine.contains(&revision),
+                "subscriber {n} missed revision {revision} (it saw {mine:?})"
+            );
+        }
+    }
+    all.len()
+}
+
+/// Waits until every node answers the same list of services, without a stale warning,
+/// and returns it.
+async fn agreed(nodes: &[Node], within: Duration) -> Value {
+    eventually(within, "every node to serve the same services", || async {
+        let mut answers = Vec::new();
+        for node in nodes {
+            match node.services().await {
+                Some((services, None)) if services.as_array().is_some_and(|a| !a.is_empty()) => {
+                    answers.push(services)
+                }
+                _ => return None,
+            }
+        }
+        answers
+            .windows(2)
+            .all(|w| w[0] == w[1])
+            .then(|| answers[0].clone())
+    })
+    .await
+}
+
+/// The leader among `nodes`, once exactly one leads.
+async fn leader(nodes: &[Node], within: Duration) -> usize {
+    eventually(within, "exactly one leader", || async {
+        let mut leaders = Vec::new();
+        for (i, node) in nodes.iter().enumerate() {
+            if node.leads().await {
+                leaders.push(i);
+            }
+        }
+        (leaders.len() == 1).then(|| leaders[0])
+    })
+    .await
+}
+
+fn state_of(services: &Value, id: &str) -> (String, Value) {
+    let s = services
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("no {id} in {services}"));
+    (
+        s["state"].as_str().unwrap().to_string(),
+        s["servingInstance"].clone(),
+    )
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+#[test]
+fn three_nodes_agree_and_a_killed_leader_is_replaced_without_a_gap() {
+    let kills: usize = std::env::var("CLUSTER_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let etcd = Etcd::start();
+    let mut primary = runtime.block_on(Backend::start(Mode::Accept));
+    let mut backup = runtime.block_on(Backend::start(Mode::Accept));
+    let mut single = runtime.block_on(Backend::start(Mode::Accept));
+    let services = format!(
+        "[[service]]\nid = \"sip\"\ntype = \"Voice\"\nprimary = {}\nbackup = {}\ncheck = {{ {FAST} }}\n\n[[service]]\nid = \"stat\"\ntype = \"Reporting\"\nprimary = {}\ncheck = {{ {FAST} }}\n",
+        primary.toml(),
+        backup.toml(),
+        single.toml()
+    );
+    let mut nodes: Vec<Node> = ["sw1", "sw2", "sw3"]
+        .iter()
+        .map(|name| Node::start(name, node_toml(&etcd.endpoint(), name, &services)))
+        .collect();
+    let live = Arc::new(Mutex::new(
+        nodes
+            .iter()
+            .map(|n| n.process.addr.clone())
+            .collect::<Vec<_>>(),
+    ));
+    let first = runtime.block_on(async {
+        leader(&nodes, Duration::from_secs(15)).await;
+        agreed(&nodes, Duration::from_secs(15)).await
+    });
+    assert_eq!(state_of(&first, "sip"), ("Active".into(), json!("primary")));
+    assert_eq!(state_of(&first, "stat").0, "Active");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let subscribers: Vec<Subscriber> = (0..6)
+        .map(|i| {
+            let addr = nodes[i % nodes.len()].process.addr.clone();
+            let backoff = Duration::from_millis(20 + 800 * i as u64);
+            Subscriber::start(&runtime, live.clone(), addr, backoff, stop.clone())
+        })
+        .collect();
+    // Every subscriber follows before the kills begin: each sees a first change.
+    runtime.block_on(async {
+        single.close().await;
+        eventually(
+            Duration::from_secs(10),
+            "every subscriber to see a first change",
+            || async {
+                subscribers
+                    .iter()
+                    .all(|s| {
+                        s.seen()
+                            .last()
+                            .is_some_and(|c| c.id == "stat" && c.state == "Inactive")
+                    })
+                    .then_some(())
+            },
+        )
+        .await;
+    });
+
+    let mut to_leader = Vec::new();
+    let mut to_ui = Vec::new();
+    for kill in 0..kills {
+        runtime.block_on(async {
+            let lead = leader(&nodes, Duration::from_secs(15)).await;
+            // A change while all nodes run: the serving instance fails.
+            let before = agreed(&nodes, Duration::from_secs(10)).await;
+            let (_, serving) = state_of(&before, "sip");
+            if serving == json!("primary") {
+                primary.close().await;
+                backup.reopen().await;
+            } else {
+                backup.close().await;
+                primary.reopen().await;
+            }
+            let changed = eventually(
+                Duration::from_secs(10),
+                "the switchover on every node",
+                || async {
+                    let now = agreed(&nodes, Duration::from_secs(10)).await;
+                    (state_of(&now, "sip").1 != serving).then_some(now)
+                },
+            )
+            .await;
+            let expected_stat = if state_of(&changed, "stat").0 == "Active" {
+                "Inactive"
+            } else {
+                "Active"
+            };
+
+            // The leader dies; at the same moment a backend changes, which only the next
+            // leader can see.
+            let killed_at = Instant::now();
+            let dead = nodes.remove(lead);
+            drop(dead.process);
+            live.lock()
+                .unwrap()
+                .retain(|a| nodes.iter().any(|n| &n.process.addr == a));
+            if expected_stat == "Inactive" {
+                single.close().await;
+            } else {
+                single.reopen().await;
+            }
+            let new = leader(&nodes, Duration::from_secs(15)).await;
+            to_leader.push(killed_at.elapsed());
+            eventually(
+                Duration::from_secs(15),
+                "a UI on another node to see the change",
+                || async {
+                    subscribers
+                        .iter()
+                        .any(|s| {
+                            s.seen()
+                                .last()
+                                .is_some_and(|c| c.id == "stat" && c.state == expected_stat)
+                        })
+                        .then_some(())
+                },
+            )
+            .await;
+            to_ui.push(killed_at.elapsed());
+            eprintln!(
+                "kill {kill}: {} killed, {} leads after {:?}; a UI saw the next change after {:?}",
+                dead.name,
+                nodes[new].name,
+                to_leader.last().unwrap(),
+                to_ui.last().unwrap()
+            );
+            // The dead node comes back, as systemd would restart it.
+            let back = Node::start(&dead.name, dead.toml);
+            live.lock().unwrap().push(back.process.addr.clone());
+            nodes.push(back);
+            agreed(&nodes, Duration::from_secs(15)).await;
+        });
+    }
+    // Everyone settles, then the sequences are compared.
+    runtime.block_on(async {
+        let end = agreed(&nodes, Duration::from_secs(15)).await;
+        let last_revision = eventually(
+            Duration::from_secs(10),
+            "every subscriber to reach the end",
+            || async {
+                let lasts: Vec<Option<i64>> = subscribers
+                    .iter()
+                    .map(|s| s.seen().last().map(|c| c.revision))
+                    .collect();
+                (lasts.iter().all(|l| l.is_some() && *l == lasts[0])).then(|| lasts[0].unwrap())
+            },
+        )
+        .await;
+        assert!(last_revision > 0, "{end}");
+    });
+    stop.store(true, Ordering::Release);
+    let changes = check_sequences(&subscribers);
+    let moves: usize = subscribers.iter().map(|s| *s.moves.lock().unwrap()).sum();
+    to_leader.sort();
+    to_ui.sort();
+    eprintln!(
+        "{kills} kills, {changes} changes, {} subscribers, {moves} moves to another node, 0 gaps, 0 contradictions; leader killed to new leader: p50 {:?} max {:?}; to a UI on another node: p50 {:?} max {:?}",
+        subscribers.len(),
+        percentile(&to_leader, 0.5),
+        to_leader.last().unwrap(),
+        percentile(&to_ui, 0.5),
+        to_ui.last().unwrap()
+    );
+    assert!(changes >= 2 * kills, "{changes} changes for {kills} kills");
+    assert!(
+        moves >= kills,
+        "subscribers of the killed nodes moved ({moves})"
+    );
+}
+
+#[test]
+fn a_paused_leader_is_replaced_and_steps_down_when_it_resumes() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let etcd = Etcd::start();
+    let mut primary = runtime.block_on(Backend::start(Mode::Accept));
+    let backup = runtime.block_on(Backend::start(Mode::Accept));
+    let services = format!(
+        "[[service]]\nid = \"sip\"\ntype = \"Voice\"\nprimary = {}\nbackup = {}\ncheck = {{ {FAST} }}\n",
+        primary.toml(),
+        backup.toml()
+    );
+    let nodes: Vec<Node> = ["a", "b"]
+        .iter()
+        .map(|name| Node::start(name, node_toml(&etcd.endpoint(), name, &services)))
+        .collect();
+    runtime.block_on(async {
+        let old = leader(&nodes, Duration::from_secs(15)).await;
+        agreed(&nodes, Duration::from_secs(15)).await;
+        nodes[old].pause();
+        // Past its lease (2 s): the other node takes over, and sees the primary fail.
+        let other = 1 - old;
+        eventually(
+            Duration::from_secs(10),
+            "the other node to lead",
+            || async { nodes[other].leads().await.then_some(()) },
+        )
+        .await;
+        primary.close().await;
+        eventually(
+            Duration::from_secs(10),
+            "the switchover, from the new leader",
+            || async {
+                let (services, _) = nodes[other].services().await?;
+                (state_of(&services, "sip").1 == json!("backup")).then_some(())
+            },
+        )
+        .await;
+        primary.reopen().await;
+        nodes[old].resume();
+        // The old leader finds itself deposed, and serves what the new one wrote: no
+        // failback to the primary it would have decided on its own.
+        let agreed_on = agreed(&nodes, Duration::from_secs(10)).await;
+        assert_eq!(
+            state_of(&agreed_on, "sip"),
+            ("Active".into(), json!("backup"))
+        );
+        assert_eq!(leader(&nodes, Duration::from_secs(10)).await, other);
+        assert!(
+            !nodes[old].process.log_lines("no longer leads").is_empty(),
+            "the resumed node says it stepped down"
+        );
+    });
+}
+
+#[test]
+fn a_node_that_loses_etcd_serves_its_last_states_marked_stale_and_recovers_by_itself() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut etcd = Etcd::start();
+    let mut primary = runtime.block_on(Backend::start(Mode::Accept));
+    let services = format!(
+        "[[service]]\nid = \"stat\"\ntype = \"Reporting\"\nprimary = {}\ncheck = {{ {FAST} }}\n",
+        primary.toml()
+    );
+    let nodes: Vec<Node> = ["a", "b"]
+        .iter()
+        .map(|name| Node::start(name, node_toml(&etcd.endpoint(), name, &services)))
+        .collect();
+    runtime.block_on(async {
+        leader(&nodes, Duration::from_secs(15)).await;
+        let before = agreed(&nodes, Duration::from_secs(15)).await;
+        assert_eq!(nodes[0].admin("/readyz").await.unwrap().0, 200);
+        etcd.kill();
+        for node in &nodes {
+            let (services, warning) =
+                eventually(Duration::from_secs(10), "a stale warning", || async {
+                    let (services, warning) = node.services().await?;
+                    warning.is_some().then_some((services, warning))
+                })
+                .await;
+            assert_eq!(
+                services, before,
+                "{}: the last known states, still served",
+                node.name
+            );
+            assert_eq!(warning.as_deref(), Some(r#"110 - "Response is Stale""#));
+            let (status, body) = node.admin("/readyz").await.unwrap();
+            assert_eq!(status, 503, "{body}");
+            assert!(body.contains("etcd is out of reach"), "{body}");
+            assert_eq!(node.metric("servicewatch_cluster_stale").await, Some(1.0));
+            assert_eq!(
+                node.metric("servicewatch_cluster_leader").await,
+                Some(0.0),
+                "nobody writes"
+            );
+            assert!(!node.process.log_lines("lost etcd").is_empty());
+        }
+        // etcd returns: the nodes resume by themselves, and a change flows again.
+        etcd.resume();
+        leader(&nodes, Duration::from_secs(20)).await;
+        agreed(&nodes, Duration::from_secs(20)).await;
+        for node in &nodes {
+            assert_eq!(node.admin("/readyz").await.unwrap().0, 200);
+            assert_eq!(node.metric("servicewatch_cluster_stale").await, Some(0.0));
+        }
+        primary.close().await;
+        eventually(
+            Duration::from_secs(10),
+            "the outage on every node",
+            || async {
+                let now = agreed(&nodes, Duration::from_secs(10)).await;
+                (state_of(&now, "stat").0 == "Inactive").then_some(())
+            },
+        )
+        .await;
+    });
+}
+
+#[test]
+fn a_node_that_cannot_reach_etcd_at_start_says_so() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let node = Node::start(
+        "lonely",
+        node_toml(
+            &endpoint,
+            "lonely",
+            "[[service]]\nid = \"stat\"\ntype = \"Reporting\"\nprimary = { host = \"127.0.0.1\", port = 9 }\n",
+        ),
+    );
+    runtime.block_on(async {
+        let line = eventually(Duration::from_secs(10), "a log line", || async {
+            node.process.log_lines("cannot reach etcd").first().cloned()
+        })
+        .await;
+        assert!(line.contains(&endpoint), "{line}");
+        let (status, body) = node.admin("/readyz").await.unwrap();
+        assert_eq!(status, 503);
+        assert!(body.contains("etcd is out of reach"), "{body}");
+        let (services, warning) = node.services().await.unwrap();
+        assert_eq!(services, json!([]), "nothing known, nothing invented");
+        assert!(warning.is_some());
+    });
+}
