@@ -60,6 +60,8 @@ pub struct Daemon {
     history: History,
     /// Set when a stop begins; `/readyz` then answers 503 whatever else holds.
     stopping: Arc<AtomicBool>,
+    /// The node's place in a cluster (alone: never stale, always leading).
+    cluster: Arc<ClusterStatus>,
 }
 
 impl Daemon {
@@ -237,6 +239,7 @@ impl Daemon {
             metrics,
             authenticator,
             stopping,
+            cluster: cluster_status,
             history,
         })
     }
@@ -267,6 +270,20 @@ impl Daemon {
     }
 
     /// The state the API serves now.
+    /// A cluster node's place, as `STATUS=` says it: leader, follower, or stale.
+    pub fn cluster_place(&self) -> Option<&'static str> {
+        let c = &self.cluster;
+        c.is_clustered().then(|| {
+            if c.is_stale() {
+                "stale: etcd is out of reach"
+            } else if c.is_leading() {
+                "cluster leader"
+            } else {
+                "cluster follower"
+            }
+        })
+    }
+
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
     }

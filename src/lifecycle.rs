@@ -114,7 +114,7 @@ async fn reload(daemon: &Daemon, path: &std::path::Path, running: &mut Settings)
             Some(format!("last reload failed: {e}"))
         }
     };
-    let status = status_line(&daemon.snapshot().summary(), note.as_deref());
+    let status = status_line(daemon, note.as_deref());
     notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
     note
 }
@@ -125,7 +125,7 @@ async fn report_status(daemon: std::rc::Rc<Daemon>, note: watch::Receiver<Option
     let mut tick = tokio::time::interval(STATUS_INTERVAL);
     loop {
         tick.tick().await;
-        let line = status_line(&daemon.snapshot().summary(), note.borrow().as_deref());
+        let line = status_line(&daemon, note.borrow().as_deref());
         if line != last {
             notify(&[NotifyState::Status(&line)]);
             last = line;
@@ -146,10 +146,15 @@ async fn watchdog(daemon: std::rc::Rc<Daemon>, period: Duration) {
     }
 }
 
-fn status_line(summary: &str, note: Option<&str>) -> String {
+/// The `STATUS=` line: the states, a cluster node's place, and a note (a refused reload).
+fn status_line(daemon: &Daemon, note: Option<&str>) -> String {
+    let mut line = daemon.snapshot().summary();
+    if let Some(place) = daemon.cluster_place() {
+        line = format!("{line}; {place}");
+    }
     match note {
-        Some(note) => format!("{summary}; {note}"),
-        None => summary.to_string(),
+        Some(note) => format!("{line}; {note}"),
+        None => line,
     }
 }
 

@@ -630,3 +630,49 @@ fn a_node_that_cannot_reach_etcd_at_start_says_so() {
         assert!(warning.is_some());
     });
 }
+
+#[test]
+fn a_node_whose_services_differ_from_the_leaders_says_so_and_does_not_campaign() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let etcd = Etcd::start();
+    let primary = runtime.block_on(Backend::start(Mode::Accept));
+    let services = format!(
+        "[[service]]\nid = \"stat\"\ntype = \"Reporting\"\nprimary = {}\ncheck = {{ {FAST} }}\n",
+        primary.toml()
+    );
+    let first = Node::start("first", node_toml(&etcd.endpoint(), "first", &services));
+    runtime.block_on(leader(
+        std::slice::from_ref(&first),
+        Duration::from_secs(15),
+    ));
+    let other = format!(
+        "{services}\n[[service]]\nid = \"extra\"\ntype = \"Reporting\"\nprimary = {}\ncheck = {{ {FAST} }}\n",
+        primary.toml()
+    );
+    let second = Node::start("second", node_toml(&etcd.endpoint(), "second", &other));
+    runtime.block_on(async {
+        let line = eventually(Duration::from_secs(10), "the mismatch said", || async {
+            second
+                .process
+                .log_lines("differ from the leader's")
+                .first()
+                .cloned()
+        })
+        .await;
+        assert!(line.contains("first"), "names the leader: {line}");
+        assert_eq!(
+            second.metric("servicewatch_cluster_config_mismatch").await,
+            Some(1.0)
+        );
+        assert!(first.leads().await && !second.leads().await);
+        // It still serves what the leader writes for the services they share.
+        let (services, _) = eventually(Duration::from_secs(10), "the shared service", || async {
+            second
+                .services()
+                .await
+                .filter(|(s, _)| s.as_array().is_some_and(|a| !a.is_empty()))
+        })
+        .await;
+        assert_eq!(state_of(&services, "stat").0, "Active");
+    });
+}

@@ -397,7 +397,9 @@ impl Session {
 
     fn lead(&mut self, term: i64, how: &str) {
         if self.mismatch {
-            return;
+            // Nobody else leads: this node's services are the cluster's now.
+            self.mismatch = false;
+            self.metrics.cluster.config_mismatch.set(0);
         }
         self.term = Some(term);
         self.inbox.status.set_leading(true);
