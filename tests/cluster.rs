@@ -581,6 +581,19 @@ fn a_node_that_loses_etcd_serves_its_last_states_marked_stale_and_recovers_by_it
             );
             assert!(!node.process.log_lines("lost etcd").is_empty());
         }
+        // A maintenance request cannot be stored: refused plainly, nothing half-done.
+        let (status, body) = TestDaemon::attach(&nodes[0].process.addr)
+            .call_as(
+                common::ADMIN,
+                reqwest::Method::PUT,
+                "/api/v2/services/stat/maintenance",
+                Some(json!({"reason": "upgrade"})),
+            )
+            .await;
+        assert_eq!(
+            (status, &body["statusMessage"]),
+            (503, &json!("etcd is out of reach; try again"))
+        );
         // etcd returns: the nodes resume by themselves, and a change flows again.
         etcd.resume();
         leader(&nodes, Duration::from_secs(20)).await;
@@ -674,5 +687,108 @@ fn a_node_whose_services_differ_from_the_leaders_says_so_and_does_not_campaign()
         })
         .await;
         assert_eq!(state_of(&services, "stat").0, "Active");
+    });
+}
+
+#[test]
+fn maintenance_set_on_any_node_holds_on_every_node() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let etcd = Etcd::start();
+    let primary = runtime.block_on(Backend::start(Mode::Accept));
+    let backup = runtime.block_on(Backend::start(Mode::Accept));
+    let services = format!(
+        "[[service]]\nid = \"sip\"\ntype = \"Voice\"\nprimary = {}\nbackup = {}\ncheck = {{ {FAST} }}\n",
+        primary.toml(),
+        backup.toml()
+    );
+    let nodes: Vec<Node> = ["a", "b"]
+        .iter()
+        .map(|name| Node::start(name, node_toml(&etcd.endpoint(), name, &services)))
+        .collect();
+    runtime.block_on(async {
+        let lead = leader(&nodes, Duration::from_secs(15)).await;
+        agreed(&nodes, Duration::from_secs(15)).await;
+        let follower = TestDaemon::attach(&nodes[1 - lead].process.addr);
+        let path = "/api/v2/services/sip/instances/primary/maintenance";
+        // Asked of the follower: stored in etcd, applied by every node, decided by the
+        // leader (the primary stops serving at once).
+        let (status, body) = follower
+            .call_as(
+                common::ADMIN,
+                reqwest::Method::PUT,
+                path,
+                Some(json!({"reason": "upgrade"})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let shown = eventually(
+            Duration::from_secs(10),
+            "the maintenance everywhere",
+            || async {
+                let now = agreed(&nodes, Duration::from_secs(10)).await;
+                let sip = now[0].clone();
+                (sip["servingInstance"] == "backup" && sip["maintenance"][0]["reason"] == "upgrade")
+                    .then_some(sip)
+            },
+        )
+        .await;
+        assert_eq!(shown["maintenance"][0]["instance"], "primary", "{shown}");
+        assert_eq!(shown["maintenance"][0]["by"], common::ADMIN);
+        // Taken out on the leader: gone everywhere, and no failback.
+        let leader_api = TestDaemon::attach(&nodes[lead].process.addr);
+        let (status, body) = leader_api
+            .call_as(common::ADMIN, reqwest::Method::DELETE, path, None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        eventually(
+            Duration::from_secs(10),
+            "the maintenance gone everywhere",
+            || async {
+                let now = agreed(&nodes, Duration::from_secs(10)).await;
+                (now[0].get("maintenance").is_none()).then_some(())
+            },
+        )
+        .await;
+        let now = agreed(&nodes, Duration::from_secs(10)).await;
+        assert_eq!(now[0]["servingInstance"], "backup");
+        let (status, body) = follower
+            .call_as(common::ADMIN, reqwest::Method::DELETE, path, None)
+            .await;
+        assert_eq!(
+            (status, &body["statusMessage"]),
+            (404, &json!("sip's primary is not in maintenance"))
+        );
+        // A window with an end: the leader ends it, every node shows it ended.
+        let until = humantime::format_rfc3339_millis(
+            std::time::SystemTime::now() + Duration::from_millis(1500),
+        )
+        .to_string();
+        let (status, body) = follower
+            .call_as(
+                common::ADMIN,
+                reqwest::Method::PUT,
+                "/api/v2/services/sip/maintenance",
+                Some(json!({"reason": "site move", "until": until})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        eventually(
+            Duration::from_secs(10),
+            "the window shown everywhere",
+            || async {
+                let now = agreed(&nodes, Duration::from_secs(10)).await;
+                (now[0]["maintenance"][0]["reason"] == "site move").then_some(())
+            },
+        )
+        .await;
+        eventually(
+            Duration::from_secs(10),
+            "the window over everywhere",
+            || async {
+                let now = agreed(&nodes, Duration::from_secs(10)).await;
+                (now[0].get("maintenance").is_none()).then_some(())
+            },
+        )
+        .await;
     });
 }

@@ -58,6 +58,12 @@ pub enum ApiError {
     /// `[limits] max_connections` other connections were open when this one was accepted.
     #[error("too many connections are open (at most {limit}); retry in 1 s")]
     TooManyConnections { limit: usize },
+    /// Something the request needs is out of reach for now (etcd, on a cluster node).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The request conflicts with a change made meanwhile (on another cluster node).
+    #[error("{0}")]
+    Conflict(String),
     /// Too many failed logins from the caller's address.
     #[error("{message}")]
     Throttled {
@@ -91,9 +97,10 @@ impl ApiError {
             ApiError::InvalidParameter(_) | ApiError::HeadTooLarge { .. } => {
                 GwsCode::InvalidParameter
             }
-            ApiError::MethodNotAllowed { .. } => GwsCode::Forbidden,
+            ApiError::MethodNotAllowed { .. } | ApiError::Conflict(_) => GwsCode::Forbidden,
             ApiError::NotFound(_) => GwsCode::NotFound,
             ApiError::Internal(_)
+            | ApiError::Unavailable(_)
             | ApiError::NotProbedYet { .. }
             | ApiError::TooManyConnections { .. } => GwsCode::Internal,
             ApiError::NotAuthenticated { .. } | ApiError::Throttled { .. } => {
@@ -158,9 +165,10 @@ impl ResponseError for ApiError {
             ApiError::NotAuthenticated { .. } => StatusCode::UNAUTHORIZED,
             ApiError::PermissionDenied(_) => StatusCode::FORBIDDEN,
             ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::NotProbedYet { .. } | ApiError::TooManyConnections { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::NotProbedYet { .. }
+            | ApiError::TooManyConnections { .. }
+            | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }

@@ -18,6 +18,7 @@ use super::ApiState;
 use super::error::ApiError;
 use super::services::visible;
 use crate::auth::Caller;
+use crate::cluster::WindowsError;
 use crate::config::auth::UserRole;
 use crate::domain::maintenance::Window;
 use crate::registry::{EndMaintenance, MaintenanceError, PutMaintenance};
@@ -126,6 +127,10 @@ fn refusal(e: MaintenanceError) -> ApiError {
             ApiError::NotFound(e.to_string())
         }
         MaintenanceError::NotInMaintenance(_) => ApiError::NotFound(e.to_string()),
+        MaintenanceError::Cluster(WindowsError::Unreachable) => {
+            ApiError::Unavailable(e.to_string())
+        }
+        MaintenanceError::Cluster(WindowsError::Changed) => ApiError::Conflict(e.to_string()),
     }
 }
 

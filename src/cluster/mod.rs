@@ -21,7 +21,10 @@ use tokio::sync::mpsc;
 
 use crate::config::cluster::ClusterSettings;
 use crate::metrics::Metrics;
-pub use record::{RecordError, ServerRecord, ServiceRecord, digest};
+pub use record::{RecordError, ServerRecord, ServiceRecord, Stored, digest};
+
+/// How long a maintenance request waits for etcd before it is answered as failed.
+pub const WINDOWS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// What the etcd session tells the registry.
 #[derive(Debug, Message)]
@@ -31,8 +34,9 @@ pub enum ClusterEvent {
     /// reconnection that came too late to replay the changes missed (etcd had compacted
     /// them); the watch resumes from the revision after it.
     Synced {
-        /// Each service's id and record, with the revision that wrote it.
-        records: Vec<(String, ServiceRecord, i64)>,
+        /// What is stored for each service (its record, its maintenance windows), with the
+        /// revision that wrote it.
+        stored: Vec<(String, Stored, i64)>,
         revision: i64,
         /// The changes from this revision up to `revision` follow as [`ClusterEvent::Past`];
         /// `None`: etcd no longer has them.
@@ -42,13 +46,13 @@ pub enum ClusterEvent {
     /// publish again.
     Past {
         id: String,
-        record: ServiceRecord,
+        stored: Stored,
         revision: i64,
     },
-    /// One service's record was written at `revision`.
+    /// One service's record or maintenance windows were written at `revision`.
     Changed {
         id: String,
-        record: ServiceRecord,
+        stored: Stored,
         revision: i64,
     },
     /// This node now leads (it runs the monitors and writes) or no longer does.
@@ -120,11 +124,33 @@ impl ClusterStatus {
     }
 }
 
-/// A write the leader asks for: one service's record.
+/// A write the registry asks for.
 #[derive(Debug)]
-pub struct Write {
-    pub id: String,
-    pub record: ServiceRecord,
+pub enum Write {
+    /// The leader's decision for service `id`, fenced by its leadership.
+    Record { id: String, record: ServiceRecord },
+    /// The maintenance windows of service `id` (from any node): written if the key is still
+    /// at `expected` (its mod revision as this node last saw it; 0: absent), so that two
+    /// admins on two nodes cannot overwrite each other's windows unawares. Dropped unwritten
+    /// after `deadline` (the caller has given up by then).
+    Windows {
+        id: String,
+        windows: Vec<crate::domain::maintenance::Window>,
+        expected: i64,
+        deadline: std::time::Instant,
+        done: Option<tokio::sync::oneshot::Sender<Result<(), WindowsError>>>,
+    },
+}
+
+/// Why maintenance windows were not written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WindowsError {
+    #[error("etcd is out of reach; try again")]
+    Unreachable,
+    #[error(
+        "the maintenance of this service was changed meanwhile on another node; look again and retry"
+    )]
+    Changed,
 }
 
 /// The registry's end of the link: where the leader's writes go.
@@ -177,9 +203,27 @@ impl Cluster {
     /// Asks the session to write `record` for service `id`, fenced by this node's
     /// leadership: refused (and this node deposed) if another node leads now.
     pub fn write(&self, id: &str, record: ServiceRecord) {
-        let _ = self.writes.send(Write {
+        let _ = self.writes.send(Write::Record {
             id: id.to_string(),
             record,
+        });
+    }
+
+    /// Asks the session to store `windows` as service `id`'s maintenance, if the key is
+    /// still at revision `expected`; `done` hears the outcome.
+    pub fn write_windows(
+        &self,
+        id: &str,
+        windows: Vec<crate::domain::maintenance::Window>,
+        expected: i64,
+        done: Option<tokio::sync::oneshot::Sender<Result<(), WindowsError>>>,
+    ) {
+        let _ = self.writes.send(Write::Windows {
+            id: id.to_string(),
+            windows,
+            expected,
+            deadline: std::time::Instant::now() + WINDOWS_DEADLINE,
+            done,
         });
     }
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::services::ServiceSpec;
 use crate::domain::health::Health;
+use crate::domain::maintenance::Window;
 use crate::domain::roles::{SaidRole, Source};
 use crate::domain::service::{Role, ServiceState};
 use crate::domain::state::Assessment;
@@ -153,6 +154,58 @@ impl ServiceRecord {
     }
 }
 
+/// What a key under the prefix holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// `{prefix}services/{id}`: the service as the leader decided it.
+    Record(ServiceRecord),
+    /// `{prefix}maintenance/{id}`: the service's maintenance windows, set on any node.
+    Windows(Vec<Window>),
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireWindow {
+    instance: Option<String>,
+    reason: String,
+    /// Milliseconds since the Unix epoch.
+    until: Option<u64>,
+    by: String,
+    since: u64,
+}
+
+/// The maintenance windows of one service, as stored.
+pub fn windows_to_json(windows: &[Window]) -> Vec<u8> {
+    let wire: Vec<WireWindow> = windows
+        .iter()
+        .map(|w| WireWindow {
+            instance: w.instance.clone(),
+            reason: w.reason.clone(),
+            until: w.until.map(millis),
+            by: w.by.clone(),
+            since: millis(w.since),
+        })
+        .collect();
+    serde_json::to_vec(&wire).expect("windows serialize")
+}
+
+/// The maintenance windows of service `service`, read back.
+pub fn windows_from_json(service: &str, bytes: &[u8]) -> Result<Vec<Window>, RecordError> {
+    let wire: Vec<WireWindow> =
+        serde_json::from_slice(bytes).map_err(|e| RecordError::Json(e.to_string()))?;
+    let at = |ms| UNIX_EPOCH + Duration::from_millis(ms);
+    Ok(wire
+        .into_iter()
+        .map(|w| Window {
+            service: service.to_string(),
+            instance: w.instance,
+            reason: w.reason,
+            until: w.until.map(at),
+            by: w.by,
+            since: at(w.since),
+        })
+        .collect())
+}
+
 /// A digest of the services as configured: nodes whose digests differ would decide
 /// differently, so a node that differs from the leader does not campaign.
 pub fn digest(services: &[ServiceSpec]) -> String {
@@ -242,6 +295,22 @@ mod tests {
                 .to_string(),
             "unknown state \"Sleeping\""
         );
+    }
+
+    #[test]
+    fn maintenance_windows_survive_the_trip_through_etcd() {
+        let windows = vec![Window {
+            service: "v".into(),
+            instance: Some("primary".into()),
+            reason: "upgrade to 8.5.1".into(),
+            until: Some(UNIX_EPOCH + Duration::from_millis(1_700_000_100_000)),
+            by: "chief".into(),
+            since: UNIX_EPOCH + Duration::from_millis(1_700_000_000_000),
+        }];
+        let json = windows_to_json(&windows);
+        assert_eq!(windows_from_json("v", &json).unwrap(), windows);
+        assert_eq!(windows_from_json("v", b"[]").unwrap(), vec![]);
+        assert!(windows_from_json("v", b"{}").is_err());
     }
 
     #[test]

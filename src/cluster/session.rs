@@ -26,7 +26,8 @@ use serde::{Deserialize, Serialize};
 use tokio::time::{MissedTickBehavior, interval, sleep, timeout};
 use tracing::{debug, error, info, warn};
 
-use super::{ClusterEvent, Inbox, ServiceRecord, Write};
+use super::record::{windows_from_json, windows_to_json};
+use super::{ClusterEvent, Inbox, ServiceRecord, Stored, WindowsError, Write};
 use crate::metrics::Metrics;
 
 /// The first wait before reconnecting; it doubles up to [`MAX_BACKOFF`].
@@ -130,6 +131,10 @@ impl Session {
         self.key("services/")
     }
 
+    fn maintenance_prefix(&self) -> String {
+        self.key("maintenance/")
+    }
+
     /// Waits for `call` for at most the configured timeout.
     async fn deadline<T, F>(&self, call: F) -> Result<T, RoundError>
     where
@@ -185,7 +190,7 @@ impl Session {
         // After an outage, the watch replays every change missed, from the revision after
         // the last one seen (the node's sequence then has no gap); the first time, or when
         // etcd has compacted that far back, everything stored is read first instead.
-        let prefix = self.services_prefix();
+        let prefix = self.key("");
         let mut watch = None;
         if let Some(last) = self.last_revision {
             let mut replay = self
@@ -229,8 +234,8 @@ impl Session {
                     .take_kvs()
                     .into_iter()
                     .filter_map(|kv| {
-                        let (id, record) = self.decode(kv.key(), kv.value())?;
-                        Some((id, record, kv.mod_revision()))
+                        let (id, stored) = self.decode(kv.key(), kv.value())?;
+                        Some((id, stored, kv.mod_revision()))
                     })
                     .collect();
                 let watch = self
@@ -247,7 +252,7 @@ impl Session {
                     .await?;
                 self.read_at = revision;
                 self.tell(ClusterEvent::Synced {
-                    records,
+                    stored: records,
                     revision,
                     history_from,
                 });
@@ -291,15 +296,17 @@ impl Session {
                             continue;
                         }
                         let revision = kv.mod_revision();
-                        let Some((id, record)) = self.decode(kv.key(), kv.value()) else {
+                        let Some((id, stored)) = self.decode(kv.key(), kv.value()) else {
                             continue;
                         };
                         if revision <= self.read_at {
-                            self.tell(ClusterEvent::Past { id, record, revision });
+                            self.tell(ClusterEvent::Past { id, stored, revision });
                             continue;
                         }
-                        self.lag(&record);
-                        self.tell(ClusterEvent::Changed { id, record, revision });
+                        if let Stored::Record(record) = &stored {
+                            self.lag(record);
+                        }
+                        self.tell(ClusterEvent::Changed { id, stored, revision });
                         self.inbox.status.set_revision(revision);
                         self.last_revision = Some(revision);
                     }
@@ -409,8 +416,54 @@ impl Session {
         self.tell(ClusterEvent::Leading(true));
     }
 
-    /// Writes one record if this node still leads; a refusal deposes it.
+    /// Writes what the registry asked for.
     async fn write(&mut self, client: &mut Client, write: Write) -> Result<(), RoundError> {
+        match write {
+            Write::Record { id, record } => self.write_record(client, id, record).await,
+            Write::Windows {
+                id,
+                windows,
+                expected,
+                deadline,
+                done,
+            } => {
+                let answer = |outcome| {
+                    if let Some(done) = done {
+                        let _ = done.send(outcome);
+                    }
+                };
+                if Instant::now() >= deadline {
+                    answer(Err(WindowsError::Unreachable));
+                    return Ok(());
+                }
+                let key = format!("{}{id}", self.maintenance_prefix());
+                let txn = Txn::new()
+                    .when([Compare::mod_revision(
+                        key.clone(),
+                        CompareOp::Equal,
+                        expected,
+                    )])
+                    .and_then([TxnOp::put(key, windows_to_json(&windows), None)]);
+                match self.deadline(client.txn(txn)).await {
+                    Ok(response) if response.succeeded() => answer(Ok(())),
+                    Ok(_) => answer(Err(WindowsError::Changed)),
+                    Err(e) => {
+                        answer(Err(WindowsError::Unreachable));
+                        return Err(e);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes one record if this node still leads; a refusal deposes it.
+    async fn write_record(
+        &mut self,
+        client: &mut Client,
+        id: String,
+        record: ServiceRecord,
+    ) -> Result<(), RoundError> {
         let Some(term) = self.term else {
             return Ok(());
         };
@@ -421,15 +474,15 @@ impl Session {
                 term,
             )])
             .and_then([TxnOp::put(
-                format!("{}{}", self.services_prefix(), write.id),
-                write.record.to_json(),
+                format!("{}{id}", self.services_prefix()),
+                record.to_json(),
                 None,
             )]);
         if self.deadline(client.txn(txn)).await?.succeeded() {
             self.metrics.cluster.writes.inc();
         } else {
             self.metrics.cluster.writes_refused.inc();
-            warn!(service = %write.id, "write refused: another node leads now; this one stops its monitors");
+            warn!(service = %id, "write refused: another node leads now; this one stops its monitors");
             self.depose();
         }
         Ok(())
@@ -476,12 +529,19 @@ impl Session {
         }
     }
 
-    /// The record stored at `key`, if it is one; otherwise says why, and skips it.
-    fn decode(&self, key: &[u8], value: &[u8]) -> Option<(String, ServiceRecord)> {
+    /// What is stored at `key`, if it is a record or maintenance windows; otherwise says
+    /// why, and skips it. The leader key is neither, and skipped silently.
+    fn decode(&self, key: &[u8], value: &[u8]) -> Option<(String, Stored)> {
         let key = String::from_utf8_lossy(key);
-        let id = key.strip_prefix(&self.services_prefix())?.to_string();
-        match ServiceRecord::from_json(value) {
-            Ok(record) => Some((id, record)),
+        let decoded = if let Some(id) = key.strip_prefix(&self.services_prefix()) {
+            ServiceRecord::from_json(value).map(|r| (id.to_string(), Stored::Record(r)))
+        } else if let Some(id) = key.strip_prefix(&self.maintenance_prefix()) {
+            windows_from_json(id, value).map(|w| (id.to_string(), Stored::Windows(w)))
+        } else {
+            return None;
+        };
+        match decoded {
+            Ok(stored) => Some(stored),
             Err(e) => {
                 warn!(key = %key, error = %e, "skipping a stored value that is not a service record");
                 None

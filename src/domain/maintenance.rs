@@ -54,6 +54,12 @@ impl Windows {
         self.0.push(window);
     }
 
+    /// Replaces every window of `service` with `windows`.
+    pub fn set_service(&mut self, service: &str, windows: Vec<Window>) {
+        self.0.retain(|w| w.service != service);
+        self.0.extend(windows);
+    }
+
     /// Removes the window of `service`'s `instance` (`None`: of the whole service);
     /// returns it, if there was one.
     pub fn remove(&mut self, service: &str, instance: Option<&str>) -> Option<Window> {

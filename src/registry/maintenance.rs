@@ -10,6 +10,7 @@ use tracing::info;
 
 use super::Registry;
 use super::tracked::{log_transition, servers_of};
+use crate::cluster::WindowsError;
 use crate::domain::maintenance::Window;
 use crate::domain::state::Assessment;
 use crate::history::Change;
@@ -44,6 +45,9 @@ pub enum MaintenanceError {
     },
     #[error("{0} is not in maintenance")]
     NotInMaintenance(String),
+    /// On a cluster node: etcd did not store the windows.
+    #[error("{0}")]
+    Cluster(#[from] WindowsError),
 }
 
 impl Registry {
@@ -106,6 +110,10 @@ impl Registry {
 
     /// Ends the windows whose time is up.
     pub(super) fn end_passed_windows(&mut self, ctx: &mut Context<Self>) {
+        if self.link.is_some() {
+            self.end_passed_windows_clustered();
+            return;
+        }
         let now = SystemTime::now();
         if self
             .windows
@@ -169,12 +177,42 @@ fn what(service: &str, instance: Option<&str>) -> String {
     }
 }
 
+/// The answer of a maintenance request: at once on a node alone, once etcd has stored it on
+/// a cluster node (every node, this one included, then applies it from the watch).
+type Answer = ResponseFuture<Result<Window, MaintenanceError>>;
+
+fn answer(result: Result<Window, MaintenanceError>) -> Answer {
+    Box::pin(std::future::ready(result))
+}
+
+impl Registry {
+    /// On a cluster node: stores the service's windows `windows` in etcd, then answers
+    /// `window`.
+    fn store_then_answer(&self, id: &str, windows: Vec<Window>, window: Window) -> Answer {
+        let stored = self.store_windows(id, windows);
+        Box::pin(async move {
+            stored.await?;
+            Ok(window)
+        })
+    }
+}
+
 impl Handler<PutMaintenance> for Registry {
-    type Result = Result<Window, MaintenanceError>;
+    type Result = Answer;
 
     fn handle(&mut self, msg: PutMaintenance, ctx: &mut Self::Context) -> Self::Result {
         let window = msg.0;
-        let index = self.find(&window.service, window.instance.as_deref())?;
+        let index = match self.find(&window.service, window.instance.as_deref()) {
+            Ok(index) => index,
+            Err(e) => return answer(Err(e)),
+        };
+        if self.link.is_some() {
+            let mut windows = self.services[index].windows.clone();
+            windows.retain(|w| w.instance != window.instance);
+            windows.push(window.clone());
+            let id = window.service.clone();
+            return self.store_then_answer(&id, windows, window);
+        }
         let what = what(&window.service, window.instance.as_deref());
         info!(service = %window.service, by = %window.by, reason = %window.reason, until = ?window.until, "{what} put into maintenance");
         self.windows.put(window.clone());
@@ -184,20 +222,30 @@ impl Handler<PutMaintenance> for Registry {
             window.by, window.reason
         );
         self.apply_windows(index, &reason, ctx);
-        Ok(window)
+        answer(Ok(window))
     }
 }
 
 impl Handler<EndMaintenance> for Registry {
-    type Result = Result<Window, MaintenanceError>;
+    type Result = Answer;
 
     fn handle(&mut self, msg: EndMaintenance, ctx: &mut Self::Context) -> Self::Result {
-        let index = self.find(&msg.service, msg.instance.as_deref())?;
+        let index = match self.find(&msg.service, msg.instance.as_deref()) {
+            Ok(index) => index,
+            Err(e) => return answer(Err(e)),
+        };
         let what = what(&msg.service, msg.instance.as_deref());
-        let ended = self
-            .windows
-            .remove(&msg.service, msg.instance.as_deref())
-            .ok_or_else(|| MaintenanceError::NotInMaintenance(what.clone()))?;
+        if self.link.is_some() {
+            let mut windows = self.services[index].windows.clone();
+            let Some(at) = windows.iter().position(|w| w.instance == msg.instance) else {
+                return answer(Err(MaintenanceError::NotInMaintenance(what)));
+            };
+            let ended = windows.remove(at);
+            return self.store_then_answer(&msg.service, windows, ended);
+        }
+        let Some(ended) = self.windows.remove(&msg.service, msg.instance.as_deref()) else {
+            return answer(Err(MaintenanceError::NotInMaintenance(what)));
+        };
         info!(service = %msg.service, by = %msg.by, "{what} taken out of maintenance");
         self.history
             .delete_window(&msg.service, msg.instance.as_deref());
@@ -206,6 +254,6 @@ impl Handler<EndMaintenance> for Registry {
             &format!("{what} taken out of maintenance by {}", msg.by),
             ctx,
         );
-        Ok(ended)
+        answer(Ok(ended))
     }
 }

@@ -23,15 +23,17 @@
 //! noticed on the next supervision tick and started again, resuming from its server's last
 //! reported health; the other servers of the service are not touched.
 
+mod changelog;
 mod hub;
 mod maintenance;
 mod publisher;
 mod reload;
 mod replica;
+mod subscribe;
 mod subscribers;
 mod tracked;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -54,6 +56,7 @@ pub use maintenance::{EndMaintenance, MaintenanceError, PutMaintenance};
 use publisher::Publisher;
 use reload::{Step, plan};
 use replica::Link;
+pub use subscribe::{SubscribeServices, UnsubscribeServices};
 pub use subscribers::Delivery;
 use tracked::{Tracked, log_transition, servers_of};
 
@@ -62,33 +65,6 @@ const SUPERVISION_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Where the registry publishes; cloned into every HTTP worker.
 pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
-
-/// A session subscribes to service changes. With `snapshot`, it first receives every
-/// service as last published (what REST shows), then the changes, each once and in order,
-/// with nothing missed in between.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SubscribeServices {
-    pub client_id: Arc<str>,
-    pub recipient: Recipient<Delivery>,
-    /// The hub of the session's thread ([`Hub::current`]), which will offer it changes.
-    pub hub: Addr<Hub>,
-    /// The features of the session's contact center: it hears of the services needing one
-    /// of them, and of no other.
-    pub features: Arc<BTreeSet<String>>,
-    pub snapshot: bool,
-    /// With `snapshot`, on a cluster node: the revision of the last change the client
-    /// received (from any node); it first receives the changes after it instead of every
-    /// service, when this node still holds them all.
-    pub resume: Option<i64>,
-}
-
-/// A session no longer wants service changes (unsubscribed, or ended).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct UnsubscribeServices {
-    pub client_id: Arc<str>,
-}
 
 /// Resolves once every service's servers have all been probed.
 #[derive(Message)]
@@ -155,6 +131,11 @@ impl Registry {
         past: Opened,
         cluster: Option<Cluster>,
     ) -> Self {
+        let mut past = past;
+        if cluster.is_some() {
+            // A cluster keeps its maintenance windows in etcd, not in each node's history.
+            past.windows = Windows::default();
+        }
         let now = SystemTime::now();
         let stored: HashMap<&str, &Change> = past
             .latest
@@ -240,7 +221,7 @@ impl Registry {
         ));
         self.metrics.publishes.inc();
         if let Some(link) = &mut self.link {
-            link.published();
+            link.log.published();
         }
         let waiting = self.publisher.published(started, Instant::now());
         if waiting.is_empty() {
@@ -548,56 +529,6 @@ impl Handler<ApplyServices> for Registry {
         info!(added = ?summary.added, changed = ?summary.changed, removed = ?summary.removed, unchanged = summary.unchanged, "services reloaded");
         self.wake_ready_waiters(ctx);
         summary
-    }
-}
-
-impl Handler<SubscribeServices> for Registry {
-    type Result = ();
-
-    fn handle(&mut self, msg: SubscribeServices, _ctx: &mut Self::Context) {
-        // The snapshot is the one last published, not the services' current states: changes
-        // decided since are waiting for the next publish, which offers them to this
-        // subscriber too, so that each reaches it once, after the state it replaces.
-        let missed = match msg.resume {
-            Some(revision) if msg.snapshot => self.catch_up(revision, &msg.features),
-            _ => None,
-        };
-        let snapshot = missed.or_else(|| {
-            msg.snapshot.then(|| {
-                self.published
-                    .load()
-                    .services()
-                    .iter()
-                    .filter(|s| msg.features.contains(&s.feature))
-                    .map(|s| s.notification.clone())
-                    .collect()
-            })
-        });
-        if !self.hubs.contains(&msg.hub) {
-            self.hubs.push(msg.hub.clone());
-        }
-        // Sent after every publish the session must not hear of twice, and before every
-        // publish it must hear of: the hub receives both from here, in this order.
-        msg.hub.do_send(hub::Join {
-            client_id: msg.client_id,
-            recipient: msg.recipient,
-            features: msg.features,
-            snapshot,
-            metrics: self.metrics.clone(),
-        });
-    }
-}
-
-impl Handler<UnsubscribeServices> for Registry {
-    type Result = ();
-
-    fn handle(&mut self, msg: UnsubscribeServices, _ctx: &mut Self::Context) {
-        // The session's hub is among them; the others know no such client.
-        for hub in &self.hubs {
-            hub.do_send(hub::Leave {
-                client_id: msg.client_id.clone(),
-            });
-        }
     }
 }
 

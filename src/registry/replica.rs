@@ -4,25 +4,26 @@
 //! published when the watch brings it back, on every node alike, tagged with its revision.
 //! A follower runs no monitor: it takes each stored decision as its own ([`Tracked::adopt`]),
 //! so that when it becomes leader its monitors resume from the stored states.
+//!
+//! Maintenance windows are stored in etcd too (`{prefix}maintenance/{id}`), written by
+//! whichever node an admin asked, and applied by every node when the watch brings them: the
+//! leader decides with them, every node renders them in the resource.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use actix_web::web::Bytes;
-
 use actix::prelude::*;
+use actix_web::web::Bytes;
 use tracing::{info, warn};
 
 use super::Registry;
+use super::changelog::ChangeLog;
 use super::tracked::{Replica, Tracked, Transition, log_transition};
-use crate::cluster::{Cluster, ClusterEvent, ServiceRecord};
+use crate::cluster::{Cluster, ClusterEvent, ServiceRecord, Stored};
+use crate::domain::maintenance::Window;
 use crate::domain::state::Assessment;
 use crate::snapshot::PublishedService;
-
-/// How many changes a node keeps for clients that resume from a revision: a mass outage
-/// of every service of a large site, with room to spare (a few MB).
-const LOG_LIMIT: usize = 20_000;
 
 /// The registry's side of a cluster node.
 pub(super) struct Link {
@@ -31,26 +32,11 @@ pub(super) struct Link {
     pub leading: bool,
     /// Whether etcd has been read once: the node can serve.
     pub synced: bool,
-    /// The changes published, in revision order, for clients that resume.
-    log: VecDeque<Logged>,
-    /// The log holds every change after this revision.
-    log_from: i64,
-    /// The revision of the last change announced, and of the last one published.
-    announced: i64,
-    published: i64,
-    /// While the history before a full read is replayed into the log: where it starts,
-    /// and the revision of its last change (the log is whole once that has arrived).
-    filling: Option<(i64, i64)>,
-    /// The last record of each service in the history replayed, so that a record that
-    /// changed nothing is not logged as a change (no node published it).
-    filled: HashMap<String, ServiceRecord>,
-}
-
-/// One change as published.
-struct Logged {
-    revision: i64,
-    feature: String,
-    notification: Bytes,
+    /// The changes published, for clients that resume from a revision.
+    pub log: ChangeLog,
+    /// The revision of each service's maintenance key as last seen: a maintenance request
+    /// is written only if nobody changed the key since.
+    pub windows_at: std::collections::HashMap<String, i64>,
 }
 
 impl Link {
@@ -59,113 +45,16 @@ impl Link {
             cluster,
             leading: false,
             synced: false,
-            log: VecDeque::new(),
-            log_from: i64::MAX,
-            announced: 0,
-            published: 0,
-            filling: None,
-            filled: HashMap::new(),
-        }
-    }
-
-    /// Every change announced so far goes out with this publish.
-    pub fn published(&mut self) {
-        self.published = self.announced;
-    }
-
-    /// The changes after `revision` that a client seeing `features` missed, as published;
-    /// `None` when this node no longer holds them all (or never did).
-    pub fn missed(&self, revision: i64, features: &BTreeSet<String>) -> Option<Vec<Bytes>> {
-        (revision >= self.log_from).then(|| {
-            self.log
-                .iter()
-                .filter(|e| e.revision > revision && e.revision <= self.published)
-                .filter(|e| features.contains(&e.feature))
-                .map(|e| e.notification.clone())
-                .collect()
-        })
-    }
-
-    fn logged(&mut self, revision: i64, feature: &str, notification: &Bytes) {
-        self.announced = self.announced.max(revision);
-        if self.log_from == i64::MAX {
-            return;
-        }
-        self.log.push_back(Logged {
-            revision,
-            feature: feature.to_string(),
-            notification: notification.clone(),
-        });
-        if self.log.len() > LOG_LIMIT {
-            if let Some(oldest) = self.log.pop_front() {
-                self.log_from = oldest.revision;
-            }
-        }
-    }
-
-    /// Everything stored was read at `revision`: the log starts afresh after it, then
-    /// reaches back to `history_from` once the history up to `last_change` (the newest
-    /// record read) has been replayed.
-    fn restart_log(&mut self, revision: i64, history_from: Option<i64>, last_change: i64) {
-        self.log.clear();
-        self.filled.clear();
-        self.log_from = revision;
-        self.announced = self.announced.max(revision);
-        self.filling = None;
-        match history_from {
-            Some(from) if last_change >= from => self.filling = Some((from, last_change)),
-            Some(from) => self.log_from = from - 1,
-            None => {}
-        }
-    }
-
-    /// A change from the history before the read.
-    fn past(
-        &mut self,
-        id: &str,
-        record: &ServiceRecord,
-        revision: i64,
-        shown: Option<PublishedService>,
-    ) {
-        let Some((from, last)) = self.filling else {
-            return;
-        };
-        let repeated = self.filled.get(id).is_some_and(|r| r.same_state(record));
-        self.filled.insert(id.to_string(), record.clone());
-        if let (false, Some(shown)) = (repeated, shown) {
-            self.log.push_back(Logged {
-                revision,
-                feature: shown.feature,
-                notification: shown.notification,
-            });
-        }
-        if revision >= last {
-            self.filling = None;
-            self.filled.clear();
-            self.log_from = from - 1;
-            while self.log.len() > LOG_LIMIT {
-                if let Some(oldest) = self.log.pop_front() {
-                    self.log_from = oldest.revision;
-                }
-            }
+            log: ChangeLog::new(),
+            windows_at: Default::default(),
         }
     }
 }
 
 impl Tracked {
-    /// Publishes the service as `record` says, at `revision`. Returns the transition from
-    /// what was published before, if anything changed.
+    /// Publishes the service as `record` says, with its current windows, at `revision`.
+    /// Returns the transition from what was published before, if the resource changed.
     pub(super) fn show(&mut self, record: ServiceRecord, revision: i64) -> Option<Transition> {
-        let before = self.replica.as_ref().map(|r| &r.record);
-        if before.is_some_and(|b| b.same_state(&record)) {
-            return None;
-        }
-        let transition = Transition {
-            before: before.map_or(Assessment::INITIAL, |b| b.assessment),
-            after: record.assessment,
-            first: before.is_none(),
-            confirmed: false,
-        };
         let published = PublishedService::of(
             &self.spec,
             &record.assessment,
@@ -174,6 +63,16 @@ impl Tracked {
             self.instances.clone(),
         )
         .at_revision(revision);
+        let before = self.replica.as_ref();
+        if before.is_some_and(|b| b.published.json == published.json) {
+            return None;
+        }
+        let transition = Transition {
+            before: before.map_or(Assessment::INITIAL, |b| b.record.assessment),
+            after: record.assessment,
+            first: before.is_none(),
+            confirmed: false,
+        };
         self.replica = Some(Replica {
             record,
             revision,
@@ -185,7 +84,7 @@ impl Tracked {
 
 impl Registry {
     /// What a client resuming after `revision` receives first: the changes it missed, or
-    /// (when this node no longer holds them) the current state of every service that
+    /// (when this node does not hold them) the current state of every service that
     /// changed since, oldest change first.
     pub(super) fn catch_up(
         &self,
@@ -193,14 +92,15 @@ impl Registry {
         features: &BTreeSet<String>,
     ) -> Option<Vec<Bytes>> {
         let link = self.link.as_ref()?;
-        if let Some(missed) = link.missed(revision, features) {
+        if let Some(missed) = link.log.missed(revision, features) {
             return Some(missed);
         }
+        let published = link.log.published_revision();
         let mut current: Vec<(i64, Bytes)> = self
             .services
             .iter()
             .filter_map(|t| t.replica.as_ref())
-            .filter(|r| r.revision > revision && r.revision <= link.published)
+            .filter(|r| r.revision > revision && r.revision <= published)
             .filter(|r| features.contains(&r.published.feature))
             .map(|r| (r.revision, r.published.notification.clone()))
             .collect();
@@ -225,25 +125,32 @@ impl Registry {
     }
 
     /// Publishes what etcd holds for service `id` at `revision`.
-    fn replicate(
-        &mut self,
-        id: &str,
-        record: ServiceRecord,
-        revision: i64,
-        ctx: &mut Context<Self>,
-    ) {
+    fn replicate(&mut self, id: &str, stored: Stored, revision: i64, ctx: &mut Context<Self>) {
         let Some(&index) = self.positions.get(id) else {
             // A service this node is not configured with (another node's configuration
             // differs; the campaign says so).
             return;
         };
         let leading = self.link.as_ref().is_some_and(|l| l.leading);
-        let reason = record.reason.clone();
+        let (record, reason) = match stored {
+            Stored::Record(record) => {
+                if !leading {
+                    self.services[index].adopt(&record);
+                }
+                let reason = record.reason.clone();
+                (record, reason)
+            }
+            Stored::Windows(windows) => {
+                let reason = self.take_windows(index, windows, revision);
+                let Some(replica) = &self.services[index].replica else {
+                    // Shown with the service's first record.
+                    return;
+                };
+                (replica.record.clone(), reason)
+            }
+        };
         let writer = record.node.clone();
         let tracked = &mut self.services[index];
-        if !leading {
-            tracked.adopt(&record);
-        }
         let Some(transition) = tracked.show(record, revision) else {
             return;
         };
@@ -253,9 +160,79 @@ impl Registry {
         }
         self.record_replica(index, &reason);
         if let (Some(link), Some(shown)) = (&mut self.link, self.services[index].shown(true)) {
-            link.logged(revision, &shown.feature, &shown.notification);
+            link.log.announce(revision, shown);
         }
         self.announce(index, ctx);
+    }
+
+    /// Takes `windows` as the maintenance of the service at `index` (stored at
+    /// `revision`); the leader decides again with them. Returns what changed, in words.
+    fn take_windows(&mut self, index: usize, windows: Vec<Window>, revision: i64) -> String {
+        let id = self.services[index].spec.id.clone();
+        let before = self.services[index].windows.clone();
+        let reason = describe(&before, &windows);
+        if let Some(link) = &mut self.link {
+            link.windows_at.insert(id.clone(), revision);
+        }
+        self.windows.set_service(&id, windows.clone());
+        self.metrics.set_maintenance(&id, !windows.is_empty());
+        if !reason.is_empty() {
+            info!(service = %id, revision, "{reason}");
+        }
+        let now = SystemTime::now();
+        if self.link.as_ref().is_some_and(|l| l.leading) {
+            let (transition, _) = self.services[index].maintain(windows, now);
+            if let Some(transition) = transition {
+                log_transition(&id, transition, &reason, &self.metrics);
+                self.write(index, &reason, now);
+            }
+        } else {
+            self.services[index].windows = windows;
+        }
+        reason
+    }
+
+    /// Asks etcd to store `windows` as the maintenance of service `id`, unless another node
+    /// changed it since this one last looked; resolves with the outcome.
+    pub(super) fn store_windows(
+        &self,
+        id: &str,
+        windows: Vec<Window>,
+    ) -> impl Future<Output = Result<(), crate::cluster::WindowsError>> + 'static {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if let Some(link) = &self.link {
+            let expected = link.windows_at.get(id).copied().unwrap_or(0);
+            link.cluster.write_windows(id, windows, expected, Some(tx));
+        }
+        async move {
+            match tokio::time::timeout(crate::cluster::WINDOWS_DEADLINE, rx).await {
+                Ok(Ok(outcome)) => outcome,
+                _ => Err(crate::cluster::WindowsError::Unreachable),
+            }
+        }
+    }
+
+    /// On the leader: ends the windows whose time is up, by storing each service's windows
+    /// without them (every node applies that from the watch).
+    pub(super) fn end_passed_windows_clustered(&self) {
+        let Some(link) = self.link.as_ref().filter(|l| l.leading) else {
+            return;
+        };
+        let now = SystemTime::now();
+        for tracked in &self.services {
+            if tracked.windows.iter().all(|w| w.holds(now)) {
+                continue;
+            }
+            let left: Vec<Window> = tracked
+                .windows
+                .iter()
+                .filter(|w| w.holds(now))
+                .cloned()
+                .collect();
+            let id = &tracked.spec.id;
+            let expected = link.windows_at.get(id).copied().unwrap_or(0);
+            link.cluster.write_windows(id, left, expected, None);
+        }
     }
 
     /// Records the published change of the service at `index` in this node's history.
@@ -269,8 +246,37 @@ impl Registry {
             &replica.record.assessment,
             replica.record.since,
             reason,
-            replica.record.written,
+            SystemTime::now(),
         );
+    }
+
+    /// A write from before this node's read, for its log of changes only.
+    fn replay(&mut self, id: &str, stored: Stored, revision: i64) {
+        let Some(link) = &mut self.link else { return };
+        let Some(entry) = link.log.replaying(id) else {
+            return;
+        };
+        match stored {
+            Stored::Record(record) => entry.record = Some(record),
+            Stored::Windows(windows) => entry.windows = windows,
+        }
+        let shown = match (&entry.record, self.positions.get(id)) {
+            (Some(record), Some(&index)) => {
+                let t = &self.services[index];
+                Some(
+                    PublishedService::of(
+                        &t.spec,
+                        &record.assessment,
+                        record.since,
+                        &entry.windows,
+                        t.instances.clone(),
+                    )
+                    .at_revision(revision),
+                )
+            }
+            _ => None,
+        };
+        link.log.replayed(id, revision, shown);
     }
 
     /// This node now leads: its monitors start, from the states etcd holds.
@@ -308,13 +314,41 @@ impl Registry {
     }
 }
 
+/// What changed from `before` to `after` (one service's windows), in words; empty if
+/// nothing did.
+fn describe(before: &[Window], after: &[Window]) -> String {
+    let subject = |w: &Window| match &w.instance {
+        Some(instance) => format!("{}'s {instance}", w.service),
+        None => format!("service {}", w.service),
+    };
+    let mut said: Vec<String> = after
+        .iter()
+        .filter(|w| !before.contains(w))
+        .map(|w| {
+            format!(
+                "{} put into maintenance by {}: {}",
+                subject(w),
+                w.by,
+                w.reason
+            )
+        })
+        .collect();
+    said.extend(
+        before
+            .iter()
+            .filter(|w| !after.iter().any(|a| a.instance == w.instance))
+            .map(|w| format!("{} taken out of maintenance", subject(w))),
+    );
+    said.join("; ")
+}
+
 impl Handler<ClusterEvent> for Registry {
     type Result = ();
 
     fn handle(&mut self, event: ClusterEvent, ctx: &mut Self::Context) {
         match event {
             ClusterEvent::Synced {
-                records,
+                stored,
                 revision,
                 history_from,
             } => {
@@ -322,14 +356,33 @@ impl Handler<ClusterEvent> for Registry {
                 // client resuming from before `revision` gets the history replayed after
                 // it, or every service's state if etcd no longer has that history.
                 if let Some(link) = &mut self.link {
-                    link.restart_log(i64::MAX, None, 0);
+                    link.log.pause();
                 }
-                let last_change = records.iter().map(|(_, _, r)| *r).max().unwrap_or(0);
-                for (id, record, written) in records {
-                    self.replicate(&id, record, written, ctx);
+                let last_write = stored.iter().map(|(_, _, r)| *r).max().unwrap_or(0);
+                // Windows first, so that each record is rendered with them; services
+                // without a maintenance key have none.
+                let (windows, records): (Vec<_>, Vec<_>) = stored
+                    .into_iter()
+                    .partition(|(_, s, _)| matches!(s, Stored::Windows(_)));
+                let mut kept = std::collections::HashSet::new();
+                for (id, stored, written) in windows {
+                    kept.insert(id.clone());
+                    self.replicate(&id, stored, written, ctx);
+                }
+                let cleared: Vec<String> = self
+                    .services
+                    .iter()
+                    .filter(|t| !t.windows.is_empty() && !kept.contains(&t.spec.id))
+                    .map(|t| t.spec.id.clone())
+                    .collect();
+                for id in cleared {
+                    self.replicate(&id, Stored::Windows(Vec::new()), revision, ctx);
+                }
+                for (id, stored, written) in records {
+                    self.replicate(&id, stored, written, ctx);
                 }
                 if let Some(link) = &mut self.link {
-                    link.restart_log(revision, history_from, last_change);
+                    link.log.restart(revision, history_from, last_write);
                     link.synced = true;
                 }
                 self.publish_soon(ctx);
@@ -337,29 +390,14 @@ impl Handler<ClusterEvent> for Registry {
             }
             ClusterEvent::Changed {
                 id,
-                record,
+                stored,
                 revision,
-            } => self.replicate(&id, record, revision, ctx),
+            } => self.replicate(&id, stored, revision, ctx),
             ClusterEvent::Past {
                 id,
-                record,
+                stored,
                 revision,
-            } => {
-                let shown = self.positions.get(id.as_str()).map(|&i| {
-                    let t = &self.services[i];
-                    PublishedService::of(
-                        &t.spec,
-                        &record.assessment,
-                        record.since,
-                        &t.windows,
-                        t.instances.clone(),
-                    )
-                    .at_revision(revision)
-                });
-                if let Some(link) = &mut self.link {
-                    link.past(&id, &record, revision, shown);
-                }
-            }
+            } => self.replay(&id, stored, revision),
             ClusterEvent::Leading(true) => self.lead(ctx),
             ClusterEvent::Leading(false) => self.follow(),
         }

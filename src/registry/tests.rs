@@ -3,6 +3,7 @@
 use super::*;
 use crate::config::settings::validate;
 use crate::domain::service::{Part, Role};
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 /// The current monitor of one server (tests only).
