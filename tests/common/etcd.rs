@@ -2,8 +2,10 @@
 //! own (never 2379, where a packaged etcd may already run), with its data in a temporary
 //! directory; killed and started again on the same ports and data by the test.
 
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::process::Reaped;
@@ -23,6 +25,69 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Whether the cluster tests run: etcd is there, installed here if it can be (as root with
+/// apt-get, as tests/interop/setup.sh installs Chromium), or they are skipped on purpose
+/// with `SKIP_CLUSTER_TESTS` (never under CI: a skipped check is not a passed one).
+pub fn available() -> bool {
+    static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
+    if std::env::var_os("SKIP_CLUSTER_TESTS").is_some() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "SKIP_CLUSTER_TESTS is set under CI; the cluster tests must run there"
+        );
+        eprintln!("cluster tests skipped: SKIP_CLUSTER_TESTS is set");
+        return false;
+    }
+    let installed = INSTALLED.get_or_init(|| {
+        let found = |binary: &str| {
+            Command::new(binary)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if found(&binary()) {
+            return Ok(());
+        }
+        // SAFETY: getuid(2) has no preconditions.
+        let root = unsafe { libc::getuid() } == 0;
+        if root && found("apt-get") {
+            let install = Command::new("sh")
+                .args(["-c", "apt-get update -qq >/dev/null && apt-get install -y -qq etcd-server >/dev/null"])
+                .status()
+                .map_err(|e| e.to_string())?;
+            if install.success() && found(&binary()) {
+                return Ok(());
+            }
+        }
+        Err(format!(
+            "the cluster tests need etcd ({} not found): apt-get install etcd-server, set ETCD_BINARY, or SKIP_CLUSTER_TESTS=1 to skip",
+            binary()
+        ))
+    });
+    if let Err(e) = installed {
+        panic!("{e}");
+    }
+    true
+}
+
+fn binary() -> String {
+    std::env::var("ETCD_BINARY").unwrap_or_else(|_| "etcd".into())
+}
+
+/// Whether etcd at `port` answers `GET /health` with its health.
+fn healthy(port: u16) -> bool {
+    let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = tcp.set_read_timeout(Some(Duration::from_secs(1)));
+    let request = "GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    let mut answer = String::new();
+    tcp.write_all(request.as_bytes()).is_ok()
+        && tcp.read_to_string(&mut answer).is_ok()
+        && answer.starts_with("HTTP/1.0 200")
+        && answer.contains(r#""health":"true""#)
 }
 
 impl Etcd {
@@ -52,7 +117,7 @@ impl Etcd {
     pub fn resume(&mut self) {
         let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let binary = std::env::var("ETCD_BINARY").unwrap_or_else(|_| "etcd".into());
+        let binary = binary();
         let child = Command::new(&binary)
             .args(["--name", "test"])
             .arg("--data-dir")
@@ -71,13 +136,8 @@ impl Etcd {
             });
         self.process = Some(Reaped(child));
         let deadline = Instant::now() + Duration::from_secs(20);
-        let health = format!("{client}/health");
         loop {
-            let healthy = Command::new("curl")
-                .args(["-sf", "--max-time", "1", &health])
-                .output()
-                .is_ok_and(|o| o.status.success());
-            if healthy {
+            if healthy(self.client_port) {
                 return;
             }
             assert!(Instant::now() < deadline, "etcd did not start at {client}");
