@@ -31,6 +31,9 @@ use crate::notify;
 use crate::registry::{ApplyServices, Ping, Registry, ReloadSummary, SharedSnapshot, WhenReady};
 use crate::snapshot::Snapshot;
 
+/// How long a stopping leader waits for etcd to take its resignation.
+const RESIGN_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Why a reload was not applied; the running configuration stays.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -62,6 +65,8 @@ pub struct Daemon {
     stopping: Arc<AtomicBool>,
     /// The node's place in a cluster (alone: never stale, always leading).
     cluster: Arc<ClusterStatus>,
+    /// On a cluster node, the link to etcd: a stop gives up the leadership at once.
+    cluster_link: Option<Cluster>,
 }
 
 impl Daemon {
@@ -116,7 +121,7 @@ impl Daemon {
             snapshot.clone(),
             metrics.clone(),
             past,
-            cluster,
+            cluster.clone(),
         )
         .start();
         if let Some(inbox) = inbox {
@@ -240,6 +245,7 @@ impl Daemon {
             authenticator,
             stopping,
             cluster: cluster_status,
+            cluster_link: cluster,
             history,
         })
     }
@@ -345,6 +351,10 @@ impl Daemon {
         // First of all, so that a load balancer stops sending clients here while the
         // requests in flight drain.
         self.stopping.store(true, Ordering::Release);
+        // A leader hands over before it drains: another node probes from now on.
+        if let Some(cluster) = &self.cluster_link {
+            cluster.resign(RESIGN_TIMEOUT).await;
+        }
         self.notify.shutdown();
         self.handle.stop(true).await;
         if let Some((_, admin)) = &self.admin {

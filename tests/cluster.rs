@@ -810,3 +810,38 @@ fn maintenance_set_on_any_node_holds_on_every_node() {
         .await;
     });
 }
+
+#[test]
+fn a_leader_stopped_on_purpose_hands_over_at_once() {
+    if !common::etcd::available() {
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let etcd = Etcd::start();
+    let primary = runtime.block_on(Backend::start(Mode::Accept));
+    let services = format!(
+        "[[service]]\nid = \"stat\"\ntype = \"Reporting\"\nprimary = {}\ncheck = {{ {FAST} }}\n",
+        primary.toml()
+    );
+    let nodes: Vec<Node> = ["a", "b"]
+        .iter()
+        .map(|name| Node::start(name, node_toml(&etcd.endpoint(), name, &services)))
+        .collect();
+    runtime.block_on(async {
+        let old = leader(&nodes, Duration::from_secs(15)).await;
+        agreed(&nodes, Duration::from_secs(15)).await;
+        let stopped_at = Instant::now();
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(nodes[old].process.child.id() as libc::pid_t, libc::SIGTERM) };
+        eventually(
+            Duration::from_secs(10),
+            "the other node to lead",
+            || async { nodes[1 - old].leads().await.then_some(()) },
+        )
+        .await;
+        let handover = stopped_at.elapsed();
+        // The lease is 2 s: a handover well within it was given, not waited for.
+        assert!(handover < Duration::from_millis(1500), "took {handover:?}");
+        assert!(!nodes[old].process.log_lines("gave up the lease").is_empty());
+    });
+}

@@ -140,6 +140,11 @@ pub enum Write {
         deadline: std::time::Instant,
         done: Option<tokio::sync::oneshot::Sender<Result<(), WindowsError>>>,
     },
+    /// The daemon stops: give up the lease (and so the leadership, at once rather than
+    /// when the lease runs out) and campaign no more.
+    Resign {
+        done: tokio::sync::oneshot::Sender<()>,
+    },
 }
 
 /// Why maintenance windows were not written.
@@ -225,6 +230,15 @@ impl Cluster {
             deadline: std::time::Instant::now() + WINDOWS_DEADLINE,
             done,
         });
+    }
+
+    /// Gives up leadership for good (the daemon stops), so that another node takes over at
+    /// once; resolves when etcd has been told, or after the configured timeout.
+    pub async fn resign(&self, within: std::time::Duration) {
+        let (done, resigned) = tokio::sync::oneshot::channel();
+        if self.writes.send(Write::Resign { done }).is_ok() {
+            let _ = tokio::time::timeout(within, resigned).await;
+        }
     }
 
     /// The services changed (a reload): the node compares the new digest with the

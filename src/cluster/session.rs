@@ -87,6 +87,8 @@ struct Session {
     reported: bool,
     /// Whether this process has ever reached etcd.
     ever_reached: bool,
+    /// The daemon stops: no more campaigns.
+    resigned: bool,
 }
 
 /// Runs the session for as long as the daemon does.
@@ -105,6 +107,7 @@ pub(super) async fn run(inbox: Inbox, registry: Recipient<ClusterEvent>, metrics
         outage: Some(Instant::now()),
         reported: false,
         ever_reached: false,
+        resigned: false,
     };
     let mut backoff = FIRST_BACKOFF;
     loop {
@@ -330,7 +333,7 @@ impl Session {
                         }
                     }
                 }
-                _ = campaign.tick(), if self.term.is_none() => {
+                _ = campaign.tick(), if self.term.is_none() && !self.resigned => {
                     self.campaign(&mut client, lease).await?;
                 }
                 write = self.inbox.writes.recv() => {
@@ -420,6 +423,17 @@ impl Session {
     async fn write(&mut self, client: &mut Client, write: Write) -> Result<(), RoundError> {
         match write {
             Write::Record { id, record } => self.write_record(client, id, record).await,
+            Write::Resign { done } => {
+                self.resigned = true;
+                if let Some(lease) = self.lease.take() {
+                    // Best effort: if etcd does not hear it, the lease runs out instead.
+                    let revoked = self.deadline(client.lease_revoke(lease)).await;
+                    info!(node = %self.inbox.settings.node, revoked = revoked.is_ok(), "stopping: gave up the lease; another node takes over");
+                }
+                self.depose();
+                let _ = done.send(());
+                Ok(())
+            }
             Write::Windows {
                 id,
                 windows,
