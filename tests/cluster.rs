@@ -280,6 +280,31 @@ async fn agreed(nodes: &[Node], within: Duration) -> Value {
     .await
 }
 
+/// Like [`agreed`], among every node but `paused`.
+async fn agreed_except(nodes: &[Node], paused: usize) -> Value {
+    eventually(
+        Duration::from_secs(10),
+        "the other nodes to agree",
+        || async {
+            let mut answers = Vec::new();
+            for (i, node) in nodes.iter().enumerate() {
+                if i == paused {
+                    continue;
+                }
+                match node.services().await {
+                    Some((services, None)) => answers.push(services),
+                    _ => return None,
+                }
+            }
+            answers
+                .windows(2)
+                .all(|w| w[0] == w[1])
+                .then(|| answers[0].clone())
+        },
+    )
+    .await
+}
+
 /// The leader among `nodes`, once exactly one leads.
 async fn leader(nodes: &[Node], within: Duration) -> usize {
     eventually(within, "exactly one leader", || async {
@@ -321,7 +346,7 @@ fn three_nodes_agree_and_a_killed_leader_is_replaced_without_a_gap() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let etcd = Etcd::start();
+    let mut etcd = Etcd::start();
     let mut primary = runtime.block_on(Backend::start(Mode::Accept));
     let mut backup = runtime.block_on(Backend::start(Mode::Accept));
     let mut single = runtime.block_on(Backend::start(Mode::Accept));
@@ -451,6 +476,67 @@ fn three_nodes_agree_and_a_killed_leader_is_replaced_without_a_gap() {
             agreed(&nodes, Duration::from_secs(15)).await;
         });
     }
+    runtime.block_on(async {
+        // The leader paused past its lease while a backend fails: another node takes over
+        // and publishes the change; the paused node, resumed, steps down and its
+        // subscribers (still connected to it) get what it missed.
+        let lead = leader(&nodes, Duration::from_secs(15)).await;
+        nodes[lead].pause();
+        eventually(Duration::from_secs(10), "another node to lead", || async {
+            for (i, node) in nodes.iter().enumerate() {
+                if i != lead && node.leads().await {
+                    return Some(());
+                }
+            }
+            None
+        })
+        .await;
+        let before = state_of(&agreed_except(&nodes, lead).await, "stat").0;
+        if before == "Active" {
+            single.close().await
+        } else {
+            single.reopen().await
+        }
+        eventually(
+            Duration::from_secs(10),
+            "the change while a node is paused",
+            || async {
+                let now = agreed_except(&nodes, lead).await;
+                (state_of(&now, "stat").0 != before).then_some(())
+            },
+        )
+        .await;
+        nodes[lead].resume();
+        agreed(&nodes, Duration::from_secs(15)).await;
+
+        // etcd dies and comes back: the nodes serve their last states meanwhile, then
+        // resume by themselves; a change made after flows to every subscriber.
+        etcd.kill();
+        eventually(Duration::from_secs(10), "every node stale", || async {
+            for node in &nodes {
+                node.services().await?.1.as_ref()?;
+            }
+            Some(())
+        })
+        .await;
+        etcd.resume();
+        leader(&nodes, Duration::from_secs(20)).await;
+        let before = state_of(&agreed(&nodes, Duration::from_secs(20)).await, "stat").0;
+        if before == "Active" {
+            single.close().await
+        } else {
+            single.reopen().await
+        }
+        eventually(
+            Duration::from_secs(10),
+            "the change after etcd returned",
+            || async {
+                let now = agreed(&nodes, Duration::from_secs(10)).await;
+                (state_of(&now, "stat").0 != before).then_some(())
+            },
+        )
+        .await;
+    });
     // Everyone settles, then the sequences are compared.
     runtime.block_on(async {
         let end = agreed(&nodes, Duration::from_secs(15)).await;
