@@ -104,6 +104,14 @@ fn known_attributes(attributes: &BTreeSet<String>) -> String {
         .join(", ")
 }
 
+/// `text` without the spaces around it: ASCII space, tab, line feed, carriage return,
+/// vertical tab and form feed, what `\s` means in the patterns of docs/openapi.json (spelled
+/// out there), and not Unicode's wider set (U+0085, U+00A0...), which a client's regular
+/// expressions would not agree on.
+fn trim(text: &str) -> &str {
+    text.trim_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c'])
+}
+
 /// A client's parameter name or value as a refusal quotes it: one line, at most 64
 /// characters.
 fn echo(text: &str) -> String {
@@ -111,10 +119,10 @@ fn echo(text: &str) -> String {
 }
 
 fn parse_fields(value: &str, attributes: &BTreeSet<String>) -> Result<Fields, ApiError> {
-    if value.trim() == "*" {
+    if trim(value) == "*" {
         return Ok(Fields::All);
     }
-    let names: Vec<String> = value.split(',').map(|n| n.trim().to_string()).collect();
+    let names: Vec<String> = value.split(',').map(|n| trim(n).to_string()).collect();
     if names.iter().any(String::is_empty) {
         return Err(ApiError::InvalidParameter(format!(
             "fields=\"{}\" is not a list of attribute names; use fields=* or fields=id,state",
@@ -143,7 +151,7 @@ fn parse_filter(
             known_attributes(attributes)
         )));
     }
-    let values: Vec<String> = value.split(',').map(|v| v.trim().to_string()).collect();
+    let values: Vec<String> = value.split(',').map(|v| trim(v).to_string()).collect();
     if values.iter().any(String::is_empty) {
         return Err(ApiError::InvalidParameter(format!(
             "filter {name} needs a value, such as {name}=..."
@@ -296,6 +304,10 @@ mod tests {
         assert!(err("state=active", true).contains("not a valid state"));
         assert!(err("color=red", true).starts_with("unknown parameter \"color\""));
         assert!(err("type=", true).contains("needs a value"));
+        // Spaces are the ASCII ones the OpenAPI patterns name: U+0085 is a value, not a space.
+        assert!(err("type=%20%09%0B", true).contains("needs a value"));
+        let nel = parse("name=%C2%85", &attributes(), true).unwrap();
+        assert_eq!(nel.filters[0].values, ["\u{85}"]);
         assert!(err("type=Voice", false).contains("a single service takes only fields"));
     }
 
