@@ -19,6 +19,10 @@
 //! change. A mass outage of N services then costs a few rebuilds, not N. A change after a
 //! quiet spell is published at once.
 //!
+//! On a cluster node (`replica.rs`) the registry publishes what etcd holds instead of its
+//! own decisions: the leader's decisions become fenced writes, and every node publishes the
+//! changes its watch brings, in the same order, tagged with their revisions.
+//!
 //! It also supervises the monitors, one for one: a monitor whose actor died (a panic) is
 //! noticed on the next supervision tick and started again, resuming from its server's last
 //! reported health; the other servers of the service are not touched.
@@ -128,10 +132,9 @@ impl Registry {
         probes_in_flight: usize,
         published: SharedSnapshot,
         metrics: Arc<Metrics>,
-        past: Opened,
+        mut past: Opened,
         cluster: Option<Cluster>,
     ) -> Self {
-        let mut past = past;
         if cluster.is_some() {
             // A cluster keeps its maintenance windows in etcd, not in each node's history.
             past.windows = Windows::default();

@@ -48,7 +48,8 @@ pub(super) struct Tracked {
     /// the first probe round confirms it, `since` keeps the stored time, so that a restart
     /// is invisible to clients.
     pub resumed: Option<(ServiceState, SystemTime)>,
-    /// The maintenance windows of this service holding now.
+    /// The maintenance windows of this service holding now (on a cluster node: as stored in
+    /// etcd, where the leader removes those that have ended).
     pub windows: Vec<Window>,
     /// On a cluster node: what etcd last held for the service, which is what the node
     /// publishes (the leader's own decisions go out only once etcd has them).
@@ -515,6 +516,37 @@ mod tests {
             .unwrap();
         assert!(first.first && !first.confirmed);
         assert_eq!(t.since, at(102));
+    }
+
+    #[test]
+    fn a_new_leader_resumes_the_stored_decision_instead_of_deciding_again() {
+        let at = |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        // The old leader: the primary failed, the backup serves since 10.
+        let mut old = pair();
+        old.observe(PRIMARY, 0, Health::Up, SaidRole::Unknown, at(10));
+        old.observe(BACKUP, 0, Health::Up, SaidRole::Unknown, at(10));
+        old.observe(PRIMARY, 0, Health::Down, SaidRole::Unknown, at(20));
+        old.observe(PRIMARY, 0, Health::Up, SaidRole::Unknown, at(30));
+        assert_eq!(old.assessment.serving, Some(Role::Backup));
+        let record = old.record("sw1", "why", at(30));
+
+        // The new leader adopts it; its monitors' first reports (both instances healthy)
+        // change nothing: no failback, no new since, nothing to write.
+        let mut new = pair();
+        new.adopt(&record);
+        assert!(new.known && !new.ready);
+        assert_eq!(new.servers[0].health, Health::Up, "resumed, not Unknown");
+        assert_eq!(
+            new.observe(PRIMARY, 0, Health::Up, SaidRole::Unknown, at(40)),
+            None
+        );
+        assert_eq!(
+            new.observe(BACKUP, 0, Health::Up, SaidRole::Unknown, at(40)),
+            None
+        );
+        assert!(new.ready);
+        assert_eq!(new.assessment.serving, Some(Role::Backup));
+        assert_eq!(new.since, at(10));
     }
 
     #[test]
