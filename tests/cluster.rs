@@ -23,7 +23,8 @@ const SERVICES: &str = "/notifications/services";
 /// Fast checks, so that a failure shows within a few hundred milliseconds.
 const FAST: &str = r#"kind = "tcp", interval = "100ms", timeout = "300ms", rise = 1, fall = 1"#;
 
-/// The configuration of node `name` of a cluster on `etcd` supervising `services`.
+/// The configuration of node `name` of a cluster on `etcd` (one endpoint, or several
+/// joined by `", "`) supervising `services`.
 fn node_toml(etcd: &str, name: &str, services: &str) -> String {
     format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 1\n[admin]\nlisten = \"127.0.0.1:0\"\n[history]\nenabled = false\n[cluster]\nendpoints = [\"{etcd}\"]\nnode = \"{name}\"\nlease_ttl = \"2s\"\ntimeout = \"500ms\"\n{}\n{services}",
@@ -916,5 +917,54 @@ fn a_leader_stopped_on_purpose_hands_over_at_once() {
         // The lease is 2 s: a handover well within it was given, not waited for.
         assert!(handover < Duration::from_millis(1500), "took {handover:?}");
         assert!(!nodes[old].process.log_lines("gave up the lease").is_empty());
+    });
+}
+
+#[test]
+fn the_nodes_ride_out_the_loss_of_any_one_of_three_etcd_members() {
+    if !common::etcd::available() {
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut members = Etcd::members(3);
+    let endpoints = members
+        .iter()
+        .map(Etcd::endpoint)
+        .collect::<Vec<_>>()
+        .join("\", \"");
+    let mut single = runtime.block_on(Backend::start(Mode::Accept));
+    let services = format!(
+        "[[service]]\nid = \"stat\"\ntype = \"Reporting\"\nprimary = {}\ncheck = {{ {FAST} }}\n",
+        single.toml()
+    );
+    let nodes: Vec<Node> = ["a", "b"]
+        .iter()
+        .map(|name| Node::start(name, node_toml(&endpoints, name, &services)))
+        .collect();
+    runtime.block_on(async {
+        leader(&nodes, Duration::from_secs(20)).await;
+        agreed(&nodes, Duration::from_secs(20)).await;
+        for member in &mut members {
+            // One member dies (whichever the nodes' connections used): the nodes move to
+            // the others by themselves, and a change still reaches every node.
+            member.kill();
+            let before = state_of(&agreed(&nodes, Duration::from_secs(20)).await, "stat").0;
+            if before == "Active" {
+                single.close().await
+            } else {
+                single.reopen().await
+            }
+            eventually(
+                Duration::from_secs(20),
+                "the change with a member down",
+                || async {
+                    let now = agreed(&nodes, Duration::from_secs(20)).await;
+                    (state_of(&now, "stat").0 != before).then_some(())
+                },
+            )
+            .await;
+            leader(&nodes, Duration::from_secs(20)).await;
+            member.resume();
+        }
     });
 }

@@ -89,6 +89,9 @@ struct Session {
     ever_reached: bool,
     /// The daemon stops: no more campaigns.
     resigned: bool,
+    /// Which endpoint the next round uses (modulo their number), and the one in use.
+    endpoint: usize,
+    member: String,
 }
 
 /// Runs the session for as long as the daemon does.
@@ -108,12 +111,15 @@ pub(super) async fn run(inbox: Inbox, registry: Recipient<ClusterEvent>, metrics
         reported: false,
         ever_reached: false,
         resigned: false,
+        endpoint: fastrand::usize(..),
+        member: String::new(),
     };
     let mut backoff = FIRST_BACKOFF;
     loop {
         let started = Instant::now();
         let error = session.round().await;
         session.lost(&error);
+        session.endpoint = session.endpoint.wrapping_add(1);
         if started.elapsed() > MAX_BACKOFF * 2 {
             backoff = FIRST_BACKOFF;
         }
@@ -163,9 +169,16 @@ impl Session {
         let options = ConnectOptions::new()
             .with_connect_timeout(settings.timeout)
             .with_keep_alive(settings.timeout, settings.timeout)
-            .with_keep_alive_while_idle(true);
+            .with_keep_alive_while_idle(true)
+            // A member cut off from the others refuses at once instead of answering stale.
+            .with_require_leader(true);
+        // One member per round, the next one after a failure: every call and stream of a
+        // round goes to the same member, so none is left on a dead one (the client balances
+        // calls over every endpoint it is given, streams included).
+        let endpoint = settings.endpoints[self.endpoint % settings.endpoints.len()].clone();
+        self.member = endpoint.clone();
         let mut client = self
-            .deadline(Client::connect(settings.endpoints.clone(), Some(options)))
+            .deadline(Client::connect([endpoint], Some(options)))
             .await?;
         let ttl = settings.lease_ttl.as_secs() as i64;
         // The lease: the one held before a short outage if etcd still has it, so that a
@@ -519,7 +532,7 @@ impl Session {
         let outage = self.outage.take().map(|t| t.elapsed());
         self.reported = false;
         self.ever_reached = true;
-        info!(endpoints = ?self.inbox.settings.endpoints, revision, ?outage, "connected to etcd; serving the cluster's states");
+        info!(member = %self.member, revision, ?outage, "connected to etcd; serving the cluster's states");
     }
 
     /// The round failed: stale, and no longer leading. Said once per outage; the retries
@@ -537,9 +550,9 @@ impl Session {
         }
         self.reported = true;
         if self.ever_reached {
-            error!(endpoints = ?self.inbox.settings.endpoints, %error, "lost etcd: this node serves the states it last knew, marked stale, and retries");
+            error!(member = %self.member, %error, "lost etcd: this node serves the states it last knew, marked stale, and retries (the next member, if there are several)");
         } else {
-            error!(endpoints = ?self.inbox.settings.endpoints, %error, "cannot reach etcd: this node serves nothing until it does, and retries (check [cluster] endpoints and that etcd runs)");
+            error!(member = %self.member, endpoints = ?self.inbox.settings.endpoints, %error, "cannot reach etcd: this node serves nothing until it does, and retries every member in turn (check [cluster] endpoints and that etcd runs)");
         }
     }
 

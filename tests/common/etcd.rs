@@ -12,8 +12,11 @@ use super::process::Reaped;
 
 /// One etcd member.
 pub struct Etcd {
+    name: String,
     pub client_port: u16,
     peer_port: u16,
+    /// Every member of its cluster, as `--initial-cluster` lists them.
+    initial_cluster: String,
     dir: tempfile::TempDir,
     process: Option<Reaped>,
 }
@@ -93,14 +96,38 @@ fn healthy(port: u16) -> bool {
 impl Etcd {
     /// Starts a single-member etcd and waits until it answers.
     pub fn start() -> Etcd {
-        let mut etcd = Etcd {
-            client_port: free_port(),
-            peer_port: free_port(),
-            dir: tempfile::tempdir().unwrap(),
-            process: None,
-        };
-        etcd.resume();
-        etcd
+        Etcd::members(1).pop().unwrap()
+    }
+
+    /// Starts a cluster of `n` members and waits until every one answers.
+    pub fn members(n: usize) -> Vec<Etcd> {
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let initial_cluster = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members: Vec<Etcd> = ports
+            .into_iter()
+            .enumerate()
+            .map(|(i, (client_port, peer_port))| Etcd {
+                name: format!("m{i}"),
+                client_port,
+                peer_port,
+                initial_cluster: initial_cluster.clone(),
+                dir: tempfile::tempdir().unwrap(),
+                process: None,
+            })
+            .collect();
+        // All at once: a member of several waits for the others before it serves.
+        for member in &mut members {
+            member.spawn();
+        }
+        for member in &members {
+            member.wait_healthy();
+        }
+        members
     }
 
     /// `http://127.0.0.1:PORT`, as `[cluster] endpoints` lists it.
@@ -115,18 +142,23 @@ impl Etcd {
 
     /// Starts the member again on the same ports and data, and waits until it answers.
     pub fn resume(&mut self) {
+        self.spawn();
+        self.wait_healthy();
+    }
+
+    fn spawn(&mut self) {
         let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let binary = binary();
         let child = Command::new(&binary)
-            .args(["--name", "test"])
+            .args(["--name", &self.name])
             .arg("--data-dir")
             .arg(self.dir.path().join("data"))
             .args(["--listen-client-urls", &client])
             .args(["--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer])
             .args(["--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("test={peer}")])
+            .args(["--initial-cluster", &self.initial_cluster])
             .args(["--log-level", "error"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -135,6 +167,10 @@ impl Etcd {
                 panic!("cannot run {binary} ({e}): install etcd (Debian: apt-get install etcd-server), as .ci/run does")
             });
         self.process = Some(Reaped(child));
+    }
+
+    fn wait_healthy(&self) {
+        let client = self.endpoint();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if healthy(self.client_port) {
