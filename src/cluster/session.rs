@@ -1,13 +1,18 @@
 //! The etcd session: one task per node that connects, holds the node's lease, campaigns for
-//! leadership, writes the leader's records behind the fence, and watches the prefix.
+//! leadership, writes the leader's records (and anyone's maintenance windows) behind their
+//! fences, and watches the prefix.
 //!
 //! etcd's client is a thin gRPC layer: a lease keep-alive or watch stream does not move to
-//! another member when its member dies, and calls can hang on a dead connection. So every
-//! call here has a deadline, and any failure ends the round: the node marks itself stale,
-//! drops its leadership (the leader stops writing at once rather than when its lease runs
-//! out), and builds a new client (which picks a live member) after a short backoff. A round
-//! starts by reading every record, so that nothing written while the node was away is lost;
-//! the watch then resumes from the revision after that read.
+//! another member when its member dies, calls can hang on a dead connection, and a client
+//! given several endpoints spreads its calls and streams over all of them, dead ones
+//! included. So a round talks to one member only, every call has a deadline, and any failure
+//! ends the round: the node marks itself stale, drops its leadership (the leader stops
+//! writing at once rather than when its lease runs out), and after a short backoff starts a
+//! new round on the next member. The lease is kept across rounds while etcd still has it,
+//! so a leader that blinked keeps leading. A round resumes the watch from the revision
+//! after the last one seen, so nothing written while the node was away is lost; the first
+//! round (or one after etcd compacted that far) reads everything instead, and replays the
+//! history before the read into the node's change log.
 //!
 //! Leadership is a key (`{prefix}leader`) created only if absent and bound to the node's
 //! lease: it disappears when the lease does (the leader died, or lost etcd for longer than
