@@ -968,3 +968,54 @@ fn the_nodes_ride_out_the_loss_of_any_one_of_three_etcd_members() {
         }
     });
 }
+
+#[test]
+fn a_restarted_node_keeps_one_history_row_per_change() {
+    if !common::etcd::available() {
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let etcd = Etcd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let single = runtime.block_on(Backend::start(Mode::Accept));
+    let services = format!(
+        "[[service]]\nid = \"stat\"\ntype = \"Reporting\"\nprimary = {}\ncheck = {{ {FAST} }}\n",
+        single.toml()
+    );
+    let toml = node_toml(&etcd.endpoint(), "a", &services).replace(
+        "[history]\nenabled = false",
+        &format!(
+            "[history]\npath = \"{}\"",
+            dir.path().join("h.sqlite").display()
+        ),
+    );
+    let rows = |node: &Node| {
+        let api = TestDaemon::attach(&node.process.addr);
+        async move {
+            api.history("stat", "").await["history"]
+                .as_array()
+                .unwrap()
+                .len()
+        }
+    };
+    let mut node = Node::start("a", toml.clone());
+    let before = runtime.block_on(async {
+        leader(std::slice::from_ref(&node), Duration::from_secs(15)).await;
+        agreed(std::slice::from_ref(&node), Duration::from_secs(15)).await;
+        eventually(
+            Duration::from_secs(5),
+            "the first change recorded",
+            || async { Some(rows(&node).await).filter(|n| *n > 0) },
+        )
+        .await
+    });
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(node.process.child.id() as libc::pid_t, libc::SIGTERM) };
+    node.process.child.wait().unwrap();
+    node = Node::start("a", toml);
+    runtime.block_on(async {
+        leader(std::slice::from_ref(&node), Duration::from_secs(15)).await;
+        agreed(std::slice::from_ref(&node), Duration::from_secs(15)).await;
+        assert_eq!(rows(&node).await, before, "reading etcd again is no change");
+    });
+}

@@ -132,8 +132,14 @@ impl Registry {
             return;
         };
         let leading = self.link.as_ref().is_some_and(|l| l.leading);
+        // What this node's history already holds as the service's latest change (read at
+        // start): the first read confirming it is not a change to record again.
+        let mut known_to_history = false;
         let (record, reason) = match stored {
             Stored::Record(record) => {
+                known_to_history = self.services[index].resumed.is_some_and(|(state, since)| {
+                    state == record.assessment.state && millis(since) == millis(record.since)
+                });
                 if !leading {
                     self.services[index].adopt(&record);
                 }
@@ -158,7 +164,9 @@ impl Registry {
             log_transition(&tracked.spec.id, transition, &reason, &self.metrics);
             info!(service = %tracked.spec.id, revision, leader = %writer, "change from the leader");
         }
-        self.record_replica(index, &reason);
+        if !known_to_history {
+            self.record_replica(index, &reason);
+        }
         if let (Some(link), Some(shown)) = (&mut self.link, self.services[index].shown(true)) {
             link.log.announce(revision, shown);
         }
@@ -312,6 +320,12 @@ impl Registry {
         }
         warn!("this node no longer leads: its monitors stopped; it serves what the leader writes");
     }
+}
+
+fn millis(t: SystemTime) -> u128 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis()
 }
 
 /// What changed from `before` to `after` (one service's windows), in words; empty if
