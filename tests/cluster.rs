@@ -1019,3 +1019,103 @@ fn a_restarted_node_keeps_one_history_row_per_change() {
         assert_eq!(rows(&node).await, before, "reading etcd again is no change");
     });
 }
+
+/// The CometD JavaScript client, as a UI would use it in front of the cluster: it follows
+/// the leader, which is killed; it moves to the other node with the last revision it saw and
+/// gets the change it missed, once, then the live ones.
+#[test]
+fn the_cometd_client_moves_to_another_node_without_a_gap() {
+    if !common::etcd::available() || !common::interop::ready() {
+        return;
+    }
+    use std::io::{BufRead, BufReader};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let etcd = Etcd::start();
+    let mut single = runtime.block_on(Backend::start(Mode::Accept));
+    let services = format!(
+        "[[service]]\nid = \"stat\"\ntype = \"Reporting\"\nprimary = {}\ncheck = {{ {FAST} }}\n",
+        single.toml()
+    );
+    let mut nodes: Vec<Node> = ["a", "b"]
+        .iter()
+        .map(|name| Node::start(name, node_toml(&etcd.endpoint(), name, &services)))
+        .collect();
+    let lead = runtime.block_on(async {
+        let lead = leader(&nodes, Duration::from_secs(15)).await;
+        agreed(&nodes, Duration::from_secs(15)).await;
+        lead
+    });
+    let url = |n: &Node| format!("http://{}/api/v2/notifications", n.process.addr);
+    let mut client = common::process::Reaped(
+        std::process::Command::new("node")
+            .arg(common::interop::root().join("tests/interop/cometd-cluster.mjs"))
+            .arg(url(&nodes[lead]))
+            .arg(url(&nodes[1 - lead]))
+            .current_dir(common::interop::root().join("tests/interop"))
+            .env("SW_USER", USER)
+            .env("SW_PASSWORD", PASSWORD)
+            // Past the failover (lease 2 s): the change is published before the client
+            // comes back, and reaches it only through the revision it presents.
+            .env("SW_MOVE_DELAY_MS", "5000")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("node runs"),
+    );
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = client.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let next = |what: &str| -> String {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("the client said nothing while waiting for {what}"));
+        assert!(!line.starts_with("FAILED"), "{line}");
+        line
+    };
+    assert_eq!(
+        next("the subscription"),
+        format!("SUBSCRIBED {}", url(&nodes[lead]))
+    );
+    runtime.block_on(single.close());
+    let first = next("the first change");
+    assert!(first.ends_with(" stat Inactive"), "{first}");
+    let first_revision: i64 = first.split(' ').nth(1).unwrap().parse().unwrap();
+
+    // The leader dies, and the backend comes back at that moment: the change is published
+    // by the other node once it leads, whether the client is there yet or not.
+    let dead = nodes.remove(lead);
+    drop(dead.process);
+    runtime.block_on(single.reopen());
+    runtime.block_on(eventually(
+        Duration::from_secs(10),
+        "the other node to publish the change",
+        || async {
+            let (services, _) = nodes[0].services().await?;
+            (state_of(&services, "stat").0 == "Active").then_some(())
+        },
+    ));
+    assert!(
+        lines.try_recv().is_err(),
+        "the client is still away when the change is published"
+    );
+    let moved = next("the move");
+    assert_eq!(moved, format!("SUBSCRIBED {}", url(&nodes[0])));
+    let missed = next("the change made while moving");
+    assert!(missed.ends_with(" stat Active"), "{missed}");
+    let missed_revision: i64 = missed.split(' ').nth(1).unwrap().parse().unwrap();
+    assert!(missed_revision > first_revision);
+    // Then the live stream, and nothing twice.
+    runtime.block_on(single.close());
+    let live = next("a live change after the move");
+    assert!(live.ends_with(" stat Inactive"), "{live}");
+    assert!(live.split(' ').nth(1).unwrap().parse::<i64>().unwrap() > missed_revision);
+    assert!(
+        lines.recv_timeout(Duration::from_millis(500)).is_err(),
+        "nothing more, nothing twice"
+    );
+}
