@@ -7,7 +7,7 @@
 //! This module is the registry's link to etcd: [`Cluster`] is the handle the registry writes
 //! through, [`ClusterEvent`] what the etcd session tells the registry, [`ClusterStatus`] what
 //! the API and the admin listener read (stale, leading, revision). The session itself (the
-//! etcd client, reconnections, the lease, the campaign, the watch) is `session.rs`.
+//! etcd client, reconnections, the lease, the campaign, the watch) is `session/`.
 
 pub mod record;
 #[cfg(feature = "cluster")]
