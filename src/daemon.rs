@@ -132,6 +132,7 @@ impl Daemon {
             settings.limits.request_timeout,
             registry.clone(),
             metrics.clone(),
+            cluster_status.clone(),
         ));
         let ready = Arc::new(AtomicBool::new(false));
         let stopping = Arc::new(AtomicBool::new(false));

@@ -27,7 +27,7 @@ const FAST: &str = r#"kind = "tcp", interval = "100ms", timeout = "300ms", rise 
 /// joined by `", "`) supervising `services`.
 fn node_toml(etcd: &str, name: &str, services: &str) -> String {
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 1\n[admin]\nlisten = \"127.0.0.1:0\"\n[history]\nenabled = false\n[cluster]\nendpoints = [\"{etcd}\"]\nnode = \"{name}\"\nlease_ttl = \"2s\"\ntimeout = \"500ms\"\n{}\n{services}",
+        "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 1\n[admin]\nlisten = \"127.0.0.1:0\"\n[notifications]\nconnect_timeout = \"1s\"\n[history]\nenabled = false\n[cluster]\nendpoints = [\"{etcd}\"]\nnode = \"{name}\"\nlease_ttl = \"2s\"\ntimeout = \"500ms\"\n{}\n{services}",
         users_toml()
     )
 }
@@ -639,6 +639,8 @@ fn a_node_that_loses_etcd_serves_its_last_states_marked_stale_and_recovers_by_it
         leader(&nodes, Duration::from_secs(15)).await;
         let before = agreed(&nodes, Duration::from_secs(15)).await;
         assert_eq!(nodes[0].admin("/readyz").await.unwrap().0, 200);
+        // A Bayeux client: its connect replies say when the node is stale.
+        let mut ui = WsClient::subscribed(&TestDaemon::attach(&nodes[0].process.addr)).await;
         etcd.kill();
         for node in &nodes {
             let (services, warning) =
@@ -664,6 +666,12 @@ fn a_node_that_loses_etcd_serves_its_last_states_marked_stale_and_recovers_by_it
             );
             assert!(!node.process.log_lines("lost etcd").is_empty());
         }
+        let connect = ui.connect().await;
+        let connect = connect
+            .iter()
+            .find(|m| m["channel"] == "/meta/connect")
+            .unwrap();
+        assert_eq!(connect["ext"]["stale"], true, "{connect}");
         // A maintenance request cannot be stored: refused plainly, nothing half-done.
         let (status, body) = TestDaemon::attach(&nodes[0].process.addr)
             .call_as(
@@ -685,6 +693,12 @@ fn a_node_that_loses_etcd_serves_its_last_states_marked_stale_and_recovers_by_it
             assert_eq!(node.admin("/readyz").await.unwrap().0, 200);
             assert_eq!(node.metric("servicewatch_cluster_stale").await, Some(0.0));
         }
+        let connect = ui.connect().await;
+        let connect = connect
+            .iter()
+            .find(|m| m["channel"] == "/meta/connect")
+            .unwrap();
+        assert!(connect.get("ext").is_none(), "no longer stale: {connect}");
         primary.close().await;
         eventually(
             Duration::from_secs(10),

@@ -27,6 +27,7 @@ use crate::bayeux::message::{self, Request};
 use crate::bayeux::refusal::Refusal;
 use crate::bayeux::reply::{self, Advice};
 use crate::bayeux::{LONG_POLLING, WEBSOCKET};
+use crate::cluster::ClusterStatus;
 use crate::config::notifications::NotificationSettings;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -46,6 +47,8 @@ pub struct Shared {
     /// How long a long-polling request's body may take to arrive (`[limits]
     /// request_timeout`).
     pub body_timeout: std::time::Duration,
+    /// A cluster node that has lost etcd says so in every connect reply (`ext.stale`).
+    pub cluster: Arc<ClusterStatus>,
 }
 
 impl Shared {
@@ -54,9 +57,11 @@ impl Shared {
         body_timeout: std::time::Duration,
         registry: Addr<Registry>,
         metrics: Arc<Metrics>,
+        cluster: Arc<ClusterStatus>,
     ) -> Self {
         Shared {
             body_timeout,
+            cluster,
             metrics,
             directory: Directory::new(settings.max_sessions, settings.max_sessions_per_user),
             settings,

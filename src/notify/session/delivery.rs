@@ -10,7 +10,7 @@ use tracing::debug;
 
 use super::{ClientSession, Held, Push};
 use crate::bayeux;
-use crate::bayeux::reply;
+use crate::bayeux::reply::{self, Advice};
 
 impl ClientSession {
     /// Holds a connect; counted while held if it is a long-polling request's.
@@ -35,18 +35,11 @@ impl ClientSession {
         let Some(held) = self.unhold() else {
             return;
         };
-        let client_id = self.id.clone();
         match held {
             Held::WebSocket { id, timer } => {
                 ctx.cancel_future(timer);
-                let batch = reply::render_batch(
-                    [&reply::connect(
-                        id.as_ref(),
-                        &client_id,
-                        Some(self.advice()),
-                    )],
-                    [],
-                );
+                let batch =
+                    reply::render_batch([&self.connect_reply(id.as_ref(), self.advice())], []);
                 self.push(Bytes::from(batch), ctx);
             }
             Held::LongPolling {
@@ -55,11 +48,21 @@ impl ClientSession {
                 timer,
             } => {
                 ctx.cancel_future(timer);
-                let connect = reply::connect(id.as_ref(), &client_id, Some(self.advice()));
+                let connect = self.connect_reply(id.as_ref(), self.advice());
                 let _ = answer.send(self.drain_with([connect]));
             }
         }
         self.start_expiry(ctx);
+    }
+
+    /// A successful connect reply; on a cluster node that has lost etcd, marked
+    /// `"ext":{"stale":true}`: what it delivers may be behind (docs/cluster.md).
+    pub(super) fn connect_reply(&self, id: Option<&Value>, advice: Advice) -> Value {
+        let mut connect = reply::connect(id, &self.id, Some(advice));
+        if self.shared.cluster.is_stale() {
+            connect["ext"] = serde_json::json!({ "stale": true });
+        }
+        connect
     }
 
     /// Renders the queued messages followed by `replies`, emptying the queue.

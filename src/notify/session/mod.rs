@@ -252,7 +252,7 @@ impl ClientSession {
                     self.push(frame, ctx);
                 }
                 if now {
-                    replies.push(reply::connect(id.as_ref(), &self.id, Some(self.advice())));
+                    replies.push(self.connect_reply(id.as_ref(), self.advice()));
                     self.start_expiry(ctx);
                 } else {
                     let timer = ctx.run_later(self.shared.settings.connect_timeout, |act, ctx| {
@@ -266,7 +266,7 @@ impl ClientSession {
                 // The client moved (back) to long-polling.
                 self.websocket = None;
                 if now {
-                    replies.push(reply::connect(id.as_ref(), &self.id, Some(self.advice())));
+                    replies.push(self.connect_reply(id.as_ref(), self.advice()));
                     self.start_expiry(ctx);
                     None
                 } else {
@@ -482,7 +482,7 @@ impl Handler<Shutdown> for ClientSession {
                 interval_ms: SHUTDOWN_RETRY_MS,
                 timeout_ms: 0,
             };
-            let connect = reply::connect(id.as_ref(), &self.id, Some(advice));
+            let connect = self.connect_reply(id.as_ref(), advice);
             let _ = answer.send(reply::render_batch([&connect], []));
         }
         ctx.stop();
