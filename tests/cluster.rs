@@ -1133,3 +1133,72 @@ fn the_cometd_client_moves_to_another_node_without_a_gap() {
         "nothing more, nothing twice"
     );
 }
+
+/// The status page on a wall screen, in headless Chromium: it says so when its node loses
+/// etcd, and goes back to live by itself. The screenshot lands in
+/// `target/status-page-stale.png`.
+#[test]
+fn the_status_page_says_when_its_node_is_stale() {
+    if !common::etcd::available() || !common::interop::ready() {
+        return;
+    }
+    use std::io::{BufRead, BufReader, Write};
+    let chromium = common::interop::chromium();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut etcd = Etcd::start();
+    let single = runtime.block_on(Backend::start(Mode::Accept));
+    let services = format!(
+        "[[service]]\nid = \"stat\"\nname = \"StatServer\"\ntype = \"Reporting\"\nprimary = {}\ncheck = {{ {FAST} }}\n",
+        single.toml()
+    );
+    let node = Node::start("wall", node_toml(&etcd.endpoint(), "wall", &services));
+    runtime.block_on(async {
+        leader(std::slice::from_ref(&node), Duration::from_secs(15)).await;
+        agreed(std::slice::from_ref(&node), Duration::from_secs(15)).await;
+    });
+    let shot = common::interop::root().join("target/status-page-stale.png");
+    let _ = std::fs::remove_file(&shot);
+    let mut browser = common::process::Reaped(
+        std::process::Command::new("node")
+            .arg(common::interop::root().join("tests/interop/status-page.mjs"))
+            .arg(format!("http://{}/", node.process.addr))
+            .arg(USER)
+            .arg(PASSWORD)
+            .arg(&shot)
+            .current_dir(common::interop::root().join("tests/interop"))
+            .env("CHROMIUM", &chromium)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("node runs"),
+    );
+    let mut ask = browser.0.stdin.take().unwrap();
+    let (tx, said) = std::sync::mpsc::channel::<String>();
+    let stdout = browser.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let next = || {
+        said.recv_timeout(Duration::from_secs(30))
+            .expect("the page answers within 30 s")
+    };
+    assert_eq!(next(), "READY 1 live");
+    etcd.kill();
+    writeln!(ask, "LINK stale").unwrap();
+    assert_eq!(
+        next(),
+        "LINK stale stale: this servicewatch has lost its cluster; states may be behind"
+    );
+    writeln!(ask, "SHOT").unwrap();
+    assert!(next().starts_with("SHOT "));
+    etcd.resume();
+    writeln!(ask, "LINK live").unwrap();
+    assert_eq!(next(), "LINK live live");
+    writeln!(ask, "QUIT").unwrap();
+    assert!(
+        said.recv_timeout(Duration::from_secs(10)).is_err(),
+        "no problem logged by the page"
+    );
+}

@@ -28,6 +28,21 @@
     $("link-text").textContent = text;
   }
 
+  // A servicewatch node of a cluster that has lost etcd marks its connect replies stale:
+  // the states shown may be behind until it is back (or the page moves to another node).
+  let live = "live"; // how the page listens, once it does
+  let stale = false;
+  function showLive() {
+    if (stale) setLink("stale", "stale: this servicewatch has lost its cluster; states may be behind");
+    else setLink("live", live);
+  }
+  function notice(connect) {
+    const now = !!(connect.successful && connect.ext && connect.ext.stale);
+    if (now === stale) return;
+    stale = now;
+    showLive();
+  }
+
   // ---- Logging in -------------------------------------------------------------------
   async function start() {
     let answer;
@@ -137,7 +152,8 @@
     const count = {};
     for (const s of services.values()) count[s.state] = (count[s.state] || 0) + 1;
     const parts = ["Active", "ReadOnly", "Inactive"].filter((k) => count[k]).map((k) => count[k] + " " + k);
-    $("summary").textContent = services.size + " services" + (parts.length ? ": " + parts.join(", ") : "");
+    const noun = services.size === 1 ? " service" : " services";
+    $("summary").textContent = services.size + noun + (parts.length ? ": " + parts.join(", ") : "");
   }
 
   function age(since) {
@@ -221,9 +237,10 @@
         } else if (m.channel === "/meta/subscribe") {
           if (!m.successful) { socket.close(); return; }
           send([{ channel: "/meta/connect", clientId, connectionType: "websocket", id: nextId() }]);
-          resync(mine).then(() => { if (mine === generation) { setLink("live", "live"); backoff = 1000; } });
+          resync(mine).then(() => { if (mine === generation) { live = "live"; showLive(); backoff = 1000; } });
         } else if (m.channel === "/meta/connect") {
           if (!m.successful || (m.advice && m.advice.reconnect === "handshake")) { socket.close(); return; }
+          notice(m);
           const wait = (m.advice && m.advice.interval) || 0;
           setTimeout(() => {
             if (mine === generation && socket && socket.readyState === WebSocket.OPEN) {
@@ -254,6 +271,7 @@
         if (m.channel === topic && m.data) apply(m.data.service);
         else if (m.channel.startsWith("/meta/") && !m.successful) throw new Error(m.error || "refused");
         else if (m.advice && m.advice.reconnect === "handshake") throw new Error("session ended");
+        else if (m.channel === "/meta/connect") notice(m);
       }
     };
     try {
@@ -263,7 +281,8 @@
       clientId = reply.clientId;
       deliver(await post([{ channel: "/meta/subscribe", clientId, subscription: topic, id: nextId() }]));
       await resync(mine);
-      setLink("live", "live (long-polling)");
+      live = "live (long-polling)";
+      showLive();
       backoff = 1000;
       while (mine === generation) {
         deliver(await post([{ channel: "/meta/connect", clientId, connectionType: "long-polling", id: nextId() }]));

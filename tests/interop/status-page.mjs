@@ -6,6 +6,7 @@
 //   EXPECT <id> <state>  -> SEEN <id> <state> <ms>   once the tile shows the state
 //   SHOT [path]          -> SHOT <path>               a full-page screenshot
 //   HISTORY <id>         -> HISTORY <entries>         the tile clicked, its history shown
+//   LINK <kind>          -> LINK <kind> <text>        once the link shows <kind> (live, stale)
 //   QUIT                 -> PROBLEMS [...] when the page logged errors (a CSP refusal
 //                           included), then exits
 import { chromium } from "playwright-core";
@@ -64,6 +65,9 @@ try {
                 return items.length > 0 && !items[0].textContent.startsWith("loading");
             }, null, { timeout: 10000 });
             console.log(`HISTORY ${await page.locator("#history-list li .when").count()}`);
+        } else if (command === "LINK") {
+            await page.waitForSelector(`#link.link-${a}`, { timeout: 15000 });
+            console.log(`LINK ${a} ${await page.locator("#link-text").textContent()}`);
         } else if (command === "QUIT") {
             break;
         }
