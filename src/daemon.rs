@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::admin::{self, AdminState};
 use crate::api::{self, ApiState};
 use crate::auth::Authenticator;
+use crate::cluster::credentials::Credentials;
 use crate::cluster::{Cluster, ClusterStatus};
 use crate::config::Settings;
 use crate::config::history::HistorySettings;
@@ -107,7 +108,9 @@ impl Daemon {
         let history = past.history.clone();
         let (cluster, inbox) = match &settings.cluster {
             Some(c) => {
-                let (cluster, inbox) = Cluster::link(c, crate::cluster::digest(&settings.services));
+                let credentials = Credentials::load(c).map_err(io::Error::other)?;
+                let digest = crate::cluster::digest(&settings.services);
+                let (cluster, inbox) = Cluster::link(c, credentials, digest);
                 (Some(cluster), Some(inbox))
             }
             None => (None, None),

@@ -134,12 +134,16 @@ fn main() -> ExitCode {
     }
 }
 
-/// Loads and validates the configuration, and reads the TLS files it names: what
+/// Loads and validates the configuration, and reads the TLS and credential files it names: what
 /// `check-config` checks is exactly what stops `run` with exit status 3.
 fn load(path: &std::path::Path) -> Result<config::Settings, String> {
     let settings = config::load(path).map_err(|e| e.to_string())?;
     if let Some(tls) = &settings.tls {
         servicewatch::tls::server_config(tls).map_err(|e| e.to_string())?;
+    }
+    if let Some(cluster) = &settings.cluster {
+        servicewatch::cluster::credentials::Credentials::load(cluster)
+            .map_err(|e| e.to_string())?;
     }
     Ok(settings)
 }

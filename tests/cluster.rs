@@ -1202,3 +1202,138 @@ fn the_status_page_says_when_its_node_is_stale() {
         "no problem logged by the page"
     );
 }
+
+#[test]
+fn nodes_reach_etcd_over_tls_with_client_certificates() {
+    if !common::etcd::available() {
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    let ca = common::certs::Ca::new(certs.path());
+    ca.issue_files(&["127.0.0.1", "localhost"], certs.path(), "server");
+    ca.client_files(certs.path());
+    let etcd = Etcd::start_tls(certs.path());
+    let single = runtime.block_on(Backend::start(Mode::Accept));
+    let services = format!(
+        "[[service]]\nid = \"stat\"\ntype = \"Reporting\"\nprimary = {}\ncheck = {{ {FAST} }}\n",
+        single.toml()
+    );
+    let tls = format!(
+        "ca_file = \"{0}/ca.pem\"\nclient_certificate = \"{0}/client.pem\"\nclient_key = \"{0}/client.key\"\n",
+        certs.path().display()
+    );
+    let toml = |name: &str| {
+        node_toml(&etcd.endpoint(), name, &services).replace(
+            "timeout = \"500ms\"\n",
+            &format!("timeout = \"500ms\"\n{tls}"),
+        )
+    };
+    let nodes: Vec<Node> = ["a", "b"].iter().map(|n| Node::start(n, toml(n))).collect();
+    runtime.block_on(async {
+        leader(&nodes, Duration::from_secs(15)).await;
+        let services = agreed(&nodes, Duration::from_secs(15)).await;
+        assert_eq!(state_of(&services, "stat").0, "Active");
+    });
+
+    // A node that does not present the certificate etcd requires is refused, says so,
+    // and serves nothing it cannot vouch for.
+    let without_identity = toml("c")
+        .replace(
+            &format!(
+                "client_certificate = \"{}/client.pem\"\n",
+                certs.path().display()
+            ),
+            "",
+        )
+        .replace(
+            &format!("client_key = \"{}/client.key\"\n", certs.path().display()),
+            "",
+        );
+    let refused = Node::start("c", without_identity);
+    runtime.block_on(async {
+        let line = eventually(Duration::from_secs(10), "the refusal said", || async {
+            refused
+                .process
+                .log_lines("cannot reach etcd")
+                .first()
+                .cloned()
+        })
+        .await;
+        assert!(line.contains(&etcd.endpoint()), "{line}");
+        assert_eq!(refused.admin("/readyz").await.unwrap().0, 503);
+    });
+}
+
+#[test]
+fn nodes_log_in_to_etcd_with_a_user_of_their_own() {
+    if !common::etcd::available() {
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let etcd = Etcd::start();
+    // etcd's authentication on, with a user that may use the servicewatch prefix only.
+    runtime.block_on(async {
+        let mut admin = etcd_client::Client::connect([etcd.endpoint()], None)
+            .await
+            .unwrap();
+        admin.user_add("root", "root-password", None).await.unwrap();
+        admin.user_grant_role("root", "root").await.unwrap();
+        admin.role_add("servicewatch").await.unwrap();
+        admin
+            .role_grant_permission(
+                "servicewatch",
+                etcd_client::Permission::read_write("/servicewatch/").with_prefix(),
+            )
+            .await
+            .unwrap();
+        admin
+            .user_add("servicewatch", "sw-password", None)
+            .await
+            .unwrap();
+        admin
+            .user_grant_role("servicewatch", "servicewatch")
+            .await
+            .unwrap();
+        admin.auth_enable().await.unwrap();
+    });
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("right"), "sw-password\n").unwrap();
+    std::fs::write(secrets.path().join("wrong"), "guess\n").unwrap();
+    let single = runtime.block_on(Backend::start(Mode::Accept));
+    let services = format!(
+        "[[service]]\nid = \"stat\"\ntype = \"Reporting\"\nprimary = {}\ncheck = {{ {FAST} }}\n",
+        single.toml()
+    );
+    let toml = |name: &str, password: &str| {
+        node_toml(&etcd.endpoint(), name, &services).replace(
+            "timeout = \"500ms\"\n",
+            &format!(
+                "timeout = \"500ms\"\nuser = \"servicewatch\"\npassword_file = \"{}\"\n",
+                secrets.path().join(password).display()
+            ),
+        )
+    };
+    let nodes: Vec<Node> = ["a", "b"]
+        .iter()
+        .map(|n| Node::start(n, toml(n, "right")))
+        .collect();
+    runtime.block_on(async {
+        leader(&nodes, Duration::from_secs(15)).await;
+        let services = agreed(&nodes, Duration::from_secs(15)).await;
+        assert_eq!(state_of(&services, "stat").0, "Active");
+    });
+    let refused = Node::start("c", toml("c", "wrong"));
+    runtime.block_on(async {
+        let line = eventually(Duration::from_secs(10), "the refusal said", || async {
+            refused
+                .process
+                .log_lines("cannot reach etcd")
+                .first()
+                .cloned()
+        })
+        .await;
+        assert!(line.contains("authentication failed"), "{line}");
+        assert_eq!(refused.admin("/readyz").await.unwrap().0, 503);
+    });
+}

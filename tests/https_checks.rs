@@ -5,79 +5,19 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use common::certs::Ca;
 use common::process::DaemonProcess;
 use common::{TestDaemon, eventually};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use rcgen::KeyPair;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
-use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
-
-/// A CA, its certificate written to `dir/ca.pem`.
-struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new(dir: &Path) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "servicewatch test CA");
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        std::fs::write(dir.join("ca.pem"), issuer.pem()).unwrap();
-        Ca { issuer }
-    }
-
-    /// A certificate for `names`, valid until `days` days from now (before now, if
-    /// negative), and its key.
-    fn issue(&self, names: &[&str], days: i64) -> (CertificateDer<'static>, KeyPair) {
-        let mut params =
-            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        let shift = Duration::from_secs(days.unsigned_abs() * 86_400);
-        let end = if days < 0 {
-            SystemTime::now() - shift
-        } else {
-            SystemTime::now() + shift
-        };
-        let end = humantime::format_rfc3339(end).to_string();
-        let ymd: Vec<i32> = end[..10].split('-').map(|p| p.parse().unwrap()).collect();
-        params.not_after = rcgen::date_time_ymd(ymd[0], ymd[1] as u8, ymd[2] as u8);
-        let key = KeyPair::generate().unwrap();
-        let certificate = params.signed_by(&key, &self.issuer).unwrap();
-        (certificate.der().clone(), key)
-    }
-
-    /// A client certificate and key, written to `dir/client.pem` and `dir/client.key`.
-    fn client_files(&self, dir: &Path) {
-        let (certificate, key) = self.issue(&["servicewatch"], 30);
-        let pem = format!(
-            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-            base64(&certificate)
-        );
-        std::fs::write(dir.join("client.pem"), pem).unwrap();
-        std::fs::write(dir.join("client.key"), key.serialize_pem()).unwrap();
-    }
-
-    fn roots(&self) -> RootCertStore {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.issuer.der().clone()).unwrap();
-        roots
-    }
-}
-
-fn base64(der: &[u8]) -> String {
-    use base64ct::Encoding;
-    base64ct::Base64::encode_string(der)
-}
+use tokio_rustls::rustls::{self, ServerConfig};
 
 /// An HTTPS server on loopback answering every request `200 ok`; with `clients`, it
 /// demands a client certificate issued by that CA.

@@ -9,6 +9,7 @@
 //! the API and the admin listener read (stale, leading, revision). The session itself (the
 //! etcd client, reconnections, the lease, the campaign, the watch) is `session/`.
 
+pub mod credentials;
 pub mod record;
 #[cfg(feature = "cluster")]
 mod session;
@@ -172,6 +173,7 @@ pub struct Cluster {
 #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
 pub struct Inbox {
     settings: ClusterSettings,
+    credentials: credentials::Credentials,
     writes: mpsc::UnboundedReceiver<Write>,
     digest: Arc<Mutex<String>>,
     status: Arc<ClusterStatus>,
@@ -180,7 +182,11 @@ pub struct Inbox {
 impl Cluster {
     /// The link for a node configured with `settings` and `services_digest`: the handle
     /// for the registry, and the inbox the etcd session starts from.
-    pub fn link(settings: &ClusterSettings, services_digest: String) -> (Cluster, Inbox) {
+    pub fn link(
+        settings: &ClusterSettings,
+        credentials: credentials::Credentials,
+        services_digest: String,
+    ) -> (Cluster, Inbox) {
         let (tx, rx) = mpsc::unbounded_channel();
         let status = Arc::new(ClusterStatus::clustered());
         let digest = Arc::new(Mutex::new(services_digest));
@@ -193,6 +199,7 @@ impl Cluster {
             },
             Inbox {
                 settings: settings.clone(),
+                credentials,
                 writes: rx,
                 digest,
                 status,

@@ -1,6 +1,7 @@
 //! `[cluster]`: several servicewatch nodes agreeing through etcd. Without the table a node
 //! runs alone, as it always has.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -26,6 +27,30 @@ pub struct ClusterSection {
     pub prefix: Option<String>,
     pub lease_ttl: Option<HumanDuration>,
     pub timeout: Option<HumanDuration>,
+    pub ca_file: Option<String>,
+    pub client_certificate: Option<String>,
+    pub client_key: Option<String>,
+    pub server_name: Option<String>,
+    pub user: Option<String>,
+    pub password_file: Option<String>,
+}
+
+/// How a node proves itself to etcd and checks etcd's certificate (`https://` endpoints).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterTls {
+    /// The CA that signed the members' certificates (PEM).
+    pub ca_file: PathBuf,
+    /// This node's certificate and key (PEM), for members that require client certificates.
+    pub identity: Option<(PathBuf, PathBuf)>,
+    /// The name the members' certificates are checked against, if not the endpoint's host.
+    pub server_name: Option<String>,
+}
+
+/// An etcd user (etcd's own authentication) and the file its password is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterUser {
+    pub name: String,
+    pub password_file: PathBuf,
 }
 
 /// `[cluster]`, checked.
@@ -41,6 +66,26 @@ pub struct ClusterSettings {
     pub lease_ttl: Duration,
     /// How long one call to etcd may take before it counts as failed.
     pub timeout: Duration,
+    /// TLS to the members, with `https://` endpoints.
+    pub tls: Option<ClusterTls>,
+    /// etcd's authentication, when the members have it enabled.
+    pub user: Option<ClusterUser>,
+}
+
+impl ClusterSettings {
+    /// Makes the files it names relative to `base` (the configuration file's directory).
+    pub(super) fn rebase(&mut self, base: &std::path::Path) {
+        if let Some(tls) = &mut self.tls {
+            tls.ca_file = base.join(&tls.ca_file);
+            if let Some((certificate, key)) = &mut tls.identity {
+                *certificate = base.join(&*certificate);
+                *key = base.join(&*key);
+            }
+        }
+        if let Some(user) = &mut self.user {
+            user.password_file = base.join(&user.password_file);
+        }
+    }
 }
 
 /// Checks `[cluster]`; `hostname` is the default node name.
@@ -101,25 +146,86 @@ pub(super) fn validate_cluster(
             "must be longer than 0 and shorter than lease_ttl (a leader must renew its lease in time)".into(),
         ));
     }
+    let tls = validate_tls(c, &endpoints)?;
+    let user = match (&c.user, &c.password_file) {
+        (None, None) => None,
+        (Some(name), Some(file)) if !name.is_empty() && !file.is_empty() => Some(ClusterUser {
+            name: name.clone(),
+            password_file: PathBuf::from(file),
+        }),
+        _ => {
+            return Err((
+                "cluster.user".into(),
+                "user and password_file go together (etcd's authentication), both not empty".into(),
+            ));
+        }
+    };
     Ok(ClusterSettings {
         endpoints,
         node,
         prefix,
         lease_ttl,
         timeout,
+        tls,
+        user,
     })
+}
+
+/// TLS settings: all endpoints `https://` with a CA file, or all `http://` without any.
+fn validate_tls(c: &ClusterSection, endpoints: &[String]) -> Result<Option<ClusterTls>, Invalid> {
+    let https = endpoints
+        .iter()
+        .filter(|e| e.starts_with("https://"))
+        .count();
+    let tls_keys =
+        c.client_certificate.is_some() || c.client_key.is_some() || c.server_name.is_some();
+    if https == 0 {
+        if c.ca_file.is_some() || tls_keys {
+            return Err((
+                "cluster.ca_file".into(),
+                "TLS settings need https:// endpoints".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    if https != endpoints.len() {
+        return Err((
+            "cluster.endpoints".into(),
+            "mixes http:// and https://; use one scheme for every member".into(),
+        ));
+    }
+    let Some(ca_file) = c.ca_file.clone().filter(|f| !f.is_empty()) else {
+        return Err((
+            "cluster.ca_file".into(),
+            "https:// endpoints need the CA that signed the members' certificates (a PEM file)"
+                .into(),
+        ));
+    };
+    let identity = match (&c.client_certificate, &c.client_key) {
+        (None, None) => None,
+        (Some(certificate), Some(key)) => Some((PathBuf::from(certificate), PathBuf::from(key))),
+        _ => {
+            return Err((
+                "cluster.client_certificate".into(),
+                "client_certificate and client_key go together".into(),
+            ));
+        }
+    };
+    Ok(Some(ClusterTls {
+        ca_file: PathBuf::from(ca_file),
+        identity,
+        server_name: c.server_name.clone(),
+    }))
 }
 
 /// Checks one endpoint: `http://host:port`.
 fn endpoint(e: &str) -> Result<(), String> {
-    if e.starts_with("https://") {
+    let Some(rest) = e
+        .strip_prefix("http://")
+        .or_else(|| e.strip_prefix("https://"))
+    else {
         return Err(format!(
-            "\"{e}\": TLS to etcd is not supported; reach etcd over a private network or a local proxy with http://"
-        ));
-    }
-    let Some(rest) = e.strip_prefix("http://") else {
-        return Err(format!(
-            "\"{e}\" is not an endpoint; write it as http://host:port"
+            "\"{e}\" is not an endpoint; write it as http://host:port (or https://host:port)"
         ));
     };
     let rest = rest.trim_end_matches('/');
@@ -172,6 +278,27 @@ mod tests {
         assert_eq!(validate_cluster(&c, "h").unwrap().prefix, "/sw/site-a/");
     }
 
+    #[cfg(feature = "cluster")]
+    fn key_of(c: &ClusterSection) -> String {
+        validate_cluster(c, "h").unwrap_err().0
+    }
+
+    #[test]
+    #[cfg(feature = "cluster")]
+    fn tls_and_a_user_are_read() {
+        let mut c = section(&["https://e1:2379", "https://e2:2379"]);
+        c.ca_file = Some("/etc/etcd/ca.pem".into());
+        c.client_certificate = Some("/etc/servicewatch/etcd.pem".into());
+        c.client_key = Some("/etc/servicewatch/etcd.key".into());
+        c.user = Some("servicewatch".into());
+        c.password_file = Some("/run/credentials/servicewatch.service/etcd".into());
+        let s = validate_cluster(&c, "h").unwrap();
+        let tls = s.tls.unwrap();
+        assert_eq!(tls.ca_file, PathBuf::from("/etc/etcd/ca.pem"));
+        assert!(tls.identity.is_some());
+        assert_eq!(s.user.unwrap().name, "servicewatch");
+    }
+
     #[test]
     #[cfg(feature = "cluster")]
     fn bad_values_are_refused_with_the_key() {
@@ -179,8 +306,22 @@ mod tests {
         assert_eq!(key(&section(&[])), "cluster.endpoints");
         assert_eq!(key(&section(&["127.0.0.1:2379"])), "cluster.endpoints");
         assert_eq!(key(&section(&["http://127.0.0.1"])), "cluster.endpoints");
-        let (_, message) = validate_cluster(&section(&["https://e:2379"]), "h").unwrap_err();
-        assert!(message.contains("TLS"), "{message}");
+        let (refused, message) = validate_cluster(&section(&["https://e:2379"]), "h").unwrap_err();
+        assert_eq!(refused, "cluster.ca_file", "https needs the CA: {message}");
+        assert_eq!(
+            key_of(&section(&["https://e:2379", "http://f:2379"])),
+            "cluster.endpoints"
+        );
+        let mut c = section(&["http://e:2379"]);
+        c.ca_file = Some("ca.pem".into());
+        assert_eq!(key_of(&c), "cluster.ca_file", "TLS settings without https");
+        let mut c = section(&["https://e:2379"]);
+        c.ca_file = Some("ca.pem".into());
+        c.client_key = Some("k.pem".into());
+        assert_eq!(key_of(&c), "cluster.client_certificate");
+        let mut c = section(&["http://e:2379"]);
+        c.user = Some("servicewatch".into());
+        assert_eq!(key_of(&c), "cluster.user");
         let mut c = section(&["http://e:2379"]);
         c.node = Some("a b".into());
         assert_eq!(key(&c), "cluster.node");

@@ -145,6 +145,9 @@ pub fn parse(text: &str, shown: &str, base: Option<&Path>) -> Result<Settings, C
     if let (Some(path), Some(base)) = (&mut settings.history.path, base) {
         *path = base.join(&*path);
     }
+    if let (Some(cluster), Some(base)) = (&mut settings.cluster, base) {
+        cluster.rebase(base);
+    }
     if let (Some(tls), Some(base)) = (&mut settings.tls, base) {
         tls.certificate = base.join(&tls.certificate);
         tls.key = base.join(&tls.key);

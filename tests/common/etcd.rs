@@ -17,6 +17,9 @@ pub struct Etcd {
     peer_port: u16,
     /// Every member of its cluster, as `--initial-cluster` lists them.
     initial_cluster: String,
+    /// With TLS: the directory of `ca.pem`, `server.pem` and `server.key`; clients must
+    /// present a certificate the CA signed.
+    tls: Option<std::path::PathBuf>,
     dir: tempfile::TempDir,
     process: Option<Reaped>,
 }
@@ -99,6 +102,23 @@ impl Etcd {
         Etcd::members(1).pop().unwrap()
     }
 
+    /// Starts a single member serving clients over TLS with the files in `dir` (see
+    /// [`Etcd::tls`]), and waits until it listens.
+    pub fn start_tls(dir: &std::path::Path) -> Etcd {
+        let peer_port = free_port();
+        let mut etcd = Etcd {
+            name: "m0".into(),
+            client_port: free_port(),
+            peer_port,
+            initial_cluster: format!("m0=http://127.0.0.1:{peer_port}"),
+            tls: Some(dir.to_path_buf()),
+            dir: tempfile::tempdir().unwrap(),
+            process: None,
+        };
+        etcd.resume();
+        etcd
+    }
+
     /// Starts a cluster of `n` members and waits until every one answers.
     pub fn members(n: usize) -> Vec<Etcd> {
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
@@ -116,6 +136,7 @@ impl Etcd {
                 client_port,
                 peer_port,
                 initial_cluster: initial_cluster.clone(),
+                tls: None,
                 dir: tempfile::tempdir().unwrap(),
                 process: None,
             })
@@ -132,7 +153,8 @@ impl Etcd {
 
     /// `http://127.0.0.1:PORT`, as `[cluster] endpoints` lists it.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     /// Kills the member (SIGKILL), as a crash would.
@@ -150,7 +172,18 @@ impl Etcd {
         let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let binary = binary();
-        let child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        if let Some(dir) = &self.tls {
+            command
+                .arg("--cert-file")
+                .arg(dir.join("server.pem"))
+                .arg("--key-file")
+                .arg(dir.join("server.key"))
+                .arg("--trusted-ca-file")
+                .arg(dir.join("ca.pem"))
+                .arg("--client-cert-auth");
+        }
+        let child = command
             .args(["--name", &self.name])
             .arg("--data-dir")
             .arg(self.dir.path().join("data"))
@@ -173,7 +206,12 @@ impl Etcd {
         let client = self.endpoint();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if healthy(self.client_port) {
+            // Over TLS, listening is enough: a node retries until the member answers.
+            let up = match self.tls {
+                Some(_) => TcpStream::connect(("127.0.0.1", self.client_port)).is_ok(),
+                None => healthy(self.client_port),
+            };
+            if up {
                 return;
             }
             assert!(Instant::now() < deadline, "etcd did not start at {client}");

@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod bayeux;
+pub mod certs;
 pub mod daemon;
 pub mod etcd;
 pub mod interop;

@@ -25,11 +25,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::Recipient;
-use etcd_client::{Client, ConnectOptions, EventType, GetOptions, WatchOptions};
+use etcd_client::{
+    Certificate, Client, ConnectOptions, EventType, GetOptions, Identity, TlsOptions, WatchOptions,
+};
 use serde::{Deserialize, Serialize};
 use tokio::time::{MissedTickBehavior, interval, sleep, timeout};
 use tracing::{debug, error, info, warn};
 
+use super::credentials::Credentials;
 use super::record::windows_from_json;
 use super::{ClusterEvent, Inbox, ServiceRecord, Stored};
 use crate::metrics::Metrics;
@@ -135,6 +138,27 @@ pub(super) async fn run(inbox: Inbox, registry: Recipient<ClusterEvent>, metrics
     }
 }
 
+/// `options` with TLS to the members and etcd's authentication, as configured.
+fn with_credentials(options: ConnectOptions, credentials: &Credentials) -> ConnectOptions {
+    let mut options = options;
+    if let Some(tls) = &credentials.tls {
+        let mut config = TlsOptions::new().ca_certificate(Certificate::from_pem(&tls.ca));
+        if let Some((certificate, key)) = &tls.identity {
+            config = config.identity(Identity::from_pem(certificate, key));
+        }
+        if let Some(name) = &tls.server_name {
+            config = config.domain_name(name.clone());
+        }
+        options = options.with_tls(config);
+    }
+    if let Some((user, password)) = &credentials.user {
+        options = options
+            .with_user(user.clone(), password.clone())
+            .with_auto_token_refresh(true);
+    }
+    options
+}
+
 impl Session {
     fn key(&self, suffix: &str) -> String {
         format!("{}{suffix}", self.inbox.settings.prefix)
@@ -176,6 +200,7 @@ impl Session {
             .with_keep_alive_while_idle(true)
             // A member cut off from the others refuses at once instead of answering stale.
             .with_require_leader(true);
+        let options = with_credentials(options, &self.inbox.credentials);
         // One member per round, the next one after a failure: every call and stream of a
         // round goes to the same member, so none is left on a dead one (the client balances
         // calls over every endpoint it is given, streams included).

@@ -1,0 +1,83 @@
+//! Certificates made by the tests: a CA, and certificates it signs for servers and clients,
+//! written as PEM files where the daemon (or etcd) reads them.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use tokio_rustls::rustls::RootCertStore;
+use tokio_rustls::rustls::pki_types::CertificateDer;
+
+/// A CA, its certificate written to `dir/ca.pem`.
+pub struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Ca {
+    pub fn new(dir: &Path) -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "servicewatch test CA");
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        std::fs::write(dir.join("ca.pem"), issuer.pem()).unwrap();
+        Ca { issuer }
+    }
+
+    /// A certificate for `names`, valid until `days` days from now (before now, if
+    /// negative), and its key.
+    pub fn issue(&self, names: &[&str], days: i64) -> (CertificateDer<'static>, KeyPair) {
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let shift = Duration::from_secs(days.unsigned_abs() * 86_400);
+        let end = if days < 0 {
+            SystemTime::now() - shift
+        } else {
+            SystemTime::now() + shift
+        };
+        let end = humantime::format_rfc3339(end).to_string();
+        let ymd: Vec<i32> = end[..10].split('-').map(|p| p.parse().unwrap()).collect();
+        params.not_after = rcgen::date_time_ymd(ymd[0], ymd[1] as u8, ymd[2] as u8);
+        let key = KeyPair::generate().unwrap();
+        let certificate = params.signed_by(&key, &self.issuer).unwrap();
+        (certificate.der().clone(), key)
+    }
+
+    /// A client certificate and key, written to `dir/client.pem` and `dir/client.key`.
+    pub fn client_files(&self, dir: &Path) {
+        let (certificate, key) = self.issue(&["servicewatch"], 30);
+        let pem = format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            base64(&certificate)
+        );
+        std::fs::write(dir.join("client.pem"), pem).unwrap();
+        std::fs::write(dir.join("client.key"), key.serialize_pem()).unwrap();
+    }
+
+    pub fn roots(&self) -> RootCertStore {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.issuer.der().clone()).unwrap();
+        roots
+    }
+}
+
+pub fn base64(der: &[u8]) -> String {
+    use base64ct::Encoding;
+    base64ct::Base64::encode_string(der)
+}
+
+impl Ca {
+    /// A certificate for `names` (host names or IP addresses) valid for 30 days, and its
+    /// key, written to `dir/{stem}.pem` and `dir/{stem}.key`.
+    pub fn issue_files(&self, names: &[&str], dir: &Path, stem: &str) {
+        let (certificate, key) = self.issue(names, 30);
+        let pem = format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            base64(&certificate)
+        );
+        std::fs::write(dir.join(format!("{stem}.pem")), pem).unwrap();
+        std::fs::write(dir.join(format!("{stem}.key")), key.serialize_pem()).unwrap();
+    }
+}
