@@ -32,6 +32,22 @@ fn node_toml(etcd: &str, name: &str, services: &str) -> String {
     )
 }
 
+/// A Reporting service "stat" whose one instance is `backend`, probed fast.
+fn stat_toml(backend: &Backend) -> String {
+    format!(
+        "[[service]]\nid = \"stat\"\ntype = \"Reporting\"\nprimary = {}\ncheck = {{ {FAST} }}\n",
+        backend.toml()
+    )
+}
+
+/// Nodes named `names` of a cluster on `etcd`, supervising `services`.
+fn start_nodes(etcd: &str, names: &[&str], services: &str) -> Vec<Node> {
+    names
+        .iter()
+        .map(|name| Node::start(name, node_toml(etcd, name, services)))
+        .collect()
+}
+
 /// One servicewatch binary of the cluster.
 struct Node {
     name: String,
@@ -289,6 +305,22 @@ async fn agreed_except(nodes: &[Node], skipped: Option<usize>, within: Duration)
     .await
 }
 
+/// Fails the "stat" backend if it serves, brings it back if not, and waits until every
+/// node (but `skipped`) serves the new state.
+async fn flip_stat(single: &mut Backend, nodes: &[Node], skipped: Option<usize>, within: Duration) {
+    let before = state_of(&agreed_except(nodes, skipped, within).await, "stat").0;
+    if before == "Active" {
+        single.close().await
+    } else {
+        single.reopen().await
+    }
+    eventually(within, "the change on every node", || async {
+        let now = agreed_except(nodes, skipped, within).await;
+        (state_of(&now, "stat").0 != before).then_some(())
+    })
+    .await;
+}
+
 /// The leader among `nodes`, once exactly one leads.
 async fn leader(nodes: &[Node], within: Duration) -> usize {
     eventually(within, "exactly one leader", || async {
@@ -340,10 +372,7 @@ fn three_nodes_agree_and_a_killed_leader_is_replaced_without_a_gap() {
         backup.toml(),
         single.toml()
     );
-    let mut nodes: Vec<Node> = ["sw1", "sw2", "sw3"]
-        .iter()
-        .map(|name| Node::start(name, node_toml(&etcd.endpoint(), name, &services)))
-        .collect();
+    let mut nodes: Vec<Node> = start_nodes(&etcd.endpoint(), &["sw1", "sw2", "sw3"], &services);
     let live = Arc::new(Mutex::new(
         nodes
             .iter()
@@ -475,25 +504,7 @@ fn three_nodes_agree_and_a_killed_leader_is_replaced_without_a_gap() {
             None
         })
         .await;
-        let before = state_of(
-            &agreed_except(&nodes, Some(lead), Duration::from_secs(10)).await,
-            "stat",
-        )
-        .0;
-        if before == "Active" {
-            single.close().await
-        } else {
-            single.reopen().await
-        }
-        eventually(
-            Duration::from_secs(10),
-            "the change while a node is paused",
-            || async {
-                let now = agreed_except(&nodes, Some(lead), Duration::from_secs(10)).await;
-                (state_of(&now, "stat").0 != before).then_some(())
-            },
-        )
-        .await;
+        flip_stat(&mut single, &nodes, Some(lead), Duration::from_secs(10)).await;
         nodes[lead].resume();
         agreed(&nodes, Duration::from_secs(15)).await;
 
@@ -509,21 +520,7 @@ fn three_nodes_agree_and_a_killed_leader_is_replaced_without_a_gap() {
         .await;
         etcd.resume();
         leader(&nodes, Duration::from_secs(20)).await;
-        let before = state_of(&agreed(&nodes, Duration::from_secs(20)).await, "stat").0;
-        if before == "Active" {
-            single.close().await
-        } else {
-            single.reopen().await
-        }
-        eventually(
-            Duration::from_secs(10),
-            "the change after etcd returned",
-            || async {
-                let now = agreed(&nodes, Duration::from_secs(10)).await;
-                (state_of(&now, "stat").0 != before).then_some(())
-            },
-        )
-        .await;
+        flip_stat(&mut single, &nodes, None, Duration::from_secs(20)).await;
     });
     // Everyone settles, then the sequences are compared.
     runtime.block_on(async {
@@ -576,10 +573,7 @@ fn a_paused_leader_is_replaced_and_steps_down_when_it_resumes() {
         primary.toml(),
         backup.toml()
     );
-    let nodes: Vec<Node> = ["a", "b"]
-        .iter()
-        .map(|name| Node::start(name, node_toml(&etcd.endpoint(), name, &services)))
-        .collect();
+    let nodes: Vec<Node> = start_nodes(&etcd.endpoint(), &["a", "b"], &services);
     runtime.block_on(async {
         let old = leader(&nodes, Duration::from_secs(15)).await;
         agreed(&nodes, Duration::from_secs(15)).await;
@@ -627,14 +621,8 @@ fn a_node_that_loses_etcd_serves_its_last_states_marked_stale_and_recovers_by_it
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut etcd = Etcd::start();
     let mut primary = runtime.block_on(Backend::start(Mode::Accept));
-    let services = format!(
-        "[[service]]\nid = \"stat\"\ntype = \"Reporting\"\nprimary = {}\ncheck = {{ {FAST} }}\n",
-        primary.toml()
-    );
-    let nodes: Vec<Node> = ["a", "b"]
-        .iter()
-        .map(|name| Node::start(name, node_toml(&etcd.endpoint(), name, &services)))
-        .collect();
+    let services = stat_toml(&primary);
+    let nodes: Vec<Node> = start_nodes(&etcd.endpoint(), &["a", "b"], &services);
     runtime.block_on(async {
         leader(&nodes, Duration::from_secs(15)).await;
         let before = agreed(&nodes, Duration::from_secs(15)).await;
@@ -752,10 +740,7 @@ fn a_node_whose_services_differ_from_the_leaders_says_so_and_does_not_campaign()
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let etcd = Etcd::start();
     let primary = runtime.block_on(Backend::start(Mode::Accept));
-    let services = format!(
-        "[[service]]\nid = \"stat\"\ntype = \"Reporting\"\nprimary = {}\ncheck = {{ {FAST} }}\n",
-        primary.toml()
-    );
+    let services = stat_toml(&primary);
     let first = Node::start("first", node_toml(&etcd.endpoint(), "first", &services));
     runtime.block_on(leader(
         std::slice::from_ref(&first),
@@ -807,10 +792,7 @@ fn maintenance_set_on_any_node_holds_on_every_node() {
         primary.toml(),
         backup.toml()
     );
-    let nodes: Vec<Node> = ["a", "b"]
-        .iter()
-        .map(|name| Node::start(name, node_toml(&etcd.endpoint(), name, &services)))
-        .collect();
+    let nodes: Vec<Node> = start_nodes(&etcd.endpoint(), &["a", "b"], &services);
     runtime.block_on(async {
         let lead = leader(&nodes, Duration::from_secs(15)).await;
         agreed(&nodes, Duration::from_secs(15)).await;
@@ -907,14 +889,8 @@ fn a_leader_stopped_on_purpose_hands_over_at_once() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let etcd = Etcd::start();
     let primary = runtime.block_on(Backend::start(Mode::Accept));
-    let services = format!(
-        "[[service]]\nid = \"stat\"\ntype = \"Reporting\"\nprimary = {}\ncheck = {{ {FAST} }}\n",
-        primary.toml()
-    );
-    let nodes: Vec<Node> = ["a", "b"]
-        .iter()
-        .map(|name| Node::start(name, node_toml(&etcd.endpoint(), name, &services)))
-        .collect();
+    let services = stat_toml(&primary);
+    let nodes: Vec<Node> = start_nodes(&etcd.endpoint(), &["a", "b"], &services);
     runtime.block_on(async {
         let old = leader(&nodes, Duration::from_secs(15)).await;
         agreed(&nodes, Duration::from_secs(15)).await;
@@ -947,14 +923,8 @@ fn the_nodes_ride_out_the_loss_of_any_one_of_three_etcd_members() {
         .collect::<Vec<_>>()
         .join("\", \"");
     let mut single = runtime.block_on(Backend::start(Mode::Accept));
-    let services = format!(
-        "[[service]]\nid = \"stat\"\ntype = \"Reporting\"\nprimary = {}\ncheck = {{ {FAST} }}\n",
-        single.toml()
-    );
-    let nodes: Vec<Node> = ["a", "b"]
-        .iter()
-        .map(|name| Node::start(name, node_toml(&endpoints, name, &services)))
-        .collect();
+    let services = stat_toml(&single);
+    let nodes = start_nodes(&endpoints, &["a", "b"], &services);
     runtime.block_on(async {
         leader(&nodes, Duration::from_secs(20)).await;
         agreed(&nodes, Duration::from_secs(20)).await;
@@ -962,21 +932,7 @@ fn the_nodes_ride_out_the_loss_of_any_one_of_three_etcd_members() {
             // One member dies (whichever the nodes' connections used): the nodes move to
             // the others by themselves, and a change still reaches every node.
             member.kill();
-            let before = state_of(&agreed(&nodes, Duration::from_secs(20)).await, "stat").0;
-            if before == "Active" {
-                single.close().await
-            } else {
-                single.reopen().await
-            }
-            eventually(
-                Duration::from_secs(20),
-                "the change with a member down",
-                || async {
-                    let now = agreed(&nodes, Duration::from_secs(20)).await;
-                    (state_of(&now, "stat").0 != before).then_some(())
-                },
-            )
-            .await;
+            flip_stat(&mut single, &nodes, None, Duration::from_secs(20)).await;
             leader(&nodes, Duration::from_secs(20)).await;
             member.resume();
         }
@@ -992,10 +948,7 @@ fn a_restarted_node_keeps_one_history_row_per_change() {
     let etcd = Etcd::start();
     let dir = tempfile::tempdir().unwrap();
     let single = runtime.block_on(Backend::start(Mode::Accept));
-    let services = format!(
-        "[[service]]\nid = \"stat\"\ntype = \"Reporting\"\nprimary = {}\ncheck = {{ {FAST} }}\n",
-        single.toml()
-    );
+    let services = stat_toml(&single);
     let toml = node_toml(&etcd.endpoint(), "a", &services).replace(
         "[history]\nenabled = false",
         &format!(
@@ -1046,14 +999,8 @@ fn the_cometd_client_moves_to_another_node_without_a_gap() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let etcd = Etcd::start();
     let mut single = runtime.block_on(Backend::start(Mode::Accept));
-    let services = format!(
-        "[[service]]\nid = \"stat\"\ntype = \"Reporting\"\nprimary = {}\ncheck = {{ {FAST} }}\n",
-        single.toml()
-    );
-    let mut nodes: Vec<Node> = ["a", "b"]
-        .iter()
-        .map(|name| Node::start(name, node_toml(&etcd.endpoint(), name, &services)))
-        .collect();
+    let services = stat_toml(&single);
+    let mut nodes: Vec<Node> = start_nodes(&etcd.endpoint(), &["a", "b"], &services);
     let lead = runtime.block_on(async {
         let lead = leader(&nodes, Duration::from_secs(15)).await;
         agreed(&nodes, Duration::from_secs(15)).await;
@@ -1215,10 +1162,7 @@ fn nodes_reach_etcd_over_tls_with_client_certificates() {
     ca.client_files(certs.path());
     let etcd = Etcd::start_tls(certs.path());
     let single = runtime.block_on(Backend::start(Mode::Accept));
-    let services = format!(
-        "[[service]]\nid = \"stat\"\ntype = \"Reporting\"\nprimary = {}\ncheck = {{ {FAST} }}\n",
-        single.toml()
-    );
+    let services = stat_toml(&single);
     let tls = format!(
         "ca_file = \"{0}/ca.pem\"\nclient_certificate = \"{0}/client.pem\"\nclient_key = \"{0}/client.key\"\n",
         certs.path().display()
@@ -1301,10 +1245,7 @@ fn nodes_log_in_to_etcd_with_a_user_of_their_own() {
     std::fs::write(secrets.path().join("right"), "sw-password\n").unwrap();
     std::fs::write(secrets.path().join("wrong"), "guess\n").unwrap();
     let single = runtime.block_on(Backend::start(Mode::Accept));
-    let services = format!(
-        "[[service]]\nid = \"stat\"\ntype = \"Reporting\"\nprimary = {}\ncheck = {{ {FAST} }}\n",
-        single.toml()
-    );
+    let services = stat_toml(&single);
     let toml = |name: &str, password: &str| {
         node_toml(&etcd.endpoint(), name, &services).replace(
             "timeout = \"500ms\"\n",
