@@ -70,13 +70,14 @@ impl Windows {
         Some(self.0.remove(at))
     }
 
-    /// The windows of `service` that hold at `now`: the whole service's first, then its
-    /// instances' in name order.
-    pub fn of(&self, service: &str, now: SystemTime) -> Vec<&Window> {
-        let mut found: Vec<&Window> = self
+    /// The windows of `service` that hold at `now` (copies, for the service to keep): the
+    /// whole service's first, then its instances' in name order.
+    pub fn of(&self, service: &str, now: SystemTime) -> Vec<Window> {
+        let mut found: Vec<Window> = self
             .0
             .iter()
             .filter(|w| w.service == service && w.holds(now))
+            .cloned()
             .collect();
         found.sort_by(|a, b| a.instance.cmp(&b.instance));
         found
@@ -146,10 +147,10 @@ mod tests {
         let of_a = all.of("a", at(5));
         assert_eq!(of_a.len(), 2);
         assert_eq!(of_a[0].instance, None, "the whole service first");
-        assert_eq!(of_a[1], &replaced);
+        assert_eq!(of_a[1], replaced.clone());
         assert_eq!(
             all.of("a", at(10)),
-            vec![&replaced],
+            vec![replaced],
             "the service's window ended"
         );
         assert_eq!(all.next_end(at(5)), Some(at(10)));

@@ -94,7 +94,7 @@ impl Registry {
     fn apply_windows(&mut self, index: usize, reason: &str, ctx: &mut Context<Self>) {
         let now = SystemTime::now();
         let id = self.services[index].spec.id.clone();
-        let windows: Vec<Window> = self.windows.of(&id, now).into_iter().cloned().collect();
+        let windows = self.windows.of(&id, now);
         self.metrics.set_maintenance(&id, !windows.is_empty());
         let tracked = &mut self.services[index];
         let (transition, changed) = tracked.maintain(windows, now);

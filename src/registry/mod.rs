@@ -148,12 +148,7 @@ impl Registry {
         let services: Vec<Tracked> = specs
             .into_iter()
             .map(|spec| {
-                let windows = past
-                    .windows
-                    .of(&spec.id, now)
-                    .into_iter()
-                    .cloned()
-                    .collect();
+                let windows = past.windows.of(&spec.id, now);
                 let last = stored.get(spec.id.as_str()).copied();
                 Tracked::pending(spec, now, last, windows)
             })
@@ -476,12 +471,7 @@ impl Handler<ApplyServices> for Registry {
                     summary.added.push(spec.id.clone());
                     self.metrics.set_pending(&spec.id);
                     start.push(self.services.len());
-                    let windows = self
-                        .windows
-                        .of(&spec.id, now)
-                        .into_iter()
-                        .cloned()
-                        .collect();
+                    let windows = self.windows.of(&spec.id, now);
                     Tracked::pending(spec, now, None, windows)
                 }
             };
