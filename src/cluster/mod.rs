@@ -6,7 +6,7 @@
 //!
 //! This module is the registry's link to etcd: [`Cluster`] is the handle the registry writes
 //! through, [`ClusterEvent`] what the etcd session tells the registry, [`ClusterStatus`] what
-//! the API and the admin listener read (stale, leading, revision). The session itself (the
+//! the API and the admin listener read (stale, leading). The session itself (the
 //! etcd client, reconnections, the lease, the campaign, the watch) is `session/`.
 
 pub mod credentials;
@@ -14,7 +14,7 @@ pub mod record;
 #[cfg(feature = "cluster")]
 mod session;
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
@@ -67,7 +67,6 @@ pub struct ClusterStatus {
     clustered: bool,
     stale: AtomicBool,
     leading: AtomicBool,
-    revision: AtomicI64,
 }
 
 impl ClusterStatus {
@@ -77,7 +76,6 @@ impl ClusterStatus {
             clustered: false,
             stale: AtomicBool::new(false),
             leading: AtomicBool::new(true),
-            revision: AtomicI64::new(0),
         }
     }
 
@@ -87,7 +85,6 @@ impl ClusterStatus {
             clustered: true,
             stale: AtomicBool::new(true),
             leading: AtomicBool::new(false),
-            revision: AtomicI64::new(0),
         }
     }
 
@@ -103,15 +100,6 @@ impl ClusterStatus {
 
     pub fn is_leading(&self) -> bool {
         self.leading.load(Ordering::Acquire)
-    }
-
-    /// The etcd revision of the last change this node has served.
-    pub fn revision(&self) -> i64 {
-        self.revision.load(Ordering::Acquire)
-    }
-
-    pub fn set_revision(&self, revision: i64) {
-        self.revision.fetch_max(revision, Ordering::AcqRel);
     }
 
     #[cfg_attr(not(feature = "cluster"), allow(dead_code))]

@@ -145,13 +145,6 @@ impl ServiceRecord {
             written: UNIX_EPOCH + Duration::from_millis(wire.written),
         })
     }
-
-    /// Whether `other` says the same of the service (who wrote it, when and why aside).
-    pub fn same_state(&self, other: &ServiceRecord) -> bool {
-        self.assessment == other.assessment
-            && millis(self.since) == millis(other.since)
-            && self.servers == other.servers
-    }
 }
 
 /// What a key under the prefix holds.
@@ -235,7 +228,8 @@ fn source_name(source: Source) -> &'static str {
     }
 }
 
-fn millis(t: SystemTime) -> u64 {
+/// `t` as stored: milliseconds since the Unix epoch.
+pub fn millis(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
 }
 
@@ -311,16 +305,5 @@ mod tests {
         assert_eq!(windows_from_json("v", &json).unwrap(), windows);
         assert_eq!(windows_from_json("v", b"[]").unwrap(), vec![]);
         assert!(windows_from_json("v", b"{}").is_err());
-    }
-
-    #[test]
-    fn same_state_ignores_who_wrote_it_and_why() {
-        let a = record();
-        let mut b = record();
-        b.node = "sw2".into();
-        b.reason = "other".into();
-        assert!(a.same_state(&b));
-        b.servers[0].health = Health::Up;
-        assert!(!a.same_state(&b));
     }
 }

@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use super::Registry;
 use super::changelog::ChangeLog;
 use super::tracked::{Replica, Tracked, Transition, log_transition};
+use crate::cluster::record::millis;
 use crate::cluster::{Cluster, ClusterEvent, ServiceRecord, Stored};
 use crate::domain::maintenance::Window;
 use crate::domain::state::Assessment;
@@ -320,12 +321,6 @@ impl Registry {
         }
         warn!("this node no longer leads: its monitors stopped; it serves what the leader writes");
     }
-}
-
-fn millis(t: SystemTime) -> u128 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis()
 }
 
 /// What changed from `before` to `after` (one service's windows), in words; empty if

@@ -352,7 +352,6 @@ impl Session {
                             self.lag(record);
                         }
                         self.tell(ClusterEvent::Changed { id, stored, revision });
-                        self.inbox.status.set_revision(revision);
                         self.last_revision = Some(revision);
                     }
                 }
@@ -390,7 +389,6 @@ impl Session {
 
     /// The round works: no longer stale.
     fn reached(&mut self, revision: i64) {
-        self.inbox.status.set_revision(revision);
         self.metrics.cluster.revision.set(revision);
         self.inbox.status.set_stale(false);
         self.metrics.cluster.stale.set(0);
