@@ -348,6 +348,17 @@ fn state_of(services: &Value, id: &str) -> (String, Value) {
     )
 }
 
+/// Service `id` as `services` (a list) shows it.
+fn state_of_service(services: &Value, id: &str) -> Value {
+    services
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("no {id} in {services}"))
+        .clone()
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
@@ -568,11 +579,19 @@ fn a_paused_leader_is_replaced_and_steps_down_when_it_resumes() {
     let etcd = Etcd::start();
     let mut primary = runtime.block_on(Backend::start(Mode::Accept));
     let backup = runtime.block_on(Backend::start(Mode::Accept));
-    let services = format!(
+    let mut services = format!(
         "[[service]]\nid = \"sip\"\ntype = \"Voice\"\nprimary = {}\nbackup = {}\ncheck = {{ {FAST} }}\n",
         primary.toml(),
         backup.toml()
     );
+    // Enough services that a publish takes a few milliseconds, so that changes close
+    // together share a publish a little later (the registry's coalescing).
+    for n in 0..2000 {
+        services.push_str(&format!(
+            "[[service]]\nid = \"stat{n}\"\ntype = \"Reporting\"\nprimary = {}\ncheck = {{ interval = \"60s\" }}\n",
+            primary.toml()
+        ));
+    }
     let nodes: Vec<Node> = start_nodes(&etcd.endpoint(), &["a", "b"], &services);
     runtime.block_on(async {
         let old = leader(&nodes, Duration::from_secs(15)).await;
@@ -787,11 +806,19 @@ fn maintenance_set_on_any_node_holds_on_every_node() {
     let etcd = Etcd::start();
     let primary = runtime.block_on(Backend::start(Mode::Accept));
     let backup = runtime.block_on(Backend::start(Mode::Accept));
-    let services = format!(
+    let mut services = format!(
         "[[service]]\nid = \"sip\"\ntype = \"Voice\"\nprimary = {}\nbackup = {}\ncheck = {{ {FAST} }}\n",
         primary.toml(),
         backup.toml()
     );
+    // Enough services that a publish takes a few milliseconds, so that changes close
+    // together share a publish a little later (the registry's coalescing).
+    for n in 0..2000 {
+        services.push_str(&format!(
+            "[[service]]\nid = \"stat{n}\"\ntype = \"Reporting\"\nprimary = {}\ncheck = {{ interval = \"60s\" }}\n",
+            primary.toml()
+        ));
+    }
     let nodes: Vec<Node> = start_nodes(&etcd.endpoint(), &["a", "b"], &services);
     runtime.block_on(async {
         let lead = leader(&nodes, Duration::from_secs(15)).await;
@@ -814,7 +841,7 @@ fn maintenance_set_on_any_node_holds_on_every_node() {
             "the maintenance everywhere",
             || async {
                 let now = agreed(&nodes, Duration::from_secs(10)).await;
-                let sip = now[0].clone();
+                let sip = state_of_service(&now, "sip");
                 (sip["servingInstance"] == "backup" && sip["maintenance"][0]["reason"] == "upgrade")
                     .then_some(sip)
             },
@@ -822,6 +849,40 @@ fn maintenance_set_on_any_node_holds_on_every_node() {
         .await;
         assert_eq!(shown["maintenance"][0]["instance"], "primary", "{shown}");
         assert_eq!(shown["maintenance"][0]["by"], common::ADMIN);
+        // Read your writes: a node answers 200 only once it shows the write itself, so
+        // that a script that sets maintenance and reads it back on the same node agrees.
+        let service = "/api/v2/services/sip/maintenance";
+        for round in 0..20 {
+            let reason = format!("check {round}");
+            let (status, body) = follower
+                .call_as(
+                    common::ADMIN,
+                    reqwest::Method::PUT,
+                    service,
+                    Some(json!({ "reason": reason })),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+            let sip = follower.service("sip").await;
+            let reasons: Vec<&Value> = sip["maintenance"]
+                .as_array()
+                .map(|w| w.iter().map(|w| &w["reason"]).collect())
+                .unwrap_or_default();
+            assert!(
+                reasons.contains(&&json!(reason)),
+                "round {round}: read after the PUT's 200: {sip}"
+            );
+            let (status, body) = follower
+                .call_as(common::ADMIN, reqwest::Method::DELETE, service, None)
+                .await;
+            assert_eq!(status, 200, "{body}");
+            let sip = follower.service("sip").await;
+            assert_eq!(
+                sip["maintenance"].as_array().map(Vec::len),
+                Some(1),
+                "round {round}: read after the DELETE's 200: only the primary's window: {sip}"
+            );
+        }
         // Taken out on the leader: gone everywhere, and no failback.
         let leader_api = TestDaemon::attach(&nodes[lead].process.addr);
         let (status, body) = leader_api
@@ -833,12 +894,12 @@ fn maintenance_set_on_any_node_holds_on_every_node() {
             "the maintenance gone everywhere",
             || async {
                 let now = agreed(&nodes, Duration::from_secs(10)).await;
-                (now[0].get("maintenance").is_none()).then_some(())
+                (state_of_service(&now, "sip").get("maintenance").is_none()).then_some(())
             },
         )
         .await;
         let now = agreed(&nodes, Duration::from_secs(10)).await;
-        assert_eq!(now[0]["servingInstance"], "backup");
+        assert_eq!(state_of_service(&now, "sip")["servingInstance"], "backup");
         let (status, body) = follower
             .call_as(common::ADMIN, reqwest::Method::DELETE, path, None)
             .await;
@@ -865,7 +926,8 @@ fn maintenance_set_on_any_node_holds_on_every_node() {
             "the window shown everywhere",
             || async {
                 let now = agreed(&nodes, Duration::from_secs(10)).await;
-                (now[0]["maintenance"][0]["reason"] == "site move").then_some(())
+                (state_of_service(&now, "sip")["maintenance"][0]["reason"] == "site move")
+                    .then_some(())
             },
         )
         .await;
@@ -874,7 +936,7 @@ fn maintenance_set_on_any_node_holds_on_every_node() {
             "the window over everywhere",
             || async {
                 let now = agreed(&nodes, Duration::from_secs(10)).await;
-                (now[0].get("maintenance").is_none()).then_some(())
+                (state_of_service(&now, "sip").get("maintenance").is_none()).then_some(())
             },
         )
         .await;

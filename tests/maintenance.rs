@@ -189,3 +189,100 @@ async fn only_admins_set_maintenance_and_bad_requests_are_refused() {
     assert_eq!(status, 405);
     assert!(d.service("sips1").await.get("maintenance").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_right_after_a_maintenance_answer_shows_it_every_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Backend::start(Mode::Accept).await;
+    let backup = Backend::start(Mode::Accept).await;
+    // A site large enough that publishing takes a few milliseconds, so that changes close
+    // together share a publish a little later (the registry's coalescing).
+    let mut toml = config(&dir.path().join("h.sqlite"), &primary, &backup);
+    for n in 0..2000 {
+        toml.push_str(&format!(
+            "[[service]]\nid = \"stat{n}\"\ntype = \"Reporting\"\nprimary = {}\ncheck = {{ interval = \"60s\" }}\n",
+            primary.toml()
+        ));
+    }
+    let d = TestDaemon::start(&toml);
+    // A change-control script: set, check, clear, check; a hundred times, back to back.
+    for round in 0..100 {
+        let reason = format!("check {round}");
+        let (status, body) = d
+            .call_as(
+                ADMIN,
+                Method::PUT,
+                SERVICE,
+                Some(json!({ "reason": reason })),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let s = d.service("sips1").await;
+        assert_eq!(
+            s["maintenance"][0]["reason"], reason,
+            "round {round}: read after the PUT's 200: {s}"
+        );
+        let (status, body) = d.call_as(ADMIN, Method::DELETE, SERVICE, None).await;
+        assert_eq!(status, 200, "{body}");
+        let s = d.service("sips1").await;
+        assert!(
+            s.get("maintenance").is_none(),
+            "round {round}: read after the DELETE's 200: {s}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_that_ends_while_the_daemon_is_stopped_is_recorded_as_ended_at_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.sqlite");
+    let primary = Backend::start(Mode::Accept).await;
+    let backup = Backend::start(Mode::Accept).await;
+    let until = std::time::SystemTime::now() + Duration::from_millis(1500);
+    let until_text = humantime::format_rfc3339_millis(until).to_string();
+    {
+        let d = TestDaemon::start(&config(&db, &primary, &backup));
+        let (status, body) = d
+            .call_as(
+                ADMIN,
+                Method::PUT,
+                PRIMARY,
+                Some(json!({"reason": "patch", "until": until_text})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let newest = &d.history("sips1", "?limit=1").await["history"][0];
+        assert!(newest["maintenance"].is_string(), "{newest}");
+    }
+    // Stopped across the window's end (a clock to wait for, not a state).
+    if let Ok(left) = until.duration_since(std::time::SystemTime::now()) {
+        tokio::time::sleep(left + Duration::from_millis(50)).await;
+    }
+    let d = TestDaemon::start(&config(&db, &primary, &backup));
+    let s = d.service("sips1").await;
+    assert!(s.get("maintenance").is_none(), "{s}");
+    let history = d.history("sips1", "?limit=2").await;
+    let newest = &history["history"][0];
+    assert_eq!(
+        newest["reason"],
+        "maintenance of sips1's primary ended as planned (while servicewatch was stopped)",
+        "{history}"
+    );
+    assert!(newest["maintenance"].is_null(), "{newest}");
+    assert_eq!(
+        newest["at"],
+        json!(until_text),
+        "recorded at the window's end"
+    );
+    assert_eq!(newest["state"], "Active");
+    assert_eq!(
+        newest["servingInstance"], history["history"][1]["servingInstance"],
+        "the serving instance last recorded"
+    );
+    // Nothing is recorded twice: a second restart adds no entry.
+    drop(d);
+    let d = TestDaemon::start(&config(&db, &primary, &backup));
+    d.service("sips1").await;
+    let again = d.history("sips1", "?limit=1").await;
+    assert_eq!(again["history"][0], *newest, "{again}");
+}

@@ -127,7 +127,8 @@ pub enum Write {
         windows: Vec<crate::domain::maintenance::Window>,
         expected: i64,
         deadline: std::time::Instant,
-        done: Option<tokio::sync::oneshot::Sender<Result<(), WindowsError>>>,
+        /// Hears the outcome: the revision that stored the windows, or why not.
+        done: Option<tokio::sync::oneshot::Sender<Result<i64, WindowsError>>>,
     },
     /// The daemon stops: give up the lease (and so the leadership, at once rather than
     /// when the lease runs out) and campaign no more.
@@ -210,13 +211,13 @@ impl Cluster {
     }
 
     /// Asks the session to store `windows` as service `id`'s maintenance, if the key is
-    /// still at revision `expected`; `done` hears the outcome.
+    /// still at revision `expected`; `done` hears the outcome (the revision of the write).
     pub fn write_windows(
         &self,
         id: &str,
         windows: Vec<crate::domain::maintenance::Window>,
         expected: i64,
-        done: Option<tokio::sync::oneshot::Sender<Result<(), WindowsError>>>,
+        done: Option<tokio::sync::oneshot::Sender<Result<i64, WindowsError>>>,
     ) {
         let _ = self.writes.send(Write::Windows {
             id: id.to_string(),

@@ -9,11 +9,12 @@ use actix::prelude::*;
 use tracing::info;
 
 use super::Registry;
+use super::replica::WhenApplied;
 use super::tracked::{log_transition, servers_of};
 use crate::cluster::WindowsError;
 use crate::domain::maintenance::Window;
 use crate::domain::state::Assessment;
-use crate::history::Change;
+use crate::history::{Change, Opened};
 
 /// Puts an instance (or, without one, a whole service) into maintenance, replacing the
 /// window it had; answers the window as set.
@@ -68,23 +69,13 @@ impl Registry {
         at: SystemTime,
     ) {
         let t = &self.services[index];
-        let maintenance = (!t.windows.is_empty()).then(|| {
-            t.windows
-                .iter()
-                .map(|w| match &w.instance {
-                    Some(instance) => format!("{instance}: {} ({})", w.reason, w.by),
-                    None => format!("service: {} ({})", w.reason, w.by),
-                })
-                .collect::<Vec<_>>()
-                .join("; ")
-        });
         self.history.record(Change {
             service: t.spec.id.clone(),
             at,
             state: assessment.state.as_str().to_string(),
             state_since: since,
             serving: assessment.serving.map(|r| r.as_str().to_string()),
-            maintenance,
+            maintenance: in_words(&t.windows),
             reason: reason.to_string(),
         });
     }
@@ -104,7 +95,10 @@ impl Registry {
         // A service not assessed yet shows its windows with its first state.
         if (transition.is_some() || changed) && self.services[index].known {
             self.record(index, reason, now);
-            self.announce(index, ctx);
+            self.changed(index);
+            // Published before the request is answered: a script that reads the service
+            // right after its `200` sees what it asked for.
+            self.publish_now(ctx);
         }
     }
 
@@ -169,6 +163,61 @@ impl Registry {
     }
 }
 
+/// The maintenance in force, as the history says it; `None` when there is none.
+fn in_words(windows: &[Window]) -> Option<String> {
+    (!windows.is_empty()).then(|| {
+        windows
+            .iter()
+            .map(|w| match &w.instance {
+                Some(instance) => format!("{instance}: {} ({})", w.reason, w.by),
+                None => format!("service: {} ({})", w.reason, w.by),
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
+/// Ends the windows of `past` whose end came while the daemon was stopped, as the daemon
+/// would have had it run: each is removed from the database, and its service's history
+/// gets a change at the window's end (the state last recorded, the maintenance that was
+/// left), oldest end first. Otherwise the history's newest entry would say the service is
+/// still in maintenance, which the resource no longer does.
+pub(super) fn end_windows_passed_while_stopped(past: &mut Opened, now: SystemTime) {
+    let mut passed: Vec<Window> = past
+        .windows
+        .all()
+        .iter()
+        .filter(|w| !w.holds(now))
+        .cloned()
+        .collect();
+    passed.sort_by_key(|w| w.until);
+    for window in passed {
+        past.windows
+            .remove(&window.service, window.instance.as_deref());
+        past.history
+            .delete_window(&window.service, window.instance.as_deref());
+        let (Some(until), Some(latest)) = (
+            window.until,
+            past.latest.iter_mut().find(|c| c.service == window.service),
+        ) else {
+            continue;
+        };
+        let what = what(&window.service, window.instance.as_deref());
+        info!(service = %window.service, reason = %window.reason, until = %humantime::format_rfc3339_millis(until), "maintenance of {what} ended as planned while servicewatch was stopped");
+        let left = past.windows.of(&window.service, until);
+        let change = Change {
+            at: until.max(latest.at),
+            maintenance: in_words(&left),
+            reason: format!(
+                "maintenance of {what} ended as planned (while servicewatch was stopped)"
+            ),
+            ..latest.clone()
+        };
+        past.history.record(change.clone());
+        *latest = change;
+    }
+}
+
 /// The subject of a window, in words.
 fn what(service: &str, instance: Option<&str>) -> String {
     match instance {
@@ -188,10 +237,24 @@ fn answer(result: Result<Window, MaintenanceError>) -> Answer {
 impl Registry {
     /// On a cluster node: stores the service's windows `windows` in etcd, then answers
     /// `window`.
-    fn store_then_answer(&self, id: &str, windows: Vec<Window>, window: Window) -> Answer {
+    ///
+    /// Answered once this node shows the write (every later read on it sees it), or when
+    /// the deadline passes, since etcd has it either way.
+    fn store_then_answer(
+        &self,
+        id: &str,
+        windows: Vec<Window>,
+        window: Window,
+        ctx: &Context<Self>,
+    ) -> Answer {
+        let deadline = tokio::time::Instant::now() + crate::cluster::WINDOWS_DEADLINE;
         let stored = self.store_windows(id, windows);
+        let registry = ctx.address();
         Box::pin(async move {
-            stored.await?;
+            let revision = stored.await?;
+            if let Ok(applied) = registry.send(WhenApplied(revision)).await {
+                let _ = tokio::time::timeout_at(deadline, applied).await;
+            }
             Ok(window)
         })
     }
@@ -211,7 +274,7 @@ impl Handler<PutMaintenance> for Registry {
             windows.retain(|w| w.instance != window.instance);
             windows.push(window.clone());
             let id = window.service.clone();
-            return self.store_then_answer(&id, windows, window);
+            return self.store_then_answer(&id, windows, window, ctx);
         }
         let what = what(&window.service, window.instance.as_deref());
         info!(service = %window.service, by = %window.by, reason = %window.reason, until = ?window.until, "{what} put into maintenance");
@@ -241,7 +304,7 @@ impl Handler<EndMaintenance> for Registry {
                 return answer(Err(MaintenanceError::NotInMaintenance(what)));
             };
             let ended = windows.remove(at);
-            return self.store_then_answer(&msg.service, windows, ended);
+            return self.store_then_answer(&msg.service, windows, ended, ctx);
         }
         let Some(ended) = self.windows.remove(&msg.service, msg.instance.as_deref()) else {
             return answer(Err(MaintenanceError::NotInMaintenance(what)));

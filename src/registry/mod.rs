@@ -135,11 +135,13 @@ impl Registry {
         mut past: Opened,
         cluster: Option<Cluster>,
     ) -> Self {
+        let now = SystemTime::now();
         if cluster.is_some() {
             // A cluster keeps its maintenance windows in etcd, not in each node's history.
             past.windows = Windows::default();
+        } else {
+            maintenance::end_windows_passed_while_stopped(&mut past, now);
         }
-        let now = SystemTime::now();
         let stored: HashMap<&str, &Change> = past
             .latest
             .iter()
@@ -252,6 +254,15 @@ impl Registry {
         }
     }
 
+    /// Publishes now, taking any change waiting for a scheduled publish: what an answer
+    /// about to be sent promises must be what every later read on this node shows.
+    fn publish_now(&mut self, ctx: &mut Context<Self>) {
+        if let Some(scheduled) = self.scheduled.take() {
+            ctx.cancel_future(scheduled);
+        }
+        self.publish();
+    }
+
     /// Starts a new monitor for server `server` of the service at `index`, resuming from the
     /// server's last reported health; from now on the registry listens to that monitor
     /// alone.
@@ -300,9 +311,8 @@ impl Registry {
     /// publishing what the first probes found (readiness promises it is served).
     fn wake_ready_waiters(&mut self, ctx: &mut Context<Self>) {
         if self.all_ready() && !self.ready_waiters.is_empty() {
-            if let Some(scheduled) = self.scheduled.take() {
-                ctx.cancel_future(scheduled);
-                self.publish();
+            if self.scheduled.is_some() {
+                self.publish_now(ctx);
             }
             for waiter in self.ready_waiters.drain(..) {
                 let _ = waiter.send(());
@@ -512,10 +522,7 @@ impl Handler<ApplyServices> for Registry {
             summary.removed.push(id);
         }
         // A reload publishes at once, with what it changed, and takes any change waiting.
-        if let Some(scheduled) = self.scheduled.take() {
-            ctx.cancel_future(scheduled);
-        }
-        self.publish();
+        self.publish_now(ctx);
         summary.added.sort();
         summary.changed.sort();
         summary.removed.sort();

@@ -15,6 +15,7 @@ use std::time::SystemTime;
 
 use actix::prelude::*;
 use actix_web::web::Bytes;
+use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use super::Registry;
@@ -38,6 +39,11 @@ pub(super) struct Link {
     /// The revision of each service's maintenance key as last seen: a maintenance request
     /// is written only if nobody changed the key since.
     pub windows_at: std::collections::HashMap<String, i64>,
+    /// The last revision the watch brought and this node applied.
+    pub applied: i64,
+    /// Those waiting for this node to apply and publish a revision (a maintenance request
+    /// answered only once this node shows what it wrote).
+    pub applied_waiters: Vec<(i64, oneshot::Sender<()>)>,
 }
 
 impl Link {
@@ -48,6 +54,8 @@ impl Link {
             synced: false,
             log: ChangeLog::new(),
             windows_at: Default::default(),
+            applied: 0,
+            applied_waiters: Vec::new(),
         }
     }
 }
@@ -207,7 +215,7 @@ impl Registry {
         &self,
         id: &str,
         windows: Vec<Window>,
-    ) -> impl Future<Output = Result<(), crate::cluster::WindowsError>> + 'static {
+    ) -> impl Future<Output = Result<i64, crate::cluster::WindowsError>> + 'static {
         let (tx, rx) = tokio::sync::oneshot::channel();
         if let Some(link) = &self.link {
             let expected = link.windows_at.get(id).copied().unwrap_or(0);
@@ -323,6 +331,48 @@ impl Registry {
     }
 }
 
+/// Resolves once this node has applied what etcd wrote at the revision given, and published
+/// what that changed.
+#[derive(Message)]
+#[rtype(result = "oneshot::Receiver<()>")]
+pub(super) struct WhenApplied(pub i64);
+
+impl Handler<WhenApplied> for Registry {
+    type Result = MessageResult<WhenApplied>;
+
+    fn handle(&mut self, msg: WhenApplied, ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        if let Some(link) = &mut self.link {
+            link.applied_waiters.push((msg.0, tx));
+        }
+        self.settle(0, ctx);
+        MessageResult(rx)
+    }
+}
+
+impl Registry {
+    /// The watch's events up to `revision` are applied: those waiting for them are
+    /// answered, after a publish of what they changed.
+    fn settle(&mut self, revision: i64, ctx: &mut Context<Self>) {
+        let Some(link) = &mut self.link else { return };
+        link.applied = link.applied.max(revision);
+        let applied = link.applied;
+        let (due, waiting) = std::mem::take(&mut link.applied_waiters)
+            .into_iter()
+            .partition::<Vec<_>, _>(|(r, _)| *r <= applied);
+        link.applied_waiters = waiting;
+        if due.is_empty() {
+            return;
+        }
+        if self.scheduled.is_some() {
+            self.publish_now(ctx);
+        }
+        for (_, waiter) in due {
+            let _ = waiter.send(());
+        }
+    }
+}
+
 /// What changed from `before` to `after` (one service's windows), in words; empty if
 /// nothing did.
 fn describe(before: &[Window], after: &[Window]) -> String {
@@ -395,13 +445,17 @@ impl Handler<ClusterEvent> for Registry {
                     link.synced = true;
                 }
                 self.publish_soon(ctx);
+                self.settle(revision, ctx);
                 self.wake_ready_waiters(ctx);
             }
             ClusterEvent::Changed {
                 id,
                 stored,
                 revision,
-            } => self.replicate(&id, stored, revision, ctx),
+            } => {
+                self.replicate(&id, stored, revision, ctx);
+                self.settle(revision, ctx);
+            }
             ClusterEvent::Past {
                 id,
                 stored,

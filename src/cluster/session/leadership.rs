@@ -132,7 +132,9 @@ impl Session {
                     )])
                     .and_then([TxnOp::put(key, windows_to_json(&windows), None)]);
                 match self.deadline(client.txn(txn)).await {
-                    Ok(response) if response.succeeded() => answer(Ok(())),
+                    Ok(response) if response.succeeded() => {
+                        answer(Ok(response.header().map_or(0, |h| h.revision())))
+                    }
                     Ok(_) => answer(Err(WindowsError::Changed)),
                     Err(e) => {
                         answer(Err(WindowsError::Unreachable));
