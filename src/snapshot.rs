@@ -124,6 +124,9 @@ pub struct Snapshot {
     all_body_gzip: OnceLock<Bytes>,
     /// Services in each state, in the order of [`ServiceState::ALL`].
     by_state: [usize; ServiceState::ALL.len()],
+    /// Why the node serves no state at all yet, if so (a cluster node that has not read
+    /// etcd since it started): its lists would be empty for a reason a client must hear.
+    unavailable: Option<String>,
     /// Differs from every other snapshot's of this process and, with high probability,
     /// of earlier processes: what `ETag`s are made of.
     tag: u64,
@@ -155,8 +158,20 @@ impl Snapshot {
             all_body,
             all_body_gzip: OnceLock::new(),
             by_state,
+            unavailable: None,
             tag: 0,
         }
+    }
+
+    /// This snapshot, serving nothing yet, for `reason`.
+    pub fn unavailable_because(mut self, reason: String) -> Self {
+        self.unavailable = Some(reason);
+        self
+    }
+
+    /// Why the node serves no state yet, if it does not.
+    pub fn unavailable(&self) -> Option<&str> {
+        self.unavailable.as_deref()
     }
 
     /// This snapshot, tagged `tag` (see [`Snapshot::tag`]).

@@ -55,6 +55,13 @@ pub enum ApiError {
         "the state of service \"{id}\" is not known yet: its servers are being probed for the first time; retry in {retry_after_secs} s"
     )]
     NotProbedYet { id: String, retry_after_secs: u64 },
+    /// The node has no state to serve at all yet (a cluster node that has not read etcd
+    /// since it started): said instead of answering an empty list.
+    #[error("{reason}; retry in {retry_after_secs} s")]
+    NotServingYet {
+        reason: String,
+        retry_after_secs: u64,
+    },
     /// `[limits] max_connections` other connections were open when this one was accepted.
     #[error("too many connections are open (at most {limit}); retry in 1 s")]
     TooManyConnections { limit: usize },
@@ -102,6 +109,7 @@ impl ApiError {
             ApiError::Internal(_)
             | ApiError::Unavailable(_)
             | ApiError::NotProbedYet { .. }
+            | ApiError::NotServingYet { .. }
             | ApiError::TooManyConnections { .. } => GwsCode::Internal,
             ApiError::NotAuthenticated { .. } | ApiError::Throttled { .. } => {
                 GwsCode::NotAuthenticated
@@ -166,6 +174,7 @@ impl ResponseError for ApiError {
             ApiError::PermissionDenied(_) => StatusCode::FORBIDDEN,
             ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotProbedYet { .. }
+            | ApiError::NotServingYet { .. }
             | ApiError::TooManyConnections { .. }
             | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -194,6 +203,9 @@ impl ResponseError for ApiError {
                 retry_after_secs, ..
             }
             | ApiError::NotProbedYet {
+                retry_after_secs, ..
+            }
+            | ApiError::NotServingYet {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
             ApiError::TooManyConnections { .. } => Some(1),

@@ -33,6 +33,7 @@ pub async fn list(
     caller: web::ReqData<Caller>,
 ) -> Result<HttpResponse, ApiError> {
     let snapshot = state.snapshot.load();
+    not_serving_yet(&snapshot)?;
     let (attributes, sees_all) = caller_attributes(&snapshot, &caller);
     let query = query::parse(req.query_string(), &attributes, true)?;
     let visible = || {
@@ -88,6 +89,22 @@ pub async fn list(
     Ok(json_ok(body, etag))
 }
 
+/// How long a client is advised to wait before asking a node that serves nothing yet again:
+/// about the etcd session's longest pause between two tries.
+const NOT_SERVING_RETRY_SECS: u64 = 2;
+
+/// Refuses with 503 and the reason when the node serves no state at all yet, rather than
+/// answering an empty list (which a client would take for a site with no services).
+fn not_serving_yet(snapshot: &Snapshot) -> Result<(), ApiError> {
+    match snapshot.unavailable() {
+        Some(reason) => Err(ApiError::NotServingYet {
+            reason: reason.to_string(),
+            retry_after_secs: NOT_SERVING_RETRY_SECS,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// The attribute names `caller` may use in `fields` and filters: those of the services it
 /// sees (pending ones included: they are not listed, but their names may be asked for), so
 /// that names used only by hidden services are not revealed; and whether it sees them all.
@@ -140,6 +157,7 @@ pub async fn one(
     caller: web::ReqData<Caller>,
 ) -> Result<HttpResponse, ApiError> {
     let snapshot = state.snapshot.load();
+    not_serving_yet(&snapshot)?;
     let id = req.match_info().get("id").unwrap_or_default();
     let Some(service) = snapshot.get(id).filter(|s| caller.sees(&s.feature)) else {
         return Err(match snapshot.pending(id) {

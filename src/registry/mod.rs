@@ -214,11 +214,15 @@ impl Registry {
             })
             .collect();
         self.snapshot_tag = self.snapshot_tag.wrapping_add(1);
-        self.published.store(Arc::new(
-            Snapshot::new(services)
-                .with_pending(pending)
-                .tagged(self.snapshot_tag),
-        ));
+        let mut snapshot = Snapshot::new(services)
+            .with_pending(pending)
+            .tagged(self.snapshot_tag);
+        if self.link.as_ref().is_some_and(|l| !l.synced) {
+            snapshot = snapshot.unavailable_because(
+                "this cluster node has not read the services' states from etcd since it started (etcd is out of reach); it serves them once it has".into(),
+            );
+        }
+        self.published.store(Arc::new(snapshot));
         self.metrics.publishes.inc();
         if let Some(link) = &mut self.link {
             link.log.published();
@@ -382,7 +386,14 @@ impl Actor for Registry {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        info!(services = self.services.len(), "starting monitors");
+        if self.runs_monitors() {
+            info!(services = self.services.len(), "starting monitors");
+        } else {
+            info!(
+                services = self.services.len(),
+                "waiting for etcd: the elected leader runs the monitors, and this node serves what it writes"
+            );
+        }
         self.supervise(ctx);
         ctx.run_interval(SUPERVISION_INTERVAL, |act, ctx| {
             act.supervise(ctx);

@@ -412,7 +412,10 @@ impl Session {
             return;
         }
         self.reported = true;
-        if self.ever_reached {
+        if matches!(error, RoundError::LeaseExpired) {
+            // etcd itself may well be reachable: it is this process that fell behind.
+            warn!(member = %self.member, "this node's lease expired before it could renew it (was the process paused, or starved of CPU?): it no longer leads, serves the states it last knew marked stale, and rejoins with a new lease");
+        } else if self.ever_reached {
             error!(member = %self.member, %error, "lost etcd: this node serves the states it last knew, marked stale, and retries (the next member, if there are several)");
         } else {
             error!(member = %self.member, endpoints = ?self.inbox.settings.endpoints, %error, "cannot reach etcd: this node serves nothing until it does, and retries every member in turn (check [cluster] endpoints and that etcd runs)");
