@@ -126,13 +126,30 @@ pub fn state_change_message(resource_json: &[u8]) -> Vec<u8> {
 /// (on a cluster node), so that a client can tell where it is in the sequence every node
 /// publishes, and resume from there on another node.
 pub fn state_change_message_at(resource_json: &[u8], revision: Option<i64>) -> Vec<u8> {
+    let ext = revision.map(|revision| format!(r#"{{"revision":{revision}}}"#));
+    state_change_message_with(resource_json, ext.as_deref())
+}
+
+/// [`state_change_message_at`], marked `"gap":true`: sent to a client resuming from a
+/// revision whose changes the node no longer holds, this is the service's current state,
+/// and changes of it before this one were missed.
+pub fn state_change_message_after_gap(resource_json: &[u8], revision: i64) -> Vec<u8> {
+    state_change_message_with(
+        resource_json,
+        Some(&format!(r#"{{"revision":{revision},"gap":true}}"#)),
+    )
+}
+
+/// The message with `ext` (a JSON object), if any.
+fn state_change_message_with(resource_json: &[u8], ext: Option<&str>) -> Vec<u8> {
     const HEAD: &[u8] = br#"{"channel":"/notifications/services","data":{"messageType":"ServiceStateChangeMessage","service":"#;
     let mut message = Vec::with_capacity(HEAD.len() + resource_json.len() + 2);
     message.extend_from_slice(HEAD);
     message.extend_from_slice(resource_json);
     message.push(b'}');
-    if let Some(revision) = revision {
-        message.extend_from_slice(format!(r#","ext":{{"revision":{revision}}}"#).as_bytes());
+    if let Some(ext) = ext {
+        message.extend_from_slice(br#","ext":"#);
+        message.extend_from_slice(ext.as_bytes());
     }
     message.push(b'}');
     message

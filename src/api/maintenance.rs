@@ -130,7 +130,9 @@ fn refusal(e: MaintenanceError) -> ApiError {
         MaintenanceError::Cluster(WindowsError::Unreachable) => {
             ApiError::Unavailable(e.to_string())
         }
-        MaintenanceError::Cluster(WindowsError::Changed) => ApiError::Conflict(e.to_string()),
+        MaintenanceError::Cluster(WindowsError::Changed { .. }) => {
+            ApiError::Conflict(e.to_string())
+        }
     }
 }
 

@@ -14,8 +14,9 @@ pub mod record;
 #[cfg(feature = "cluster")]
 mod session;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use actix::prelude::*;
 use tokio::sync::mpsc;
@@ -62,11 +63,19 @@ pub enum ClusterEvent {
 
 /// What the API, the admin listener and the registry read of the node's place in the
 /// cluster. A node alone is never stale and always leads.
+///
+/// Staleness is also a matter of time: the node's view is fresh only while its lease is known
+/// to hold. A process that was paused (SIGSTOP, a VM frozen, starved of CPU) past its lease
+/// is stale from the first instant it runs again, before its etcd session has noticed
+/// anything, so that no answer given in between claims to be current.
 #[derive(Debug)]
 pub struct ClusterStatus {
     clustered: bool,
     stale: AtomicBool,
     leading: AtomicBool,
+    /// Milliseconds after `epoch` until which the node's lease is known to hold.
+    fresh_until: AtomicU64,
+    epoch: Instant,
 }
 
 impl ClusterStatus {
@@ -76,6 +85,8 @@ impl ClusterStatus {
             clustered: false,
             stale: AtomicBool::new(false),
             leading: AtomicBool::new(true),
+            fresh_until: AtomicU64::new(u64::MAX),
+            epoch: Instant::now(),
         }
     }
 
@@ -85,6 +96,8 @@ impl ClusterStatus {
             clustered: true,
             stale: AtomicBool::new(true),
             leading: AtomicBool::new(false),
+            fresh_until: AtomicU64::new(0),
+            epoch: Instant::now(),
         }
     }
 
@@ -95,11 +108,24 @@ impl ClusterStatus {
     /// Whether what this node serves may be behind: it has lost etcd (or not reached it
     /// yet), so it cannot hear of changes.
     pub fn is_stale(&self) -> bool {
-        self.stale.load(Ordering::Acquire)
+        self.stale.load(Ordering::Acquire) || !self.lease_holds()
     }
 
+    /// Whether this node leads: it won the election and its lease still holds.
     pub fn is_leading(&self) -> bool {
-        self.leading.load(Ordering::Acquire)
+        self.leading.load(Ordering::Acquire) && self.lease_holds()
+    }
+
+    fn lease_holds(&self) -> bool {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        now < self.fresh_until.load(Ordering::Acquire)
+    }
+
+    /// The node's lease is known to hold until `until`.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    fn lease_until(&self, until: Instant) {
+        let ms = until.saturating_duration_since(self.epoch).as_millis() as u64;
+        self.fresh_until.store(ms, Ordering::Release);
     }
 
     #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
@@ -130,6 +156,11 @@ pub enum Write {
         /// Hears the outcome: the revision that stored the windows, or why not.
         done: Option<tokio::sync::oneshot::Sender<Result<i64, WindowsError>>>,
     },
+    /// Asks etcd for its current revision (`None`: out of reach): what a node must have
+    /// applied before it judges a request against what it holds.
+    Revision {
+        done: tokio::sync::oneshot::Sender<Option<i64>>,
+    },
     /// The daemon stops: give up the lease (and so the leadership, at once rather than
     /// when the lease runs out) and campaign no more.
     Resign {
@@ -142,10 +173,12 @@ pub enum Write {
 pub enum WindowsError {
     #[error("etcd is out of reach; try again")]
     Unreachable,
+    /// Another node changed the windows since this one last saw them; etcd was at
+    /// `revision` when it refused.
     #[error(
         "the maintenance of this service was changed meanwhile on another node; look again and retry"
     )]
-    Changed,
+    Changed { revision: i64 },
 }
 
 /// The registry's end of the link: where the leader's writes go.
@@ -226,6 +259,18 @@ impl Cluster {
             deadline: std::time::Instant::now() + WINDOWS_DEADLINE,
             done,
         });
+    }
+
+    /// etcd's current revision, or why not.
+    pub async fn revision(&self) -> Result<i64, WindowsError> {
+        let (done, read) = tokio::sync::oneshot::channel();
+        if self.writes.send(Write::Revision { done }).is_err() {
+            return Err(WindowsError::Unreachable);
+        }
+        match tokio::time::timeout(WINDOWS_DEADLINE, read).await {
+            Ok(Ok(Some(revision))) => Ok(revision),
+            _ => Err(WindowsError::Unreachable),
+        }
     }
 
     /// Gives up leadership for good (the daemon stops), so that another node takes over at

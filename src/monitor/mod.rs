@@ -99,6 +99,8 @@ pub struct ServerMonitor {
     watch: Watch,
     /// What the server last said of its role (with a role check).
     said: SaidRole,
+    /// Whether a probe's outcome has been reported yet.
+    reported: bool,
 }
 
 /// The metrics of one server, looked up once instead of on each probe.
@@ -216,6 +218,7 @@ impl ServerMonitor {
             span,
             watch: Watch::default(),
             said: SaidRole::Unknown,
+            reported: false,
         }
     }
 
@@ -343,8 +346,11 @@ impl ServerMonitor {
             None => false,
         };
         // The reason is written only when there is something to report: most probes
-        // change nothing, and they run thousands of times a second on a large site.
-        if changed.is_some() || said_changed {
+        // change nothing, and they run thousands of times a second on a large site. The
+        // first probe is reported even when it finds the health this monitor resumed from:
+        // the registry of a new leader decides only on what its own monitors have seen.
+        let first = !std::mem::replace(&mut self.reported, true);
+        if changed.is_some() || said_changed || first {
             let reason = match (&changed, &said) {
                 (None, Some((_, why))) => format!("{label}: role check {why}"),
                 _ => format!("{label}: {check} check {saw}"),
@@ -509,11 +515,14 @@ mod tests {
     }
 
     #[actix_rt::test]
-    async fn a_resumed_monitor_reports_only_a_change_from_its_last_health() {
+    async fn a_resumed_monitor_confirms_its_last_health_then_reports_only_a_change() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (_monitor, mut reports) = watch(port, Part::CassandraNode(2), 1, Health::Up);
-        // Up already: the probes that find it up say nothing.
+        // Its first probe confirms the health it resumed from (what a new leader waits for).
+        let first = next(&mut reports).await;
+        assert_eq!((first.health, first.generation), (Health::Up, 1));
+        // Up already: the probes that find it up say nothing more.
         assert!(
             tokio::time::timeout(Duration::from_millis(200), reports.recv())
                 .await

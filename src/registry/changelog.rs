@@ -63,6 +63,13 @@ impl ChangeLog {
         }
     }
 
+    /// Whether the log holds every change from its start on: the node's first read is
+    /// done and the history before it, if etcd still had it, has been replayed. Until
+    /// then a resuming client cannot be given exactly what it missed.
+    pub fn is_whole(&self) -> bool {
+        self.from != i64::MAX && self.filling.is_none()
+    }
+
     /// The revision of the last change published.
     pub fn published_revision(&self) -> i64 {
         self.published

@@ -9,8 +9,9 @@ use actix::prelude::*;
 use tracing::info;
 
 use super::Registry;
-use super::replica::WhenApplied;
-use super::tracked::{log_transition, servers_of};
+use super::shared_windows::Edit;
+use super::tracked::servers_of;
+use super::transition::log_transition;
 use crate::cluster::WindowsError;
 use crate::domain::maintenance::Window;
 use crate::domain::state::Assessment;
@@ -228,36 +229,10 @@ fn what(service: &str, instance: Option<&str>) -> String {
 
 /// The answer of a maintenance request: at once on a node alone, once etcd has stored it on
 /// a cluster node (every node, this one included, then applies it from the watch).
-type Answer = ResponseFuture<Result<Window, MaintenanceError>>;
+pub(super) type Answer = ResponseFuture<Result<Window, MaintenanceError>>;
 
-fn answer(result: Result<Window, MaintenanceError>) -> Answer {
+pub(super) fn answer(result: Result<Window, MaintenanceError>) -> Answer {
     Box::pin(std::future::ready(result))
-}
-
-impl Registry {
-    /// On a cluster node: stores the service's windows `windows` in etcd, then answers
-    /// `window`.
-    ///
-    /// Answered once this node shows the write (every later read on it sees it), or when
-    /// the deadline passes, since etcd has it either way.
-    fn store_then_answer(
-        &self,
-        id: &str,
-        windows: Vec<Window>,
-        window: Window,
-        ctx: &Context<Self>,
-    ) -> Answer {
-        let deadline = tokio::time::Instant::now() + crate::cluster::WINDOWS_DEADLINE;
-        let stored = self.store_windows(id, windows);
-        let registry = ctx.address();
-        Box::pin(async move {
-            let revision = stored.await?;
-            if let Ok(applied) = registry.send(WhenApplied(revision)).await {
-                let _ = tokio::time::timeout_at(deadline, applied).await;
-            }
-            Ok(window)
-        })
-    }
 }
 
 impl Handler<PutMaintenance> for Registry {
@@ -270,11 +245,7 @@ impl Handler<PutMaintenance> for Registry {
             Err(e) => return answer(Err(e)),
         };
         if self.link.is_some() {
-            let mut windows = self.services[index].windows.clone();
-            windows.retain(|w| w.instance != window.instance);
-            windows.push(window.clone());
-            let id = window.service.clone();
-            return self.store_then_answer(&id, windows, window, ctx);
+            return self.edit_windows(index, Edit::Put(window), ctx);
         }
         let what = what(&window.service, window.instance.as_deref());
         info!(service = %window.service, by = %window.by, reason = %window.reason, until = ?window.until, "{what} put into maintenance");
@@ -299,12 +270,11 @@ impl Handler<EndMaintenance> for Registry {
         };
         let what = what(&msg.service, msg.instance.as_deref());
         if self.link.is_some() {
-            let mut windows = self.services[index].windows.clone();
-            let Some(at) = windows.iter().position(|w| w.instance == msg.instance) else {
-                return answer(Err(MaintenanceError::NotInMaintenance(what)));
+            let edit = Edit::End {
+                instance: msg.instance,
+                what,
             };
-            let ended = windows.remove(at);
-            return self.store_then_answer(&msg.service, windows, ended, ctx);
+            return self.edit_windows(index, edit, ctx);
         }
         let Some(ended) = self.windows.remove(&msg.service, msg.instance.as_deref()) else {
             return answer(Err(MaintenanceError::NotInMaintenance(what)));

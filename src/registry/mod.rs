@@ -33,9 +33,11 @@ mod maintenance;
 mod publisher;
 mod reload;
 mod replica;
+mod shared_windows;
 mod subscribe;
 mod subscribers;
 mod tracked;
+mod transition;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -62,7 +64,8 @@ use reload::{Step, plan};
 use replica::Link;
 pub use subscribe::{SubscribeServices, UnsubscribeServices};
 pub use subscribers::Delivery;
-use tracked::{Tracked, log_transition, servers_of};
+use tracked::{Tracked, servers_of};
+use transition::log_transition;
 
 /// How often the registry checks that every monitor is alive.
 const SUPERVISION_INTERVAL: Duration = Duration::from_secs(1);
@@ -303,10 +306,11 @@ impl Registry {
     }
 
     /// Whether the node serves what it promises: alone, every server has been probed;
-    /// on a cluster, etcd has been read.
+    /// on a cluster, etcd has been read, and its history before the read replayed (a
+    /// client resuming from a revision gets exactly what it missed).
     fn all_ready(&self) -> bool {
         match &self.link {
-            Some(link) => link.synced,
+            Some(link) => link.synced && link.log.is_whole(),
             None => self.services.iter().all(|t| t.ready),
         }
     }
@@ -416,6 +420,7 @@ impl Handler<ServerChanged> for Registry {
         let tracked = &mut self.services[index];
         let was_ready = tracked.ready;
         let now = SystemTime::now();
+        let before = tracked.server(msg.part, msg.generation);
         let transition = tracked.observe(msg.part, msg.generation, msg.health, msg.said, now);
         let became_ready = !was_ready && tracked.ready;
         if let Some(transition) = transition {
@@ -429,6 +434,8 @@ impl Handler<ServerChanged> for Registry {
                 }
                 self.announce(index, ctx);
             }
+        } else if self.link.is_some() && before.is_some_and(|b| b != (msg.health, msg.said)) {
+            self.write_health(index, now);
         }
         if became_ready {
             self.wake_ready_waiters(ctx);

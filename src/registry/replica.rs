@@ -20,10 +20,10 @@ use tracing::{info, warn};
 
 use super::Registry;
 use super::changelog::ChangeLog;
-use super::tracked::{Replica, Tracked, Transition, log_transition};
+use super::tracked::{Replica, Tracked};
+use super::transition::{Transition, log_transition};
 use crate::cluster::record::millis;
 use crate::cluster::{Cluster, ClusterEvent, ServiceRecord, Stored};
-use crate::domain::maintenance::Window;
 use crate::domain::state::Assessment;
 use crate::snapshot::PublishedService;
 
@@ -39,6 +39,8 @@ pub(super) struct Link {
     /// The revision of each service's maintenance key as last seen: a maintenance request
     /// is written only if nobody changed the key since.
     pub windows_at: std::collections::HashMap<String, i64>,
+    /// Subscribers resuming from a revision, held back until the node is caught up.
+    pub held_joins: Vec<super::SubscribeServices>,
     /// The last revision the watch brought and this node applied.
     pub applied: i64,
     /// Those waiting for this node to apply and publish a revision (a maintenance request
@@ -54,6 +56,7 @@ impl Link {
             synced: false,
             log: ChangeLog::new(),
             windows_at: Default::default(),
+            held_joins: Vec::new(),
             applied: 0,
             applied_waiters: Vec::new(),
         }
@@ -94,7 +97,8 @@ impl Tracked {
 impl Registry {
     /// What a client resuming after `revision` receives first: the changes it missed, or
     /// (when this node does not hold them) the current state of every service that
-    /// changed since, oldest change first.
+    /// changed since, oldest change first, each marked `"gap":true` so that the client
+    /// knows it missed the changes before it.
     pub(super) fn catch_up(
         &self,
         revision: i64,
@@ -111,7 +115,11 @@ impl Registry {
             .filter_map(|t| t.replica.as_ref())
             .filter(|r| r.revision > revision && r.revision <= published)
             .filter(|r| features.contains(&r.published.feature))
-            .map(|r| (r.revision, r.published.notification.clone()))
+            .map(|r| {
+                let message =
+                    crate::resource::state_change_message_after_gap(&r.published.json, r.revision);
+                (r.revision, crate::bayeux::frame(&message))
+            })
             .collect();
         current.sort_by_key(|(revision, _)| *revision);
         Some(current.into_iter().map(|(_, n)| n).collect())
@@ -127,6 +135,28 @@ impl Registry {
     pub(super) fn write(&self, index: usize, reason: &str, now: SystemTime) {
         let Some(link) = &self.link else { return };
         let tracked = &self.services[index];
+        link.cluster.write(
+            &tracked.spec.id,
+            tracked.record(link.cluster.node(), reason, now),
+        );
+    }
+
+    /// On the leader: the service's decision stands, but one of its servers' health or said
+    /// role changed. Stored all the same (the record with every server's health as of now),
+    /// so that a successor resumes from each server's last health rather than its health at
+    /// the last decision: a backup that died since would otherwise be resumed as healthy,
+    /// and chosen. Nothing is stored before the service's first decision (it would publish
+    /// a state).
+    pub(super) fn write_health(&self, index: usize, now: SystemTime) {
+        let Some(link) = &self.link else { return };
+        let tracked = &self.services[index];
+        if !tracked.known {
+            return;
+        }
+        let reason = tracked
+            .replica
+            .as_ref()
+            .map_or("", |r| r.record.reason.as_str());
         link.cluster.write(
             &tracked.spec.id,
             tracked.record(link.cluster.node(), reason, now),
@@ -182,76 +212,6 @@ impl Registry {
         self.announce(index, ctx);
     }
 
-    /// Takes `windows` as the maintenance of the service at `index` (stored at
-    /// `revision`); the leader decides again with them. Returns what changed, in words.
-    fn take_windows(&mut self, index: usize, windows: Vec<Window>, revision: i64) -> String {
-        let id = self.services[index].spec.id.clone();
-        let before = self.services[index].windows.clone();
-        let reason = describe(&before, &windows);
-        if let Some(link) = &mut self.link {
-            link.windows_at.insert(id.clone(), revision);
-        }
-        self.windows.set_service(&id, windows.clone());
-        self.metrics.set_maintenance(&id, !windows.is_empty());
-        if !reason.is_empty() {
-            info!(service = %id, revision, "{reason}");
-        }
-        let now = SystemTime::now();
-        if self.link.as_ref().is_some_and(|l| l.leading) {
-            let (transition, _) = self.services[index].maintain(windows, now);
-            if let Some(transition) = transition {
-                log_transition(&id, transition, &reason, &self.metrics);
-                self.write(index, &reason, now);
-            }
-        } else {
-            self.services[index].windows = windows;
-        }
-        reason
-    }
-
-    /// Asks etcd to store `windows` as the maintenance of service `id`, unless another node
-    /// changed it since this one last looked; resolves with the outcome.
-    pub(super) fn store_windows(
-        &self,
-        id: &str,
-        windows: Vec<Window>,
-    ) -> impl Future<Output = Result<i64, crate::cluster::WindowsError>> + 'static {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if let Some(link) = &self.link {
-            let expected = link.windows_at.get(id).copied().unwrap_or(0);
-            link.cluster.write_windows(id, windows, expected, Some(tx));
-        }
-        async move {
-            match tokio::time::timeout(crate::cluster::WINDOWS_DEADLINE, rx).await {
-                Ok(Ok(outcome)) => outcome,
-                _ => Err(crate::cluster::WindowsError::Unreachable),
-            }
-        }
-    }
-
-    /// On the leader: ends the windows whose time is up, by storing each service's windows
-    /// without them (every node applies that from the watch).
-    pub(super) fn end_passed_windows_clustered(&self) {
-        let Some(link) = self.link.as_ref().filter(|l| l.leading) else {
-            return;
-        };
-        let now = SystemTime::now();
-        for tracked in &self.services {
-            if tracked.windows.iter().all(|w| w.holds(now)) {
-                continue;
-            }
-            let left: Vec<Window> = tracked
-                .windows
-                .iter()
-                .filter(|w| w.holds(now))
-                .cloned()
-                .collect();
-            let id = &tracked.spec.id;
-            let expected = link.windows_at.get(id).copied().unwrap_or(0);
-            link.cluster.write_windows(id, left, expected, None);
-        }
-    }
-
     /// Records the published change of the service at `index` in this node's history.
     fn record_replica(&self, index: usize, reason: &str) {
         let tracked = &self.services[index];
@@ -296,6 +256,23 @@ impl Registry {
         link.log.replayed(id, revision, shown);
     }
 
+    /// Once the node is caught up (etcd read, its history replayed): those waiting for
+    /// readiness and the resumes held back are served.
+    fn caught_up(&mut self, ctx: &mut Context<Self>) {
+        if !self.all_ready() {
+            return;
+        }
+        if self.link.as_ref().is_some_and(|l| !l.held_joins.is_empty()) {
+            // The held joins' catch-ups come from the log, which holds only what was
+            // published: publish first what is waiting.
+            if self.scheduled.is_some() {
+                self.publish_now(ctx);
+            }
+            self.release_joins();
+        }
+        self.wake_ready_waiters(ctx);
+    }
+
     /// This node now leads: its monitors start, from the states etcd holds.
     fn lead(&mut self, ctx: &mut Context<Self>) {
         if let Some(link) = &mut self.link {
@@ -306,7 +283,7 @@ impl Registry {
                 let record = replica.record.clone();
                 tracked.adopt(&record);
             }
-            tracked.ready = false;
+            tracked.unconfirm();
         }
         self.supervise(ctx);
     }
@@ -373,34 +350,6 @@ impl Registry {
     }
 }
 
-/// What changed from `before` to `after` (one service's windows), in words; empty if
-/// nothing did.
-fn describe(before: &[Window], after: &[Window]) -> String {
-    let subject = |w: &Window| match &w.instance {
-        Some(instance) => format!("{}'s {instance}", w.service),
-        None => format!("service {}", w.service),
-    };
-    let mut said: Vec<String> = after
-        .iter()
-        .filter(|w| !before.contains(w))
-        .map(|w| {
-            format!(
-                "{} put into maintenance by {}: {}",
-                subject(w),
-                w.by,
-                w.reason
-            )
-        })
-        .collect();
-    said.extend(
-        before
-            .iter()
-            .filter(|w| !after.iter().any(|a| a.instance == w.instance))
-            .map(|w| format!("{} taken out of maintenance", subject(w))),
-    );
-    said.join("; ")
-}
-
 impl Handler<ClusterEvent> for Registry {
     type Result = ();
 
@@ -446,7 +395,7 @@ impl Handler<ClusterEvent> for Registry {
                 }
                 self.publish_soon(ctx);
                 self.settle(revision, ctx);
-                self.wake_ready_waiters(ctx);
+                self.caught_up(ctx);
             }
             ClusterEvent::Changed {
                 id,
@@ -460,7 +409,10 @@ impl Handler<ClusterEvent> for Registry {
                 id,
                 stored,
                 revision,
-            } => self.replay(&id, stored, revision),
+            } => {
+                self.replay(&id, stored, revision);
+                self.caught_up(ctx);
+            }
             ClusterEvent::Leading(true) => self.lead(ctx),
             ClusterEvent::Leading(false) => self.follow(),
         }

@@ -37,10 +37,44 @@ pub struct UnsubscribeServices {
     pub client_id: Arc<str>,
 }
 
+/// The most joins a node that is not caught up yet holds back; beyond that, a join is served
+/// at once with the current states (marked as after a gap).
+const HELD_JOINS_LIMIT: usize = 10_000;
+
 impl Handler<SubscribeServices> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: SubscribeServices, _ctx: &mut Self::Context) {
+        // A resume waits until this node holds every change it can give: served now, it
+        // would get the current states instead of what it missed.
+        if let Some(link) = &mut self.link {
+            if msg.snapshot
+                && msg.resume.is_some()
+                && !link.log.is_whole()
+                && link.held_joins.len() < HELD_JOINS_LIMIT
+            {
+                link.held_joins.push(msg);
+                return;
+            }
+        }
+        self.join(msg);
+    }
+}
+
+impl Registry {
+    /// Serves the joins held back while this node was catching up, once it has.
+    pub(super) fn release_joins(&mut self) {
+        let Some(link) = &mut self.link else { return };
+        if !link.log.is_whole() {
+            return;
+        }
+        for msg in std::mem::take(&mut link.held_joins) {
+            self.join(msg);
+        }
+    }
+
+    /// Adds a subscriber, first sending it what it asked to catch up on.
+    fn join(&mut self, msg: SubscribeServices) {
         // The snapshot is the one last published, not the services' current states: changes
         // decided since are waiting for the next publish, which offers them to this
         // subscriber too, so that each reaches it once, after the state it replaces.

@@ -5,20 +5,21 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use actix::Addr;
-use tracing::{debug, info, warn};
+use tracing::debug;
 
 use crate::cluster::{ServerRecord, ServiceRecord};
 use crate::config::services::{InstanceSpec, ServiceSpec};
 use crate::domain::health::Health;
 use crate::domain::maintenance::{Window, effective};
-use crate::domain::roles::{SaidRole, Source};
+use crate::domain::roles::SaidRole;
 use crate::domain::service::{Part, Role, ServiceState};
 use crate::domain::state::{Assessment, assess};
 use crate::history::Change;
 use crate::instances::Instances;
-use crate::metrics::{Metrics, ServiceLabels};
 use crate::monitor::ServerMonitor;
 use crate::snapshot::PublishedService;
+
+pub(super) use super::transition::{Transition, serving_label};
 
 /// One backend server of a service.
 pub(super) struct Server {
@@ -30,6 +31,10 @@ pub(super) struct Server {
     /// The generation of its current monitor.
     pub generation: u64,
     pub monitor: Option<Addr<ServerMonitor>>,
+    /// Whether this node's own monitor has reported on it since this node began running
+    /// monitors: `health` is then evidence, not what was stored (a new leader resumes
+    /// every server's stored health, but decides only once it has seen each one itself).
+    pub confirmed: bool,
 }
 
 /// One supervised service.
@@ -66,19 +71,6 @@ pub(super) struct Replica {
     pub record: ServiceRecord,
     pub revision: i64,
     pub published: Arc<PublishedService>,
-}
-
-/// A change of a service's assessment, for the log and the metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Transition {
-    pub before: Assessment,
-    pub after: Assessment,
-    /// The service's first assessment: announced even when it equals `before`, because
-    /// nobody has heard of the service until now.
-    pub first: bool,
-    /// The first assessment, confirming what the history held before a restart (state and
-    /// serving instance): nothing happened to the service, so the history need not say so.
-    pub confirmed: bool,
 }
 
 impl Tracked {
@@ -137,6 +129,7 @@ impl Tracked {
                 said: SaidRole::Unknown,
                 generation: 0,
                 monitor: None,
+                confirmed: false,
             })
             .collect();
         let instances = Arc::new(Instances::of(&spec, servers_of(&spec)));
@@ -250,7 +243,27 @@ impl Tracked {
             .find(|s| s.part == part && s.generation == generation)?;
         server.health = health;
         server.said = said;
+        server.confirmed = true;
         self.assess_again(now)
+    }
+
+    /// What the current monitor of the server playing `part` last reported (its health and
+    /// said role), if `generation` is that monitor's.
+    pub fn server(&self, part: Part, generation: u64) -> Option<(Health, SaidRole)> {
+        self.servers
+            .iter()
+            .find(|s| s.part == part && s.generation == generation)
+            .map(|s| (s.health, s.said))
+    }
+
+    /// This node starts running the service's monitors (it became leader): what it holds of
+    /// each server was stored by another node, and is no evidence until its own monitor
+    /// reports. The stored decision stands until then.
+    pub fn unconfirm(&mut self) {
+        self.ready = false;
+        for server in &mut self.servers {
+            server.confirmed = false;
+        }
     }
 
     /// Replaces the service's maintenance windows (those holding now), assesses it again
@@ -281,8 +294,13 @@ impl Tracked {
             .any(|w| w.instance.as_deref() == Some(label.as_str()))
     }
 
-    /// Assesses the service from its servers' last reports.
+    /// Assesses the service from its servers' last reports, once this node has seen every
+    /// server itself: a decision mixing fresh evidence with a stored health (a new
+    /// leader's first round) could show a state nobody observed.
     fn assess_again(&mut self, now: SystemTime) -> Option<Transition> {
+        if !self.servers.iter().all(|s| s.confirmed) {
+            return None;
+        }
         let healths: Vec<(Part, Health)> = self
             .servers
             .iter()
@@ -353,49 +371,6 @@ pub(super) fn servers_of(spec: &ServiceSpec) -> impl Iterator<Item = (Part, &Ins
         .enumerate()
         .map(|(i, node)| (Part::CassandraNode(i), node));
     pair.chain(nodes)
-}
-
-/// Logs a change of a service's resource; counts a switchover.
-pub(super) fn log_transition(id: &str, t: Transition, reason: &str, metrics: &Metrics) {
-    let (before, after) = (t.before, t.after);
-    let (from_serving, to_serving) = (serving_label(before.serving), serving_label(after.serving));
-    if t.first && t.confirmed {
-        info!(service = %id, state = %after.state, serving = to_serving, reason, "service confirmed as recorded before the restart");
-    } else if t.first {
-        info!(service = %id, state = %after.state, serving = to_serving, reason, "service assessed");
-    } else if after.state != before.state {
-        info!(service = %id, from = %before.state, to = %after.state, serving = to_serving, reason, "service state changed");
-    } else if before.serving.is_some() && after.serving.is_some() {
-        warn!(service = %id, state = %after.state, from = from_serving, to = to_serving, reason, "switchover");
-        metrics
-            .switchovers
-            .get_or_create(&ServiceLabels {
-                service: id.to_string(),
-            })
-            .inc();
-    } else if before.serving != after.serving {
-        info!(service = %id, state = %after.state, from = from_serving, to = to_serving, reason, "serving instance changed");
-    }
-    if after.source != before.source || t.first {
-        let serving = to_serving;
-        match after.source {
-            Source::Conflict => {
-                warn!(service = %id, serving, reason, "role conflict: both instances say they are primary; the configured primary is shown")
-            }
-            Source::Fallback => {
-                info!(service = %id, serving, reason, "no healthy instance says it is primary; the serving instance is inferred from health")
-            }
-            Source::Role if !t.first => {
-                info!(service = %id, serving, reason, "the serving instance is the one that says it is primary")
-            }
-            Source::Role | Source::Health => {}
-        }
-    }
-}
-
-/// The serving instance as logs show it.
-fn serving_label(serving: Option<Role>) -> &'static str {
-    serving.map_or("none", Role::as_str)
 }
 
 #[cfg(test)]
@@ -546,6 +521,48 @@ mod tests {
         );
         assert!(new.ready);
         assert_eq!(new.assessment.serving, Some(Role::Backup));
+        assert_eq!(new.since, at(10));
+    }
+
+    #[test]
+    fn a_new_leader_moves_only_once_its_own_probes_have_seen_every_server() {
+        let at = |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        // Stored: the primary serves, both instances healthy (as of the last write).
+        let mut old = pair();
+        old.observe(PRIMARY, 0, Health::Up, SaidRole::Unknown, at(10));
+        old.observe(BACKUP, 0, Health::Up, SaidRole::Unknown, at(10));
+        let record = old.record("sw1", "why", at(10));
+
+        // In truth the backup died too. The primary's failure alone, seen first, must not
+        // hand the service to a backup nobody has looked at since.
+        let mut new = pair();
+        new.adopt(&record);
+        new.unconfirm();
+        assert_eq!(
+            new.observe(PRIMARY, 0, Health::Down, SaidRole::Unknown, at(20)),
+            None,
+            "the stored decision stands while the first round runs"
+        );
+        assert_eq!(new.assessment.serving, Some(Role::Primary));
+        let seen = new
+            .observe(BACKUP, 0, Health::Down, SaidRole::Unknown, at(21))
+            .unwrap();
+        assert_eq!(seen.after, Assessment::INITIAL, "Inactive: both seen down");
+        assert_eq!(new.since, at(21));
+
+        // A leader that finds the stored decision right changes nothing: same since.
+        let mut new = pair();
+        new.adopt(&record);
+        new.unconfirm();
+        assert_eq!(
+            new.observe(BACKUP, 0, Health::Up, SaidRole::Unknown, at(30)),
+            None
+        );
+        assert_eq!(
+            new.observe(PRIMARY, 0, Health::Up, SaidRole::Unknown, at(30)),
+            None
+        );
+        assert!(new.ready);
         assert_eq!(new.since, at(10));
     }
 

@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod bayeux;
 pub mod certs;
+pub mod cluster;
 pub mod daemon;
 pub mod etcd;
 pub mod interop;

@@ -2,7 +2,7 @@
 //! its records, anyone's writes of maintenance windows (compared with the revision the
 //! node last saw), and the resignation of a stopping leader.
 
-use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
 use std::time::Instant;
 use tracing::{error, info, warn};
 
@@ -96,6 +96,20 @@ impl Session {
     ) -> Result<(), RoundError> {
         match write {
             Write::Record { id, record } => self.write_record(client, id, record).await,
+            Write::Revision { done } => {
+                let read = self
+                    .deadline(client.get(
+                        self.key("leader"),
+                        Some(GetOptions::new().with_count_only()),
+                    ))
+                    .await;
+                let _ = done.send(
+                    read.as_ref()
+                        .ok()
+                        .map(|r| r.header().map_or(0, |h| h.revision())),
+                );
+                read.map(|_| ())
+            }
             Write::Resign { done } => {
                 self.resigned = true;
                 if let Some(lease) = self.lease.take() {
@@ -135,7 +149,9 @@ impl Session {
                     Ok(response) if response.succeeded() => {
                         answer(Ok(response.header().map_or(0, |h| h.revision())))
                     }
-                    Ok(_) => answer(Err(WindowsError::Changed)),
+                    Ok(refused) => answer(Err(WindowsError::Changed {
+                        revision: refused.header().map_or(0, |h| h.revision()),
+                    })),
                     Err(e) => {
                         answer(Err(WindowsError::Unreachable));
                         return Err(e);

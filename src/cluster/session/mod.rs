@@ -26,7 +26,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use actix::Recipient;
 use etcd_client::{
-    Certificate, Client, ConnectOptions, EventType, GetOptions, Identity, TlsOptions, WatchOptions,
+    Certificate, Client, ConnectOptions, EventType, GetOptions, Identity, SortOrder, SortTarget,
+    TlsOptions, WatchOptions,
 };
 use serde::{Deserialize, Serialize};
 use tokio::time::{MissedTickBehavior, interval, sleep, timeout};
@@ -96,6 +97,9 @@ struct Session {
     ever_reached: bool,
     /// The daemon stops: no more campaigns.
     resigned: bool,
+    /// The revision at which the watch, replaying after an outage, reached the newest
+    /// change stored when the round began (set and taken within one watch response).
+    caught_up_at: Option<i64>,
     /// Which endpoint the next round uses (modulo their number), and the one in use.
     endpoint: usize,
     member: String,
@@ -118,6 +122,7 @@ pub(super) async fn run(inbox: Inbox, registry: Recipient<ClusterEvent>, metrics
         reported: false,
         ever_reached: false,
         resigned: false,
+        caught_up_at: None,
         endpoint: fastrand::usize(..),
         member: String::new(),
     };
@@ -261,9 +266,23 @@ impl Session {
                 None => return Err(RoundError::WatchEnded("closed by etcd".into())),
             }
         }
+        // Caught up once the watch has brought every change stored now: until then the
+        // node is still stale (its states are behind), and does not campaign (a paused
+        // leader would otherwise lead again from what it knew before its pause).
+        let mut catch_up_to = None;
         let mut watch = match watch {
             Some(watch) => {
-                self.reached(self.last_revision.unwrap_or_default());
+                let newest = self.newest_write(&mut client, &prefix).await?;
+                let last = self.last_revision.unwrap_or_default();
+                if newest <= last {
+                    self.reached(last);
+                } else {
+                    debug!(
+                        last,
+                        newest, "replaying the changes missed before serving again"
+                    );
+                    catch_up_to = Some(newest);
+                }
                 watch
             }
             None => {
@@ -313,6 +332,7 @@ impl Session {
         campaign.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // etcd keeps the lease until this instant, as far as this node can know.
         let mut lease_until = Instant::now() + self.inbox.settings.lease_ttl;
+        self.inbox.status.lease_until(lease_until);
         loop {
             tokio::select! {
                 message = watch.message() => {
@@ -337,10 +357,14 @@ impl Session {
                     }
                     for event in response.events() {
                         let Some(kv) = event.kv() else { continue };
+                        let revision = kv.mod_revision();
+                        if catch_up_to.is_some_and(|newest| revision >= newest) {
+                            catch_up_to = None;
+                            self.caught_up_at = Some(revision);
+                        }
                         if event.event_type() != EventType::Put {
                             continue;
                         }
-                        let revision = kv.mod_revision();
                         let Some((id, stored)) = self.decode(kv.key(), kv.value()) else {
                             continue;
                         };
@@ -354,6 +378,10 @@ impl Session {
                         self.tell(ClusterEvent::Changed { id, stored, revision });
                         self.last_revision = Some(revision);
                     }
+                    if let Some(revision) = self.caught_up_at.take() {
+                        // After the events of this response: the registry has them first.
+                        self.reached(revision);
+                    }
                 }
                 _ = renew.tick() => {
                     if Instant::now() >= lease_until {
@@ -366,6 +394,7 @@ impl Session {
                     match renewal? {
                         Some(r) if r.ttl() > 0 => {
                             lease_until = Instant::now() + Duration::from_secs(r.ttl() as u64);
+                            self.inbox.status.lease_until(lease_until);
                             self.metrics.cluster.lease_renewals.inc();
                         }
                         _ => {
@@ -374,7 +403,7 @@ impl Session {
                         }
                     }
                 }
-                _ = campaign.tick(), if self.term.is_none() && !self.resigned => {
+                _ = campaign.tick(), if self.term.is_none() && !self.resigned && catch_up_to.is_none() => {
                     self.campaign(&mut client, lease).await?;
                 }
                 write = self.inbox.writes.recv() => {
@@ -387,7 +416,27 @@ impl Session {
         }
     }
 
-    /// The round works: no longer stale.
+    /// The mod revision of the newest key under `prefix` (0: none): the last change a
+    /// watch replaying from before it must bring before the node is caught up.
+    async fn newest_write(&self, client: &mut Client, prefix: &str) -> Result<i64, RoundError> {
+        let newest = self
+            .deadline(
+                client.get(
+                    prefix,
+                    Some(
+                        GetOptions::new()
+                            .with_prefix()
+                            .with_keys_only()
+                            .with_sort(SortTarget::Mod, SortOrder::Descend)
+                            .with_limit(1),
+                    ),
+                ),
+            )
+            .await?;
+        Ok(newest.kvs().first().map_or(0, |kv| kv.mod_revision()))
+    }
+
+    /// The round works and the node is caught up: no longer stale.
     fn reached(&mut self, revision: i64) {
         self.metrics.cluster.revision.set(revision);
         self.inbox.status.set_stale(false);
