@@ -1,13 +1,16 @@
 //! The `ServerMonitor` actor: one per backend server (each instance of a pair, each
 //! Cassandra node).
 //!
-//! It owns its server's probe schedule and smoothed health. Each probe runs in a task of its
-//! own, so a probe that panics counts as a failed probe instead of taking the monitor down,
-//! and waits for a slot of the global probe limit first. Outcomes go through the rise/fall
-//! rules of [`crate::domain::health`]; when the smoothed health changes (the first probe
-//! included), the monitor reports it with [`ServerChanged`]. What the health of its servers
-//! means for a service (which instance serves, which state) is decided where the service's
-//! state is owned, from every server's report, by [`crate::domain::state::assess`].
+//! It owns its server's probe schedule and smoothed health. Each probe runs in the monitor's
+//! own future behind `catch_unwind`, so a probe that panics counts as a failed probe instead
+//! of taking the monitor down, and waits for a slot of the global probe limit first. What a
+//! probe means is decided by a pure function, [`decision::decide`] (the rise/fall rules of
+//! [`crate::domain::health`], the log's wording, whether to report, what happens to the
+//! schedule and the watch); this actor performs the decision. When the smoothed health
+//! changes (the first probe included), the monitor reports it with [`ServerChanged`]. What
+//! the health of its servers means for a service (which instance serves, which state) is
+//! decided where the service's state is owned, from every server's report, by
+//! [`crate::domain::state::assess`].
 //!
 //! One actor per server means one server's life is one actor's: a monitor that dies is
 //! restarted alone, resuming from its last reported health, and its pair partner never
@@ -17,16 +20,17 @@
 //! ([`probe::watch`]). When the server closes it, the monitor probes at once, outside the
 //! schedule: a failed probe then marks the server down without waiting for `fall` (the
 //! process is gone: its kernel closed the connection and refuses new ones), a passing one
-//! (a server that closes idle connections) leaves the health alone. The watch is reopened
-//! once the server is healthy again; attempts that fail, or connections the server closes
-//! within a check interval, back off exponentially with jitter, so a restarting server is
-//! not stormed (`watch.rs`).
+//! (a server that closes idle connections) leaves the health alone. The watch is reopened once the server
+//! is healthy again; attempts that fail, or connections the server closes within a check
+//! interval, back off exponentially with jitter, so a restarting server is not stormed
+//! (`watch.rs`).
 //!
 //! When the pair has a role check, the monitor asks its server its role after each passing
 //! probe ([`probe::role`]) and reports a change of answer like a change of health. Every
 //! probe, role answer and watch event is also written to the server's [`InstanceRecord`],
 //! which the instance detail reads; that is a short lock, not a message to the registry.
 
+mod decision;
 mod watch;
 
 use std::panic::AssertUnwindSafe;
@@ -50,6 +54,7 @@ use crate::instances::{InstanceRecord, LastCheck};
 use crate::metrics::{InstanceLabels, Metrics, ProbeLabels, RoleLabels};
 use crate::probe::https::days_left;
 use crate::probe::{self, CheckKind, ProbeReport};
+use decision::{Decision, HealthNews, Known, RoleNews, Seen, Server};
 use watch::Watch;
 
 /// A server's smoothed health or the role it says it has changed, or was seen for the
@@ -89,7 +94,7 @@ pub struct ServerIdentity {
 /// The monitor actor.
 pub struct ServerMonitor {
     id: ServerIdentity,
-    tracker: HealthTracker,
+    known: Known,
     report_to: Recipient<ServerChanged>,
     probe_slots: Arc<Semaphore>,
     /// The server in logs: `primary sips1 (10.0.0.5:5060)`.
@@ -97,8 +102,6 @@ pub struct ServerMonitor {
     counters: ProbeCounters,
     span: tracing::Span,
     watch: Watch,
-    /// What the server last said of its role (with a role check).
-    said: SaidRole,
 }
 
 /// The metrics of one server, looked up once instead of on each probe.
@@ -207,7 +210,10 @@ impl ServerMonitor {
             id.record.health(health, None);
         }
         ServerMonitor {
-            tracker: HealthTracker::resume(health, check.rise, check.fall),
+            known: Known {
+                tracker: HealthTracker::resume(health, check.rise, check.fall),
+                said: SaidRole::Unknown,
+            },
             counters,
             id,
             report_to,
@@ -215,12 +221,18 @@ impl ServerMonitor {
             label,
             span,
             watch: Watch::default(),
-            said: SaidRole::Unknown,
         }
     }
 
-    fn schedule_probe(&self, delay: Duration, ctx: &mut Context<Self>) {
+    fn schedule_probe(&mut self, delay: Duration, ctx: &mut Context<Self>) {
         ctx.run_later(delay, |act, ctx| act.probe(ctx));
+    }
+
+    /// The wait before the next probe of a server in its present condition: `interval`,
+    /// `fast_interval` or `down_interval` ([`crate::domain::health::Schedule`]), jittered.
+    fn next_delay(&self) -> Duration {
+        let schedule = self.id.spec.check.schedule;
+        schedule.jittered(schedule.base_delay(&self.known.tracker), fastrand::f64())
     }
 
     fn probe(&mut self, ctx: &mut Context<Self>) {
@@ -245,9 +257,7 @@ impl ServerMonitor {
         };
         ctx.spawn(asking.into_actor(self).map(|(report, said), act, ctx| {
             act.observe(report, said, None, ctx);
-            let schedule = act.id.spec.check.schedule;
-            let delay = schedule.jittered(schedule.base_delay(&act.tracker), fastrand::f64());
-            act.schedule_probe(delay, ctx);
+            act.schedule_probe(act.next_delay(), ctx);
         }));
     }
 
@@ -274,8 +284,9 @@ impl ServerMonitor {
         }
     }
 
-    /// Feeds one probe report into the server's health; reports a change. `watch_closed`:
-    /// what the server's watch connection saw, when this probe was made because it closed.
+    /// Feeds one probe report into what the monitor knows ([`decision::decide`]) and
+    /// performs the decision. `watch_closed`: what the server's watch connection saw, when
+    /// this probe was made because it closed.
     fn observe(
         &mut self,
         report: ProbeReport,
@@ -286,31 +297,21 @@ impl ServerMonitor {
         let _entered = self.span.clone().entered();
         self.counters.count(&report);
         let now = SystemTime::now();
-        let before = self.tracker.health();
-        let changed = match (watch_closed, report.outcome) {
-            (Some(_), ProbeOutcome::Down) => self.tracker.confirm_down(),
-            _ => self.tracker.observe(report.outcome),
+        let check = &self.id.spec.check;
+        let server = Server {
+            label: &self.label,
+            check: check.kind.name(),
+            watched: check.watch,
         };
-        let label = &self.label;
-        let check = self.id.spec.check.kind.name();
-        let saw = match watch_closed {
-            Some(watch) => format!("{} (probed at once: {watch})", report.detail),
-            None => report.detail,
+        let seen = Seen {
+            outcome: report.outcome,
+            detail: report.detail,
+            said,
+            watch_closed,
         };
-        match changed {
-            Some(after) if before != Health::Unknown => info!(
-                instance = %label, check, from = %before, to = %after, saw = %saw,
-                "instance health changed"
-            ),
-            Some(after) => {
-                debug!(instance = %label, check, health = %after, saw = %saw, "first probe")
-            }
-            None => debug!(
-                instance = %label, check, outcome = ?report.outcome, elapsed = ?report.elapsed,
-                saw = %saw, "probe"
-            ),
-        }
-        if let Some(health) = changed {
+        let decision = decision::decide(&mut self.known, &server, seen);
+        self.log(&decision, report.outcome, report.elapsed);
+        if let Some(health) = decision.health.reached() {
             self.counters
                 .instance_up
                 .set(i64::from(health.is_healthy()));
@@ -322,39 +323,16 @@ impl ServerMonitor {
                 gauge.set(days_left(not_after, now));
             }
         }
-        let said_changed = match &said {
-            Some((role, why)) if *role != self.said => {
-                match role {
-                    SaidRole::Unknown => {
-                        warn!(instance = %label, was = %self.said, why = %why, "role check: no usable answer")
-                    }
-                    _ => {
-                        info!(instance = %label, role = %role, was = %self.said, "role check: the instance {why}")
-                    }
-                }
-                self.said = *role;
-                self.counters.set_role(*role);
-                true
-            }
-            Some((_, why)) => {
-                debug!(instance = %label, role = %self.said, "role check: the instance {why}");
-                false
-            }
-            None => false,
-        };
-        // The reason is written only when there is something to report: most probes
-        // change nothing, and they run thousands of times a second on a large site.
-        if changed.is_some() || said_changed {
-            let reason = match (&changed, &said) {
-                (None, Some((_, why))) => format!("{label}: role check {why}"),
-                _ => format!("{label}: {check} check {saw}"),
-            };
+        if decision.role.changed() {
+            self.counters.set_role(self.known.said);
+        }
+        if let Some(reason) = decision.report {
             self.report_to.do_send(ServerChanged {
                 service: self.id.service.clone(),
                 part: self.id.part,
                 generation: self.id.generation,
-                health: self.tracker.health(),
-                said: self.said,
+                health: self.known.tracker.health(),
+                said: self.known.said,
                 reason,
             });
         }
@@ -362,12 +340,42 @@ impl ServerMonitor {
             at: now,
             outcome: report.outcome,
             elapsed: report.elapsed,
-            detail: saw,
+            detail: decision.saw,
         });
-        if let Some((role, why)) = said {
+        if let Some((role, why)) = decision.said {
             self.id.record.said(role, why, now);
         }
-        self.keep_watch(ctx);
+        if decision.watch {
+            self.keep_watch(ctx);
+        }
+    }
+
+    /// Writes the log lines of a decision, in its words.
+    fn log(&self, decision: &Decision, outcome: ProbeOutcome, elapsed: Duration) {
+        let instance = &self.label;
+        let check = self.id.spec.check.kind.name();
+        let saw = &decision.saw;
+        match decision.health {
+            HealthNews::Changed { from, to } => info!(
+                %instance, check, %from, %to, %saw, "instance health changed"
+            ),
+            HealthNews::First(health) => debug!(%instance, check, %health, %saw, "first probe"),
+            HealthNews::Steady => debug!(%instance, check, ?outcome, ?elapsed, %saw, "probe"),
+        }
+        let Some((role, why)) = &decision.said else {
+            return;
+        };
+        match decision.role {
+            RoleNews::Unusable { was } => {
+                warn!(%instance, %was, %why, "role check: no usable answer")
+            }
+            RoleNews::Changed { was } => {
+                info!(%instance, %role, %was, "role check: the instance {why}")
+            }
+            RoleNews::Same | RoleNews::NotAsked => {
+                debug!(%instance, %role, "role check: the instance {why}")
+            }
+        }
     }
 }
 
