@@ -94,6 +94,10 @@ pub(super) struct Decision {
     /// then: most probes change nothing, and they run thousands of times a second on a
     /// large site.
     pub report: Option<String>,
+    /// The watch has just shown the server dead: the probe planned while it was healthy (at
+    /// `interval`) gives way to one on the down schedule, so that a server restarted at
+    /// once is seen back within `down_interval`.
+    pub replan: bool,
     /// Whether a watch connection should now be held open.
     pub watch: bool,
 }
@@ -148,6 +152,7 @@ pub(super) fn decide(known: &mut Known, server: &Server, seen: Seen) -> Decision
         saw,
         said: seen.said,
         report,
+        replan: confirmed && changed.is_some(),
         watch: wants_watch(server.watched, known.tracker.health()),
     }
 }
@@ -197,6 +202,7 @@ mod tests {
         );
         assert_eq!(d.saw, "connected in 1 ms");
         assert!(d.watch, "a healthy watched server gets its watch");
+        assert!(!d.replan);
     }
 
     #[test]
@@ -228,10 +234,14 @@ mod tests {
             Some("primary ts1 (10.0.0.5:3000): tcp check refused")
         );
         assert!(!second.watch, "no watch on a down server");
+        assert!(
+            !second.replan,
+            "the probes' own schedule already follows the health"
+        );
     }
 
     #[test]
-    fn a_failed_probe_after_the_watch_closed_is_down_at_once() {
+    fn a_failed_probe_after_the_watch_closed_is_down_at_once_and_replans_the_next_probe() {
         let mut k = known(Health::Up, 2, 3);
         let d = decide(
             &mut k,
@@ -259,6 +269,7 @@ mod tests {
                 "primary ts1 (10.0.0.5:3000): tcp check refused (probed at once: the server closed the watch connection)"
             )
         );
+        assert!(d.replan, "the next probe goes on the down schedule");
         assert!(!d.watch);
         // Recovery still takes `rise`.
         assert_eq!(
@@ -282,8 +293,25 @@ mod tests {
                 ..probe(Up, "connected")
             },
         );
-        assert_eq!((d.health, d.report), (HealthNews::Steady, None));
+        assert_eq!(
+            (d.health, d.report, d.replan),
+            (HealthNews::Steady, None, false)
+        );
         assert!(d.watch, "the watch is reopened");
+    }
+
+    #[test]
+    fn a_watched_failure_of_a_server_already_down_does_not_replan() {
+        let mut k = known(Health::Down, 2, 2);
+        let d = decide(
+            &mut k,
+            &SERVER,
+            Seen {
+                watch_closed: Some("reset"),
+                ..probe(Down, "refused")
+            },
+        );
+        assert_eq!((d.health, d.replan), (HealthNews::Steady, false));
     }
 
     #[test]

@@ -19,8 +19,10 @@
 //! With `watch = true`, a healthy server also has a watch connection held open to it
 //! ([`probe::watch`]). When the server closes it, the monitor probes at once, outside the
 //! schedule: a failed probe then marks the server down without waiting for `fall` (the
-//! process is gone: its kernel closed the connection and refuses new ones), a passing one
-//! (a server that closes idle connections) leaves the health alone. The watch is reopened once the server
+//! process is gone: its kernel closed the connection and refuses new ones) and replaces the
+//! probe planned at the healthy `interval` by one on the down schedule, so a server
+//! restarted at once is seen back within `down_interval`; a passing one (a server that
+//! closes idle connections) leaves the health alone. The watch is reopened once the server
 //! is healthy again; attempts that fail, or connections the server closes within a check
 //! interval, back off exponentially with jitter, so a restarting server is not stormed
 //! (`watch.rs`).
@@ -102,6 +104,9 @@ pub struct ServerMonitor {
     counters: ProbeCounters,
     span: tracing::Span,
     watch: Watch,
+    /// The next probe the schedule plans, while it waits (`None` while a probe runs: its
+    /// end plans the next).
+    planned: Option<SpawnHandle>,
 }
 
 /// The metrics of one server, looked up once instead of on each probe.
@@ -221,11 +226,15 @@ impl ServerMonitor {
             label,
             span,
             watch: Watch::default(),
+            planned: None,
         }
     }
 
     fn schedule_probe(&mut self, delay: Duration, ctx: &mut Context<Self>) {
-        ctx.run_later(delay, |act, ctx| act.probe(ctx));
+        self.planned = Some(ctx.run_later(delay, |act, ctx| {
+            act.planned = None;
+            act.probe(ctx)
+        }));
     }
 
     /// The wait before the next probe of a server in its present condition: `interval`,
@@ -233,6 +242,17 @@ impl ServerMonitor {
     fn next_delay(&self) -> Duration {
         let schedule = self.id.spec.check.schedule;
         schedule.jittered(schedule.base_delay(&self.known.tracker), fastrand::f64())
+    }
+
+    /// Replaces the planned probe by one on the schedule the server's condition now calls
+    /// for: its watch has just shown it dead, and the probe planned while it was healthy
+    /// may be up to `interval` away. A probe under way plans its successor itself, on the
+    /// new schedule already.
+    fn replan(&mut self, ctx: &mut Context<Self>) {
+        if let Some(planned) = self.planned.take() {
+            ctx.cancel_future(planned);
+            self.schedule_probe(self.next_delay(), ctx);
+        }
     }
 
     fn probe(&mut self, ctx: &mut Context<Self>) {
@@ -344,6 +364,9 @@ impl ServerMonitor {
         });
         if let Some((role, why)) = decision.said {
             self.id.record.said(role, why, now);
+        }
+        if decision.replan {
+            self.replan(ctx);
         }
         if decision.watch {
             self.keep_watch(ctx);
