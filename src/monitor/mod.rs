@@ -4,7 +4,7 @@
 //! It owns its server's probe schedule and smoothed health. Each probe runs in the monitor's
 //! own future behind `catch_unwind`, so a probe that panics counts as a failed probe instead
 //! of taking the monitor down, and waits for a slot of the global probe limit first. What a
-//! probe means is decided by a pure function, [`decision::decide`] (the rise/fall rules of
+//! probe means is decided by a pure function, `decision::decide` (the rise/fall rules of
 //! [`crate::domain::health`], the log's wording, whether to report, what happens to the
 //! schedule and the watch); this actor performs the decision. When the smoothed health
 //! changes (the first probe included), the monitor reports it with [`ServerChanged`]. What
