@@ -1,6 +1,7 @@
 //! The HTTP API: routes, the shared state handlers read, and the GWS error envelope for every
 //! answer that is not a success, including the framework's own (unknown path, wrong method).
 
+pub mod app;
 pub mod connections;
 pub mod counting;
 pub mod draining;
