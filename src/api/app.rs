@@ -32,13 +32,13 @@ pub struct AppParts {
 /// The application with its middleware stack. A `.wrap` wraps everything listed before it,
 /// so the last is outermost; a request passes them in this order, outermost first:
 ///
-/// 1. the connection limit (`connections.rs`): a connection accepted over
+/// 1. request counting (`counting.rs`): every answer is counted in `http_requests_total`
+///    by route and status, including the refusals of the layers inside it;
+/// 2. the connection limit (`connections.rs`): a connection accepted over
 ///    `max_connections` is answered `503` and closed, before any other work;
-/// 2. the stale warning (`staleness.rs`): a `Warning` header while a cluster node has lost
+/// 3. the stale warning (`staleness.rs`): a `Warning` header while a cluster node has lost
 ///    etcd;
-/// 3. draining (`draining.rs`): `Connection: close` on answers once a stop has begun;
-/// 4. request counting (`counting.rs`): every answer from here in is counted in
-///    `http_requests_total` by route and status;
+/// 4. draining (`draining.rs`): `Connection: close` on answers once a stop has begun;
 /// 5. the GWS envelope for the framework's own errors (unknown path, wrong method;
 ///    `error.rs`);
 /// 6. the head-size limit (`head.rs`): `431` for a request head over `max_header_size`;
@@ -62,9 +62,9 @@ pub fn app(
         .app_data(parts.authenticator)
         .wrap(from_fn(head::limit_head))
         .wrap(error::framework_errors())
-        .wrap_fn(counting::count_requests(parts.metrics))
         .wrap_fn(draining::close_when_stopping(parts.stopping))
         .wrap_fn(staleness::warn_when_stale(parts.cluster))
         .wrap(from_fn(connections::refuse_over_limit))
+        .wrap_fn(counting::count_requests(parts.metrics))
         .configure(move |cfg| super::configure(cfg, &base_path))
 }
