@@ -125,14 +125,14 @@ struct ProbeCounters {
 
 impl ProbeCounters {
     fn new(metrics: &Metrics, id: &ServerIdentity) -> Self {
-        let counter = |outcome: &str| {
+        let counter = |outcome: ProbeOutcome| {
             metrics
                 .probes
                 .get_or_create(&ProbeLabels {
                     service: id.service.to_string(),
                     instance: id.part.metric_label(),
                     check: id.spec.check.kind.name().to_string(),
-                    outcome: outcome.to_string(),
+                    outcome: outcome.as_str().to_string(),
                 })
                 .clone()
         };
@@ -141,9 +141,9 @@ impl ProbeCounters {
             instance: id.part.metric_label(),
         };
         ProbeCounters {
-            up: counter("up"),
-            degraded: counter("degraded"),
-            down: counter("down"),
+            up: counter(ProbeOutcome::Up),
+            degraded: counter(ProbeOutcome::Degraded),
+            down: counter(ProbeOutcome::Down),
             duration: metrics.probe_duration.get_or_create(&instance).clone(),
             // Only the servers watched have the gauge.
             watch_open: if id.spec.check.watch {
