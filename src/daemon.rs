@@ -11,26 +11,35 @@ use std::time::Duration;
 
 use actix::{Actor, Addr, MailboxError};
 use actix_rt::task::JoinHandle;
-use actix_web::dev::ServerHandle;
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::http::KeepAlive;
 use actix_web::{App, HttpServer, web};
 use arc_swap::ArcSwap;
+use rustls::ServerConfig;
 use tracing::{error, info};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::admin::{self, AdminState};
+use crate::api::app::AppParts;
+use crate::api::connections::ConnectionLimit;
 use crate::api::{self, ApiState};
 use crate::auth::Authenticator;
 use crate::cluster::credentials::Credentials;
-use crate::cluster::{Cluster, ClusterStatus};
+use crate::cluster::{Cluster, ClusterStatus, Inbox};
 use crate::config::Settings;
 use crate::config::history::HistorySettings;
+use crate::config::server::TlsSettings;
 use crate::config::services::ServiceSpec;
 use crate::history::{History, Opened};
 use crate::metrics::Metrics;
 use crate::notify;
 use crate::registry::{ApplyServices, Ping, Registry, ReloadSummary, SharedSnapshot, WhenReady};
 use crate::snapshot::Snapshot;
+
+/// What an operator who configured no user is told at start: nobody can log in yet, and how
+/// to change that.
+const NO_USERS: &str = "no [[user]] is configured: every API request will be refused with 401. To log in, add a [[contact_center]] and a [[user]] whose password is the hash `servicewatch hash-password` prints (the shipped configuration has both, commented; see docs/configuration.md, [auth]), then reload";
 
 /// How long a stopping leader waits for etcd to take its resignation.
 const RESIGN_TIMEOUT: Duration = Duration::from_secs(1);
@@ -82,22 +91,11 @@ impl Daemon {
         Daemon::start_on(settings, listener)
     }
 
-    /// Starts on an already bound listener; `settings.server.listen` is not used.
+    /// Starts on an already bound listener; `settings.server.listen` is not used. Only
+    /// wires: each part is built by a function of its own.
     pub fn start_on(settings: Settings, listener: TcpListener) -> io::Result<Daemon> {
         let local_addr = listener.local_addr()?;
-        let tls = match &settings.tls {
-            None => None,
-            Some(t) => {
-                let config = crate::tls::server_config(t).map_err(io::Error::other)?;
-                let listener = TcpListener::bind(t.listen).map_err(|e| {
-                    io::Error::new(
-                        e.kind(),
-                        format!("cannot listen on {} (TLS): {e}", t.listen),
-                    )
-                })?;
-                Some((listener, config))
-            }
-        };
+        let tls = bind_tls(settings.tls.as_ref())?;
         let tls_addr = match &tls {
             Some((listener, _)) => Some(listener.local_addr()?),
             None => None,
@@ -106,30 +104,11 @@ impl Daemon {
         let metrics = Arc::new(Metrics::new());
         let past = open_history(&settings.history, metrics.clone());
         let history = past.history.clone();
-        let (cluster, inbox) = match &settings.cluster {
-            Some(c) => {
-                let credentials = Credentials::load(c).map_err(io::Error::other)?;
-                let digest = crate::cluster::digest(&settings.services);
-                let (cluster, inbox) = Cluster::link(c, credentials, digest);
-                (Some(cluster), Some(inbox))
-            }
-            None => (None, None),
-        };
+        let (cluster, inbox) = link_cluster(&settings)?;
         let cluster_status = cluster
             .as_ref()
             .map_or_else(|| Arc::new(ClusterStatus::alone()), |c| c.status.clone());
-        let registry = Registry::new(
-            settings.services,
-            settings.limits.probes_in_flight,
-            snapshot.clone(),
-            metrics.clone(),
-            past,
-            cluster.clone(),
-        )
-        .start();
-        if let Some(inbox) = inbox {
-            inbox.start(registry.clone().recipient(), metrics.clone());
-        }
+        let registry = start_registry(&settings, &snapshot, &metrics, past, cluster.clone(), inbox);
         let notify = Arc::new(notify::Shared::new(
             settings.notifications.clone(),
             settings.limits.request_timeout,
@@ -152,85 +131,21 @@ impl Daemon {
             )?),
             None => None,
         };
-        let when_ready = registry.send(WhenReady);
-        let ready_flag = ready.clone();
-        actix_rt::spawn(async move {
-            if let Ok(rx) = when_ready.await {
-                if rx.await.is_ok() {
-                    ready_flag.store(true, Ordering::Release);
-                }
-            }
-        });
+        actix_rt::spawn(mark_ready(registry.clone(), ready));
         actix_rt::spawn(report_client_errors(metrics.clone()));
-        let request_metrics = metrics.clone();
         if settings.auth.users.is_empty() {
-            tracing::warn!(
-                "no [[user]] is configured: every API request will be refused with 401. To log in, add a [[contact_center]] and a [[user]] whose password is the hash `servicewatch hash-password` prints (the shipped configuration has both, commented; see docs/configuration.md, [auth]), then reload"
-            );
+            tracing::warn!("{NO_USERS}");
         }
         let authenticator = Arc::new(Authenticator::new(&settings.auth, metrics.clone()));
-        let authenticator_data = web::Data::new(authenticator.clone());
-        let notify_data = web::Data::new(notify.clone());
-        let send_timeout = settings.server.send_timeout;
-        let send_buffer = settings.server.send_buffer;
-        let state = web::Data::new(ApiState {
-            snapshot: snapshot.clone(),
-            public_origin: settings
-                .server
-                .public_url
-                .as_deref()
-                .and_then(api::origin::origin_of),
-            public_url: settings.server.public_url,
-            base_path: settings.server.base_path.clone(),
-            allowed_origins: settings.server.allowed_origins.clone(),
-            max_header_size: settings.limits.max_header_size,
-            history: history.clone(),
-            registry: registry.clone(),
-        });
-        let base_path = settings.server.base_path;
-        set_client_socket_options(&listener, send_timeout, send_buffer);
-        let draining = stopping.clone();
-        let stale = cluster_status.clone();
-        let connections = api::connections::ConnectionLimit::new(
-            settings.limits.max_connections,
-            metrics.clone(),
-        );
-        let mut server = HttpServer::new(move || {
-            let base_path = base_path.clone();
-            App::new()
-                .app_data(state.clone())
-                .app_data(notify_data.clone())
-                .app_data(authenticator_data.clone())
-                .wrap(actix_web::middleware::from_fn(api::head::limit_head))
-                .wrap(api::error::framework_errors())
-                .wrap_fn(api::counting::count_requests(request_metrics.clone()))
-                .wrap_fn(api::draining::close_when_stopping(draining.clone()))
-                .wrap_fn(api::staleness::warn_when_stale(stale.clone()))
-                .wrap(actix_web::middleware::from_fn(
-                    api::connections::refuse_over_limit,
-                ))
-                .configure(move |cfg| api::configure(cfg, &base_path))
-        })
-        .workers(settings.server.workers)
-        .on_connect(move |connection, data| connections.on_connect(connection, data))
-        .max_connections(api::connections::ConnectionLimit::backstop_per_worker(
-            settings.limits.max_connections,
-            settings.server.workers,
-        ))
-        .client_request_timeout(settings.limits.request_timeout)
-        .shutdown_timeout(settings.server.shutdown_timeout.as_secs().max(1))
-        .keep_alive(if settings.server.keep_alive.is_zero() {
-            actix_web::http::KeepAlive::Disabled
-        } else {
-            actix_web::http::KeepAlive::Timeout(settings.server.keep_alive)
-        })
-        .disable_signals()
-        .listen(listener)?;
-        if let Some((listener, config)) = tls {
-            set_client_socket_options(&listener, send_timeout, send_buffer);
-            server = server.listen_rustls_0_23(listener, config)?;
-        }
-        let server = server.run();
+        let parts = AppParts {
+            state: web::Data::new(api_state(&settings, snapshot.clone(), &history, &registry)),
+            notify: web::Data::new(notify.clone()),
+            authenticator: web::Data::new(authenticator.clone()),
+            metrics: metrics.clone(),
+            stopping: stopping.clone(),
+            cluster: cluster_status.clone(),
+        };
+        let server = serve(&settings, listener, tls, parts)?;
         info!(listen = %local_addr, "serving the Services API");
         if let Some(addr) = tls_addr {
             info!(listen_tls = %addr, "serving the Services API over HTTPS");
@@ -378,6 +293,124 @@ impl Daemon {
             )))
         })
     }
+}
+
+/// The HTTPS listener and its rustls configuration, when `[tls]` is configured: bound and
+/// read at start, so that a bad certificate or a taken port is a start-up error.
+fn bind_tls(tls: Option<&TlsSettings>) -> io::Result<Option<(TcpListener, ServerConfig)>> {
+    let Some(t) = tls else {
+        return Ok(None);
+    };
+    let config = crate::tls::server_config(t).map_err(io::Error::other)?;
+    let listener = TcpListener::bind(t.listen).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot listen on {} (TLS): {e}", t.listen),
+        )
+    })?;
+    Ok(Some((listener, config)))
+}
+
+/// The link to etcd and the inbox of its events, on a cluster node (`[cluster]`).
+fn link_cluster(settings: &Settings) -> io::Result<(Option<Cluster>, Option<Inbox>)> {
+    let Some(c) = &settings.cluster else {
+        return Ok((None, None));
+    };
+    let credentials = Credentials::load(c).map_err(io::Error::other)?;
+    let digest = crate::cluster::digest(&settings.services);
+    let (cluster, inbox) = Cluster::link(c, credentials, digest);
+    Ok((Some(cluster), Some(inbox)))
+}
+
+/// Starts the registry (and, on a cluster node, the task feeding it etcd's events).
+fn start_registry(
+    settings: &Settings,
+    snapshot: &SharedSnapshot,
+    metrics: &Arc<Metrics>,
+    past: Opened,
+    cluster: Option<Cluster>,
+    inbox: Option<Inbox>,
+) -> Addr<Registry> {
+    let registry = Registry::new(
+        settings.services.clone(),
+        settings.limits.probes_in_flight,
+        snapshot.clone(),
+        metrics.clone(),
+        past,
+        cluster,
+    )
+    .start();
+    if let Some(inbox) = inbox {
+        inbox.start(registry.clone().recipient(), metrics.clone());
+    }
+    registry
+}
+
+/// Sets `ready` once every monitor has finished its first probe round (`/readyz`).
+async fn mark_ready(registry: Addr<Registry>, ready: Arc<AtomicBool>) {
+    if let Ok(rx) = registry.send(WhenReady).await
+        && rx.await.is_ok()
+    {
+        ready.store(true, Ordering::Release);
+    }
+}
+
+/// What the API's handlers read.
+fn api_state(
+    settings: &Settings,
+    snapshot: SharedSnapshot,
+    history: &History,
+    registry: &Addr<Registry>,
+) -> ApiState {
+    let server = &settings.server;
+    ApiState {
+        snapshot,
+        public_origin: server
+            .public_url
+            .as_deref()
+            .and_then(api::origin::origin_of),
+        public_url: server.public_url.clone(),
+        base_path: server.base_path.clone(),
+        allowed_origins: server.allowed_origins.clone(),
+        max_header_size: settings.limits.max_header_size,
+        history: history.clone(),
+        registry: registry.clone(),
+    }
+}
+
+/// The API's HTTP server on `listener` (and the HTTPS listener), each worker running
+/// [`api::app::app`]: the workers, the connection limit and its backstop, the timeouts and
+/// keep-alive of `[server]` and `[limits]`. Signals are the daemon's to handle.
+fn serve(
+    settings: &Settings,
+    listener: TcpListener,
+    tls: Option<(TcpListener, ServerConfig)>,
+    parts: AppParts,
+) -> io::Result<Server> {
+    let (server, limits) = (&settings.server, &settings.limits);
+    let connections = ConnectionLimit::new(limits.max_connections, parts.metrics.clone());
+    set_client_socket_options(&listener, server.send_timeout, server.send_buffer);
+    let mut http = HttpServer::new(move || api::app::app(parts.clone()))
+        .workers(server.workers)
+        .on_connect(move |connection, data| connections.on_connect(connection, data))
+        .max_connections(ConnectionLimit::backstop_per_worker(
+            limits.max_connections,
+            server.workers,
+        ))
+        .client_request_timeout(limits.request_timeout)
+        .shutdown_timeout(server.shutdown_timeout.as_secs().max(1))
+        .keep_alive(if server.keep_alive.is_zero() {
+            KeepAlive::Disabled
+        } else {
+            KeepAlive::Timeout(server.keep_alive)
+        })
+        .disable_signals()
+        .listen(listener)?;
+    if let Some((listener, config)) = tls {
+        set_client_socket_options(&listener, server.send_timeout, server.send_buffer);
+        http = http.listen_rustls_0_23(listener, config)?;
+    }
+    Ok(http.run())
 }
 
 /// Counts the malformed input the HTTP layer refused, each second, and logs a summary at

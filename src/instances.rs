@@ -19,6 +19,7 @@ use crate::domain::health::{Health, ProbeOutcome};
 use crate::domain::roles::SaidRole;
 use crate::domain::service::{Part, Role};
 use crate::probe::https::days_left;
+use crate::resource::timestamp;
 
 /// One server of a service: what never changes, and what its monitor last saw.
 #[derive(Debug)]
@@ -139,7 +140,7 @@ impl InstanceRecord {
                 "lastCheck".into(),
                 json!({
                     "at": timestamp(last.at),
-                    "outcome": outcome_name(last.outcome),
+                    "outcome": last.outcome.as_str(),
                     "durationMs": (last.elapsed.as_secs_f64() * 1e6).round() / 1e3,
                     "detail": last.detail,
                 }),
@@ -167,18 +168,6 @@ impl InstanceRecord {
             );
         }
         map
-    }
-}
-
-fn timestamp(at: SystemTime) -> String {
-    humantime::format_rfc3339_millis(at).to_string()
-}
-
-fn outcome_name(outcome: ProbeOutcome) -> &'static str {
-    match outcome {
-        ProbeOutcome::Up => "up",
-        ProbeOutcome::Degraded => "degraded",
-        ProbeOutcome::Down => "down",
     }
 }
 

@@ -10,6 +10,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::probe::cql;
+
 /// How a backend answers.
 #[derive(Debug, Clone)]
 pub enum Mode {
@@ -132,18 +134,8 @@ async fn answer(mut stream: TcpStream, mode: Mode) {
                 if stream.read_exact(&mut body).await.is_err() {
                     return;
                 }
-                // SUPPORTED: one key, CQL_VERSION, with one value.
-                let mut payload = Vec::new();
-                payload.extend_from_slice(&1u16.to_be_bytes());
-                let key = b"CQL_VERSION";
-                payload.extend_from_slice(&(key.len() as u16).to_be_bytes());
-                payload.extend_from_slice(key);
-                payload.extend_from_slice(&1u16.to_be_bytes());
-                payload.extend_from_slice(&5u16.to_be_bytes());
-                payload.extend_from_slice(b"3.4.5");
-                let mut frame = vec![0x84, 0, header[2], header[3], 0x06];
-                frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-                frame.extend_from_slice(&payload);
+                let on = u16::from_be_bytes([header[2], header[3]]);
+                let frame = cql::supported_frame(on, &[("CQL_VERSION", &["3.4.5"])]);
                 if stream.write_all(&frame).await.is_err() {
                     return;
                 }

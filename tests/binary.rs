@@ -262,6 +262,68 @@ fn a_variable_under_the_prefix_that_names_no_option_is_refused_by_name() {
     assert!(out.status.success());
 }
 
+/// Runs `check-config` on `text` with the variables `env`; returns exit code and stderr.
+fn check_with(text: &str, env: &[(&str, &str)]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("servicewatch.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&path)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn history_keys_are_set_from_the_environment() {
+    let (code, stderr) = check_with(GOOD, &[("SERVICEWATCH_HISTORY__MAX_ROWS", "0")]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains("history.max_rows: must be at least 1"),
+        "{stderr}"
+    );
+    let (code, stderr) = check_with(
+        GOOD,
+        &[
+            ("SERVICEWATCH_HISTORY__MAX_ROWS", "5000"),
+            ("SERVICEWATCH_HISTORY__MAX_AGE", "7d"),
+            ("SERVICEWATCH_HISTORY__ENABLED", "false"),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[cfg(feature = "cluster")]
+#[test]
+fn a_cluster_node_name_is_set_per_host_from_the_environment() {
+    let file =
+        format!("{GOOD}[cluster]\nendpoints = [\"http://127.0.0.1:2379\"]\nnode = \"from-file\"\n");
+    let (code, stderr) = check_with(&file, &[("SERVICEWATCH_CLUSTER__NODE", "node-2")]);
+    assert_eq!(code, 0, "{stderr}");
+    // The override is what is checked, not the file's name.
+    let (code, stderr) = check_with(&file, &[("SERVICEWATCH_CLUSTER__NODE", "not a name!")]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains(r#"cluster.node: "not a name!" is not a node name"#),
+        "{stderr}"
+    );
+    // A list has no name per item: the file holds it.
+    let (code, stderr) = check_with(
+        &file,
+        &[("SERVICEWATCH_CLUSTER__ENDPOINTS", "http://127.0.0.1:2379")],
+    );
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains("SERVICEWATCH_CLUSTER__ENDPOINTS: cluster.endpoints is a list"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn runs_with_an_environment_override_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();

@@ -22,6 +22,7 @@ use common::bayeux::{Io, LpClient, Received, SERVICES, WsClient, changes, ws_req
 use common::process::DaemonProcess;
 use common::{TestDaemon, basic_header, users_toml};
 use serde_json::{Value, json};
+use servicewatch::probe::cql::supported_frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -79,10 +80,6 @@ struct Backend {
     port: u16,
     fault: watch::Sender<Fault>,
 }
-
-/// SUPPORTED, with CQL_VERSION 3.4.5: a Cassandra node's answer to OPTIONS.
-const SUPPORTED: &[u8] =
-    b"\x84\x00\x00\x00\x06\x00\x00\x00\x18\x00\x01\x00\x0bCQL_VERSION\x00\x01\x00\x053.4.5";
 
 /// A runtime of their own for the backends, on a thread of its own: the 500 subscribers
 /// keep the test's runtime busy, and a backend answering late would look like a fault the
@@ -173,13 +170,14 @@ async fn answer(
         Fault::Healthy => {
             let mut buf = [0u8; 1024];
             let _ = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf)).await;
-            let reply: &[u8] = match speaks {
+            let reply = match speaks {
                 Speaks::Http => {
-                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK"
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK".to_vec()
                 }
-                Speaks::Cql => SUPPORTED,
+                // A Cassandra node's answer to OPTIONS.
+                Speaks::Cql => supported_frame(0, &[("CQL_VERSION", &["3.4.5"])]),
             };
-            let _ = stream.write_all(reply).await;
+            let _ = stream.write_all(&reply).await;
         }
         Fault::Reset => {
             let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));

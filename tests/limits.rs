@@ -139,6 +139,12 @@ async fn connections_beyond_the_limit_are_answered_503_and_one_closing_lets_the_
         .await
         .unwrap_or(0.0);
     assert!(refused >= 2.0, "refusals counted: {refused}");
+    // Each refusal is an answer like any other in the request counts, by route.
+    for route in ["/api/v2/services", "/api/v2/notifications"] {
+        let sample = format!(r#"servicewatch_http_requests_total{{route="{route}",status="503"}}"#);
+        let counted = d.metric(&sample).await.unwrap_or(0.0);
+        assert!(counted >= 1.0, "{sample}: {counted}");
+    }
     backend.reopen().await;
     for client in &mut held {
         assert_eq!(client.next_change(WITHIN).await["state"], "Active");

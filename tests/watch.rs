@@ -103,3 +103,35 @@ async fn a_backend_that_closes_idle_connections_stays_up_and_is_not_stormed() {
     );
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_backend_restarted_at_once_is_seen_back_within_the_down_interval() {
+    // Probes of a healthy server 30 s apart, of a down one 200 ms apart.
+    let mut backend = Backend::start(Mode::Stall).await;
+    let d = TestDaemon::start(&config(
+        &backend,
+        &format!("{SLOW_WATCHED}, down_interval = \"200ms\""),
+    ));
+    assert_eq!(d.state_of("sips1").await.0, "Active");
+    eventually(
+        Duration::from_secs(5),
+        "the watch connection open",
+        || async { (d.metric(WATCH_OPEN).await == Some(1.0)).then_some(()) },
+    )
+    .await;
+    backend.close().await;
+    eventually(Duration::from_secs(5), "sips1 Inactive", || async {
+        (d.state_of("sips1").await.0 == "Inactive").then_some(())
+    })
+    .await;
+
+    let restarted = Instant::now();
+    backend.reopen().await;
+    eventually(Duration::from_secs(10), "sips1 Active again", || async {
+        (d.state_of("sips1").await.0 == "Active").then_some(())
+    })
+    .await;
+    let took = restarted.elapsed();
+    // The probe planned while it was healthy was 30 s away; the down schedule's is 200 ms.
+    assert!(took < Duration::from_secs(2), "seen back after {took:?}");
+}

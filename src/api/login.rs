@@ -11,9 +11,9 @@ use actix_web::{HttpMessage, web};
 use super::error::ApiError;
 use crate::auth::Authenticator;
 
-/// Lets a request through only with credentials (Basic or the session cookie) of a user
+/// Lets a request through only with credentials (Basic or the login cookie) of a user
 /// who holds a role; puts the [`Caller`] in the request for the handlers, and sets the
-/// session cookie after a Basic login.
+/// login cookie after a Basic login.
 pub async fn require_login(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -21,7 +21,7 @@ pub async fn require_login(
     let Some(auth) = req.app_data::<web::Data<Arc<Authenticator>>>().cloned() else {
         return Err(ApiError::Internal("no authenticator".into()).into());
     };
-    let (caller, session) = match auth.authenticate(req.request()).await {
+    let (caller, cookie) = match auth.authenticate(req.request()).await {
         Ok(found) => found,
         Err(e) => {
             let refusal = ApiError::from_auth(e, auth.realm());
@@ -42,13 +42,13 @@ pub async fn require_login(
         return Ok(req.error_response(refusal).map_into_right_body());
     }
     req.extensions_mut().insert(caller);
-    let secure = session.is_some() && req.connection_info().scheme() == "https";
+    let secure = cookie.is_some() && req.connection_info().scheme() == "https";
     let mut response = next.call(req).await?;
-    if let Some(session) = session {
+    if let Some(cookie) = cookie {
         response
             .response_mut()
             .headers_mut()
-            .append(header::SET_COOKIE, session.header(secure).clone());
+            .append(header::SET_COOKIE, cookie.header(secure).clone());
     }
     Ok(response.map_into_left_body())
 }

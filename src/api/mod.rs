@@ -1,6 +1,7 @@
 //! The HTTP API: routes, the shared state handlers read, and the GWS error envelope for every
 //! answer that is not a success, including the framework's own (unknown path, wrong method).
 
+pub mod app;
 pub mod connections;
 pub mod counting;
 pub mod draining;
@@ -84,38 +85,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, base_path: &str) {
         web::scope(base_path)
             // The Services resources first: they are the hot path, and matching them
             // before the notification patterns spares each request a regex.
-            .service(
-                web::resource("/services")
-                    .route(web::get().to(services::list))
-                    .route(web::head().to(services::list))
-                    .default_service(web::to(|req| not_allowed(req, "GET, HEAD")))
-                    .wrap(from_fn(login::require_login))
-                    .wrap(from_fn(origin::check_origin)),
-            )
-            .service(
-                web::resource("/services/{id}")
-                    .route(web::get().to(services::one))
-                    .route(web::head().to(services::one))
-                    .default_service(web::to(|req| not_allowed(req, "GET, HEAD")))
-                    .wrap(from_fn(login::require_login))
-                    .wrap(from_fn(origin::check_origin)),
-            )
-            .service(
-                web::resource("/services/{id}/instances")
-                    .route(web::get().to(instances::detail))
-                    .route(web::head().to(instances::detail))
-                    .default_service(web::to(|req| not_allowed(req, "GET, HEAD")))
-                    .wrap(from_fn(login::require_login))
-                    .wrap(from_fn(origin::check_origin)),
-            )
-            .service(
-                web::resource("/services/{id}/history")
-                    .route(web::get().to(history::changes))
-                    .route(web::head().to(history::changes))
-                    .default_service(web::to(|req| not_allowed(req, "GET, HEAD")))
-                    .wrap(from_fn(login::require_login))
-                    .wrap(from_fn(origin::check_origin)),
-            )
+            .service(readable("/services", services::list))
+            .service(readable("/services/{id}", services::one))
+            .service(readable("/services/{id}/instances", instances::detail))
+            .service(readable("/services/{id}/history", history::changes))
             .service(maintenance_resource("/services/{id}/maintenance"))
             .service(maintenance_resource(
                 "/services/{id}/instances/{instance}/maintenance",
@@ -158,6 +131,23 @@ pub fn configure(cfg: &mut web::ServiceConfig, base_path: &str) {
     .service(web::resource("/status.css").route(web::get().to(status_page::style)))
     .service(web::resource("/favicon.svg").route(web::get().to(status_page::icon)))
     .default_service(web::to(not_found));
+}
+
+/// A resource that a caller who logged in reads (GET, and HEAD: the head of the GET
+/// answer), which pages of other origins may read with CORS (`check_origin`).
+fn readable<F, Args>(path: &str, handler: F) -> impl actix_web::dev::HttpServiceFactory + 'static
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    use actix_web::middleware::from_fn;
+    web::resource(path)
+        .route(web::get().to(handler.clone()))
+        .route(web::head().to(handler))
+        .default_service(web::to(|req| not_allowed(req, "GET, HEAD")))
+        .wrap(from_fn(login::require_login))
+        .wrap(from_fn(origin::check_origin))
 }
 
 /// A maintenance resource: `PUT` sets, `DELETE` ends; a page of a foreign origin is

@@ -1,6 +1,6 @@
 //! The live status page: `GET /` serves one page built into the binary (`assets/status/`),
 //! written for servicewatch without a framework. It logs in with the API's own Basic login
-//! (which sets the session cookie), lists the services the user sees, and keeps them live
+//! (which sets the login cookie), lists the services the user sees, and keeps them live
 //! from the Bayeux notifications: WebSocket, or long-polling where a proxy refuses
 //! WebSockets, reconnecting by itself, with the link's state shown.
 //!

@@ -1,4 +1,4 @@
-//! Cookie logins: what a Basic login opens, and what the session cookie (`SWSESSION`)
+//! Cookie logins: what a Basic login opens, and what the login cookie (`SWSESSION`)
 //! carries from then on (browsers cannot put an Authorization header on a WebSocket).
 //!
 //! Not to be confused with a Bayeux client session ([`crate::notify::session`]): a cookie
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header::HeaderValue;
 
-use super::{Caller, SESSION_COOKIE, User};
+use super::{Caller, LOGIN_COOKIE, User};
 
 /// Cookie logins one user may hold; a new one beyond it ends that user's oldest. A client
 /// sending Basic on every request without keeping the cookie opens one each time the login
@@ -32,7 +32,7 @@ pub struct LoginCookie {
 impl LoginCookie {
     pub(super) fn new(token: String, key: Vec<u8>) -> Self {
         let render = |secure: bool| {
-            let cookie = Cookie::build(SESSION_COOKIE, token.clone())
+            let cookie = Cookie::build(LOGIN_COOKIE, token.clone())
                 .path("/")
                 .http_only(true)
                 .same_site(SameSite::Strict)

@@ -1,5 +1,10 @@
-//! Who is calling: HTTP Basic against Argon2 hashes, and the session cookie a Basic login
+//! Who is calling: HTTP Basic against Argon2 hashes, and the login cookie a Basic login
 //! sets (browsers cannot put an Authorization header on a WebSocket).
+//!
+//! A login is who the caller proved to be; a Bayeux client session
+//! ([`crate::notify::session`]) is something else. Only the wire keeps the older word: the
+//! cookie is named `SWSESSION`, and the 401 messages ([`AuthError`]) say "session cookie"
+//! and "the session has expired", as clients have always seen them.
 //!
 //! Argon2 is slow on purpose, so a verified login is remembered for `login_cache`: the key is
 //! a keyed BLAKE2b MAC of the name and password under a random per-process key, so the cache
@@ -33,9 +38,9 @@ pub use logins::LoginCookie;
 use logins::LoginTable;
 pub use verifier::Verifier;
 
-/// The session cookie's name.
-pub const SESSION_COOKIE: &str = "SWSESSION";
-/// Random bytes in a session token: 256 bits.
+/// The login cookie's name (the wire's name, kept as clients know it).
+pub const LOGIN_COOKIE: &str = "SWSESSION";
+/// Random bytes in a login token: 256 bits.
 const TOKEN_BYTES: usize = 32;
 /// Cached logins beyond which expired entries are swept on insert.
 const CACHE_SWEEP_AT: usize = 1024;
@@ -143,8 +148,8 @@ pub struct Authenticator {
     metrics: Arc<Metrics>,
     logins_by_cookie: Mutex<LoginTable>,
     login_cache: Duration,
-    session_idle: Duration,
-    session_max: Duration,
+    login_idle: Duration,
+    login_max: Duration,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -175,16 +180,16 @@ impl Authenticator {
             metrics,
             logins_by_cookie: Mutex::new(LoginTable::default()),
             login_cache: settings.login_cache,
-            session_idle: settings.session_idle,
-            session_max: settings.session_max,
+            login_idle: settings.login_idle,
+            login_max: settings.login_max,
         }
     }
 
     /// Applies a reloaded list of users. Cached logins are forgotten (a password may have
-    /// changed), and the sessions of users who were removed or changed end at once.
+    /// changed), and the cookie logins of users who were removed or changed end at once.
     /// Returns those users, whose notification sessions must end too.
     ///
-    /// Everything happens under the users' write lock. Logins and sessions are only added
+    /// Everything happens under the users' write lock. Logins and cookies are only added
     /// under its read lock, after checking that their user is still current, so none of a
     /// removed user can slip in while a verification that began before the reload ends.
     pub fn replace_users(&self, users: &[UserSpec]) -> BTreeSet<Arc<str>> {
@@ -215,25 +220,23 @@ impl Authenticator {
         &self.realm
     }
 
-    /// Authenticates a request by its session cookie, else its Basic credentials. A Basic
-    /// login also returns its session's token for the cookie; repeated Basic requests of
-    /// the same login share one session.
+    /// Authenticates a request by its login cookie, else its Basic credentials. A Basic
+    /// login also returns its cookie; repeated Basic requests of the same login share one
+    /// cookie.
     pub async fn authenticate(
         &self,
         req: &HttpRequest,
     ) -> Result<(Caller, Option<Arc<LoginCookie>>), AuthError> {
-        let cookie_result = req
-            .cookie(SESSION_COOKIE)
-            .map(|c| self.by_cookie(c.value()));
+        let cookie_result = req.cookie(LOGIN_COOKIE).map(|c| self.by_cookie(c.value()));
         match (cookie_result, basic_credentials(req)) {
             (Some(Ok(caller)), _) => Ok((caller, None)),
             (_, Some((name, secret))) => {
                 let from = req.peer_addr().map(|a| a.ip());
                 let (user, key) = self.by_password(&name, secret, from).await?;
-                let session = self
+                let cookie = self
                     .cookie_for_login(&key, user.clone())
                     .ok_or(AuthError::Rejected)?;
-                Ok((user.caller.clone(), Some(session)))
+                Ok((user.caller.clone(), Some(cookie)))
             }
             (Some(Err(e)), None) => Err(e),
             (None, None) => Err(AuthError::Missing),
@@ -244,18 +247,18 @@ impl Authenticator {
         self.by_cookie_key(&self.cookie_key(token))
     }
 
-    /// The MAC a session token is looked up by.
+    /// The MAC a login token is looked up by.
     fn cookie_key(&self, token: &str) -> Vec<u8> {
-        self.mac(b"session", token.as_bytes(), &[])
+        self.mac(b"cookie", token.as_bytes(), &[])
     }
 
     fn by_cookie_key(&self, key: &[u8]) -> Result<Caller, AuthError> {
         lock(&self.logins_by_cookie)
-            .caller(key, Instant::now(), self.session_idle, self.session_max)
+            .caller(key, Instant::now(), self.login_idle, self.login_max)
             .ok_or(AuthError::Expired)
     }
 
-    /// The session of a verified login: the one it opened before if still alive, else a new
+    /// The cookie of a verified login: the one it opened before if still alive, else a new
     /// one remembered with the login. Every client of the login gets its token: two
     /// browsers on a shared wallboard account both need the cookie for their WebSocket.
     /// `None` if a reload removed or changed the user meanwhile.
@@ -394,7 +397,7 @@ impl Authenticator {
     }
 
     /// The keyed BLAKE2b MAC of `a` and `b` for `purpose` (which separates the MACs of
-    /// logins from those of session tokens).
+    /// logins from those of login tokens).
     fn mac(&self, purpose: &[u8], a: &[u8], b: &[u8]) -> Vec<u8> {
         let mut mac = self.mac.clone();
         for part in [purpose, a, b] {
@@ -404,7 +407,7 @@ impl Authenticator {
         mac.finalize().into_bytes().to_vec()
     }
 
-    /// Opens a session for `user`, unless a reload removed or changed it (see
+    /// Opens a cookie login for `user`, unless a reload removed or changed it (see
     /// [`Authenticator::replace_users`] for why the users lock is held).
     fn open_login(&self, user: Arc<User>) -> Option<LoginCookie> {
         let users = self.users.read().unwrap_or_else(|p| p.into_inner());

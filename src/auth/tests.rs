@@ -8,8 +8,8 @@ fn settings() -> AuthSettings {
     AuthSettings {
         realm: "r".into(),
         login_cache: Duration::from_secs(60),
-        session_idle: Duration::from_secs(60),
-        session_max: Duration::from_secs(600),
+        login_idle: Duration::from_secs(60),
+        login_max: Duration::from_secs(600),
         throttle: crate::config::auth::ThrottleSettings {
             max_failures: 3,
             failure_window: Duration::from_secs(60),
@@ -39,20 +39,20 @@ fn with_basic(name: &str, secret: &str) -> HttpRequest {
         .to_http_request()
 }
 
-/// The session token a Basic login opens.
+/// The login token a Basic login opens.
 async fn token_of(auth: &Authenticator, login: &HttpRequest) -> String {
-    let session = auth.authenticate(login).await.unwrap().1;
-    session
-        .expect("a Basic login opens a session")
+    let cookie = auth.authenticate(login).await.unwrap().1;
+    cookie
+        .expect("a Basic login opens a cookie login")
         .token
         .clone()
 }
 
-/// A request carrying the session cookie `token`.
+/// A request carrying the login cookie `token`.
 fn with_cookie(token: &str) -> HttpRequest {
     TestRequest::default()
         .cookie(actix_web::cookie::Cookie::new(
-            SESSION_COOKIE,
+            LOGIN_COOKIE,
             token.to_string(),
         ))
         .to_http_request()
@@ -65,7 +65,10 @@ async fn basic_login_then_cookie() {
     let (caller, token) = auth.authenticate(&req).await.unwrap();
     assert_eq!(&*caller.user, "alice");
     assert!(caller.sees("api-voice") && !caller.sees("api-multimedia"));
-    let token = token.expect("a Basic login opens a session").token.clone();
+    let token = token
+        .expect("a Basic login opens a cookie login")
+        .token
+        .clone();
     assert_eq!(token.len(), 64);
     let req = with_cookie(&token);
     let (again, new_token) = auth.authenticate(&req).await.unwrap();
@@ -120,7 +123,7 @@ async fn refusals() {
 }
 
 #[actix_rt::test]
-async fn a_reload_ends_the_sessions_of_removed_users() {
+async fn a_reload_ends_the_cookie_logins_of_removed_users() {
     let auth = Authenticator::new(&settings(), Default::default());
     let login = with_basic("alice", "wonderland");
     let token = token_of(&auth, &login).await;
@@ -152,13 +155,13 @@ async fn a_verification_that_ends_after_a_reload_removed_its_user_leaves_nothing
     assert!(lock(&auth.logins).is_empty(), "nothing cached");
     assert!(
         auth.open_login(before.unwrap()).is_none(),
-        "no session opened"
+        "no cookie login opened"
     );
     assert!(lock(&auth.logins_by_cookie).len() == 0);
 }
 
 #[actix_rt::test]
-async fn a_login_verified_before_a_reload_that_kept_its_user_opens_its_session() {
+async fn a_login_verified_before_a_reload_that_kept_its_user_opens_its_cookie() {
     let configured = settings();
     let auth = Authenticator::new(&configured, Default::default());
     let before = auth.users.read().unwrap().get("alice").cloned().unwrap();
@@ -171,7 +174,7 @@ async fn a_login_verified_before_a_reload_that_kept_its_user_opens_its_session()
 }
 
 #[actix_rt::test]
-async fn repeated_basic_logins_share_one_session() {
+async fn repeated_basic_logins_share_one_cookie() {
     let auth = Authenticator::new(&settings(), Default::default());
     let login = with_basic("alice", "wonderland");
     let first = token_of(&auth, &login).await;
@@ -183,7 +186,7 @@ async fn repeated_basic_logins_share_one_session() {
 }
 
 #[actix_rt::test]
-async fn sessions_per_user_are_bounded() {
+async fn cookie_logins_per_user_are_bounded() {
     let auth = Authenticator::new(&settings(), Default::default());
     let login = with_basic("alice", "wonderland");
     let mut tokens = Vec::new();
@@ -197,7 +200,7 @@ async fn sessions_per_user_are_bounded() {
     assert_eq!(
         auth.authenticate(&oldest).await.unwrap_err(),
         AuthError::Expired,
-        "the oldest session ended"
+        "the oldest cookie login ended"
     );
     let newest = with_cookie(tokens.last().unwrap());
     assert!(auth.authenticate(&newest).await.is_ok());
@@ -276,9 +279,9 @@ async fn failures_lock_out_their_address_only() {
 }
 
 #[actix_rt::test]
-async fn sessions_expire_when_idle_and_at_their_absolute_limit() {
+async fn cookie_logins_expire_when_idle_and_at_their_absolute_limit() {
     let idle = AuthSettings {
-        session_idle: Duration::from_millis(100),
+        login_idle: Duration::from_millis(100),
         ..settings()
     };
     let auth = Authenticator::new(&idle, Default::default());
@@ -293,7 +296,7 @@ async fn sessions_expire_when_idle_and_at_their_absolute_limit() {
     );
 
     let short = AuthSettings {
-        session_max: Duration::from_millis(300),
+        login_max: Duration::from_millis(300),
         ..settings()
     };
     let auth = Authenticator::new(&short, Default::default());

@@ -15,10 +15,10 @@ pub struct AuthSettings {
     /// How long a verified Basic login is remembered, so that a client sending Basic on
     /// every request does not pay for Argon2 each time.
     pub login_cache: Duration,
-    /// A session cookie unused this long expires.
-    pub session_idle: Duration,
-    /// A session cookie expires this long after the login, used or not.
-    pub session_max: Duration,
+    /// A login cookie unused this long expires.
+    pub login_idle: Duration,
+    /// A login cookie expires this long after the login, used or not.
+    pub login_max: Duration,
     /// When repeated failed logins lock an address out.
     pub throttle: ThrottleSettings,
     pub users: Vec<UserSpec>,
@@ -85,8 +85,8 @@ const DEFAULT_LOGIN_CACHE: Duration = Duration::from_secs(300);
 const DEFAULT_MAX_FAILURES: u32 = 10;
 const DEFAULT_FAILURE_WINDOW: Duration = Duration::from_secs(60);
 const DEFAULT_LOCKOUT: Duration = Duration::from_secs(60);
-const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
-const DEFAULT_SESSION_MAX: Duration = Duration::from_secs(12 * 3600);
+const DEFAULT_LOGIN_IDLE: Duration = Duration::from_secs(30 * 60);
+const DEFAULT_LOGIN_MAX: Duration = Duration::from_secs(12 * 3600);
 
 pub(super) fn validate_auth(file: &FileConfig) -> Result<AuthSettings, Invalid> {
     let a = &file.auth;
@@ -162,8 +162,8 @@ pub(super) fn validate_auth(file: &FileConfig) -> Result<AuthSettings, Invalid> 
     Ok(AuthSettings {
         realm,
         login_cache: duration("login_cache", a.login_cache, DEFAULT_LOGIN_CACHE)?,
-        session_idle: duration("session_idle", a.session_idle, DEFAULT_SESSION_IDLE)?,
-        session_max: duration("session_max", a.session_max, DEFAULT_SESSION_MAX)?,
+        login_idle: duration("login_idle", a.login_idle, DEFAULT_LOGIN_IDLE)?,
+        login_max: duration("login_max", a.login_max, DEFAULT_LOGIN_MAX)?,
         throttle: ThrottleSettings {
             max_failures: a.max_failures.unwrap_or(DEFAULT_MAX_FAILURES),
             failure_window: duration("failure_window", a.failure_window, DEFAULT_FAILURE_WINDOW)?,
@@ -211,6 +211,26 @@ mod tests {
                 &base[base.find("[[user]]").unwrap()..]
             ))
             .contains("duplicate user \"a\"")
+        );
+    }
+
+    #[test]
+    fn login_lifetimes_are_read_under_their_former_names_too() {
+        let s = load("[auth]\nlogin_idle = \"10m\"\nlogin_max = \"2h\"\n").unwrap();
+        assert_eq!(
+            (s.auth.login_idle, s.auth.login_max),
+            (Duration::from_secs(600), Duration::from_secs(7200))
+        );
+        let former = load("[auth]\nsession_idle = \"10m\"\nsession_max = \"2h\"\n").unwrap();
+        assert_eq!(former.auth, s.auth);
+        let defaults = load("").unwrap();
+        assert_eq!(
+            (defaults.auth.login_idle, defaults.auth.login_max),
+            (DEFAULT_LOGIN_IDLE, DEFAULT_LOGIN_MAX)
+        );
+        assert!(
+            refused("[auth]\nsession_idle = \"0s\"\n").contains("auth.login_idle"),
+            "a mistake is named by the key's name now"
         );
     }
 }

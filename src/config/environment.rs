@@ -2,10 +2,14 @@
 //! such as `SERVICEWATCH_SERVER__LISTEN=0.0.0.0:8080`.
 //!
 //! What can be set: every key of a single value (a string, number, boolean or duration) in
-//! the tables `[server]`, `[checks]`, `[limits]`, `[notifications]`, `[admin]`, `[log]`,
-//! `[auth]` and `[tls]`. What cannot: lists (`allowed_origins`, a check's `expect_status` or
-//! `command`) and the entries of `[[service]]`, `[[user]]` and `[[contact_center]]`; those
-//! live in the file.
+//! every table: `[server]`, `[checks]`, `[limits]`, `[notifications]`, `[admin]`, `[log]`,
+//! `[auth]`, `[tls]`, `[history]` and `[cluster]` (`SERVICEWATCH_CLUSTER__NODE` is the one
+//! key a fleet sets per host). What cannot: lists (`allowed_origins`, a check's
+//! `expect_status` or `command`, the cluster's `endpoints`), whose items a variable name
+//! cannot address, and the entries of `[[service]]`, `[[user]]` and `[[contact_center]]`,
+//! which have no name to address them by; those live in the file. A key set in a table the
+//! file does not have adds the table: a `[cluster]` key then turns clustering on, and the
+//! start is refused for want of `endpoints`.
 //!
 //! A variable under the prefix that names no option is refused, naming the variable: an
 //! override mistyped at 3 a.m. and silently ignored would leave the daemon running on
@@ -15,7 +19,7 @@
 use super::ENV_PREFIX;
 
 /// The tables whose keys the environment may set.
-pub const TABLES: [&str; 8] = [
+pub const TABLES: [&str; 10] = [
     "server",
     "checks",
     "limits",
@@ -24,16 +28,19 @@ pub const TABLES: [&str; 8] = [
     "log",
     "auth",
     "tls",
+    "history",
+    "cluster",
 ];
 
 /// The arrays of tables, which only the file can hold.
 const ENTRIES: [&str; 3] = ["service", "user", "contact_center"];
 
 /// Keys that hold lists, which the environment cannot set.
-const LISTS: [(&str, &str); 3] = [
+const LISTS: [(&str, &str); 4] = [
     ("server", "allowed_origins"),
     ("checks", "expect_status"),
     ("checks", "command"),
+    ("cluster", "endpoints"),
 ];
 
 /// Checks the name of every variable under the prefix; the refusal names the first that
@@ -97,6 +104,8 @@ mod tests {
                 "SERVICEWATCH_SERVER__LISTEN",
                 "SERVICEWATCH_CHECKS__INTERVAL",
                 "SERVICEWATCH_AUTH__MAX_FAILURES",
+                "SERVICEWATCH_HISTORY__MAX_ROWS",
+                "SERVICEWATCH_CLUSTER__NODE",
             ]),
             Ok(())
         );
@@ -117,6 +126,11 @@ mod tests {
         );
         let list = check_names(["SERVICEWATCH_SERVER__ALLOWED_ORIGINS"]).unwrap_err();
         assert!(list.contains("server.allowed_origins is a list"), "{list}");
+        let endpoints = check_names(["SERVICEWATCH_CLUSTER__ENDPOINTS"]).unwrap_err();
+        assert!(
+            endpoints.contains("cluster.endpoints is a list"),
+            "{endpoints}"
+        );
     }
 
     #[test]

@@ -84,8 +84,12 @@ pub struct AuthSection {
     /// A separate file (may be kept 0600) holding `[[user]]` and `[[contact_center]]`.
     pub users_file: Option<String>,
     pub login_cache: Option<HumanDuration>,
-    pub session_idle: Option<HumanDuration>,
-    pub session_max: Option<HumanDuration>,
+    /// Also read as `session_idle`, its former name (a login is not a session).
+    #[serde(alias = "session_idle")]
+    pub login_idle: Option<HumanDuration>,
+    /// Also read as `session_max`, its former name.
+    #[serde(alias = "session_max")]
+    pub login_max: Option<HumanDuration>,
     pub max_failures: Option<u32>,
     pub failure_window: Option<HumanDuration>,
     pub lockout: Option<HumanDuration>,

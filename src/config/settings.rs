@@ -46,8 +46,8 @@ impl Settings {
             (
                 a.realm.clone(),
                 a.login_cache,
-                a.session_idle,
-                a.session_max,
+                a.login_idle,
+                a.login_max,
                 a.throttle,
             )
         };

@@ -25,6 +25,17 @@ pub enum ProbeOutcome {
     Down,
 }
 
+impl ProbeOutcome {
+    /// The wire name, used in logs, metrics and the instance detail.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeOutcome::Up => "up",
+            ProbeOutcome::Degraded => "degraded",
+            ProbeOutcome::Down => "down",
+        }
+    }
+}
+
 /// The health of one instance after rise/fall smoothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Health {
@@ -223,6 +234,15 @@ mod tests {
         assert_eq!(t.observe(Down), Some(Health::Down));
         let unknown = HealthTracker::resume(Health::Unknown, 2, 2);
         assert_eq!(unknown, HealthTracker::new(2, 2));
+    }
+
+    #[test]
+    fn an_outcome_is_named_as_the_health_it_leads_to() {
+        for outcome in [Up, Degraded, Down] {
+            let mut t = HealthTracker::new(1, 1);
+            let health = t.observe(outcome).unwrap();
+            assert_eq!(outcome.as_str(), health.as_str());
+        }
     }
 
     #[test]

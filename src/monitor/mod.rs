@@ -1,13 +1,16 @@
 //! The `ServerMonitor` actor: one per backend server (each instance of a pair, each
 //! Cassandra node).
 //!
-//! It owns its server's probe schedule and smoothed health. Each probe runs in a task of its
-//! own, so a probe that panics counts as a failed probe instead of taking the monitor down,
-//! and waits for a slot of the global probe limit first. Outcomes go through the rise/fall
-//! rules of [`crate::domain::health`]; when the smoothed health changes (the first probe
-//! included), the monitor reports it with [`ServerChanged`]. What the health of its servers
-//! means for a service (which instance serves, which state) is decided where the service's
-//! state is owned, from every server's report, by [`crate::domain::state::assess`].
+//! It owns its server's probe schedule and smoothed health. Each probe runs in the monitor's
+//! own future behind `catch_unwind`, so a probe that panics counts as a failed probe instead
+//! of taking the monitor down, and waits for a slot of the global probe limit first. What a
+//! probe means is decided by a pure function, `decision::decide` (the rise/fall rules of
+//! [`crate::domain::health`], the log's wording, whether to report, what happens to the
+//! schedule and the watch); this actor performs the decision. When the smoothed health
+//! changes (the first probe included), the monitor reports it with [`ServerChanged`]. What
+//! the health of its servers means for a service (which instance serves, which state) is
+//! decided where the service's state is owned, from every server's report, by
+//! [`crate::domain::state::assess`].
 //!
 //! One actor per server means one server's life is one actor's: a monitor that dies is
 //! restarted alone, resuming from its last reported health, and its pair partner never
@@ -16,17 +19,20 @@
 //! With `watch = true`, a healthy server also has a watch connection held open to it
 //! ([`probe::watch`]). When the server closes it, the monitor probes at once, outside the
 //! schedule: a failed probe then marks the server down without waiting for `fall` (the
-//! process is gone: its kernel closed the connection and refuses new ones), a passing one
-//! (a server that closes idle connections) leaves the health alone. The watch is reopened
-//! once the server is healthy again; attempts that fail, or connections the server closes
-//! within a check interval, back off exponentially with jitter, so a restarting server is
-//! not stormed (`watch.rs`).
+//! process is gone: its kernel closed the connection and refuses new ones) and replaces the
+//! probe planned at the healthy `interval` by one on the down schedule, so a server
+//! restarted at once is seen back within `down_interval`; a passing one (a server that
+//! closes idle connections) leaves the health alone. The watch is reopened once the server
+//! is healthy again; attempts that fail, or connections the server closes within a check
+//! interval, back off exponentially with jitter, so a restarting server is not stormed
+//! (`watch.rs`).
 //!
 //! When the pair has a role check, the monitor asks its server its role after each passing
 //! probe ([`probe::role`]) and reports a change of answer like a change of health. Every
 //! probe, role answer and watch event is also written to the server's [`InstanceRecord`],
 //! which the instance detail reads; that is a short lock, not a message to the registry.
 
+mod decision;
 mod watch;
 
 use std::panic::AssertUnwindSafe;
@@ -50,6 +56,7 @@ use crate::instances::{InstanceRecord, LastCheck};
 use crate::metrics::{InstanceLabels, Metrics, ProbeLabels, RoleLabels};
 use crate::probe::https::days_left;
 use crate::probe::{self, CheckKind, ProbeReport};
+use decision::{Decision, HealthNews, Known, RoleNews, Seen, Server};
 use watch::Watch;
 
 /// A server's smoothed health or the role it says it has changed, or was seen for the
@@ -89,7 +96,7 @@ pub struct ServerIdentity {
 /// The monitor actor.
 pub struct ServerMonitor {
     id: ServerIdentity,
-    tracker: HealthTracker,
+    known: Known,
     report_to: Recipient<ServerChanged>,
     probe_slots: Arc<Semaphore>,
     /// The server in logs: `primary sips1 (10.0.0.5:5060)`.
@@ -97,10 +104,9 @@ pub struct ServerMonitor {
     counters: ProbeCounters,
     span: tracing::Span,
     watch: Watch,
-    /// What the server last said of its role (with a role check).
-    said: SaidRole,
-    /// Whether a probe's outcome has been reported yet.
-    reported: bool,
+    /// The next probe the schedule plans, while it waits (`None` while a probe runs: its
+    /// end plans the next).
+    planned: Option<SpawnHandle>,
 }
 
 /// The metrics of one server, looked up once instead of on each probe.
@@ -119,14 +125,14 @@ struct ProbeCounters {
 
 impl ProbeCounters {
     fn new(metrics: &Metrics, id: &ServerIdentity) -> Self {
-        let counter = |outcome: &str| {
+        let counter = |outcome: ProbeOutcome| {
             metrics
                 .probes
                 .get_or_create(&ProbeLabels {
                     service: id.service.to_string(),
                     instance: id.part.metric_label(),
                     check: id.spec.check.kind.name().to_string(),
-                    outcome: outcome.to_string(),
+                    outcome: outcome.as_str().to_string(),
                 })
                 .clone()
         };
@@ -135,9 +141,9 @@ impl ProbeCounters {
             instance: id.part.metric_label(),
         };
         ProbeCounters {
-            up: counter("up"),
-            degraded: counter("degraded"),
-            down: counter("down"),
+            up: counter(ProbeOutcome::Up),
+            degraded: counter(ProbeOutcome::Degraded),
+            down: counter(ProbeOutcome::Down),
             duration: metrics.probe_duration.get_or_create(&instance).clone(),
             // Only the servers watched have the gauge.
             watch_open: if id.spec.check.watch {
@@ -209,7 +215,11 @@ impl ServerMonitor {
             id.record.health(health, None);
         }
         ServerMonitor {
-            tracker: HealthTracker::resume(health, check.rise, check.fall),
+            known: Known {
+                tracker: HealthTracker::resume(health, check.rise, check.fall),
+                said: SaidRole::Unknown,
+                reported: false,
+            },
             counters,
             id,
             report_to,
@@ -217,13 +227,33 @@ impl ServerMonitor {
             label,
             span,
             watch: Watch::default(),
-            said: SaidRole::Unknown,
-            reported: false,
+            planned: None,
         }
     }
 
-    fn schedule_probe(&self, delay: Duration, ctx: &mut Context<Self>) {
-        ctx.run_later(delay, |act, ctx| act.probe(ctx));
+    fn schedule_probe(&mut self, delay: Duration, ctx: &mut Context<Self>) {
+        self.planned = Some(ctx.run_later(delay, |act, ctx| {
+            act.planned = None;
+            act.probe(ctx)
+        }));
+    }
+
+    /// The wait before the next probe of a server in its present condition: `interval`,
+    /// `fast_interval` or `down_interval` ([`crate::domain::health::Schedule`]), jittered.
+    fn next_delay(&self) -> Duration {
+        let schedule = self.id.spec.check.schedule;
+        schedule.jittered(schedule.base_delay(&self.known.tracker), fastrand::f64())
+    }
+
+    /// Replaces the planned probe by one on the schedule the server's condition now calls
+    /// for: its watch has just shown it dead, and the probe planned while it was healthy
+    /// may be up to `interval` away. A probe under way plans its successor itself, on the
+    /// new schedule already.
+    fn replan(&mut self, ctx: &mut Context<Self>) {
+        if let Some(planned) = self.planned.take() {
+            ctx.cancel_future(planned);
+            self.schedule_probe(self.next_delay(), ctx);
+        }
     }
 
     fn probe(&mut self, ctx: &mut Context<Self>) {
@@ -248,9 +278,7 @@ impl ServerMonitor {
         };
         ctx.spawn(asking.into_actor(self).map(|(report, said), act, ctx| {
             act.observe(report, said, None, ctx);
-            let schedule = act.id.spec.check.schedule;
-            let delay = schedule.jittered(schedule.base_delay(&act.tracker), fastrand::f64());
-            act.schedule_probe(delay, ctx);
+            act.schedule_probe(act.next_delay(), ctx);
         }));
     }
 
@@ -277,8 +305,9 @@ impl ServerMonitor {
         }
     }
 
-    /// Feeds one probe report into the server's health; reports a change. `watch_closed`:
-    /// what the server's watch connection saw, when this probe was made because it closed.
+    /// Feeds one probe report into what the monitor knows ([`decision::decide`]) and
+    /// performs the decision. `watch_closed`: what the server's watch connection saw, when
+    /// this probe was made because it closed.
     fn observe(
         &mut self,
         report: ProbeReport,
@@ -289,31 +318,21 @@ impl ServerMonitor {
         let _entered = self.span.clone().entered();
         self.counters.count(&report);
         let now = SystemTime::now();
-        let before = self.tracker.health();
-        let changed = match (watch_closed, report.outcome) {
-            (Some(_), ProbeOutcome::Down) => self.tracker.confirm_down(),
-            _ => self.tracker.observe(report.outcome),
+        let check = &self.id.spec.check;
+        let server = Server {
+            label: &self.label,
+            check: check.kind.name(),
+            watched: check.watch,
         };
-        let label = &self.label;
-        let check = self.id.spec.check.kind.name();
-        let saw = match watch_closed {
-            Some(watch) => format!("{} (probed at once: {watch})", report.detail),
-            None => report.detail,
+        let seen = Seen {
+            outcome: report.outcome,
+            detail: report.detail,
+            said,
+            watch_closed,
         };
-        match changed {
-            Some(after) if before != Health::Unknown => info!(
-                instance = %label, check, from = %before, to = %after, saw = %saw,
-                "instance health changed"
-            ),
-            Some(after) => {
-                debug!(instance = %label, check, health = %after, saw = %saw, "first probe")
-            }
-            None => debug!(
-                instance = %label, check, outcome = ?report.outcome, elapsed = ?report.elapsed,
-                saw = %saw, "probe"
-            ),
-        }
-        if let Some(health) = changed {
+        let decision = decision::decide(&mut self.known, &server, seen);
+        self.log(&decision, report.outcome, report.elapsed);
+        if let Some(health) = decision.health.reached() {
             self.counters
                 .instance_up
                 .set(i64::from(health.is_healthy()));
@@ -325,42 +344,16 @@ impl ServerMonitor {
                 gauge.set(days_left(not_after, now));
             }
         }
-        let said_changed = match &said {
-            Some((role, why)) if *role != self.said => {
-                match role {
-                    SaidRole::Unknown => {
-                        warn!(instance = %label, was = %self.said, why = %why, "role check: no usable answer")
-                    }
-                    _ => {
-                        info!(instance = %label, role = %role, was = %self.said, "role check: the instance {why}")
-                    }
-                }
-                self.said = *role;
-                self.counters.set_role(*role);
-                true
-            }
-            Some((_, why)) => {
-                debug!(instance = %label, role = %self.said, "role check: the instance {why}");
-                false
-            }
-            None => false,
-        };
-        // The reason is written only when there is something to report: most probes
-        // change nothing, and they run thousands of times a second on a large site. The
-        // first probe is reported even when it finds the health this monitor resumed from:
-        // the registry of a new leader decides only on what its own monitors have seen.
-        let first = !std::mem::replace(&mut self.reported, true);
-        if changed.is_some() || said_changed || first {
-            let reason = match (&changed, &said) {
-                (None, Some((_, why))) => format!("{label}: role check {why}"),
-                _ => format!("{label}: {check} check {saw}"),
-            };
+        if decision.role.changed() {
+            self.counters.set_role(self.known.said);
+        }
+        if let Some(reason) = decision.report {
             self.report_to.do_send(ServerChanged {
                 service: self.id.service.clone(),
                 part: self.id.part,
                 generation: self.id.generation,
-                health: self.tracker.health(),
-                said: self.said,
+                health: self.known.tracker.health(),
+                said: self.known.said,
                 reason,
             });
         }
@@ -368,12 +361,45 @@ impl ServerMonitor {
             at: now,
             outcome: report.outcome,
             elapsed: report.elapsed,
-            detail: saw,
+            detail: decision.saw,
         });
-        if let Some((role, why)) = said {
+        if let Some((role, why)) = decision.said {
             self.id.record.said(role, why, now);
         }
-        self.keep_watch(ctx);
+        if decision.replan {
+            self.replan(ctx);
+        }
+        if decision.watch {
+            self.keep_watch(ctx);
+        }
+    }
+
+    /// Writes the log lines of a decision, in its words.
+    fn log(&self, decision: &Decision, outcome: ProbeOutcome, elapsed: Duration) {
+        let instance = &self.label;
+        let check = self.id.spec.check.kind.name();
+        let saw = &decision.saw;
+        match decision.health {
+            HealthNews::Changed { from, to } => info!(
+                %instance, check, %from, %to, %saw, "instance health changed"
+            ),
+            HealthNews::First(health) => debug!(%instance, check, %health, %saw, "first probe"),
+            HealthNews::Steady => debug!(%instance, check, ?outcome, ?elapsed, %saw, "probe"),
+        }
+        let Some((role, why)) = &decision.said else {
+            return;
+        };
+        match decision.role {
+            RoleNews::Unusable { was } => {
+                warn!(%instance, %was, %why, "role check: no usable answer")
+            }
+            RoleNews::Changed { was } => {
+                info!(%instance, %role, %was, "role check: the instance {why}")
+            }
+            RoleNews::Same | RoleNews::NotAsked => {
+                debug!(%instance, %role, "role check: the instance {why}")
+            }
+        }
     }
 }
 
@@ -418,121 +444,4 @@ impl Handler<Crash> for ServerMonitor {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::settings::validate;
-    use std::time::Instant;
-
-    /// Collects what a monitor reports.
-    struct Collector(tokio::sync::mpsc::UnboundedSender<ServerChanged>);
-
-    impl Actor for Collector {
-        type Context = Context<Self>;
-    }
-
-    impl Handler<ServerChanged> for Collector {
-        type Result = ();
-
-        fn handle(&mut self, msg: ServerChanged, _ctx: &mut Self::Context) {
-            let _ = self.0.send(msg);
-        }
-    }
-
-    fn instance(port: u16) -> InstanceSpec {
-        let file = toml::from_str(&format!(
-            "[[service]]\nid = \"v\"\ntype = \"Voice\"\nprimary = {{ host = \"127.0.0.1\", port = {port}, name = \"ts1\" }}\ncheck = {{ interval = \"50ms\", fast_interval = \"20ms\", down_interval = \"20ms\", timeout = \"500ms\", rise = 1, fall = 1 }}\n",
-        ))
-        .unwrap();
-        let settings = validate(file, "test").unwrap();
-        settings.services[0].pair.primary.clone()
-    }
-
-    type Reports = tokio::sync::mpsc::UnboundedReceiver<ServerChanged>;
-
-    /// A monitor of the listener on `port` as `part` of service "v", resuming from `health`;
-    /// its reports arrive on the receiver.
-    fn watch(
-        port: u16,
-        part: Part,
-        generation: u64,
-        health: Health,
-    ) -> (Addr<ServerMonitor>, Reports) {
-        let (tx, reports) = tokio::sync::mpsc::unbounded_channel();
-        let id = ServerIdentity {
-            service: "v".into(),
-            part,
-            spec: Arc::new(instance(port)),
-            generation,
-            record: Arc::new(InstanceRecord::new(part, &instance(port))),
-        };
-        let monitor = ServerMonitor::new(
-            id,
-            health,
-            Collector(tx).start().recipient(),
-            Arc::new(Semaphore::new(4)),
-            &Metrics::new(),
-        )
-        .start();
-        (monitor, reports)
-    }
-
-    async fn next(reports: &mut Reports) -> ServerChanged {
-        tokio::time::timeout(Duration::from_secs(5), reports.recv())
-            .await
-            .expect("a report within 5 s")
-            .expect("the collector runs")
-    }
-
-    #[actix_rt::test]
-    async fn reports_the_first_health_then_each_change_and_nothing_else() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let primary = Part::Pair(crate::domain::service::Role::Primary);
-        let (monitor, mut reports) = watch(port, primary, 7, Health::Unknown);
-        let first = next(&mut reports).await;
-        assert_eq!((first.health, first.generation), (Health::Up, 7));
-        assert_eq!(&*first.service, "v");
-        assert!(
-            first.reason.starts_with("primary ts1 (127.0.0.1:"),
-            "{}",
-            first.reason
-        );
-        drop(listener);
-        let down = next(&mut reports).await;
-        assert_eq!(down.health, Health::Down, "{}", down.reason);
-        // Probes go on every 20 ms; a steady health is not reported again.
-        assert!(
-            tokio::time::timeout(Duration::from_millis(200), reports.recv())
-                .await
-                .is_err()
-        );
-        monitor.do_send(StopMonitor);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while monitor.connected() {
-            assert!(Instant::now() < deadline, "the monitor did not stop");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    #[actix_rt::test]
-    async fn a_resumed_monitor_confirms_its_last_health_then_reports_only_a_change() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (_monitor, mut reports) = watch(port, Part::CassandraNode(2), 1, Health::Up);
-        // Its first probe confirms the health it resumed from (what a new leader waits for).
-        let first = next(&mut reports).await;
-        assert_eq!((first.health, first.generation), (Health::Up, 1));
-        // Up already: the probes that find it up say nothing more.
-        assert!(
-            tokio::time::timeout(Duration::from_millis(200), reports.recv())
-                .await
-                .is_err()
-        );
-        drop(listener);
-        let down = next(&mut reports).await;
-        assert_eq!(
-            (down.part, down.health),
-            (Part::CassandraNode(2), Health::Down)
-        );
-    }
-}
+mod tests;

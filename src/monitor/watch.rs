@@ -9,6 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use tracing::debug;
 
 use super::ServerMonitor;
+use super::decision::wants_watch;
 use crate::domain::health::ProbeOutcome;
 use crate::probe;
 
@@ -58,7 +59,7 @@ impl ServerMonitor {
     /// none is open or pending; after failures, later.
     pub(super) fn keep_watch(&mut self, ctx: &mut Context<Self>) {
         let check = &self.id.spec.check;
-        if !check.watch || self.watch.task.is_some() || !self.tracker.health().is_healthy() {
+        if self.watch.task.is_some() || !wants_watch(check.watch, self.known.tracker.health()) {
             return;
         }
         let interval = check.schedule.interval;

@@ -2,7 +2,7 @@
 //! `/connect`, ... suffixes CometD clients append) with a JSON array of messages; the
 //! answer is a JSON array of replies and messages. A held `/meta/connect` keeps the request
 //! open until something is delivered or `connect_timeout` passes. Every request is
-//! authenticated (the session cookie, or Basic) and acts for that caller only.
+//! authenticated (the login cookie, or Basic) and acts for that caller only.
 //!
 //! The body is read here rather than by an extractor so that its arrival has a deadline
 //! (`[limits] request_timeout`): the HTTP layer bounds the time to send a request's head,

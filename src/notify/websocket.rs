@@ -34,7 +34,7 @@ static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 const MISSED_PINGS: u32 = 3;
 
 /// `GET <base>/notifications` with an upgrade: starts a connection actor.
-/// The caller was authenticated by the upgrade request (the session cookie, or Basic from
+/// The caller was authenticated by the upgrade request (the login cookie, or Basic from
 /// a non-browser client); every batch of the connection acts on that caller's behalf.
 pub async fn upgrade(
     req: HttpRequest,

@@ -26,6 +26,33 @@ const MAX_BODY_BYTES: u32 = 64 * 1024;
 /// The OPTIONS request: stream 0, empty body.
 pub const OPTIONS_FRAME: [u8; HEADER_LEN] = [VERSION_REQUEST, 0, 0, 0, OPCODE_OPTIONS, 0, 0, 0, 0];
 
+/// The SUPPORTED frame answering the request on `stream`, listing `options` (a string
+/// multimap: each key with its values), as a Cassandra node answers OPTIONS. The probe only
+/// reads it; the stand-in backends and the tests write it, with this one encoder.
+pub fn supported_frame(stream: u16, options: &[(&str, &[&str])]) -> Vec<u8> {
+    // Lengths are `[short]`s; the options a stand-in lists are a few short words.
+    let short = |b: &mut Vec<u8>, n: usize| b.extend_from_slice(&(n as u16).to_be_bytes());
+    let string = |b: &mut Vec<u8>, s: &str| {
+        short(b, s.len());
+        b.extend_from_slice(s.as_bytes());
+    };
+    let mut body = Vec::new();
+    short(&mut body, options.len());
+    for (key, values) in options {
+        string(&mut body, key);
+        short(&mut body, values.len());
+        for value in *values {
+            string(&mut body, value);
+        }
+    }
+    let mut frame = vec![VERSION_REQUEST | RESPONSE_BIT, 0];
+    frame.extend_from_slice(&stream.to_be_bytes());
+    frame.push(OPCODE_SUPPORTED);
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    frame
+}
+
 /// A response frame header.
 #[derive(Debug, PartialEq, Eq)]
 pub struct FrameHeader {
@@ -153,22 +180,15 @@ fn error_message(body: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    /// A SUPPORTED body as Cassandra 4 sends it (abridged).
-    fn supported_body() -> Vec<u8> {
-        let mut b = Vec::new();
-        let string = |b: &mut Vec<u8>, s: &str| {
-            b.extend_from_slice(&(s.len() as u16).to_be_bytes());
-            b.extend_from_slice(s.as_bytes());
-        };
-        b.extend_from_slice(&2u16.to_be_bytes());
-        string(&mut b, "COMPRESSION");
-        b.extend_from_slice(&2u16.to_be_bytes());
-        string(&mut b, "snappy");
-        string(&mut b, "lz4");
-        string(&mut b, "CQL_VERSION");
-        b.extend_from_slice(&1u16.to_be_bytes());
-        string(&mut b, "3.4.5");
-        b
+    /// A SUPPORTED frame as Cassandra 4 sends it (abridged).
+    fn supported() -> Vec<u8> {
+        supported_frame(
+            0,
+            &[
+                ("COMPRESSION", &["snappy", "lz4"]),
+                ("CQL_VERSION", &["3.4.5"]),
+            ],
+        )
     }
 
     #[test]
@@ -177,10 +197,20 @@ mod tests {
     }
 
     #[test]
+    fn a_supported_frame_is_encoded_as_the_protocol_says() {
+        assert_eq!(
+            supported_frame(0x0102, &[("CQL_VERSION", &["3.4.5"])]),
+            b"\x84\x00\x01\x02\x06\x00\x00\x00\x18\x00\x01\x00\x0bCQL_VERSION\x00\x01\x00\x053.4.5"
+        );
+    }
+
+    #[test]
     fn supported_is_up_and_names_the_version() {
-        let header = parse_header(&[0x84, 0, 0, 0, OPCODE_SUPPORTED, 0, 0, 0, 40]).unwrap();
-        assert_eq!(header.body_len, 40);
-        let (outcome, detail) = judge(&header, &supported_body());
+        let frame = supported();
+        let (head, body) = frame.split_at(HEADER_LEN);
+        let header = parse_header(head.try_into().unwrap()).unwrap();
+        assert_eq!(header.body_len as usize, body.len());
+        let (outcome, detail) = judge(&header, body);
         assert_eq!(outcome, ProbeOutcome::Up);
         assert_eq!(detail, "SUPPORTED (CQL_VERSION 3.4.5)");
     }

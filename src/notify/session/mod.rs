@@ -7,6 +7,12 @@
 //! may handshake over long-polling and continue over a WebSocket (as Faye and aiocometd do)
 //! or the other way round.
 //!
+//! A batch ([`Incoming`]) is handed message by message to its channel's handler, one file
+//! each, as mini-redis keeps one command a file: `connect.rs`, `subscribe.rs`,
+//! `unsubscribe.rs`, `disconnect.rs`, and `refused.rs` (publishes, and handshakes naming a
+//! session). The decisions they take are [`super::policy`]'s pure functions; how messages
+//! reach the client is `delivery.rs`.
+//!
 //! A session belongs to the [`Caller`] who handshook it, and receives the changes of the
 //! services that caller's contact center sees, no others (the registry filters).
 //!
@@ -25,17 +31,20 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tracing::debug;
 
+mod connect;
 mod delivery;
+mod disconnect;
+mod refused;
+mod subscribe;
+mod unsubscribe;
 
 use super::Shared;
-use super::policy::{self, ConnectContext, Registration, Transport};
 use crate::auth::Caller;
 use crate::bayeux::message::Request;
-use crate::bayeux::refusal::Refusal;
 use crate::bayeux::reply::{self, Advice};
 use crate::bayeux::subscriptions::Subscriptions;
-use crate::bayeux::{self, SERVICES_CHANNEL, channel};
-use crate::registry::{Delivery, Hub, SubscribeServices, UnsubscribeServices};
+use crate::bayeux::{self, channel};
+use crate::registry::{Delivery, UnsubscribeServices};
 
 /// How long a long-polling client is advised to wait before reconnecting to a stopping
 /// daemon: long enough for a restart, short enough that a UI does not look stuck.
@@ -101,6 +110,16 @@ pub struct Evicted;
 #[rtype(result = "()")]
 pub struct Detach {
     pub connection: u64,
+}
+
+/// What the handlers of one batch's messages produce.
+struct Batch {
+    /// The replies, in the order of the messages.
+    replies: Vec<Value>,
+    /// A long-polling connect was held: the batch is answered when it is.
+    held: Option<oneshot::Receiver<Vec<u8>>>,
+    /// The client disconnected: the session ends once the batch is answered.
+    disconnect: bool,
 }
 
 /// A `/meta/connect` waiting for something to deliver.
@@ -184,106 +203,6 @@ impl ClientSession {
             ctx.cancel_future(old);
         }
     }
-
-    /// Registers with the registry, or unregisters, as the subscriptions now require.
-    /// `resume`: the revision after which the client wants the changes it missed (it then
-    /// asks for a catch-up, as `snapshot` does).
-    fn update_registration(
-        &mut self,
-        snapshot: bool,
-        resume: Option<i64>,
-        ctx: &mut Context<Self>,
-    ) {
-        let wants = self.subscriptions.matches(SERVICES_CHANNEL);
-        let snapshot = snapshot || resume.is_some();
-        match policy::registration(wants, self.registered, snapshot) {
-            Registration::Subscribe { snapshot } => {
-                self.snapshot_pending |= snapshot;
-                self.shared.registry.do_send(SubscribeServices {
-                    client_id: self.id.clone(),
-                    recipient: ctx.address().recipient(),
-                    hub: Hub::current(),
-                    features: self.caller.features.clone(),
-                    snapshot,
-                    resume,
-                });
-            }
-            Registration::Unsubscribe => self.shared.registry.do_send(UnsubscribeServices {
-                client_id: self.id.clone(),
-            }),
-            Registration::Unchanged => {}
-        }
-        self.registered = wants;
-    }
-
-    fn connect(
-        &mut self,
-        id: Option<Value>,
-        via: &Via,
-        alone: bool,
-        replies: &mut Vec<Value>,
-        ctx: &mut Context<Self>,
-    ) -> Option<oneshot::Receiver<Vec<u8>>> {
-        // One outstanding connect per client: a new one answers the previous (which starts
-        // the expiry countdown, stopped again since this connect is here).
-        self.release_held(ctx);
-        self.stop_expiry(ctx);
-        if std::mem::take(&mut self.orphaned) {
-            self.shared.directory.adopt(&self.id);
-        }
-        let now = policy::answer_connect_now(ConnectContext {
-            transport: match via {
-                Via::WebSocket { .. } => Transport::WebSocket,
-                Via::LongPolling => Transport::LongPolling,
-            },
-            first: !self.connected,
-            snapshot_pending: self.snapshot_pending,
-            alone,
-            queued: self.queue.len(),
-        });
-        self.connected = true;
-        match via {
-            Via::WebSocket {
-                connection,
-                recipient,
-            } => {
-                self.websocket = Some((*connection, recipient.clone()));
-                while let Some(frame) = self.queue.pop_front() {
-                    self.push(frame, ctx);
-                }
-                if now {
-                    replies.push(self.connect_reply(id.as_ref(), self.advice()));
-                    self.start_expiry(ctx);
-                } else {
-                    let timer = ctx.run_later(self.shared.settings.connect_timeout, |act, ctx| {
-                        act.release_held(ctx)
-                    });
-                    self.hold(Held::WebSocket { id, timer });
-                }
-                None
-            }
-            Via::LongPolling => {
-                // The client moved (back) to long-polling.
-                self.websocket = None;
-                if now {
-                    replies.push(self.connect_reply(id.as_ref(), self.advice()));
-                    self.start_expiry(ctx);
-                    None
-                } else {
-                    let (tx, rx) = oneshot::channel();
-                    let timer = ctx.run_later(self.shared.settings.connect_timeout, |act, ctx| {
-                        act.release_held(ctx)
-                    });
-                    self.hold(Held::LongPolling {
-                        id,
-                        reply: tx,
-                        timer,
-                    });
-                    Some(rx)
-                }
-            }
-        }
-    }
 }
 
 impl Actor for ClientSession {
@@ -319,96 +238,57 @@ impl Actor for ClientSession {
 impl Handler<Incoming> for ClientSession {
     type Result = Answer;
 
+    /// Each message goes to its channel's handler (a file each), in order; the batch is
+    /// answered once all have run.
     fn handle(&mut self, msg: Incoming, ctx: &mut Self::Context) -> Answer {
         let alone = msg.requests.len() == 1;
-        let mut replies = Vec::with_capacity(msg.requests.len());
-        let mut later = None;
-        let mut disconnect = false;
+        let mut batch = Batch {
+            replies: Vec::with_capacity(msg.requests.len()),
+            held: None,
+            disconnect: false,
+        };
         for request in msg.requests {
             match request {
-                Request::Connect { id, .. } => {
-                    later = self
-                        .connect(id, &msg.via, alone, &mut replies, ctx)
-                        .or(later);
-                }
+                Request::Connect { id, .. } => self.connect(id, &msg.via, alone, &mut batch, ctx),
                 Request::Subscribe {
                     id,
                     subscriptions,
                     snapshot,
                     resume,
                     ..
-                } => {
-                    for channel in &subscriptions {
-                        let result = self
-                            .subscriptions
-                            .add(channel, self.shared.settings.max_subscriptions);
-                        replies.push(match result {
-                            Ok(()) => reply::subscription(channel::SUBSCRIBE, id.as_ref(), &self.id, channel),
-                            Err(e) => {
-                                debug!(client = %self.id, channel, error = %e, "subscription refused");
-                                reply::subscription_error(channel::SUBSCRIBE, id.as_ref(), &self.id, channel, &Refusal::forbidden(channel, e))
-                            }
-                        });
-                    }
-                    self.update_registration(snapshot, resume, ctx);
-                }
+                } => self.subscribe(
+                    id.as_ref(),
+                    &subscriptions,
+                    snapshot,
+                    resume,
+                    &mut batch,
+                    ctx,
+                ),
                 Request::Unsubscribe {
                     id, subscriptions, ..
-                } => {
-                    for channel in &subscriptions {
-                        replies.push(if self.subscriptions.remove(channel) {
-                            reply::subscription(
-                                channel::UNSUBSCRIBE,
-                                id.as_ref(),
-                                &self.id,
-                                channel,
-                            )
-                        } else {
-                            reply::subscription_error(
-                                channel::UNSUBSCRIBE,
-                                id.as_ref(),
-                                &self.id,
-                                channel,
-                                &Refusal::bad_request(channel, "not subscribed"),
-                            )
-                        });
-                    }
-                    self.update_registration(false, None, ctx);
-                }
-                Request::Disconnect { id, .. } => {
-                    replies.push(reply::disconnect(id.as_ref(), &self.id));
-                    disconnect = true;
-                }
+                } => self.unsubscribe(id.as_ref(), &subscriptions, &mut batch, ctx),
+                Request::Disconnect { id, .. } => self.disconnect(id.as_ref(), &mut batch),
                 Request::Publish { id, channel, .. } => {
-                    replies.push(reply::error(
-                        &channel,
-                        id.as_ref(),
-                        Some(&self.id),
-                        &Refusal::forbidden(&channel, "Permission denied"),
-                    ));
+                    self.publish(id.as_ref(), &channel, &mut batch)
                 }
-                Request::Handshake { id, .. } => {
-                    replies.push(reply::error(
-                        channel::HANDSHAKE,
-                        id.as_ref(),
-                        Some(&self.id),
-                        &Refusal::bad_request("", "a handshake carries no clientId"),
-                    ));
-                }
+                Request::Handshake { id, .. } => self.handshake(id.as_ref(), &mut batch),
             }
         }
-        if disconnect {
+        if batch.disconnect {
             self.release_held(ctx);
             ctx.stop();
         }
-        match later {
-            Some(rx) if replies.is_empty() => Answer::Held(rx),
+        match batch.held {
+            Some(answer) if batch.replies.is_empty() => Answer::Held(answer),
             _ => {
                 let raw = match msg.via {
                     Via::LongPolling => self.queue.drain(..).map(|m| bayeux::unframe(&m)).collect(),
                     Via::WebSocket { .. } => Vec::new(),
                 };
-                Answer::Now(reply::render_batch(&replies, raw.iter().map(|m| &m[..])))
+                Answer::Now(reply::render_batch(
+                    &batch.replies,
+                    raw.iter().map(|m| &m[..]),
+                ))
             }
         }
     }

@@ -1,0 +1,72 @@
+//! `/meta/connect`: the client's poll. Answered at once or held until there is something to
+//! deliver or `connect_timeout` passes ([`policy::answer_connect_now`] decides); over a
+//! WebSocket, the connect also attaches the connection and flushes the queue to it.
+
+use actix::prelude::*;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use super::{Batch, ClientSession, Held, Via};
+use crate::notify::policy::{self, ConnectContext, Transport};
+
+impl ClientSession {
+    /// Handles a connect; `alone`: it is the only message of its batch.
+    pub(super) fn connect(
+        &mut self,
+        id: Option<Value>,
+        via: &Via,
+        alone: bool,
+        batch: &mut Batch,
+        ctx: &mut Context<Self>,
+    ) {
+        // One outstanding connect per client: a new one answers the previous (which starts
+        // the expiry countdown, stopped again since this connect is here).
+        self.release_held(ctx);
+        self.stop_expiry(ctx);
+        if std::mem::take(&mut self.orphaned) {
+            self.shared.directory.adopt(&self.id);
+        }
+        let now = policy::answer_connect_now(ConnectContext {
+            transport: match via {
+                Via::WebSocket { .. } => Transport::WebSocket,
+                Via::LongPolling => Transport::LongPolling,
+            },
+            first: !self.connected,
+            snapshot_pending: self.snapshot_pending,
+            alone,
+            queued: self.queue.len(),
+        });
+        self.connected = true;
+        if let Via::WebSocket {
+            connection,
+            recipient,
+        } = via
+        {
+            self.websocket = Some((*connection, recipient.clone()));
+            while let Some(frame) = self.queue.pop_front() {
+                self.push(frame, ctx);
+            }
+        } else {
+            // The client moved (back) to long-polling.
+            self.websocket = None;
+        }
+        if now {
+            batch
+                .replies
+                .push(self.connect_reply(id.as_ref(), self.advice()));
+            self.start_expiry(ctx);
+            return;
+        }
+        let timer = ctx.run_later(self.shared.settings.connect_timeout, |act, ctx| {
+            act.release_held(ctx)
+        });
+        match via {
+            Via::WebSocket { .. } => self.hold(Held::WebSocket { id, timer }),
+            Via::LongPolling => {
+                let (reply, answer) = oneshot::channel();
+                self.hold(Held::LongPolling { id, reply, timer });
+                batch.held = Some(answer);
+            }
+        }
+    }
+}
