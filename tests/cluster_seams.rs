@@ -562,3 +562,90 @@ async fn stored_health(endpoint: &str, id: &str, part: &str) -> Option<String> {
         .as_str()
         .map(str::to_string)
 }
+
+/// When each `/meta/connect` reply reached a WebSocket client, and whether it said stale.
+async fn watch_connects(
+    addr: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(Instant, bool)>>>,
+) {
+    let mut c = subscriber(&addr).await;
+    let connect =
+        json!([{"channel":"/meta/connect","clientId":c.client_id,"connectionType":"websocket"}]);
+    c.send(connect.clone()).await;
+    // The first connect was answered at once (a fresh node); this one is held.
+    seen.lock().unwrap().push((Instant::now(), false));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        match c.recv_within(Duration::from_millis(500)).await {
+            Some(Received::Batch(batch)) => {
+                for m in batch.iter().filter(|m| m["channel"] == "/meta/connect") {
+                    let stale = m["ext"]["stale"] == true;
+                    seen.lock().unwrap().push((Instant::now(), stale));
+                    c.send(connect.clone()).await;
+                }
+            }
+            Some(Received::Closed(_)) => return,
+            None => {}
+        }
+    }
+}
+
+#[test]
+fn a_websocket_ui_hears_within_a_second_that_its_node_turned_stale_and_fresh_again() {
+    if !common::etcd::available() {
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut etcd = Etcd::start();
+    let backend = runtime.block_on(Backend::start(Mode::Accept));
+    // The default connect_timeout (30 s): a held connect must not wait for it.
+    let toml = node_toml(&etcd.endpoint(), "a", &stat_toml(&backend))
+        .replace("[notifications]\nconnect_timeout = \"1s\"\n", "");
+    assert!(!toml.contains("connect_timeout"));
+    let node = Node::start("a", toml);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    runtime.block_on(async {
+        agreed(std::slice::from_ref(&node), Duration::from_secs(15)).await;
+    });
+    runtime.spawn(watch_connects(node.process.addr.clone(), seen.clone()));
+    // Settled: the UI's connect is held.
+    runtime.block_on(async {
+        eventually(Duration::from_secs(5), "the UI subscribed", || async {
+            (!seen.lock().unwrap().is_empty()).then_some(())
+        })
+        .await;
+    });
+    let mut delays = Vec::new();
+    for (action, stale) in [("etcd killed", true), ("etcd back", false)] {
+        if stale {
+            etcd.kill();
+        } else {
+            etcd.resume();
+        }
+        let turned = runtime.block_on(eventually(
+            Duration::from_secs(15),
+            "the node to turn",
+            || async {
+                let (status, _) = node.admin("/readyz").await?;
+                ((status == 503) == stale).then(Instant::now)
+            },
+        ));
+        let heard = runtime.block_on(eventually(
+            Duration::from_secs(5),
+            "the UI to hear it",
+            || async {
+                let seen = seen.lock().unwrap();
+                seen.iter()
+                    .rev()
+                    .find(|(_, s)| *s == stale)
+                    .map(|(at, _)| *at)
+            },
+        ));
+        let delay = heard.saturating_duration_since(turned);
+        eprintln!("{action}: the UI heard it {delay:?} after /readyz said so");
+        delays.push((action, delay));
+    }
+    for (action, delay) in delays {
+        assert!(delay < Duration::from_secs(1), "{action}: {delay:?}");
+    }
+}

@@ -76,6 +76,8 @@ pub struct ClusterStatus {
     /// Milliseconds after `epoch` until which the node's lease is known to hold.
     fresh_until: AtomicU64,
     epoch: Instant,
+    /// Tells those waiting (held Bayeux connects) that the node turned stale or fresh.
+    changes: tokio::sync::watch::Sender<bool>,
 }
 
 impl ClusterStatus {
@@ -87,6 +89,7 @@ impl ClusterStatus {
             leading: AtomicBool::new(true),
             fresh_until: AtomicU64::new(u64::MAX),
             epoch: Instant::now(),
+            changes: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -98,6 +101,7 @@ impl ClusterStatus {
             leading: AtomicBool::new(false),
             fresh_until: AtomicU64::new(0),
             epoch: Instant::now(),
+            changes: tokio::sync::watch::Sender::new(true),
         }
     }
 
@@ -128,9 +132,17 @@ impl ClusterStatus {
         self.fresh_until.store(ms, Ordering::Release);
     }
 
+    /// A receiver that hears each time the node turns stale or fresh (a held Bayeux
+    /// connect is answered then, so that a UI shows it at once).
+    pub fn staleness_changes(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.changes.subscribe()
+    }
+
     #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     fn set_stale(&self, stale: bool) {
         self.stale.store(stale, Ordering::Release);
+        self.changes
+            .send_if_modified(|was| std::mem::replace(was, stale) != stale);
     }
 
     #[cfg_attr(not(feature = "cluster"), allow(dead_code))]

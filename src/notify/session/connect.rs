@@ -50,16 +50,20 @@ impl ClientSession {
             // The client moved (back) to long-polling.
             self.websocket = None;
         }
-        if now {
-            batch
-                .replies
-                .push(self.connect_reply(id.as_ref(), self.advice()));
+        // A client not yet told that the node turned stale (or fresh again) is told now.
+        let news = self.shared.cluster.is_stale() != self.told_stale;
+        if now || news {
+            let reply = self.connect_reply(id.as_ref(), self.advice());
+            batch.replies.push(reply);
             self.start_expiry(ctx);
             return;
         }
         let timer = ctx.run_later(self.shared.settings.connect_timeout, |act, ctx| {
             act.release_held(ctx)
         });
+        if self.shared.cluster.is_clustered() {
+            self.wait_for_staleness(ctx);
+        }
         match via {
             Via::WebSocket { .. } => self.hold(Held::WebSocket { id, timer }),
             Via::LongPolling => {
@@ -68,5 +72,25 @@ impl ClientSession {
                 batch.held = Some(answer);
             }
         }
+    }
+}
+
+impl ClientSession {
+    /// Answers the held connect as soon as the node turns stale or fresh, whatever
+    /// `connect_timeout` is: a UI says "stale" within moments, not at its next poll.
+    fn wait_for_staleness(&mut self, ctx: &mut Context<Self>) {
+        let mut changes = self.shared.cluster.staleness_changes();
+        let waiting = async move { changes.changed().await.is_ok() };
+        self.stale_wait = Some(ctx.spawn(waiting.into_actor(self).map(|alive, act, ctx| {
+            act.stale_wait = None;
+            if !alive || act.held.is_none() {
+                return;
+            }
+            if act.shared.cluster.is_stale() != act.told_stale {
+                act.release_held(ctx);
+            } else {
+                act.wait_for_staleness(ctx);
+            }
+        })));
     }
 }

@@ -35,11 +35,14 @@ impl ClientSession {
         let Some(held) = self.unhold() else {
             return;
         };
+        if let Some(wait) = self.stale_wait.take() {
+            ctx.cancel_future(wait);
+        }
         match held {
             Held::WebSocket { id, timer } => {
                 ctx.cancel_future(timer);
-                let batch =
-                    reply::render_batch([&self.connect_reply(id.as_ref(), self.advice())], []);
+                let connect = self.connect_reply(id.as_ref(), self.advice());
+                let batch = reply::render_batch([&connect], []);
                 self.push(Bytes::from(batch), ctx);
             }
             Held::LongPolling {
@@ -56,10 +59,12 @@ impl ClientSession {
     }
 
     /// A successful connect reply; on a cluster node that has lost etcd, marked
-    /// `"ext":{"stale":true}`: what it delivers may be behind (docs/cluster.md).
-    pub(super) fn connect_reply(&self, id: Option<&Value>, advice: Advice) -> Value {
+    /// `"ext":{"stale":true}`: what it delivers may be behind (docs/cluster.md). Remembers
+    /// what the client was told.
+    pub(super) fn connect_reply(&mut self, id: Option<&Value>, advice: Advice) -> Value {
         let mut connect = reply::connect(id, &self.id, Some(advice));
-        if self.shared.cluster.is_stale() {
+        self.told_stale = self.shared.cluster.is_stale();
+        if self.told_stale {
             connect["ext"] = serde_json::json!({ "stale": true });
         }
         connect

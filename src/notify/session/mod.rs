@@ -156,6 +156,11 @@ pub struct ClientSession {
     expiry: Option<SpawnHandle>,
     /// Its WebSocket closed and no transport has come since (see the directory).
     orphaned: bool,
+    /// Whether the last connect reply said the node was stale (a client is told at once
+    /// when that changes).
+    told_stale: bool,
+    /// Waits for the node to turn stale or fresh while a connect is held.
+    stale_wait: Option<SpawnHandle>,
 }
 
 impl ClientSession {
@@ -173,6 +178,8 @@ impl ClientSession {
             snapshot_pending: false,
             expiry: None,
             orphaned: false,
+            told_stale: false,
+            stale_wait: None,
         }
     }
 
@@ -325,6 +332,9 @@ impl Handler<Detach> for ClientSession {
             self.websocket = None;
             if let Some(Held::WebSocket { timer, .. }) = &self.held {
                 ctx.cancel_future(*timer);
+                if let Some(wait) = self.stale_wait.take() {
+                    ctx.cancel_future(wait);
+                }
                 self.held = None;
             }
             // The client may come back on another connection within the session timeout,
