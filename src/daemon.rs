@@ -43,6 +43,8 @@ const NO_USERS: &str = "no [[user]] is configured: every API request will be ref
 
 /// How long a stopping leader waits for etcd to take its resignation.
 const RESIGN_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a stop waits for the sessions to answer their held long-polls.
+const SESSIONS_TOLD: Duration = Duration::from_millis(500);
 
 /// Why a reload was not applied; the running configuration stays.
 #[derive(Debug, thiserror::Error)]
@@ -275,6 +277,12 @@ impl Daemon {
             cluster.resign(RESIGN_TIMEOUT).await;
         }
         self.notify.shutdown();
+        // Each session answers its held long-poll on its worker's thread: the server stops
+        // once they have (or after a moment), so that no answer is cut off by the stop.
+        let told = tokio::time::Instant::now() + SESSIONS_TOLD;
+        while self.metrics.long_polls_held.get() > 0 && tokio::time::Instant::now() < told {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         self.handle.stop(true).await;
         if let Some((_, admin)) = &self.admin {
             // Scrapes and health checks are short and retried: nothing to wait for.

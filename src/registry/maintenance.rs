@@ -9,9 +9,8 @@ use actix::prelude::*;
 use tracing::info;
 
 use super::Registry;
-use super::shared_windows::Edit;
 use super::tracked::servers_of;
-use super::transition::log_transition;
+use super::windows::Edit;
 use crate::cluster::WindowsError;
 use crate::domain::maintenance::Window;
 use crate::domain::state::Assessment;
@@ -53,13 +52,6 @@ pub enum MaintenanceError {
 }
 
 impl Registry {
-    /// Records the current resource of the service at `index` in the history: it changed
-    /// `at`, for `reason`.
-    pub(super) fn record(&self, index: usize, reason: &str, at: SystemTime) {
-        let t = &self.services[index];
-        self.record_as(index, &t.assessment, t.since, reason, at);
-    }
-
     /// Records the service at `index` as `assessment` since `since`, changed at `at`.
     pub(super) fn record_as(
         &self,
@@ -81,47 +73,43 @@ impl Registry {
         });
     }
 
-    /// Gives the service at `index` the windows holding now; announces and records what
-    /// that changes.
-    fn apply_windows(&mut self, index: usize, reason: &str, ctx: &mut Context<Self>) {
-        let now = SystemTime::now();
-        let id = self.services[index].spec.id.clone();
-        let windows = self.windows.of(&id, now);
-        self.metrics.set_maintenance(&id, !windows.is_empty());
-        let tracked = &mut self.services[index];
-        let (transition, changed) = tracked.maintain(windows, now);
-        if let Some(transition) = transition {
-            log_transition(&id, transition, reason, &self.metrics);
+    /// Ends the windows whose time is up, on the node that runs the monitors (every node
+    /// applies the end from the ledger).
+    pub(super) fn end_passed_windows(&mut self, ctx: &mut Context<Self>) {
+        if !self.runs_monitors() {
+            return;
         }
-        // A service not assessed yet shows its windows with its first state.
-        if (transition.is_some() || changed) && self.services[index].known {
-            self.record(index, reason, now);
-            self.changed(index);
-            // Published before the request is answered: a script that reads the service
-            // right after its `200` sees what it asked for.
-            self.publish_now(ctx);
+        let now = SystemTime::now();
+        if self.ledger.link().is_none() {
+            self.forget_passed_windows_of_removed_services(now);
+        }
+        for index in 0..self.services.len() {
+            let windows = &self.services[index].windows;
+            if windows.iter().all(|w| w.holds(now)) {
+                continue;
+            }
+            let (left, ended): (Vec<Window>, Vec<Window>) =
+                windows.iter().cloned().partition(|w| w.holds(now));
+            let said: Vec<String> = ended
+                .iter()
+                .map(|w| {
+                    let what = what(&w.service, w.instance.as_deref());
+                    info!(service = %w.service, reason = %w.reason, "maintenance of {what} ended as planned");
+                    format!("maintenance of {what} ended as planned")
+                })
+                .collect();
+            self.commit_windows(index, left, Some(said.join("; ")), ctx);
         }
     }
 
-    /// Ends the windows whose time is up.
-    pub(super) fn end_passed_windows(&mut self, ctx: &mut Context<Self>) {
-        if self.link.is_some() {
-            self.end_passed_windows_clustered();
-            return;
-        }
-        let now = SystemTime::now();
-        if self
-            .windows
-            .next_end(SystemTime::UNIX_EPOCH)
-            .is_none_or(|end| end > now)
-        {
-            return;
-        }
+    /// Alone: the windows kept in the database for services no longer configured are
+    /// removed when they end, as the daemon always did.
+    fn forget_passed_windows_of_removed_services(&mut self, now: SystemTime) {
         let passed: Vec<Window> = self
             .windows
             .all()
             .iter()
-            .filter(|w| !w.holds(now))
+            .filter(|w| !w.holds(now) && !self.positions.contains_key(w.service.as_str()))
             .cloned()
             .collect();
         for window in passed {
@@ -129,15 +117,6 @@ impl Registry {
                 .remove(&window.service, window.instance.as_deref());
             self.history
                 .delete_window(&window.service, window.instance.as_deref());
-            let what = what(&window.service, window.instance.as_deref());
-            info!(service = %window.service, reason = %window.reason, "maintenance of {what} ended as planned");
-            if let Some(&index) = self.positions.get(window.service.as_str()) {
-                self.apply_windows(
-                    index,
-                    &format!("maintenance of {what} ended as planned"),
-                    ctx,
-                );
-            }
         }
     }
 
@@ -220,15 +199,15 @@ pub(super) fn end_windows_passed_while_stopped(past: &mut Opened, now: SystemTim
 }
 
 /// The subject of a window, in words.
-fn what(service: &str, instance: Option<&str>) -> String {
+pub(super) fn what(service: &str, instance: Option<&str>) -> String {
     match instance {
         Some(instance) => format!("{service}'s {instance}"),
         None => format!("service {service}"),
     }
 }
 
-/// The answer of a maintenance request: at once on a node alone, once etcd has stored it on
-/// a cluster node (every node, this one included, then applies it from the watch).
+/// The answer of a maintenance request: once the node shows it (at once on a node alone;
+/// on a cluster node once etcd has stored it and the watch brought it back).
 pub(super) type Answer = ResponseFuture<Result<Window, MaintenanceError>>;
 
 pub(super) fn answer(result: Result<Window, MaintenanceError>) -> Answer {
@@ -244,19 +223,9 @@ impl Handler<PutMaintenance> for Registry {
             Ok(index) => index,
             Err(e) => return answer(Err(e)),
         };
-        if self.link.is_some() {
-            return self.edit_windows(index, Edit::Put(window), ctx);
-        }
         let what = what(&window.service, window.instance.as_deref());
         info!(service = %window.service, by = %window.by, reason = %window.reason, until = ?window.until, "{what} put into maintenance");
-        self.windows.put(window.clone());
-        self.history.put_window(window.clone());
-        let reason = format!(
-            "{what} put into maintenance by {}: {}",
-            window.by, window.reason
-        );
-        self.apply_windows(index, &reason, ctx);
-        answer(Ok(window))
+        self.edit_windows(index, Edit::Put(window), ctx)
     }
 }
 
@@ -269,24 +238,12 @@ impl Handler<EndMaintenance> for Registry {
             Err(e) => return answer(Err(e)),
         };
         let what = what(&msg.service, msg.instance.as_deref());
-        if self.link.is_some() {
-            let edit = Edit::End {
-                instance: msg.instance,
-                what,
-            };
-            return self.edit_windows(index, edit, ctx);
-        }
-        let Some(ended) = self.windows.remove(&msg.service, msg.instance.as_deref()) else {
-            return answer(Err(MaintenanceError::NotInMaintenance(what)));
-        };
         info!(service = %msg.service, by = %msg.by, "{what} taken out of maintenance");
-        self.history
-            .delete_window(&msg.service, msg.instance.as_deref());
-        self.apply_windows(
-            index,
-            &format!("{what} taken out of maintenance by {}", msg.by),
-            ctx,
-        );
-        answer(Ok(ended))
+        let edit = Edit::End {
+            instance: msg.instance,
+            what,
+            by: msg.by,
+        };
+        self.edit_windows(index, edit, ctx)
     }
 }

@@ -27,17 +27,19 @@
 //! noticed on the next supervision tick and started again, resuming from its server's last
 //! reported health; the other servers of the service are not touched.
 
+mod apply;
 mod changelog;
+mod etcd_events;
 mod hub;
+mod ledger;
 mod maintenance;
 mod publisher;
 mod reload;
-mod replica;
-mod shared_windows;
 mod subscribe;
 mod subscribers;
 mod tracked;
 mod transition;
+mod windows;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -58,10 +60,10 @@ use crate::monitor::{ServerChanged, ServerIdentity, ServerMonitor, StopMonitor};
 use crate::snapshot::{Pending, Snapshot};
 
 pub use hub::Hub;
+use ledger::{Ledger, Store};
 pub use maintenance::{EndMaintenance, MaintenanceError, PutMaintenance};
 use publisher::Publisher;
 use reload::{Step, plan};
-use replica::Link;
 pub use subscribe::{SubscribeServices, UnsubscribeServices};
 pub use subscribers::Delivery;
 use tracked::{Tracked, servers_of};
@@ -123,8 +125,9 @@ pub struct Registry {
     history: History,
     /// Every maintenance window, of every service.
     windows: Windows,
-    /// On a cluster node: the link to etcd, and this node's place.
-    link: Option<Link>,
+    /// Where decisions are committed (alone: here; on a cluster node: etcd), and the log
+    /// of what was applied.
+    ledger: Ledger,
 }
 
 impl Registry {
@@ -175,7 +178,10 @@ impl Registry {
             snapshot_tag: fastrand::u64(..) << 24,
             history: past.history,
             windows: past.windows,
-            link: cluster.map(Link::new),
+            ledger: match cluster {
+                Some(cluster) => Ledger::etcd(cluster),
+                None => Ledger::local(now),
+            },
         };
         for t in &registry.services {
             registry
@@ -200,17 +206,16 @@ impl Registry {
     /// Builds and swaps in a new snapshot, then offers the notifications waiting for it.
     fn publish(&mut self) {
         let started = Instant::now();
-        let clustered = self.link.is_some();
         let services = self
             .services
             .iter()
-            .filter_map(|t| t.shown(clustered))
+            .filter_map(Tracked::shown)
             .cloned()
             .collect();
         let pending = self
             .services
             .iter()
-            .filter(|t| t.shown(clustered).is_none())
+            .filter(|t| t.shown().is_none())
             .map(|t| Pending {
                 service: t.published.clone(),
                 retry_after_secs: t.retry_after_secs(),
@@ -220,16 +225,14 @@ impl Registry {
         let mut snapshot = Snapshot::new(services)
             .with_pending(pending)
             .tagged(self.snapshot_tag);
-        if self.link.as_ref().is_some_and(|l| !l.synced) {
+        if !self.ledger.synced() {
             snapshot = snapshot.unavailable_because(
                 "this cluster node has not read the services' states from etcd since it started (etcd is out of reach); it serves them once it has".into(),
             );
         }
         self.published.store(Arc::new(snapshot));
         self.metrics.publishes.inc();
-        if let Some(link) = &mut self.link {
-            link.log.published();
-        }
+        self.ledger.log.published();
         let waiting = self.publisher.published(started, Instant::now());
         if waiting.is_empty() {
             return;
@@ -309,9 +312,9 @@ impl Registry {
     /// on a cluster, etcd has been read, and its history before the read replayed (a
     /// client resuming from a revision gets exactly what it missed).
     fn all_ready(&self) -> bool {
-        match &self.link {
-            Some(link) => link.synced && link.log.is_whole(),
-            None => self.services.iter().all(|t| t.ready),
+        match &self.ledger.store {
+            Store::Etcd(link) => link.synced && self.ledger.log.is_whole(),
+            Store::Local { .. } => self.services.iter().all(|t| t.ready),
         }
     }
 
@@ -339,14 +342,11 @@ impl Registry {
     /// publish.
     fn changed(&mut self, index: usize) {
         let tracked = &self.services[index];
-        let Some(published) = tracked.shown(self.link.is_some()) else {
+        let (Some(published), Some(replica)) = (tracked.shown(), &tracked.replica) else {
             return;
         };
         let spec = &tracked.spec;
-        let assessment = match &tracked.replica {
-            Some(replica) => &replica.record.assessment,
-            None => &tracked.assessment,
-        };
+        let assessment = &replica.record.assessment;
         self.metrics.set_state(&spec.id, assessment.state);
         self.metrics.set_serving(
             &spec.id,
@@ -425,17 +425,9 @@ impl Handler<ServerChanged> for Registry {
         let became_ready = !was_ready && tracked.ready;
         if let Some(transition) = transition {
             log_transition(&tracked.spec.id, transition, &msg.reason, &self.metrics);
-            if self.link.is_some() {
-                // Published when etcd has it, on every node alike.
-                self.write(index, &msg.reason, now);
-            } else {
-                if !transition.confirmed {
-                    self.record(index, &msg.reason, now);
-                }
-                self.announce(index, ctx);
-            }
-        } else if self.link.is_some() && before.is_some_and(|b| b != (msg.health, msg.said)) {
-            self.write_health(index, now);
+            self.commit(index, &msg.reason, now, ctx);
+        } else if before.is_some_and(|b| b != (msg.health, msg.said)) {
+            self.commit_health(index, now);
         }
         if became_ready {
             self.wake_ready_waiters(ctx);
@@ -486,10 +478,11 @@ impl Handler<ApplyServices> for Registry {
                     stop_monitors(&previous);
                     summary.changed.push(spec.id.clone());
                     let mut tracked = Tracked::resuming(spec, &previous);
+                    let shown_before = previous.shown().map(|p| p.json.clone());
                     if let Some(replica) = previous.replica {
                         tracked.show(replica.record, replica.revision);
                     }
-                    if tracked.known && tracked.published.json != previous.published.json {
+                    if tracked.known && tracked.shown().map(|p| p.json.clone()) != shown_before {
                         announce.push(self.services.len());
                     }
                     start.push(self.services.len());
@@ -506,7 +499,7 @@ impl Handler<ApplyServices> for Registry {
             self.services.push(tracked);
         }
         self.index();
-        if let Some(link) = &self.link {
+        if let Some(link) = self.ledger.link() {
             let specs: Vec<ServiceSpec> = self.services.iter().map(|t| (*t.spec).clone()).collect();
             link.cluster.set_digest(crate::cluster::digest(&specs));
         }

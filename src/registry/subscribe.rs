@@ -47,15 +47,14 @@ impl Handler<SubscribeServices> for Registry {
     fn handle(&mut self, msg: SubscribeServices, _ctx: &mut Self::Context) {
         // A resume waits until this node holds every change it can give: served now, it
         // would get the current states instead of what it missed.
-        if let Some(link) = &mut self.link {
-            if msg.snapshot
-                && msg.resume.is_some()
-                && !link.log.is_whole()
-                && link.held_joins.len() < HELD_JOINS_LIMIT
-            {
-                link.held_joins.push(msg);
-                return;
-            }
+        let ledger = &mut self.ledger;
+        if msg.snapshot
+            && msg.resume.is_some()
+            && !ledger.log.is_whole()
+            && ledger.held_joins.len() < HELD_JOINS_LIMIT
+        {
+            ledger.held_joins.push(msg);
+            return;
         }
         self.join(msg);
     }
@@ -64,11 +63,10 @@ impl Handler<SubscribeServices> for Registry {
 impl Registry {
     /// Serves the joins held back while this node was catching up, once it has.
     pub(super) fn release_joins(&mut self) {
-        let Some(link) = &mut self.link else { return };
-        if !link.log.is_whole() {
+        if !self.ledger.log.is_whole() {
             return;
         }
-        for msg in std::mem::take(&mut link.held_joins) {
+        for msg in std::mem::take(&mut self.ledger.held_joins) {
             self.join(msg);
         }
     }
@@ -79,7 +77,7 @@ impl Registry {
         // decided since are waiting for the next publish, which offers them to this
         // subscriber too, so that each reaches it once, after the state it replaces.
         let missed = match msg.resume {
-            Some(revision) if msg.snapshot => self.catch_up(revision, &msg.features),
+            Some(revision) if msg.snapshot => Some(self.catch_up(revision, &msg.features)),
             _ => None,
         };
         let snapshot = missed.or_else(|| {

@@ -52,7 +52,7 @@ pub(super) struct Tracked {
     /// The state stored in the history before servicewatch started, and since when: when
     /// the first probe round confirms it, `since` keeps the stored time, so that a restart
     /// is invisible to clients.
-    pub resumed: Option<(ServiceState, SystemTime)>,
+    pub resumed: Option<(ServiceState, SystemTime, Option<Role>)>,
     /// The maintenance windows of this service holding now (on a cluster node: as stored in
     /// etcd, where the leader removes those that have ended).
     pub windows: Vec<Window>,
@@ -96,7 +96,8 @@ impl Tracked {
             ..Assessment::INITIAL
         };
         let mut tracked = Tracked::new(spec, assessment, now, false, windows);
-        tracked.resumed = stored.and_then(|c| Some((c.state.parse().ok()?, c.state_since)));
+        tracked.resumed =
+            stored.and_then(|c| Some((c.state.parse().ok()?, c.state_since, serving)));
         tracked
     }
 
@@ -155,14 +156,10 @@ impl Tracked {
         }
     }
 
-    /// What the node publishes for the service, if anything yet: on a cluster node what
-    /// etcd holds, otherwise what this node decided once its servers have been probed.
-    pub fn shown(&self, clustered: bool) -> Option<&Arc<PublishedService>> {
-        match &self.replica {
-            Some(replica) => Some(&replica.published),
-            None if !clustered && self.known => Some(&self.published),
-            None => None,
-        }
+    /// What the node publishes for the service, if anything yet: what was last committed
+    /// for it (decided by this node alone, or by the leader and stored in etcd).
+    pub fn shown(&self) -> Option<&Arc<PublishedService>> {
+        self.replica.as_ref().map(|r| &r.published)
     }
 
     /// When asking for a pending service again is worth it: its slowest check's timeout
@@ -335,14 +332,15 @@ impl Tracked {
         if after == before && !first {
             return None;
         }
+        // Left in place: applying the decision tells from it whether the history already
+        // holds it.
         let resumed = self
             .resumed
-            .take()
-            .filter(|(state, _)| first && *state == after.state);
+            .filter(|(state, _, _)| first && *state == after.state);
         let since = match resumed {
             // The first round confirms the state stored before a restart: it holds since
             // then, as far as anyone can tell.
-            Some((_, stored_since)) => stored_since,
+            Some((_, stored_since, _)) => stored_since,
             None if after.state != before.state || first => now,
             None => self.since,
         };

@@ -1,14 +1,16 @@
-//! Maintenance windows on a cluster node: stored in etcd (`{prefix}maintenance/{id}`, a
-//! service's windows as one JSON value), written by whichever node an admin asked, and
-//! applied by every node when the watch brings them: the leader decides with them, every
-//! node renders them in the resource. The leader ends a window whose time is up.
+//! Maintenance windows, committed through the ledger like every decision: alone, stored in
+//! the history database and applied at once; on a cluster node, stored in etcd
+//! (`{prefix}maintenance/{id}`, a service's windows as one JSON value), written by whichever
+//! node an admin asked, and applied by every node when the watch brings them. The node that
+//! runs the monitors decides with them, every node renders them in the resource, and the
+//! node that runs the monitors ends a window whose time is up.
 //!
-//! A write is compared with the revision of the service's key as this node last saw it, so
-//! that two admins on two nodes cannot overwrite each other's windows unawares. A refusal
-//! often only means that this node had not yet applied a write made a moment earlier
-//! through another node (a script that sets maintenance on one node and clears it on
-//! another): the node then applies what etcd has, and tries once more on the windows as
-//! they are now; `409` is left for writes that really race.
+//! On a cluster node a write is compared with the revision of the service's key as this node
+//! last saw it, so that two admins on two nodes cannot overwrite each other's windows
+//! unawares. Before judging a request the node catches up with etcd, and a refusal is
+//! tried once more after catching up with the write that caused it (a script that sets
+//! maintenance on one node and clears it on another): `409` is left for writes that
+//! really race.
 
 use std::time::SystemTime;
 
@@ -16,10 +18,11 @@ use actix::prelude::*;
 use tracing::info;
 
 use super::Registry;
+use super::apply::WhenApplied;
+use super::ledger::Store as Ledgered;
 use super::maintenance::{Answer, MaintenanceError, answer};
-use super::replica::WhenApplied;
 use super::transition::log_transition;
-use crate::cluster::{WINDOWS_DEADLINE, WindowsError};
+use crate::cluster::{Stored, WINDOWS_DEADLINE, WindowsError};
 use crate::domain::maintenance::Window;
 
 /// A maintenance request, as a change to one service's list of windows.
@@ -27,10 +30,12 @@ use crate::domain::maintenance::Window;
 pub(super) enum Edit {
     /// Puts `0` in, replacing the window of the same instance (or of the whole service).
     Put(Window),
-    /// Ends the window of `instance` (`None`: of the whole service); `what` names it.
+    /// Ends the window of `instance` (`None`: of the whole service); `what` names it, `by`
+    /// who ends it.
     End {
         instance: Option<String>,
         what: String,
+        by: String,
     },
 }
 
@@ -44,7 +49,7 @@ impl Edit {
                 windows.push(window.clone());
                 Ok((windows, window.clone()))
             }
-            Edit::End { instance, what } => {
+            Edit::End { instance, what, .. } => {
                 let at = windows
                     .iter()
                     .position(|w| w.instance == *instance)
@@ -52,6 +57,19 @@ impl Edit {
                 let ended = windows.remove(at);
                 Ok((windows, ended))
             }
+        }
+    }
+
+    /// The edit, in the words of the history.
+    fn reason(&self) -> String {
+        match self {
+            Edit::Put(w) => format!(
+                "{} put into maintenance by {}: {}",
+                super::maintenance::what(&w.service, w.instance.as_deref()),
+                w.by,
+                w.reason
+            ),
+            Edit::End { what, by, .. } => format!("{what} taken out of maintenance by {by}"),
         }
     }
 }
@@ -86,9 +104,15 @@ impl Registry {
     /// write made a moment ago through another node must be seen before the request is
     /// judged: ending a window this node has not heard of yet is not a 404), then stores
     /// the edit.
-    pub(super) fn edit_windows(&self, index: usize, edit: Edit, ctx: &Context<Self>) -> Answer {
-        let Some(link) = &self.link else {
-            return answer(Err(WindowsError::Unreachable.into()));
+    pub(super) fn edit_windows(
+        &mut self,
+        index: usize,
+        edit: Edit,
+        ctx: &mut Context<Self>,
+    ) -> Answer {
+        let Some(link) = self.ledger.link() else {
+            // Alone, this node holds every write there is.
+            return self.store_edit(index, edit, false, ctx);
         };
         let cluster = link.cluster.clone();
         let registry = ctx.address();
@@ -108,11 +132,26 @@ impl Registry {
     /// holds, then answers the window. Answered once this node shows the write (every later read on it sees it),
     /// or when the deadline passes, since etcd has it either way. `retry`: whether a
     /// refusal is tried again once this node has caught up with the write that caused it.
-    fn store_edit(&self, index: usize, edit: Edit, retry: bool, ctx: &Context<Self>) -> Answer {
+    fn store_edit(
+        &mut self,
+        index: usize,
+        edit: Edit,
+        retry: bool,
+        ctx: &mut Context<Self>,
+    ) -> Answer {
         let (windows, window) = match edit.apply(&self.services[index].windows) {
             Ok(done) => done,
             Err(e) => return answer(Err(e)),
         };
+        if self.ledger.link().is_none() {
+            self.commit_windows(index, windows, Some(edit.reason()), ctx);
+            // Published before the request is answered: a script that reads the service
+            // right after its `200` sees what it asked for.
+            if self.scheduled.is_some() {
+                self.publish_now(ctx);
+            }
+            return answer(Ok(window));
+        }
         let deadline = tokio::time::Instant::now() + WINDOWS_DEADLINE;
         let stored = self.store_windows(&self.services[index].spec.id, windows);
         let registry = ctx.address();
@@ -142,11 +181,13 @@ impl Registry {
         index: usize,
         windows: Vec<Window>,
         revision: i64,
+        said: Option<String>,
+        ctx: &mut Context<Self>,
     ) -> String {
         let id = self.services[index].spec.id.clone();
         let before = self.services[index].windows.clone();
-        let reason = describe(&before, &windows);
-        if let Some(link) = &mut self.link {
+        let reason = said.unwrap_or_else(|| describe(&before, &windows));
+        if let Some(link) = self.ledger.link_mut() {
             link.windows_at.insert(id.clone(), revision);
         }
         self.windows.set_service(&id, windows.clone());
@@ -155,16 +196,50 @@ impl Registry {
             info!(service = %id, revision, "{reason}");
         }
         let now = SystemTime::now();
-        if self.link.as_ref().is_some_and(|l| l.leading) {
+        if self.runs_monitors() {
             let (transition, _) = self.services[index].maintain(windows, now);
             if let Some(transition) = transition {
                 log_transition(&id, transition, &reason, &self.metrics);
-                self.write(index, &reason, now);
+                self.commit(index, &reason, now, ctx);
             }
         } else {
             self.services[index].windows = windows;
         }
         reason
+    }
+
+    /// Commits `windows` as the maintenance of the service at `index`: alone, stored in the
+    /// history database and applied at once (with `said` as the reason); on a cluster node,
+    /// written to etcd if nobody changed them since this node last looked, and applied when
+    /// the watch brings them.
+    pub(super) fn commit_windows(
+        &mut self,
+        index: usize,
+        windows: Vec<Window>,
+        said: Option<String>,
+        ctx: &mut Context<Self>,
+    ) {
+        let id = self.services[index].spec.id.clone();
+        if let Ledgered::Etcd(link) = &self.ledger.store {
+            let expected = link.windows_at.get(&id).copied().unwrap_or(0);
+            link.cluster.write_windows(&id, windows, expected, None);
+            return;
+        }
+        let before = &self.services[index].windows;
+        for gone in before
+            .iter()
+            .filter(|w| !windows.iter().any(|n| n.instance == w.instance))
+        {
+            self.history.delete_window(&id, gone.instance.as_deref());
+        }
+        for new in windows.iter().filter(|w| !before.contains(w)) {
+            self.history.put_window(new.clone());
+        }
+        let Some(revision) = self.ledger.next_local() else {
+            return;
+        };
+        self.apply(&id, Stored::Windows(windows), revision, said, ctx);
+        self.settle(revision, ctx);
     }
 
     /// Asks etcd to store `windows` as the maintenance of service `id`, unless another node
@@ -175,7 +250,7 @@ impl Registry {
         windows: Vec<Window>,
     ) -> impl Future<Output = Result<i64, crate::cluster::WindowsError>> + 'static {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        if let Some(link) = &self.link {
+        if let Some(link) = self.ledger.link() {
             let expected = link.windows_at.get(id).copied().unwrap_or(0);
             link.cluster.write_windows(id, windows, expected, Some(tx));
         }
@@ -184,29 +259,6 @@ impl Registry {
                 Ok(Ok(outcome)) => outcome,
                 _ => Err(crate::cluster::WindowsError::Unreachable),
             }
-        }
-    }
-
-    /// On the leader: ends the windows whose time is up, by storing each service's windows
-    /// without them (every node applies that from the watch).
-    pub(super) fn end_passed_windows_clustered(&self) {
-        let Some(link) = self.link.as_ref().filter(|l| l.leading) else {
-            return;
-        };
-        let now = SystemTime::now();
-        for tracked in &self.services {
-            if tracked.windows.iter().all(|w| w.holds(now)) {
-                continue;
-            }
-            let left: Vec<Window> = tracked
-                .windows
-                .iter()
-                .filter(|w| w.holds(now))
-                .cloned()
-                .collect();
-            let id = &tracked.spec.id;
-            let expected = link.windows_at.get(id).copied().unwrap_or(0);
-            link.cluster.write_windows(id, left, expected, None);
         }
     }
 }

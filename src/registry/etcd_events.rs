@@ -1,0 +1,112 @@
+//! A cluster node hears from its etcd session ([`ClusterEvent`]): everything stored, after a
+//! first read or a compaction; each change the watch brings; the history before a read, for
+//! the log of changes; and whether this node now leads.
+
+use actix::prelude::*;
+use tracing::warn;
+
+use super::Registry;
+use crate::cluster::{ClusterEvent, Stored};
+
+impl Registry {
+    /// This node now leads: its monitors start, from the states etcd holds.
+    fn lead(&mut self, ctx: &mut Context<Self>) {
+        if let Some(link) = self.ledger.link_mut() {
+            link.leading = true;
+        }
+        for tracked in &mut self.services {
+            if let Some(replica) = &tracked.replica {
+                let record = replica.record.clone();
+                tracked.adopt(&record);
+            }
+            tracked.unconfirm();
+        }
+        self.supervise(ctx);
+    }
+
+    /// This node no longer leads: its monitors stop, and what it decided but etcd does
+    /// not hold is forgotten.
+    fn follow(&mut self) {
+        if let Some(link) = self.ledger.link_mut() {
+            link.leading = false;
+        }
+        for tracked in &mut self.services {
+            super::stop_monitors(tracked);
+            for server in &mut tracked.servers {
+                server.monitor = None;
+            }
+            if let Some(replica) = &tracked.replica {
+                let record = replica.record.clone();
+                tracked.adopt(&record);
+            }
+        }
+        warn!("this node no longer leads: its monitors stopped; it serves what the leader writes");
+    }
+}
+
+impl Handler<ClusterEvent> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, event: ClusterEvent, ctx: &mut Self::Context) {
+        match event {
+            ClusterEvent::Synced {
+                stored,
+                revision,
+                history_from,
+            } => {
+                // What the read changes is published, but is not a change of the log: a
+                // client resuming from before `revision` gets the history replayed after
+                // it, or every service's state if etcd no longer has that history.
+                self.ledger.log.pause();
+                let last_write = stored.iter().map(|(_, _, r)| *r).max().unwrap_or(0);
+                // Windows first, so that each record is rendered with them; services
+                // without a maintenance key have none.
+                let (windows, records): (Vec<_>, Vec<_>) = stored
+                    .into_iter()
+                    .partition(|(_, s, _)| matches!(s, Stored::Windows(_)));
+                let mut kept = std::collections::HashSet::new();
+                for (id, stored, written) in windows {
+                    kept.insert(id.clone());
+                    self.apply(&id, stored, written, None, ctx);
+                }
+                let cleared: Vec<String> = self
+                    .services
+                    .iter()
+                    .filter(|t| !t.windows.is_empty() && !kept.contains(&t.spec.id))
+                    .map(|t| t.spec.id.clone())
+                    .collect();
+                for id in cleared {
+                    self.apply(&id, Stored::Windows(Vec::new()), revision, None, ctx);
+                }
+                for (id, stored, written) in records {
+                    self.apply(&id, stored, written, None, ctx);
+                }
+                self.ledger.log.restart(revision, history_from, last_write);
+                if let Some(link) = self.ledger.link_mut() {
+                    link.synced = true;
+                }
+                self.publish_soon(ctx);
+                self.settle(revision, ctx);
+                self.caught_up(ctx);
+            }
+            ClusterEvent::Changed {
+                id,
+                stored,
+                revision,
+            } => {
+                self.apply(&id, stored, revision, None, ctx);
+                self.settle(revision, ctx);
+            }
+            ClusterEvent::Past {
+                id,
+                stored,
+                revision,
+            } => {
+                self.replay(&id, stored, revision);
+                self.caught_up(ctx);
+            }
+            ClusterEvent::Leading(true) => self.lead(ctx),
+            ClusterEvent::Leading(false) => self.follow(),
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The ledger: the one path from a decision to what the node publishes.
+//!
+//! Every decision (a service's state and serving instance, its servers' health, its
+//! maintenance windows) is *committed* to the ledger, and the node publishes only what was
+//! committed, each change tagged with the revision the ledger gave it. A node alone is a
+//! cluster of one: its ledger is local and commits at once, with the next revision; a
+//! cluster node's ledger is etcd, where the leader's decisions become fenced writes that the
+//! watch brings back to every node, the leader included. Either way the same code applies a
+//! committed change ([`super::apply`]), keeps the log that a resuming client is served from
+//! ([`ChangeLog`]), and answers those waiting for a revision to be applied.
+//!
+//! What differs between the two lives here, in [`Store`]: who runs the monitors (alone:
+//! always; in a cluster: the elected leader), whether the node has read what it serves
+//! (alone: always; in a cluster: once etcd has been read), and where a commit goes.
+//!
+//! A local revision starts from the start's wall-clock time in milliseconds, times 1,000:
+//! revisions keep growing across restarts (a restarted daemon would need to have committed
+//! more than 1,000 changes a millisecond since its last start to reach them), so a client
+//! that resumes with a revision from before a restart is never given a wrong "nothing
+//! missed": the new process does not hold that revision, and says so (`ext.gap`).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::oneshot;
+
+use super::SubscribeServices;
+use super::changelog::ChangeLog;
+use crate::cluster::{Cluster, ServiceRecord};
+
+/// Where the node's decisions are committed, and what it has applied of them.
+pub(super) struct Ledger {
+    /// The changes published, by revision, for clients that resume from one.
+    pub log: ChangeLog,
+    /// The last revision this node applied.
+    pub applied: i64,
+    /// Those waiting for this node to apply and publish a revision (a maintenance request
+    /// answered only once this node shows what it wrote).
+    pub applied_waiters: Vec<(i64, oneshot::Sender<()>)>,
+    /// Subscribers resuming from a revision, held back until the log is whole.
+    pub held_joins: Vec<SubscribeServices>,
+    pub store: Store,
+}
+
+/// Where commits go.
+pub(super) enum Store {
+    /// A node alone: a commit is applied at once, with the next revision.
+    Local { next: i64 },
+    /// A cluster node: commits are writes to etcd, applied when the watch brings them.
+    Etcd(Link),
+}
+
+/// A cluster node's side of etcd.
+pub(super) struct Link {
+    pub cluster: Cluster,
+    /// Whether this node leads: runs the monitors and writes.
+    pub leading: bool,
+    /// Whether etcd has been read once: the node can serve.
+    pub synced: bool,
+    /// The revision of each service's maintenance key as last seen: a maintenance request
+    /// is written only if nobody changed the key since.
+    pub windows_at: std::collections::HashMap<String, i64>,
+}
+
+impl Ledger {
+    /// The ledger of a node alone, starting at a revision no earlier process used.
+    pub fn local(now: SystemTime) -> Self {
+        let millis = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let base = millis.saturating_mul(1000);
+        let mut log = ChangeLog::new();
+        log.restart(base, None, 0);
+        Ledger::with(log, Store::Local { next: base + 1 })
+    }
+
+    /// The ledger of a cluster node, on etcd.
+    pub fn etcd(cluster: Cluster) -> Self {
+        Ledger::with(
+            ChangeLog::new(),
+            Store::Etcd(Link {
+                cluster,
+                leading: false,
+                synced: false,
+                windows_at: Default::default(),
+            }),
+        )
+    }
+
+    fn with(log: ChangeLog, store: Store) -> Self {
+        Ledger {
+            log,
+            applied: 0,
+            applied_waiters: Vec::new(),
+            held_joins: Vec::new(),
+            store,
+        }
+    }
+
+    /// The cluster link, on a cluster node.
+    pub fn link(&self) -> Option<&Link> {
+        match &self.store {
+            Store::Etcd(link) => Some(link),
+            Store::Local { .. } => None,
+        }
+    }
+
+    pub fn link_mut(&mut self) -> Option<&mut Link> {
+        match &mut self.store {
+            Store::Etcd(link) => Some(link),
+            Store::Local { .. } => None,
+        }
+    }
+
+    /// Whether this node runs the monitors and decides: alone, or leading a cluster.
+    pub fn runs_monitors(&self) -> bool {
+        self.link().is_none_or(|l| l.leading)
+    }
+
+    /// Whether the node has read what it serves: alone, always; on a cluster, once etcd
+    /// has been read.
+    pub fn synced(&self) -> bool {
+        self.link().is_none_or(|l| l.synced)
+    }
+
+    /// The name decisions are signed with: the cluster node's, or `local`.
+    pub fn node(&self) -> &str {
+        self.link().map_or("local", |l| l.cluster.node())
+    }
+
+    /// A revision for a change committed now, alone; `None` on a cluster node, whose
+    /// changes get theirs from etcd.
+    pub fn next_local(&mut self) -> Option<i64> {
+        match &mut self.store {
+            Store::Local { next } => {
+                let revision = *next;
+                *next += 1;
+                Some(revision)
+            }
+            Store::Etcd(_) => None,
+        }
+    }
+
+    /// Commits a service's record: alone, returns the revision to apply it at now; on a
+    /// cluster node, writes it to etcd (fenced by this node's leadership) and returns
+    /// `None`: it is applied when the watch brings it back.
+    pub fn commit_record(&mut self, id: &str, record: &ServiceRecord) -> Option<i64> {
+        if let Store::Etcd(link) = &self.store {
+            link.cluster.write(id, record.clone());
+            return None;
+        }
+        self.next_local()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn local_revisions_grow_across_restarts() {
+        let start = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut first = Ledger::local(start);
+        let mut last = 0;
+        for _ in 0..10_000 {
+            last = first.next_local().unwrap();
+        }
+        // Restarted a second later, after 10,000 changes: every new revision is higher.
+        let mut second = Ledger::local(start + Duration::from_secs(1));
+        assert!(second.next_local().unwrap() > last);
+        assert!(second.runs_monitors() && second.synced());
+        assert_eq!(second.node(), "local");
+        // Its log is whole from its start: a resume from before it is not served exactly.
+        assert!(second.log.is_whole());
+        assert_eq!(
+            second.log.missed(last, &Default::default()),
+            None,
+            "an earlier process's revision"
+        );
+    }
+}
