@@ -26,7 +26,7 @@ fn three_nodes_agree_and_a_killed_leader_is_replaced_without_a_gap() {
     let kills: usize = std::env::var("CLUSTER_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(6);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut etcd = Etcd::start();
     let mut primary = runtime.block_on(Backend::start(Mode::Accept));
@@ -207,6 +207,13 @@ fn three_nodes_agree_and_a_killed_leader_is_replaced_without_a_gap() {
     });
     stop.store(true, Ordering::Release);
     let changes = check_sequences(&subscribers);
+    // And against the authority: etcd's own history of the services' keys.
+    let history = runtime.block_on(etcd_history(&etcd.endpoint()));
+    let recorded = check_against_etcd(&subscribers, &history, &["sip", "stat"]);
+    assert!(
+        recorded >= changes,
+        "{recorded} changes in etcd, {changes} seen"
+    );
     let moves: usize = subscribers.iter().map(|s| *s.moves.lock().unwrap()).sum();
     to_leader.sort();
     to_ui.sort();

@@ -12,83 +12,8 @@ use common::bayeux::{Received, WsClient};
 use common::cluster::*;
 use common::etcd::Etcd;
 use common::{Backend, Mode, TestDaemon, eventually};
-use etcd_client::{Client, GetOptions, WatchOptions};
+use etcd_client::Client;
 use serde_json::{Value, json};
-
-/// One write of a service's record, as etcd holds it in its history.
-#[derive(Debug, Clone)]
-struct Written {
-    revision: i64,
-    id: String,
-    record: Value,
-}
-
-/// Every write under `{prefix}services/` that etcd still has, oldest first: the
-/// authoritative sequence the nodes must have published.
-async fn etcd_history(endpoint: &str) -> Vec<Written> {
-    let mut client = Client::connect([endpoint], None).await.unwrap();
-    let prefix = "/servicewatch/services/";
-    let now = client
-        .get(
-            prefix,
-            Some(GetOptions::new().with_prefix().with_count_only()),
-        )
-        .await
-        .unwrap()
-        .header()
-        .unwrap()
-        .revision();
-    let mut watch = client
-        .watch(
-            prefix,
-            Some(WatchOptions::new().with_prefix().with_start_revision(1)),
-        )
-        .await
-        .unwrap();
-    let mut written = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    // Caught up once the events reach the revision read above, or nothing more comes.
-    while let Ok(Ok(Some(response))) = tokio::time::timeout_at(
-        deadline.min(tokio::time::Instant::now() + Duration::from_millis(500)),
-        watch.message(),
-    )
-    .await
-    {
-        for event in response.events() {
-            let Some(kv) = event.kv() else { continue };
-            written.push(Written {
-                revision: kv.mod_revision(),
-                id: kv.key_str().unwrap().trim_start_matches(prefix).to_string(),
-                record: serde_json::from_slice(kv.value()).unwrap_or(Value::Null),
-            });
-        }
-        if written.last().is_some_and(|w| w.revision >= now) {
-            break;
-        }
-    }
-    written
-}
-
-/// The changes of service `id` a client can see, from etcd's history: each write that
-/// changed its state, serving instance or since (a write of a server's health alone
-/// leaves what clients see as it was), as (revision, state, serving, since).
-fn visible_changes(history: &[Written], id: &str) -> Vec<(i64, String, Value, Value)> {
-    let mut changes: Vec<(i64, String, Value, Value)> = Vec::new();
-    for w in history.iter().filter(|w| w.id == id) {
-        let seen = (
-            w.record["state"].as_str().unwrap_or_default().to_string(),
-            w.record["serving"].clone(),
-            w.record["stateSince"].clone(),
-        );
-        if changes
-            .last()
-            .is_none_or(|(_, s, v, t)| (s, v, t) != (&seen.0, &seen.1, &seen.2))
-        {
-            changes.push((w.revision, seen.0, seen.1, seen.2));
-        }
-    }
-    changes
-}
 
 /// Subscribes at the node at `addr` presenting `revision`, as a UI moving from another
 /// node does, and collects the service messages it receives within `within` (or until it
@@ -408,7 +333,7 @@ fn a_new_leader_shows_no_false_state_when_a_server_changed_just_before_the_kill(
     let kills: usize = std::env::var("CLUSTER_SEAM_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
+        .unwrap_or(14);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let etcd = Etcd::start();
     let mut primary = runtime.block_on(Backend::start(Mode::Accept));

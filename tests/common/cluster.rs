@@ -360,3 +360,130 @@ pub fn state_of_service(services: &Value, id: &str) -> Value {
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
+
+/// One write of a service's record, as etcd holds it in its history.
+#[cfg(feature = "cluster")]
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub revision: i64,
+    pub id: String,
+    pub record: Value,
+}
+
+/// Every write under `{prefix}services/` that etcd still has, oldest first: the
+/// authoritative sequence the nodes must have published.
+#[cfg(feature = "cluster")]
+pub async fn etcd_history(endpoint: &str) -> Vec<Written> {
+    let mut client = etcd_client::Client::connect([endpoint], None)
+        .await
+        .unwrap();
+    let prefix = "/servicewatch/services/";
+    let now = client
+        .get(
+            prefix,
+            Some(
+                etcd_client::GetOptions::new()
+                    .with_prefix()
+                    .with_count_only(),
+            ),
+        )
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    let mut watch = client
+        .watch(
+            prefix,
+            Some(
+                etcd_client::WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(1),
+            ),
+        )
+        .await
+        .unwrap();
+    let mut written = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    // Caught up once the events reach the revision read above, or nothing more comes.
+    while let Ok(Ok(Some(response))) = tokio::time::timeout_at(
+        deadline.min(tokio::time::Instant::now() + Duration::from_millis(500)),
+        watch.message(),
+    )
+    .await
+    {
+        for event in response.events() {
+            let Some(kv) = event.kv() else { continue };
+            written.push(Written {
+                revision: kv.mod_revision(),
+                id: kv.key_str().unwrap().trim_start_matches(prefix).to_string(),
+                record: serde_json::from_slice(kv.value()).unwrap_or(Value::Null),
+            });
+        }
+        if written.last().is_some_and(|w| w.revision >= now) {
+            break;
+        }
+    }
+    written
+}
+
+/// The changes of service `id` a client can see, from etcd's history: each write that
+/// changed its state, serving instance or since (a write of a server's health alone
+/// leaves what clients see as it was), as (revision, state, serving, since).
+#[cfg(feature = "cluster")]
+pub fn visible_changes(history: &[Written], id: &str) -> Vec<(i64, String, Value, Value)> {
+    let mut changes: Vec<(i64, String, Value, Value)> = Vec::new();
+    for w in history.iter().filter(|w| w.id == id) {
+        let seen = (
+            w.record["state"].as_str().unwrap_or_default().to_string(),
+            w.record["serving"].clone(),
+            w.record["stateSince"].clone(),
+        );
+        if changes
+            .last()
+            .is_none_or(|(_, s, v, t)| (s, v, t) != (&seen.0, &seen.1, &seen.2))
+        {
+            changes.push((w.revision, seen.0, seen.1, seen.2));
+        }
+    }
+    changes
+}
+
+/// Every subscriber saw exactly what etcd's own record holds between the first and the last
+/// change it saw: each change of each service once, in order, across its moves between
+/// nodes, and nothing etcd does not hold (no false state). Returns the number of changes
+/// etcd holds.
+#[cfg(feature = "cluster")]
+pub fn check_against_etcd(subscribers: &[Subscriber], history: &[Written], ids: &[&str]) -> usize {
+    let mut expected: Vec<Seen> = ids
+        .iter()
+        .flat_map(|id| {
+            visible_changes(history, id)
+                .into_iter()
+                .map(move |(revision, state, serving, _)| Seen {
+                    revision,
+                    id: id.to_string(),
+                    state,
+                    serving,
+                })
+        })
+        .collect();
+    expected.sort_by_key(|s| s.revision);
+    for (n, s) in subscribers.iter().enumerate() {
+        let seen = s.seen();
+        let (Some(first), Some(last)) = (seen.first(), seen.last()) else {
+            continue;
+        };
+        let due: Vec<&Seen> = expected
+            .iter()
+            .filter(|e| (first.revision..=last.revision).contains(&e.revision))
+            .collect();
+        let got: Vec<&Seen> = seen.iter().collect();
+        assert_eq!(
+            got, due,
+            "subscriber {n} differs from etcd's record between revisions {} and {}",
+            first.revision, last.revision
+        );
+    }
+    expected.len()
+}
