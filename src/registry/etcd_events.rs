@@ -11,9 +11,7 @@ use crate::cluster::{ClusterEvent, Stored};
 impl Registry {
     /// This node now leads: its monitors start, from the states etcd holds.
     fn lead(&mut self, ctx: &mut Context<Self>) {
-        if let Some(link) = self.ledger.link_mut() {
-            link.leading = true;
-        }
+        self.ledger.set_leading(true);
         for tracked in &mut self.services {
             if let Some(replica) = &tracked.replica {
                 let record = replica.record.clone();
@@ -27,9 +25,7 @@ impl Registry {
     /// This node no longer leads: its monitors stop, and what it decided but etcd does
     /// not hold is forgotten.
     fn follow(&mut self) {
-        if let Some(link) = self.ledger.link_mut() {
-            link.leading = false;
-        }
+        self.ledger.set_leading(false);
         for tracked in &mut self.services {
             super::stop_monitors(tracked);
             for server in &mut tracked.servers {
@@ -82,9 +78,7 @@ impl Handler<ClusterEvent> for Registry {
                     self.apply(&id, stored, written, None, ctx);
                 }
                 self.ledger.log.restart(revision, history_from, last_write);
-                if let Some(link) = self.ledger.link_mut() {
-                    link.synced = true;
-                }
+                self.ledger.set_synced();
                 self.publish_soon(ctx);
                 self.settle(revision, ctx);
                 self.caught_up(ctx);

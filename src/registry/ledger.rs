@@ -21,11 +21,29 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::future::Future;
+use std::pin::Pin;
+
 use tokio::sync::oneshot;
 
 use super::SubscribeServices;
 use super::changelog::ChangeLog;
-use crate::cluster::{Cluster, ServiceRecord};
+use crate::cluster::{Cluster, ServiceRecord, WINDOWS_DEADLINE, WindowsError};
+use crate::config::services::ServiceSpec;
+use crate::domain::maintenance::Window;
+use crate::history::History;
+
+/// A commit's revision, when the store will say it.
+pub(super) type Pending = Pin<Box<dyn Future<Output = Result<i64, WindowsError>>>>;
+
+/// Where a commit stands once made.
+pub(super) enum Committed {
+    /// Committed at `0`: apply it now.
+    Now(i64),
+    /// Sent to etcd: applied when the watch brings it; the revision comes when etcd has
+    /// stored it (if asked for).
+    Later(Option<Pending>),
+}
 
 /// Where the node's decisions are committed, and what it has applied of them.
 pub(super) struct Ledger {
@@ -43,8 +61,9 @@ pub(super) struct Ledger {
 
 /// Where commits go.
 pub(super) enum Store {
-    /// A node alone: a commit is applied at once, with the next revision.
-    Local { next: i64 },
+    /// A node alone: a commit is applied at once, with the next revision; maintenance
+    /// windows are kept in the history database.
+    Local { next: i64, history: History },
     /// A cluster node: commits are writes to etcd, applied when the watch brings them.
     Etcd(Link),
 }
@@ -63,14 +82,20 @@ pub(super) struct Link {
 
 impl Ledger {
     /// The ledger of a node alone, starting at a revision no earlier process used.
-    pub fn local(now: SystemTime) -> Self {
+    pub fn local(now: SystemTime, history: History) -> Self {
         let millis = now
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
         let base = millis.saturating_mul(1000);
         let mut log = ChangeLog::new();
         log.restart(base, None, 0);
-        Ledger::with(log, Store::Local { next: base + 1 })
+        Ledger::with(
+            log,
+            Store::Local {
+                next: base + 1,
+                history,
+            },
+        )
     }
 
     /// The ledger of a cluster node, on etcd.
@@ -97,14 +122,28 @@ impl Ledger {
     }
 
     /// The cluster link, on a cluster node.
-    pub fn link(&self) -> Option<&Link> {
+    fn link(&self) -> Option<&Link> {
         match &self.store {
             Store::Etcd(link) => Some(link),
             Store::Local { .. } => None,
         }
     }
 
-    pub fn link_mut(&mut self) -> Option<&mut Link> {
+    /// A cluster node won or lost the election.
+    pub fn set_leading(&mut self, leading: bool) {
+        if let Some(link) = self.link_mut() {
+            link.leading = leading;
+        }
+    }
+
+    /// A cluster node has read etcd: it can serve.
+    pub fn set_synced(&mut self) {
+        if let Some(link) = self.link_mut() {
+            link.synced = true;
+        }
+    }
+
+    fn link_mut(&mut self) -> Option<&mut Link> {
         match &mut self.store {
             Store::Etcd(link) => Some(link),
             Store::Local { .. } => None,
@@ -131,12 +170,95 @@ impl Ledger {
     /// changes get theirs from etcd.
     pub fn next_local(&mut self) -> Option<i64> {
         match &mut self.store {
-            Store::Local { next } => {
+            Store::Local { next, .. } => {
                 let revision = *next;
                 *next += 1;
                 Some(revision)
             }
             Store::Etcd(_) => None,
+        }
+    }
+
+    /// Whether the ready node is the one described: alone, every service decided from its
+    /// own probes (`decided`); on a cluster node, etcd read and its history replayed (a
+    /// client resuming from a revision gets exactly what it missed).
+    pub fn ready(&self, decided: bool) -> bool {
+        match &self.store {
+            Store::Local { .. } => decided,
+            Store::Etcd(link) => link.synced && self.log.is_whole(),
+        }
+    }
+
+    /// Whether each server's health is committed even when the decision stands: only a
+    /// cluster has a successor to resume from it.
+    pub fn keeps_server_health(&self) -> bool {
+        self.link().is_some()
+    }
+
+    /// The configured services changed (a reload): a cluster node compares them with the
+    /// leader's from now on.
+    pub fn services_changed(&self, specs: &[ServiceSpec]) {
+        if let Some(link) = self.link() {
+            link.cluster.set_digest(crate::cluster::digest(specs));
+        }
+    }
+
+    /// Before judging a maintenance request against the windows this node holds: the
+    /// revision it must have applied first (etcd's current one, on a cluster node, so
+    /// that a write made a moment ago through another node is seen). `None` alone: this
+    /// node holds every write there is.
+    pub fn current_revision(&self) -> Option<Pending> {
+        let cluster = self.link()?.cluster.clone();
+        Some(Box::pin(async move { cluster.revision().await }))
+    }
+
+    /// The maintenance windows of service `id` were stored at `revision`: a request
+    /// changing them is written only if nobody changed them since.
+    pub fn saw_windows(&mut self, id: &str, revision: i64) {
+        if let Some(link) = self.link_mut() {
+            link.windows_at.insert(id.to_string(), revision);
+        }
+    }
+
+    /// Commits `windows` (they were `before`) as service `id`'s maintenance: alone, kept
+    /// in the history database, to apply now; on a cluster node, written to etcd if
+    /// nobody changed them since this node last looked (`wait`: with the revision etcd
+    /// stored them at, or why not).
+    pub fn commit_windows(
+        &mut self,
+        id: &str,
+        windows: &[Window],
+        before: &[Window],
+        wait: bool,
+    ) -> Committed {
+        match &mut self.store {
+            Store::Etcd(link) => {
+                let expected = link.windows_at.get(id).copied().unwrap_or(0);
+                let (done, stored) = oneshot::channel();
+                let done = wait.then_some(done);
+                link.cluster
+                    .write_windows(id, windows.to_vec(), expected, done);
+                Committed::Later(wait.then(|| {
+                    Box::pin(async move {
+                        match tokio::time::timeout(WINDOWS_DEADLINE, stored).await {
+                            Ok(Ok(outcome)) => outcome,
+                            _ => Err(WindowsError::Unreachable),
+                        }
+                    }) as Pending
+                }))
+            }
+            Store::Local { next, history } => {
+                let ended = |w: &&Window| !windows.iter().any(|n| n.instance == w.instance);
+                for gone in before.iter().filter(ended) {
+                    history.delete_window(id, gone.instance.as_deref());
+                }
+                for new in windows.iter().filter(|w| !before.contains(w)) {
+                    history.put_window(new.clone());
+                }
+                let revision = *next;
+                *next += 1;
+                Committed::Now(revision)
+            }
         }
     }
 
@@ -160,13 +282,13 @@ mod tests {
     #[test]
     fn local_revisions_grow_across_restarts() {
         let start = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let mut first = Ledger::local(start);
+        let mut first = Ledger::local(start, History::off());
         let mut last = 0;
         for _ in 0..10_000 {
             last = first.next_local().unwrap();
         }
         // Restarted a second later, after 10,000 changes: every new revision is higher.
-        let mut second = Ledger::local(start + Duration::from_secs(1));
+        let mut second = Ledger::local(start + Duration::from_secs(1), History::off());
         assert!(second.next_local().unwrap() > last);
         assert!(second.runs_monitors() && second.synced());
         assert_eq!(second.node(), "local");

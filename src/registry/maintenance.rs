@@ -80,9 +80,7 @@ impl Registry {
             return;
         }
         let now = SystemTime::now();
-        if self.ledger.link().is_none() {
-            self.forget_passed_windows_of_removed_services(now);
-        }
+        self.forget_passed_windows_of_removed_services(now);
         for index in 0..self.services.len() {
             let windows = &self.services[index].windows;
             if windows.iter().all(|w| w.holds(now)) {
@@ -98,12 +96,12 @@ impl Registry {
                     format!("maintenance of {what} ended as planned")
                 })
                 .collect();
-            self.commit_windows(index, left, Some(said.join("; ")), ctx);
+            self.commit_windows(index, left, Some(said.join("; ")), false, ctx);
         }
     }
 
-    /// Alone: the windows kept in the database for services no longer configured are
-    /// removed when they end, as the daemon always did.
+    /// The windows kept for services no longer configured are forgotten when they end
+    /// (alone, they are kept in the database).
     fn forget_passed_windows_of_removed_services(&mut self, now: SystemTime) {
         let passed: Vec<Window> = self
             .windows

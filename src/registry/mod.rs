@@ -60,7 +60,7 @@ use crate::monitor::{ServerChanged, ServerIdentity, ServerMonitor, StopMonitor};
 use crate::snapshot::{Pending, Snapshot};
 
 pub use hub::Hub;
-use ledger::{Ledger, Store};
+use ledger::Ledger;
 pub use maintenance::{EndMaintenance, MaintenanceError, PutMaintenance};
 use publisher::Publisher;
 use reload::{Step, plan};
@@ -176,11 +176,11 @@ impl Registry {
             publisher: Publisher::default(),
             scheduled: None,
             snapshot_tag: fastrand::u64(..) << 24,
-            history: past.history,
+            history: past.history.clone(),
             windows: past.windows,
             ledger: match cluster {
                 Some(cluster) => Ledger::etcd(cluster),
-                None => Ledger::local(now),
+                None => Ledger::local(now, past.history),
             },
         };
         for t in &registry.services {
@@ -312,10 +312,7 @@ impl Registry {
     /// on a cluster, etcd has been read, and its history before the read replayed (a
     /// client resuming from a revision gets exactly what it missed).
     fn all_ready(&self) -> bool {
-        match &self.ledger.store {
-            Store::Etcd(link) => link.synced && self.ledger.log.is_whole(),
-            Store::Local { .. } => self.services.iter().all(|t| t.ready),
-        }
+        self.ledger.ready(self.services.iter().all(|t| t.ready))
     }
 
     /// Wakes those waiting for readiness, once every server has been probed, after
@@ -499,10 +496,8 @@ impl Handler<ApplyServices> for Registry {
             self.services.push(tracked);
         }
         self.index();
-        if let Some(link) = self.ledger.link() {
-            let specs: Vec<ServiceSpec> = self.services.iter().map(|t| (*t.spec).clone()).collect();
-            link.cluster.set_digest(crate::cluster::digest(&specs));
-        }
+        let specs: Vec<ServiceSpec> = self.services.iter().map(|t| (*t.spec).clone()).collect();
+        self.ledger.services_changed(&specs);
         if self.runs_monitors() {
             for index in start {
                 self.start_monitors(index, ctx);

@@ -19,7 +19,7 @@ use tracing::info;
 
 use super::Registry;
 use super::apply::WhenApplied;
-use super::ledger::Store as Ledgered;
+use super::ledger::{Committed, Pending};
 use super::maintenance::{Answer, MaintenanceError, answer};
 use super::transition::log_transition;
 use crate::cluster::{Stored, WINDOWS_DEADLINE, WindowsError};
@@ -100,8 +100,8 @@ async fn applied(registry: &Addr<Registry>, revision: i64, deadline: tokio::time
 }
 
 impl Registry {
-    /// Answers a maintenance request on a cluster node: first catches up with etcd (a
-    /// write made a moment ago through another node must be seen before the request is
+    /// Answers a maintenance request: first catches up with the ledger (on a cluster node,
+    /// a write made a moment ago through another node must be seen before the request is
     /// judged: ending a window this node has not heard of yet is not a 404), then stores
     /// the edit.
     pub(super) fn edit_windows(
@@ -110,16 +110,13 @@ impl Registry {
         edit: Edit,
         ctx: &mut Context<Self>,
     ) -> Answer {
-        let Some(link) = self.ledger.link() else {
-            // Alone, this node holds every write there is.
+        let Some(current) = self.ledger.current_revision() else {
             return self.store_edit(index, edit, false, ctx);
         };
-        let cluster = link.cluster.clone();
         let registry = ctx.address();
         Box::pin(async move {
             let deadline = tokio::time::Instant::now() + WINDOWS_DEADLINE;
-            let now = cluster.revision().await?;
-            applied(&registry, now, deadline).await;
+            applied(&registry, current.await?, deadline).await;
             let retry = true;
             registry
                 .send(Store { index, edit, retry })
@@ -129,9 +126,10 @@ impl Registry {
     }
 
     /// Stores the service at `index`'s windows as `edit` makes them of those this node
-    /// holds, then answers the window. Answered once this node shows the write (every later read on it sees it),
-    /// or when the deadline passes, since etcd has it either way. `retry`: whether a
-    /// refusal is tried again once this node has caught up with the write that caused it.
+    /// holds, then answers the window, once this node shows the write (every later read on
+    /// it sees it), or when the deadline passes, since the ledger has it either way.
+    /// `retry`: whether a refusal is tried again once this node has caught up with the
+    /// write that caused it.
     fn store_edit(
         &mut self,
         index: usize,
@@ -143,17 +141,16 @@ impl Registry {
             Ok(done) => done,
             Err(e) => return answer(Err(e)),
         };
-        if self.ledger.link().is_none() {
-            self.commit_windows(index, windows, Some(edit.reason()), ctx);
-            // Published before the request is answered: a script that reads the service
-            // right after its `200` sees what it asked for.
+        let deadline = tokio::time::Instant::now() + WINDOWS_DEADLINE;
+        let Some(stored) = self.commit_windows(index, windows, Some(edit.reason()), true, ctx)
+        else {
+            // Applied already: published before the request is answered, so that a script
+            // that reads the service right after its `200` sees what it asked for.
             if self.scheduled.is_some() {
                 self.publish_now(ctx);
             }
             return answer(Ok(window));
-        }
-        let deadline = tokio::time::Instant::now() + WINDOWS_DEADLINE;
-        let stored = self.store_windows(&self.services[index].spec.id, windows);
+        };
         let registry = ctx.address();
         Box::pin(async move {
             match stored.await {
@@ -174,8 +171,9 @@ impl Registry {
         })
     }
 
-    /// Takes `windows` as the maintenance of the service at `index` (stored at
-    /// `revision`); the leader decides again with them. Returns what changed, in words.
+    /// Takes `windows` as the maintenance of the service at `index` (committed at
+    /// `revision`); the node that decides decides again with them. Returns what changed,
+    /// in words (`said`, when the committing node knows better).
     pub(super) fn take_windows(
         &mut self,
         index: usize,
@@ -187,9 +185,7 @@ impl Registry {
         let id = self.services[index].spec.id.clone();
         let before = self.services[index].windows.clone();
         let reason = said.unwrap_or_else(|| describe(&before, &windows));
-        if let Some(link) = self.ledger.link_mut() {
-            link.windows_at.insert(id.clone(), revision);
-        }
+        self.ledger.saw_windows(&id, revision);
         self.windows.set_service(&id, windows.clone());
         self.metrics.set_maintenance(&id, !windows.is_empty());
         if !reason.is_empty() {
@@ -208,56 +204,25 @@ impl Registry {
         reason
     }
 
-    /// Commits `windows` as the maintenance of the service at `index`: alone, stored in the
-    /// history database and applied at once (with `said` as the reason); on a cluster node,
-    /// written to etcd if nobody changed them since this node last looked, and applied when
-    /// the watch brings them.
+    /// Commits `windows` as the maintenance of the service at `index`, applied at once
+    /// when the ledger can (alone: with `said` as the reason), otherwise when it brings
+    /// them back; with `wait`, returns what tells when the ledger has stored them.
     pub(super) fn commit_windows(
         &mut self,
         index: usize,
         windows: Vec<Window>,
         said: Option<String>,
+        wait: bool,
         ctx: &mut Context<Self>,
-    ) {
+    ) -> Option<Pending> {
         let id = self.services[index].spec.id.clone();
-        if let Ledgered::Etcd(link) = &self.ledger.store {
-            let expected = link.windows_at.get(&id).copied().unwrap_or(0);
-            link.cluster.write_windows(&id, windows, expected, None);
-            return;
-        }
         let before = &self.services[index].windows;
-        for gone in before
-            .iter()
-            .filter(|w| !windows.iter().any(|n| n.instance == w.instance))
-        {
-            self.history.delete_window(&id, gone.instance.as_deref());
-        }
-        for new in windows.iter().filter(|w| !before.contains(w)) {
-            self.history.put_window(new.clone());
-        }
-        let Some(revision) = self.ledger.next_local() else {
-            return;
-        };
-        self.apply(&id, Stored::Windows(windows), revision, said, ctx);
-        self.settle(revision, ctx);
-    }
-
-    /// Asks etcd to store `windows` as the maintenance of service `id`, unless another node
-    /// changed it since this one last looked; resolves with the outcome.
-    fn store_windows(
-        &self,
-        id: &str,
-        windows: Vec<Window>,
-    ) -> impl Future<Output = Result<i64, crate::cluster::WindowsError>> + 'static {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if let Some(link) = self.ledger.link() {
-            let expected = link.windows_at.get(id).copied().unwrap_or(0);
-            link.cluster.write_windows(id, windows, expected, Some(tx));
-        }
-        async move {
-            match tokio::time::timeout(crate::cluster::WINDOWS_DEADLINE, rx).await {
-                Ok(Ok(outcome)) => outcome,
-                _ => Err(crate::cluster::WindowsError::Unreachable),
+        match self.ledger.commit_windows(&id, &windows, before, wait) {
+            Committed::Later(stored) => stored,
+            Committed::Now(revision) => {
+                self.apply(&id, Stored::Windows(windows), revision, said, ctx);
+                self.settle(revision, ctx);
+                None
             }
         }
     }
