@@ -116,7 +116,7 @@ impl Registry {
     /// publish a state); a node alone has no successor to tell.
     pub(super) fn commit_health(&mut self, index: usize, now: SystemTime) {
         let tracked = &self.services[index];
-        if !self.ledger.keeps_server_health() || !tracked.known {
+        if !self.ledger.keeps_server_health() || !tracked.is_known() {
             return;
         }
         let reason = tracked

@@ -312,7 +312,8 @@ impl Registry {
     /// on a cluster, etcd has been read, and its history before the read replayed (a
     /// client resuming from a revision gets exactly what it missed).
     fn all_ready(&self) -> bool {
-        self.ledger.ready(self.services.iter().all(|t| t.ready))
+        self.ledger
+            .ready(self.services.iter().all(|t| t.is_ready()))
     }
 
     /// Wakes those waiting for readiness, once every server has been probed, after
@@ -415,11 +416,11 @@ impl Handler<ServerChanged> for Registry {
             return;
         }
         let tracked = &mut self.services[index];
-        let was_ready = tracked.ready;
+        let was_ready = tracked.is_ready();
         let now = SystemTime::now();
         let before = tracked.server(msg.part, msg.generation);
         let transition = tracked.observe(msg.part, msg.generation, msg.health, msg.said, now);
-        let became_ready = !was_ready && tracked.ready;
+        let became_ready = !was_ready && tracked.is_ready();
         if let Some(transition) = transition {
             log_transition(&tracked.spec.id, transition, &msg.reason, &self.metrics);
             self.commit(index, &msg.reason, now, ctx);
@@ -479,7 +480,8 @@ impl Handler<ApplyServices> for Registry {
                     if let Some(replica) = previous.replica {
                         tracked.show(replica.record, replica.revision);
                     }
-                    if tracked.known && tracked.shown().map(|p| p.json.clone()) != shown_before {
+                    if tracked.is_known() && tracked.shown().map(|p| p.json.clone()) != shown_before
+                    {
                         announce.push(self.services.len());
                     }
                     start.push(self.services.len());
@@ -513,7 +515,7 @@ impl Handler<ApplyServices> for Registry {
                 continue;
             };
             stop_monitors(&tracked);
-            if tracked.known {
+            if tracked.is_known() {
                 tracked.set(Assessment::INITIAL, now);
                 self.metrics.service_changes.inc();
                 self.publisher.wait(

@@ -47,8 +47,8 @@ pub(super) struct Tracked {
     pub servers: Vec<Server>,
     /// What each server's monitor last saw, in the order of `servers`.
     pub instances: Arc<Instances>,
-    /// Whether every server has been probed since the service's monitors started.
-    pub ready: bool,
+    /// Whether anything is decided yet, and on whose evidence.
+    pub phase: Phase,
     /// The state stored in the history before servicewatch started, and since when: when
     /// the first probe round confirms it, `since` keeps the stored time, so that a restart
     /// is invisible to clients.
@@ -59,11 +59,31 @@ pub(super) struct Tracked {
     /// On a cluster node: what etcd last held for the service, which is what the node
     /// publishes (the leader's own decisions go out only once etcd has them).
     pub replica: Option<Replica>,
-    /// Whether `assessment` rests on probes (of these monitors or, after a reload that
-    /// changed the service, of the ones before). Until then the service is pending: held
-    /// back from lists, snapshots and notifications, since "Inactive" would only mean "not
-    /// looked at yet".
-    pub known: bool,
+}
+
+/// Where a service stands on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Nothing decided since the start (or since a reload added it): held back from lists,
+    /// snapshots and notifications, since "Inactive" would only mean "not looked at yet".
+    Pending,
+    /// Decided, but not from what this node's own monitors saw of every server since they
+    /// started: by the monitors before a reload that changed the service, by the leader (a
+    /// follower), or by a predecessor (a new leader's first round). The decision stands
+    /// until every server has been seen.
+    Decided,
+    /// Decided from this node's own probes of every server.
+    Confirmed,
+}
+
+impl Phase {
+    /// A decision was taken over from elsewhere.
+    fn decided(self) -> Phase {
+        match self {
+            Phase::Pending | Phase::Decided => Phase::Decided,
+            Phase::Confirmed => Phase::Confirmed,
+        }
+    }
 }
 
 /// A service as etcd holds it, published from there.
@@ -95,7 +115,7 @@ impl Tracked {
             serving,
             ..Assessment::INITIAL
         };
-        let mut tracked = Tracked::new(spec, assessment, now, false, windows);
+        let mut tracked = Tracked::new(spec, assessment, now, Phase::Pending, windows);
         tracked.resumed =
             stored.and_then(|c| Some((c.state.parse().ok()?, c.state_since, serving)));
         tracked
@@ -104,11 +124,15 @@ impl Tracked {
     /// A service whose servers are not probed yet by their new monitors, still published
     /// as `assessment` since `since` (what its previous monitors found), if that was known.
     pub fn resuming(spec: ServiceSpec, previous: &Tracked) -> Self {
+        let phase = match previous.phase {
+            Phase::Pending => Phase::Pending,
+            Phase::Decided | Phase::Confirmed => Phase::Decided,
+        };
         let mut tracked = Tracked::new(
             spec,
             previous.assessment,
             previous.since,
-            previous.known,
+            phase,
             previous.windows.clone(),
         );
         tracked.resumed = previous.resumed;
@@ -119,7 +143,7 @@ impl Tracked {
         spec: ServiceSpec,
         assessment: Assessment,
         since: SystemTime,
-        known: bool,
+        phase: Phase,
         windows: Vec<Window>,
     ) -> Self {
         let spec = Arc::new(spec);
@@ -151,9 +175,18 @@ impl Tracked {
             instances,
             resumed: None,
             windows,
-            ready: false,
-            known,
+            phase,
         }
+    }
+
+    /// Whether anything is decided for the service yet.
+    pub fn is_known(&self) -> bool {
+        self.phase != Phase::Pending
+    }
+
+    /// Whether this node's own monitors have seen every server since they started.
+    pub fn is_ready(&self) -> bool {
+        self.phase == Phase::Confirmed
     }
 
     /// What the node publishes for the service, if anything yet: what was last committed
@@ -218,7 +251,7 @@ impl Tracked {
             }
         }
         self.resumed = None;
-        self.known = true;
+        self.phase = self.phase.decided();
         self.set(record.assessment, record.since);
     }
 
@@ -257,7 +290,9 @@ impl Tracked {
     /// each server was stored by another node, and is no evidence until its own monitor
     /// reports. The stored decision stands until then.
     pub fn unconfirm(&mut self) {
-        self.ready = false;
+        if self.phase == Phase::Confirmed {
+            self.phase = Phase::Decided;
+        }
         for server in &mut self.servers {
             server.confirmed = false;
         }
@@ -322,13 +357,12 @@ impl Tracked {
             quorum,
             said,
         )?;
-        if !self.ready {
-            self.ready = true;
+        if self.phase != Phase::Confirmed {
             debug!(service = %self.spec.id, state = %after.state, serving = serving_label(after.serving), "first probe round done");
         }
         let before = self.assessment;
-        let first = !self.known;
-        self.known = true;
+        let first = self.phase == Phase::Pending;
+        self.phase = Phase::Confirmed;
         if after == before && !first {
             return None;
         }
@@ -398,11 +432,11 @@ mod tests {
             t.observe(BACKUP, 0, Health::Up, SaidRole::Unknown, at(1)),
             None
         );
-        assert!(!t.ready, "the primary is not known yet");
+        assert!(!t.is_ready(), "the primary is not known yet");
         let first = t
             .observe(PRIMARY, 0, Health::Up, SaidRole::Unknown, at(2))
             .unwrap();
-        assert!(t.ready);
+        assert!(t.is_ready());
         assert_eq!(first.after.serving, Some(Role::Primary));
         assert_eq!(t.since, at(2), "a new state");
         assert!(t.published.json.starts_with(br#"{"id":"v""#));
@@ -424,7 +458,7 @@ mod tests {
     fn the_first_assessment_is_announced_even_when_inactive() {
         let mut t = pair();
         let at = |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
-        assert!(!t.known);
+        assert!(!t.is_known());
         assert_eq!(
             t.observe(PRIMARY, 0, Health::Down, SaidRole::Unknown, at(1)),
             None
@@ -432,7 +466,7 @@ mod tests {
         let first = t
             .observe(BACKUP, 0, Health::Down, SaidRole::Unknown, at(2))
             .unwrap();
-        assert!(first.first && t.known);
+        assert!(first.first && t.is_known());
         assert_eq!(
             first.after,
             Assessment::INITIAL,
@@ -445,7 +479,7 @@ mod tests {
         );
         // New monitors of a changed service resume what the old ones knew.
         let resumed = Tracked::resuming((*t.spec).clone(), &t);
-        assert!(resumed.known && !resumed.ready);
+        assert!(resumed.is_known() && !resumed.is_ready());
         assert_eq!(resumed.since, at(2));
     }
 
@@ -507,7 +541,7 @@ mod tests {
         // change nothing: no failback, no new since, nothing to write.
         let mut new = pair();
         new.adopt(&record);
-        assert!(new.known && !new.ready);
+        assert!(new.is_known() && !new.is_ready());
         assert_eq!(new.servers[0].health, Health::Up, "resumed, not Unknown");
         assert_eq!(
             new.observe(PRIMARY, 0, Health::Up, SaidRole::Unknown, at(40)),
@@ -517,7 +551,7 @@ mod tests {
             new.observe(BACKUP, 0, Health::Up, SaidRole::Unknown, at(40)),
             None
         );
-        assert!(new.ready);
+        assert!(new.is_ready());
         assert_eq!(new.assessment.serving, Some(Role::Backup));
         assert_eq!(new.since, at(10));
     }
@@ -560,7 +594,7 @@ mod tests {
             new.observe(PRIMARY, 0, Health::Up, SaidRole::Unknown, at(30)),
             None
         );
-        assert!(new.ready);
+        assert!(new.is_ready());
         assert_eq!(new.since, at(10));
     }
 
