@@ -206,6 +206,9 @@ impl Tracked {
     }
 
     /// Publishes the service as `assessment`, since `since`.
+    ///
+    /// Rendering is for a service not shown yet (pending) or leaving; a decision of a
+    /// known service is rendered where it is published, once ([`Tracked::decide`]).
     pub fn set(&mut self, assessment: Assessment, since: SystemTime) {
         self.assessment = assessment;
         self.since = since;
@@ -216,6 +219,13 @@ impl Tracked {
             &self.windows,
             self.instances.clone(),
         ));
+    }
+
+    /// Takes `assessment`, since `since`, as the service's decision, without rendering it:
+    /// what is published is rendered when the decision is applied from the ledger.
+    fn decide(&mut self, assessment: Assessment, since: SystemTime) {
+        self.assessment = assessment;
+        self.since = since;
     }
 
     /// The record a leader writes for the service as it decided it.
@@ -252,7 +262,7 @@ impl Tracked {
         }
         self.resumed = None;
         self.phase = self.phase.decided();
-        self.set(record.assessment, record.since);
+        self.decide(record.assessment, record.since);
     }
 
     /// Takes one server's new health and role, if the report comes from its current
@@ -378,7 +388,7 @@ impl Tracked {
             None if after.state != before.state || first => now,
             None => self.since,
         };
-        self.set(after, since);
+        self.decide(after, since);
         Some(Transition {
             before,
             after,
@@ -439,7 +449,7 @@ mod tests {
         assert!(t.is_ready());
         assert_eq!(first.after.serving, Some(Role::Primary));
         assert_eq!(t.since, at(2), "a new state");
-        assert!(t.published.json.starts_with(br#"{"id":"v""#));
+        assert_eq!(t.record("n", "r", at(2)).assessment, first.after);
         // A switchover keeps the state, and so its since.
         let switch = t
             .observe(PRIMARY, 0, Health::Down, SaidRole::Unknown, at(3))
