@@ -421,7 +421,7 @@ async fn report_client_errors(metrics: Arc<Metrics>) {
     loop {
         tick.tick().await;
         let report = reporter.look(std::time::Instant::now());
-        metrics.http_client_errors.inc_by(report.new);
+        metrics.http.client_errors.inc_by(report.new);
         if let Some((refused, latest)) = report.summary {
             info!(
                 refused,

@@ -101,11 +101,11 @@ async fn reload(daemon: &Daemon, path: &std::path::Path, running: &mut Settings)
                 unchanged = summary.unchanged,
                 "reload applied"
             );
-            daemon.metrics().count_reload(true);
+            daemon.metrics().reloads.count(true);
             None
         }
         Err(ReloadError::Config(e)) => {
-            daemon.metrics().count_reload(false);
+            daemon.metrics().reloads.count(false);
             error!("reload refused, the running configuration stays: {e}");
             Some(format!("last reload refused: {e}"))
         }

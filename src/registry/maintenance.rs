@@ -87,7 +87,9 @@ impl Registry {
         let now = SystemTime::now();
         let id = self.services[index].spec.id.clone();
         let windows = self.windows.of(&id, now);
-        self.metrics.set_maintenance(&id, !windows.is_empty());
+        self.metrics
+            .services
+            .set_maintenance(&id, !windows.is_empty());
         let tracked = &mut self.services[index];
         let (transition, changed) = tracked.maintain(windows, now);
         if let Some(transition) = transition {

@@ -159,7 +159,7 @@ impl Registry {
             })
             .collect();
         for t in &services {
-            metrics.set_pending(&t.spec.id);
+            metrics.services.set_pending(&t.spec.id);
         }
         let mut registry = Registry {
             services,
@@ -180,6 +180,7 @@ impl Registry {
         for t in &registry.services {
             registry
                 .metrics
+                .services
                 .set_maintenance(&t.spec.id, !t.windows.is_empty());
         }
         registry.index();
@@ -226,7 +227,7 @@ impl Registry {
             );
         }
         self.published.store(Arc::new(snapshot));
-        self.metrics.publishes.inc();
+        self.metrics.services.publishes.inc();
         if let Some(link) = &mut self.link {
             link.log.published();
         }
@@ -347,14 +348,14 @@ impl Registry {
             Some(replica) => &replica.record.assessment,
             None => &tracked.assessment,
         };
-        self.metrics.set_state(&spec.id, assessment.state);
-        self.metrics.set_serving(
+        self.metrics.services.set_state(&spec.id, assessment.state);
+        self.metrics.services.set_serving(
             &spec.id,
             assessment.serving,
             spec.pair.backup.is_some(),
             spec.pair.asks_roles().then_some(assessment.source),
         );
-        self.metrics.service_changes.inc();
+        self.metrics.services.changes.inc();
         self.publisher
             .wait(published.notification.clone(), spec.feature.clone());
     }
@@ -497,7 +498,7 @@ impl Handler<ApplyServices> for Registry {
                 }
                 _ => {
                     summary.added.push(spec.id.clone());
-                    self.metrics.set_pending(&spec.id);
+                    self.metrics.services.set_pending(&spec.id);
                     start.push(self.services.len());
                     let windows = self.windows.of(&spec.id, now);
                     Tracked::pending(spec, now, None, windows)
@@ -527,7 +528,7 @@ impl Handler<ApplyServices> for Registry {
             stop_monitors(&tracked);
             if tracked.known {
                 tracked.set(Assessment::INITIAL, now);
-                self.metrics.service_changes.inc();
+                self.metrics.services.changes.inc();
                 self.publisher.wait(
                     tracked.published.notification.clone(),
                     tracked.spec.feature.clone(),

@@ -150,7 +150,9 @@ impl Registry {
             link.windows_at.insert(id.clone(), revision);
         }
         self.windows.set_service(&id, windows.clone());
-        self.metrics.set_maintenance(&id, !windows.is_empty());
+        self.metrics
+            .services
+            .set_maintenance(&id, !windows.is_empty());
         if !reason.is_empty() {
             info!(service = %id, revision, "{reason}");
         }
