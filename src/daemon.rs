@@ -47,8 +47,10 @@ const RESIGN_TIMEOUT: Duration = Duration::from_secs(1);
 /// Why a reload was not applied; the running configuration stays.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
+    /// The new configuration was refused.
     #[error("{0}")]
     Config(#[from] crate::config::ConfigError),
+    /// The registry stopped before it took the new services.
     #[error("the registry did not answer: {0}")]
     Registry(#[from] MailboxError),
 }
@@ -170,7 +172,7 @@ impl Daemon {
     }
 
     /// The address the API listens on.
-    pub fn local_addr(&self) -> SocketAddr {
+    pub(crate) fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
@@ -180,7 +182,7 @@ impl Daemon {
     }
 
     /// The daemon's metrics.
-    pub fn metrics(&self) -> &Metrics {
+    pub(crate) fn metrics(&self) -> &Metrics {
         &self.metrics
     }
 
@@ -196,7 +198,7 @@ impl Daemon {
 
     /// The state the API serves now.
     /// A cluster node's place, as `STATUS=` says it: leader, follower, or stale.
-    pub fn cluster_place(&self) -> Option<&'static str> {
+    pub(crate) fn cluster_place(&self) -> Option<&'static str> {
         let c = &self.cluster;
         c.is_clustered().then(|| {
             if c.is_stale() {
@@ -209,7 +211,7 @@ impl Daemon {
         })
     }
 
-    pub fn snapshot(&self) -> Arc<Snapshot> {
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
     }
 
@@ -221,7 +223,7 @@ impl Daemon {
     }
 
     /// Whether the registry answers within `within`: the actor system is alive.
-    pub async fn is_responsive(&self, within: Duration) -> bool {
+    pub(crate) async fn is_responsive(&self, within: Duration) -> bool {
         matches!(
             tokio::time::timeout(within, self.registry.send(Ping)).await,
             Ok(Ok(()))
@@ -229,12 +231,15 @@ impl Daemon {
     }
 
     /// Replaces the supervised services (a reload).
-    pub async fn apply(&self, services: Vec<ServiceSpec>) -> Result<ReloadSummary, MailboxError> {
+    pub(crate) async fn apply(
+        &self,
+        services: Vec<ServiceSpec>,
+    ) -> Result<ReloadSummary, MailboxError> {
         self.registry.send(ApplyServices(services)).await
     }
 
     /// Replaces the users (a reload); sessions of removed or changed users end.
-    pub fn apply_users(&self, users: &[crate::config::auth::UserSpec]) {
+    pub(crate) fn apply_users(&self, users: &[crate::config::auth::UserSpec]) {
         let revoked = self.authenticator.replace_users(users);
         if !revoked.is_empty() {
             info!(users = ?revoked, "users removed or changed: their sessions end");
@@ -266,7 +271,7 @@ impl Daemon {
 
     /// Stops: clients are told (WebSocket close 1001, long-polling advice to reconnect),
     /// requests in flight finish within the shutdown timeout, then the server ends.
-    pub async fn stop(&self) {
+    pub(crate) async fn stop(&self) {
         // First of all, so that a load balancer stops sending clients here while the
         // requests in flight drain.
         self.stopping.store(true, Ordering::Release);
@@ -286,7 +291,7 @@ impl Daemon {
     }
 
     /// Runs until the HTTP server stops.
-    pub async fn wait(self) -> io::Result<()> {
+    pub(crate) async fn wait(self) -> io::Result<()> {
         self.server.await.unwrap_or_else(|e| {
             Err(io::Error::other(format!(
                 "the HTTP server task failed: {e}"

@@ -29,7 +29,7 @@ use crate::daemon::ReloadError;
 
 /// The longest the daemon waits for every monitor's first probe round before it declares
 /// itself ready anyway.
-pub const STARTUP_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const STARTUP_GRACE: Duration = Duration::from_secs(10);
 /// How often `STATUS=` is refreshed from the current states.
 const STATUS_INTERVAL: Duration = Duration::from_millis(500);
 

@@ -210,11 +210,6 @@ impl Authenticator {
         revoked
     }
 
-    /// How many Argon2 verifications have run: what logins cost the CPU.
-    pub fn verifications(&self) -> u64 {
-        self.metrics.auth.password_verifications.get()
-    }
-
     /// The realm for `WWW-Authenticate`.
     pub fn realm(&self) -> &str {
         &self.realm

@@ -38,6 +38,7 @@ const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// The HTTP listener and how the API names itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSettings {
+    /// The address the HTTP API listens on.
     pub listen: SocketAddr,
     /// Base of the absolute URIs in list answers, without a trailing slash; `None`: taken
     /// from each request's scheme and Host.
@@ -47,6 +48,7 @@ pub struct ServerSettings {
     pub allowed_origins: Vec<String>,
     /// The API prefix, starting with `/` and without a trailing slash.
     pub base_path: String,
+    /// HTTP worker threads (each holds its share of connections and Bayeux sessions).
     pub workers: usize,
     /// How long data written to a client may stay unacknowledged before the connection is
     /// dropped (`TCP_USER_TIMEOUT`): what frees a client that stopped reading.
@@ -64,15 +66,18 @@ pub struct ServerSettings {
 /// The HTTPS listener. The files are read when the daemon starts (see [`crate::tls`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsSettings {
+    /// The address the HTTPS API listens on.
     pub listen: SocketAddr,
     /// Relative paths are taken from the configuration file's directory.
     pub certificate: std::path::PathBuf,
+    /// The certificate's private key (PEM), taken as `certificate` is.
     pub key: std::path::PathBuf,
 }
 
 /// Global bounds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
+    /// Probes running at once over every monitor; a probe past it waits for a slot.
     pub probes_in_flight: usize,
     /// Largest request head (request line and headers) in bytes; larger ones get 431.
     pub max_header_size: usize,
@@ -87,6 +92,7 @@ pub struct Limits {
 /// How logs are written (outside the journal, which has its own format).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LogSettings {
+    /// Text or JSON lines.
     pub format: LogFormat,
     /// A `RUST_LOG`-style filter, such as `info` or `info,servicewatch=debug`.
     pub level: Option<String>,

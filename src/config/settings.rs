@@ -21,18 +21,25 @@ use super::services::{ServiceSpec, validate_service};
 /// Everything the daemon runs on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
+    /// `[server]`: the HTTP listener and how the API names itself.
     pub server: ServerSettings,
+    /// `[log]`.
     pub log: LogSettings,
+    /// `[auth]`, the contact centers and the users.
     pub auth: AuthSettings,
     /// Where `/metrics`, `/healthz` and `/readyz` listen; `None`: disabled.
     pub admin_listen: Option<SocketAddr>,
+    /// `[limits]`.
     pub limits: Limits,
+    /// `[notifications]`: the Bayeux sessions.
     pub notifications: NotificationSettings,
     /// The HTTPS listener, when configured.
     pub tls: Option<TlsSettings>,
+    /// `[history]`: the history database, off unless configured.
     pub history: HistorySettings,
     /// The nodes this one agrees with, when it is one of several.
     pub cluster: Option<ClusterSettings>,
+    /// The services watched, in the file's order.
     pub services: Vec<ServiceSpec>,
 }
 

@@ -145,11 +145,6 @@ impl History {
         })
     }
 
-    /// Whether changes are being recorded.
-    pub fn is_on(&self) -> bool {
-        self.0.is_some()
-    }
-
     /// Queues a change for the database; never waits.
     pub fn record(&self, change: Change) {
         self.send(Command::Record(change));

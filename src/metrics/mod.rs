@@ -25,8 +25,8 @@ pub use history::HistoryMetrics;
 pub use http::{HttpLabels, HttpMetrics};
 pub use notifications::NotificationMetrics;
 pub use probes::{InstanceLabels, ProbeLabels, ProbeMetrics, RoleLabels};
-pub use reloads::{ReloadLabels, ReloadMetrics};
-pub use services::{ServiceLabels, ServiceMetrics, StateLabels};
+pub use reloads::ReloadMetrics;
+pub use services::{ServiceLabels, ServiceMetrics};
 
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry as PrometheusRegistry;

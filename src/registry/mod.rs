@@ -57,13 +57,13 @@ use crate::metrics::Metrics;
 use crate::monitor::{ServerChanged, ServerIdentity, ServerMonitor, StopMonitor};
 use crate::snapshot::{Pending, Snapshot};
 
-pub use hub::Hub;
-pub use maintenance::{EndMaintenance, MaintenanceError, PutMaintenance};
+pub(crate) use hub::Hub;
+pub(crate) use maintenance::{EndMaintenance, MaintenanceError, PutMaintenance};
 use publisher::Publisher;
 use reload::{Step, plan};
 use replica::Link;
-pub use subscribe::{SubscribeServices, UnsubscribeServices};
-pub use subscribers::Delivery;
+pub(crate) use subscribe::{SubscribeServices, UnsubscribeServices};
+pub(crate) use subscribers::Delivery;
 use tracked::{Tracked, servers_of};
 use transition::log_transition;
 
@@ -71,24 +71,24 @@ use transition::log_transition;
 const SUPERVISION_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Where the registry publishes; cloned into every HTTP worker.
-pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
+pub(crate) type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
 
 /// Resolves once every service's servers have all been probed.
 #[derive(Message)]
 #[rtype(result = "oneshot::Receiver<()>")]
-pub struct WhenReady;
+pub(crate) struct WhenReady;
 
 /// Answers at once; the watchdog uses it to prove the actor system still runs.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Ping;
+pub(crate) struct Ping;
 
 /// Replaces the configured services (a reload): unchanged ones keep their monitors and
 /// state, changed ones get new monitors, removed ones end with a last Inactive message to
 /// their subscribers, added ones start.
 #[derive(Message)]
 #[rtype(result = "ReloadSummary")]
-pub struct ApplyServices(pub Vec<ServiceSpec>);
+pub(crate) struct ApplyServices(pub Vec<ServiceSpec>);
 
 /// What a reload changed, by service id.
 #[derive(Debug, Default, Clone, PartialEq, Eq, MessageResponse)]
@@ -100,7 +100,7 @@ pub struct ReloadSummary {
 }
 
 /// The registry actor.
-pub struct Registry {
+pub(crate) struct Registry {
     services: Vec<Tracked>,
     /// Position in `services` by id.
     positions: HashMap<Arc<str>, usize>,
