@@ -34,7 +34,9 @@ use crate::config::services::ServiceSpec;
 use crate::history::{History, Opened};
 use crate::metrics::Metrics;
 use crate::notify;
-use crate::registry::{ApplyServices, Ping, Registry, ReloadSummary, SharedSnapshot, WhenReady};
+/// What a reload changed, by service id: what [`Daemon::reload`] answers.
+pub use crate::registry::ReloadSummary;
+use crate::registry::{ApplyServices, Ping, Registry, SharedSnapshot, WhenReady};
 use crate::snapshot::Snapshot;
 
 /// What an operator who configured no user is told at start: nobody can log in yet, and how

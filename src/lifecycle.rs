@@ -5,7 +5,7 @@
 //! notification is a no-op, so the same code runs in a terminal.
 //!
 //! - `READY=1` once the listener is bound and every monitor has finished its first probe
-//!   round, or after [`STARTUP_GRACE`] if some probe is slow, so that clients are not told
+//!   round, or after `STARTUP_GRACE` if some probe is slow, so that clients are not told
 //!   "Inactive" merely because the daemon has not looked yet.
 //! - `STATUS=` a line a person can read (`12 services: 10 Active, 1 ReadOnly, 1 Inactive`),
 //!   refreshed as states change, with the outcome of the last refused reload.

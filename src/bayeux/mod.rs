@@ -2,7 +2,7 @@
 //! names and patterns, subscriptions, and the replies a CometD client expects.
 //!
 //! Architecture invariant: no I/O and no actors here. Sessions and transports live in
-//! [`crate::notify`]; they call these functions and move the results around.
+//! `crate::notify`; they call these functions and move the results around.
 
 pub(crate) mod channel;
 pub mod message;
@@ -21,7 +21,7 @@ pub(crate) const LONG_POLLING: &str = "long-polling";
 
 /// One message as a batch of one (`[message]`), the form a WebSocket frame carries. Built
 /// once per change and shared; a long-polling answer takes the inside back with
-/// [`unframe`], without copying.
+/// `unframe`, without copying.
 pub fn frame(message: &[u8]) -> actix_web::web::Bytes {
     let mut framed = Vec::with_capacity(message.len() + 2);
     framed.push(b'[');

@@ -1,7 +1,7 @@
 //! Configuration: one TOML file layered with `SERVICEWATCH_...` environment variables.
 //!
 //! Loading happens in two passes over the same file, for the sake of the error messages:
-//! 1. the file alone is parsed with `toml` into [`file::FileConfig`], so that a syntax error,
+//! 1. the file alone is parsed with `toml` into `file::FileConfig`, so that a syntax error,
 //!    an unknown key or a wrong type is reported with its line and column, the way
 //!    `nginx -t` does;
 //! 2. the `config` crate layers the environment over the file (`SERVICEWATCH_SERVER__LISTEN`

@@ -3,7 +3,7 @@
 //!
 //! A full HTTP client would bring a connection pool, redirects and TLS that a health probe
 //! must not use; this sends one request with `Connection: close`, reads at most
-//! [`MAX_RESPONSE_BYTES`], and parses the head with `httparse`.
+//! `MAX_RESPONSE_BYTES`, and parses the head with `httparse`.
 
 use std::time::Duration;
 
@@ -143,7 +143,7 @@ impl Answer {
         MAX_RESPONSE_BYTES - self.buf.len()
     }
 
-    /// Takes the next bytes (beyond [`Answer::room`] they are ignored); `Ok(true)` once
+    /// Takes the next bytes (beyond `Answer::room` they are ignored); `Ok(true)` once
     /// enough has arrived, `Err` when the answer is not HTTP.
     pub fn push(&mut self, bytes: &[u8]) -> Result<bool, String> {
         let take = bytes.len().min(self.room());

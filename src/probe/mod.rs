@@ -22,7 +22,7 @@ pub struct Check {
     /// What a probe does.
     pub kind: CheckKind,
     /// Hold a connection open to the instance between probes and probe at once when it
-    /// closes ([`watch`]).
+    /// closes (`probe::watch`).
     pub watch: bool,
     /// Bound on one probe, connection included.
     pub timeout: Duration,

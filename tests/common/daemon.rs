@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use servicewatch::registry::ReloadSummary;
+use servicewatch::daemon::ReloadSummary;
 use servicewatch::{Daemon, Settings, config};
 
 /// The user every test daemon knows, with every feature: an agent.
