@@ -26,6 +26,10 @@ pub enum ProbeOutcome {
 }
 
 impl ProbeOutcome {
+    /// Every outcome, for whoever keeps something per outcome (the probe counters).
+    pub const ALL: [ProbeOutcome; 3] =
+        [ProbeOutcome::Up, ProbeOutcome::Degraded, ProbeOutcome::Down];
+
     /// The wire name, used in logs, metrics and the instance detail.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -110,7 +110,7 @@ impl ProbeMetrics {
 
     /// Forgets one server of a removed service, by its instance label and check name.
     pub(super) fn forget(&self, service: &str, instance: &str, check: &str) {
-        for outcome in [ProbeOutcome::Up, ProbeOutcome::Degraded, ProbeOutcome::Down] {
+        for outcome in ProbeOutcome::ALL {
             self.runs.remove(&ProbeLabels {
                 service: service.to_string(),
                 instance: instance.to_string(),
