@@ -34,7 +34,9 @@ use crate::config::services::ServiceSpec;
 use crate::history::{History, Opened};
 use crate::metrics::Metrics;
 use crate::notify;
-use crate::registry::{ApplyServices, Ping, Registry, ReloadSummary, SharedSnapshot, WhenReady};
+/// What a reload changed, by service id: what [`Daemon::reload`] answers.
+pub use crate::registry::ReloadSummary;
+use crate::registry::{ApplyServices, Ping, Registry, SharedSnapshot, WhenReady};
 use crate::snapshot::Snapshot;
 
 /// What an operator who configured no user is told at start: nobody can log in yet, and how
@@ -49,8 +51,10 @@ const SESSIONS_TOLD: Duration = Duration::from_millis(500);
 /// Why a reload was not applied; the running configuration stays.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
+    /// The new configuration was refused.
     #[error("{0}")]
     Config(#[from] crate::config::ConfigError),
+    /// The registry stopped before it took the new services.
     #[error("the registry did not answer: {0}")]
     Registry(#[from] MailboxError),
 }
@@ -172,7 +176,7 @@ impl Daemon {
     }
 
     /// The address the API listens on.
-    pub fn local_addr(&self) -> SocketAddr {
+    pub(crate) fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
@@ -182,7 +186,7 @@ impl Daemon {
     }
 
     /// The daemon's metrics.
-    pub fn metrics(&self) -> &Metrics {
+    pub(crate) fn metrics(&self) -> &Metrics {
         &self.metrics
     }
 
@@ -198,7 +202,7 @@ impl Daemon {
 
     /// The state the API serves now.
     /// A cluster node's place, as `STATUS=` says it: leader, follower, or stale.
-    pub fn cluster_place(&self) -> Option<&'static str> {
+    pub(crate) fn cluster_place(&self) -> Option<&'static str> {
         let c = &self.cluster;
         c.is_clustered().then(|| {
             if c.is_stale() {
@@ -211,7 +215,7 @@ impl Daemon {
         })
     }
 
-    pub fn snapshot(&self) -> Arc<Snapshot> {
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
     }
 
@@ -223,7 +227,7 @@ impl Daemon {
     }
 
     /// Whether the registry answers within `within`: the actor system is alive.
-    pub async fn is_responsive(&self, within: Duration) -> bool {
+    pub(crate) async fn is_responsive(&self, within: Duration) -> bool {
         matches!(
             tokio::time::timeout(within, self.registry.send(Ping)).await,
             Ok(Ok(()))
@@ -231,12 +235,15 @@ impl Daemon {
     }
 
     /// Replaces the supervised services (a reload).
-    pub async fn apply(&self, services: Vec<ServiceSpec>) -> Result<ReloadSummary, MailboxError> {
+    pub(crate) async fn apply(
+        &self,
+        services: Vec<ServiceSpec>,
+    ) -> Result<ReloadSummary, MailboxError> {
         self.registry.send(ApplyServices(services)).await
     }
 
     /// Replaces the users (a reload); sessions of removed or changed users end.
-    pub fn apply_users(&self, users: &[crate::config::auth::UserSpec]) {
+    pub(crate) fn apply_users(&self, users: &[crate::config::auth::UserSpec]) {
         let revoked = self.authenticator.replace_users(users);
         if !revoked.is_empty() {
             info!(users = ?revoked, "users removed or changed: their sessions end");
@@ -268,7 +275,7 @@ impl Daemon {
 
     /// Stops: clients are told (WebSocket close 1001, long-polling advice to reconnect),
     /// requests in flight finish within the shutdown timeout, then the server ends.
-    pub async fn stop(&self) {
+    pub(crate) async fn stop(&self) {
         // First of all, so that a load balancer stops sending clients here while the
         // requests in flight drain.
         self.stopping.store(true, Ordering::Release);
@@ -280,7 +287,9 @@ impl Daemon {
         // Each session answers its held long-poll on its worker's thread: the server stops
         // once they have (or after a moment), so that no answer is cut off by the stop.
         let told = tokio::time::Instant::now() + SESSIONS_TOLD;
-        while self.metrics.long_polls_held.get() > 0 && tokio::time::Instant::now() < told {
+        while self.metrics.notifications.long_polls_held.get() > 0
+            && tokio::time::Instant::now() < told
+        {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         self.handle.stop(true).await;
@@ -294,7 +303,7 @@ impl Daemon {
     }
 
     /// Runs until the HTTP server stops.
-    pub async fn wait(self) -> io::Result<()> {
+    pub(crate) async fn wait(self) -> io::Result<()> {
         self.server.await.unwrap_or_else(|e| {
             Err(io::Error::other(format!(
                 "the HTTP server task failed: {e}"
@@ -429,7 +438,7 @@ async fn report_client_errors(metrics: Arc<Metrics>) {
     loop {
         tick.tick().await;
         let report = reporter.look(std::time::Instant::now());
-        metrics.http_client_errors.inc_by(report.new);
+        metrics.http.client_errors.inc_by(report.new);
         if let Some((refused, latest)) = report.summary {
             info!(
                 refused,

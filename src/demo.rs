@@ -118,8 +118,10 @@ cassandra = {{ nodes = [{}] }}
 /// Why the demo stopped early.
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
+    /// A listener or a stand-in backend could not be opened.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The demo's own configuration was refused (a bug).
     #[error(transparent)]
     Config(#[from] config::ConfigError),
 }

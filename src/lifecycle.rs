@@ -5,7 +5,7 @@
 //! notification is a no-op, so the same code runs in a terminal.
 //!
 //! - `READY=1` once the listener is bound and every monitor has finished its first probe
-//!   round, or after [`STARTUP_GRACE`] if some probe is slow, so that clients are not told
+//!   round, or after `STARTUP_GRACE` if some probe is slow, so that clients are not told
 //!   "Inactive" merely because the daemon has not looked yet.
 //! - `STATUS=` a line a person can read (`12 services: 10 Active, 1 ReadOnly, 1 Inactive`),
 //!   refreshed as states change, with the outcome of the last refused reload.
@@ -29,7 +29,7 @@ use crate::daemon::ReloadError;
 
 /// The longest the daemon waits for every monitor's first probe round before it declares
 /// itself ready anyway.
-pub const STARTUP_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const STARTUP_GRACE: Duration = Duration::from_secs(10);
 /// How often `STATUS=` is refreshed from the current states.
 const STATUS_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -101,11 +101,11 @@ async fn reload(daemon: &Daemon, path: &std::path::Path, running: &mut Settings)
                 unchanged = summary.unchanged,
                 "reload applied"
             );
-            daemon.metrics().count_reload(true);
+            daemon.metrics().reloads.count(true);
             None
         }
         Err(ReloadError::Config(e)) => {
-            daemon.metrics().count_reload(false);
+            daemon.metrics().reloads.count(false);
             error!("reload refused, the running configuration stays: {e}");
             Some(format!("last reload refused: {e}"))
         }

@@ -5,7 +5,7 @@
 //! `[log] level`, else `info`.
 //!
 //! The HTTP layer's own ERROR line for each malformed request is kept out (see
-//! [`crate::client_errors`]) unless the filter names `actix_http`.
+//! `crate::client_errors`) unless the filter names `actix_http`.
 
 use std::io::IsTerminal;
 use std::os::fd::AsRawFd;

@@ -9,10 +9,13 @@ use thiserror::Error;
 /// Why a password could not be hashed or checked.
 #[derive(Debug, Error)]
 pub enum PasswordError {
+    /// An empty password was given to hash.
     #[error("an empty password cannot be used")]
     Empty,
+    /// A stored hash is not one this build can check.
     #[error("not an Argon2 PHC string such as $argon2id$v=19$...: {0}")]
     NotAHash(String),
+    /// Argon2 itself failed (its parameters, or memory).
     #[error("hashing failed: {0}")]
     Hashing(String),
 }
@@ -29,7 +32,7 @@ pub fn hash(password: &str) -> Result<String, PasswordError> {
 }
 
 /// Whether `text` is an Argon2 hash in PHC form (what the users configuration must hold).
-pub fn is_hash(text: &str) -> bool {
+pub(crate) fn is_hash(text: &str) -> bool {
     text.starts_with("$argon2") && PasswordHash::new(text).is_ok()
 }
 
@@ -42,7 +45,7 @@ pub fn verify(password: &str, phc: &str) -> Result<bool, PasswordError> {
 /// `memory`, grown to fit when the hash asks for more and otherwise reused as it is. Argon2
 /// allocating and freeing that much for each check leaves it behind in the allocator's
 /// per-thread arenas; a caller that keeps `memory` pays for it once.
-pub fn verify_in(
+pub(crate) fn verify_in(
     password: &str,
     phc: &str,
     memory: &mut Vec<Block>,

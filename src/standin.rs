@@ -64,7 +64,7 @@ impl StandIn {
     }
 
     /// Whether it listens now.
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         self.task.is_some()
     }
 

@@ -18,13 +18,29 @@ use crate::pem;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read the TLS certificate {}: {reason}", path.display())]
-    Certificate { path: PathBuf, reason: String },
+    /// The certificate file is unreadable or holds no certificate.
+    Certificate {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong with it.
+        reason: String,
+    },
     #[error("cannot read the TLS key {}: {reason}", path.display())]
-    Key { path: PathBuf, reason: String },
+    /// The key file is unreadable or holds no private key.
+    Key {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong with it.
+        reason: String,
+    },
     #[error("the TLS certificate {} and key {} do not go together: {reason}", certificate.display(), key.display())]
+    /// The key is not the certificate's.
     Mismatch {
+        /// The certificate file.
         certificate: PathBuf,
+        /// The key file.
         key: PathBuf,
+        /// What rustls said.
         reason: String,
     },
 }

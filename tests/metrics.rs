@@ -117,3 +117,119 @@ async fn a_service_removed_by_a_reload_leaves_the_metrics() {
     );
     assert!(d.metric(UP).await.is_some());
 }
+
+/// The metric families a daemon watching one server by TCP exports, by the `# TYPE` line that
+/// names each (a family nobody has counted in yet is not written; the unit test of
+/// `metrics` lists every family). Dashboards and alerts are written against these names.
+const FAMILIES: &[&str] = &[
+    "servicewatch_bayeux_sessions gauge",
+    "servicewatch_build info",
+    "servicewatch_cluster_config_mismatch gauge",
+    "servicewatch_cluster_elections_won counter",
+    "servicewatch_cluster_leader gauge",
+    "servicewatch_cluster_lease_renewals counter",
+    "servicewatch_cluster_revision gauge",
+    "servicewatch_cluster_stale gauge",
+    "servicewatch_cluster_watch_lag_seconds gauge",
+    "servicewatch_cluster_writes counter",
+    "servicewatch_cluster_writes_refused counter",
+    "servicewatch_connections_refused counter",
+    "servicewatch_history_changes counter",
+    "servicewatch_history_lost counter",
+    "servicewatch_history_writing gauge",
+    "servicewatch_http_client_errors counter",
+    "servicewatch_http_connections gauge",
+    "servicewatch_http_requests counter",
+    "servicewatch_instance_serving gauge",
+    "servicewatch_instance_up gauge",
+    "servicewatch_login_failures counter",
+    "servicewatch_login_lockouts counter",
+    "servicewatch_long_polls_held gauge",
+    "servicewatch_messages_delivered counter",
+    "servicewatch_password_check_memory_bytes gauge",
+    "servicewatch_password_verifications counter",
+    "servicewatch_probe_duration_seconds histogram",
+    "servicewatch_probes counter",
+    "servicewatch_publishes counter",
+    "servicewatch_service_changes counter",
+    "servicewatch_service_maintenance gauge",
+    "servicewatch_service_state gauge",
+    "servicewatch_slow_consumers counter",
+    "servicewatch_websocket_connections gauge",
+];
+
+/// The label names of each labelled sample of that daemon, in the order exported.
+const LABELS: &[(&str, &str)] = &[
+    ("servicewatch_build_info", "version"),
+    ("servicewatch_http_requests_total", "route,status"),
+    ("servicewatch_instance_serving", "service,instance"),
+    ("servicewatch_instance_up", "service,instance"),
+    (
+        "servicewatch_probe_duration_seconds_bucket",
+        "service,instance",
+    ),
+    (
+        "servicewatch_probe_duration_seconds_count",
+        "service,instance",
+    ),
+    (
+        "servicewatch_probe_duration_seconds_sum",
+        "service,instance",
+    ),
+    (
+        "servicewatch_probes_total",
+        "service,instance,check,outcome",
+    ),
+    ("servicewatch_service_maintenance", "service"),
+    ("servicewatch_service_state", "service,state"),
+];
+
+/// The `# TYPE` lines of `text`, sorted.
+fn families(text: &str) -> Vec<String> {
+    let mut found: Vec<String> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .map(str::to_string)
+        .collect();
+    found.sort();
+    found
+}
+
+/// Each sample's family and its label names (`probes_total` -> `service,instance,...`),
+/// the bucket bound `le` left out.
+fn label_names(text: &str) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = text
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (name, rest) = line.split_once('{')?;
+            let labels = rest.split_once('}')?.0;
+            let keys: Vec<&str> = labels
+                .split(',')
+                .filter_map(|pair| pair.split_once('=').map(|(k, _)| k))
+                .filter(|k| *k != "le")
+                .collect();
+            Some((name.to_string(), keys.join(",")))
+        })
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exported_metric_families_and_labels_stay_the_same() {
+    let backend = Backend::start(Mode::Accept).await;
+    let d = TestDaemon::start(&format!(
+        "[[service]]\nid = \"sips1\"\ntype = \"Voice\"\nprimary = {}\ncheck = {{ interval = \"50ms\" }}\n",
+        backend.toml()
+    ));
+    d.get("/api/v2/services").await;
+    let (_, text) = d.admin_get("/metrics").await;
+    assert_eq!(families(&text), FAMILIES, "{text}");
+    let labels: Vec<(String, String)> = LABELS
+        .iter()
+        .map(|(name, keys)| (name.to_string(), keys.to_string()))
+        .collect();
+    assert_eq!(label_names(&text), labels, "{text}");
+}

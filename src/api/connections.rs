@@ -40,7 +40,7 @@ pub struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.limit.metrics.http_connections.dec();
+        self.limit.metrics.http.connections.dec();
     }
 }
 
@@ -58,7 +58,7 @@ impl ConnectionLimit {
 
     /// Takes a slot for a connection just accepted; for `HttpServer::on_connect`.
     pub fn on_connect(self: &Arc<Self>, _connection: &dyn Any, data: &mut Extensions) {
-        let before = self.metrics.http_connections.inc();
+        let before = self.metrics.http.connections.inc();
         let over = usize::try_from(before).unwrap_or(0) >= self.limit;
         data.insert(Slot {
             limit: self.clone(),
@@ -76,7 +76,7 @@ pub async fn refuse_over_limit(
         .conn_data::<Slot>()
         .filter(|slot| slot.over)
         .map(|slot| {
-            slot.limit.metrics.connections_refused.inc();
+            slot.limit.metrics.http.connections_refused.inc();
             slot.limit.limit
         });
     if let Some(limit) = refused {
@@ -114,9 +114,9 @@ mod tests {
             .map(|d| d.get::<Slot>().unwrap().over)
             .collect();
         assert_eq!(over, [false, false, true]);
-        assert_eq!(metrics.http_connections.get(), 3);
+        assert_eq!(metrics.http.connections.get(), 3);
         connections.truncate(1);
-        assert_eq!(metrics.http_connections.get(), 1);
+        assert_eq!(metrics.http.connections.get(), 1);
         let mut next = Extensions::new();
         limit.on_connect(&(), &mut next);
         assert!(

@@ -26,7 +26,8 @@ where
                 .match_pattern()
                 .unwrap_or_else(|| "unmatched".to_string());
             metrics
-                .http_requests
+                .http
+                .requests
                 .get_or_create(&HttpLabels {
                     route,
                     status: response.status().as_u16(),

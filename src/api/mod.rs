@@ -1,22 +1,22 @@
 //! The HTTP API: routes, the shared state handlers read, and the GWS error envelope for every
 //! answer that is not a success, including the framework's own (unknown path, wrong method).
 
-pub mod app;
-pub mod connections;
-pub mod counting;
-pub mod draining;
-pub mod error;
-pub mod head;
-pub mod history;
-pub mod instances;
-pub mod login;
-pub mod maintenance;
-pub mod openapi;
-pub mod origin;
+pub(crate) mod app;
+pub(crate) mod connections;
+pub(crate) mod counting;
+pub(crate) mod draining;
+pub(crate) mod error;
+pub(crate) mod head;
+pub(crate) mod history;
+pub(crate) mod instances;
+pub(crate) mod login;
+pub(crate) mod maintenance;
+pub(crate) mod openapi;
+pub(crate) mod origin;
 pub mod query;
-pub mod services;
-pub mod staleness;
-pub mod status_page;
+pub(crate) mod services;
+pub(crate) mod staleness;
+pub(crate) mod status_page;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
@@ -30,7 +30,7 @@ use crate::registry::{Registry, SharedSnapshot};
 
 /// The future of a request passed through one of the `wrap_fn` middlewares that look at the
 /// answer ([`counting`], [`draining`]).
-pub type Wrapped<B> = std::pin::Pin<
+pub(crate) type Wrapped<B> = std::pin::Pin<
     Box<
         dyn std::future::Future<
                 Output = Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>,
@@ -39,7 +39,7 @@ pub type Wrapped<B> = std::pin::Pin<
 >;
 
 /// What every handler reads.
-pub struct ApiState {
+pub(crate) struct ApiState {
     pub snapshot: SharedSnapshot,
     /// Configured base of absolute URIs; `None`: from the request.
     pub public_url: Option<String>,
@@ -79,7 +79,7 @@ impl ApiState {
 /// its origin policy (middleware listed last runs first: origin, then login). HEAD is served
 /// wherever a resource is (the HTTP layer sends the head of the GET answer without its
 /// body), so `curl -I` and link checkers work.
-pub fn configure(cfg: &mut web::ServiceConfig, base_path: &str) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig, base_path: &str) {
     use actix_web::middleware::from_fn;
     cfg.service(
         web::scope(base_path)

@@ -21,6 +21,7 @@ pub enum Fields {
 /// One attribute filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filter {
+    /// The resource attribute compared (`type`, `state`...).
     pub attribute: String,
     /// Any of these values matches.
     pub values: Vec<String>,
@@ -38,7 +39,7 @@ impl Filter {
 
 /// The text a list filter compares with: strings as they are, numbers and booleans as
 /// written in JSON; `None` for values a filter cannot match (arrays, objects, null).
-pub fn filter_text(value: &Value) -> Option<std::borrow::Cow<'_, str>> {
+pub(crate) fn filter_text(value: &Value) -> Option<std::borrow::Cow<'_, str>> {
     match value {
         Value::String(s) => Some(s.as_str().into()),
         Value::Number(n) => Some(n.to_string().into()),
@@ -51,12 +52,14 @@ pub fn filter_text(value: &Value) -> Option<std::borrow::Cow<'_, str>> {
 /// jQuery and many HTTP clients append (`?_=1700000000`), and GWS's own `subresources`
 /// (services have no sub-resources to expand). Anything else that is neither `fields` nor a
 /// known attribute is refused: a misspelt filter must not silently return every service.
-pub const IGNORED_PARAMETERS: [&str; 2] = ["_", "subresources"];
+pub(crate) const IGNORED_PARAMETERS: [&str; 2] = ["_", "subresources"];
 
 /// A parsed query.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServicesQuery {
+    /// The attributes each resource is cut to; `None`: the default ones.
     pub fields: Option<Fields>,
+    /// Every filter must pass (each passes on any of its values).
     pub filters: Vec<Filter>,
 }
 

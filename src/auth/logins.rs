@@ -18,12 +18,11 @@ use super::{Caller, LOGIN_COOKIE, User};
 /// cache expires: this bound keeps that from growing memory.
 pub(super) const LOGINS_PER_USER: usize = 16;
 
-/// A cookie login as its client holds it: the token, the MAC it is looked up by, and the
-/// `Set-Cookie` values carrying it, rendered once (a client sending Basic every time gets
-/// the cookie with every answer).
+/// A cookie login as its client holds it: the MAC of its token, which it is looked up by,
+/// and the `Set-Cookie` values carrying the token, rendered once (a client sending Basic
+/// every time gets the cookie with every answer).
 #[derive(Debug)]
 pub struct LoginCookie {
-    pub token: String,
     pub(super) key: Vec<u8>,
     plain: HeaderValue,
     secure: HeaderValue,
@@ -44,7 +43,6 @@ impl LoginCookie {
         LoginCookie {
             plain: render(false),
             secure: render(true),
-            token,
             key,
         }
     }

@@ -175,7 +175,7 @@ impl Authenticator {
                 .expect("a 64-byte key fits BLAKE2b"),
             logins: Mutex::new(HashMap::new()),
             throttle: Throttle::new(settings.throttle),
-            verifier: Verifier::new(metrics.password_memory_bytes.clone()),
+            verifier: Verifier::new(metrics.auth.password_memory_bytes.clone()),
             verifying: Mutex::new(HashMap::new()),
             metrics,
             logins_by_cookie: Mutex::new(LoginTable::default()),
@@ -208,11 +208,6 @@ impl Authenticator {
                 .is_some_and(|u| u.spec == user.spec)
         });
         revoked
-    }
-
-    /// How many Argon2 verifications have run: what logins cost the CPU.
-    pub fn verifications(&self) -> u64 {
-        self.metrics.password_verifications.get()
     }
 
     /// The realm for `WWW-Authenticate`.
@@ -325,10 +320,10 @@ impl Authenticator {
         };
         let verified = self.verify(user, key, secret).await;
         if matches!(verified, Err(AuthError::Rejected)) {
-            self.metrics.login_failures.inc();
+            self.metrics.auth.login_failures.inc();
             let locked = attempt.is_some_and(|a| a.failed(Instant::now()));
             if let (true, Some(ip)) = (locked, from) {
-                self.metrics.login_lockouts.inc();
+                self.metrics.auth.login_lockouts.inc();
                 tracing::warn!(
                     address = %ip,
                     failures = self.throttle.settings().max_failures,
@@ -354,7 +349,7 @@ impl Authenticator {
         key: &[u8],
         secret: String,
     ) -> Result<Arc<User>, AuthError> {
-        self.metrics.password_verifications.inc();
+        self.metrics.auth.password_verifications.inc();
         let Some(user) = user else {
             // Spend the time a real verification would, so that timing does not tell which
             // names exist.

@@ -42,10 +42,15 @@ fn with_basic(name: &str, secret: &str) -> HttpRequest {
 /// The login token a Basic login opens.
 async fn token_of(auth: &Authenticator, login: &HttpRequest) -> String {
     let cookie = auth.authenticate(login).await.unwrap().1;
-    cookie
-        .expect("a Basic login opens a cookie login")
-        .token
-        .clone()
+    token_in(&cookie.expect("a Basic login opens a cookie login"))
+}
+
+/// The token a cookie login's `Set-Cookie` gives its client.
+fn token_in(cookie: &LoginCookie) -> String {
+    let set_cookie = cookie.header(false).to_str().unwrap();
+    let pair = set_cookie.split(';').next().unwrap();
+    let token = pair.strip_prefix(&format!("{LOGIN_COOKIE}=")).unwrap();
+    token.to_string()
 }
 
 /// A request carrying the login cookie `token`.
@@ -65,10 +70,7 @@ async fn basic_login_then_cookie() {
     let (caller, token) = auth.authenticate(&req).await.unwrap();
     assert_eq!(&*caller.user, "alice");
     assert!(caller.sees("api-voice") && !caller.sees("api-multimedia"));
-    let token = token
-        .expect("a Basic login opens a cookie login")
-        .token
-        .clone();
+    let token = token_in(&token.expect("a Basic login opens a cookie login"));
     assert_eq!(token.len(), 64);
     let req = with_cookie(&token);
     let (again, new_token) = auth.authenticate(&req).await.unwrap();
@@ -222,7 +224,7 @@ async fn concurrent_logins_with_the_same_credentials_verify_once() {
     for login in logins {
         assert_eq!(&*login.await.unwrap().unwrap(), "alice");
     }
-    assert_eq!(auth.verifications(), 1);
+    assert_eq!(auth.metrics.auth.password_verifications.get(), 1);
     assert!(lock(&auth.verifying).is_empty(), "no gate is left behind");
 }
 
@@ -257,14 +259,18 @@ async fn failures_lock_out_their_address_only() {
             AuthError::Rejected
         );
     }
-    let verified = auth.verifications();
+    let verified = auth.metrics.auth.password_verifications.get();
     assert!(matches!(
         auth.authenticate(&from("192.0.2.1", "wonderland")).await,
         Err(AuthError::Throttled {
             retry_after_secs: 60 | 61
         })
     ));
-    assert_eq!(auth.verifications(), verified, "refused before Argon2");
+    assert_eq!(
+        auth.metrics.auth.password_verifications.get(),
+        verified,
+        "refused before Argon2"
+    );
     assert!(
         auth.authenticate(&from("192.0.2.2", "wonderland"))
             .await

@@ -11,14 +11,24 @@ use super::{channel, reply};
 pub enum Request {
     /// The client's `supportedConnectionTypes` are not read: servicewatch offers both
     /// transports to every client, and the client picks.
-    Handshake { id: Option<Value> },
-    Connect {
+    Handshake {
+        /// The message's `id`, echoed in the reply.
         id: Option<Value>,
+    },
+    /// `/meta/connect`: the poll a reply is held on until there is something to deliver.
+    Connect {
+        /// The message's `id`, echoed in the reply.
+        id: Option<Value>,
+        /// The session the client was given at handshake.
         client_id: String,
     },
+    /// `/meta/subscribe`.
     Subscribe {
+        /// The message's `id`, echoed in the reply.
         id: Option<Value>,
+        /// The session the client was given at handshake.
         client_id: String,
+        /// The channel patterns, one or several.
         subscriptions: Vec<String>,
         /// `ext.snapshot = true`: send the current state of every service first.
         snapshot: bool,
@@ -26,19 +36,29 @@ pub enum Request {
         /// every service's current state if they are no longer known.
         resume: Option<i64>,
     },
+    /// `/meta/unsubscribe`.
     Unsubscribe {
+        /// The message's `id`, echoed in the reply.
         id: Option<Value>,
+        /// The session the client was given at handshake.
         client_id: String,
+        /// The channel patterns, one or several.
         subscriptions: Vec<String>,
     },
+    /// `/meta/disconnect`: the session ends.
     Disconnect {
+        /// The message's `id`, echoed in the reply.
         id: Option<Value>,
+        /// The session the client was given at handshake.
         client_id: String,
     },
     /// A message on a non-meta channel: a publish, which servicewatch refuses.
     Publish {
+        /// The message's `id`, echoed in the refusal.
         id: Option<Value>,
+        /// The session it names, if any (the refusal does not need one).
         client_id: Option<String>,
+        /// The channel published to.
         channel: String,
     },
 }

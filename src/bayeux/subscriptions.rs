@@ -47,14 +47,6 @@ impl Subscriptions {
     pub fn matches(&self, channel: &str) -> bool {
         self.channels.iter().any(|p| channel::matches(p, channel))
     }
-
-    pub fn len(&self) -> usize {
-        self.channels.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.channels.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -67,7 +59,7 @@ mod tests {
         assert_eq!(s.add("/notifications/*", 2), Ok(()));
         assert!(s.matches("/notifications/services"));
         assert_eq!(s.add("/notifications/*", 2), Ok(()), "twice is fine");
-        assert_eq!(s.len(), 1);
+        assert_eq!(s.channels.len(), 1);
         assert_eq!(s.add("/other", 2), Ok(()));
         assert_eq!(s.add("/third", 2), Err(SubscribeError::TooMany(2)));
         assert!(s.remove("/notifications/*"));
@@ -80,6 +72,6 @@ mod tests {
         let mut s = Subscriptions::default();
         assert_eq!(s.add("notifications", 5), Err(SubscribeError::Invalid));
         assert_eq!(s.add("/meta/connect", 5), Err(SubscribeError::Meta));
-        assert!(s.is_empty());
+        assert!(s.channels.is_empty());
     }
 }

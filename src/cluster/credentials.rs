@@ -10,14 +10,14 @@ use crate::config::cluster::ClusterSettings;
 /// The files' contents, as the etcd client takes them (PEM as read).
 #[derive(Clone, Default)]
 pub struct Credentials {
-    pub tls: Option<Tls>,
+    pub(crate) tls: Option<Tls>,
     /// An etcd user and its password.
-    pub user: Option<(String, String)>,
+    pub(crate) user: Option<(String, String)>,
 }
 
 /// TLS to the members.
 #[derive(Clone)]
-pub struct Tls {
+pub(crate) struct Tls {
     pub ca: Vec<u8>,
     pub identity: Option<(Vec<u8>, Vec<u8>)>,
     pub server_name: Option<String>,
@@ -27,9 +27,9 @@ pub struct Tls {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("[cluster] {key} {path}: {reason}")]
 pub struct CredentialsError {
-    pub key: &'static str,
-    pub path: String,
-    pub reason: String,
+    pub(crate) key: &'static str,
+    pub(crate) path: String,
+    pub(crate) reason: String,
 }
 
 impl Credentials {

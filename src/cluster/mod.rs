@@ -10,7 +10,7 @@
 //! etcd client, reconnections, the lease, the campaign, the watch) is `session/`.
 
 pub mod credentials;
-pub mod record;
+pub(crate) mod record;
 #[cfg(feature = "cluster")]
 mod session;
 
@@ -23,15 +23,15 @@ use tokio::sync::mpsc;
 
 use crate::config::cluster::ClusterSettings;
 use crate::metrics::Metrics;
-pub use record::{RecordError, ServerRecord, ServiceRecord, Stored, digest};
+pub(crate) use record::{ServerRecord, ServiceRecord, Stored, digest};
 
 /// How long a maintenance request waits for etcd before it is answered as failed.
-pub const WINDOWS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
+pub(crate) const WINDOWS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// What the etcd session tells the registry.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub enum ClusterEvent {
+pub(crate) enum ClusterEvent {
     /// Every stored service, as of `revision`: after the first connection, and after a
     /// reconnection that came too late to replay the changes missed (etcd had compacted
     /// them); the watch resumes from the revision after it.
@@ -69,7 +69,7 @@ pub enum ClusterEvent {
 /// is stale from the first instant it runs again, before its etcd session has noticed
 /// anything, so that no answer given in between claims to be current.
 #[derive(Debug)]
-pub struct ClusterStatus {
+pub(crate) struct ClusterStatus {
     clustered: bool,
     stale: AtomicBool,
     leading: AtomicBool,
@@ -153,7 +153,7 @@ impl ClusterStatus {
 
 /// A write the registry asks for.
 #[derive(Debug)]
-pub enum Write {
+pub(crate) enum Write {
     /// The leader's decision for service `id`, fenced by its leadership.
     Record { id: String, record: ServiceRecord },
     /// The maintenance windows of service `id` (from any node): written if the key is still
@@ -182,7 +182,7 @@ pub enum Write {
 
 /// Why maintenance windows were not written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WindowsError {
+pub(crate) enum WindowsError {
     #[error("etcd is out of reach; try again")]
     Unreachable,
     /// Another node changed the windows since this one last saw them; etcd was at
@@ -195,7 +195,7 @@ pub enum WindowsError {
 
 /// The registry's end of the link: where the leader's writes go.
 #[derive(Clone)]
-pub struct Cluster {
+pub(crate) struct Cluster {
     writes: mpsc::UnboundedSender<Write>,
     node: Arc<str>,
     /// The digest of the services this node is configured with; a reload replaces it.
@@ -205,7 +205,7 @@ pub struct Cluster {
 
 /// The session's end of the link, until [`Inbox::start`] gives it the registry.
 #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
-pub struct Inbox {
+pub(crate) struct Inbox {
     settings: ClusterSettings,
     credentials: credentials::Credentials,
     writes: mpsc::UnboundedReceiver<Write>,

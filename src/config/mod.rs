@@ -1,7 +1,7 @@
 //! Configuration: one TOML file layered with `SERVICEWATCH_...` environment variables.
 //!
 //! Loading happens in two passes over the same file, for the sake of the error messages:
-//! 1. the file alone is parsed with `toml` into [`file::FileConfig`], so that a syntax error,
+//! 1. the file alone is parsed with `toml` into `file::FileConfig`, so that a syntax error,
 //!    an unknown key or a wrong type is reported with its line and column, the way
 //!    `nginx -t` does;
 //! 2. the `config` crate layers the environment over the file (`SERVICEWATCH_SERVER__LISTEN`
@@ -11,19 +11,19 @@
 //! Then [`settings::validate`] checks what types cannot (duplicate ids, reserved attribute
 //! names, quorum sizes, ...) and names the key of the first mistake.
 
-pub mod auth;
+pub(crate) mod auth;
 mod checks;
-pub mod cluster;
-pub mod duration;
-pub mod environment;
-pub mod file;
-pub mod history;
-pub mod notifications;
+pub(crate) mod cluster;
+pub(crate) mod duration;
+pub(crate) mod environment;
+pub(crate) mod file;
+pub(crate) mod history;
+pub(crate) mod notifications;
 mod roles;
 mod rules;
 pub mod server;
-pub mod services;
-pub mod settings;
+pub(crate) mod services;
+pub(crate) mod settings;
 
 use std::path::Path;
 
@@ -34,9 +34,9 @@ use crate::domain::text::one_line;
 pub use settings::{Settings, validate};
 
 /// The prefix of environment variables that override the file.
-pub const ENV_PREFIX: &str = "SERVICEWATCH";
+pub(crate) const ENV_PREFIX: &str = "SERVICEWATCH";
 /// Separates nested keys in an environment variable name.
-pub const ENV_SEPARATOR: &str = "__";
+pub(crate) const ENV_SEPARATOR: &str = "__";
 /// Where the daemon looks for its configuration when not told.
 pub const DEFAULT_PATH: &str = "/etc/servicewatch/servicewatch.toml";
 
@@ -48,32 +48,51 @@ const MESSAGE_CHARS: usize = 1000;
 /// (a value quoted in it has its line breaks escaped).
 #[derive(Debug, Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("{path}: cannot read: {source}")]
     Read {
+        /// The file, as given.
         path: String,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
     #[error("{path}:{line}:{column}: {}", one_line(message, MESSAGE_CHARS))]
+    /// The file is not TOML, or not of the expected shape (an unknown key, a wrong type).
     Syntax {
+        /// The file, as given.
         path: String,
+        /// Where, counted from 1.
         line: usize,
+        /// Where in the line, counted from 1.
         column: usize,
+        /// The parser's explanation.
         message: String,
     },
     #[error(
         "{path} with {ENV_PREFIX}_* environment: {}",
         one_line(message, MESSAGE_CHARS)
     )]
-    Environment { path: String, message: String },
+    /// A `SERVICEWATCH_*` variable is not an override, or its value does not fit its key.
+    Environment {
+        /// The file the variables were layered over.
+        path: String,
+        /// Which variable, and why.
+        message: String,
+    },
     #[error(
         "{file}: {}: {}",
         one_line(key, MESSAGE_CHARS),
         one_line(message, MESSAGE_CHARS)
     )]
+    /// A value is of the right type but not allowed (a zero interval, an unknown service
+    /// type...).
     Invalid {
+        /// The file, as given.
         file: String,
+        /// The key, as a path (`service[2].check.rise`).
         key: String,
+        /// Why, and what would do.
         message: String,
     },
 }

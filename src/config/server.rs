@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::file::FileConfig;
+use super::file::{FileConfig, LogFormatName};
 use super::rules::{Invalid, address, at_least_one, positive};
 
 /// Where the API listens when the configuration does not say.
@@ -38,6 +38,7 @@ const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// The HTTP listener and how the API names itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSettings {
+    /// The address the HTTP API listens on.
     pub listen: SocketAddr,
     /// Base of the absolute URIs in list answers, without a trailing slash; `None`: taken
     /// from each request's scheme and Host.
@@ -47,6 +48,7 @@ pub struct ServerSettings {
     pub allowed_origins: Vec<String>,
     /// The API prefix, starting with `/` and without a trailing slash.
     pub base_path: String,
+    /// HTTP worker threads (each holds its share of connections and Bayeux sessions).
     pub workers: usize,
     /// How long data written to a client may stay unacknowledged before the connection is
     /// dropped (`TCP_USER_TIMEOUT`): what frees a client that stopped reading.
@@ -64,15 +66,18 @@ pub struct ServerSettings {
 /// The HTTPS listener. The files are read when the daemon starts (see [`crate::tls`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsSettings {
+    /// The address the HTTPS API listens on.
     pub listen: SocketAddr,
     /// Relative paths are taken from the configuration file's directory.
     pub certificate: std::path::PathBuf,
+    /// The certificate's private key (PEM), taken as `certificate` is.
     pub key: std::path::PathBuf,
 }
 
 /// Global bounds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
+    /// Probes running at once over every monitor; a probe past it waits for a slot.
     pub probes_in_flight: usize,
     /// Largest request head (request line and headers) in bytes; larger ones get 431.
     pub max_header_size: usize,
@@ -87,6 +92,7 @@ pub struct Limits {
 /// How logs are written (outside the journal, which has its own format).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LogSettings {
+    /// Text or JSON lines.
     pub format: LogFormat,
     /// A `RUST_LOG`-style filter, such as `info` or `info,servicewatch=debug`.
     pub level: Option<String>,
@@ -233,6 +239,37 @@ pub(super) fn validate_limits(file: &FileConfig) -> Result<Limits, Invalid> {
     })
 }
 
+/// `[admin]`: where `/metrics`, `/healthz` and `/readyz` listen; `None` when disabled.
+pub(super) fn validate_admin(file: &FileConfig) -> Result<Option<SocketAddr>, Invalid> {
+    if file.admin.enabled == Some(false) {
+        return Ok(None);
+    }
+    let listen = file.admin.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN);
+    address("admin.listen", listen, "\"127.0.0.1:9180\"").map(Some)
+}
+
+/// `[log]`: the format, and a level or filter checked here rather than by `tracing`, which
+/// would take a misspelt level for a target and log less without a word.
+pub(super) fn validate_log(file: &FileConfig) -> Result<LogSettings, Invalid> {
+    if let Some(level) = &file.log.level {
+        if !is_log_filter(level) {
+            return Err((
+                "log.level".into(),
+                format!(
+                    "\"{level}\" is not a level or filter; use error, warn, info, debug or trace (or a filter such as \"info,servicewatch=debug\")"
+                ),
+            ));
+        }
+    }
+    Ok(LogSettings {
+        format: match file.log.format {
+            Some(LogFormatName::Json) => LogFormat::Json,
+            _ => LogFormat::Text,
+        },
+        level: file.log.level.clone(),
+    })
+}
+
 /// Whether `filter` is a level (`info`) or comma-separated directives whose levels are all
 /// known (`info,servicewatch::monitor=debug`). A bare word that is not a level would be taken
 /// by `tracing` as a target name and silently log nothing more; refuse it instead.
@@ -261,8 +298,32 @@ pub fn is_origin(value: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::settings::tests::refused;
+    use super::super::settings::tests::{load, refused};
     use super::*;
+
+    #[test]
+    fn admin_listens_on_loopback_unless_moved_or_disabled() {
+        let listen = |text: &str| load(text).unwrap().admin_listen;
+        assert_eq!(listen(""), Some(DEFAULT_ADMIN_LISTEN.parse().unwrap()));
+        assert_eq!(
+            listen("[admin]\nlisten = \"0.0.0.0:9100\""),
+            Some("0.0.0.0:9100".parse().unwrap())
+        );
+        assert_eq!(
+            listen("[admin]\nenabled = false\nlisten = \"nowhere\""),
+            None
+        );
+        assert!(refused("[admin]\nlisten = \"nowhere\"").starts_with("test.toml: admin.listen:"));
+    }
+
+    #[test]
+    fn log_format_and_level() {
+        let log = |text: &str| load(text).unwrap().log;
+        assert_eq!(log(""), LogSettings::default());
+        let json = log("[log]\nformat = \"json\"\nlevel = \"info,servicewatch=debug\"");
+        assert_eq!(json.format, LogFormat::Json);
+        assert_eq!(json.level.as_deref(), Some("info,servicewatch=debug"));
+    }
 
     #[test]
     fn log_filters() {

@@ -8,31 +8,37 @@ use std::net::SocketAddr;
 use super::ConfigError;
 use super::auth::{AuthSettings, validate_auth};
 use super::cluster::{ClusterSettings, hostname, validate_cluster};
-use super::file::{CheckKindName, FileConfig, LogFormatName};
+use super::file::{CheckKindName, FileConfig};
 use super::history::{HistorySettings, validate_history};
 use super::notifications::{NotificationSettings, validate_notifications};
-use super::rules::address;
 use super::server::{
-    DEFAULT_ADMIN_LISTEN, Limits, LogFormat, LogSettings, ServerSettings, TlsSettings,
-    is_log_filter, validate_limits, validate_server, validate_tls,
+    Limits, LogSettings, ServerSettings, TlsSettings, validate_admin, validate_limits,
+    validate_log, validate_server, validate_tls,
 };
 use super::services::{ServiceSpec, validate_service};
 
 /// Everything the daemon runs on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
+    /// `[server]`: the HTTP listener and how the API names itself.
     pub server: ServerSettings,
+    /// `[log]`.
     pub log: LogSettings,
+    /// `[auth]`, the contact centers and the users.
     pub auth: AuthSettings,
     /// Where `/metrics`, `/healthz` and `/readyz` listen; `None`: disabled.
     pub admin_listen: Option<SocketAddr>,
+    /// `[limits]`.
     pub limits: Limits,
+    /// `[notifications]`: the Bayeux sessions.
     pub notifications: NotificationSettings,
     /// The HTTPS listener, when configured.
     pub tls: Option<TlsSettings>,
+    /// `[history]`: the history database, off unless configured.
     pub history: HistorySettings,
     /// The nodes this one agrees with, when it is one of several.
     pub cluster: Option<ClusterSettings>,
+    /// The services watched, in the file's order.
     pub services: Vec<ServiceSpec>,
 }
 
@@ -107,34 +113,8 @@ pub fn validate(file: FileConfig, source: &str) -> Result<Settings, ConfigError>
         services.push(spec);
     }
     let notifications = validate_notifications(&file).map_err(|(k, m)| invalid(k, m))?;
-    let admin_listen = match file.admin.enabled {
-        Some(false) => None,
-        _ => Some(
-            address(
-                "admin.listen",
-                file.admin.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN),
-                "\"127.0.0.1:9180\"",
-            )
-            .map_err(|(k, m)| invalid(k, m))?,
-        ),
-    };
-    if let Some(level) = &file.log.level {
-        if !is_log_filter(level) {
-            return Err(invalid(
-                "log.level".into(),
-                format!(
-                    "\"{level}\" is not a level or filter; use error, warn, info, debug or trace (or a filter such as \"info,servicewatch=debug\")"
-                ),
-            ));
-        }
-    }
-    let log = LogSettings {
-        format: match file.log.format {
-            Some(LogFormatName::Json) => LogFormat::Json,
-            _ => LogFormat::Text,
-        },
-        level: file.log.level.clone(),
-    };
+    let admin_listen = validate_admin(&file).map_err(|(k, m)| invalid(k, m))?;
+    let log = validate_log(&file).map_err(|(k, m)| invalid(k, m))?;
     let auth = validate_auth(&file).map_err(|(k, m)| invalid(k, m))?;
     let history = validate_history(&file.history).map_err(|(k, m)| invalid(k, m))?;
     let cluster = file

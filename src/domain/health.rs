@@ -26,6 +26,10 @@ pub enum ProbeOutcome {
 }
 
 impl ProbeOutcome {
+    /// Every outcome, for whoever keeps something per outcome (the probe counters).
+    pub const ALL: [ProbeOutcome; 3] =
+        [ProbeOutcome::Up, ProbeOutcome::Degraded, ProbeOutcome::Down];
+
     /// The wire name, used in logs, metrics and the instance detail.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -51,7 +55,7 @@ pub enum Health {
 
 impl Health {
     /// Whether the instance can serve clients.
-    pub fn is_healthy(self) -> bool {
+    pub(crate) fn is_healthy(self) -> bool {
         matches!(self, Health::Up | Health::Degraded)
     }
 
@@ -84,7 +88,7 @@ pub struct HealthTracker {
 
 impl HealthTracker {
     /// A tracker for an instance not probed yet. `rise` and `fall` below 1 count as 1.
-    pub fn new(rise: u32, fall: u32) -> Self {
+    pub(crate) fn new(rise: u32, fall: u32) -> Self {
         HealthTracker {
             health: Health::Unknown,
             streak: 0,
@@ -95,7 +99,7 @@ impl HealthTracker {
 
     /// A tracker that carries on from `health` (a server's monitor restarted after its actor
     /// died): the streak starts over, the health does not.
-    pub fn resume(health: Health, rise: u32, fall: u32) -> Self {
+    pub(crate) fn resume(health: Health, rise: u32, fall: u32) -> Self {
         HealthTracker {
             health,
             ..HealthTracker::new(rise, fall)
@@ -103,17 +107,17 @@ impl HealthTracker {
     }
 
     /// The current smoothed health.
-    pub fn health(&self) -> Health {
+    pub(crate) fn health(&self) -> Health {
         self.health
     }
 
     /// Whether a change has started and not yet finished (the time for `fast_interval`).
-    pub fn in_doubt(&self) -> bool {
+    pub(crate) fn in_doubt(&self) -> bool {
         self.streak > 0
     }
 
     /// Feeds one outcome; returns the new health when it changed.
-    pub fn observe(&mut self, outcome: ProbeOutcome) -> Option<Health> {
+    pub(crate) fn observe(&mut self, outcome: ProbeOutcome) -> Option<Health> {
         let before = self.health;
         let seen = match outcome {
             ProbeOutcome::Up => Health::Up,
@@ -153,7 +157,7 @@ impl HealthTracker {
     /// A failure beyond doubt (the instance closed its watch connection and a probe right
     /// after failed): down now, whatever `fall` says; recovery still takes `rise`. Returns
     /// the new health when it changed.
-    pub fn confirm_down(&mut self) -> Option<Health> {
+    pub(crate) fn confirm_down(&mut self) -> Option<Health> {
         let before = self.health;
         self.health = Health::Down;
         self.streak = 0;
@@ -178,7 +182,7 @@ pub struct Schedule {
 impl Schedule {
     /// The delay before the next probe of an instance in the tracker's condition, before
     /// jitter.
-    pub fn base_delay(&self, tracker: &HealthTracker) -> Duration {
+    pub(crate) fn base_delay(&self, tracker: &HealthTracker) -> Duration {
         if tracker.in_doubt() || tracker.health() == Health::Unknown {
             self.fast_interval
         } else if tracker.health() == Health::Down {
@@ -189,7 +193,7 @@ impl Schedule {
     }
 
     /// Spreads `base` by up to `jitter` either way; `unit` is a random number in [0, 1).
-    pub fn jittered(&self, base: Duration, unit: f64) -> Duration {
+    pub(crate) fn jittered(&self, base: Duration, unit: f64) -> Duration {
         let factor = 1.0 + self.jitter * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
         base.mul_f64(factor.max(0.0))
     }

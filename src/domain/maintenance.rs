@@ -48,12 +48,6 @@ impl Windows {
         &self.0
     }
 
-    /// Adds a window, replacing the one of the same service and instance.
-    pub fn put(&mut self, window: Window) {
-        self.remove(&window.service, window.instance.as_deref());
-        self.0.push(window);
-    }
-
     /// Replaces every window of `service` with `windows`.
     pub fn set_service(&mut self, service: &str, windows: Vec<Window>) {
         self.0.retain(|w| w.service != service);
@@ -81,16 +75,6 @@ impl Windows {
             .collect();
         found.sort_by(|a, b| a.instance.cmp(&b.instance));
         found
-    }
-
-    /// The end of the next window to end after `now`, if any: when the states must be
-    /// looked at again.
-    pub fn next_end(&self, now: SystemTime) -> Option<SystemTime> {
-        self.0
-            .iter()
-            .filter_map(|w| w.until)
-            .filter(|until| *until > now)
-            .min()
     }
 }
 
@@ -133,16 +117,21 @@ mod tests {
     }
 
     #[test]
-    fn windows_are_replaced_per_instance_and_listed_per_service() {
+    fn windows_are_replaced_per_service_and_listed_per_service() {
         let mut all = Windows::default();
-        all.put(window("a", Some("primary"), None));
-        all.put(window("a", None, Some(10)));
-        all.put(window("b", Some("backup"), None));
+        all.set_service(
+            "a",
+            vec![
+                window("a", Some("primary"), None),
+                window("a", None, Some(10)),
+            ],
+        );
+        all.set_service("b", vec![window("b", Some("backup"), None)]);
         let replaced = Window {
             reason: "longer upgrade".into(),
             ..window("a", Some("primary"), None)
         };
-        all.put(replaced.clone());
+        all.set_service("a", vec![replaced.clone(), window("a", None, Some(10))]);
         assert_eq!(all.all().len(), 3);
         let of_a = all.of("a", at(5));
         assert_eq!(of_a.len(), 2);
@@ -153,8 +142,6 @@ mod tests {
             vec![replaced],
             "the service's window ended"
         );
-        assert_eq!(all.next_end(at(5)), Some(at(10)));
-        assert_eq!(all.next_end(at(10)), None);
         assert!(all.remove("a", Some("primary")).is_some());
         assert!(all.remove("a", Some("primary")).is_none());
     }

@@ -6,9 +6,9 @@
 //! byte for byte without actors, sockets or timers.
 
 pub mod health;
-pub mod maintenance;
-pub mod pairing;
-pub mod roles;
-pub mod service;
-pub mod state;
-pub mod text;
+pub(crate) mod maintenance;
+pub(crate) mod pairing;
+pub(crate) mod roles;
+pub(crate) mod service;
+pub(crate) mod state;
+pub(crate) mod text;

@@ -133,7 +133,7 @@ impl History {
                 )
             })
             .map_err(|e| HistoryError::Read(format!("cannot start the history thread: {e}")))?;
-        metrics.history_writing.set(1);
+        metrics.history.writing.set(1);
         Ok(Opened {
             history: History(Some(Arc::new(Inner {
                 queue,
@@ -143,11 +143,6 @@ impl History {
             latest,
             windows,
         })
-    }
-
-    /// Whether changes are being recorded.
-    pub fn is_on(&self) -> bool {
-        self.0.is_some()
     }
 
     /// Queues a change for the database; never waits.
@@ -175,7 +170,7 @@ impl History {
         match inner.queue.try_send(command) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                inner.metrics.history_lost.inc();
+                inner.metrics.history.lost.inc();
             }
             // The writer has ended: the daemon is stopping.
             Err(TrySendError::Disconnected(_)) => {}

@@ -56,26 +56,26 @@ pub(super) fn run(
         }
         let waiting = failing_since.is_some_and(|since| since.elapsed() < retry);
         if waiting {
-            metrics.history_lost.inc_by(changes.len() as u64);
+            metrics.history.lost.inc_by(changes.len() as u64);
         } else if !(changes.is_empty() && puts.is_empty() && deletes.is_empty()) {
             let written = write(&mut conn, &changes, &puts, &deletes);
             match (written, failing_since) {
                 (Ok(()), Some(_)) => {
                     info!(path = %path.display(), "history: writing again");
                     failing_since = None;
-                    metrics.history_writing.set(1);
-                    metrics.history_changes.inc_by(changes.len() as u64);
+                    metrics.history.writing.set(1);
+                    metrics.history.changes.inc_by(changes.len() as u64);
                 }
                 (Ok(()), None) => {
-                    metrics.history_changes.inc_by(changes.len() as u64);
+                    metrics.history.changes.inc_by(changes.len() as u64);
                 }
                 (Err(e), before) => {
                     if before.is_none() {
                         error!(path = %path.display(), error = %e, retry_every = ?retry, "history stopped: cannot write the database; servicewatch goes on supervising and serving, and retries");
                     }
                     failing_since = Some(Instant::now());
-                    metrics.history_writing.set(0);
-                    metrics.history_lost.inc_by(changes.len() as u64);
+                    metrics.history.writing.set(0);
+                    metrics.history.lost.inc_by(changes.len() as u64);
                 }
             }
         }
@@ -155,7 +155,7 @@ mod tests {
             .unwrap();
         conn.pragma_update(None, "max_page_count", pages).unwrap();
         let metrics = Arc::new(Metrics::new());
-        metrics.history_writing.set(1);
+        metrics.history.writing.set(1);
         let (queue, commands) = sync_channel(100);
         let retention = Retention {
             max_age: Duration::from_secs(u64::MAX / 4),
@@ -176,15 +176,15 @@ mod tests {
             queue.send(Command::Record(change(n))).unwrap();
         }
         flush(&queue);
-        assert_eq!(metrics.history_writing.get(), 0, "the writing stopped");
-        assert_eq!(metrics.history_lost.get(), 50);
+        assert_eq!(metrics.history.writing.get(), 0, "the writing stopped");
+        assert_eq!(metrics.history.lost.get(), 50);
 
         let cleaner = Connection::open(dir.path().join("h.sqlite")).unwrap();
         cleaner.busy_timeout(Duration::from_secs(5)).unwrap();
         cleaner.execute("DELETE FROM changes", []).unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         let mut n = 2000;
-        while metrics.history_writing.get() == 0 {
+        while metrics.history.writing.get() == 0 {
             assert!(std::time::Instant::now() < deadline, "never resumed");
             n += 1;
             queue.send(Command::Record(change(n))).unwrap();

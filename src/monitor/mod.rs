@@ -128,6 +128,7 @@ impl ProbeCounters {
         let counter = |outcome: ProbeOutcome| {
             metrics
                 .probes
+                .runs
                 .get_or_create(&ProbeLabels {
                     service: id.service.to_string(),
                     instance: id.part.metric_label(),
@@ -144,16 +145,17 @@ impl ProbeCounters {
             up: counter(ProbeOutcome::Up),
             degraded: counter(ProbeOutcome::Degraded),
             down: counter(ProbeOutcome::Down),
-            duration: metrics.probe_duration.get_or_create(&instance).clone(),
+            duration: metrics.probes.duration.get_or_create(&instance).clone(),
             // Only the servers watched have the gauge.
             watch_open: if id.spec.check.watch {
-                metrics.watch_open.get_or_create(&instance).clone()
+                metrics.probes.watch_open.get_or_create(&instance).clone()
             } else {
                 Gauge::default()
             },
-            instance_up: metrics.instance_up.get_or_create(&instance).clone(),
+            instance_up: metrics.probes.instance_up.get_or_create(&instance).clone(),
             certificate_days: matches!(id.spec.check.kind, CheckKind::Https(_)).then(|| {
                 metrics
+                    .probes
                     .certificate_days_left
                     .get_or_create(&instance)
                     .clone()
@@ -167,7 +169,10 @@ impl ProbeCounters {
                             instance: id.part.metric_label(),
                             role: role.as_str().to_string(),
                         };
-                        (role, metrics.instance_role.get_or_create(&labels).clone())
+                        (
+                            role,
+                            metrics.probes.instance_role.get_or_create(&labels).clone(),
+                        )
                     })
                     .collect(),
                 None => Vec::new(),

@@ -62,6 +62,7 @@ fn watch(
 fn probes(metrics: &Metrics, part: Part, outcome: ProbeOutcome) -> u64 {
     metrics
         .probes
+        .runs
         .get_or_create(&crate::metrics::ProbeLabels {
             service: "v".into(),
             instance: part.metric_label(),

@@ -133,14 +133,22 @@ impl Actor for WsConnection {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.shared.settings.session_queue);
-        self.shared.metrics.websocket_connections.inc();
+        self.shared
+            .metrics
+            .notifications
+            .websocket_connections
+            .inc();
         ctx.run_interval(self.shared.settings.ping_interval, |act, ctx| {
             act.heartbeat(ctx)
         });
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.shared.metrics.websocket_connections.dec();
+        self.shared
+            .metrics
+            .notifications
+            .websocket_connections
+            .dec();
         for client in &self.sessions {
             if let Some(session) = self.shared.directory.get(client, &self.caller.user) {
                 session.do_send(Detach {

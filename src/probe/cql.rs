@@ -15,16 +15,20 @@ use crate::domain::health::ProbeOutcome;
 const VERSION_REQUEST: u8 = 0x04;
 /// The response direction bit of the version byte.
 const RESPONSE_BIT: u8 = 0x80;
-pub const OPCODE_ERROR: u8 = 0x00;
-pub const OPCODE_OPTIONS: u8 = 0x05;
-pub const OPCODE_SUPPORTED: u8 = 0x06;
+/// ERROR: the node refuses the request (protocol spec, section 4.2.1).
+pub(crate) const OPCODE_ERROR: u8 = 0x00;
+/// OPTIONS: asks the node what it supports; the probe's one request.
+pub(crate) const OPCODE_OPTIONS: u8 = 0x05;
+/// SUPPORTED: the answer to OPTIONS a live node gives.
+pub(crate) const OPCODE_SUPPORTED: u8 = 0x06;
 /// The frame header: version, flags, stream (2 bytes), opcode, body length (4 bytes).
 pub const HEADER_LEN: usize = 9;
 /// The largest response body a probe reads; SUPPORTED is a few hundred bytes.
 const MAX_BODY_BYTES: u32 = 64 * 1024;
 
 /// The OPTIONS request: stream 0, empty body.
-pub const OPTIONS_FRAME: [u8; HEADER_LEN] = [VERSION_REQUEST, 0, 0, 0, OPCODE_OPTIONS, 0, 0, 0, 0];
+pub(crate) const OPTIONS_FRAME: [u8; HEADER_LEN] =
+    [VERSION_REQUEST, 0, 0, 0, OPCODE_OPTIONS, 0, 0, 0, 0];
 
 /// The SUPPORTED frame answering the request on `stream`, listing `options` (a string
 /// multimap: each key with its values), as a Cassandra node answers OPTIONS. The probe only
@@ -56,12 +60,17 @@ pub fn supported_frame(stream: u16, options: &[(&str, &[&str])]) -> Vec<u8> {
 /// A response frame header.
 #[derive(Debug, PartialEq, Eq)]
 pub struct FrameHeader {
+    /// What the frame is (SUPPORTED, ERROR...).
     pub opcode: u8,
+    /// The body's length, which follows the header.
     pub body_len: u32,
 }
 
 /// Sends OPTIONS and judges the answer within `timeout`.
-pub async fn probe(target: &Target, timeout: Duration) -> Result<(ProbeOutcome, String), String> {
+pub(crate) async fn probe(
+    target: &Target,
+    timeout: Duration,
+) -> Result<(ProbeOutcome, String), String> {
     match tokio::time::timeout(timeout, exchange(target, timeout)).await {
         Ok(result) => result,
         Err(_) => Err(format!("no CQL answer from {target} within {timeout:?}")),

@@ -3,7 +3,7 @@
 //!
 //! A full HTTP client would bring a connection pool, redirects and TLS that a health probe
 //! must not use; this sends one request with `Connection: close`, reads at most
-//! [`MAX_RESPONSE_BYTES`], and parses the head with `httparse`.
+//! `MAX_RESPONSE_BYTES`, and parses the head with `httparse`.
 
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use crate::domain::health::ProbeOutcome;
 
 /// The most a probe reads of a response, head and body together. A health endpoint that
 /// says more than this is judged on what fits.
-pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// Most headers a response may carry before the probe gives up on it.
 const MAX_HEADERS: usize = 64;
@@ -22,10 +22,13 @@ const MAX_HEADERS: usize = 64;
 /// The request to send and what to expect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpCheck {
+    /// `GET`, `HEAD`...
     pub method: String,
+    /// The request target, starting with `/`.
     pub path: String,
     /// Accepted statuses; empty means any 2xx or 3xx, as HAProxy's `httpchk` does.
     pub expect_status: Vec<u16>,
+    /// Text the body must contain; `None`: the body is not read.
     pub expect_body: Option<String>,
 }
 
@@ -40,7 +43,7 @@ struct Head {
 }
 
 /// Sends the request and judges the answer, all within `timeout`.
-pub async fn probe(
+pub(crate) async fn probe(
     check: &HttpCheck,
     target: &Target,
     timeout: Duration,
@@ -52,7 +55,7 @@ pub async fn probe(
 
 /// Sends the request and returns the status and body, all within `timeout`, judging
 /// nothing: for a caller that reads the answer its own way (the role check).
-pub async fn fetch(
+pub(crate) async fn fetch(
     check: &HttpCheck,
     target: &Target,
     timeout: Duration,
@@ -126,6 +129,7 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// An empty answer; `wants_body`: the check judges the body, so it is read to its end.
     pub fn new(wants_body: bool) -> Answer {
         Answer {
             buf: Vec::with_capacity(4096),
@@ -135,11 +139,11 @@ impl Answer {
     }
 
     /// How many more bytes it takes before [`MAX_RESPONSE_BYTES`] is reached.
-    pub fn room(&self) -> usize {
+    pub(crate) fn room(&self) -> usize {
         MAX_RESPONSE_BYTES - self.buf.len()
     }
 
-    /// Takes the next bytes (beyond [`Answer::room`] they are ignored); `Ok(true)` once
+    /// Takes the next bytes (beyond `Answer::room` they are ignored); `Ok(true)` once
     /// enough has arrived, `Err` when the answer is not HTTP.
     pub fn push(&mut self, bytes: &[u8]) -> Result<bool, String> {
         let take = bytes.len().min(self.room());

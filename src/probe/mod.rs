@@ -3,12 +3,12 @@
 //! service is decided in `domain`.
 
 pub mod cql;
-pub mod exec;
+pub(crate) mod exec;
 pub mod http;
-pub mod https;
-pub mod role;
-pub mod tcp;
-pub mod watch;
+pub(crate) mod https;
+pub(crate) mod role;
+pub(crate) mod tcp;
+pub(crate) mod watch;
 
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
@@ -19,9 +19,10 @@ use crate::domain::text::one_line;
 /// A check, fully resolved from the configuration layers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Check {
+    /// What a probe does.
     pub kind: CheckKind,
     /// Hold a connection open to the instance between probes and probe at once when it
-    /// closes ([`watch`]).
+    /// closes (`probe::watch`).
     pub watch: bool,
     /// Bound on one probe, connection included.
     pub timeout: Duration,
@@ -29,6 +30,7 @@ pub struct Check {
     pub rise: u32,
     /// Consecutive failures for an up instance to count as down.
     pub fall: u32,
+    /// How often to probe, up and down, with its jitter.
     pub schedule: Schedule,
 }
 
@@ -63,7 +65,9 @@ impl CheckKind {
 /// The host and port a probe looks at.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Target {
+    /// A name or an address (IPv6 without brackets).
     pub host: String,
+    /// The port.
     pub port: u16,
 }
 
@@ -80,8 +84,11 @@ impl fmt::Display for Target {
 /// What one probe saw: the outcome and, for logs, a short description of why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeReport {
+    /// Up, degraded or down.
     pub outcome: ProbeOutcome,
+    /// What was seen, in a sentence for the log and the instance detail.
     pub detail: String,
+    /// How long the probe took, connection included.
     pub elapsed: Duration,
     /// `https`: the end of validity of the certificate the server showed.
     pub certificate_not_after: Option<SystemTime>,
@@ -116,7 +123,7 @@ pub async fn run(kind: &CheckKind, target: &Target, timeout: Duration) -> ProbeR
 
 /// What a backend said, made fit for a log line, a metric label or an answer: decoded
 /// lossily, on one line, at most `max_chars` characters ([`one_line`]).
-pub fn readable(said: &[u8], max_chars: usize) -> String {
+pub(crate) fn readable(said: &[u8], max_chars: usize) -> String {
     one_line(&String::from_utf8_lossy(said), max_chars)
 }
 

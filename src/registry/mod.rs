@@ -59,13 +59,13 @@ use crate::metrics::Metrics;
 use crate::monitor::{ServerChanged, ServerIdentity, ServerMonitor, StopMonitor};
 use crate::snapshot::{Pending, Snapshot};
 
-pub use hub::Hub;
+pub(crate) use hub::Hub;
 use ledger::Ledger;
-pub use maintenance::{EndMaintenance, MaintenanceError, PutMaintenance};
+pub(crate) use maintenance::{EndMaintenance, MaintenanceError, PutMaintenance};
 use publisher::Publisher;
 use reload::{Step, plan};
-pub use subscribe::{SubscribeServices, UnsubscribeServices};
-pub use subscribers::Delivery;
+pub(crate) use subscribe::{SubscribeServices, UnsubscribeServices};
+pub(crate) use subscribers::Delivery;
 use tracked::{Tracked, servers_of};
 use transition::log_transition;
 
@@ -73,24 +73,24 @@ use transition::log_transition;
 const SUPERVISION_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Where the registry publishes; cloned into every HTTP worker.
-pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
+pub(crate) type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
 
 /// Resolves once every service's servers have all been probed.
 #[derive(Message)]
 #[rtype(result = "oneshot::Receiver<()>")]
-pub struct WhenReady;
+pub(crate) struct WhenReady;
 
 /// Answers at once; the watchdog uses it to prove the actor system still runs.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Ping;
+pub(crate) struct Ping;
 
 /// Replaces the configured services (a reload): unchanged ones keep their monitors and
 /// state, changed ones get new monitors, removed ones end with a last Inactive message to
 /// their subscribers, added ones start.
 #[derive(Message)]
 #[rtype(result = "ReloadSummary")]
-pub struct ApplyServices(pub Vec<ServiceSpec>);
+pub(crate) struct ApplyServices(pub Vec<ServiceSpec>);
 
 /// What a reload changed, by service id.
 #[derive(Debug, Default, Clone, PartialEq, Eq, MessageResponse)]
@@ -102,7 +102,7 @@ pub struct ReloadSummary {
 }
 
 /// The registry actor.
-pub struct Registry {
+pub(crate) struct Registry {
     services: Vec<Tracked>,
     /// Position in `services` by id.
     positions: HashMap<Arc<str>, usize>,
@@ -162,7 +162,7 @@ impl Registry {
             })
             .collect();
         for t in &services {
-            metrics.set_pending(&t.spec.id);
+            metrics.services.set_pending(&t.spec.id);
         }
         let mut registry = Registry {
             services,
@@ -186,6 +186,7 @@ impl Registry {
         for t in &registry.services {
             registry
                 .metrics
+                .services
                 .set_maintenance(&t.spec.id, !t.windows.is_empty());
         }
         registry.index();
@@ -231,7 +232,7 @@ impl Registry {
             );
         }
         self.published.store(Arc::new(snapshot));
-        self.metrics.publishes.inc();
+        self.metrics.services.publishes.inc();
         self.ledger.log.published();
         let waiting = self.publisher.published(started, Instant::now());
         if waiting.is_empty() {
@@ -345,14 +346,14 @@ impl Registry {
         };
         let spec = &tracked.spec;
         let assessment = &replica.record.assessment;
-        self.metrics.set_state(&spec.id, assessment.state);
-        self.metrics.set_serving(
+        self.metrics.services.set_state(&spec.id, assessment.state);
+        self.metrics.services.set_serving(
             &spec.id,
             assessment.serving,
             spec.pair.backup.is_some(),
             spec.pair.asks_roles().then_some(assessment.source),
         );
-        self.metrics.service_changes.inc();
+        self.metrics.services.changes.inc();
         self.publisher
             .wait(published.notification.clone(), spec.feature.clone());
     }
@@ -489,7 +490,7 @@ impl Handler<ApplyServices> for Registry {
                 }
                 _ => {
                     summary.added.push(spec.id.clone());
-                    self.metrics.set_pending(&spec.id);
+                    self.metrics.services.set_pending(&spec.id);
                     start.push(self.services.len());
                     let windows = self.windows.of(&spec.id, now);
                     Tracked::pending(spec, now, None, windows)
@@ -517,7 +518,7 @@ impl Handler<ApplyServices> for Registry {
             stop_monitors(&tracked);
             if tracked.is_known() {
                 tracked.set(Assessment::INITIAL, now);
-                self.metrics.service_changes.inc();
+                self.metrics.services.changes.inc();
                 self.publisher.wait(
                     tracked.published.notification.clone(),
                     tracked.spec.feature.clone(),

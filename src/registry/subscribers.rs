@@ -148,7 +148,7 @@ fn offer(
     };
     match recipient.try_send(delivery) {
         Ok(()) => {
-            metrics.messages_delivered.inc_by(messages);
+            metrics.notifications.messages_delivered.inc_by(messages);
             true
         }
         Err(SendError::Full(_)) => {
@@ -262,7 +262,7 @@ mod tests {
         assert_eq!(voice.send(Taken).await.unwrap(), ["snapshot of 2", "sips1"]);
         assert_eq!(media.send(Taken).await.unwrap(), ["ixn1"]);
         assert_eq!(
-            metrics.messages_delivered.get(),
+            metrics.notifications.messages_delivered.get(),
             4,
             "the snapshot counts its messages"
         );
@@ -308,7 +308,7 @@ mod tests {
             "nothing it sees"
         );
         assert_eq!(
-            metrics.messages_delivered.get(),
+            metrics.notifications.messages_delivered.get(),
             8,
             "messages, not deliveries"
         );

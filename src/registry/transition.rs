@@ -34,6 +34,7 @@ pub(super) fn log_transition(id: &str, t: Transition, reason: &str, metrics: &Me
     } else if before.serving.is_some() && after.serving.is_some() {
         warn!(service = %id, state = %after.state, from = from_serving, to = to_serving, reason, "switchover");
         metrics
+            .services
             .switchovers
             .get_or_create(&ServiceLabels {
                 service: id.to_string(),

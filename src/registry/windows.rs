@@ -187,7 +187,9 @@ impl Registry {
         let reason = said.unwrap_or_else(|| describe(&before, &windows));
         self.ledger.saw_windows(&id, revision);
         self.windows.set_service(&id, windows.clone());
-        self.metrics.set_maintenance(&id, !windows.is_empty());
+        self.metrics
+            .services
+            .set_maintenance(&id, !windows.is_empty());
         if !reason.is_empty() {
             info!(service = %id, revision, "{reason}");
         }

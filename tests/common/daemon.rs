@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use servicewatch::registry::ReloadSummary;
+use servicewatch::daemon::ReloadSummary;
 use servicewatch::{Daemon, Settings, config};
 
 /// The user every test daemon knows, with every feature: an agent.
@@ -138,8 +138,7 @@ impl TestDaemon {
 
     /// Helpers for a daemon running elsewhere (the binary started by a test) at `addr`.
     pub fn attach(addr: &str) -> TestDaemon {
-        let settings =
-            servicewatch::config::settings::validate(Default::default(), "none").unwrap();
+        let settings = servicewatch::config::validate(Default::default(), "none").unwrap();
         TestDaemon {
             addr: addr.parse().unwrap(),
             admin: None,

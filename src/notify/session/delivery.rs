@@ -16,7 +16,7 @@ impl ClientSession {
     /// Holds a connect; counted while held if it is a long-polling request's.
     pub(super) fn hold(&mut self, held: Held) {
         if matches!(held, Held::LongPolling { .. }) {
-            self.shared.metrics.long_polls_held.inc();
+            self.shared.metrics.notifications.long_polls_held.inc();
         }
         self.held = Some(held);
     }
@@ -25,7 +25,7 @@ impl ClientSession {
     pub(super) fn unhold(&mut self) -> Option<Held> {
         let held = self.held.take();
         if matches!(held, Some(Held::LongPolling { .. })) {
-            self.shared.metrics.long_polls_held.dec();
+            self.shared.metrics.notifications.long_polls_held.dec();
         }
         held
     }
@@ -109,7 +109,7 @@ impl ClientSession {
     /// here, whichever side noticed (its WebSocket's queue or its own queue full here, its
     /// mailbox full at its hub), once: a session already ending reads no more messages.
     pub(super) fn end_slow(&mut self, ctx: &mut Context<Self>) {
-        self.shared.metrics.slow_consumers.inc();
+        self.shared.metrics.notifications.slow_consumers.inc();
         debug!(client = %self.id, "slow consumer: ending the session");
         self.close_websocket(
             CloseCode::Policy,

@@ -217,14 +217,14 @@ impl Actor for ClientSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.shared.settings.session_queue);
-        self.shared.metrics.sessions.inc();
+        self.shared.metrics.notifications.sessions.inc();
         // A handshaken client has the session timeout to send its first connect.
         self.start_expiry(ctx);
         debug!(client = %self.id, user = %self.caller.user, "session started");
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.shared.metrics.sessions.dec();
+        self.shared.metrics.notifications.sessions.dec();
         self.shared.directory.remove(&self.id);
         if self.registered {
             self.shared.registry.do_send(UnsubscribeServices {

@@ -1,0 +1,44 @@
+//! The metrics of logins: the Argon2 work done, the refusals and lockouts, and the memory
+//! password checks hold (bounded by the verifier's slots).
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry as PrometheusRegistry;
+
+/// The login metrics.
+#[derive(Default)]
+pub struct AuthMetrics {
+    /// Argon2 verifications run (logins not found in the login cache, decoys included).
+    pub password_verifications: Counter,
+    /// Basic logins refused for a wrong name or password.
+    pub login_failures: Counter,
+    /// Times an address was locked out after repeated failed logins.
+    pub login_lockouts: Counter,
+    /// Argon2 working memory held for password checks.
+    pub password_memory_bytes: Gauge,
+}
+
+impl AuthMetrics {
+    pub(super) fn register(&self, registry: &mut PrometheusRegistry) {
+        registry.register(
+            "password_verifications",
+            "Argon2 verifications run (logins not found in the login cache, decoys included)",
+            self.password_verifications.clone(),
+        );
+        registry.register(
+            "login_failures",
+            "Basic logins refused for a wrong name or password",
+            self.login_failures.clone(),
+        );
+        registry.register(
+            "login_lockouts",
+            "Times an address was locked out after repeated failed logins",
+            self.login_lockouts.clone(),
+        );
+        registry.register(
+            "password_check_memory_bytes",
+            "Argon2 working memory held for password checks (bounded: one buffer per check slot)",
+            self.password_memory_bytes.clone(),
+        );
+    }
+}

@@ -1,0 +1,137 @@
+//! The metrics the monitors keep: each probe's outcome and duration, and what each instance
+//! was last seen as (up, watched, the role it said, its certificate's days left). A monitor
+//! takes its own handles to them once, at start, so a probe counts without a lookup.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry as PrometheusRegistry;
+use std::sync::atomic::AtomicU64;
+
+use crate::domain::health::ProbeOutcome;
+use crate::domain::roles::SaidRole;
+
+/// Labels of one probe.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProbeLabels {
+    /// The service's id.
+    pub service: String,
+    /// `primary`, `backup` or `cassandra-N`.
+    pub instance: String,
+    /// The check kind's name (`tcp`, `http`...).
+    pub check: String,
+    /// `up`, `degraded` or `down` ([`ProbeOutcome::as_str`]).
+    pub outcome: String,
+}
+
+/// Labels of one instance of a service.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InstanceLabels {
+    /// The service's id.
+    pub service: String,
+    /// `primary`, `backup` or `cassandra-N`.
+    pub instance: String,
+}
+
+/// What one instance said of its role.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoleLabels {
+    /// The service's id.
+    pub service: String,
+    /// `primary` or `backup`.
+    pub instance: String,
+    /// `primary`, `backup` or `unknown`.
+    pub role: String,
+}
+
+/// The probe metrics.
+pub struct ProbeMetrics {
+    /// Probes run, by outcome.
+    pub runs: Family<ProbeLabels, Counter>,
+    /// Time one probe took, connection included.
+    pub duration: Family<InstanceLabels, Histogram>,
+    /// 1 while a server's watch connection is open (checks with `watch = true`).
+    pub watch_open: Family<InstanceLabels, Gauge>,
+    /// 1 while an instance is healthy (up or degraded), 0 while down.
+    pub instance_up: Family<InstanceLabels, Gauge>,
+    /// 1 for the role an instance last said it has (services with a role check).
+    pub instance_role: Family<RoleLabels, Gauge>,
+    /// Days until the certificate an `https` check was shown expires.
+    pub certificate_days_left: Family<InstanceLabels, Gauge<f64, AtomicU64>>,
+}
+
+impl Default for ProbeMetrics {
+    fn default() -> Self {
+        ProbeMetrics {
+            runs: Family::default(),
+            // From half a millisecond (a half-open TCP check on a LAN) to about 8 seconds.
+            duration: Family::new_with_constructor(
+                (|| Histogram::new(exponential_buckets(0.0005, 2.0, 15))) as fn() -> Histogram,
+            ),
+            watch_open: Family::default(),
+            instance_up: Family::default(),
+            instance_role: Family::default(),
+            certificate_days_left: Family::default(),
+        }
+    }
+}
+
+impl ProbeMetrics {
+    pub(super) fn register(&self, registry: &mut PrometheusRegistry) {
+        registry.register("probes", "Probes run, by outcome", self.runs.clone());
+        registry.register(
+            "probe_duration_seconds",
+            "Time one probe took, connection included",
+            self.duration.clone(),
+        );
+        registry.register(
+            "watch_open",
+            "1 while the watch connection to a server (watch = true) is open",
+            self.watch_open.clone(),
+        );
+        registry.register(
+            "instance_up",
+            "1 while an instance is healthy (up or degraded), 0 while down",
+            self.instance_up.clone(),
+        );
+        registry.register(
+            "instance_role",
+            "1 for the role an instance last said it has (services with a role check), 0 for the others",
+            self.instance_role.clone(),
+        );
+        registry.register(
+            "certificate_days_left",
+            "Days until the certificate shown to an https check expires (negative once expired)",
+            self.certificate_days_left.clone(),
+        );
+    }
+
+    /// Forgets one server of a removed service, by its instance label and check name.
+    pub(super) fn forget(&self, service: &str, instance: &str, check: &str) {
+        for outcome in ProbeOutcome::ALL {
+            self.runs.remove(&ProbeLabels {
+                service: service.to_string(),
+                instance: instance.to_string(),
+                check: check.to_string(),
+                outcome: outcome.as_str().to_string(),
+            });
+        }
+        let labels = InstanceLabels {
+            service: service.to_string(),
+            instance: instance.to_string(),
+        };
+        self.duration.remove(&labels);
+        self.watch_open.remove(&labels);
+        self.instance_up.remove(&labels);
+        self.certificate_days_left.remove(&labels);
+        for role in SaidRole::ALL {
+            self.instance_role.remove(&RoleLabels {
+                service: service.to_string(),
+                instance: instance.to_string(),
+                role: role.as_str().to_string(),
+            });
+        }
+    }
+}
