@@ -34,6 +34,7 @@ mod hub;
 mod ledger;
 mod maintenance;
 mod publisher;
+mod reconfigure;
 mod reload;
 mod subscribe;
 mod subscribers;
@@ -53,7 +54,6 @@ use tracing::{error, info};
 use crate::cluster::Cluster;
 use crate::config::services::ServiceSpec;
 use crate::domain::maintenance::Windows;
-use crate::domain::state::Assessment;
 use crate::history::{Change, History, Opened};
 use crate::metrics::Metrics;
 use crate::monitor::{ServerChanged, ServerIdentity, ServerMonitor, StopMonitor};
@@ -63,7 +63,6 @@ pub(crate) use hub::Hub;
 use ledger::Ledger;
 pub(crate) use maintenance::{EndMaintenance, MaintenanceError, PutMaintenance};
 use publisher::Publisher;
-use reload::{Step, plan};
 pub(crate) use subscribe::{SubscribeServices, UnsubscribeServices};
 pub(crate) use subscribers::Delivery;
 use tracked::{Tracked, servers_of};
@@ -449,96 +448,6 @@ impl Handler<Ping> for Registry {
     type Result = ();
 
     fn handle(&mut self, _msg: Ping, _ctx: &mut Self::Context) {}
-}
-
-impl Handler<ApplyServices> for Registry {
-    type Result = ReloadSummary;
-
-    fn handle(&mut self, msg: ApplyServices, ctx: &mut Self::Context) -> ReloadSummary {
-        let plan = plan(self.services.iter().map(|t| &*t.spec), &msg.0);
-        let mut summary = ReloadSummary::default();
-        let mut old: HashMap<String, Tracked> = self
-            .services
-            .drain(..)
-            .map(|t| (t.spec.id.clone(), t))
-            .collect();
-        let now = SystemTime::now();
-        let mut announce = Vec::new();
-        let mut start = Vec::new();
-        for (spec, step) in msg.0.into_iter().zip(plan.steps) {
-            let previous = old.remove(&spec.id);
-            let tracked = match (step, previous) {
-                (Step::Unchanged, Some(tracked)) => {
-                    summary.unchanged += 1;
-                    tracked
-                }
-                (Step::Changed, Some(previous)) => {
-                    // New monitors, resuming from the state last published.
-                    stop_monitors(&previous);
-                    summary.changed.push(spec.id.clone());
-                    let mut tracked = Tracked::resuming(spec, &previous);
-                    let shown_before = previous.shown().map(|p| p.json.clone());
-                    if let Some(replica) = previous.replica {
-                        tracked.show(replica.record, replica.revision);
-                    }
-                    if tracked.is_known() && tracked.shown().map(|p| p.json.clone()) != shown_before
-                    {
-                        announce.push(self.services.len());
-                    }
-                    start.push(self.services.len());
-                    tracked
-                }
-                _ => {
-                    summary.added.push(spec.id.clone());
-                    self.metrics.services.set_pending(&spec.id);
-                    start.push(self.services.len());
-                    let windows = self.windows.of(&spec.id, now);
-                    Tracked::pending(spec, now, None, windows)
-                }
-            };
-            self.services.push(tracked);
-        }
-        self.index();
-        let specs: Vec<ServiceSpec> = self.services.iter().map(|t| (*t.spec).clone()).collect();
-        self.ledger.services_changed(&specs);
-        if self.runs_monitors() {
-            for index in start {
-                self.start_monitors(index, ctx);
-            }
-        }
-        for index in announce {
-            self.changed(index);
-        }
-        // Removed services: subscribers hear of them one last time, as Inactive (unless
-        // they never heard of them), and their metrics go.
-        for id in plan.removed {
-            let Some(mut tracked) = old.remove(&id) else {
-                continue;
-            };
-            stop_monitors(&tracked);
-            if tracked.is_known() {
-                tracked.set(Assessment::INITIAL, now);
-                self.metrics.services.changes.inc();
-                self.publisher.wait(
-                    tracked.published.notification.clone(),
-                    tracked.spec.feature.clone(),
-                );
-            }
-            let servers: Vec<(String, &str)> = servers_of(&tracked.spec)
-                .map(|(part, instance)| (part.metric_label(), instance.check.kind.name()))
-                .collect();
-            self.metrics.forget_service(&id, &servers);
-            summary.removed.push(id);
-        }
-        // A reload publishes at once, with what it changed, and takes any change waiting.
-        self.publish_now(ctx);
-        summary.added.sort();
-        summary.changed.sort();
-        summary.removed.sort();
-        info!(added = ?summary.added, changed = ?summary.changed, removed = ?summary.removed, unchanged = summary.unchanged, "services reloaded");
-        self.wake_ready_waiters(ctx);
-        summary
-    }
 }
 
 #[cfg(test)]
