@@ -286,3 +286,36 @@ async fn a_window_that_ends_while_the_daemon_is_stopped_is_recorded_as_ended_at_
     let again = d.history("sips1", "?limit=1").await;
     assert_eq!(again["history"][0], *newest, "{again}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_removed_and_added_back_by_reloads_keeps_its_maintenance() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Backend::start(Mode::Accept).await;
+    let backup = Backend::start(Mode::Accept).await;
+    let with = config(&dir.path().join("h.sqlite"), &primary, &backup);
+    let stat = format!(
+        "[[service]]\nid = \"stat\"\ntype = \"Reporting\"\nprimary = {}\n{CHECK}\n",
+        primary.toml()
+    );
+    let d = TestDaemon::start(&format!("{with}{stat}"));
+    let (status, body) = d
+        .call_as(ADMIN, Method::PUT, SERVICE, Some(json!({"reason": "move"})))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Taken out of the configuration, then put back.
+    let without: String = with
+        .lines()
+        .take_while(|l| !l.starts_with("[[service]]"))
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        + &stat;
+    d.reload(&without).await.unwrap();
+    assert_eq!(d.get("/api/v2/services/sips1").await.0, 404);
+    d.reload(&format!("{with}{stat}")).await.unwrap();
+    let s = eventually(Duration::from_secs(5), "sips1 back", || async {
+        let (status, body) = d.get("/api/v2/services/sips1").await;
+        (status == 200).then(|| serde_json::from_str::<Value>(&body).unwrap())
+    })
+    .await;
+    assert_eq!(s["service"][0]["maintenance"][0]["reason"], "move", "{s}");
+}

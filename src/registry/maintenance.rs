@@ -104,14 +104,14 @@ impl Registry {
     /// (alone, they are kept in the database).
     fn forget_passed_windows_of_removed_services(&mut self, now: SystemTime) {
         let passed: Vec<Window> = self
-            .windows
+            .unconfigured_windows
             .all()
             .iter()
-            .filter(|w| !w.holds(now) && !self.positions.contains_key(w.service.as_str()))
+            .filter(|w| !w.holds(now))
             .cloned()
             .collect();
         for window in passed {
-            self.windows
+            self.unconfigured_windows
                 .remove(&window.service, window.instance.as_deref());
             self.history
                 .delete_window(&window.service, window.instance.as_deref());

@@ -122,8 +122,10 @@ pub(crate) struct Registry {
     snapshot_tag: u64,
     /// Where each change is recorded.
     history: History,
-    /// Every maintenance window, of every service.
-    windows: Windows,
+    /// The maintenance windows of services that are not configured now (removed by a
+    /// reload, or configured only on another node): a service's own windows live in its
+    /// `Tracked`, their one owner; these wait for the service to come back, or end.
+    unconfigured_windows: Windows,
     /// Where decisions are committed (alone: here; on a cluster node: etcd), and the log
     /// of what was applied.
     ledger: Ledger,
@@ -156,6 +158,7 @@ impl Registry {
             .into_iter()
             .map(|spec| {
                 let windows = past.windows.of(&spec.id, now);
+                past.windows.set_service(&spec.id, Vec::new());
                 let last = stored.get(spec.id.as_str()).copied();
                 Tracked::pending(spec, now, last, windows)
             })
@@ -176,7 +179,7 @@ impl Registry {
             scheduled: None,
             snapshot_tag: fastrand::u64(..) << 24,
             history: past.history.clone(),
-            windows: past.windows,
+            unconfigured_windows: past.windows,
             ledger: match cluster {
                 Some(cluster) => Ledger::etcd(cluster),
                 None => Ledger::local(now, past.history),

@@ -49,7 +49,8 @@ impl Handler<ApplyServices> for Registry {
                     summary.added.push(spec.id.clone());
                     self.metrics.services.set_pending(&spec.id);
                     start.push(index);
-                    let windows = self.windows.of(&spec.id, now);
+                    let windows = self.unconfigured_windows.of(&spec.id, now);
+                    self.unconfigured_windows.set_service(&spec.id, Vec::new());
                     Tracked::pending(spec, now, None, windows)
                 }
             };
@@ -101,6 +102,9 @@ impl Registry {
     /// time, as Inactive (unless they never heard of it), and its metrics go.
     fn remove(&mut self, mut tracked: Tracked, now: SystemTime) {
         stop_monitors(&tracked);
+        // Kept (alone, in the database too) for the service to find if it comes back.
+        self.unconfigured_windows
+            .set_service(&tracked.spec.id, tracked.windows.clone());
         if tracked.is_known() {
             tracked.set(Assessment::INITIAL, now);
             self.metrics.services.changes.inc();

@@ -186,7 +186,6 @@ impl Registry {
         let before = self.services[index].windows.clone();
         let reason = said.unwrap_or_else(|| describe(&before, &windows));
         self.ledger.saw_windows(&id, revision);
-        self.windows.set_service(&id, windows.clone());
         self.metrics
             .services
             .set_maintenance(&id, !windows.is_empty());
