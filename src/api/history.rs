@@ -98,7 +98,7 @@ fn render(c: &Change) -> Value {
     map.insert("at".into(), Value::from(timestamp(c.at)));
     map.insert("state".into(), Value::from(c.state.as_str()));
     map.insert("stateSince".into(), Value::from(timestamp(c.state_since)));
-    if let Some(serving) = &c.serving {
+    if let Some(serving) = c.serving {
         map.insert("servingInstance".into(), Value::from(serving.as_str()));
     }
     if let Some(maintenance) = &c.maintenance {

@@ -134,108 +134,158 @@ pub fn connecting_clients(batch: &[Map<String, Value>]) -> impl Iterator<Item = 
 
 /// Turns one message into a request, or into the reply that refuses it.
 pub fn parse(mut message: Map<String, Value>) -> Result<Request, Value> {
-    let id = message
-        .remove("id")
-        .filter(|v| v.is_string() || v.is_number());
-    let client_id = message
-        .remove("clientId")
-        .and_then(|v| v.as_str().map(str::to_string));
-    let Some(channel) = message
-        .remove("channel")
-        .and_then(|v| v.as_str().map(str::to_string))
-    else {
-        return Err(reply::error(
-            channel::UNSUCCESSFUL,
-            id.as_ref(),
-            client_id.as_deref(),
-            &Refusal::bad_request("", "a message needs a channel"),
-        ));
-    };
-    let need_client = |client_id: Option<String>| {
-        client_id.ok_or_else(|| reply::unknown_client(&channel, id.as_ref(), None))
-    };
-    let request = match channel.as_str() {
-        channel::HANDSHAKE => Request::Handshake { id },
-        channel::CONNECT => Request::Connect {
-            client_id: need_client(client_id)?,
-            id,
-        },
-        channel::SUBSCRIBE | channel::UNSUBSCRIBE => {
-            let client_id = need_client(client_id)?;
-            let subscriptions = strings(message.get("subscription"));
-            if subscriptions.is_empty() {
-                return Err(reply::error(
-                    &channel,
-                    id.as_ref(),
-                    Some(&client_id),
-                    &Refusal::bad_request("", "a subscription is required"),
-                ));
-            }
-            if channel == channel::SUBSCRIBE {
-                let ext = message.get("ext");
-                let snapshot = ext
-                    .and_then(|ext| ext.get("snapshot"))
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
-                let resume = match ext.and_then(|ext| ext.get("revision")) {
-                    None | Some(Value::Null) => None,
-                    Some(revision) => match revision.as_i64().filter(|r| *r >= 0) {
-                        Some(revision) => Some(revision),
-                        None => {
-                            return Err(reply::error(
-                                &channel,
-                                id.as_ref(),
-                                Some(&client_id),
-                                &Refusal::bad_request(
-                                    "ext.revision",
-                                    "must be the revision of the last change received, a whole number",
-                                ),
-                            ));
-                        }
-                    },
-                };
-                Request::Subscribe {
-                    id,
-                    client_id,
-                    subscriptions,
-                    snapshot,
-                    resume,
-                }
-            } else {
-                Request::Unsubscribe {
-                    id,
-                    client_id,
-                    subscriptions,
-                }
-            }
-        }
-        channel::DISCONNECT => Request::Disconnect {
-            client_id: need_client(client_id)?,
-            id,
-        },
-        meta if channel::is_meta(meta) => {
-            return Err(reply::error(
-                meta,
+    let envelope = Envelope::read(&mut message)?;
+    match envelope.channel.as_str() {
+        channel::HANDSHAKE => Ok(Request::Handshake { id: envelope.id }),
+        channel::CONNECT => Ok(Request::Connect {
+            client_id: envelope.client()?,
+            id: envelope.id,
+        }),
+        channel::SUBSCRIBE => subscribe(envelope, &message),
+        channel::UNSUBSCRIBE => unsubscribe(envelope, &message),
+        channel::DISCONNECT => Ok(Request::Disconnect {
+            client_id: envelope.client()?,
+            id: envelope.id,
+        }),
+        _ => publish(envelope),
+    }
+}
+
+/// What every message carries, read before its channel says what else to read: the
+/// refusals of the other fields echo it.
+struct Envelope {
+    /// Kept only when a string or a number: anything else is not echoed.
+    id: Option<Value>,
+    client_id: Option<String>,
+    channel: String,
+}
+
+impl Envelope {
+    /// Takes the id, clientId and channel out of `message`; a message without a channel
+    /// cannot be answered on one, so its refusal goes to `/meta/unsuccessful`.
+    fn read(message: &mut Map<String, Value>) -> Result<Envelope, Value> {
+        let id = message
+            .remove("id")
+            .filter(|v| v.is_string() || v.is_number());
+        let client_id = message
+            .remove("clientId")
+            .and_then(|v| v.as_str().map(str::to_string));
+        match message
+            .remove("channel")
+            .and_then(|v| v.as_str().map(str::to_string))
+        {
+            Some(channel) => Ok(Envelope {
+                id,
+                client_id,
+                channel,
+            }),
+            None => Err(reply::error(
+                channel::UNSUCCESSFUL,
                 id.as_ref(),
                 client_id.as_deref(),
-                &Refusal::bad_request(meta, "unknown meta channel"),
+                &Refusal::bad_request("", "a message needs a channel"),
+            )),
+        }
+    }
+
+    /// The clientId a meta channel after the handshake needs; without one the client is
+    /// told to handshake again, as for a clientId the server does not know.
+    fn client(&self) -> Result<String, Value> {
+        self.client_id
+            .clone()
+            .ok_or_else(|| reply::unknown_client(&self.channel, self.id.as_ref(), None))
+    }
+
+    /// The reply refusing this message with `refusal`.
+    fn refuse(&self, client_id: Option<&str>, refusal: &Refusal) -> Value {
+        reply::error(&self.channel, self.id.as_ref(), client_id, refusal)
+    }
+
+    /// The clientId, and the channel patterns the message's `subscription` names (one is
+    /// required), of a `/meta/subscribe` or `/meta/unsubscribe`.
+    fn subscriptions(&self, message: &Map<String, Value>) -> Result<(String, Vec<String>), Value> {
+        let client_id = self.client()?;
+        let subscriptions = strings(message.get("subscription"));
+        if subscriptions.is_empty() {
+            return Err(self.refuse(
+                Some(&client_id),
+                &Refusal::bad_request("", "a subscription is required"),
             ));
         }
-        _ if !channel::is_valid(&channel) => {
-            return Err(reply::error(
-                &channel,
-                id.as_ref(),
-                client_id.as_deref(),
-                &Refusal::bad_request(&channel, "invalid channel name"),
-            ));
-        }
-        _ => Request::Publish {
-            id,
-            client_id,
-            channel,
-        },
+        Ok((client_id, subscriptions))
+    }
+}
+
+/// `/meta/subscribe`, with what its `ext` asks to be sent first.
+fn subscribe(envelope: Envelope, message: &Map<String, Value>) -> Result<Request, Value> {
+    let (client_id, subscriptions) = envelope.subscriptions(message)?;
+    let ext = message.get("ext");
+    let resume = revision(ext).map_err(|refusal| envelope.refuse(Some(&client_id), &refusal))?;
+    Ok(Request::Subscribe {
+        id: envelope.id,
+        client_id,
+        subscriptions,
+        snapshot: snapshot(ext),
+        resume,
+    })
+}
+
+/// `/meta/unsubscribe`.
+fn unsubscribe(envelope: Envelope, message: &Map<String, Value>) -> Result<Request, Value> {
+    let (client_id, subscriptions) = envelope.subscriptions(message)?;
+    Ok(Request::Unsubscribe {
+        id: envelope.id,
+        client_id,
+        subscriptions,
+    })
+}
+
+/// A message on any other channel: a publish if the channel is a valid non-meta one (for
+/// the session to refuse as such), else refused here.
+fn publish(envelope: Envelope) -> Result<Request, Value> {
+    let channel = envelope.channel.as_str();
+    let refusal = if channel::is_meta(channel) {
+        "unknown meta channel"
+    } else if !channel::is_valid(channel) {
+        "invalid channel name"
+    } else {
+        return Ok(Request::Publish {
+            id: envelope.id,
+            client_id: envelope.client_id,
+            channel: envelope.channel,
+        });
     };
-    Ok(request)
+    Err(envelope.refuse(
+        envelope.client_id.as_deref(),
+        &Refusal::bad_request(channel, refusal),
+    ))
+}
+
+/// `ext.snapshot`: whether every service's current state is sent first; anything but
+/// `true` is no.
+fn snapshot(ext: Option<&Value>) -> bool {
+    ext.and_then(|ext| ext.get("snapshot"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// `ext.revision`: the revision a client resumes from. Absent or null is no resume; any
+/// value but a whole number of at least 0 is refused, since a guess would resume from the
+/// wrong change.
+fn revision(ext: Option<&Value>) -> Result<Option<i64>, Refusal> {
+    match ext.and_then(|ext| ext.get("revision")) {
+        None | Some(Value::Null) => Ok(None),
+        Some(revision) => revision
+            .as_i64()
+            .filter(|r| *r >= 0)
+            .map(Some)
+            .ok_or_else(|| {
+                Refusal::bad_request(
+                    "ext.revision",
+                    "must be the revision of the last change received, a whole number",
+                )
+            }),
+    }
 }
 
 /// A string, or an array of strings, as a list.
@@ -377,6 +427,33 @@ mod tests {
         assert_eq!(no_subscription["error"], "400::a subscription is required");
         let bad_channel = one(json!({"channel":"nope"})).unwrap_err();
         assert_eq!(bad_channel["error"], "400:nope:invalid channel name");
+    }
+
+    #[test]
+    fn reads_what_ext_asks_to_be_sent_first() {
+        assert!(snapshot(Some(&json!({"snapshot": true}))));
+        for no in [
+            json!({"snapshot": "true"}),
+            json!({"snapshot": false}),
+            json!({}),
+        ] {
+            assert!(!snapshot(Some(&no)), "{no}");
+        }
+        assert!(!snapshot(None));
+        assert_eq!(revision(None), Ok(None));
+        assert_eq!(revision(Some(&json!({"revision": null}))), Ok(None));
+        assert_eq!(revision(Some(&json!({"revision": 0}))), Ok(Some(0)));
+        assert!(revision(Some(&json!({"revision": -1}))).is_err());
+    }
+
+    #[test]
+    fn the_subscription_is_checked_before_the_revision() {
+        let refused =
+            one(json!({"channel":"/meta/subscribe","clientId":"c","ext":{"revision":"x"}}))
+                .unwrap_err();
+        assert_eq!(refused["error"], "400::a subscription is required");
+        let unsubscribe = one(json!({"channel":"/meta/unsubscribe","id":"9"})).unwrap_err();
+        assert_eq!(unsubscribe["error"], "402::Unknown client");
     }
 
     #[test]

@@ -124,6 +124,9 @@ pub enum Role {
 }
 
 impl Role {
+    /// Both roles; used to read a role back by name.
+    pub const ALL: [Role; 2] = [Role::Primary, Role::Backup];
+
     /// The wire name, as it appears in the resource's `servingInstance` attribute.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -144,6 +147,14 @@ impl Role {
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or(())
     }
 }
 
@@ -196,6 +207,10 @@ mod tests {
             "names are case-sensitive"
         );
         assert!("Readonly".parse::<ServiceState>().is_err());
+        for r in Role::ALL {
+            assert_eq!(r.as_str().parse::<Role>(), Ok(r));
+        }
+        assert!("Primary".parse::<Role>().is_err());
     }
 
     #[test]

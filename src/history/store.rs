@@ -3,14 +3,19 @@
 //!
 //! One table of changes (a row per change of a service's resource, with its time and
 //! reason) and one of maintenance windows (a row per instance, or per service, in
-//! maintenance). Times are milliseconds since the Unix epoch, UTC.
+//! maintenance). Times are milliseconds since the Unix epoch, UTC. States and roles are
+//! stored by their wire names and typed here, at the boundary, so that no reader of a
+//! [`Change`] parses them again.
 
+use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub use crate::config::history::Retention;
 use crate::domain::maintenance::{Window, Windows};
+use crate::domain::service::{Role, ServiceState};
 
 /// The schema version this code writes (`PRAGMA user_version`).
 const SCHEMA_VERSION: i64 = 1;
@@ -43,16 +48,30 @@ CREATE TABLE IF NOT EXISTS maintenance (
 pub struct Change {
     pub service: String,
     pub at: SystemTime,
-    /// The state's wire name (`Active`...).
-    pub state: String,
+    /// The state after the change (unchanged when only the serving instance changed).
+    pub state: ServiceState,
     /// Since when the state holds (before `at` when only the serving instance changed).
     pub state_since: SystemTime,
-    /// `primary`, `backup`, or none serving.
-    pub serving: Option<String>,
+    /// The instance serving, if any.
+    pub serving: Option<Role>,
     /// The maintenance in force, in words, if any.
     pub maintenance: Option<String>,
     /// Why: which instance, what its check saw (or who set a maintenance).
     pub reason: String,
+}
+
+/// A stored name this servicewatch does not know (a row written by hand, or by a newer
+/// version): the row cannot be typed, and the read says which column and what it held
+/// rather than guessing.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the {column} column holds \"{value}\", which is not one this servicewatch knows ({known})"
+)]
+struct UnknownName {
+    column: &'static str,
+    value: String,
+    /// The names the column may hold.
+    known: String,
 }
 
 /// Which changes to read: newest first, at most `limit`.
@@ -101,9 +120,9 @@ pub fn insert(conn: &Connection, changes: &[Change]) -> rusqlite::Result<()> {
             statement.execute(params![
                 c.service,
                 millis(c.at),
-                c.state,
+                c.state.as_str(),
                 millis(c.state_since),
-                c.serving,
+                c.serving.map(Role::as_str),
                 c.maintenance,
                 c.reason
             ])?;
@@ -212,11 +231,39 @@ fn row_to_change(row: &rusqlite::Row<'_>) -> rusqlite::Result<Change> {
     Ok(Change {
         service: row.get(0)?,
         at: time(row.get(1)?),
-        state: row.get(2)?,
+        state: named(
+            2,
+            "state",
+            row.get(2)?,
+            &ServiceState::ALL.map(ServiceState::as_str),
+        )?,
         state_since: time(row.get(3)?),
-        serving: row.get(4)?,
+        serving: row
+            .get::<_, Option<String>>(4)?
+            .map(|text| named(4, "serving", text, &Role::ALL.map(Role::as_str)))
+            .transpose()?,
         maintenance: row.get(5)?,
         reason: row.get(6)?,
+    })
+}
+
+/// `text`, read from the column `column` at `index`, as the name of one of `known`.
+fn named<T: FromStr>(
+    index: usize,
+    column: &'static str,
+    text: String,
+    known: &[&str],
+) -> rusqlite::Result<T> {
+    text.parse().map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            index,
+            Type::Text,
+            Box::new(UnknownName {
+                column,
+                value: text,
+                known: known.join(", "),
+            }),
+        )
     })
 }
 
@@ -249,13 +296,13 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(1_700_000_000 + s)
     }
 
-    fn change(service: &str, s: u64, state: &str) -> Change {
+    fn change(service: &str, s: u64, state: ServiceState) -> Change {
         Change {
             service: service.into(),
             at: at(s),
-            state: state.into(),
+            state,
             state_since: at(0),
-            serving: (state == "Active").then(|| "primary".to_string()),
+            serving: (state == ServiceState::Active).then_some(Role::Primary),
             maintenance: None,
             reason: format!("{service} at {s}"),
         }
@@ -265,7 +312,7 @@ mod tests {
     fn reads_back_newest_first_within_the_bounds() {
         let conn = db();
         let written: Vec<Change> = (0..10)
-            .map(|s| change(if s % 2 == 0 { "a" } else { "b" }, s, "Active"))
+            .map(|s| change(if s % 2 == 0 { "a" } else { "b" }, s, ServiceState::Active))
             .collect();
         insert(&conn, &written).unwrap();
         let all = Query {
@@ -296,9 +343,62 @@ mod tests {
     }
 
     #[test]
+    fn states_and_roles_are_stored_by_their_wire_names() {
+        let conn = db();
+        let mut backup = change("a", 1, ServiceState::ReadOnly);
+        backup.serving = Some(Role::Backup);
+        insert(&conn, &[change("a", 0, ServiceState::Inactive), backup]).unwrap();
+        let stored: Vec<(String, Option<String>)> = conn
+            .prepare("SELECT state, serving FROM changes ORDER BY id")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            stored,
+            [
+                ("Inactive".to_string(), None),
+                ("ReadOnly".to_string(), Some("backup".to_string()))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_row_with_an_unknown_name_is_a_read_error_naming_the_column_and_value() {
+        let all = Query {
+            since: None,
+            until: None,
+            limit: 100,
+        };
+        for (state, serving, column, value) in [
+            ("Degraded", Some("primary"), "state", "Degraded"),
+            ("Active", Some("Primary"), "serving", "Primary"),
+        ] {
+            let conn = db();
+            conn.execute(
+                "INSERT INTO changes (service, at_ms, state, state_since_ms, serving, reason) VALUES ('a', 0, ?1, 0, ?2, 'by hand')",
+                params![state, serving],
+            )
+            .unwrap();
+            for refused in [
+                changes(&conn, "a", &all).unwrap_err().to_string(),
+                latest(&conn).unwrap_err().to_string(),
+            ] {
+                assert!(
+                    refused.contains(&format!("the {column} column holds \"{value}\"")),
+                    "{refused}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn retention_keeps_the_newest_by_age_and_by_count() {
         let conn = db();
-        let written: Vec<Change> = (0..10).map(|s| change("a", s * 60, "Active")).collect();
+        let written: Vec<Change> = (0..10)
+            .map(|s| change("a", s * 60, ServiceState::Active))
+            .collect();
         insert(&conn, &written).unwrap();
         let by_age = Retention {
             max_age: Duration::from_secs(5 * 60),

@@ -119,15 +119,16 @@ fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::service::{Role, ServiceState};
     use std::sync::mpsc::sync_channel;
 
     fn change(n: u64) -> Change {
         Change {
             service: "sips1".into(),
             at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + n),
-            state: "Active".into(),
+            state: ServiceState::Active,
             state_since: SystemTime::UNIX_EPOCH,
-            serving: Some("primary".into()),
+            serving: Some(Role::Primary),
             maintenance: None,
             reason: "x".repeat(200),
         }

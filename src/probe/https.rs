@@ -13,14 +13,15 @@
 //! it still serves, and an alert has weeks to fire before the outage.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use rustls::client::WantsClientCert;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{ClientConfig, ConfigBuilder, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_rustls::TlsConnector;
 
 use super::Target;
@@ -85,94 +86,31 @@ pub struct TlsOptions {
     pub skip_verify: bool,
 }
 
+/// What a [`TlsClient`] cannot be built from: the key at fault, and why.
+type Fault = (&'static str, String);
+
 impl TlsClient {
     /// Reads the files and builds the client: at start and on reload, so that a missing
     /// CA file or a key that does not match its certificate stops the configuration with
     /// the file named, instead of failing every probe.
-    pub fn load(options: TlsOptions) -> Result<TlsClient, (&'static str, String)> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut files = Vec::new();
-        let read = |key: &'static str, path: &PathBuf, files: &mut Vec<Vec<u8>>| {
-            let bytes = std::fs::read(path)
-                .map_err(|e| (key, format!("cannot read {}: {e}", path.display())))?;
-            files.push(bytes);
-            Ok::<(), (&'static str, String)>(())
-        };
+    pub fn load(options: TlsOptions) -> Result<TlsClient, Fault> {
         if let Some(name) = &options.server_name {
-            ServerName::try_from(name.as_str()).map_err(|_| {
-                (
-                    "server_name",
-                    format!("\"{name}\" is not a DNS name or an IP address"),
-                )
-            })?;
+            check_server_name(name)?;
         }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| ("kind", format!("no TLS protocol version available: {e}")))?;
+        // The files in the order read: CA, client certificate, client key.
+        let mut files = Vec::new();
         let builder = if options.skip_verify {
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
         } else {
-            let roots = match &options.ca_file {
-                Some(path) => {
-                    read("ca_file", path, &mut files)?;
-                    let mut roots = RootCertStore::empty();
-                    let certificates = pem::certificates(path)
-                        .map_err(|e| ("ca_file", format!("{}: {e}", path.display())))?;
-                    let (_, ignored) = roots.add_parsable_certificates(certificates);
-                    if roots.is_empty() {
-                        return Err((
-                            "ca_file",
-                            format!(
-                                "{}: none of its {ignored} certificates is a usable CA certificate",
-                                path.display()
-                            ),
-                        ));
-                    }
-                    Arc::new(roots)
-                }
-                None => system_roots().map_err(|e| ("ca_file", e))?,
-            };
-            builder.with_root_certificates(roots)
+            builder.with_root_certificates(roots(options.ca_file.as_deref(), &mut files)?)
         };
-        let config = match (&options.client_certificate, &options.client_key) {
-            (None, None) => builder.with_no_client_auth(),
-            (Some(certificate), Some(key)) => {
-                read("client_certificate", certificate, &mut files)?;
-                read("client_key", key, &mut files)?;
-                let chain = pem::certificates(certificate).map_err(|e| {
-                    (
-                        "client_certificate",
-                        format!("{}: {e}", certificate.display()),
-                    )
-                })?;
-                let key_der = pem::private_key(key)
-                    .map_err(|e| ("client_key", format!("{}: {e}", key.display())))?;
-                builder.with_client_auth_cert(chain, key_der).map_err(|e| {
-                    (
-                        "client_key",
-                        format!(
-                            "{} does not go with {}: {e}",
-                            key.display(),
-                            certificate.display()
-                        ),
-                    )
-                })?
-            }
-            (Some(_), None) => {
-                return Err((
-                    "client_key",
-                    "a client_certificate needs its client_key".into(),
-                ));
-            }
-            (None, Some(_)) => {
-                return Err((
-                    "client_certificate",
-                    "a client_key needs its client_certificate".into(),
-                ));
-            }
-        };
+        let config = client_auth(builder, &options, &mut files)?;
         Ok(TlsClient {
             server_name: options.server_name,
             ca_file: options.ca_file,
@@ -183,6 +121,92 @@ impl TlsClient {
             config: Arc::new(config),
         })
     }
+}
+
+/// Refuses a `server_name` that no certificate can be valid for, at load rather than at
+/// every probe.
+fn check_server_name(name: &str) -> Result<(), Fault> {
+    ServerName::try_from(name).map(drop).map_err(|_| {
+        (
+            "server_name",
+            format!("\"{name}\" is not a DNS name or an IP address"),
+        )
+    })
+}
+
+/// The bytes of the file at `path`, configured by `key`: kept so that a reload sees
+/// whether they changed.
+fn read(key: &'static str, path: &Path) -> Result<Vec<u8>, Fault> {
+    std::fs::read(path).map_err(|e| (key, format!("cannot read {}: {e}", path.display())))
+}
+
+/// The CA certificates the server's certificate must chain to: those of `ca_file`, else
+/// the system's. A CA file without one usable certificate is refused, since it would make
+/// every probe fail with "unknown issuer".
+fn roots(ca_file: Option<&Path>, files: &mut Vec<Vec<u8>>) -> Result<Arc<RootCertStore>, Fault> {
+    let Some(path) = ca_file else {
+        return system_roots().map_err(|e| ("ca_file", e));
+    };
+    files.push(read("ca_file", path)?);
+    let certificates =
+        pem::certificates(path).map_err(|e| ("ca_file", format!("{}: {e}", path.display())))?;
+    let mut roots = RootCertStore::empty();
+    let (_, ignored) = roots.add_parsable_certificates(certificates);
+    if roots.is_empty() {
+        return Err((
+            "ca_file",
+            format!(
+                "{}: none of its {ignored} certificates is a usable CA certificate",
+                path.display()
+            ),
+        ));
+    }
+    Ok(Arc::new(roots))
+}
+
+/// The client certificate presented, if any: `client_certificate` and `client_key` go
+/// together, and the key must be the certificate's.
+fn client_auth(
+    builder: ConfigBuilder<ClientConfig, WantsClientCert>,
+    options: &TlsOptions,
+    files: &mut Vec<Vec<u8>>,
+) -> Result<ClientConfig, Fault> {
+    let (certificate, key) = match (&options.client_certificate, &options.client_key) {
+        (None, None) => return Ok(builder.with_no_client_auth()),
+        (Some(certificate), Some(key)) => (certificate, key),
+        (Some(_), None) => {
+            return Err((
+                "client_key",
+                "a client_certificate needs its client_key".into(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err((
+                "client_certificate",
+                "a client_key needs its client_certificate".into(),
+            ));
+        }
+    };
+    files.push(read("client_certificate", certificate)?);
+    files.push(read("client_key", key)?);
+    let chain = pem::certificates(certificate).map_err(|e| {
+        (
+            "client_certificate",
+            format!("{}: {e}", certificate.display()),
+        )
+    })?;
+    let key_der =
+        pem::private_key(key).map_err(|e| ("client_key", format!("{}: {e}", key.display())))?;
+    builder.with_client_auth_cert(chain, key_der).map_err(|e| {
+        (
+            "client_key",
+            format!(
+                "{} does not go with {}: {e}",
+                key.display(),
+                certificate.display()
+            ),
+        )
+    })
 }
 
 /// The system's CA certificates, read once per process (hundreds of certificates: not
@@ -386,6 +410,112 @@ mod tests {
             "a failing answer stays down"
         );
         assert_eq!(judge_certificate(up(), None, Some(14.0), now), up());
+    }
+
+    fn options() -> TlsOptions {
+        TlsOptions {
+            server_name: None,
+            ca_file: None,
+            client_certificate: None,
+            client_key: None,
+            skip_verify: true,
+        }
+    }
+
+    fn refused(options: TlsOptions) -> Fault {
+        TlsClient::load(options).unwrap_err()
+    }
+
+    #[test]
+    fn a_client_is_refused_naming_the_key_at_fault() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let server_name = refused(TlsOptions {
+            server_name: Some("not a name".into()),
+            ..options()
+        });
+        assert_eq!(
+            server_name,
+            (
+                "server_name",
+                "\"not a name\" is not a DNS name or an IP address".into()
+            )
+        );
+        let missing = dir.path().join("missing.pem");
+        let (key, why) = refused(TlsOptions {
+            ca_file: Some(missing.clone()),
+            client_certificate: Some(missing.clone()),
+            skip_verify: false,
+            ..options()
+        });
+        assert_eq!(key, "ca_file", "the CA file is read first: {why}");
+        assert!(why.starts_with(&format!("cannot read {}", missing.display())));
+        let (key, _) = refused(TlsOptions {
+            ca_file: Some(file("empty.pem", "")),
+            skip_verify: false,
+            ..options()
+        });
+        assert_eq!(key, "ca_file");
+        assert_eq!(
+            refused(TlsOptions {
+                client_certificate: Some(missing.clone()),
+                ..options()
+            }),
+            (
+                "client_key",
+                "a client_certificate needs its client_key".into()
+            )
+        );
+        assert_eq!(
+            refused(TlsOptions {
+                client_key: Some(missing),
+                ..options()
+            }),
+            (
+                "client_certificate",
+                "a client_key needs its client_certificate".into()
+            )
+        );
+    }
+
+    #[test]
+    fn a_client_keeps_its_files_to_tell_a_reload_they_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let certificate = params.self_signed(&key).unwrap();
+        let other_key = rcgen::KeyPair::generate().unwrap();
+        let write = |name: &str, text: String| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let certificate_file = write("cert.pem", certificate.pem());
+        let key_file = write("key.pem", key.serialize_pem());
+        let other_key_file = write("other.pem", other_key.serialize_pem());
+        let both = TlsOptions {
+            ca_file: Some(certificate_file.clone()),
+            client_certificate: Some(certificate_file.clone()),
+            client_key: Some(key_file.clone()),
+            skip_verify: false,
+            ..options()
+        };
+        let client = TlsClient::load(both).unwrap();
+        assert_eq!(
+            client.files,
+            [certificate.pem(), certificate.pem(), key.serialize_pem()].map(String::into_bytes)
+        );
+        let (fault, why) = refused(TlsOptions {
+            client_certificate: Some(certificate_file),
+            client_key: Some(other_key_file),
+            ..options()
+        });
+        assert_eq!(fault, "client_key");
+        assert!(why.contains("does not go with"), "{why}");
     }
 
     #[test]

@@ -65,9 +65,9 @@ impl Registry {
         self.history.record(Change {
             service: t.spec.id.clone(),
             at,
-            state: assessment.state.as_str().to_string(),
+            state: assessment.state,
             state_since: since,
-            serving: assessment.serving.map(|r| r.as_str().to_string()),
+            serving: assessment.serving,
             maintenance: in_words(&t.windows),
             reason: reason.to_string(),
         });

@@ -104,20 +104,14 @@ impl Tracked {
         windows: Vec<Window>,
     ) -> Self {
         let serving = stored
-            .and_then(|c| c.serving.as_deref())
-            .and_then(|s| {
-                [Role::Primary, Role::Backup]
-                    .into_iter()
-                    .find(|r| r.as_str() == s)
-            })
+            .and_then(|c| c.serving)
             .filter(|role| *role == Role::Primary || spec.pair.backup.is_some());
         let assessment = Assessment {
             serving,
             ..Assessment::INITIAL
         };
         let mut tracked = Tracked::new(spec, assessment, now, Phase::Pending, windows);
-        tracked.resumed =
-            stored.and_then(|c| Some((c.state.parse().ok()?, c.state_since, serving)));
+        tracked.resumed = stored.map(|c| (c.state, c.state_since, serving));
         tracked
     }
 

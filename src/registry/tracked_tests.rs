@@ -82,9 +82,9 @@ fn a_restart_confirmed_by_the_first_round_keeps_the_stored_state_since() {
     let stored = Change {
         service: "v".into(),
         at: at(50),
-        state: "Active".into(),
+        state: ServiceState::Active,
         state_since: at(10),
-        serving: Some("backup".into()),
+        serving: Some(Role::Backup),
         maintenance: None,
         reason: "before the restart".into(),
     };
