@@ -148,7 +148,9 @@ impl Registry {
         // What this node's history already holds as the service's latest change (read at
         // start): the first change confirming it is not one to record again.
         let mut known_to_history = false;
-        let (record, reason) = match stored {
+        // When the change happened: when the record was written (by the node that decided
+        // it, so every node's history says the same), or now for maintenance windows.
+        let (record, reason, at) = match stored {
             Stored::Record(record) => {
                 let resumed = self.services[index].resumed.take();
                 known_to_history = resumed.is_some_and(|(state, since, serving)| {
@@ -160,7 +162,8 @@ impl Registry {
                     self.services[index].adopt(&record);
                 }
                 let reason = said.unwrap_or_else(|| record.reason.clone());
-                (record, reason)
+                let at = record.written;
+                (record, reason, at)
             }
             Stored::Windows(windows) => {
                 let reason = self.take_windows(index, windows, revision, said, ctx);
@@ -168,7 +171,7 @@ impl Registry {
                     // Shown with the service's first record.
                     return;
                 };
-                (replica.record.clone(), reason)
+                (replica.record.clone(), reason, SystemTime::now())
             }
         };
         let writer = record.node.clone();
@@ -181,7 +184,7 @@ impl Registry {
             info!(service = %tracked.spec.id, revision, leader = %writer, "change from the leader");
         }
         if !known_to_history {
-            self.record_replica(index, &reason);
+            self.record_replica(index, &reason, at);
         }
         if let Some(shown) = self.services[index].shown() {
             self.ledger.log.announce(revision, shown);
@@ -189,8 +192,9 @@ impl Registry {
         self.announce(index, ctx);
     }
 
-    /// Records the published change of the service at `index` in this node's history.
-    fn record_replica(&self, index: usize, reason: &str) {
+    /// Records the published change of the service at `index` in this node's history, as
+    /// happened `at`.
+    fn record_replica(&self, index: usize, reason: &str, at: SystemTime) {
         let tracked = &self.services[index];
         let Some(replica) = &tracked.replica else {
             return;
@@ -200,7 +204,7 @@ impl Registry {
             &replica.record.assessment,
             replica.record.since,
             reason,
-            SystemTime::now(),
+            at,
         );
     }
 
