@@ -24,6 +24,10 @@ use super::Failure;
 /// How long a member's answer counts: the node asks every member again well within it
 /// while it reconnects (a pass over three members takes a few hundred milliseconds).
 pub(super) const EVIDENCE_FOR: Duration = Duration::from_secs(1);
+/// How long a leader whose member was found gone is taken for dead by the members that
+/// still follow it: longer than an election (one to two election timeouts, a split vote
+/// twice that).
+pub(super) const GONE_FOR: Duration = Duration::from_secs(5);
 
 /// What each member last showed of etcd's leadership.
 #[derive(Debug)]
@@ -35,8 +39,8 @@ pub(super) struct Election {
     ids: Vec<Option<u64>>,
     /// The etcd leader the last member that answered followed.
     leader: Option<u64>,
-    /// That leader, once its member was found gone.
-    gone: Option<u64>,
+    /// That leader, once its member was found gone, and when.
+    gone: Option<(u64, Instant)>,
 }
 
 impl Election {
@@ -61,13 +65,18 @@ impl Election {
         if let Some(known) = self.ids.get_mut(member) {
             *known = Some(id);
         }
-        if self.gone == Some(id) {
-            // Its endpoint answers again.
+        // Its endpoint answers again; or longer than any election has passed, and a member
+        // still following that leader means it is alive after all (refusing this node only).
+        if self
+            .gone
+            .is_some_and(|(gone, since)| gone == id || now >= since + GONE_FOR)
+        {
             self.gone = None;
         }
+        let gone = self.gone.map(|(leader, _)| leader);
         let why = if leader == 0 {
             "the member has no etcd leader"
-        } else if self.gone == Some(leader) {
+        } else if gone == Some(leader) {
             "the member still follows the etcd leader whose member is gone"
         } else {
             self.leader = Some(leader);
@@ -85,7 +94,7 @@ impl Election {
             Failure::Down => {
                 let id = self.ids.get(member).copied().flatten();
                 if id.is_some() && id == self.leader {
-                    self.gone = id;
+                    self.gone = id.map(|id| (id, now));
                 }
                 self.leaderless(member, now, false);
             }
@@ -154,6 +163,23 @@ mod tests {
         election.leaderless(2, t1, true);
         election.forget();
         assert_eq!(election.evident_until(), None);
+    }
+
+    #[test]
+    fn a_leader_whose_member_refuses_is_taken_for_dead_for_a_while_only() {
+        let t0 = Instant::now();
+        let mut election = Election::new(3);
+        assert_eq!(election.status(0, 101, 101, t0), None);
+        election.failed(0, Failure::Down, t0);
+        assert!(election.status(1, 102, 101, t0).is_some(), "passed over");
+        let later = t0 + GONE_FOR;
+        assert_eq!(election.status(1, 102, 101, later), None, "alive after all");
+        election.failed(0, Failure::Down, later);
+        assert_eq!(
+            election.status(0, 101, 101, later),
+            None,
+            "back, and leading"
+        );
     }
 
     #[test]
