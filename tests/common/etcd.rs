@@ -219,3 +219,31 @@ impl Etcd {
         }
     }
 }
+
+impl Etcd {
+    /// Whether the member runs (it was not killed, or was started again).
+    pub fn is_running(&self) -> bool {
+        self.process.is_some()
+    }
+}
+
+/// Which of `members` is the etcd leader (raft's), as the running members say: the one whose
+/// own id (in its answer's header) is the leader its status names. `None` while they elect.
+#[cfg(feature = "cluster")]
+pub async fn raft_leader(members: &[Etcd]) -> Option<usize> {
+    for (i, member) in members.iter().enumerate() {
+        if !member.is_running() {
+            continue;
+        }
+        let status = tokio::time::timeout(Duration::from_secs(1), async {
+            let mut client = etcd_client::Client::connect([member.endpoint()], None).await?;
+            client.status().await
+        })
+        .await;
+        let Ok(Ok(status)) = status else { continue };
+        if status.header().map(|h| h.member_id()) == Some(status.leader()) {
+            return Some(i);
+        }
+    }
+    None
+}

@@ -1,27 +1,29 @@
 //! Leadership and writes: the campaign for the leader key, the leader's fenced writes of
 //! its records, anyone's writes of maintenance windows (compared with the revision the
-//! node last saw), and the resignation of a stopping leader.
+//! node last saw), and the resignation of a stopping leader. What they mean for the
+//! session (leading, deposed) is the machine's to decide; these are the calls.
 
-use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
 use std::time::Instant;
 use tracing::{error, info, warn};
 
-use super::{LeaderValue, RoundError, Session};
+use super::machine::{Campaign, Event};
+use super::{Clock, LeaderValue, RoundError, Session};
 use crate::cluster::record::windows_to_json;
-use crate::cluster::{ClusterEvent, ServiceRecord, WindowsError, Write};
+use crate::cluster::{ServiceRecord, WindowsError, Write};
 
 impl Session {
     /// Tries to become leader: creates the leader key if it is absent. A node whose
     /// services differ from the leader's says so and does not campaign.
     pub(super) async fn campaign(
         &mut self,
-        client: &mut Client,
         lease: i64,
-    ) -> Result<(), RoundError> {
-        let key = self.key("leader");
-        let digest = self.inbox.digest.lock().expect("digest lock").clone();
+        clock: &mut Clock<'_>,
+    ) -> Result<Option<Event>, RoundError> {
+        let key = self.effects.key("leader");
+        let digest = self.digest.lock().expect("digest lock").clone();
         let value = serde_json::to_vec(&LeaderValue {
-            node: self.inbox.settings.node.clone(),
+            node: self.effects.settings.node.clone(),
             token: self.token.clone(),
             digest: digest.clone(),
         })
@@ -34,92 +36,80 @@ impl Session {
                 Some(PutOptions::new().with_lease(lease)),
             )])
             .or_else([TxnOp::get(key.clone(), None)]);
-        let response = self.deadline(client.txn(txn)).await?;
+        let Some(link) = self.link.as_mut() else {
+            return Err(RoundError::NotConnected);
+        };
+        let response = clock.run(&mut self.effects, link.client.txn(txn)).await?;
         if response.succeeded() {
             let term = response.header().map_or(0, |h| h.revision());
-            self.lead(term, "elected");
-            return Ok(());
+            return Ok(Some(Event::Campaigned(Campaign::Elected { term })));
         }
+        let lost = Some(Event::Campaigned(Campaign::Lost));
         let Some(current) = response.op_responses().into_iter().find_map(|r| match r {
             TxnOpResponse::Get(mut get) => get.take_kvs().into_iter().next(),
             _ => None,
         }) else {
-            return Ok(());
+            return Ok(lost);
         };
         let Ok(leader) = serde_json::from_slice::<LeaderValue>(current.value()) else {
             warn!(key = %key, "the leader key holds something servicewatch did not write; waiting for it to go");
-            return Ok(());
+            return Ok(lost);
         };
         if leader.token == self.token && current.lease() == lease {
             // This process's own key, from before a reconnection on the same lease.
-            self.lead(
-                current.create_revision(),
-                "still leading after reconnecting",
-            );
-            return Ok(());
+            let term = current.create_revision();
+            return Ok(Some(Event::Campaigned(Campaign::StillOurs { term })));
         }
+        self.compare_services(&leader, &digest);
+        Ok(lost)
+    }
+
+    /// Says when this node's services start or stop differing from the leader's.
+    fn compare_services(&mut self, leader: &LeaderValue, digest: &str) {
         let mismatch = leader.digest != digest;
-        if mismatch != self.mismatch {
-            self.mismatch = mismatch;
-            self.metrics
-                .cluster
-                .config_mismatch
-                .set(i64::from(mismatch));
-            if mismatch {
-                error!(leader = %leader.node, "this node's services differ from the leader's; it will not campaign until they match (give every node the same [[service]] tables and reload)");
-            } else {
-                info!(leader = %leader.node, "this node's services match the leader's again");
+        if mismatch == self.effects.mismatch {
+            return;
+        }
+        self.effects.mismatch = mismatch;
+        let metrics = &self.effects.metrics.cluster;
+        metrics.config_mismatch.set(i64::from(mismatch));
+        if mismatch {
+            error!(leader = %leader.node, "this node's services differ from the leader's; it will not campaign until they match (give every node the same [[service]] tables and reload)");
+        } else {
+            info!(leader = %leader.node, "this node's services match the leader's again");
+        }
+    }
+
+    /// Gives up the lease (the daemon stops). Best effort: if etcd does not hear it, the
+    /// lease runs out instead.
+    pub(super) async fn revoke(&mut self, lease: i64, clock: &mut Clock<'_>) {
+        let revoked = match self.link.as_mut() {
+            Some(link) => clock
+                .run(&mut self.effects, link.client.lease_revoke(lease))
+                .await
+                .is_ok(),
+            None => false,
+        };
+        info!(node = %self.effects.settings.node, revoked, "stopping: gave up the lease; another node takes over");
+    }
+
+    /// Does what the registry asked for; the event it led to for the machine, if any.
+    pub(super) async fn write(&mut self, write: Write, clock: &mut Clock<'_>) -> Option<Event> {
+        let outcome = match write {
+            Write::Record { id, record } => {
+                return self.write_record(id, record, false, clock).await;
             }
-        }
-        Ok(())
-    }
-
-    fn lead(&mut self, term: i64, how: &str) {
-        if self.mismatch {
-            // Nobody else leads: this node's services are the cluster's now.
-            self.mismatch = false;
-            self.metrics.cluster.config_mismatch.set(0);
-        }
-        self.term = Some(term);
-        self.inbox.status.set_leading(true);
-        self.metrics.cluster.leader.set(1);
-        self.metrics.cluster.elections_won.inc();
-        info!(node = %self.inbox.settings.node, term, "{how}: this node leads; it runs the monitors and writes the services' states");
-        self.tell(ClusterEvent::Leading(true));
-    }
-
-    /// Writes what the registry asked for.
-    pub(super) async fn write(
-        &mut self,
-        client: &mut Client,
-        write: Write,
-    ) -> Result<(), RoundError> {
-        match write {
-            Write::Record { id, record } => self.write_record(client, id, record).await,
             Write::Revision { done } => {
-                let read = self
-                    .deadline(client.get(
-                        self.key("leader"),
-                        Some(GetOptions::new().with_count_only()),
-                    ))
-                    .await;
-                let _ = done.send(
-                    read.as_ref()
-                        .ok()
-                        .map(|r| r.header().map_or(0, |h| h.revision())),
-                );
-                read.map(|_| ())
+                let read = self.revision(clock).await;
+                let _ = done.send(read.as_ref().ok().copied());
+                read.map(|_| None)
             }
             Write::Resign { done } => {
-                self.resigned = true;
-                if let Some(lease) = self.lease.take() {
-                    // Best effort: if etcd does not hear it, the lease runs out instead.
-                    let revoked = self.deadline(client.lease_revoke(lease)).await;
-                    info!(node = %self.inbox.settings.node, revoked = revoked.is_ok(), "stopping: gave up the lease; another node takes over");
+                for action in clock.machine.handle(Instant::now(), Event::Resigning) {
+                    self.perform(action, clock).await;
                 }
-                self.depose();
                 let _ = done.send(());
-                Ok(())
+                Ok(None)
             }
             Write::Windows {
                 id,
@@ -128,76 +118,119 @@ impl Session {
                 deadline,
                 done,
             } => {
-                let answer = |outcome| {
-                    if let Some(done) = done {
-                        let _ = done.send(outcome);
-                    }
+                let outcome = if Instant::now() >= deadline {
+                    Ok(Err(WindowsError::Unreachable))
+                } else {
+                    self.write_windows(&id, &windows, expected, clock).await
                 };
-                if Instant::now() >= deadline {
-                    answer(Err(WindowsError::Unreachable));
-                    return Ok(());
+                let answer = match &outcome {
+                    Ok(answer) => answer.clone(),
+                    Err(_) => Err(WindowsError::Unreachable),
+                };
+                if let Some(done) = done {
+                    let _ = done.send(answer);
                 }
-                let key = format!("{}{id}", self.maintenance_prefix());
-                let txn = Txn::new()
-                    .when([Compare::mod_revision(
-                        key.clone(),
-                        CompareOp::Equal,
-                        expected,
-                    )])
-                    .and_then([TxnOp::put(key, windows_to_json(&windows), None)]);
-                match self.deadline(client.txn(txn)).await {
-                    Ok(response) if response.succeeded() => {
-                        answer(Ok(response.header().map_or(0, |h| h.revision())))
-                    }
-                    Ok(refused) => answer(Err(WindowsError::Changed {
-                        revision: refused.header().map_or(0, |h| h.revision()),
-                    })),
-                    Err(e) => {
-                        answer(Err(WindowsError::Unreachable));
-                        return Err(e);
-                    }
-                }
-                Ok(())
+                outcome.map(|_| None)
+            }
+        };
+        outcome.unwrap_or_else(|e| Some(e.event()))
+    }
+
+    /// etcd's current revision.
+    async fn revision(&mut self, clock: &mut Clock<'_>) -> Result<i64, RoundError> {
+        let key = self.effects.key("leader");
+        let link = self.link.as_mut().ok_or(RoundError::NotConnected)?;
+        let read = link
+            .client
+            .get(key, Some(GetOptions::new().with_count_only()));
+        let read = clock.run(&mut self.effects, read).await?;
+        Ok(read.header().map_or(0, |h| h.revision()))
+    }
+
+    /// Stores `windows` if the key is still at `expected`: the revision that stored them,
+    /// or the one at which etcd refused.
+    async fn write_windows(
+        &mut self,
+        id: &str,
+        windows: &[crate::domain::maintenance::Window],
+        expected: i64,
+        clock: &mut Clock<'_>,
+    ) -> Result<Result<i64, WindowsError>, RoundError> {
+        let key = format!("{}{id}", self.effects.maintenance_prefix());
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                expected,
+            )])
+            .and_then([TxnOp::put(key, windows_to_json(windows), None)]);
+        let link = self.link.as_mut().ok_or(RoundError::NotConnected)?;
+        let response = clock.run(&mut self.effects, link.client.txn(txn)).await?;
+        let revision = response.header().map_or(0, |h| h.revision());
+        Ok(if response.succeeded() {
+            Ok(revision)
+        } else {
+            Err(WindowsError::Changed { revision })
+        })
+    }
+
+    /// Writes one record if this node still leads; a refusal deposes it. A record whose
+    /// call failed is kept for the next round; `again`: this is that second try, made only
+    /// if the first did not land (only the leader writes records, so reading first is
+    /// enough to tell).
+    pub(super) async fn write_record(
+        &mut self,
+        id: String,
+        record: ServiceRecord,
+        again: bool,
+        clock: &mut Clock<'_>,
+    ) -> Option<Event> {
+        let term = clock.machine.term()?;
+        match self.put_record(&id, &record, term, again, clock).await {
+            Ok(written) => written,
+            Err(e) => {
+                self.unsent = Some((id, record));
+                Some(e.event())
             }
         }
     }
 
-    /// Writes one record if this node still leads; a refusal deposes it.
-    async fn write_record(
+    async fn put_record(
         &mut self,
-        client: &mut Client,
-        id: String,
-        record: ServiceRecord,
-    ) -> Result<(), RoundError> {
-        let Some(term) = self.term else {
-            return Ok(());
-        };
+        id: &str,
+        record: &ServiceRecord,
+        term: i64,
+        again: bool,
+        clock: &mut Clock<'_>,
+    ) -> Result<Option<Event>, RoundError> {
+        let key = format!("{}{id}", self.effects.services_prefix());
+        let json = record.to_json();
+        let link = self.link.as_mut().ok_or(RoundError::NotConnected)?;
+        if again {
+            let stored = clock
+                .run(&mut self.effects, link.client.get(key.clone(), None))
+                .await?;
+            if stored.kvs().first().is_some_and(|kv| kv.value() == json) {
+                return Ok(None);
+            }
+        }
         let txn = Txn::new()
             .when([Compare::create_revision(
-                self.key("leader"),
+                self.effects.key("leader"),
                 CompareOp::Equal,
                 term,
             )])
-            .and_then([TxnOp::put(
-                format!("{}{id}", self.services_prefix()),
-                record.to_json(),
-                None,
-            )]);
-        if self.deadline(client.txn(txn)).await?.succeeded() {
-            self.metrics.cluster.writes.inc();
-        } else {
-            self.metrics.cluster.writes_refused.inc();
-            warn!(service = %id, "write refused: another node leads now; this one stops its monitors");
-            self.depose();
+            .and_then([TxnOp::put(key, json, None)]);
+        if clock
+            .run(&mut self.effects, link.client.txn(txn))
+            .await?
+            .succeeded()
+        {
+            self.effects.metrics.cluster.writes.inc();
+            return Ok(None);
         }
-        Ok(())
-    }
-
-    pub(super) fn depose(&mut self) {
-        if self.term.take().is_some() {
-            self.inbox.status.set_leading(false);
-            self.metrics.cluster.leader.set(0);
-            self.tell(ClusterEvent::Leading(false));
-        }
+        self.effects.metrics.cluster.writes_refused.inc();
+        warn!(service = %id, "write refused: another node leads now; this one stops its monitors");
+        Ok(Some(Event::WriteRefused))
     }
 }
