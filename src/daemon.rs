@@ -470,13 +470,19 @@ fn start_admin(addr: SocketAddr, state: AdminState) -> io::Result<(SocketAddr, S
     Ok((bound, handle))
 }
 
-/// Bounds how long written data may stay unacknowledged on every connection the listener
-/// accepts (`TCP_USER_TIMEOUT`; Linux copies it from the listening socket to each accepted
-/// one, TLS or not), so that a client that stopped reading is eventually disconnected by the
-/// kernel even while its WebSocket actor is not being polled.
-/// Options set on a listener, which the connections it accepts inherit.
+/// Options set on a listener, which the connections it accepts inherit (Linux copies them
+/// from the listening socket to each accepted one, TLS or not):
+/// - `TCP_USER_TIMEOUT` bounds how long written data may stay unacknowledged, so that a
+///   client that stopped reading is eventually disconnected by the kernel even while its
+///   WebSocket actor is not being polled;
+/// - `TCP_NODELAY`: a notification goes out at once, instead of waiting for the client's
+///   delayed acknowledgement of the previous one (Nagle's algorithm: about 40 ms with a
+///   Linux client, up to 200 ms with a Windows one), whenever two changes follow closely.
 fn set_client_socket_options(listener: &TcpListener, timeout: Duration, buffer: Option<usize>) {
     let socket = socket2::SockRef::from(listener);
+    if let Err(e) = socket.set_tcp_nodelay(true) {
+        tracing::warn!(error = %e, "cannot set TCP_NODELAY; a change right after another may wait for the client's acknowledgement");
+    }
     if let Err(e) = socket.set_tcp_user_timeout(Some(timeout)) {
         tracing::warn!(error = %e, "cannot set TCP_USER_TIMEOUT; frozen clients will hold their sockets longer");
     }

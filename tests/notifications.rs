@@ -534,3 +534,55 @@ async fn a_silent_websocket_peer_is_dropped() {
     .await;
     drop(silent);
 }
+
+/// The option `TCP_NODELAY` of the daemon's end of the connection from `client` to
+/// `daemon`: the daemon runs in this process, so its sockets are among this process's.
+fn daemon_side_nodelay(daemon: std::net::SocketAddr, client: std::net::SocketAddr) -> Option<bool> {
+    use std::os::fd::BorrowedFd;
+    for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: the descriptor is this process's and is only looked at, not closed; one
+        // closed meanwhile makes the calls below fail, which skips it.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        let socket = socket2::SockRef::from(&borrowed);
+        let (Ok(local), Ok(peer)) = (socket.local_addr(), socket.peer_addr()) else {
+            continue;
+        };
+        if local.as_socket() == Some(daemon) && peer.as_socket() == Some(client) {
+            return socket.tcp_nodelay().ok();
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_goes_out_without_waiting_for_the_last_ones_acknowledgement() {
+    let backend = Backend::start(Mode::Accept).await;
+    let d = daemon(&backend, "").await;
+    // A WebSocket client, then a plain connection (long-polling and REST use those).
+    let tcp = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+    let client = tcp.local_addr().unwrap();
+    let request = ws_request(&d, &[("authorization", &basic_header())]);
+    let (_ws, _) = tokio_tungstenite::client_async(request, tcp).await.unwrap();
+    let nodelay = eventually(WITHIN, "the daemon's end of the WebSocket", || async {
+        daemon_side_nodelay(d.addr, client)
+    })
+    .await;
+    assert!(
+        nodelay,
+        "TCP_NODELAY on the daemon's end: no Nagle wait between two changes"
+    );
+    let plain = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+    let client = plain.local_addr().unwrap();
+    let nodelay = eventually(WITHIN, "the daemon's end of a plain connection", || async {
+        daemon_side_nodelay(d.addr, client)
+    })
+    .await;
+    assert!(nodelay, "long-polling and REST connections too");
+}
