@@ -232,10 +232,7 @@ impl Registry {
 /// What changed from `before` to `after` (one service's windows), in words; empty if
 /// nothing did.
 fn describe(before: &[Window], after: &[Window]) -> String {
-    let subject = |w: &Window| match &w.instance {
-        Some(instance) => format!("{}'s {instance}", w.service),
-        None => format!("service {}", w.service),
-    };
+    let subject = |w: &Window| super::maintenance::what(&w.service, w.instance.as_deref());
     let mut said: Vec<String> = after
         .iter()
         .filter(|w| !before.contains(w))
