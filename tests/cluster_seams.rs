@@ -15,39 +15,41 @@ use common::{Backend, Mode, TestDaemon, eventually};
 use etcd_client::Client;
 use serde_json::{Value, json};
 
-/// Subscribes at the node at `addr` presenting `revision`, as a UI moving from another
-/// node does, and collects the service messages it receives within `within` (or until it
-/// has `expect` of them).
-async fn resume_from(addr: &str, revision: i64, expect: usize, within: Duration) -> Vec<Value> {
-    let d = TestDaemon::attach(addr);
-    let mut c = WsClient::open(&d).await;
-    c.handshake().await;
-    c.send(json!([
-        {"channel":"/meta/subscribe","clientId":c.client_id,"subscription":SERVICES,"ext":{"revision":revision}},
-        {"channel":"/meta/connect","clientId":c.client_id,"connectionType":"websocket"}
-    ]))
-    .await;
-    let mut got = Vec::new();
-    let deadline = Instant::now() + within;
-    while got.len() < expect && Instant::now() < deadline {
-        match c.recv_within(Duration::from_millis(200)).await {
-            None => continue,
-            Some(Received::Closed(why)) => panic!("closed: {why:?}"),
-            Some(Received::Batch(batch)) => {
-                for m in batch {
-                    if m["channel"] == SERVICES {
-                        got.push(m);
-                    } else if m["channel"] == "/meta/subscribe" {
-                        assert_eq!(m["successful"], true, "{m}");
-                    } else if m["channel"] == "/meta/connect" {
-                        c.send(json!([{"channel":"/meta/connect","clientId":c.client_id,"connectionType":"websocket"}]))
-                            .await;
-                    }
-                }
-            }
+/// One node on a fresh etcd whose "stat" service changed `flips` times after its first
+/// state, with the service's visible changes as etcd records them.
+struct Flipped {
+    etcd: Etcd,
+    services: String,
+    changes: Vec<(i64, String, Value, Value)>,
+    /// Kept alive as long as the value is: the node's leadership and the service's state
+    /// must not change under the test.
+    _backend: Backend,
+    _node: Vec<Node>,
+}
+
+fn one_node_flipped(runtime: &tokio::runtime::Runtime, flips: usize) -> Flipped {
+    let etcd = Etcd::start();
+    let mut backend = runtime.block_on(Backend::start(Mode::Accept));
+    let services = stat_toml(&backend);
+    let node = vec![Node::start(
+        "a",
+        node_toml(&etcd.endpoint(), "a", &services),
+    )];
+    runtime.block_on(async {
+        leader(&node, Duration::from_secs(15)).await;
+        agreed(&node, Duration::from_secs(15)).await;
+        for _ in 0..flips {
+            flip_stat(&mut backend, &node, None, Duration::from_secs(10)).await;
         }
+    });
+    let history = runtime.block_on(etcd_history(&etcd.endpoint()));
+    Flipped {
+        changes: visible_changes(&history, "stat"),
+        etcd,
+        services,
+        _backend: backend,
+        _node: node,
     }
-    got
 }
 
 /// The WebSocket subscriber of `addr`, subscribed and connected.
@@ -80,22 +82,9 @@ fn a_resume_on_a_node_that_has_just_started_gets_every_change_it_missed() {
         return;
     }
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let etcd = Etcd::start();
-    let mut backend = runtime.block_on(Backend::start(Mode::Accept));
-    let services = stat_toml(&backend);
-    let first = vec![Node::start(
-        "a",
-        node_toml(&etcd.endpoint(), "a", &services),
-    )];
-    runtime.block_on(async {
-        leader(&first, Duration::from_secs(15)).await;
-        agreed(&first, Duration::from_secs(15)).await;
-        for _ in 0..12 {
-            flip_stat(&mut backend, &first, None, Duration::from_secs(10)).await;
-        }
-    });
-    let history = runtime.block_on(etcd_history(&etcd.endpoint()));
-    let changes = visible_changes(&history, "stat");
+    // Bound whole: its node and backend live as long as the test.
+    let flipped = one_node_flipped(&runtime, 12);
+    let (etcd, services, changes) = (&flipped.etcd, &flipped.services, &flipped.changes);
     assert!(changes.len() >= 13, "{changes:?}");
     // A UI that saw the first change elsewhere resumes on a node that has only just
     // started (it listens, but may not have read etcd, let alone its history): it must get
@@ -107,9 +96,9 @@ fn a_resume_on_a_node_that_has_just_started_gets_every_change_it_missed() {
         .collect();
     for round in 0..3 {
         let name = format!("b{round}");
-        let late = Node::start(&name, node_toml(&etcd.endpoint(), &name, &services));
-        let got = runtime.block_on(resume_from(
-            &late.process.addr,
+        let late = Node::start(&name, node_toml(&etcd.endpoint(), &name, services));
+        let got = runtime.block_on(WsClient::resumed(
+            &TestDaemon::attach(&late.process.addr),
             from,
             missed.len(),
             Duration::from_secs(10),
@@ -134,22 +123,9 @@ fn a_resume_from_before_what_etcd_still_holds_says_it_has_a_gap() {
         return;
     }
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let etcd = Etcd::start();
-    let mut backend = runtime.block_on(Backend::start(Mode::Accept));
-    let services = stat_toml(&backend);
-    let first = vec![Node::start(
-        "a",
-        node_toml(&etcd.endpoint(), "a", &services),
-    )];
-    runtime.block_on(async {
-        leader(&first, Duration::from_secs(15)).await;
-        agreed(&first, Duration::from_secs(15)).await;
-        for _ in 0..4 {
-            flip_stat(&mut backend, &first, None, Duration::from_secs(10)).await;
-        }
-    });
-    let history = runtime.block_on(etcd_history(&etcd.endpoint()));
-    let changes = visible_changes(&history, "stat");
+    // Bound whole: its node and backend live as long as the test.
+    let flipped = one_node_flipped(&runtime, 4);
+    let (etcd, services, changes) = (&flipped.etcd, &flipped.services, &flipped.changes);
     let last = changes.last().unwrap().clone();
     // etcd forgets its history up to now: a node that starts now cannot replay it.
     runtime.block_on(async {
@@ -163,9 +139,9 @@ fn a_resume_from_before_what_etcd_still_holds_says_it_has_a_gap() {
             .revision();
         client.compact(now, None).await.unwrap();
     });
-    let late = Node::start("b", node_toml(&etcd.endpoint(), "b", &services));
-    let got = runtime.block_on(resume_from(
-        &late.process.addr,
+    let late = Node::start("b", node_toml(&etcd.endpoint(), "b", services));
+    let got = runtime.block_on(WsClient::resumed(
+        &TestDaemon::attach(&late.process.addr),
         changes[0].0,
         1,
         Duration::from_secs(10),

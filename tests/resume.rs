@@ -38,26 +38,6 @@ async fn flip(d: &TestDaemon, backend: &mut Backend) -> String {
     .await
 }
 
-/// Subscribes presenting `revision` and collects the service messages that arrive within
-/// `within`, or until `expect` have.
-async fn resume(d: &TestDaemon, revision: i64, expect: usize, within: Duration) -> Vec<Value> {
-    let mut c = WsClient::open(d).await;
-    c.handshake().await;
-    c.send(json!([
-        {"channel":"/meta/subscribe","clientId":c.client_id,"subscription":SERVICES,"ext":{"revision":revision}},
-        {"channel":"/meta/connect","clientId":c.client_id,"connectionType":"websocket"}
-    ]))
-    .await;
-    let mut got = Vec::new();
-    let deadline = tokio::time::Instant::now() + within;
-    while got.len() < expect && tokio::time::Instant::now() < deadline {
-        if let Some(Received::Batch(batch)) = c.recv_within(Duration::from_millis(100)).await {
-            got.extend(batch.into_iter().filter(|m| m["channel"] == SERVICES));
-        }
-    }
-    got
-}
-
 fn revision(m: &Value) -> i64 {
     m["ext"]["revision"]
         .as_i64()
@@ -90,7 +70,7 @@ async fn a_ui_whose_websocket_blipped_resumes_from_its_revision_and_misses_nothi
     for _ in 0..3 {
         missed.push(flip(&d, &mut backend).await);
     }
-    let got = resume(&d, last, 3, Duration::from_secs(5)).await;
+    let got = WsClient::resumed(&d, last, 3, Duration::from_secs(5)).await;
     let states: Vec<&Value> = got.iter().map(|m| &m["data"]["service"]["state"]).collect();
     assert_eq!(states, missed.iter().collect::<Vec<_>>(), "{got:?}");
     let revisions: Vec<i64> = got.iter().map(revision).collect();
@@ -100,7 +80,7 @@ async fn a_ui_whose_websocket_blipped_resumes_from_its_revision_and_misses_nothi
     );
     assert!(got.iter().all(|m| m["ext"].get("gap").is_none()), "{got:?}");
     // Nothing more than what it missed: no repeat.
-    let again = resume(
+    let again = WsClient::resumed(
         &d,
         *revisions.last().unwrap(),
         1,
@@ -123,14 +103,14 @@ async fn a_resume_from_before_a_restart_says_it_missed_changes() {
         assert!(seen["state"].is_string());
         // The revision the UI kept, as the message carried it.
         d.state_of("stat").await;
-        let got = resume(&d, 0, 1, Duration::from_secs(5)).await;
+        let got = WsClient::resumed(&d, 0, 1, Duration::from_secs(5)).await;
         revision(&got[0])
     };
     let d = TestDaemon::start(&config(&db, &backend));
     flip(&d, &mut backend).await;
     let state = d.state_of("stat").await.0;
     // The new process cannot say what happened between: it says so, and gives the state.
-    let got = resume(&d, before_restart, 1, Duration::from_secs(5)).await;
+    let got = WsClient::resumed(&d, before_restart, 1, Duration::from_secs(5)).await;
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["ext"]["gap"], true, "{}", got[0]);
     assert_eq!(got[0]["data"]["service"]["state"], json!(state));
@@ -139,7 +119,7 @@ async fn a_resume_from_before_a_restart_says_it_missed_changes() {
         "revisions grow across restarts"
     );
     // A revision the node never published (from somewhere else) is no better.
-    let got = resume(&d, i64::MAX / 2, 1, Duration::from_secs(5)).await;
+    let got = WsClient::resumed(&d, i64::MAX / 2, 1, Duration::from_secs(5)).await;
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["ext"]["gap"], true, "{}", got[0]);
 }

@@ -168,6 +168,46 @@ impl WsClient {
             .await
     }
 
+    /// Opens, handshakes and subscribes presenting `revision` (as a UI resuming after its
+    /// connection dropped, here or on another node), answers the connects, and collects the
+    /// service messages that arrive within `within`, or until `expect` have.
+    pub async fn resumed(
+        d: &TestDaemon,
+        revision: i64,
+        expect: usize,
+        within: Duration,
+    ) -> Vec<Value> {
+        let mut c = WsClient::open(d).await;
+        c.handshake().await;
+        let connect =
+            json!({"channel":"/meta/connect","clientId":c.client_id,"connectionType":"websocket"});
+        c.send(json!([
+            {"channel":"/meta/subscribe","clientId":c.client_id,"subscription":SERVICES,"ext":{"revision":revision}},
+            connect.clone()
+        ]))
+        .await;
+        let mut got = Vec::new();
+        let deadline = tokio::time::Instant::now() + within;
+        while got.len() < expect && tokio::time::Instant::now() < deadline {
+            match c.recv_within(Duration::from_millis(100)).await {
+                None => continue,
+                Some(Received::Closed(why)) => panic!("closed: {why:?}"),
+                Some(Received::Batch(batch)) => {
+                    for m in batch {
+                        if m["channel"] == SERVICES {
+                            got.push(m);
+                        } else if m["channel"] == "/meta/subscribe" {
+                            assert_eq!(m["successful"], true, "{m}");
+                        } else if m["channel"] == "/meta/connect" {
+                            c.send(json!([connect.clone()])).await;
+                        }
+                    }
+                }
+            }
+        }
+        got
+    }
+
     /// Waits for the next ServiceStateChangeMessage and returns its service, skipping
     /// connect replies. Several changes in one frame (published together) come one per call,
     /// in order.
