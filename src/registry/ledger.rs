@@ -170,11 +170,7 @@ impl Ledger {
     /// changes get theirs from etcd.
     pub fn next_local(&mut self) -> Option<i64> {
         match &mut self.store {
-            Store::Local { next, .. } => {
-                let revision = *next;
-                *next += 1;
-                Some(revision)
-            }
+            Store::Local { next, .. } => Some(take(next)),
             Store::Etcd(_) => None,
         }
     }
@@ -255,9 +251,7 @@ impl Ledger {
                 for new in windows.iter().filter(|w| !before.contains(w)) {
                     history.put_window(new.clone());
                 }
-                let revision = *next;
-                *next += 1;
-                Committed::Now(revision)
+                Committed::Now(take(next))
             }
         }
     }
@@ -272,6 +266,13 @@ impl Ledger {
         }
         self.next_local()
     }
+}
+
+/// The next local revision, moving `next` past it.
+fn take(next: &mut i64) -> i64 {
+    let revision = *next;
+    *next += 1;
+    revision
 }
 
 #[cfg(test)]
