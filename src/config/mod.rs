@@ -19,6 +19,7 @@ pub(crate) mod environment;
 pub(crate) mod file;
 pub(crate) mod history;
 pub(crate) mod notifications;
+pub(crate) mod receivers;
 mod roles;
 mod rules;
 pub mod server;

@@ -1,0 +1,185 @@
+//! What receivers are told: an [`Event`] is one thing that happened to a service (or to the
+//! cluster), decided from what the ledger committed; an [`Alert`] is a condition that fires
+//! and later resolves (a service Inactive, its redundancy lost, flapping), which is what
+//! Alertmanager and the active-alerts API speak of.
+//!
+//! Both are plain data with a documented JSON form (docs/alerts.md): a webhook receives
+//! them as they are. Every event has a `key` that names it the same way on every node and
+//! after every restart (the service, the ledger's revision, the kind), so that a receiver
+//! given an event twice (delivery is at least once) can tell.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde::{Serialize, Serializer};
+
+/// The kinds of events, by their wire names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum EventKind {
+    /// A service's state changed (Active, Inactive, ReadOnly).
+    StateChanged,
+    /// The serving instance moved from one instance of the pair to the other.
+    Switchover,
+    /// The service can no longer lose a server and still serve.
+    RedundancyLost,
+    /// It can again.
+    RedundancyRestored,
+    /// Its state changes too often to be told one change at a time.
+    FlappingStarted,
+    /// It settled; its state is told again as it changes.
+    FlappingStopped,
+    /// A maintenance window ended with the service still not Active.
+    MaintenanceEndedDown,
+    /// A test notification asked for by an administrator.
+    Test,
+}
+
+impl EventKind {
+    /// Every kind, as routes name them.
+    pub const ALL: [EventKind; 8] = [
+        EventKind::StateChanged,
+        EventKind::Switchover,
+        EventKind::RedundancyLost,
+        EventKind::RedundancyRestored,
+        EventKind::FlappingStarted,
+        EventKind::FlappingStopped,
+        EventKind::MaintenanceEndedDown,
+        EventKind::Test,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::StateChanged => "stateChanged",
+            EventKind::Switchover => "switchover",
+            EventKind::RedundancyLost => "redundancyLost",
+            EventKind::RedundancyRestored => "redundancyRestored",
+            EventKind::FlappingStarted => "flappingStarted",
+            EventKind::FlappingStopped => "flappingStopped",
+            EventKind::MaintenanceEndedDown => "maintenanceEndedDown",
+            EventKind::Test => "test",
+        }
+    }
+
+    /// The kind named `name` on the wire, if any.
+    pub fn named(name: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+/// How urgent an event or alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// The service an event is about, as the Services API names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceRef {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub service_type: String,
+}
+
+/// One thing that happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// Names this event alike on every node and across restarts: `service/revision/kind`.
+    pub key: String,
+    pub kind: EventKind,
+    /// When it happened (when the change was decided).
+    #[serde(serialize_with = "rfc3339")]
+    pub at: SystemTime,
+    /// The ledger's revision of the change (0 for events that are not changes: a test).
+    pub revision: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceRef>,
+    /// The service's state after the event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_state: Option<String>,
+    /// The serving instance after the event (`primary`, `backup`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serving_instance: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_serving_instance: Option<String>,
+    /// For a switchover: whether a maintenance window moved it (planned) or a failure did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub planned: Option<bool>,
+    pub severity: Severity,
+    /// One line for a human: what happened.
+    pub summary: String,
+    /// What the check saw that made the change.
+    pub reason: String,
+}
+
+/// Whether an alert holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertStatus {
+    Firing,
+    Resolved,
+}
+
+impl AlertStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertStatus::Firing => "firing",
+            AlertStatus::Resolved => "resolved",
+        }
+    }
+}
+
+/// A condition that fires and resolves: what Alertmanager is given, and what
+/// `GET /api/v2/alerts` lists while it fires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alert {
+    /// `ServiceInactive`, `ServiceReadOnly`, `RedundancyLost`, `Flapping`.
+    pub name: String,
+    /// The service it concerns.
+    pub service: String,
+    pub status: AlertStatus,
+    pub severity: Severity,
+    #[serde(serialize_with = "rfc3339")]
+    pub starts_at: SystemTime,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "rfc3339_option"
+    )]
+    pub ends_at: Option<SystemTime>,
+    pub summary: String,
+    /// Labels as Alertmanager groups and routes by them: `alertname`, `service`, `type`,
+    /// `severity`, and the service's attributes that are strings.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `at` as the Services API writes times (RFC 3339, UTC, milliseconds).
+fn rfc3339<S: Serializer>(at: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::resource::timestamp(*at))
+}
+
+fn rfc3339_option<S: Serializer>(at: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => rfc3339(at, s),
+        None => s.serialize_none(),
+    }
+}

@@ -1,0 +1,10 @@
+//! Alerts: who is told when a service changes, and how.
+//!
+//! Events are decided from what the ledger committed ([`crate::registry`]'s one path from
+//! decision to publish), so that every node derives the same events with the same keys;
+//! they are routed to receivers, grouped, kept in a durable outbox and delivered at least
+//! once. docs/alerts.md describes it for operators.
+
+pub mod event;
+pub mod notification;
+pub mod receivers;

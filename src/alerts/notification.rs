@@ -1,0 +1,58 @@
+//! What one delivery to one receiver carries: the events grouped since the receiver was
+//! last told, and the alerts they touched (or, on a repeat, every alert still firing).
+//! A webhook receives it as its JSON body, an exec receiver on its standard input.
+
+use std::time::SystemTime;
+
+use serde::{Serialize, Serializer};
+
+use super::event::{Alert, AlertStatus, Event};
+
+/// The version of the JSON form; raised when a field changes meaning or goes away.
+pub const VERSION: &str = "1";
+
+/// One notification for one receiver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    pub version: &'static str,
+    /// The same for every attempt to deliver this notification, on every node: a receiver
+    /// that is given it twice can tell (delivery is at least once).
+    pub key: String,
+    /// The receiver's name, as configured.
+    pub receiver: String,
+    /// `firing` while any alert it carries fires, `resolved` otherwise.
+    pub status: AlertStatus,
+    /// The node that sent it.
+    pub node: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: SystemTime,
+    /// What happened, oldest first; empty on a repeat.
+    pub events: Vec<Event>,
+    /// The alerts these events fired or resolved; on a repeat, those still firing.
+    pub alerts: Vec<Alert>,
+    /// Whether this repeats alerts that still fire (`repeat_interval`), telling nothing new.
+    pub repeat: bool,
+}
+
+impl Notification {
+    /// One line for a human: a subject, a journal line.
+    pub fn summary(&self) -> String {
+        match (self.events.as_slice(), self.alerts.as_slice()) {
+            ([one], _) => one.summary.clone(),
+            ([], [one]) => format!("still {}: {}", one.status.as_str(), one.summary),
+            ([], alerts) => format!("{} alerts still firing", alerts.len()),
+            (events, _) => {
+                let services: std::collections::BTreeSet<&str> = events
+                    .iter()
+                    .filter_map(|e| e.service.as_ref().map(|s| s.id.as_str()))
+                    .collect();
+                format!("{} events on {} services", events.len(), services.len())
+            }
+        }
+    }
+}
+
+fn rfc3339<S: Serializer>(at: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::resource::timestamp(*at))
+}
