@@ -36,7 +36,7 @@
 //!   failure scenario played against stand-ins.
 
 mod admin;
-pub mod alerts;
+mod alerts;
 pub mod api;
 mod auth;
 pub mod bayeux;

@@ -5,6 +5,10 @@
 //! they are routed to receivers, grouped, kept in a durable outbox and delivered at least
 //! once. docs/alerts.md describes it for operators.
 
+pub mod derive;
 pub mod event;
+pub mod flapping;
+pub mod grouping;
 pub mod notification;
 pub mod receivers;
+pub mod routing;

@@ -32,6 +32,9 @@ pub struct FileConfig {
     pub history: HistorySection,
     /// Several nodes on etcd; absent: this node runs alone.
     pub cluster: Option<super::cluster::ClusterSection>,
+    /// Receivers, routes and timing of alerts.
+    #[serde(default)]
+    pub alerts: super::alerts::AlertsSection,
     #[serde(default, rename = "contact_center")]
     pub contact_centers: Vec<ContactCenterSection>,
     #[serde(default, rename = "user")]

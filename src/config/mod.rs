@@ -11,6 +11,7 @@
 //! Then [`settings::validate`] checks what types cannot (duplicate ids, reserved attribute
 //! names, quorum sizes, ...) and names the key of the first mistake.
 
+pub(crate) mod alerts;
 pub(crate) mod auth;
 mod checks;
 pub(crate) mod cluster;

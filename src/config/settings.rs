@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 
 use super::ConfigError;
+use super::alerts::{AlertSettings, validate_alerts};
 use super::auth::{AuthSettings, validate_auth};
 use super::cluster::{ClusterSettings, hostname, validate_cluster};
 use super::file::{CheckKindName, FileConfig};
@@ -38,6 +39,8 @@ pub struct Settings {
     pub history: HistorySettings,
     /// The nodes this one agrees with, when it is one of several.
     pub cluster: Option<ClusterSettings>,
+    /// `[alerts]`: who is told of what.
+    pub alerts: AlertSettings,
     /// The services watched, in the file's order.
     pub services: Vec<ServiceSpec>,
 }
@@ -66,6 +69,7 @@ impl Settings {
             ("[log]", self.log != new.log),
             ("[notifications]", self.notifications != new.notifications),
             ("[limits]", self.limits != new.limits),
+            ("[alerts]", self.alerts != new.alerts),
             (
                 "[auth] (other than users)",
                 auth_besides_users(&self.auth) != auth_besides_users(&new.auth),
@@ -117,6 +121,7 @@ pub fn validate(file: FileConfig, source: &str) -> Result<Settings, ConfigError>
     let log = validate_log(&file).map_err(|(k, m)| invalid(k, m))?;
     let auth = validate_auth(&file).map_err(|(k, m)| invalid(k, m))?;
     let history = validate_history(&file.history).map_err(|(k, m)| invalid(k, m))?;
+    let alerts = validate_alerts(&file.alerts).map_err(|(k, m)| invalid(k, m))?;
     let cluster = file
         .cluster
         .as_ref()
@@ -124,6 +129,7 @@ pub fn validate(file: FileConfig, source: &str) -> Result<Settings, ConfigError>
         .transpose()
         .map_err(|(k, m)| invalid(k, m))?;
     Ok(Settings {
+        alerts,
         cluster,
         history,
         server,
