@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, Addr, MailboxError};
+use actix::{Actor, Addr, Arbiter, MailboxError};
 use actix_rt::task::JoinHandle;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::http::KeepAlive;
@@ -21,6 +21,9 @@ use tracing::{error, info};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::admin::{self, AdminState};
+use crate::alerts::dispatcher::Dispatcher;
+use crate::alerts::outbox::Outbox;
+use crate::alerts::receivers::Receiver;
 use crate::api::app::AppParts;
 use crate::api::connections::ConnectionLimit;
 use crate::api::{self, ApiState};
@@ -114,7 +117,14 @@ impl Daemon {
         let cluster_status = cluster
             .as_ref()
             .map_or_else(|| Arc::new(ClusterStatus::alone()), |c| c.status.clone());
-        let registry = start_registry(&settings, &snapshot, &metrics, past, cluster.clone(), inbox);
+        let alerts = start_alerts(&settings, &history, &metrics);
+        let registry = start_registry(
+            &settings,
+            (&snapshot, &metrics),
+            past,
+            (cluster.clone(), inbox),
+            alerts.clone(),
+        );
         let notify = Arc::new(notify::Shared::new(
             settings.notifications.clone(),
             settings.limits.request_timeout,
@@ -144,7 +154,12 @@ impl Daemon {
         }
         let authenticator = Arc::new(Authenticator::new(&settings.auth, metrics.clone()));
         let parts = AppParts {
-            state: web::Data::new(api_state(&settings, snapshot.clone(), &history, &registry)),
+            state: web::Data::new(api_state(
+                &settings,
+                snapshot.clone(),
+                &history,
+                (&registry, &alerts),
+            )),
             notify: web::Data::new(notify.clone()),
             authenticator: web::Data::new(authenticator.clone()),
             metrics: metrics.clone(),
@@ -339,14 +354,14 @@ fn link_cluster(settings: &Settings) -> io::Result<(Option<Cluster>, Option<Inbo
     Ok((Some(cluster), Some(inbox)))
 }
 
-/// Starts the registry (and, on a cluster node, the task feeding it etcd's events).
+/// Starts the registry (and, on a cluster node, the task feeding it etcd's events), telling
+/// `alerts` of every committed change.
 fn start_registry(
     settings: &Settings,
-    snapshot: &SharedSnapshot,
-    metrics: &Arc<Metrics>,
+    (snapshot, metrics): (&SharedSnapshot, &Arc<Metrics>),
     past: Opened,
-    cluster: Option<Cluster>,
-    inbox: Option<Inbox>,
+    (cluster, inbox): (Option<Cluster>, Option<Inbox>),
+    alerts: Addr<Dispatcher>,
 ) -> Addr<Registry> {
     let registry = Registry::new(
         settings.services.clone(),
@@ -356,11 +371,50 @@ fn start_registry(
         past,
         cluster,
     )
+    .alerting(alerts)
     .start();
     if let Some(inbox) = inbox {
         inbox.start(registry.clone().recipient(), metrics.clone());
     }
     registry
+}
+
+/// Starts the alerts' dispatcher on a thread of its own (its outbox writes synchronously;
+/// see [`crate::alerts::dispatcher`]), its memory in the history database when there is
+/// one.
+fn start_alerts(
+    settings: &Settings,
+    history: &History,
+    metrics: &Arc<Metrics>,
+) -> Addr<Dispatcher> {
+    let outbox = match Outbox::open(history.path()) {
+        Ok(outbox) => outbox,
+        Err(e) => {
+            error!("{e}; alerts are kept in memory until restarted with a usable file");
+            Outbox::open(None).expect("an in-memory database opens")
+        }
+    };
+    let alerts = settings.alerts.clone();
+    let node = settings
+        .cluster
+        .as_ref()
+        .map_or_else(crate::config::cluster::hostname, |c| c.node.clone());
+    let metrics = metrics.clone();
+    let arbiter = Arbiter::new();
+    Dispatcher::start_in_arbiter(&arbiter.handle(), move |_| {
+        // Receivers are set up on the dispatcher's thread: an HTTP client is bound to the
+        // thread it runs on.
+        let receivers = alerts
+            .receivers
+            .iter()
+            .filter_map(|spec| {
+                Receiver::new(spec.clone())
+                    .map_err(|e| error!("{e}; this receiver is left out until restarted"))
+                    .ok()
+            })
+            .collect();
+        Dispatcher::new(alerts, receivers, node, outbox, metrics)
+    })
 }
 
 /// Sets `ready` once every monitor has finished its first probe round (`/readyz`).
@@ -377,7 +431,7 @@ fn api_state(
     settings: &Settings,
     snapshot: SharedSnapshot,
     history: &History,
-    registry: &Addr<Registry>,
+    (registry, alerts): (&Addr<Registry>, &Addr<Dispatcher>),
 ) -> ApiState {
     let server = &settings.server;
     ApiState {
@@ -392,6 +446,7 @@ fn api_state(
         max_header_size: settings.limits.max_header_size,
         history: history.clone(),
         registry: registry.clone(),
+        alerts: alerts.clone(),
     }
 }
 

@@ -20,7 +20,9 @@ const LAYERS: &[&[&str]] = &[
         "logging",
         "client_errors",
     ],
-    &["snapshot", "monitor", "auth", "history", "cluster"],
+    &[
+        "snapshot", "monitor", "auth", "history", "cluster", "alerts",
+    ],
     &["registry"],
     &["notify", "admin"],
     &["api"],

@@ -11,65 +11,12 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// The kinds of events, by their wire names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum EventKind {
-    /// A service's state changed (Active, Inactive, ReadOnly).
-    StateChanged,
-    /// The serving instance moved from one instance of the pair to the other.
-    Switchover,
-    /// The service can no longer lose a server and still serve.
-    RedundancyLost,
-    /// It can again.
-    RedundancyRestored,
-    /// Its state changes too often to be told one change at a time.
-    FlappingStarted,
-    /// It settled; its state is told again as it changes.
-    FlappingStopped,
-    /// A maintenance window ended with the service still not Active.
-    MaintenanceEndedDown,
-    /// A test notification asked for by an administrator.
-    Test,
-}
-
-impl EventKind {
-    /// Every kind, as routes name them.
-    pub const ALL: [EventKind; 8] = [
-        EventKind::StateChanged,
-        EventKind::Switchover,
-        EventKind::RedundancyLost,
-        EventKind::RedundancyRestored,
-        EventKind::FlappingStarted,
-        EventKind::FlappingStopped,
-        EventKind::MaintenanceEndedDown,
-        EventKind::Test,
-    ];
-
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::StateChanged => "stateChanged",
-            EventKind::Switchover => "switchover",
-            EventKind::RedundancyLost => "redundancyLost",
-            EventKind::RedundancyRestored => "redundancyRestored",
-            EventKind::FlappingStarted => "flappingStarted",
-            EventKind::FlappingStopped => "flappingStopped",
-            EventKind::MaintenanceEndedDown => "maintenanceEndedDown",
-            EventKind::Test => "test",
-        }
-    }
-
-    /// The kind named `name` on the wire, if any.
-    pub fn named(name: &str) -> Option<EventKind> {
-        EventKind::ALL.into_iter().find(|k| k.as_str() == name)
-    }
-}
+pub use crate::domain::event_kind::EventKind;
 
 /// How urgent an event or alert is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
@@ -89,7 +36,7 @@ impl Severity {
 }
 
 /// The service an event is about, as the Services API names it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceRef {
     pub id: String,
     pub name: String,
@@ -98,14 +45,14 @@ pub struct ServiceRef {
 }
 
 /// One thing that happened.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     /// Names this event alike on every node and across restarts: `service/revision/kind`.
     pub key: String,
     pub kind: EventKind,
     /// When it happened (when the change was decided).
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "rfc3339", deserialize_with = "from_rfc3339")]
     pub at: SystemTime,
     /// The ledger's revision of the change (0 for events that are not changes: a test).
     pub revision: i64,
@@ -132,7 +79,7 @@ pub struct Event {
 }
 
 /// Whether an alert holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertStatus {
     Firing,
@@ -150,7 +97,7 @@ impl AlertStatus {
 
 /// A condition that fires and resolves: what Alertmanager is given, and what
 /// `GET /api/v2/alerts` lists while it fires.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Alert {
     /// `ServiceInactive`, `ServiceReadOnly`, `RedundancyLost`, `Flapping`.
@@ -159,11 +106,13 @@ pub struct Alert {
     pub service: String,
     pub status: AlertStatus,
     pub severity: Severity,
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "rfc3339", deserialize_with = "from_rfc3339")]
     pub starts_at: SystemTime,
     #[serde(
+        default,
         skip_serializing_if = "Option::is_none",
-        serialize_with = "rfc3339_option"
+        serialize_with = "rfc3339_option",
+        deserialize_with = "from_rfc3339_option"
     )]
     pub ends_at: Option<SystemTime>,
     pub summary: String,
@@ -173,7 +122,7 @@ pub struct Alert {
 }
 
 /// `at` as the Services API writes times (RFC 3339, UTC, milliseconds).
-fn rfc3339<S: Serializer>(at: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+pub(super) fn rfc3339<S: Serializer>(at: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&crate::resource::timestamp(*at))
 }
 
@@ -182,4 +131,14 @@ fn rfc3339_option<S: Serializer>(at: &Option<SystemTime>, s: S) -> Result<S::Ok,
         Some(at) => rfc3339(at, s),
         None => s.serialize_none(),
     }
+}
+
+pub(super) fn from_rfc3339<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+    let text = String::deserialize(d)?;
+    crate::resource::parse_timestamp(&text)
+        .ok_or_else(|| serde::de::Error::custom(format!("\"{text}\" is not an RFC 3339 time")))
+}
+
+fn from_rfc3339_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
+    from_rfc3339(d).map(Some)
 }

@@ -8,12 +8,22 @@ use std::time::{Duration, Instant};
 use crate::config::alerts::Timing;
 
 /// One receiver's group of events waiting to be told.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Group<T> {
     waiting: Vec<T>,
     /// When the waiting events are due.
     due: Option<Instant>,
     last_sent: Option<Instant>,
+}
+
+impl<T> Default for Group<T> {
+    fn default() -> Self {
+        Group {
+            waiting: Vec::new(),
+            due: None,
+            last_sent: None,
+        }
+    }
 }
 
 impl<T> Group<T> {
@@ -42,6 +52,7 @@ impl<T> Group<T> {
     }
 
     /// How many events wait.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.waiting.len()
     }

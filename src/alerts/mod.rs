@@ -6,9 +6,12 @@
 //! once. docs/alerts.md describes it for operators.
 
 pub mod derive;
+pub mod dispatcher;
 pub mod event;
 pub mod flapping;
 pub mod grouping;
 pub mod notification;
+pub mod observe;
+pub mod outbox;
 pub mod receivers;
 pub mod routing;

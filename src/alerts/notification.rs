@@ -4,18 +4,18 @@
 
 use std::time::SystemTime;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
-use super::event::{Alert, AlertStatus, Event};
+use super::event::{Alert, AlertStatus, Event, from_rfc3339, rfc3339};
 
 /// The version of the JSON form; raised when a field changes meaning or goes away.
-pub const VERSION: &str = "1";
+pub const VERSION: u32 = 1;
 
 /// One notification for one receiver.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Notification {
-    pub version: &'static str,
+    pub version: u32,
     /// The same for every attempt to deliver this notification, on every node: a receiver
     /// that is given it twice can tell (delivery is at least once).
     pub key: String,
@@ -25,7 +25,7 @@ pub struct Notification {
     pub status: AlertStatus,
     /// The node that sent it.
     pub node: String,
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "rfc3339", deserialize_with = "from_rfc3339")]
     pub created_at: SystemTime,
     /// What happened, oldest first; empty on a repeat.
     pub events: Vec<Event>,
@@ -51,8 +51,4 @@ impl Notification {
             }
         }
     }
-}
-
-fn rfc3339<S: Serializer>(at: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&crate::resource::timestamp(*at))
 }

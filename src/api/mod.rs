@@ -1,6 +1,7 @@
 //! The HTTP API: routes, the shared state handlers read, and the GWS error envelope for every
 //! answer that is not a success, including the framework's own (unknown path, wrong method).
 
+pub(crate) mod alerts;
 pub(crate) mod app;
 pub(crate) mod connections;
 pub(crate) mod counting;
@@ -25,6 +26,7 @@ use error::ApiError;
 use crate::notify;
 use actix::Addr;
 
+use crate::alerts::dispatcher::Dispatcher;
 use crate::history::History;
 use crate::registry::{Registry, SharedSnapshot};
 
@@ -54,6 +56,8 @@ pub(crate) struct ApiState {
     pub history: History,
     /// Where maintenance requests go.
     pub registry: Addr<Registry>,
+    /// Where the alerts firing are asked.
+    pub alerts: Addr<Dispatcher>,
 }
 
 impl ApiState {
@@ -89,6 +93,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, base_path: &str) {
             .service(readable("/services/{id}", services::one))
             .service(readable("/services/{id}/instances", instances::detail))
             .service(readable("/services/{id}/history", history::changes))
+            .service(readable("/alerts", alerts::active))
             .service(maintenance_resource("/services/{id}/maintenance"))
             .service(maintenance_resource(
                 "/services/{id}/instances/{instance}/maintenance",

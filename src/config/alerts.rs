@@ -23,7 +23,7 @@ use serde::Deserialize;
 use super::duration::HumanDuration;
 use super::receivers::{ReceiverSection, ReceiverSpec, validate_receivers};
 use super::rules::{Invalid, positive};
-use crate::alerts::event::EventKind;
+use crate::domain::event_kind::EventKind;
 
 /// Alertmanager's default is 30 s; a contact center wants to hear of an outage sooner,
 /// and a mass outage still fits in one notification: most of it is seen within a few

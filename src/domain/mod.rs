@@ -5,9 +5,11 @@
 //! Every function takes plain values and returns plain values, so each rule is unit-tested
 //! byte for byte without actors, sockets or timers.
 
+pub(crate) mod event_kind;
 pub mod health;
 pub(crate) mod maintenance;
 pub(crate) mod pairing;
+pub(crate) mod redundancy;
 pub(crate) mod roles;
 pub(crate) mod service;
 pub(crate) mod state;

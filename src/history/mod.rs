@@ -91,6 +91,11 @@ impl Opened {
 }
 
 impl History {
+    /// The database file, when the history is kept.
+    pub fn path(&self) -> Option<&Path> {
+        self.0.as_ref().map(|inner| inner.path.as_path())
+    }
+
     /// No history: records go nowhere, queries answer [`HistoryError::Off`].
     pub fn off() -> History {
         History(None)

@@ -5,9 +5,10 @@
 //! [`probes`](ProbeMetrics) (the monitors), [`services`](ServiceMetrics) (the registry),
 //! [`notifications`](NotificationMetrics) (sessions and their transports),
 //! [`http`](HttpMetrics), [`auth`](AuthMetrics), [`history`](HistoryMetrics),
-//! [`reloads`](ReloadMetrics) and [`cluster`](ClusterMetrics). Counting is an atomic add;
+//! [`reloads`](ReloadMetrics), [`cluster`](ClusterMetrics) and [`alerts`](AlertMetrics). Counting is an atomic add;
 //! encoding happens only when scraped.
 
+mod alerts;
 mod auth;
 mod cluster;
 mod history;
@@ -19,6 +20,7 @@ mod services;
 #[cfg(test)]
 mod tests;
 
+pub use alerts::AlertMetrics;
 pub use auth::AuthMetrics;
 pub use cluster::ClusterMetrics;
 pub use history::HistoryMetrics;
@@ -50,6 +52,8 @@ pub struct Metrics {
     pub reloads: ReloadMetrics,
     /// The node's place in a cluster.
     pub cluster: ClusterMetrics,
+    /// Alerts and their deliveries.
+    pub alerts: AlertMetrics,
 }
 
 impl Default for Metrics {
@@ -71,6 +75,7 @@ impl Metrics {
             history: HistoryMetrics::default(),
             reloads: ReloadMetrics::default(),
             cluster: ClusterMetrics::default(),
+            alerts: AlertMetrics::default(),
         };
         m.registry.register(
             "build",
@@ -85,6 +90,7 @@ impl Metrics {
         m.http.register(&mut m.registry);
         m.reloads.register(&mut m.registry);
         m.cluster.register(&mut m.registry);
+        m.alerts.register(&mut m.registry);
         m
     }
 

@@ -17,6 +17,8 @@ use tracing::info;
 use super::Registry;
 use super::tracked::{Replica, Tracked};
 use super::transition::{Transition, log_transition};
+use crate::alerts::dispatcher::Observe;
+use crate::alerts::observe::observed;
 use crate::cluster::record::millis;
 use crate::cluster::{ServiceRecord, Stored};
 use crate::domain::state::Assessment;
@@ -34,10 +36,16 @@ impl Tracked {
             self.instances.clone(),
         )
         .at_revision(revision);
-        let before = self.replica.as_ref();
-        if before.is_some_and(|b| b.published.json == published.json) {
+        if let Some(same) = self
+            .replica
+            .as_mut()
+            .filter(|b| b.published.json == published.json)
+        {
+            // Nothing shown changes, but the record is newer: each server's last health.
+            same.record = record;
             return None;
         }
+        let before = self.replica.as_ref();
         let transition = Transition {
             before: before.map_or(Assessment::INITIAL, |b| b.record.assessment),
             after: record.assessment,
@@ -108,24 +116,22 @@ impl Registry {
         }
     }
 
-    /// On a cluster leader: the service's decision stands, but one of its servers' health
-    /// or said role changed. Stored all the same (the record with every server's health as
-    /// of now), so that a successor resumes from each server's last health rather than its
-    /// health at the last decision: a backup that died since would otherwise be resumed as
-    /// healthy, and chosen. Nothing is stored before the service's first decision (it would
-    /// publish a state); a node alone has no successor to tell.
-    pub(super) fn commit_health(&mut self, index: usize, now: SystemTime) {
+    /// The service's decision stands, but one of its servers' health or said role changed.
+    /// Committed all the same (the record with every server's health as of now): the
+    /// alerts tell a lost redundancy from it, and in a cluster a successor resumes from
+    /// each server's last health rather than its health at the last decision (a backup
+    /// that died since would otherwise be resumed as healthy, and chosen). Nothing is
+    /// committed before the service's first decision (it would publish a state).
+    pub(super) fn commit_health(&mut self, index: usize, now: SystemTime, ctx: &mut Context<Self>) {
         let tracked = &self.services[index];
-        if !self.ledger.keeps_server_health() || !tracked.is_known() {
+        if !tracked.is_known() {
             return;
         }
         let reason = tracked
             .replica
             .as_ref()
-            .map_or("", |r| r.record.reason.as_str());
-        let record = tracked.record(self.ledger.node(), reason, now);
-        let id = tracked.spec.id.clone();
-        self.ledger.commit_record(&id, &record);
+            .map_or_else(String::new, |r| r.record.reason.clone());
+        self.commit(index, &reason, now, ctx);
     }
 
     /// Applies what was committed for service `id` at `revision`: publishes it, records it.
@@ -175,6 +181,7 @@ impl Registry {
             }
         };
         let writer = record.node.clone();
+        self.tell_alerts(index, &record, revision, at, &reason, leading);
         let tracked = &mut self.services[index];
         let Some(transition) = tracked.show(record, revision) else {
             return;
@@ -190,6 +197,35 @@ impl Registry {
             self.ledger.log.announce(revision, shown);
         }
         self.announce(index, ctx);
+    }
+
+    /// Tells the alerts of the service's committed change (on every node: a follower keeps
+    /// what each service was seen as, for when it leads).
+    fn tell_alerts(
+        &self,
+        index: usize,
+        record: &ServiceRecord,
+        revision: i64,
+        at: SystemTime,
+        reason: &str,
+        leading: bool,
+    ) {
+        let Some(alerts) = &self.alerts else {
+            return;
+        };
+        let tracked = &self.services[index];
+        alerts.do_send(Observe {
+            observed: observed(
+                &tracked.spec,
+                record,
+                &tracked.windows,
+                revision,
+                at,
+                reason,
+            ),
+            interval: tracked.spec.pair.primary.check.schedule.interval,
+            leading,
+        });
     }
 
     /// Records the published change of the service at `index` in this node's history, as

@@ -185,12 +185,6 @@ impl Ledger {
         }
     }
 
-    /// Whether each server's health is committed even when the decision stands: only a
-    /// cluster has a successor to resume from it.
-    pub fn keeps_server_health(&self) -> bool {
-        self.link().is_some()
-    }
-
     /// The configured services changed (a reload): a cluster node compares them with the
     /// leader's from now on.
     pub fn services_changed(&self, specs: &[ServiceSpec]) {

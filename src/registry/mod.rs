@@ -51,6 +51,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::{Semaphore, oneshot};
 use tracing::{error, info};
 
+use crate::alerts::dispatcher::Dispatcher;
 use crate::cluster::Cluster;
 use crate::config::services::ServiceSpec;
 use crate::domain::maintenance::Windows;
@@ -129,6 +130,8 @@ pub(crate) struct Registry {
     /// Where decisions are committed (alone: here; on a cluster node: etcd), and the log
     /// of what was applied.
     ledger: Ledger,
+    /// Told of every committed change, when alerting runs.
+    alerts: Option<Addr<Dispatcher>>,
 }
 
 impl Registry {
@@ -184,6 +187,7 @@ impl Registry {
                 Some(cluster) => Ledger::etcd(cluster),
                 None => Ledger::local(now, past.history),
             },
+            alerts: None,
         };
         for t in &registry.services {
             registry
@@ -194,6 +198,12 @@ impl Registry {
         registry.index();
         registry.publish();
         registry
+    }
+
+    /// Tells `alerts` of every committed change from now on.
+    pub fn alerting(mut self, alerts: Addr<Dispatcher>) -> Self {
+        self.alerts = Some(alerts);
+        self
     }
 
     /// Rebuilds the positions by id.
@@ -428,7 +438,7 @@ impl Handler<ServerChanged> for Registry {
             log_transition(&tracked.spec.id, transition, &msg.reason, &self.metrics);
             self.commit(index, &msg.reason, now, ctx);
         } else if before.is_some_and(|b| b != (msg.health, msg.said)) {
-            self.commit_health(index, now);
+            self.commit_health(index, now, ctx);
         }
         if became_ready {
             self.wake_ready_waiters(ctx);
