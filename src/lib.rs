@@ -25,6 +25,8 @@
 //!   `ServerMonitor` actor, one per backend server, owning its probe schedule and smoothed
 //!   health. `auth`: logins (Basic, cookies) and what each caller may see. `history`: the
 //!   history database and its writer thread. [`cluster`]: several nodes on etcd, one leader.
+//!   `alerts`: the dispatcher told of every committed change, which derives events, routes
+//!   and groups them, and delivers them to receivers from a durable outbox.
 //! - `registry`: the `Registry` actor, the only writer of service state. It assesses each
 //!   service from its servers' reports and publishes a new snapshot.
 //! - `notify`: Bayeux sessions and their transports (WebSocket, long-polling). `admin`:

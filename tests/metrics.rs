@@ -122,6 +122,7 @@ async fn a_service_removed_by_a_reload_leaves_the_metrics() {
 /// names each (a family nobody has counted in yet is not written; the unit test of
 /// `metrics` lists every family). Dashboards and alerts are written against these names.
 const FAMILIES: &[&str] = &[
+    "servicewatch_alerts_firing gauge",
     "servicewatch_bayeux_sessions gauge",
     "servicewatch_build info",
     "servicewatch_cluster_config_mismatch gauge",
@@ -152,6 +153,7 @@ const FAMILIES: &[&str] = &[
     "servicewatch_probes counter",
     "servicewatch_publishes counter",
     "servicewatch_service_changes counter",
+    "servicewatch_service_flapping gauge",
     "servicewatch_service_maintenance gauge",
     "servicewatch_service_state gauge",
     "servicewatch_slow_consumers counter",
@@ -180,6 +182,7 @@ const LABELS: &[(&str, &str)] = &[
         "servicewatch_probes_total",
         "service,instance,check,outcome",
     ),
+    ("servicewatch_service_flapping", "service"),
     ("servicewatch_service_maintenance", "service"),
     ("servicewatch_service_state", "service,state"),
 ];

@@ -50,6 +50,7 @@ pub struct ServiceRef {
 pub struct Event {
     /// Names this event alike on every node and across restarts: `service/revision/kind`.
     pub key: String,
+    #[serde(serialize_with = "kind_name", deserialize_with = "kind_named")]
     pub kind: EventKind,
     /// When it happened (when the change was decided).
     #[serde(serialize_with = "rfc3339", deserialize_with = "from_rfc3339")]
@@ -141,4 +142,14 @@ pub(super) fn from_rfc3339<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime
 
 fn from_rfc3339_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
     from_rfc3339(d).map(Some)
+}
+
+fn kind_name<S: Serializer>(kind: &EventKind, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(kind.as_str())
+}
+
+fn kind_named<'de, D: Deserializer<'de>>(d: D) -> Result<EventKind, D::Error> {
+    let name = String::deserialize(d)?;
+    EventKind::named(&name)
+        .ok_or_else(|| serde::de::Error::custom(format!("unknown event kind \"{name}\"")))
 }

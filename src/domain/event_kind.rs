@@ -1,11 +1,8 @@
 //! The kinds of things receivers are told of, by their wire names: what routes match on,
 //! what an event's `kind` says.
 
-use serde::{Deserialize, Serialize};
-
 /// The kinds of events, by their wire names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EventKind {
     /// A service's state changed (Active, Inactive, ReadOnly).
     StateChanged,

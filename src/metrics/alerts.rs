@@ -98,4 +98,11 @@ impl AlertMetrics {
             })
             .set(i64::from(flapping));
     }
+
+    /// Forgets a removed service.
+    pub(super) fn forget(&self, service: &str) {
+        self.flapping.remove(&ServiceLabels {
+            service: service.to_string(),
+        });
+    }
 }

@@ -100,6 +100,7 @@ impl Metrics {
     pub fn forget_service(&self, service: &str, servers: &[(String, &str)]) {
         let instances = servers.iter().map(|(instance, _)| instance.as_str());
         self.services.forget(service, instances);
+        self.alerts.forget(service);
         for (instance, check) in servers {
             self.probes.forget(service, instance, check);
         }

@@ -9,6 +9,12 @@ use crate::domain::service::{Role, ServiceState};
 /// were split by subsystem: dashboards and alerts are written against these, so any change
 /// here breaks them.
 const FAMILIES: &[(&str, &str)] = &[
+    (
+        "servicewatch_alert_notifications counter",
+        "receiver,outcome",
+    ),
+    ("servicewatch_alert_queue gauge", "receiver"),
+    ("servicewatch_alerts_firing gauge", ""),
     ("servicewatch_bayeux_sessions gauge", ""),
     ("servicewatch_build info", "version"),
     (
@@ -53,6 +59,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ("servicewatch_role_conflict gauge", "service"),
     ("servicewatch_role_fallback gauge", "service"),
     ("servicewatch_service_changes counter", ""),
+    ("servicewatch_service_flapping gauge", "service"),
     ("servicewatch_service_maintenance gauge", "service"),
     ("servicewatch_service_state gauge", "service,state"),
     ("servicewatch_slow_consumers counter", ""),
@@ -122,6 +129,8 @@ fn count_everywhere(m: &Metrics) {
         .set_serving("s", Some(Role::Primary), true, Some(Source::Role));
     m.services.set_state("s", ServiceState::Active);
     m.services.set_maintenance("s", true);
+    m.alerts.receiver("hook");
+    m.alerts.set_flapping("s", true);
     m.services
         .switchovers
         .get_or_create(&ServiceLabels {
