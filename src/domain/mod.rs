@@ -8,6 +8,7 @@
 pub mod health;
 pub(crate) mod maintenance;
 pub(crate) mod pairing;
+pub(crate) mod redundancy;
 pub(crate) mod roles;
 pub(crate) mod service;
 pub(crate) mod state;
