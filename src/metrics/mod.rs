@@ -26,7 +26,7 @@ pub use http::{HttpLabels, HttpMetrics};
 pub use notifications::NotificationMetrics;
 pub use probes::{InstanceLabels, ProbeLabels, ProbeMetrics, RoleLabels};
 pub use reloads::ReloadMetrics;
-pub use services::{ServiceLabels, ServiceMetrics};
+pub use services::ServiceMetrics;
 
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry as PrometheusRegistry;

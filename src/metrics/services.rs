@@ -10,6 +10,7 @@ use prometheus_client::registry::Registry as PrometheusRegistry;
 use super::probes::InstanceLabels;
 use crate::domain::roles::Source;
 use crate::domain::service::{Role, ServiceState};
+use crate::domain::switchover::Cause;
 
 /// One service.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -27,6 +28,15 @@ pub struct StateLabels {
     pub state: String,
 }
 
+/// One service's switchovers of one cause.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SwitchoverLabels {
+    /// The service's id.
+    pub service: String,
+    /// `failure` or `maintenance` ([`Cause::as_str`]).
+    pub cause: String,
+}
+
 /// The service metrics.
 #[derive(Default)]
 pub struct ServiceMetrics {
@@ -41,8 +51,8 @@ pub struct ServiceMetrics {
     /// 1 while a service with a role check infers its serving instance, no healthy instance
     /// saying it is primary.
     pub role_fallback: Family<ServiceLabels, Gauge>,
-    /// Times the serving instance moved from one instance of a pair to the other.
-    pub switchovers: Family<ServiceLabels, Counter>,
+    /// Times the serving instance moved from one instance of a pair to the other, by cause.
+    pub switchovers: Family<SwitchoverLabels, Counter>,
     /// Changes of a service's published resource (state, serving instance, or its
     /// configuration through a reload), each announced to subscribers.
     pub changes: Counter,
@@ -79,7 +89,7 @@ impl ServiceMetrics {
         );
         registry.register(
             "switchovers",
-            "Times the serving instance moved from one instance of a pair to the other",
+            "Times the serving instance moved from one instance of a pair to the other, by cause: maintenance (a window started on the instance that served, or ended on the one that took over) or failure (any other move)",
             self.switchovers.clone(),
         );
         registry.register(
@@ -153,6 +163,13 @@ impl ServiceMetrics {
         }
     }
 
+    /// Counts a switchover of `service`, for `cause`.
+    pub fn count_switchover(&self, service: &str, cause: Cause) {
+        self.switchovers
+            .get_or_create(&switchover_labels(service, cause))
+            .inc();
+    }
+
     /// Sets whether a service has a maintenance window.
     pub fn set_maintenance(&self, service: &str, in_maintenance: bool) {
         self.maintenance
@@ -171,10 +188,12 @@ impl ServiceMetrics {
                 state: s.as_str().to_string(),
             });
         }
+        for cause in Cause::ALL {
+            self.switchovers.remove(&switchover_labels(service, cause));
+        }
         let labels = ServiceLabels {
             service: service.to_string(),
         };
-        self.switchovers.remove(&labels);
         self.role_conflict.remove(&labels);
         self.role_fallback.remove(&labels);
         self.maintenance.remove(&labels);
@@ -184,5 +203,12 @@ impl ServiceMetrics {
                 instance: instance.to_string(),
             });
         }
+    }
+}
+
+fn switchover_labels(service: &str, cause: Cause) -> SwitchoverLabels {
+    SwitchoverLabels {
+        service: service.to_string(),
+        cause: cause.as_str().to_string(),
     }
 }

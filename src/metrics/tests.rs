@@ -4,6 +4,7 @@
 use super::*;
 use crate::domain::roles::Source;
 use crate::domain::service::{Role, ServiceState};
+use crate::domain::switchover::Cause;
 
 /// Every family's `# TYPE` line and its samples' label names, as exported before the metrics
 /// were split by subsystem: dashboards and alerts are written against these, so any change
@@ -56,7 +57,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ("servicewatch_service_maintenance gauge", "service"),
     ("servicewatch_service_state gauge", "service,state"),
     ("servicewatch_slow_consumers counter", ""),
-    ("servicewatch_switchovers counter", "service"),
+    ("servicewatch_switchovers counter", "service,cause"),
     ("servicewatch_watch_open gauge", "service,instance"),
     ("servicewatch_websocket_connections gauge", ""),
 ];
@@ -122,12 +123,7 @@ fn count_everywhere(m: &Metrics) {
         .set_serving("s", Some(Role::Primary), true, Some(Source::Role));
     m.services.set_state("s", ServiceState::Active);
     m.services.set_maintenance("s", true);
-    m.services
-        .switchovers
-        .get_or_create(&ServiceLabels {
-            service: "s".into(),
-        })
-        .inc();
+    m.services.count_switchover("s", Cause::Failure);
     m.http
         .requests
         .get_or_create(&HttpLabels {

@@ -43,6 +43,7 @@ impl Tracked {
             after: record.assessment,
             first: before.is_none(),
             confirmed: false,
+            cause: record.switchover,
         };
         self.replica = Some(Replica {
             record,
