@@ -1,6 +1,8 @@
 //! The metrics the monitors keep: each probe's outcome and duration, and what each instance
 //! was last seen as (up, watched, the role it said, its certificate's days left). A monitor
-//! takes its own handles to them once, at start, so a probe counts without a lookup.
+//! takes its own handles to them once, at start, so a probe counts without a lookup; the
+//! probe counters exist at 0 from the moment their service is configured, so that
+//! Prometheus's `increase()` sees their first probe.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -108,16 +110,31 @@ impl ProbeMetrics {
         );
     }
 
+    /// Makes the probe counters of one configured server exist at 0, one per outcome.
+    pub(super) fn configure(&self, service: &str, instance: &str, check: &str) {
+        for outcome in ProbeOutcome::ALL {
+            let _ = self
+                .runs
+                .get_or_create(&probe_labels(service, instance, check, outcome));
+        }
+    }
+
+    /// Forgets what one server's former check kind `check` counted and showed: its probe
+    /// counters and its certificate's days left (a reload changed the check).
+    pub(super) fn forget_check(&self, service: &str, instance: &str, check: &str) {
+        for outcome in ProbeOutcome::ALL {
+            self.runs
+                .remove(&probe_labels(service, instance, check, outcome));
+        }
+        self.certificate_days_left.remove(&InstanceLabels {
+            service: service.to_string(),
+            instance: instance.to_string(),
+        });
+    }
+
     /// Forgets one server of a removed service, by its instance label and check name.
     pub(super) fn forget(&self, service: &str, instance: &str, check: &str) {
-        for outcome in ProbeOutcome::ALL {
-            self.runs.remove(&ProbeLabels {
-                service: service.to_string(),
-                instance: instance.to_string(),
-                check: check.to_string(),
-                outcome: outcome.as_str().to_string(),
-            });
-        }
+        self.forget_check(service, instance, check);
         let labels = InstanceLabels {
             service: service.to_string(),
             instance: instance.to_string(),
@@ -125,7 +142,6 @@ impl ProbeMetrics {
         self.duration.remove(&labels);
         self.watch_open.remove(&labels);
         self.instance_up.remove(&labels);
-        self.certificate_days_left.remove(&labels);
         for role in SaidRole::ALL {
             self.instance_role.remove(&RoleLabels {
                 service: service.to_string(),
@@ -133,5 +149,14 @@ impl ProbeMetrics {
                 role: role.as_str().to_string(),
             });
         }
+    }
+}
+
+fn probe_labels(service: &str, instance: &str, check: &str, outcome: ProbeOutcome) -> ProbeLabels {
+    ProbeLabels {
+        service: service.to_string(),
+        instance: instance.to_string(),
+        check: check.to_string(),
+        outcome: outcome.as_str().to_string(),
     }
 }

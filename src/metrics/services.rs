@@ -89,7 +89,7 @@ impl ServiceMetrics {
         );
         registry.register(
             "switchovers",
-            "Times the serving instance moved from one instance of a pair to the other, by cause: maintenance (a window started on the instance that served, or ended on the one that took over) or failure (any other move)",
+            "Times the serving instance moved from one instance of a pair to the other, by cause: maintenance (a window started on the instance that served, or ended on the one that took over) or failure (any other move); 0 from the moment a pair is configured",
             self.switchovers.clone(),
         );
         registry.register(
@@ -170,6 +170,20 @@ impl ServiceMetrics {
             .inc();
     }
 
+    /// Makes the switchover counters of a service exist at 0 for every cause if it is a
+    /// pair (Prometheus's `increase()` sees a counter's first increment only from a 0
+    /// before it), or removes them if it is not (a reload took its backup away).
+    pub(super) fn configure_switchovers(&self, service: &str, pair: bool) {
+        for cause in Cause::ALL {
+            let labels = switchover_labels(service, cause);
+            if pair {
+                let _ = self.switchovers.get_or_create(&labels);
+            } else {
+                self.switchovers.remove(&labels);
+            }
+        }
+    }
+
     /// Sets whether a service has a maintenance window.
     pub fn set_maintenance(&self, service: &str, in_maintenance: bool) {
         self.maintenance
@@ -188,9 +202,7 @@ impl ServiceMetrics {
                 state: s.as_str().to_string(),
             });
         }
-        for cause in Cause::ALL {
-            self.switchovers.remove(&switchover_labels(service, cause));
-        }
+        self.configure_switchovers(service, false);
         let labels = ServiceLabels {
             service: service.to_string(),
         };
@@ -198,11 +210,16 @@ impl ServiceMetrics {
         self.role_fallback.remove(&labels);
         self.maintenance.remove(&labels);
         for instance in instances {
-            self.instance_serving.remove(&InstanceLabels {
-                service: service.to_string(),
-                instance: instance.to_string(),
-            });
+            self.forget_instance(service, instance);
         }
+    }
+
+    /// Forgets whether an instance a service no longer has served.
+    pub(super) fn forget_instance(&self, service: &str, instance: &str) {
+        self.instance_serving.remove(&InstanceLabels {
+            service: service.to_string(),
+            instance: instance.to_string(),
+        });
     }
 }
 

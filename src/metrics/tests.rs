@@ -1,5 +1,5 @@
-//! What `/metrics` exports: every family under its name, type and labels, and a removed
-//! service gone from all of them.
+//! What `/metrics` exports: every family under its name, type and labels, a configured
+//! service's counters at 0 from the start, and a removed service gone from all of them.
 
 use super::*;
 use crate::domain::roles::Source;
@@ -181,4 +181,56 @@ fn a_removed_service_leaves_every_family() {
     m.forget_service("s", &[("primary".into(), "tcp"), ("backup".into(), "tcp")]);
     let text = m.encode();
     assert!(!text.contains(r#"service="s""#), "{text}");
+}
+
+/// The pair "s" of two TCP-checked instances, as [`Metrics::configure_service`] takes it.
+fn pair_servers() -> Vec<(String, &'static str)> {
+    vec![("primary".into(), "tcp"), ("backup".into(), "tcp")]
+}
+
+#[test]
+fn a_configured_pair_counts_from_zero_before_anything_happened() {
+    let m = Metrics::new();
+    m.configure_service("s", &pair_servers(), true);
+    m.configure_service("single", &[("primary".into(), "http")], false);
+    let text = m.encode();
+    for cause in ["failure", "maintenance"] {
+        let sample = format!(r#"servicewatch_switchovers_total{{service="s",cause="{cause}"}} 0"#);
+        assert!(text.contains(&sample), "{sample} in\n{text}");
+    }
+    for instance in ["primary", "backup"] {
+        for outcome in ["up", "degraded", "down"] {
+            let sample = format!(
+                r#"servicewatch_probes_total{{service="s",instance="{instance}",check="tcp",outcome="{outcome}"}} 0"#
+            );
+            assert!(text.contains(&sample), "{sample} in\n{text}");
+        }
+    }
+    assert!(
+        !text.contains(r#"servicewatch_switchovers_total{service="single""#),
+        "a single instance cannot switch over: {text}"
+    );
+    assert!(text.contains(
+        r#"servicewatch_probes_total{service="single",instance="primary",check="http",outcome="down"} 0"#
+    ));
+    m.services.count_switchover("s", Cause::Maintenance);
+    let text = m.encode();
+    assert!(text.contains(r#"servicewatch_switchovers_total{service="s",cause="maintenance"} 1"#));
+    assert!(text.contains(r#"servicewatch_switchovers_total{service="s",cause="failure"} 0"#));
+}
+
+#[test]
+fn a_reload_forgets_what_a_service_no_longer_has() {
+    let m = Metrics::new();
+    m.configure_service("s", &pair_servers(), true);
+    m.services.set_serving("s", Some(Role::Backup), true, None);
+    let now: Vec<(String, &str)> = vec![("primary".into(), "https")];
+    m.reconfigure_service("s", &pair_servers(), &now, false);
+    let text = m.encode();
+    assert!(!text.contains(r#"instance="backup""#), "{text}");
+    assert!(!text.contains(r#"check="tcp""#), "{text}");
+    assert!(!text.contains("servicewatch_switchovers_total{"), "{text}");
+    assert!(text.contains(
+        r#"servicewatch_probes_total{service="s",instance="primary",check="https",outcome="up"} 0"#
+    ));
 }

@@ -65,7 +65,7 @@ pub(crate) use maintenance::{EndMaintenance, MaintenanceError, PutMaintenance};
 use publisher::Publisher;
 pub(crate) use subscribe::{SubscribeServices, UnsubscribeServices};
 pub(crate) use subscribers::Delivery;
-use tracked::{Tracked, servers_of};
+use tracked::{Tracked, metric_servers, servers_of};
 use transition::log_transition;
 
 /// How often the registry checks that every monitor is alive.
@@ -165,6 +165,11 @@ impl Registry {
             .collect();
         for t in &services {
             metrics.services.set_pending(&t.spec.id);
+            metrics.configure_service(
+                &t.spec.id,
+                &metric_servers(&t.spec),
+                t.spec.pair.backup.is_some(),
+            );
         }
         let mut registry = Registry {
             services,

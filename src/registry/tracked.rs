@@ -440,6 +440,13 @@ pub(super) fn servers_of(spec: &ServiceSpec) -> impl Iterator<Item = (Part, &Ins
     pair.chain(nodes)
 }
 
+/// Each server of a service as metrics label it: its instance label and its check's name.
+pub(super) fn metric_servers(spec: &ServiceSpec) -> Vec<(String, &'static str)> {
+    servers_of(spec)
+        .map(|(part, instance)| (part.metric_label(), instance.check.kind.name()))
+        .collect()
+}
+
 #[cfg(test)]
 #[path = "tracked_tests.rs"]
 mod tests;
