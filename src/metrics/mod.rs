@@ -24,7 +24,7 @@ pub use cluster::ClusterMetrics;
 pub use history::HistoryMetrics;
 pub use http::{HttpLabels, HttpMetrics};
 pub use notifications::NotificationMetrics;
-pub use probes::{InstanceLabels, ProbeLabels, ProbeMetrics, RoleLabels};
+pub use probes::{CertificateGauge, InstanceLabels, ProbeLabels, ProbeMetrics, RoleLabels};
 pub use reloads::ReloadMetrics;
 pub use services::ServiceMetrics;
 

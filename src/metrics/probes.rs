@@ -60,8 +60,34 @@ pub struct ProbeMetrics {
     pub instance_up: Family<InstanceLabels, Gauge>,
     /// 1 for the role an instance last said it has (services with a role check).
     pub instance_role: Family<RoleLabels, Gauge>,
-    /// Days until the certificate an `https` check was shown expires.
+    /// Days until the certificate an `https` check was shown expires: only while the
+    /// instance's last probe completed its TLS handshake ([`CertificateGauge`]).
     pub certificate_days_left: Family<InstanceLabels, Gauge<f64, AtomicU64>>,
+}
+
+/// The `certificate_days_left` series of one instance, which exists only while its last
+/// probe completed a TLS handshake (the certificate verified, or accepted unverified with
+/// `tls_skip_verify`). Before that no certificate was seen, and a 0 would page an alert on
+/// `< 14` for every instance not reached yet; after a failed handshake (an unknown issuer,
+/// another name, an expired certificate, no answer) the last value may be that of a
+/// certificate the server no longer shows. No value is better than a wrong one: the
+/// instance's `instance_up` tells the failure.
+#[derive(Clone)]
+pub struct CertificateGauge {
+    family: Family<InstanceLabels, Gauge<f64, AtomicU64>>,
+    labels: InstanceLabels,
+}
+
+impl CertificateGauge {
+    /// Shows the days left of the certificate the last handshake was shown.
+    pub fn set(&self, days: f64) {
+        self.family.get_or_create(&self.labels).set(days);
+    }
+
+    /// Removes the series: the last probe saw no certificate it could trust.
+    pub fn clear(&self) {
+        self.family.remove(&self.labels);
+    }
 }
 
 impl Default for ProbeMetrics {
@@ -105,9 +131,20 @@ impl ProbeMetrics {
         );
         registry.register(
             "certificate_days_left",
-            "Days until the certificate shown to an https check expires (negative once expired)",
+            "Days until the certificate shown to an https check expires; only while the instance's last probe completed its TLS handshake (verified, or tls_skip_verify): no series before, nor after a failed verification (unknown issuer, wrong name, expired, no answer)",
             self.certificate_days_left.clone(),
         );
+    }
+
+    /// The certificate gauge of one instance, for its monitor to set and clear.
+    pub fn certificate(&self, service: &str, instance: &str) -> CertificateGauge {
+        CertificateGauge {
+            family: self.certificate_days_left.clone(),
+            labels: InstanceLabels {
+                service: service.to_string(),
+                instance: instance.to_string(),
+            },
+        }
     }
 
     /// Makes the probe counters of one configured server exist at 0, one per outcome.

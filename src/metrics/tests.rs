@@ -107,10 +107,7 @@ fn count_everywhere(m: &Metrics) {
     m.probes.duration.get_or_create(&instance).observe(0.1);
     m.probes.watch_open.get_or_create(&instance).set(1);
     m.probes.instance_up.get_or_create(&instance).set(1);
-    m.probes
-        .certificate_days_left
-        .get_or_create(&instance)
-        .set(9.0);
+    m.probes.certificate("s", "primary").set(9.0);
     m.probes
         .instance_role
         .get_or_create(&RoleLabels {
@@ -233,4 +230,16 @@ fn a_reload_forgets_what_a_service_no_longer_has() {
     assert!(text.contains(
         r#"servicewatch_probes_total{service="s",instance="primary",check="https",outcome="up"} 0"#
     ));
+}
+
+#[test]
+fn a_certificate_is_shown_only_while_its_handshake_succeeds() {
+    let m = Metrics::new();
+    let gauge = m.probes.certificate("s", "primary");
+    let sample = r#"servicewatch_certificate_days_left{service="s",instance="primary"}"#;
+    assert!(!m.encode().contains(sample), "no certificate seen yet");
+    gauge.set(30.5);
+    assert!(m.encode().contains(&format!("{sample} 30.5")));
+    gauge.clear();
+    assert!(!m.encode().contains(sample), "no longer verified");
 }
