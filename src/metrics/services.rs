@@ -1,5 +1,5 @@
 //! The metrics the registry keeps: each service's state, which instance serves and why, its
-//! maintenance, the switchovers, and how often what it publishes changes.
+//! maintenance, its redundancy, the switchovers, and how often what it publishes changes.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -53,6 +53,8 @@ pub struct ServiceMetrics {
     pub role_fallback: Family<ServiceLabels, Gauge>,
     /// Times the serving instance moved from one instance of a pair to the other, by cause.
     pub switchovers: Family<SwitchoverLabels, Counter>,
+    /// 1 while a service could lose one more server and still serve.
+    pub redundant: Family<ServiceLabels, Gauge>,
     /// Changes of a service's published resource (state, serving instance, or its
     /// configuration through a reload), each announced to subscribers.
     pub changes: Counter,
@@ -91,6 +93,11 @@ impl ServiceMetrics {
             "switchovers",
             "Times the serving instance moved from one instance of a pair to the other, by cause: maintenance (a window started on the instance that served, or ended on the one that took over) or failure (any other move); 0 from the moment a pair is configured",
             self.switchovers.clone(),
+        );
+        registry.register(
+            "service_redundant",
+            "1 while a service could lose one more server and still serve (both instances of its pair healthy and out of maintenance, its Cassandra nodes beyond the quorum), 0 once it could not; no series for a service with a single instance, nor before every server's health is known",
+            self.redundant.clone(),
         );
         registry.register(
             "service_changes",
@@ -184,6 +191,22 @@ impl ServiceMetrics {
         }
     }
 
+    /// Sets whether a service could lose one more server and still serve.
+    pub fn set_redundant(&self, service: &str, redundant: bool) {
+        self.redundant
+            .get_or_create(&ServiceLabels {
+                service: service.to_string(),
+            })
+            .set(i64::from(redundant));
+    }
+
+    /// Removes the redundancy gauge of a service that has no spare to lose.
+    pub fn forget_redundant(&self, service: &str) {
+        self.redundant.remove(&ServiceLabels {
+            service: service.to_string(),
+        });
+    }
+
     /// Sets whether a service has a maintenance window.
     pub fn set_maintenance(&self, service: &str, in_maintenance: bool) {
         self.maintenance
@@ -206,6 +229,7 @@ impl ServiceMetrics {
         let labels = ServiceLabels {
             service: service.to_string(),
         };
+        self.redundant.remove(&labels);
         self.role_conflict.remove(&labels);
         self.role_fallback.remove(&labels);
         self.maintenance.remove(&labels);

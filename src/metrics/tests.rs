@@ -55,6 +55,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ("servicewatch_role_fallback gauge", "service"),
     ("servicewatch_service_changes counter", ""),
     ("servicewatch_service_maintenance gauge", "service"),
+    ("servicewatch_service_redundant gauge", "service"),
     ("servicewatch_service_state gauge", "service,state"),
     ("servicewatch_slow_consumers counter", ""),
     ("servicewatch_switchovers counter", "service,cause"),
@@ -121,6 +122,7 @@ fn count_everywhere(m: &Metrics) {
     m.services.set_state("s", ServiceState::Active);
     m.services.set_maintenance("s", true);
     m.services.count_switchover("s", Cause::Failure);
+    m.services.set_redundant("s", true);
     m.http
         .requests
         .get_or_create(&HttpLabels {

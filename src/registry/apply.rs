@@ -161,6 +161,7 @@ impl Registry {
                 });
                 if !leading {
                     self.services[index].adopt(&record);
+                    self.show_redundancy(index);
                 }
                 let reason = said.unwrap_or_else(|| record.reason.clone());
                 let at = record.written;

@@ -35,6 +35,7 @@ mod ledger;
 mod maintenance;
 mod publisher;
 mod reconfigure;
+mod redundancy;
 mod reload;
 mod subscribe;
 mod subscribers;
@@ -429,6 +430,8 @@ impl Handler<ServerChanged> for Registry {
         let before = tracked.server(msg.part, msg.generation);
         let transition = tracked.observe(msg.part, msg.generation, msg.health, msg.said, now);
         let became_ready = !was_ready && tracked.is_ready();
+        self.show_redundancy(index);
+        let tracked = &self.services[index];
         if let Some(transition) = transition {
             log_transition(&tracked.spec.id, transition, &msg.reason, &self.metrics);
             self.commit(index, &msg.reason, now, ctx);

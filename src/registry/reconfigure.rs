@@ -69,6 +69,7 @@ impl Handler<ApplyServices> for Registry {
         for index in announce {
             self.changed(index);
         }
+        (0..self.services.len()).for_each(|index| self.show_redundancy(index));
         for id in plan.removed {
             if let Some(tracked) = old.remove(&id) {
                 self.remove(tracked, now);
