@@ -5,60 +5,12 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::certs::Ca;
+use common::certs::{Ca, serve};
 use common::process::DaemonProcess;
 use common::{TestDaemon, eventually};
-use rcgen::KeyPair;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::rustls::server::WebPkiClientVerifier;
-use tokio_rustls::rustls::{self, ServerConfig};
-
-/// An HTTPS server on loopback answering every request `200 ok`; with `clients`, it
-/// demands a client certificate issued by that CA.
-async fn serve(certificate: CertificateDer<'static>, key: KeyPair, clients: Option<&Ca>) -> u16 {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap();
-    let builder = match clients {
-        Some(ca) => builder.with_client_cert_verifier(
-            WebPkiClientVerifier::builder_with_provider(Arc::new(ca.roots()), provider)
-                .build()
-                .unwrap(),
-        ),
-        None => builder.with_no_client_auth(),
-    };
-    let key = PrivateKeyDer::try_from(key.serialize_der()).unwrap();
-    let config = builder.with_single_cert(vec![certificate], key).unwrap();
-    let acceptor = TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let mut request = [0u8; 2048];
-                let _ = tls.read(&mut request).await;
-                let _ = tls
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-                    )
-                    .await;
-                let _ = tls.shutdown().await;
-            });
-        }
-    });
-    port
-}
 
 const FAST: &str = r#"interval = "50ms", timeout = "1s", rise = 1, fall = 1"#;
 

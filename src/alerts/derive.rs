@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use super::event::{Alert, AlertStatus, Event, EventKind, ServiceRef, Severity};
 use crate::domain::service::{Role, ServiceState};
+use crate::domain::switchover::Cause;
 
 /// What the alerts keep of a service: enough to tell what changed, kept across restarts
 /// (in the outbox's database) so that a restart tells nothing new.
@@ -35,6 +36,8 @@ pub struct Observed {
     pub revision: i64,
     pub at: SystemTime,
     pub reason: String,
+    /// Why the serving instance moved, as the decision said, when it did.
+    pub switchover: Option<Cause>,
     pub view: View,
 }
 
@@ -103,7 +106,11 @@ pub fn events(before: Option<&View>, observed: &Observed, mute: bool) -> Vec<Eve
     }
     if let (Some(from), Some(to)) = (before.serving, after.serving) {
         if from != to && !service_muted {
-            let planned = after.instance_maintenance || before.instance_maintenance;
+            let planned = match observed.switchover {
+                Some(cause) => cause == Cause::Maintenance,
+                // A decision that did not say (written by an older servicewatch).
+                None => after.instance_maintenance || before.instance_maintenance,
+            };
             let severity = if planned {
                 Severity::Info
             } else {
@@ -239,6 +246,7 @@ mod tests {
             revision: 42,
             at: SystemTime::UNIX_EPOCH + Duration::from_secs(60),
             reason: "primary: connect refused".into(),
+            switchover: None,
             view,
         }
     }
@@ -291,6 +299,24 @@ mod tests {
             kinds(&unmuted),
             [EventKind::Switchover, EventKind::RedundancyLost]
         );
+    }
+
+    #[test]
+    fn the_decisions_cause_tells_a_planned_move() {
+        let mut after = view(A, B);
+        after.instance_maintenance = true;
+        let mut told = observed(after);
+        told.switchover = Some(Cause::Failure);
+        let moved = events(Some(&view(A, P)), &told, true);
+        assert_eq!(
+            moved[0].planned,
+            Some(false),
+            "the backup's window did not move it"
+        );
+        told.switchover = Some(Cause::Maintenance);
+        told.view.instance_maintenance = false;
+        let moved = events(Some(&view(A, P)), &told, true);
+        assert_eq!(moved[0].planned, Some(true));
     }
 
     #[test]

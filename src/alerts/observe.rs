@@ -52,6 +52,7 @@ pub fn observed(
         revision,
         at,
         reason: reason.to_string(),
+        switchover: record.switchover,
         view: View {
             state: record.assessment.state,
             since: record.since,

@@ -1,7 +1,8 @@
 //! What the leader writes to etcd for each service, and what every node reads back: the
 //! service's decided state, serving instance and since when, each server's health and said
 //! role (so that a new leader resumes them instead of deciding again from its first probes),
-//! why, and who wrote it. JSON, so that `etcdctl get` shows a person what is stored.
+//! why (and, when the decision moved the serving instance, the switchover's cause, which a
+//! follower cannot tell by itself), and who wrote it. JSON, so that `etcdctl get` shows a person what is stored.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,6 +15,7 @@ use crate::domain::maintenance::Window;
 use crate::domain::roles::{SaidRole, Source};
 use crate::domain::service::{Role, ServiceState};
 use crate::domain::state::Assessment;
+use crate::domain::switchover::Cause;
 
 /// One server of a service as the leader last knew it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +38,8 @@ pub struct ServiceRecord {
     pub node: String,
     /// When it was written (by the writer's clock): how far behind a watching node is.
     pub written: SystemTime,
+    /// Why the decision moved the serving instance, if it did.
+    pub switchover: Option<Cause>,
 }
 
 /// Why a stored value is not a record; the node skips it and says so.
@@ -59,6 +63,11 @@ struct Wire {
     reason: String,
     node: String,
     written: u64,
+    /// Absent when the decision moved nothing, and in records of versions before it. A
+    /// cause this version does not know is read as none rather than refusing the record:
+    /// the state matters more than the label of one counter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    switchover_cause: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -87,6 +96,7 @@ impl ServiceRecord {
             reason: self.reason.clone(),
             node: self.node.clone(),
             written: millis(self.written),
+            switchover_cause: self.switchover.map(|c| c.as_str().into()),
         };
         serde_json::to_vec(&wire).expect("a record serializes")
     }
@@ -143,6 +153,9 @@ impl ServiceRecord {
             reason: wire.reason,
             node: wire.node,
             written: UNIX_EPOCH + Duration::from_millis(wire.written),
+            switchover: wire
+                .switchover_cause
+                .and_then(|name| Cause::ALL.into_iter().find(|c| c.as_str() == name)),
         })
     }
 }
@@ -260,7 +273,32 @@ mod tests {
             reason: "primary: connection refused".into(),
             node: "sw1".into(),
             written: UNIX_EPOCH + Duration::from_millis(1_700_000_001_000),
+            switchover: Some(Cause::Maintenance),
         }
+    }
+
+    #[test]
+    fn a_record_says_why_the_serving_instance_moved_when_it_did() {
+        let moved = String::from_utf8(record().to_json()).unwrap();
+        assert!(
+            moved.contains(r#""switchoverCause":"maintenance""#),
+            "{moved}"
+        );
+        let stayed = ServiceRecord {
+            switchover: None,
+            ..record()
+        };
+        let json = String::from_utf8(stayed.to_json()).unwrap();
+        assert!(!json.contains("switchoverCause"), "{json}");
+        assert_eq!(ServiceRecord::from_json(json.as_bytes()).unwrap(), stayed);
+        let unknown = moved.replace(r#""maintenance""#, r#""meteor""#);
+        assert_eq!(
+            ServiceRecord::from_json(unknown.as_bytes())
+                .unwrap()
+                .switchover,
+            None,
+            "an unknown cause does not cost the record"
+        );
     }
 
     #[test]

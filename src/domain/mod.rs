@@ -13,4 +13,5 @@ pub(crate) mod redundancy;
 pub(crate) mod roles;
 pub(crate) mod service;
 pub(crate) mod state;
+pub(crate) mod switchover;
 pub(crate) mod text;

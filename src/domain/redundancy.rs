@@ -35,6 +35,13 @@ pub fn redundancy(servers: &[(Part, Health)], quorum: Option<usize>) -> Option<b
     }
 }
 
+/// Whether a service of these `parts` has any redundancy to lose, whatever its servers'
+/// health: [`redundancy`] judges it once every server's health is known.
+pub fn has_spare(parts: impl IntoIterator<Item = Part>, quorum: Option<usize>) -> bool {
+    let all_up: Vec<(Part, Health)> = parts.into_iter().map(|p| (p, Health::Up)).collect();
+    redundancy(&all_up, quorum).is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,6 +63,9 @@ mod tests {
     fn a_single_instance_has_no_redundancy_to_lose() {
         assert_eq!(redundancy(&[(P, Up)], None), None);
         assert_eq!(redundancy(&[(P, Down)], None), None);
+        assert!(!has_spare([P], None));
+        assert!(has_spare([P, B], None));
+        assert!(has_spare([P, Part::CassandraNode(0)], Some(1)));
     }
 
     #[test]

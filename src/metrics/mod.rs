@@ -26,9 +26,9 @@ pub use cluster::ClusterMetrics;
 pub use history::HistoryMetrics;
 pub use http::{HttpLabels, HttpMetrics};
 pub use notifications::NotificationMetrics;
-pub use probes::{InstanceLabels, ProbeLabels, ProbeMetrics, RoleLabels};
+pub use probes::{CertificateGauge, InstanceLabels, ProbeLabels, ProbeMetrics, RoleLabels};
 pub use reloads::ReloadMetrics;
-pub use services::{ServiceLabels, ServiceMetrics};
+pub use services::ServiceMetrics;
 
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry as PrometheusRegistry;
@@ -92,6 +92,42 @@ impl Metrics {
         m.cluster.register(&mut m.registry);
         m.alerts.register(&mut m.registry);
         m
+    }
+
+    /// Makes the counters of a configured service exist at 0: its probes, for each of its
+    /// `servers` given as (instance label, check name), and its switchovers if it is a
+    /// `pair`. Prometheus's `increase()` and `rate()` take a series' first sample as its
+    /// start: a counter that appeared at 1 would hide the first switchover after a start.
+    pub fn configure_service(&self, service: &str, servers: &[(String, &str)], pair: bool) {
+        for (instance, check) in servers {
+            self.probes.configure(service, instance, check);
+        }
+        self.services.configure_switchovers(service, pair);
+    }
+
+    /// A reload changed a service from `before` to `after` (servers as for
+    /// [`Metrics::configure_service`]): what its servers no longer are is forgotten (a
+    /// server gone, a check kind replaced), and the counters of what it is now exist.
+    pub fn reconfigure_service(
+        &self,
+        service: &str,
+        before: &[(String, &str)],
+        after: &[(String, &str)],
+        pair: bool,
+    ) {
+        for (instance, check) in before {
+            match after.iter().find(|(now, _)| now == instance) {
+                None => {
+                    self.probes.forget(service, instance, check);
+                    self.services.forget_instance(service, instance);
+                }
+                Some((_, now)) if now != check => {
+                    self.probes.forget_check(service, instance, check)
+                }
+                Some(_) => {}
+            }
+        }
+        self.configure_service(service, after, pair);
     }
 
     /// Forgets a removed service: its state gauges, its switchovers, and the probe counts

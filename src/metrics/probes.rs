@@ -1,6 +1,8 @@
 //! The metrics the monitors keep: each probe's outcome and duration, and what each instance
 //! was last seen as (up, watched, the role it said, its certificate's days left). A monitor
-//! takes its own handles to them once, at start, so a probe counts without a lookup.
+//! takes its own handles to them once, at start, so a probe counts without a lookup; the
+//! probe counters exist at 0 from the moment their service is configured, so that
+//! Prometheus's `increase()` sees their first probe.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -58,8 +60,34 @@ pub struct ProbeMetrics {
     pub instance_up: Family<InstanceLabels, Gauge>,
     /// 1 for the role an instance last said it has (services with a role check).
     pub instance_role: Family<RoleLabels, Gauge>,
-    /// Days until the certificate an `https` check was shown expires.
+    /// Days until the certificate an `https` check was shown expires: only while the
+    /// instance's last probe completed its TLS handshake ([`CertificateGauge`]).
     pub certificate_days_left: Family<InstanceLabels, Gauge<f64, AtomicU64>>,
+}
+
+/// The `certificate_days_left` series of one instance, which exists only while its last
+/// probe completed a TLS handshake (the certificate verified, or accepted unverified with
+/// `tls_skip_verify`). Before that no certificate was seen, and a 0 would page an alert on
+/// `< 14` for every instance not reached yet; after a failed handshake (an unknown issuer,
+/// another name, an expired certificate, no answer) the last value may be that of a
+/// certificate the server no longer shows. No value is better than a wrong one: the
+/// instance's `instance_up` tells the failure.
+#[derive(Clone)]
+pub struct CertificateGauge {
+    family: Family<InstanceLabels, Gauge<f64, AtomicU64>>,
+    labels: InstanceLabels,
+}
+
+impl CertificateGauge {
+    /// Shows the days left of the certificate the last handshake was shown.
+    pub fn set(&self, days: f64) {
+        self.family.get_or_create(&self.labels).set(days);
+    }
+
+    /// Removes the series: the last probe saw no certificate it could trust.
+    pub fn clear(&self) {
+        self.family.remove(&self.labels);
+    }
 }
 
 impl Default for ProbeMetrics {
@@ -103,21 +131,47 @@ impl ProbeMetrics {
         );
         registry.register(
             "certificate_days_left",
-            "Days until the certificate shown to an https check expires (negative once expired)",
+            "Days until the certificate shown to an https check expires; only while the instance's last probe completed its TLS handshake (verified, or tls_skip_verify): no series before, nor after a failed verification (unknown issuer, wrong name, expired, no answer)",
             self.certificate_days_left.clone(),
         );
     }
 
-    /// Forgets one server of a removed service, by its instance label and check name.
-    pub(super) fn forget(&self, service: &str, instance: &str, check: &str) {
-        for outcome in ProbeOutcome::ALL {
-            self.runs.remove(&ProbeLabels {
+    /// The certificate gauge of one instance, for its monitor to set and clear.
+    pub fn certificate(&self, service: &str, instance: &str) -> CertificateGauge {
+        CertificateGauge {
+            family: self.certificate_days_left.clone(),
+            labels: InstanceLabels {
                 service: service.to_string(),
                 instance: instance.to_string(),
-                check: check.to_string(),
-                outcome: outcome.as_str().to_string(),
-            });
+            },
         }
+    }
+
+    /// Makes the probe counters of one configured server exist at 0, one per outcome.
+    pub(super) fn configure(&self, service: &str, instance: &str, check: &str) {
+        for outcome in ProbeOutcome::ALL {
+            let _ = self
+                .runs
+                .get_or_create(&probe_labels(service, instance, check, outcome));
+        }
+    }
+
+    /// Forgets what one server's former check kind `check` counted and showed: its probe
+    /// counters and its certificate's days left (a reload changed the check).
+    pub(super) fn forget_check(&self, service: &str, instance: &str, check: &str) {
+        for outcome in ProbeOutcome::ALL {
+            self.runs
+                .remove(&probe_labels(service, instance, check, outcome));
+        }
+        self.certificate_days_left.remove(&InstanceLabels {
+            service: service.to_string(),
+            instance: instance.to_string(),
+        });
+    }
+
+    /// Forgets one server of a removed service, by its instance label and check name.
+    pub(super) fn forget(&self, service: &str, instance: &str, check: &str) {
+        self.forget_check(service, instance, check);
         let labels = InstanceLabels {
             service: service.to_string(),
             instance: instance.to_string(),
@@ -125,7 +179,6 @@ impl ProbeMetrics {
         self.duration.remove(&labels);
         self.watch_open.remove(&labels);
         self.instance_up.remove(&labels);
-        self.certificate_days_left.remove(&labels);
         for role in SaidRole::ALL {
             self.instance_role.remove(&RoleLabels {
                 service: service.to_string(),
@@ -133,5 +186,14 @@ impl ProbeMetrics {
                 role: role.as_str().to_string(),
             });
         }
+    }
+}
+
+fn probe_labels(service: &str, instance: &str, check: &str, outcome: ProbeOutcome) -> ProbeLabels {
+    ProbeLabels {
+        service: service.to_string(),
+        instance: instance.to_string(),
+        check: check.to_string(),
+        outcome: outcome.as_str().to_string(),
     }
 }

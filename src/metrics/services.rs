@@ -1,5 +1,5 @@
 //! The metrics the registry keeps: each service's state, which instance serves and why, its
-//! maintenance, the switchovers, and how often what it publishes changes.
+//! maintenance, its redundancy, the switchovers, and how often what it publishes changes.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -10,6 +10,7 @@ use prometheus_client::registry::Registry as PrometheusRegistry;
 use super::probes::InstanceLabels;
 use crate::domain::roles::Source;
 use crate::domain::service::{Role, ServiceState};
+use crate::domain::switchover::Cause;
 
 /// One service.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -27,6 +28,15 @@ pub struct StateLabels {
     pub state: String,
 }
 
+/// One service's switchovers of one cause.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SwitchoverLabels {
+    /// The service's id.
+    pub service: String,
+    /// `failure` or `maintenance` ([`Cause::as_str`]).
+    pub cause: String,
+}
+
 /// The service metrics.
 #[derive(Default)]
 pub struct ServiceMetrics {
@@ -41,8 +51,10 @@ pub struct ServiceMetrics {
     /// 1 while a service with a role check infers its serving instance, no healthy instance
     /// saying it is primary.
     pub role_fallback: Family<ServiceLabels, Gauge>,
-    /// Times the serving instance moved from one instance of a pair to the other.
-    pub switchovers: Family<ServiceLabels, Counter>,
+    /// Times the serving instance moved from one instance of a pair to the other, by cause.
+    pub switchovers: Family<SwitchoverLabels, Counter>,
+    /// 1 while a service could lose one more server and still serve.
+    pub redundant: Family<ServiceLabels, Gauge>,
     /// Changes of a service's published resource (state, serving instance, or its
     /// configuration through a reload), each announced to subscribers.
     pub changes: Counter,
@@ -79,8 +91,13 @@ impl ServiceMetrics {
         );
         registry.register(
             "switchovers",
-            "Times the serving instance moved from one instance of a pair to the other",
+            "Times the serving instance moved from one instance of a pair to the other, by cause: maintenance (a window started on the instance that served, or ended on the one that took over) or failure (any other move); 0 from the moment a pair is configured",
             self.switchovers.clone(),
+        );
+        registry.register(
+            "service_redundant",
+            "1 while a service could lose one more server and still serve (both instances of its pair healthy and out of maintenance, its Cassandra nodes beyond the quorum), 0 once it could not; no series for a service with a single instance, nor before every server's health is known",
+            self.redundant.clone(),
         );
         registry.register(
             "service_changes",
@@ -153,6 +170,43 @@ impl ServiceMetrics {
         }
     }
 
+    /// Counts a switchover of `service`, for `cause`.
+    pub fn count_switchover(&self, service: &str, cause: Cause) {
+        self.switchovers
+            .get_or_create(&switchover_labels(service, cause))
+            .inc();
+    }
+
+    /// Makes the switchover counters of a service exist at 0 for every cause if it is a
+    /// pair (Prometheus's `increase()` sees a counter's first increment only from a 0
+    /// before it), or removes them if it is not (a reload took its backup away).
+    pub(super) fn configure_switchovers(&self, service: &str, pair: bool) {
+        for cause in Cause::ALL {
+            let labels = switchover_labels(service, cause);
+            if pair {
+                let _ = self.switchovers.get_or_create(&labels);
+            } else {
+                self.switchovers.remove(&labels);
+            }
+        }
+    }
+
+    /// Sets whether a service could lose one more server and still serve.
+    pub fn set_redundant(&self, service: &str, redundant: bool) {
+        self.redundant
+            .get_or_create(&ServiceLabels {
+                service: service.to_string(),
+            })
+            .set(i64::from(redundant));
+    }
+
+    /// Removes the redundancy gauge of a service that has no spare to lose.
+    pub fn forget_redundant(&self, service: &str) {
+        self.redundant.remove(&ServiceLabels {
+            service: service.to_string(),
+        });
+    }
+
     /// Sets whether a service has a maintenance window.
     pub fn set_maintenance(&self, service: &str, in_maintenance: bool) {
         self.maintenance
@@ -171,18 +225,31 @@ impl ServiceMetrics {
                 state: s.as_str().to_string(),
             });
         }
+        self.configure_switchovers(service, false);
         let labels = ServiceLabels {
             service: service.to_string(),
         };
-        self.switchovers.remove(&labels);
+        self.redundant.remove(&labels);
         self.role_conflict.remove(&labels);
         self.role_fallback.remove(&labels);
         self.maintenance.remove(&labels);
         for instance in instances {
-            self.instance_serving.remove(&InstanceLabels {
-                service: service.to_string(),
-                instance: instance.to_string(),
-            });
+            self.forget_instance(service, instance);
         }
+    }
+
+    /// Forgets whether an instance a service no longer has served.
+    pub(super) fn forget_instance(&self, service: &str, instance: &str) {
+        self.instance_serving.remove(&InstanceLabels {
+            service: service.to_string(),
+            instance: instance.to_string(),
+        });
+    }
+}
+
+fn switchover_labels(service: &str, cause: Cause) -> SwitchoverLabels {
+    SwitchoverLabels {
+        service: service.to_string(),
+        cause: cause.as_str().to_string(),
     }
 }

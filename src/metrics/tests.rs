@@ -1,9 +1,10 @@
-//! What `/metrics` exports: every family under its name, type and labels, and a removed
-//! service gone from all of them.
+//! What `/metrics` exports: every family under its name, type and labels, a configured
+//! service's counters at 0 from the start, and a removed service gone from all of them.
 
 use super::*;
 use crate::domain::roles::Source;
 use crate::domain::service::{Role, ServiceState};
+use crate::domain::switchover::Cause;
 
 /// Every family's `# TYPE` line and its samples' label names, as exported before the metrics
 /// were split by subsystem: dashboards and alerts are written against these, so any change
@@ -61,9 +62,10 @@ const FAMILIES: &[(&str, &str)] = &[
     ("servicewatch_service_changes counter", ""),
     ("servicewatch_service_flapping gauge", "service"),
     ("servicewatch_service_maintenance gauge", "service"),
+    ("servicewatch_service_redundant gauge", "service"),
     ("servicewatch_service_state gauge", "service,state"),
     ("servicewatch_slow_consumers counter", ""),
-    ("servicewatch_switchovers counter", "service"),
+    ("servicewatch_switchovers counter", "service,cause"),
     ("servicewatch_watch_open gauge", "service,instance"),
     ("servicewatch_websocket_connections gauge", ""),
 ];
@@ -113,10 +115,7 @@ fn count_everywhere(m: &Metrics) {
     m.probes.duration.get_or_create(&instance).observe(0.1);
     m.probes.watch_open.get_or_create(&instance).set(1);
     m.probes.instance_up.get_or_create(&instance).set(1);
-    m.probes
-        .certificate_days_left
-        .get_or_create(&instance)
-        .set(9.0);
+    m.probes.certificate("s", "primary").set(9.0);
     m.probes
         .instance_role
         .get_or_create(&RoleLabels {
@@ -131,12 +130,8 @@ fn count_everywhere(m: &Metrics) {
     m.services.set_maintenance("s", true);
     m.alerts.receiver("hook");
     m.alerts.set_flapping("s", true);
-    m.services
-        .switchovers
-        .get_or_create(&ServiceLabels {
-            service: "s".into(),
-        })
-        .inc();
+    m.services.count_switchover("s", Cause::Failure);
+    m.services.set_redundant("s", true);
     m.http
         .requests
         .get_or_create(&HttpLabels {
@@ -194,4 +189,68 @@ fn a_removed_service_leaves_every_family() {
     m.forget_service("s", &[("primary".into(), "tcp"), ("backup".into(), "tcp")]);
     let text = m.encode();
     assert!(!text.contains(r#"service="s""#), "{text}");
+}
+
+/// The pair "s" of two TCP-checked instances, as [`Metrics::configure_service`] takes it.
+fn pair_servers() -> Vec<(String, &'static str)> {
+    vec![("primary".into(), "tcp"), ("backup".into(), "tcp")]
+}
+
+#[test]
+fn a_configured_pair_counts_from_zero_before_anything_happened() {
+    let m = Metrics::new();
+    m.configure_service("s", &pair_servers(), true);
+    m.configure_service("single", &[("primary".into(), "http")], false);
+    let text = m.encode();
+    for cause in ["failure", "maintenance"] {
+        let sample = format!(r#"servicewatch_switchovers_total{{service="s",cause="{cause}"}} 0"#);
+        assert!(text.contains(&sample), "{sample} in\n{text}");
+    }
+    for instance in ["primary", "backup"] {
+        for outcome in ["up", "degraded", "down"] {
+            let sample = format!(
+                r#"servicewatch_probes_total{{service="s",instance="{instance}",check="tcp",outcome="{outcome}"}} 0"#
+            );
+            assert!(text.contains(&sample), "{sample} in\n{text}");
+        }
+    }
+    assert!(
+        !text.contains(r#"servicewatch_switchovers_total{service="single""#),
+        "a single instance cannot switch over: {text}"
+    );
+    assert!(text.contains(
+        r#"servicewatch_probes_total{service="single",instance="primary",check="http",outcome="down"} 0"#
+    ));
+    m.services.count_switchover("s", Cause::Maintenance);
+    let text = m.encode();
+    assert!(text.contains(r#"servicewatch_switchovers_total{service="s",cause="maintenance"} 1"#));
+    assert!(text.contains(r#"servicewatch_switchovers_total{service="s",cause="failure"} 0"#));
+}
+
+#[test]
+fn a_reload_forgets_what_a_service_no_longer_has() {
+    let m = Metrics::new();
+    m.configure_service("s", &pair_servers(), true);
+    m.services.set_serving("s", Some(Role::Backup), true, None);
+    let now: Vec<(String, &str)> = vec![("primary".into(), "https")];
+    m.reconfigure_service("s", &pair_servers(), &now, false);
+    let text = m.encode();
+    assert!(!text.contains(r#"instance="backup""#), "{text}");
+    assert!(!text.contains(r#"check="tcp""#), "{text}");
+    assert!(!text.contains("servicewatch_switchovers_total{"), "{text}");
+    assert!(text.contains(
+        r#"servicewatch_probes_total{service="s",instance="primary",check="https",outcome="up"} 0"#
+    ));
+}
+
+#[test]
+fn a_certificate_is_shown_only_while_its_handshake_succeeds() {
+    let m = Metrics::new();
+    let gauge = m.probes.certificate("s", "primary");
+    let sample = r#"servicewatch_certificate_days_left{service="s",instance="primary"}"#;
+    assert!(!m.encode().contains(sample), "no certificate seen yet");
+    gauge.set(30.5);
+    assert!(m.encode().contains(&format!("{sample} 30.5")));
+    gauge.clear();
+    assert!(!m.encode().contains(sample), "no longer verified");
 }

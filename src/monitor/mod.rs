@@ -37,7 +37,6 @@ mod watch;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime};
 
 use actix::prelude::*;
@@ -53,7 +52,7 @@ use crate::domain::health::{Health, HealthTracker, ProbeOutcome};
 use crate::domain::roles::SaidRole;
 use crate::domain::service::Part;
 use crate::instances::{InstanceRecord, LastCheck};
-use crate::metrics::{InstanceLabels, Metrics, ProbeLabels, RoleLabels};
+use crate::metrics::{CertificateGauge, InstanceLabels, Metrics, ProbeLabels, RoleLabels};
 use crate::probe::https::days_left;
 use crate::probe::{self, CheckKind, ProbeReport};
 use decision::{Decision, HealthNews, Known, RoleNews, Seen, Server};
@@ -118,7 +117,7 @@ struct ProbeCounters {
     watch_open: Gauge,
     instance_up: Gauge,
     /// For an `https` check: days until the certificate shown expires.
-    certificate_days: Option<Gauge<f64, AtomicU64>>,
+    certificate_days: Option<CertificateGauge>,
     /// One gauge per answer, for a server with a role check.
     roles: Vec<(SaidRole, Gauge)>,
 }
@@ -156,9 +155,7 @@ impl ProbeCounters {
             certificate_days: matches!(id.spec.check.kind, CheckKind::Https(_)).then(|| {
                 metrics
                     .probes
-                    .certificate_days_left
-                    .get_or_create(&instance)
-                    .clone()
+                    .certificate(&id.service, &id.part.metric_label())
             }),
             roles: match id.spec.role {
                 Some(_) => SaidRole::ALL
@@ -345,8 +342,11 @@ impl ServerMonitor {
         }
         if let Some(not_after) = report.certificate_not_after {
             self.id.record.certificate(Some(not_after));
-            if let Some(gauge) = &self.counters.certificate_days {
-                gauge.set(days_left(not_after, now));
+        }
+        if let Some(gauge) = &self.counters.certificate_days {
+            match report.certificate_not_after {
+                Some(not_after) => gauge.set(days_left(not_after, now)),
+                None => gauge.clear(),
             }
         }
         if decision.role.changed() {

@@ -51,6 +51,7 @@ impl Tracked {
             after: record.assessment,
             first: before.is_none(),
             confirmed: false,
+            cause: record.switchover,
         };
         self.replica = Some(Replica {
             record,
@@ -166,6 +167,7 @@ impl Registry {
                 });
                 if !leading {
                     self.services[index].adopt(&record);
+                    self.show_redundancy(index);
                 }
                 let reason = said.unwrap_or_else(|| record.reason.clone());
                 let at = record.written;

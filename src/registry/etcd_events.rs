@@ -23,7 +23,7 @@ impl Registry {
     }
 
     /// This node no longer leads: its monitors stop, and what it decided but etcd does
-    /// not hold is forgotten.
+    /// not hold is forgotten (its redundancy gauges show what etcd holds).
     fn follow(&mut self) {
         self.ledger.set_leading(false);
         for tracked in &mut self.services {
@@ -35,6 +35,9 @@ impl Registry {
                 let record = replica.record.clone();
                 tracked.adopt(&record);
             }
+        }
+        for index in 0..self.services.len() {
+            self.show_redundancy(index);
         }
         warn!("this node no longer leads: its monitors stopped; it serves what the leader writes");
     }

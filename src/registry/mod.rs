@@ -35,6 +35,7 @@ mod ledger;
 mod maintenance;
 mod publisher;
 mod reconfigure;
+mod redundancy;
 mod reload;
 mod subscribe;
 mod subscribers;
@@ -66,7 +67,7 @@ pub(crate) use maintenance::{EndMaintenance, MaintenanceError, PutMaintenance};
 use publisher::Publisher;
 pub(crate) use subscribe::{SubscribeServices, UnsubscribeServices};
 pub(crate) use subscribers::Delivery;
-use tracked::{Tracked, servers_of};
+use tracked::{Tracked, metric_servers, servers_of};
 use transition::log_transition;
 
 /// How often the registry checks that every monitor is alive.
@@ -168,6 +169,11 @@ impl Registry {
             .collect();
         for t in &services {
             metrics.services.set_pending(&t.spec.id);
+            metrics.configure_service(
+                &t.spec.id,
+                &metric_servers(&t.spec),
+                t.spec.pair.backup.is_some(),
+            );
         }
         let mut registry = Registry {
             services,
@@ -434,6 +440,8 @@ impl Handler<ServerChanged> for Registry {
         let before = tracked.server(msg.part, msg.generation);
         let transition = tracked.observe(msg.part, msg.generation, msg.health, msg.said, now);
         let became_ready = !was_ready && tracked.is_ready();
+        self.show_redundancy(index);
+        let tracked = &self.services[index];
         if let Some(transition) = transition {
             log_transition(&tracked.spec.id, transition, &msg.reason, &self.metrics);
             self.commit(index, &msg.reason, now, ctx);

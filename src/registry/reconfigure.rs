@@ -9,7 +9,7 @@ use actix::prelude::*;
 use tracing::info;
 
 use super::reload::{Step, plan};
-use super::tracked::{Tracked, servers_of};
+use super::tracked::{Tracked, metric_servers};
 use super::{ApplyServices, Registry, ReloadSummary, stop_monitors};
 use crate::config::services::ServiceSpec;
 use crate::domain::state::Assessment;
@@ -38,6 +38,7 @@ impl Handler<ApplyServices> for Registry {
                 }
                 (Step::Changed, Some(previous)) => {
                     summary.changed.push(spec.id.clone());
+                    self.configure_metrics(&spec, Some(&previous.spec));
                     start.push(index);
                     let (tracked, shown_anew) = changed(spec, previous);
                     if shown_anew {
@@ -48,6 +49,7 @@ impl Handler<ApplyServices> for Registry {
                 _ => {
                     summary.added.push(spec.id.clone());
                     self.metrics.services.set_pending(&spec.id);
+                    self.configure_metrics(&spec, None);
                     start.push(index);
                     let windows = self.unconfigured_windows.of(&spec.id, now);
                     self.unconfigured_windows.set_service(&spec.id, Vec::new());
@@ -67,6 +69,7 @@ impl Handler<ApplyServices> for Registry {
         for index in announce {
             self.changed(index);
         }
+        (0..self.services.len()).for_each(|index| self.show_redundancy(index));
         for id in plan.removed {
             if let Some(tracked) = old.remove(&id) {
                 self.remove(tracked, now);
@@ -98,6 +101,22 @@ fn changed(spec: ServiceSpec, previous: Tracked) -> (Tracked, bool) {
 }
 
 impl Registry {
+    /// Makes the metrics of a service the reload added (no `previous` configuration) or
+    /// changed follow what it is now: its counters exist at 0, and what it no longer has
+    /// (a server, a check kind, its backup) is forgotten.
+    fn configure_metrics(&self, spec: &ServiceSpec, previous: Option<&ServiceSpec>) {
+        let servers = metric_servers(spec);
+        let pair = spec.pair.backup.is_some();
+        match previous {
+            Some(before) => {
+                let before = metric_servers(before);
+                self.metrics
+                    .reconfigure_service(&spec.id, &before, &servers, pair)
+            }
+            None => self.metrics.configure_service(&spec.id, &servers, pair),
+        }
+    }
+
     /// A service the reload removed: its monitors stop, its subscribers hear of it one last
     /// time, as Inactive (unless they never heard of it), and its metrics go.
     fn remove(&mut self, mut tracked: Tracked, now: SystemTime) {
@@ -113,9 +132,7 @@ impl Registry {
                 tracked.spec.feature.clone(),
             );
         }
-        let servers: Vec<(String, &str)> = servers_of(&tracked.spec)
-            .map(|(part, instance)| (part.metric_label(), instance.check.kind.name()))
-            .collect();
-        self.metrics.forget_service(&tracked.spec.id, &servers);
+        self.metrics
+            .forget_service(&tracked.spec.id, &metric_servers(&tracked.spec));
     }
 }

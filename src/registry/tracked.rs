@@ -14,6 +14,7 @@ use crate::domain::maintenance::{Window, effective};
 use crate::domain::roles::SaidRole;
 use crate::domain::service::{Part, Role, ServiceState};
 use crate::domain::state::{Assessment, assess};
+use crate::domain::switchover::{Cause, InMaintenance, cause, switchover};
 use crate::history::Change;
 use crate::instances::Instances;
 use crate::monitor::ServerMonitor;
@@ -59,6 +60,10 @@ pub(super) struct Tracked {
     /// On a cluster node: what etcd last held for the service, which is what the node
     /// publishes (the leader's own decisions go out only once etcd has them).
     pub replica: Option<Replica>,
+    /// Why the decision now held moved the serving instance, if it did: written in the
+    /// record, so that a follower counts the switchover with the cause its leader saw (a
+    /// follower learns of a window before the decision it causes, and cannot tell).
+    pub switchover: Option<Cause>,
 }
 
 /// Where a service stands on this node.
@@ -170,6 +175,7 @@ impl Tracked {
             resumed: None,
             windows,
             phase,
+            switchover: None,
         }
     }
 
@@ -239,6 +245,7 @@ impl Tracked {
             reason: reason.to_string(),
             node: node.to_string(),
             written: now,
+            switchover: self.switchover,
         }
     }
 
@@ -256,6 +263,7 @@ impl Tracked {
         }
         self.resumed = None;
         self.phase = self.phase.decided();
+        self.switchover = record.switchover;
         self.decide(record.assessment, record.since);
     }
 
@@ -278,7 +286,7 @@ impl Tracked {
         server.health = health;
         server.said = said;
         server.confirmed = true;
-        self.assess_again(now)
+        self.assess_again(now, self.pair_maintenance())
     }
 
     /// What the current monitor of the server playing `part` last reported (its health and
@@ -313,9 +321,10 @@ impl Tracked {
         if windows == self.windows {
             return (None, false);
         }
+        let maintenance = self.pair_maintenance();
         self.windows = windows;
         let before = self.published.json.clone();
-        let transition = self.assess_again(now);
+        let transition = self.assess_again(now, maintenance);
         if transition.is_none() {
             self.set(self.assessment, self.since);
         }
@@ -330,19 +339,38 @@ impl Tracked {
             .any(|w| w.instance.as_deref() == Some(label.as_str()))
     }
 
+    /// Which instances of the pair are in maintenance.
+    fn pair_maintenance(&self) -> InMaintenance {
+        InMaintenance {
+            primary: self.in_maintenance(Part::Pair(Role::Primary)),
+            backup: self.in_maintenance(Part::Pair(Role::Backup)),
+        }
+    }
+
+    /// Each server's health as the rules see it: one in maintenance counts as down.
+    pub fn healths(&self) -> Vec<(Part, Health)> {
+        self.servers
+            .iter()
+            .map(|s| (s.part, effective(s.health, self.in_maintenance(s.part))))
+            .collect()
+    }
+
+    /// The Cassandra quorum of a Provisioning service, `None` for the others.
+    pub fn quorum(&self) -> Option<usize> {
+        self.spec.cassandra.as_ref().map(|c| c.quorum)
+    }
+
     /// Assesses the service from its servers' last reports, once this node has seen every
     /// server itself: a decision mixing fresh evidence with a stored health (a new
-    /// leader's first round) could show a state nobody observed.
-    fn assess_again(&mut self, now: SystemTime) -> Option<Transition> {
+    /// leader's first round) could show a state nobody observed. `maintenance`: the pair's
+    /// instances in maintenance before this decision, to tell why the serving instance
+    /// moved, if it did.
+    fn assess_again(&mut self, now: SystemTime, maintenance: InMaintenance) -> Option<Transition> {
         if !self.servers.iter().all(|s| s.confirmed) {
             return None;
         }
-        let healths: Vec<(Part, Health)> = self
-            .servers
-            .iter()
-            .map(|s| (s.part, effective(s.health, self.in_maintenance(s.part))))
-            .collect();
-        let quorum = self.spec.cassandra.as_ref().map(|c| c.quorum);
+        let healths = self.healths();
+        let quorum = self.quorum();
         let said_by = |role| {
             self.servers
                 .iter()
@@ -383,11 +411,14 @@ impl Tracked {
             None => self.since,
         };
         self.decide(after, since);
+        self.switchover = switchover(before.serving, after.serving)
+            .map(|(from, to)| cause(from, to, maintenance, self.pair_maintenance()));
         Some(Transition {
             before,
             after,
             first,
             confirmed: resumed.is_some() && after.serving == before.serving,
+            cause: self.switchover,
         })
     }
 }
@@ -407,6 +438,13 @@ pub(super) fn servers_of(spec: &ServiceSpec) -> impl Iterator<Item = (Part, &Ins
         .enumerate()
         .map(|(i, node)| (Part::CassandraNode(i), node));
     pair.chain(nodes)
+}
+
+/// Each server of a service as metrics label it: its instance label and its check's name.
+pub(super) fn metric_servers(spec: &ServiceSpec) -> Vec<(String, &'static str)> {
+    servers_of(spec)
+        .map(|(part, instance)| (part.metric_label(), instance.check.kind.name()))
+        .collect()
 }
 
 #[cfg(test)]

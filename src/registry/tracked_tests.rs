@@ -216,3 +216,69 @@ fn reports_of_a_replaced_monitor_are_ignored() {
     );
     assert_eq!(t.servers[0].health, Health::Unknown);
 }
+
+/// A window on the pair's `instance`.
+fn window(instance: &str) -> Window {
+    Window {
+        service: "v".into(),
+        instance: Some(instance.into()),
+        reason: "upgrade".into(),
+        until: None,
+        by: "chief".into(),
+        since: SystemTime::UNIX_EPOCH,
+    }
+}
+
+#[test]
+fn a_move_says_whether_a_window_or_a_failure_made_it() {
+    let at = |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+    let mut t = pair();
+    t.observe(PRIMARY, 0, Health::Up, SaidRole::Unknown, at(1));
+    t.observe(BACKUP, 0, Health::Up, SaidRole::Unknown, at(1));
+
+    let (planned, _) = t.maintain(vec![window("primary")], at(2));
+    let planned = planned.unwrap();
+    assert_eq!(planned.after.serving, Some(Role::Backup));
+    assert_eq!(planned.cause, Some(Cause::Maintenance));
+    assert_eq!(
+        t.record("n", "r", at(2)).switchover,
+        Some(Cause::Maintenance),
+        "written for the followers"
+    );
+
+    // Out of maintenance: no failback, so nothing moves.
+    assert_eq!(t.maintain(Vec::new(), at(3)).0, None);
+    let failed = t
+        .observe(BACKUP, 0, Health::Down, SaidRole::Unknown, at(4))
+        .unwrap();
+    assert_eq!(failed.after.serving, Some(Role::Primary));
+    assert_eq!(
+        failed.cause,
+        Some(Cause::Failure),
+        "the primary's window ended before, not in this decision"
+    );
+
+    let stopped = t
+        .observe(PRIMARY, 0, Health::Down, SaidRole::Unknown, at(5))
+        .unwrap();
+    assert_eq!(stopped.after.serving, None);
+    assert_eq!(stopped.cause, None, "no instance took over: no switchover");
+    assert_eq!(t.record("n", "r", at(5)).switchover, None);
+}
+
+#[test]
+fn a_follower_takes_the_cause_its_leader_wrote() {
+    let at = |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+    let mut leader = pair();
+    leader.observe(PRIMARY, 0, Health::Up, SaidRole::Unknown, at(1));
+    leader.observe(BACKUP, 0, Health::Up, SaidRole::Unknown, at(1));
+    leader.maintain(vec![window("primary")], at(2));
+    let mut follower = pair();
+    follower.adopt(&leader.record("sw1", "why", at(2)));
+    assert_eq!(follower.switchover, Some(Cause::Maintenance));
+    assert_eq!(
+        follower.record("sw2", "why", at(3)).switchover,
+        Some(Cause::Maintenance),
+        "kept if the follower leads next and rewrites the record"
+    );
+}

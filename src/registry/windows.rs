@@ -202,6 +202,7 @@ impl Registry {
         } else {
             self.services[index].windows = windows;
         }
+        self.show_redundancy(index);
         reason
     }
 

@@ -1,12 +1,17 @@
 //! Certificates made by the tests: a CA, and certificates it signs for servers and clients,
-//! written as PEM files where the daemon (or etcd) reads them.
+//! written as PEM files where the daemon (or etcd) reads them; and an HTTPS server on
+//! loopback showing one of them.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-use tokio_rustls::rustls::RootCertStore;
-use tokio_rustls::rustls::pki_types::CertificateDer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 
 /// A CA, its certificate written to `dir/ca.pem`.
 pub struct Ca {
@@ -80,4 +85,49 @@ impl Ca {
         std::fs::write(dir.join(format!("{stem}.pem")), pem).unwrap();
         std::fs::write(dir.join(format!("{stem}.key")), key.serialize_pem()).unwrap();
     }
+}
+
+/// An HTTPS server on loopback answering every request `200 ok`; with `clients`, it
+/// demands a client certificate issued by that CA.
+pub async fn serve(
+    certificate: CertificateDer<'static>,
+    key: KeyPair,
+    clients: Option<&Ca>,
+) -> u16 {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let builder = match clients {
+        Some(ca) => builder.with_client_cert_verifier(
+            WebPkiClientVerifier::builder_with_provider(Arc::new(ca.roots()), provider)
+                .build()
+                .unwrap(),
+        ),
+        None => builder.with_no_client_auth(),
+    };
+    let key = PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+    let config = builder.with_single_cert(vec![certificate], key).unwrap();
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut request = [0u8; 2048];
+                let _ = tls.read(&mut request).await;
+                let _ = tls
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    )
+                    .await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    port
 }
