@@ -117,7 +117,7 @@ impl Daemon {
         let cluster_status = cluster
             .as_ref()
             .map_or_else(|| Arc::new(ClusterStatus::alone()), |c| c.status.clone());
-        let alerts = start_alerts(&settings, &history, &metrics);
+        let alerts = start_alerts(&settings, &history, &metrics, cluster.clone());
         let registry = start_registry(
             &settings,
             (&snapshot, &metrics),
@@ -386,6 +386,7 @@ fn start_alerts(
     settings: &Settings,
     history: &History,
     metrics: &Arc<Metrics>,
+    cluster: Option<Cluster>,
 ) -> Addr<Dispatcher> {
     let outbox = match Outbox::open(history.path()) {
         Ok(outbox) => outbox,
@@ -413,7 +414,7 @@ fn start_alerts(
                     .ok()
             })
             .collect();
-        Dispatcher::new(alerts, receivers, node, outbox, metrics)
+        Dispatcher::new(alerts, receivers, node, outbox, metrics, cluster)
     })
 }
 

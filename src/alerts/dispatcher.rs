@@ -27,6 +27,7 @@ use super::notification::{Notification, VERSION};
 use super::outbox::{Outbox, Pending};
 use super::receivers::Receiver;
 use super::routing::receivers_for;
+use crate::cluster::Cluster;
 use crate::config::alerts::AlertSettings;
 use crate::config::receivers::ReceiverKind;
 use crate::metrics::Metrics;
@@ -50,6 +51,20 @@ pub struct Observe {
     /// Whether this node decides (and so sends): alone, or the cluster's leader.
     pub leading: bool,
 }
+
+/// The leader delivered the events routed to `receiver` up to `revision` (read from etcd,
+/// on every node of a cluster).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Delivered {
+    pub receiver: String,
+    pub revision: i64,
+}
+
+/// This node now decides (and sends), or no longer does.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Leading(pub bool);
 
 /// The alerts firing now.
 #[derive(Message)]
@@ -90,6 +105,11 @@ pub struct Dispatcher {
     outbox: Outbox,
     metrics: Arc<Metrics>,
     leading: bool,
+    /// On a cluster node: where the leader says what it delivered.
+    cluster: Option<Cluster>,
+    /// Per receiver: the revision up to which its events were delivered (by this node or,
+    /// in a cluster, by whichever led).
+    delivered: Vec<i64>,
 }
 
 impl Dispatcher {
@@ -100,6 +120,7 @@ impl Dispatcher {
         node: String,
         outbox: Outbox,
         metrics: Arc<Metrics>,
+        cluster: Option<Cluster>,
     ) -> Dispatcher {
         for r in &receivers {
             metrics.alerts.receiver(&r.spec().name);
@@ -118,6 +139,8 @@ impl Dispatcher {
             outbox,
             metrics,
             leading: false,
+            cluster,
+            delivered: vec![0; n],
         }
     }
 
@@ -210,9 +233,9 @@ impl Dispatcher {
             }
         }
         self.refresh_alerts(&observed);
-        if self.leading {
-            self.route(&observed, told, ctx);
-        }
+        // Every node groups and keeps the events; only the one that decides sends them,
+        // and the others forget them once it says they are delivered.
+        self.route(&observed, told, ctx);
         self.known.insert(
             id,
             Known {
@@ -257,7 +280,9 @@ impl Dispatcher {
         let now = Instant::now();
         let mut per_receiver: BTreeMap<usize, Vec<Event>> = BTreeMap::new();
         for event in told {
-            info!(service = %observed.service.id, kind = event.kind.as_str(), key = %event.key, summary = %event.summary, "alert event");
+            if self.leading {
+                info!(service = %observed.service.id, kind = event.kind.as_str(), key = %event.key, summary = %event.summary, "alert event");
+            }
             let targets = receivers_for(
                 &self.settings.routes,
                 self.receivers.len(),
@@ -432,10 +457,12 @@ impl Dispatcher {
             return;
         };
         let key = front.notification.key.clone();
+        let reached = front.notification.events.iter().map(|e| e.revision).max();
         match result {
             Ok(()) => {
                 info!(receiver = %spec.name, key, summary = %front.notification.summary(), "notification delivered");
                 lane.queue.pop_front();
+                self.reached(r, reached);
                 self.metrics.alerts.outcome(&spec.name, "delivered");
                 let _ = self.outbox.done(id);
             }
@@ -445,6 +472,7 @@ impl Dispatcher {
                 if attempts >= spec.attempts {
                     error!(receiver = %spec.name, key, attempts, error = %e, "notification given up");
                     lane.queue.pop_front();
+                    self.reached(r, reached);
                     self.metrics.alerts.outcome(&spec.name, "failed");
                     let _ = self.outbox.done(id);
                 } else {
@@ -461,6 +489,46 @@ impl Dispatcher {
         }
         self.count_queue(r);
         self.kick(r, ctx);
+    }
+
+    /// Receiver `r` is done with the events up to `revision` (delivered, or given up): on
+    /// a cluster node, etcd is told, for a successor and the followers.
+    fn reached(&mut self, r: usize, revision: Option<i64>) {
+        let Some(revision) = revision.filter(|&rev| rev > self.delivered[r]) else {
+            return;
+        };
+        self.delivered[r] = revision;
+        if let Some(cluster) = &self.cluster {
+            cluster.write_delivered(&self.receivers[r].spec().name, revision);
+        }
+    }
+
+    /// The leader delivered receiver `r`'s events up to `revision`: what waits here up to
+    /// it is forgotten, so that this node, leading next, sends only what came after.
+    fn forget_delivered(&mut self, r: usize, revision: i64) {
+        self.delivered[r] = self.delivered[r].max(revision);
+        let dropped: Vec<i64> = self.groups[r]
+            .retain(|(_, e)| e.revision > revision)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        if let Err(e) = self.outbox.forget_waiting(&dropped) {
+            error!(error = %e, "cannot forget delivered events in the alerts' outbox");
+        }
+        let lane = &mut self.lanes[r];
+        let busy = usize::from(lane.busy);
+        let mut index = busy;
+        while index < lane.queue.len() {
+            let events = &lane.queue[index].notification.events;
+            if !events.is_empty() && events.iter().all(|e| e.revision <= revision) {
+                if let Some(done) = lane.queue.remove(index) {
+                    let _ = self.outbox.done(done.id);
+                }
+            } else {
+                index += 1;
+            }
+        }
+        self.count_queue(r);
     }
 
     /// Every second: flapping services that settled stop flapping; alerts still firing
@@ -559,7 +627,14 @@ impl Dispatcher {
                 receivers = self.receivers.len(),
                 "this node sends the alerts"
             );
+            let now = Instant::now();
             for r in 0..self.receivers.len() {
+                // What waited while another node led is this one's to send now.
+                if let Some(due) = self.groups[r].due() {
+                    ctx.run_later(due.saturating_duration_since(now), move |act, ctx| {
+                        act.flush(r, ctx)
+                    });
+                }
                 self.kick(r, ctx);
             }
         }
@@ -593,6 +668,24 @@ impl Handler<Observe> for Dispatcher {
     fn handle(&mut self, msg: Observe, ctx: &mut Self::Context) {
         self.set_leading(msg.leading, ctx);
         self.observe(msg.observed, msg.interval, ctx);
+    }
+}
+
+impl Handler<Delivered> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: Delivered, _ctx: &mut Self::Context) {
+        if let Some(r) = self.receiver_index(&msg.receiver) {
+            self.forget_delivered(r, msg.revision);
+        }
+    }
+}
+
+impl Handler<Leading> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: Leading, ctx: &mut Self::Context) {
+        self.set_leading(msg.0, ctx);
     }
 }
 

@@ -51,6 +51,18 @@ impl<T> Group<T> {
         Some(std::mem::take(&mut self.waiting))
     }
 
+    /// Keeps only the waiting events `keep` accepts; returns the others.
+    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) -> Vec<T> {
+        let (kept, dropped) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|item| keep(item));
+        self.waiting = kept;
+        if self.waiting.is_empty() {
+            self.due = None;
+        }
+        dropped
+    }
+
     /// How many events wait.
     #[cfg(test)]
     pub fn len(&self) -> usize {

@@ -149,6 +149,16 @@ impl Outbox {
         Ok(out)
     }
 
+    /// Events waiting that another node delivered: forgotten.
+    pub fn forget_waiting(&mut self, ids: &[i64]) -> Result<(), OutboxError> {
+        let tx = self.conn.transaction()?;
+        for id in ids {
+            tx.execute("DELETE FROM alert_waiting WHERE id = ?1", params![id])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// A group is told: its waiting events (`grouped`, row ids) become one notification
     /// to deliver, in one transaction. Returns the notification's row id.
     pub fn enqueue(

@@ -173,6 +173,9 @@ pub(crate) enum Write {
     Revision {
         done: tokio::sync::oneshot::Sender<Option<i64>>,
     },
+    /// The leader delivered the events routed to `receiver` up to `revision`: stored,
+    /// fenced by its leadership, for a successor and the followers.
+    Delivered { receiver: String, revision: i64 },
     /// The daemon stops: give up the lease (and so the leadership, at once rather than
     /// when the lease runs out) and campaign no more.
     Resign {
@@ -270,6 +273,15 @@ impl Cluster {
             expected,
             deadline: std::time::Instant::now() + WINDOWS_DEADLINE,
             done,
+        });
+    }
+
+    /// Asks the session to store that the events routed to `receiver` are delivered up to
+    /// `revision`, if this node still leads.
+    pub fn write_delivered(&self, receiver: &str, revision: i64) {
+        let _ = self.writes.send(Write::Delivered {
+            receiver: receiver.to_string(),
+            revision,
         });
     }
 

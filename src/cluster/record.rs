@@ -167,6 +167,27 @@ pub enum Stored {
     Record(ServiceRecord),
     /// `{prefix}maintenance/{id}`: the service's maintenance windows, set on any node.
     Windows(Vec<Window>),
+    /// `{prefix}alerts/{receiver}`: the revision up to which the leader has delivered the
+    /// events routed to the receiver (its id is the receiver's name). A successor sends
+    /// what came after; the followers forget what came before.
+    Delivered(i64),
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireDelivered {
+    revision: i64,
+}
+
+/// The JSON stored for a receiver's delivered revision.
+pub fn delivered_to_json(revision: i64) -> Vec<u8> {
+    serde_json::to_vec(&WireDelivered { revision }).expect("a revision serializes")
+}
+
+/// A receiver's delivered revision, from its stored JSON.
+pub fn delivered_from_json(bytes: &[u8]) -> Result<i64, RecordError> {
+    let wire: WireDelivered =
+        serde_json::from_slice(bytes).map_err(|e| RecordError::Json(e.to_string()))?;
+    Ok(wire.revision)
 }
 
 #[derive(Serialize, Deserialize)]

@@ -17,7 +17,7 @@ use tracing::info;
 use super::Registry;
 use super::tracked::{Replica, Tracked};
 use super::transition::{Transition, log_transition};
-use crate::alerts::dispatcher::Observe;
+use crate::alerts::dispatcher::{Delivered, Observe};
 use crate::alerts::observe::observed;
 use crate::cluster::record::millis;
 use crate::cluster::{ServiceRecord, Stored};
@@ -146,6 +146,16 @@ impl Registry {
         said: Option<String>,
         ctx: &mut Context<Self>,
     ) {
+        if let Stored::Delivered(delivered) = stored {
+            // Not a service's: what the leader's alerts delivered.
+            if let Some(alerts) = &self.alerts {
+                alerts.do_send(Delivered {
+                    receiver: id.to_string(),
+                    revision: delivered,
+                });
+            }
+            return;
+        }
         let Some(&index) = self.positions.get(id) else {
             // A service this node is not configured with (another node's configuration
             // differs; the campaign says so).
@@ -173,6 +183,7 @@ impl Registry {
                 let at = record.written;
                 (record, reason, at)
             }
+            Stored::Delivered(_) => return,
             Stored::Windows(windows) => {
                 let reason = self.take_windows(index, windows, revision, said, ctx);
                 let Some(replica) = &self.services[index].replica else {
@@ -249,12 +260,18 @@ impl Registry {
     /// A write from before this node's read, for its log of changes only.
     pub(super) fn replay(&mut self, id: &str, stored: Stored, revision: i64) {
         let log = &mut self.ledger.log;
+        if let Stored::Delivered(_) = stored {
+            // Not a service's change; it still counts toward the end of the replay.
+            log.replayed(id, revision, None);
+            return;
+        }
         let Some(entry) = log.replaying(id) else {
             return;
         };
         match stored {
             Stored::Record(record) => entry.record = Some(record),
             Stored::Windows(windows) => entry.windows = windows,
+            Stored::Delivered(_) => {}
         }
         let shown = match (&entry.record, self.positions.get(id)) {
             (Some(record), Some(&index)) => {

@@ -6,12 +6,14 @@ use actix::prelude::*;
 use tracing::warn;
 
 use super::Registry;
+use crate::alerts::dispatcher::Leading;
 use crate::cluster::{ClusterEvent, Stored};
 
 impl Registry {
     /// This node now leads: its monitors start, from the states etcd holds.
     fn lead(&mut self, ctx: &mut Context<Self>) {
         self.ledger.set_leading(true);
+        self.tell_alerts_leading(true);
         for tracked in &mut self.services {
             if let Some(replica) = &tracked.replica {
                 let record = replica.record.clone();
@@ -26,6 +28,7 @@ impl Registry {
     /// not hold is forgotten (its redundancy gauges show what etcd holds).
     fn follow(&mut self) {
         self.ledger.set_leading(false);
+        self.tell_alerts_leading(false);
         for tracked in &mut self.services {
             super::stop_monitors(tracked);
             for server in &mut tracked.servers {
@@ -40,6 +43,14 @@ impl Registry {
             self.show_redundancy(index);
         }
         warn!("this node no longer leads: its monitors stopped; it serves what the leader writes");
+    }
+}
+
+impl Registry {
+    fn tell_alerts_leading(&self, leading: bool) {
+        if let Some(alerts) = &self.alerts {
+            alerts.do_send(Leading(leading));
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use actix::Recipient;
 use tracing::{debug, error, info, warn};
 
 use super::machine::{Action, Note};
-use crate::cluster::record::windows_from_json;
+use crate::cluster::record::{delivered_from_json, windows_from_json};
 use crate::cluster::{ClusterEvent, ClusterStatus, ServiceRecord, Stored};
 use crate::config::cluster::ClusterSettings;
 use crate::metrics::Metrics;
@@ -41,6 +41,10 @@ impl Effects {
 
     pub fn maintenance_prefix(&self) -> String {
         self.key("maintenance/")
+    }
+
+    pub fn alerts_prefix(&self) -> String {
+        self.key("alerts/")
     }
 
     fn endpoint(&self, member: usize) -> &str {
@@ -162,7 +166,8 @@ impl Effects {
         }
     }
 
-    /// What is stored at `key`, if it is a record or maintenance windows; otherwise says
+    /// What is stored at `key`, if it is a record, maintenance windows or a receiver's
+    /// delivered revision; otherwise says
     /// why, and skips it. The leader key is neither, and skipped silently.
     pub fn decode(&self, key: &[u8], value: &[u8]) -> Option<(String, Stored)> {
         let key = String::from_utf8_lossy(key);
@@ -170,6 +175,8 @@ impl Effects {
             ServiceRecord::from_json(value).map(|r| (id.to_string(), Stored::Record(r)))
         } else if let Some(id) = key.strip_prefix(&self.maintenance_prefix()) {
             windows_from_json(id, value).map(|w| (id.to_string(), Stored::Windows(w)))
+        } else if let Some(receiver) = key.strip_prefix(&self.alerts_prefix()) {
+            delivered_from_json(value).map(|r| (receiver.to_string(), Stored::Delivered(r)))
         } else {
             return None;
         };

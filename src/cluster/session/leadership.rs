@@ -9,7 +9,7 @@ use tracing::{error, info, warn};
 
 use super::machine::{Campaign, Event};
 use super::{Clock, LeaderValue, RoundError, Session};
-use crate::cluster::record::windows_to_json;
+use crate::cluster::record::{delivered_to_json, windows_to_json};
 use crate::cluster::{ServiceRecord, WindowsError, Write};
 
 impl Session {
@@ -99,6 +99,9 @@ impl Session {
             Write::Record { id, record } => {
                 return self.write_record(id, record, false, clock).await;
             }
+            Write::Delivered { receiver, revision } => {
+                self.write_delivered(&receiver, revision, clock).await
+            }
             Write::Revision { done } => {
                 let read = self.revision(clock).await;
                 let _ = done.send(read.as_ref().ok().copied());
@@ -172,6 +175,31 @@ impl Session {
         } else {
             Err(WindowsError::Changed { revision })
         })
+    }
+
+    /// Stores a receiver's delivered revision if this node still leads. Not kept for a
+    /// retry when the call fails: the next delivery stores a newer one, and a successor that
+    /// misses it only sends some events twice (each with its key).
+    async fn write_delivered(
+        &mut self,
+        receiver: &str,
+        revision: i64,
+        clock: &mut Clock<'_>,
+    ) -> Result<Option<Event>, RoundError> {
+        let Some(term) = clock.machine.term() else {
+            return Ok(None);
+        };
+        let key = format!("{}{receiver}", self.effects.alerts_prefix());
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                self.effects.key("leader"),
+                CompareOp::Equal,
+                term,
+            )])
+            .and_then([TxnOp::put(key, delivered_to_json(revision), None)]);
+        let link = self.link.as_mut().ok_or(RoundError::NotConnected)?;
+        clock.run(&mut self.effects, link.client.txn(txn)).await?;
+        Ok(None)
     }
 
     /// Writes one record if this node still leads; a refusal deposes it. A record whose
