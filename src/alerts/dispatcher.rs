@@ -66,6 +66,25 @@ pub struct Delivered {
 #[rtype(result = "()")]
 pub struct Leading(pub bool);
 
+/// A test notification to one receiver, asked for by an administrator: delivered at once
+/// (not through the outbox), the outcome answered.
+#[derive(Message)]
+#[rtype(result = "Result<String, TestError>")]
+pub struct TestReceiver {
+    pub receiver: String,
+    /// Who asked, said in the notification.
+    pub by: String,
+}
+
+/// Why a test notification was not delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum TestError {
+    #[error("no receiver named \"{0}\"")]
+    NoReceiver(String),
+    #[error("receiver \"{receiver}\" did not take the test notification: {error}")]
+    Failed { receiver: String, error: String },
+}
+
 /// The alerts firing now.
 #[derive(Message)]
 #[rtype(result = "Vec<Alert>")]
@@ -686,6 +705,67 @@ impl Handler<Leading> for Dispatcher {
 
     fn handle(&mut self, msg: Leading, ctx: &mut Self::Context) {
         self.set_leading(msg.0, ctx);
+    }
+}
+
+impl Handler<TestReceiver> for Dispatcher {
+    type Result = ResponseActFuture<Self, Result<String, TestError>>;
+
+    fn handle(&mut self, msg: TestReceiver, _ctx: &mut Self::Context) -> Self::Result {
+        let Some(r) = self.receiver_index(&msg.receiver) else {
+            return Box::pin(actix::fut::ready(Err(TestError::NoReceiver(msg.receiver))));
+        };
+        let now = SystemTime::now();
+        let millis = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let event = Event {
+            key: format!("test/{millis}/test"),
+            kind: EventKind::Test,
+            at: now,
+            revision: 0,
+            service: None,
+            state: None,
+            previous_state: None,
+            serving_instance: None,
+            previous_serving_instance: None,
+            planned: None,
+            severity: super::event::Severity::Info,
+            summary: format!(
+                "test notification from servicewatch on {}, asked by {}",
+                self.node, msg.by
+            ),
+            reason: "asked for through the API".into(),
+        };
+        let notification = Notification {
+            version: VERSION,
+            key: key_of(&msg.receiver, std::iter::once(event.key.as_str())),
+            receiver: msg.receiver.clone(),
+            status: AlertStatus::Resolved,
+            node: self.node.clone(),
+            created_at: now,
+            events: vec![event],
+            alerts: Vec::new(),
+            repeat: false,
+        };
+        let receiver = self.receivers[r].clone();
+        let name = msg.receiver;
+        Box::pin(actix::fut::wrap_future::<_, Self>(async move {
+            let key = notification.key.clone();
+            match receiver.deliver(&notification).await {
+                Ok(()) => {
+                    info!(receiver = %name, key, by = %msg.by, "test notification delivered");
+                    Ok(key)
+                }
+                Err(e) => {
+                    warn!(receiver = %name, key, by = %msg.by, error = %e, "test notification not delivered");
+                    Err(TestError::Failed {
+                        receiver: name,
+                        error: e.to_string(),
+                    })
+                }
+            }
+        }))
     }
 }
 

@@ -71,6 +71,10 @@ pub enum ApiError {
     /// The request conflicts with a change made meanwhile (on another cluster node).
     #[error("{0}")]
     Conflict(String),
+    /// A server servicewatch asked on the caller's behalf (an alert receiver) refused or
+    /// did not answer.
+    #[error("{0}")]
+    Upstream(String),
     /// Too many failed logins from the caller's address.
     #[error("{message}")]
     Throttled {
@@ -107,6 +111,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } | ApiError::Conflict(_) => GwsCode::Forbidden,
             ApiError::NotFound(_) => GwsCode::NotFound,
             ApiError::Internal(_)
+            | ApiError::Upstream(_)
             | ApiError::Unavailable(_)
             | ApiError::NotProbedYet { .. }
             | ApiError::NotServingYet { .. }
@@ -178,6 +183,7 @@ impl ResponseError for ApiError {
             | ApiError::TooManyConnections { .. }
             | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }

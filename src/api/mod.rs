@@ -94,6 +94,13 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, base_path: &str) {
             .service(readable("/services/{id}/instances", instances::detail))
             .service(readable("/services/{id}/history", history::changes))
             .service(readable("/alerts", alerts::active))
+            .service(
+                web::resource("/alerts/receivers/{name}/test")
+                    .route(web::post().to(alerts::test))
+                    .default_service(web::to(|req| not_allowed(req, "POST")))
+                    .wrap(from_fn(login::require_login))
+                    .wrap(from_fn(origin::guard_origin)),
+            )
             .service(maintenance_resource("/services/{id}/maintenance"))
             .service(maintenance_resource(
                 "/services/{id}/instances/{instance}/maintenance",

@@ -1,0 +1,228 @@
+//! Alerts delivered to a real webhook: a mass outage grouped into one notification, a
+//! receiver that fails and is retried, a flapping service told once, and the outbox: an
+//! alert decided just before a `kill -9` is sent after the restart.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::hook::Hook;
+use common::process::DaemonProcess;
+use common::{Backend, Mode, TestDaemon, eventually, users_toml};
+use serde_json::Value;
+
+/// Fast checks: a failure shows within about a hundred milliseconds.
+const CHECK: &str =
+    r#"check = { kind = "tcp", interval = "50ms", timeout = "300ms", rise = 1, fall = 1, jitter = 0.0 }"#;
+
+fn service(id: &str, backend: &Backend) -> String {
+    format!(
+        "[[service]]\nid = \"{id}\"\ntype = \"Voice\"\nprimary = {}\n{CHECK}\n",
+        backend.toml()
+    )
+}
+
+fn state_changes(events: &[Value]) -> Vec<&Value> {
+    events.iter().filter(|e| e["kind"] == "stateChanged").collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mass_outage_reaches_the_receiver_as_one_notification() {
+    const SERVICES: usize = 40;
+    let hook = Hook::start().await;
+    let mut backends = Vec::new();
+    for _ in 0..SERVICES {
+        backends.push(Backend::start(Mode::Accept).await);
+    }
+    let mut toml = format!(
+        "[alerts]\ngroup_wait = \"1s\"\ngroup_interval = \"1m\"\n{}",
+        hook.toml("noc")
+    );
+    for (i, b) in backends.iter().enumerate() {
+        toml.push_str(&service(&format!("svc{i:02}"), b));
+    }
+    let d = TestDaemon::start(&toml);
+    assert!(hook.received().is_empty(), "a healthy start tells nothing");
+    let closed = Instant::now();
+    for b in &mut backends {
+        b.close().await;
+    }
+    let first = eventually(Duration::from_secs(10), "a notification", || async {
+        hook.received().first().cloned()
+    })
+    .await;
+    let took = closed.elapsed();
+    eprintln!("{SERVICES} services down: one notification after {took:?} (group_wait 1 s)");
+    let events = first["events"].as_array().unwrap();
+    assert_eq!(state_changes(events).len(), SERVICES, "{first}");
+    assert_eq!(first["receiver"], "noc");
+    assert_eq!(first["status"], "firing");
+    assert_eq!(first["alerts"].as_array().unwrap().len(), SERVICES);
+    let key = events[0]["key"].as_str().unwrap();
+    assert!(key.starts_with("svc") && key.ends_with("/stateChanged"), "{key}");
+    assert_eq!(events[0]["state"], "Inactive");
+    assert_eq!(events[0]["previousState"], "Active");
+    // Nothing more comes: the burst was one group.
+    common::stays(Duration::from_millis(500), "one notification", || async {
+        hook.received().len() == 1
+    })
+    .await;
+    assert_eq!(
+        d.metric(r#"servicewatch_alert_notifications_total{receiver="noc",outcome="delivered"}"#)
+            .await,
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_fails_is_retried_until_it_takes_the_notification() {
+    let hook = Hook::start().await;
+    hook.fail(true);
+    let mut backend = Backend::start(Mode::Accept).await;
+    let toml = format!(
+        "[alerts]\ngroup_wait = \"100ms\"\n{}{}",
+        hook.toml("noc"),
+        service("sips1", &backend)
+    );
+    let d = TestDaemon::start(&toml);
+    backend.close().await;
+    let waiting = r#"servicewatch_alert_queue{receiver="noc"}"#;
+    eventually(Duration::from_secs(5), "the notification to wait", || async {
+        (d.metric(waiting).await == Some(1.0)).then_some(())
+    })
+    .await;
+    hook.fail(false);
+    let got = eventually(Duration::from_secs(10), "the retry to land", || async {
+        hook.received().first().cloned()
+    })
+    .await;
+    assert_eq!(got["events"][0]["service"]["id"], "sips1", "{got}");
+    assert_eq!(hook.received().len(), 1, "delivered once");
+    eventually(Duration::from_secs(2), "the queue to empty", || async {
+        (d.metric(waiting).await == Some(0.0)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_service_is_told_once_not_at_every_change() {
+    let hook = Hook::start().await;
+    let mut backend = Backend::start(Mode::Accept).await;
+    let toml = format!(
+        "[alerts]\ngroup_wait = \"100ms\"\ngroup_interval = \"100ms\"\n{}{}",
+        hook.toml("noc"),
+        service("sips1", &backend)
+    );
+    let d = TestDaemon::start(&toml);
+    // Down and up every 150 ms (three checks) for three seconds.
+    let flips = Instant::now();
+    let mut up = true;
+    while flips.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        if up {
+            backend.close().await;
+        } else {
+            backend.reopen().await;
+        }
+        up = !up;
+    }
+    if !up {
+        backend.reopen().await;
+    }
+    let events = eventually(Duration::from_secs(10), "flapping to start and stop", || async {
+        let events = hook.events();
+        events
+            .iter()
+            .any(|e| e["kind"] == "flappingStopped")
+            .then_some(events)
+    })
+    .await;
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    let started = kinds.iter().position(|k| *k == "flappingStarted").expect("started");
+    let stopped = kinds.iter().position(|k| *k == "flappingStopped").unwrap();
+    assert!(started < stopped, "{kinds:?}");
+    assert!(
+        !kinds[started..stopped].contains(&"stateChanged"),
+        "no state change told while flapping: {kinds:?}"
+    );
+    // About 20 changes happened; a handful at most were told before flapping was seen.
+    assert!(state_changes(&events).len() <= 8, "{kinds:?}");
+    assert_eq!(events[stopped]["state"], "Active", "settled Active");
+    assert_eq!(
+        d.metric(r#"servicewatch_service_flapping{service="sips1"}"#).await,
+        Some(0.0)
+    );
+}
+
+/// A daemon binary with its history in `dir`, alerting `hook`, watching `backend`; group
+/// events wait `group_wait`.
+fn spawn(dir: &std::path::Path, hook: &Hook, backend: &Backend, group_wait: &str) -> DaemonProcess {
+    DaemonProcess::spawn_config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[history]\npath = \"{}\"\n[alerts]\ngroup_wait = \"{group_wait}\"\n{}{}{}",
+        dir.join("history.sqlite").display(),
+        hook.toml("noc"),
+        users_toml(),
+        service("sips1", backend)
+    ))
+}
+
+async fn until_logged(process: &DaemonProcess, text: &str) {
+    eventually(Duration::from_secs(10), text, || async {
+        (!process.log_lines(text).is_empty()).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_not_delivered_before_a_kill_is_delivered_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Hook::start().await;
+    hook.fail(true);
+    let mut backend = Backend::start(Mode::Accept).await;
+    let mut first = spawn(dir.path(), &hook, &backend, "100ms");
+    until_logged(&first, "ready").await;
+    backend.close().await;
+    until_logged(&first, "notification not delivered; will retry").await;
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    hook.fail(false);
+    let second = spawn(dir.path(), &hook, &backend, "100ms");
+    let got = eventually(Duration::from_secs(10), "the notification after the restart", || async {
+        hook.received().first().cloned()
+    })
+    .await;
+    assert_eq!(got["events"][0]["kind"], "stateChanged", "{got}");
+    assert_eq!(got["events"][0]["state"], "Inactive", "{got}");
+    // The restart itself tells nothing new: the service was Inactive before it too.
+    until_logged(&second, "notification delivered").await;
+    common::stays(Duration::from_millis(500), "one notification", || async {
+        hook.received().len() == 1
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_still_waiting_for_its_group_at_a_kill_is_sent_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Hook::start().await;
+    let mut backend = Backend::start(Mode::Accept).await;
+    let mut first = spawn(dir.path(), &hook, &backend, "2s");
+    until_logged(&first, "ready").await;
+    backend.close().await;
+    // Decided, and waiting for its group: killed before group_wait is over.
+    until_logged(&first, "alert event").await;
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    assert!(hook.received().is_empty(), "killed before it was sent");
+    let key = {
+        let line = first.log_lines("alert event").remove(0);
+        let at = line.find("key=").unwrap() + 4;
+        line[at..].split_whitespace().next().unwrap().to_string()
+    };
+    let _second = spawn(dir.path(), &hook, &backend, "2s");
+    let got = eventually(Duration::from_secs(10), "the event after the restart", || async {
+        hook.received().first().cloned()
+    })
+    .await;
+    assert_eq!(got["events"][0]["key"], key.as_str(), "{got}");
+}
