@@ -8,13 +8,20 @@ use crate::config::receivers::ReceiverSpec;
 /// Why a receiver cannot be set up (its secret file unreadable, say).
 #[derive(Debug, thiserror::Error)]
 pub enum ReceiverError {
+    /// What stands in the way, for the receiver named.
     #[error("receiver \"{receiver}\": {message}")]
-    Setup { receiver: String, message: String },
+    Setup {
+        /// The receiver's name.
+        receiver: String,
+        /// Why, in words.
+        message: String,
+    },
 }
 
 /// Why one attempt failed; the dispatcher logs it and tries again later.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
+    /// Why, in words.
     #[error("{0}")]
     Failed(String),
 }
