@@ -38,7 +38,7 @@
 //!   failure scenario played against stand-ins.
 
 mod admin;
-mod alerts;
+pub mod alerts;
 pub mod api;
 mod auth;
 pub mod bayeux;

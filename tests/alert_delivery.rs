@@ -12,8 +12,7 @@ use common::{Backend, Mode, TestDaemon, eventually, users_toml};
 use serde_json::Value;
 
 /// Fast checks: a failure shows within about a hundred milliseconds.
-const CHECK: &str =
-    r#"check = { kind = "tcp", interval = "50ms", timeout = "300ms", rise = 1, fall = 1, jitter = 0.0 }"#;
+const CHECK: &str = r#"check = { kind = "tcp", interval = "50ms", timeout = "300ms", rise = 1, fall = 1, jitter = 0.0 }"#;
 
 fn service(id: &str, backend: &Backend) -> String {
     format!(
@@ -23,7 +22,10 @@ fn service(id: &str, backend: &Backend) -> String {
 }
 
 fn state_changes(events: &[Value]) -> Vec<&Value> {
-    events.iter().filter(|e| e["kind"] == "stateChanged").collect()
+    events
+        .iter()
+        .filter(|e| e["kind"] == "stateChanged")
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,7 +61,10 @@ async fn a_mass_outage_reaches_the_receiver_as_one_notification() {
     assert_eq!(first["status"], "firing");
     assert_eq!(first["alerts"].as_array().unwrap().len(), SERVICES);
     let key = events[0]["key"].as_str().unwrap();
-    assert!(key.starts_with("svc") && key.ends_with("/stateChanged"), "{key}");
+    assert!(
+        key.starts_with("svc") && key.ends_with("/stateChanged"),
+        "{key}"
+    );
     assert_eq!(events[0]["state"], "Inactive");
     assert_eq!(events[0]["previousState"], "Active");
     // Nothing more comes: the burst was one group.
@@ -87,9 +92,11 @@ async fn a_receiver_that_fails_is_retried_until_it_takes_the_notification() {
     let d = TestDaemon::start(&toml);
     backend.close().await;
     let waiting = r#"servicewatch_alert_queue{receiver="noc"}"#;
-    eventually(Duration::from_secs(5), "the notification to wait", || async {
-        (d.metric(waiting).await == Some(1.0)).then_some(())
-    })
+    eventually(
+        Duration::from_secs(5),
+        "the notification to wait",
+        || async { (d.metric(waiting).await == Some(1.0)).then_some(()) },
+    )
     .await;
     hook.fail(false);
     let got = eventually(Duration::from_secs(10), "the retry to land", || async {
@@ -129,16 +136,23 @@ async fn a_flapping_service_is_told_once_not_at_every_change() {
     if !up {
         backend.reopen().await;
     }
-    let events = eventually(Duration::from_secs(10), "flapping to start and stop", || async {
-        let events = hook.events();
-        events
-            .iter()
-            .any(|e| e["kind"] == "flappingStopped")
-            .then_some(events)
-    })
+    let events = eventually(
+        Duration::from_secs(10),
+        "flapping to start and stop",
+        || async {
+            let events = hook.events();
+            events
+                .iter()
+                .any(|e| e["kind"] == "flappingStopped")
+                .then_some(events)
+        },
+    )
     .await;
     let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    let started = kinds.iter().position(|k| *k == "flappingStarted").expect("started");
+    let started = kinds
+        .iter()
+        .position(|k| *k == "flappingStarted")
+        .expect("started");
     let stopped = kinds.iter().position(|k| *k == "flappingStopped").unwrap();
     assert!(started < stopped, "{kinds:?}");
     assert!(
@@ -149,7 +163,8 @@ async fn a_flapping_service_is_told_once_not_at_every_change() {
     assert!(state_changes(&events).len() <= 8, "{kinds:?}");
     assert_eq!(events[stopped]["state"], "Active", "settled Active");
     assert_eq!(
-        d.metric(r#"servicewatch_service_flapping{service="sips1"}"#).await,
+        d.metric(r#"servicewatch_service_flapping{service="sips1"}"#)
+            .await,
         Some(0.0)
     );
 }
@@ -187,9 +202,11 @@ async fn a_notification_not_delivered_before_a_kill_is_delivered_after_the_resta
     first.child.wait().unwrap();
     hook.fail(false);
     let second = spawn(dir.path(), &hook, &backend, "100ms");
-    let got = eventually(Duration::from_secs(10), "the notification after the restart", || async {
-        hook.received().first().cloned()
-    })
+    let got = eventually(
+        Duration::from_secs(10),
+        "the notification after the restart",
+        || async { hook.received().first().cloned() },
+    )
     .await;
     assert_eq!(got["events"][0]["kind"], "stateChanged", "{got}");
     assert_eq!(got["events"][0]["state"], "Inactive", "{got}");
@@ -220,9 +237,11 @@ async fn an_event_still_waiting_for_its_group_at_a_kill_is_sent_after_the_restar
         line[at..].split_whitespace().next().unwrap().to_string()
     };
     let _second = spawn(dir.path(), &hook, &backend, "2s");
-    let got = eventually(Duration::from_secs(10), "the event after the restart", || async {
-        hook.received().first().cloned()
-    })
+    let got = eventually(
+        Duration::from_secs(10),
+        "the event after the restart",
+        || async { hook.received().first().cloned() },
+    )
     .await;
     assert_eq!(got["events"][0]["key"], key.as_str(), "{got}");
 }

@@ -52,20 +52,31 @@ fn a_leader_killed_before_delivering_an_alert_loses_none() {
         for kill in 0..kills {
             let lead = leader(&nodes, Duration::from_secs(15)).await;
             flip_stat(&mut single, &nodes, None, Duration::from_secs(10)).await;
-            expected.push(if expected.last() == Some(&"Inactive") { "Active" } else { "Inactive" });
+            expected.push(if expected.last() == Some(&"Inactive") {
+                "Active"
+            } else {
+                "Inactive"
+            });
             // Decided and applied everywhere; its group waits: the leader dies now.
             let dead = nodes.remove(lead);
             let told_before = hook.events().len();
             drop(dead.process);
             let want = *expected.last().unwrap();
-            eventually(Duration::from_secs(15), "the successor to send the alert", || async {
-                hook.events()[told_before..]
-                    .iter()
-                    .any(|e| e["service"]["id"] == "stat" && e["state"] == want)
-                    .then_some(())
-            })
+            eventually(
+                Duration::from_secs(15),
+                "the successor to send the alert",
+                || async {
+                    hook.events()[told_before..]
+                        .iter()
+                        .any(|e| e["service"]["id"] == "stat" && e["state"] == want)
+                        .then_some(())
+                },
+            )
             .await;
-            eprintln!("kill {kill}: {} killed before sending; its successor sent the {want} alert", dead.name);
+            eprintln!(
+                "kill {kill}: {} killed before sending; its successor sent the {want} alert",
+                dead.name
+            );
             nodes.push(Node::start(&dead.name, dead.toml));
             agreed(&nodes, Duration::from_secs(15)).await;
         }
@@ -87,7 +98,10 @@ fn a_leader_killed_before_delivering_an_alert_loses_none() {
             states.push(e["state"].as_str().unwrap().to_string());
         }
     }
-    assert_eq!(states, expected, "every change told once, in order: {events:#?}");
+    assert_eq!(
+        states, expected,
+        "every change told once, in order: {events:#?}"
+    );
     eprintln!(
         "{} changes, {} deliveries of their events ({} repeated)",
         keys.len(),

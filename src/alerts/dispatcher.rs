@@ -479,7 +479,7 @@ impl Dispatcher {
         let reached = front.notification.events.iter().map(|e| e.revision).max();
         match result {
             Ok(()) => {
-                info!(receiver = %spec.name, key, summary = %front.notification.summary(), "notification delivered");
+                info!(receiver = %spec.name, kind = self.receivers[r].kind_name(), key, summary = %front.notification.summary(), "notification delivered");
                 lane.queue.pop_front();
                 self.reached(r, reached);
                 self.metrics.alerts.outcome(&spec.name, "delivered");

@@ -19,8 +19,11 @@ pub use crate::domain::event_kind::EventKind;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// Worth knowing; nothing to do (a planned switchover, a redundancy restored).
     Info,
+    /// Still serving, with less margin (redundancy lost, a failure switchover).
     Warning,
+    /// Not serving as it should (Inactive, ReadOnly).
     Critical,
 }
 
@@ -38,8 +41,11 @@ impl Severity {
 /// The service an event is about, as the Services API names it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceRef {
+    /// The service's id, as in `/api/v2/services/{id}`.
     pub id: String,
+    /// Its display name.
     pub name: String,
+    /// Its GWS type (`Voice`, `Statistics`, ...).
     #[serde(rename = "type")]
     pub service_type: String,
 }
@@ -50,6 +56,7 @@ pub struct ServiceRef {
 pub struct Event {
     /// Names this event alike on every node and across restarts: `service/revision/kind`.
     pub key: String,
+    /// What happened.
     #[serde(serialize_with = "kind_name", deserialize_with = "kind_named")]
     pub kind: EventKind,
     /// When it happened (when the change was decided).
@@ -57,21 +64,25 @@ pub struct Event {
     pub at: SystemTime,
     /// The ledger's revision of the change (0 for events that are not changes: a test).
     pub revision: i64,
+    /// The service it happened to; none for an event of the cluster's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceRef>,
     /// The service's state after the event.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
+    /// The service's state before the event.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_state: Option<String>,
     /// The serving instance after the event (`primary`, `backup`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub serving_instance: Option<String>,
+    /// The serving instance before the event, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_serving_instance: Option<String>,
     /// For a switchover: whether a maintenance window moved it (planned) or a failure did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub planned: Option<bool>,
+    /// How urgent it is.
     pub severity: Severity,
     /// One line for a human: what happened.
     pub summary: String,
@@ -83,11 +94,14 @@ pub struct Event {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertStatus {
+    /// The condition holds.
     Firing,
+    /// It held, and no longer does.
     Resolved,
 }
 
 impl AlertStatus {
+    /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {
             AlertStatus::Firing => "firing",
@@ -105,8 +119,11 @@ pub struct Alert {
     pub name: String,
     /// The service it concerns.
     pub service: String,
+    /// Whether it holds.
     pub status: AlertStatus,
+    /// How urgent it is.
     pub severity: Severity,
+    /// When the condition began.
     #[serde(serialize_with = "rfc3339", deserialize_with = "from_rfc3339")]
     pub starts_at: SystemTime,
     #[serde(
@@ -115,7 +132,9 @@ pub struct Alert {
         serialize_with = "rfc3339_option",
         deserialize_with = "from_rfc3339_option"
     )]
+    /// When it resolved; none while it fires.
     pub ends_at: Option<SystemTime>,
+    /// One line for a human: what holds.
     pub summary: String,
     /// Labels as Alertmanager groups and routes by them: `alertname`, `service`, `type`,
     /// `severity`, and the service's attributes that are strings.

@@ -5,13 +5,16 @@
 //! they are routed to receivers, grouped, kept in a durable outbox and delivered at least
 //! once. docs/alerts.md describes it for operators.
 
-pub mod derive;
-pub mod dispatcher;
+//! What receivers are given is public ([`event`], [`notification`], [`receivers`]), for
+//! the tests that drive each receiver against a real counterpart; the rest is the daemon's.
+
+pub(crate) mod derive;
+pub(crate) mod dispatcher;
 pub mod event;
-pub mod flapping;
-pub mod grouping;
+pub(crate) mod flapping;
+pub(crate) mod grouping;
 pub mod notification;
-pub mod observe;
-pub mod outbox;
+pub(crate) mod observe;
+pub(crate) mod outbox;
 pub mod receivers;
-pub mod routing;
+pub(crate) mod routing;

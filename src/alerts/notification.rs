@@ -15,6 +15,7 @@ pub const VERSION: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Notification {
+    /// [`VERSION`].
     pub version: u32,
     /// The same for every attempt to deliver this notification, on every node: a receiver
     /// that is given it twice can tell (delivery is at least once).
@@ -25,6 +26,7 @@ pub struct Notification {
     pub status: AlertStatus,
     /// The node that sent it.
     pub node: String,
+    /// When it was made (the same on every attempt).
     #[serde(serialize_with = "rfc3339", deserialize_with = "from_rfc3339")]
     pub created_at: SystemTime,
     /// What happened, oldest first; empty on a repeat.

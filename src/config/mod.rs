@@ -161,6 +161,9 @@ pub fn parse(text: &str, shown: &str, base: Option<&Path>) -> Result<Settings, C
     }
     if let Some(base) = base {
         layered.rebase_check_files(base);
+        for receiver in &mut layered.alerts.receiver {
+            receiver.rebase(base);
+        }
     }
     let mut settings = settings::validate(layered, &shown)?;
     if let (Some(path), Some(base)) = (&mut settings.history.path, base) {
