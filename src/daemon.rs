@@ -105,10 +105,7 @@ impl Daemon {
     pub fn start_on(settings: Settings, listener: TcpListener) -> io::Result<Daemon> {
         let local_addr = listener.local_addr()?;
         let tls = bind_tls(settings.tls.as_ref())?;
-        let tls_addr = match &tls {
-            Some((listener, _)) => Some(listener.local_addr()?),
-            None => None,
-        };
+        let tls_addr = tls.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
         let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
         let metrics = Arc::new(Metrics::new());
         let past = open_history(&settings.history, metrics.clone());
@@ -125,28 +122,19 @@ impl Daemon {
             (cluster.clone(), inbox),
             alerts.clone(),
         );
-        let notify = Arc::new(notify::Shared::new(
-            settings.notifications.clone(),
-            settings.limits.request_timeout,
-            registry.clone(),
-            metrics.clone(),
-            cluster_status.clone(),
-        ));
+        let notify = start_notify(&settings, &registry, &metrics, &cluster_status);
         let ready = Arc::new(AtomicBool::new(false));
         let stopping = Arc::new(AtomicBool::new(false));
-        let admin = match settings.admin_listen {
-            Some(addr) => Some(start_admin(
-                addr,
-                AdminState {
-                    metrics: metrics.clone(),
-                    registry: registry.clone(),
-                    ready: ready.clone(),
-                    stopping: stopping.clone(),
-                    cluster: cluster_status.clone(),
-                },
-            )?),
-            None => None,
+        let admin_state = AdminState {
+            metrics: metrics.clone(),
+            registry: registry.clone(),
+            ready: ready.clone(),
+            stopping: stopping.clone(),
+            cluster: cluster_status.clone(),
         };
+        let admin = (settings.admin_listen)
+            .map(|addr| start_admin(addr, admin_state))
+            .transpose()?;
         actix_rt::spawn(mark_ready(registry.clone(), ready));
         actix_rt::spawn(report_client_errors(metrics.clone()));
         if settings.auth.users.is_empty() {
@@ -416,6 +404,22 @@ fn start_alerts(
             .collect();
         Dispatcher::new(alerts, receivers, node, outbox, metrics, cluster)
     })
+}
+
+/// What the Bayeux sessions share: their settings, the registry they subscribe to.
+fn start_notify(
+    settings: &Settings,
+    registry: &Addr<Registry>,
+    metrics: &Arc<Metrics>,
+    cluster: &Arc<ClusterStatus>,
+) -> Arc<notify::Shared> {
+    Arc::new(notify::Shared::new(
+        settings.notifications.clone(),
+        settings.limits.request_timeout,
+        registry.clone(),
+        metrics.clone(),
+        cluster.clone(),
+    ))
 }
 
 /// Sets `ready` once every monitor has finished its first probe round (`/readyz`).

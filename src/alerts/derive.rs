@@ -41,6 +41,25 @@ pub struct Observed {
     pub view: View,
 }
 
+/// One event, before it is dressed with what every event carries.
+struct Told {
+    kind: EventKind,
+    severity: Severity,
+    summary: String,
+    planned: Option<bool>,
+}
+
+impl Told {
+    fn new(kind: EventKind, severity: Severity, summary: String) -> Told {
+        Told {
+            kind,
+            severity,
+            summary,
+            planned: None,
+        }
+    }
+}
+
 /// The events that `after` tells against `before` (`None`: the service is seen for the
 /// first time, which tells nothing). `mute` keeps quiet what a maintenance window
 /// explains: everything, for a window on the whole service; the loss of redundancy, for
@@ -51,36 +70,48 @@ pub fn events(before: Option<&View>, observed: &Observed, mute: bool) -> Vec<Eve
     };
     let after = &observed.view;
     let id = &observed.service.id;
-    let mut out = Vec::new();
-    let service_muted = mute && after.service_maintenance;
-    let event = |kind: EventKind, severity: Severity, summary: String| Event {
-        key: format!("{id}/{}/{}", observed.revision, kind.as_str()),
-        kind,
-        at: observed.at,
-        revision: observed.revision,
-        service: Some(observed.service.clone()),
-        state: Some(after.state.as_str().to_string()),
-        previous_state: Some(before.state.as_str().to_string()),
-        serving_instance: after.serving.map(|r| r.as_str().to_string()),
-        previous_serving_instance: before.serving.map(|r| r.as_str().to_string()),
-        planned: None,
-        severity,
-        summary,
-        reason: observed.reason.clone(),
-    };
+    let mut told = Vec::new();
     if before.service_maintenance
         && !after.service_maintenance
         && after.state != ServiceState::Active
     {
-        out.push(event(
+        told.push(Told::new(
             EventKind::MaintenanceEndedDown,
             Severity::Critical,
             format!("{id}: maintenance ended with the service {}", after.state),
         ));
     }
-    if after.flapping != before.flapping && !service_muted {
-        let (kind, severity, summary) = if after.flapping {
-            (
+    if !(mute && after.service_maintenance) {
+        told.extend(state_told(before, after, id));
+        told.extend(switchover_told(before, observed));
+    }
+    if !(mute && (after.service_maintenance || after.instance_maintenance)) {
+        told.extend(redundancy_told(before, after, id));
+    }
+    told.into_iter()
+        .map(|t| Event {
+            key: format!("{id}/{}/{}", observed.revision, t.kind.as_str()),
+            kind: t.kind,
+            at: observed.at,
+            revision: observed.revision,
+            service: Some(observed.service.clone()),
+            state: Some(after.state.as_str().to_string()),
+            previous_state: Some(before.state.as_str().to_string()),
+            serving_instance: after.serving.map(|r| r.as_str().to_string()),
+            previous_serving_instance: before.serving.map(|r| r.as_str().to_string()),
+            planned: t.planned,
+            severity: t.severity,
+            summary: t.summary,
+            reason: observed.reason.clone(),
+        })
+        .collect()
+}
+
+/// Flapping started or stopped; else the state changed (held while flapping).
+fn state_told(before: &View, after: &View, id: &str) -> Option<Told> {
+    if after.flapping != before.flapping {
+        return Some(if after.flapping {
+            Told::new(
                 EventKind::FlappingStarted,
                 Severity::Warning,
                 format!(
@@ -89,62 +120,68 @@ pub fn events(before: Option<&View>, observed: &Observed, mute: bool) -> Vec<Eve
                 ),
             )
         } else {
-            (
+            Told::new(
                 EventKind::FlappingStopped,
                 Severity::Info,
                 format!("{id} stopped flapping; it is {}", after.state),
             )
-        };
-        out.push(event(kind, severity, summary));
+        });
     }
-    if after.state != before.state && !after.flapping && !before.flapping && !service_muted {
-        out.push(event(
+    (after.state != before.state && !after.flapping).then(|| {
+        Told::new(
             EventKind::StateChanged,
             state_severity(after.state),
             format!("{id} is {} (was {})", after.state, before.state),
-        ));
+        )
+    })
+}
+
+/// The serving instance moved from one instance of the pair to the other.
+fn switchover_told(before: &View, observed: &Observed) -> Option<Told> {
+    let after = &observed.view;
+    let (from, to) = (before.serving?, after.serving?);
+    if from == to {
+        return None;
     }
-    if let (Some(from), Some(to)) = (before.serving, after.serving) {
-        if from != to && !service_muted {
-            let planned = match observed.switchover {
-                Some(cause) => cause == Cause::Maintenance,
-                // A decision that did not say (written by an older servicewatch).
-                None => after.instance_maintenance || before.instance_maintenance,
-            };
-            let severity = if planned {
-                Severity::Info
-            } else {
-                Severity::Warning
-            };
-            let cause = if planned { "maintenance" } else { "failure" };
-            let mut moved = event(
-                EventKind::Switchover,
-                severity,
-                format!(
-                    "{id}: {} serves instead of {} ({cause})",
-                    to.as_str(),
-                    from.as_str()
-                ),
-            );
-            moved.planned = Some(planned);
-            out.push(moved);
-        }
-    }
-    let redundancy_muted = mute && (after.service_maintenance || after.instance_maintenance);
+    let planned = match observed.switchover {
+        Some(cause) => cause == Cause::Maintenance,
+        // A decision that did not say (written by an older servicewatch).
+        None => after.instance_maintenance || before.instance_maintenance,
+    };
+    let (severity, cause) = if planned {
+        (Severity::Info, "maintenance")
+    } else {
+        (Severity::Warning, "failure")
+    };
+    let mut told = Told::new(
+        EventKind::Switchover,
+        severity,
+        format!(
+            "{}: {} serves instead of {} ({cause})",
+            observed.service.id,
+            to.as_str(),
+            from.as_str()
+        ),
+    );
+    told.planned = Some(planned);
+    Some(told)
+}
+
+/// The service lost its redundancy, or has it back.
+fn redundancy_told(before: &View, after: &View, id: &str) -> Option<Told> {
     match (before.redundant, after.redundant) {
-        (Some(true), Some(false)) if !redundancy_muted => out.push(event(
+        (Some(true), Some(false)) => Some(Told::new(
             EventKind::RedundancyLost,
             Severity::Warning,
             format!("{id} lost its redundancy: one more failure and it stops"),
         )),
-        (Some(false), Some(true)) if !redundancy_muted => out.push(event(
+        (Some(false), Some(true)) => Some(Told::new(
             EventKind::RedundancyRestored,
             Severity::Info,
             format!("{id} is redundant again"),
         )),
-        _ => {}
+        _ => None,
     }
-    out
 }
 
 fn state_severity(state: ServiceState) -> Severity {
