@@ -245,3 +245,60 @@ async fn an_event_still_waiting_for_its_group_at_a_kill_is_sent_after_the_restar
     .await;
     assert_eq!(got["events"][0]["key"], key.as_str(), "{got}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_sends_a_test_notification_and_hears_how_it_went() {
+    use common::{ADMIN, SUPERVISOR};
+    use reqwest::Method;
+    let hook = Hook::start().await;
+    let backend = Backend::start(Mode::Accept).await;
+    let d = TestDaemon::start(&format!(
+        "{}{}",
+        hook.toml("noc"),
+        service("sips1", &backend)
+    ));
+    let path = "/api/v2/alerts/receivers/noc/test";
+    let (status, body) = d.call_as(ADMIN, Method::POST, path, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["delivered"], true);
+    let got = hook.received();
+    assert_eq!(got.len(), 1, "delivered at once, not grouped");
+    assert_eq!(got[0]["key"], body["key"]);
+    assert_eq!(got[0]["events"][0]["kind"], "test");
+    assert!(
+        got[0]["events"][0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains(ADMIN),
+        "says who asked: {}",
+        got[0]
+    );
+
+    let (status, body) = d.call_as(SUPERVISOR, Method::POST, path, None).await;
+    assert_eq!(status, 403, "admins only: {body}");
+    let (status, body) = d
+        .call_as(
+            ADMIN,
+            Method::POST,
+            "/api/v2/alerts/receivers/pager/test",
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["statusMessage"]
+            .as_str()
+            .unwrap()
+            .contains("\"pager\""),
+        "{body}"
+    );
+
+    hook.fail(true);
+    let (status, body) = d.call_as(ADMIN, Method::POST, path, None).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body["statusMessage"].as_str().unwrap().contains("500"),
+        "says what the receiver said: {body}"
+    );
+    assert_eq!(hook.received().len(), 1);
+}

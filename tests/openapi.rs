@@ -147,6 +147,16 @@ async fn real_answers_fit_the_description() {
         conforms(&doc, "/services/{id}/instances", "get", status, &body);
     }
 
+    // The alerts firing (stat has no server that answers: ServiceInactive).
+    let (status, body) = get_as(
+        &d.url("/api/v2/alerts"),
+        Some((common::SUPERVISOR, common::PASSWORD)),
+    )
+    .await;
+    assert_eq!(status, 200, "GET /alerts as a supervisor: {body}");
+    assert!(body.contains("ServiceInactive"), "{body}");
+    conforms(&doc, "/alerts", "get", status, &body);
+
     // A field another service has is accepted on one that lacks it, and left out.
     let (_, body) = get_as(&d.url("/api/v2/services/stat?fields=sipPort,state"), login).await;
     let body: Value = serde_json::from_str(&body).unwrap();
@@ -217,7 +227,7 @@ fn every_described_operation_names_its_errors_in_the_envelope() {
             }
         }
     }
-    assert_eq!(operations, 16, "every route of src/api/mod.rs is described");
+    assert_eq!(operations, 19, "every route of src/api/mod.rs is described");
 }
 
 #[test]
