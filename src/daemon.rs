@@ -114,7 +114,7 @@ impl Daemon {
         let cluster_status = cluster
             .as_ref()
             .map_or_else(|| Arc::new(ClusterStatus::alone()), |c| c.status.clone());
-        let alerts = start_alerts(&settings, &history, &metrics, cluster.clone());
+        let alerts = start_alerts(&settings, (&history, &snapshot), &metrics, cluster.clone());
         let registry = start_registry(
             &settings,
             (&snapshot, &metrics),
@@ -372,7 +372,7 @@ fn start_registry(
 /// one.
 fn start_alerts(
     settings: &Settings,
-    history: &History,
+    (history, snapshot): (&History, &SharedSnapshot),
     metrics: &Arc<Metrics>,
     cluster: Option<Cluster>,
 ) -> Addr<Dispatcher> {
@@ -389,6 +389,7 @@ fn start_alerts(
         .as_ref()
         .map_or_else(crate::config::cluster::hostname, |c| c.node.clone());
     let metrics = metrics.clone();
+    let snapshot = snapshot.clone();
     let arbiter = Arbiter::new();
     Dispatcher::start_in_arbiter(&arbiter.handle(), move |_| {
         // Receivers are set up on the dispatcher's thread: an HTTP client is bound to the
@@ -402,7 +403,15 @@ fn start_alerts(
                     .ok()
             })
             .collect();
-        Dispatcher::new(alerts, receivers, node, outbox, metrics, cluster)
+        Dispatcher::new(
+            alerts,
+            receivers,
+            node,
+            outbox,
+            metrics,
+            cluster,
+            Some(snapshot),
+        )
     })
 }
 

@@ -302,3 +302,53 @@ async fn an_admin_sends_a_test_notification_and_hears_how_it_went() {
     );
     assert_eq!(hook.received().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_about_to_expire_is_told_once_and_fires() {
+    use common::SUPERVISOR;
+    use common::certs::{Ca, serve};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path());
+    let (certificate, key) = ca.issue(&["127.0.0.1"], 5);
+    let port = serve(certificate, key, None).await;
+    let hook = Hook::start().await;
+    let d = TestDaemon::start(&format!(
+        "[alerts]\ngroup_wait = \"100ms\"\n{}[[service]]\nid = \"gws\"\ntype = \"Media\"\nprimary = {{ host = \"127.0.0.1\", port = {port} }}\ncheck = {{ kind = \"https\", path = \"/health\", interval = \"50ms\", timeout = \"500ms\", rise = 1, fall = 1, jitter = 0.0, ca_file = \"{}\" }}\n",
+        hook.toml("noc"),
+        dir.path().join("ca.pem").display()
+    ));
+    let told = |hook: &Hook| -> Vec<Value> {
+        hook.events()
+            .into_iter()
+            .filter(|e| e["kind"] == "certificateExpiring")
+            .collect()
+    };
+    let event = eventually(Duration::from_secs(15), "the certificate's event", || async {
+        told(&hook).first().cloned()
+    })
+    .await;
+    assert_eq!(event["service"]["id"], "gws", "{event}");
+    assert_eq!(event["severity"], "warning", "5 days: a warning, not yet critical");
+    let key = event["key"].as_str().unwrap();
+    assert!(key.starts_with("gws/primary/certificateExpiring/"), "{key}");
+    let summary = event["summary"].as_str().unwrap();
+    assert!(summary.starts_with("gws primary: its certificate expires in 4."), "{summary}");
+
+    let (status, body) = d
+        .call_as(SUPERVISOR, reqwest::Method::GET, "/api/v2/alerts", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let alert = body["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "CertificateExpiring")
+        .cloned()
+        .unwrap_or_else(|| panic!("no certificate alert: {body}"));
+    assert_eq!(alert["labels"]["instance"], "primary");
+    // Looked at again (every 5 s), it is not told again.
+    common::stays(Duration::from_secs(6), "one certificate event", || async {
+        told(&hook).len() == 1
+    })
+    .await;
+}

@@ -8,6 +8,7 @@
 //! What receivers are given is public ([`event`], [`notification`], [`receivers`]), for
 //! the tests that drive each receiver against a real counterpart; the rest is the daemon's.
 
+pub(crate) mod certificates;
 pub(crate) mod derive;
 pub(crate) mod dispatcher;
 pub mod event;

@@ -30,6 +30,12 @@ CREATE TABLE IF NOT EXISTS alert_waiting (
     receiver TEXT NOT NULL,
     event TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS alert_certificates (
+    service TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    since_ms INTEGER NOT NULL,
+    PRIMARY KEY (service, instance)
+);
 CREATE TABLE IF NOT EXISTS alert_outbox (
     id INTEGER PRIMARY KEY,
     receiver TEXT NOT NULL,
@@ -111,6 +117,48 @@ impl Outbox {
              ON CONFLICT(service) DO UPDATE SET view = excluded.view",
             params![service, text],
         )?;
+        Ok(())
+    }
+
+    /// The certificates told as expiring (and not renewed since): service, instance, and
+    /// since when.
+    pub fn certificates(&self) -> Result<Vec<(String, String, SystemTime)>, OutboxError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT service, instance, since_ms FROM alert_certificates")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (service, instance, since) = row?;
+            out.push((service, instance, time(since.max(0) as u64)));
+        }
+        Ok(out)
+    }
+
+    /// A certificate told as expiring (`since`: when), or renewed (`None`).
+    pub fn put_certificate(
+        &self,
+        service: &str,
+        instance: &str,
+        since: Option<SystemTime>,
+    ) -> Result<(), OutboxError> {
+        match since {
+            Some(since) => self.conn.execute(
+                "INSERT INTO alert_certificates (service, instance, since_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(service, instance) DO UPDATE SET since_ms = excluded.since_ms",
+                params![service, instance, millis(since) as i64],
+            )?,
+            None => self.conn.execute(
+                "DELETE FROM alert_certificates WHERE service = ?1 AND instance = ?2",
+                params![service, instance],
+            )?,
+        };
         Ok(())
     }
 

@@ -34,6 +34,8 @@ const DEFAULT_REPEAT_INTERVAL: Duration = Duration::from_secs(4 * 3600);
 /// Nagios's defaults (`high_service_flap_threshold`, `low_service_flap_threshold`).
 const DEFAULT_FLAP_HIGH: f64 = 20.0;
 const DEFAULT_FLAP_LOW: f64 = 5.0;
+/// Two weeks: time to order, get and install a certificate without a weekend's rush.
+const DEFAULT_CERTIFICATE_DAYS: f64 = 14.0;
 
 /// `[alerts]` as written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -46,6 +48,7 @@ pub struct AlertsSection {
     pub flap_low_threshold: Option<f64>,
     /// Whether a service in a maintenance window is kept quiet (default true).
     pub mute_in_maintenance: Option<bool>,
+    pub certificate_days: Option<f64>,
     #[serde(default)]
     pub receiver: Vec<ReceiverSection>,
     #[serde(default)]
@@ -73,6 +76,9 @@ pub struct AlertSettings {
     pub timing: Timing,
     pub flapping: FlapThresholds,
     pub mute_in_maintenance: bool,
+    /// An instance's certificate that expires within this many days fires an alert; 0:
+    /// never.
+    pub certificate_days: f64,
     pub receivers: Vec<ReceiverSpec>,
     /// Empty: every event goes to every receiver.
     pub routes: Vec<Route>,
@@ -159,6 +165,13 @@ pub(super) fn validate_alerts(section: &AlertsSection) -> Result<AlertSettings, 
             ),
         )));
     }
+    let certificate_days = section.certificate_days.unwrap_or(DEFAULT_CERTIFICATE_DAYS);
+    if !(0.0..=3650.0).contains(&certificate_days) {
+        return Err(prefix((
+            "certificate_days".into(),
+            "must be a number of days from 0 (never) to 3650".into(),
+        )));
+    }
     let receivers = validate_receivers(&section.receiver).map_err(prefix)?;
     let routes = section
         .route
@@ -173,6 +186,7 @@ pub(super) fn validate_alerts(section: &AlertsSection) -> Result<AlertSettings, 
         timing,
         flapping,
         mute_in_maintenance: section.mute_in_maintenance.unwrap_or(true),
+        certificate_days,
         receivers,
         routes,
     })
@@ -251,6 +265,7 @@ mod tests {
         assert_eq!(s.timing.repeat_interval, Duration::from_secs(4 * 3600));
         assert_eq!((s.flapping.high, s.flapping.low), (20.0, 5.0));
         assert!(s.mute_in_maintenance);
+        assert_eq!(s.certificate_days, 14.0);
         assert!(s.routes.is_empty());
     }
 

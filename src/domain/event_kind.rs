@@ -18,13 +18,15 @@ pub enum EventKind {
     FlappingStopped,
     /// A maintenance window ended with the service still not Active.
     MaintenanceEndedDown,
+    /// An instance's certificate expires within the configured number of days.
+    CertificateExpiring,
     /// A test notification asked for by an administrator.
     Test,
 }
 
 impl EventKind {
     /// Every kind, as routes name them.
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::StateChanged,
         EventKind::Switchover,
         EventKind::RedundancyLost,
@@ -32,6 +34,7 @@ impl EventKind {
         EventKind::FlappingStarted,
         EventKind::FlappingStopped,
         EventKind::MaintenanceEndedDown,
+        EventKind::CertificateExpiring,
         EventKind::Test,
     ];
 
@@ -45,6 +48,7 @@ impl EventKind {
             EventKind::FlappingStarted => "flappingStarted",
             EventKind::FlappingStopped => "flappingStopped",
             EventKind::MaintenanceEndedDown => "maintenanceEndedDown",
+            EventKind::CertificateExpiring => "certificateExpiring",
             EventKind::Test => "test",
         }
     }

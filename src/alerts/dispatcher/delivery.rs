@@ -10,8 +10,7 @@ use blake2::{Blake2s256, Digest};
 use tracing::{error, info, warn};
 
 use super::{ALERTMANAGER_REPEAT, Dispatcher};
-use crate::alerts::derive::Observed;
-use crate::alerts::event::{Alert, AlertStatus, Event, EventKind};
+use crate::alerts::event::{Alert, AlertStatus, Event, EventKind, ServiceRef};
 use crate::alerts::grouping::backoff;
 use crate::alerts::notification::{Notification, VERSION};
 use crate::alerts::outbox::Pending;
@@ -19,20 +18,28 @@ use crate::alerts::receivers::DeliveryError;
 use crate::alerts::routing::receivers_for;
 use crate::config::receivers::ReceiverKind;
 
+/// The row id of an event or notification the outbox could not keep: told from memory.
+pub(super) const NOT_KEPT: i64 = -1;
+
 impl Dispatcher {
     /// Sends each event to the receivers its routes name, through their groups.
-    pub(super) fn route(&mut self, observed: &Observed, told: Vec<Event>, ctx: &mut Context<Self>) {
+    pub(super) fn route(
+        &mut self,
+        (service, attributes): (&ServiceRef, &BTreeMap<String, String>),
+        told: Vec<Event>,
+        ctx: &mut Context<Self>,
+    ) {
         let now = Instant::now();
         let mut per_receiver: BTreeMap<usize, Vec<Event>> = BTreeMap::new();
         for event in told {
             if self.leading {
-                info!(service = %observed.service.id, kind = event.kind.as_str(), key = %event.key, summary = %event.summary, "alert event");
+                info!(service = %service.id, kind = event.kind.as_str(), key = %event.key, summary = %event.summary, "alert event");
             }
             let targets = receivers_for(
                 &self.settings.routes,
                 self.receivers.len(),
-                Some(&observed.service),
-                &observed.attributes,
+                Some(service),
+                attributes,
                 event.kind,
             );
             for r in targets {
@@ -41,15 +48,12 @@ impl Dispatcher {
         }
         for (r, events) in per_receiver {
             let name = self.receivers[r].spec().name.clone();
-            match self.outbox.wait(&name, &events) {
-                Ok(ids) => {
-                    for (id, event) in ids.into_iter().zip(events) {
-                        self.wait(r, id, event, now, ctx);
-                    }
-                }
-                Err(e) => {
-                    error!(receiver = %name, error = %e, "cannot keep events in the alerts' outbox; they are told from memory")
-                }
+            let ids = self.outbox.wait(&name, &events).unwrap_or_else(|e| {
+                error!(receiver = %name, error = %e, "cannot keep events in the alerts' outbox; they are told from memory");
+                vec![NOT_KEPT; events.len()]
+            });
+            for (id, event) in ids.into_iter().zip(events) {
+                self.wait(r, id, event, now, ctx);
             }
         }
     }
@@ -141,7 +145,7 @@ impl Dispatcher {
             Ok(id) => id,
             Err(e) => {
                 error!(receiver, error = %e, "cannot keep a notification in the alerts' outbox; it is sent from memory");
-                -1
+                NOT_KEPT
             }
         };
         let lane = &mut self.lanes[r];
@@ -323,6 +327,7 @@ impl Dispatcher {
         let kind = match a.name.as_str() {
             "RedundancyLost" => EventKind::RedundancyLost,
             "Flapping" => EventKind::FlappingStarted,
+            crate::alerts::certificates::ALERT => EventKind::CertificateExpiring,
             _ => EventKind::StateChanged,
         };
         let Some(known) = self.known.get(&a.service) else {

@@ -10,6 +10,7 @@
 //! oldest dropped past `queue`, counted and logged), so that one receiver down or slow
 //! delays nothing else.
 
+mod certificates;
 mod delivery;
 mod test_notification;
 
@@ -30,6 +31,8 @@ use super::receivers::Receiver;
 use crate::cluster::Cluster;
 use crate::config::alerts::AlertSettings;
 use crate::metrics::Metrics;
+use crate::snapshot::Snapshot;
+use arc_swap::ArcSwap;
 
 pub use test_notification::{TestError, TestReceiver};
 
@@ -111,6 +114,10 @@ pub struct Dispatcher {
     /// Per receiver: the revision up to which its events were delivered (by this node or,
     /// in a cluster, by whichever led).
     delivered: Vec<i64>,
+    /// What the monitors last saw of each instance's certificate (and what the API shows).
+    snapshot: Option<Arc<ArcSwap<Snapshot>>>,
+    /// The certificates told as expiring, by service and instance, with since when.
+    certificates: HashMap<(String, String), SystemTime>,
 }
 
 impl Dispatcher {
@@ -122,6 +129,7 @@ impl Dispatcher {
         outbox: Outbox,
         metrics: Arc<Metrics>,
         cluster: Option<Cluster>,
+        snapshot: Option<Arc<ArcSwap<Snapshot>>>,
     ) -> Dispatcher {
         for r in &receivers {
             metrics.alerts.receiver(&r.spec().name);
@@ -142,6 +150,8 @@ impl Dispatcher {
             leading: false,
             cluster,
             delivered: vec![0; n],
+            snapshot,
+            certificates: HashMap::new(),
         }
     }
 
@@ -152,6 +162,15 @@ impl Dispatcher {
     /// Reads back what the outbox kept: the views, the events waiting for their group, the
     /// notifications not yet delivered.
     fn restore(&mut self, ctx: &mut Context<Self>) {
+        match self.outbox.certificates() {
+            Ok(told) => {
+                self.certificates = told
+                    .into_iter()
+                    .map(|(service, instance, since)| ((service, instance), since))
+                    .collect()
+            }
+            Err(e) => error!(error = %e, "cannot read the certificates told as expiring"),
+        }
         match self.outbox.views() {
             Ok(views) => self.stored = views.into_iter().collect(),
             Err(e) => {
@@ -236,7 +255,7 @@ impl Dispatcher {
         self.refresh_alerts(&observed);
         // Every node groups and keeps the events; only the one that decides sends them,
         // and the others forget them once it says they are delivered.
-        self.route(&observed, told, ctx);
+        self.route((&observed.service, &observed.attributes), told, ctx);
         self.known.insert(
             id,
             Known {
@@ -255,7 +274,8 @@ impl Dispatcher {
         let ended: Vec<(String, String)> = self
             .firing
             .keys()
-            .filter(|(s, n)| s == id && !names.contains(n.as_str()))
+            // An instance's alert (`name/instance`) is the certificates' to resolve.
+            .filter(|(s, n)| s == id && !n.contains('/') && !names.contains(n.as_str()))
             .cloned()
             .collect();
         for key in ended {
@@ -337,6 +357,9 @@ impl Actor for Dispatcher {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.restore(ctx);
         ctx.run_interval(TICK, |act, ctx| act.tick(ctx));
+        ctx.run_interval(certificates::LOOK_EVERY, |act, ctx| {
+            act.look_at_certificates(ctx)
+        });
     }
 }
 
