@@ -136,7 +136,7 @@ mod tests {
         assert_eq!(e.severity, Severity::Warning);
         assert_eq!(
             e.summary,
-            "gws backup: its certificate expires in 5.0 days, at 2027-01-19T08:00:00.000Z"
+            "gws backup: its certificate expires in 5.0 days, at 2027-01-20T08:00:00.000Z"
         );
         let a = alert(
             &Seen {
