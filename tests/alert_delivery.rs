@@ -323,16 +323,24 @@ async fn a_certificate_about_to_expire_is_told_once_and_fires() {
             .filter(|e| e["kind"] == "certificateExpiring")
             .collect()
     };
-    let event = eventually(Duration::from_secs(15), "the certificate's event", || async {
-        told(&hook).first().cloned()
-    })
+    let event = eventually(
+        Duration::from_secs(15),
+        "the certificate's event",
+        || async { told(&hook).first().cloned() },
+    )
     .await;
     assert_eq!(event["service"]["id"], "gws", "{event}");
-    assert_eq!(event["severity"], "warning", "5 days: a warning, not yet critical");
+    assert_eq!(
+        event["severity"], "warning",
+        "5 days: a warning, not yet critical"
+    );
     let key = event["key"].as_str().unwrap();
     assert!(key.starts_with("gws/primary/certificateExpiring/"), "{key}");
     let summary = event["summary"].as_str().unwrap();
-    assert!(summary.starts_with("gws primary: its certificate expires in 4."), "{summary}");
+    assert!(
+        summary.starts_with("gws primary: its certificate expires in 4."),
+        "{summary}"
+    );
 
     let (status, body) = d
         .call_as(SUPERVISOR, reqwest::Method::GET, "/api/v2/alerts", None)

@@ -78,7 +78,11 @@ pub async fn run(
             kill_group(pid);
             status
         };
-        let (out, err, status) = tokio::join!(read_bounded(stdout), read_bounded(stderr), exited);
+        let (out, err, status) = tokio::join!(
+            read_bounded(stdout, MAX_OUTPUT_BYTES),
+            read_bounded(stderr, MAX_OUTPUT_BYTES),
+            exited
+        );
         (status, out, err)
     })
     .await;
@@ -102,8 +106,9 @@ fn expand(arg: &str, target: &Target) -> String {
         .replace("{port}", &target.port.to_string())
 }
 
-/// Sends SIGKILL to the process group the child leads, reaching the processes it started.
-fn kill_group(pid: Option<u32>) {
+/// Sends SIGKILL to the process group the child leads, reaching the processes it started
+/// (for the exec checks and the exec alert receivers alike).
+pub fn kill_group(pid: Option<u32>) {
     if let Some(pid) = pid.and_then(|p| libc::pid_t::try_from(p).ok()) {
         // SAFETY: kill(2) has no memory effects; a negative pid names the process group
         // created for this child by `process_group(0)`, so nothing else is signalled.
@@ -113,8 +118,8 @@ fn kill_group(pid: Option<u32>) {
     }
 }
 
-/// Reads a pipe to its end, keeping the first [`MAX_OUTPUT_BYTES`].
-async fn read_bounded(pipe: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
+/// Reads a pipe to its end, keeping the first `max` bytes.
+pub async fn read_bounded(pipe: Option<impl AsyncRead + Unpin>, max: usize) -> Vec<u8> {
     let mut kept = Vec::new();
     let Some(mut pipe) = pipe else {
         return kept;
@@ -124,7 +129,7 @@ async fn read_bounded(pipe: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
         if n == 0 {
             break;
         }
-        let room = MAX_OUTPUT_BYTES.saturating_sub(kept.len());
+        let room = max.saturating_sub(kept.len());
         kept.extend_from_slice(&chunk[..n.min(room)]);
     }
     kept

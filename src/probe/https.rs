@@ -209,9 +209,9 @@ fn client_auth(
     })
 }
 
-/// The system's CA certificates, read once per process (hundreds of certificates: not
-/// once per check).
-fn system_roots() -> Result<Arc<RootCertStore>, String> {
+/// The system's CA certificates, read once per process (hundreds of certificates: not once
+/// per check), for the `https` checks and the alert receivers alike.
+pub fn system_roots() -> Result<Arc<RootCertStore>, String> {
     static ROOTS: OnceLock<Result<Arc<RootCertStore>, String>> = OnceLock::new();
     ROOTS
         .get_or_init(|| {

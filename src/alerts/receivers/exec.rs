@@ -36,12 +36,13 @@ use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use super::{DeliveryError, excerpt};
 use crate::alerts::notification::Notification;
 use crate::config::receivers::ExecSpec;
+use crate::probe::exec::{kill_group, read_bounded};
 use crate::resource::timestamp;
 
 /// Output kept from the program, stdout and stderr each.
@@ -113,8 +114,8 @@ impl Exec {
             };
             let (_, out, err, status) = tokio::join!(
                 feed(stdin, &json),
-                read_kept(stdout),
-                read_kept(stderr),
+                read_bounded(stdout, OUTPUT_KEPT_BYTES),
+                read_bounded(stderr, OUTPUT_KEPT_BYTES),
                 exited
             );
             (status, out, err)
@@ -196,13 +197,7 @@ struct ProcessGroup(Cell<Option<u32>>);
 impl ProcessGroup {
     /// Sends SIGKILL to every process of the group, once: its id may be reused after.
     fn kill(&self) {
-        if let Some(pid) = self.0.take().and_then(|p| libc::pid_t::try_from(p).ok()) {
-            // SAFETY: kill(2) has no memory effects; a negative pid names the group created
-            // for this program alone, so nothing else is signalled.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-            }
-        }
+        kill_group(self.0.take());
     }
 }
 
@@ -218,23 +213,6 @@ async fn feed(stdin: Option<tokio::process::ChildStdin>, json: &[u8]) {
     if let Some(mut stdin) = stdin {
         let _ = stdin.write_all(json).await;
     }
-}
-
-/// Reads a pipe to its end, keeping the first [`OUTPUT_KEPT_BYTES`].
-async fn read_kept(pipe: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
-    let mut kept = Vec::new();
-    let Some(mut pipe) = pipe else {
-        return kept;
-    };
-    let mut chunk = [0u8; 1024];
-    while let Ok(n) = pipe.read(&mut chunk).await {
-        if n == 0 {
-            break;
-        }
-        let room = OUTPUT_KEPT_BYTES.saturating_sub(kept.len());
-        kept.extend_from_slice(&chunk[..n.min(room)]);
-    }
-    kept
 }
 
 /// Exit 0 is a success; else the failure, with what the program said on stderr (or, when

@@ -9,7 +9,7 @@
 //! The `awc` client is built for each POST: it is tied to the thread it runs on, while a
 //! [`super::Receiver`] may be made on another; alerts are too few for a pool to matter.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header;
@@ -20,6 +20,7 @@ use url::Url;
 
 use super::{DeliveryError, excerpt};
 use crate::config::receivers::{CaCertificates, Login};
+use crate::probe::https::system_roots;
 
 /// Bytes of an unsuccessful answer's body read for its excerpt; the rest is not waited for.
 const BODY_READ_BYTES: usize = 4096;
@@ -137,29 +138,4 @@ fn send_error(target: &str, e: SendRequestError, timeout: Duration) -> DeliveryE
             reason: other.to_string(),
         },
     }
-}
-
-/// The system's CA certificates, read once per process (hundreds of certificates: not
-/// once per receiver).
-fn system_roots() -> Result<Arc<RootCertStore>, String> {
-    static ROOTS: OnceLock<Result<Arc<RootCertStore>, String>> = OnceLock::new();
-    ROOTS
-        .get_or_init(|| {
-            let found = rustls_native_certs::load_native_certs();
-            let mut roots = RootCertStore::empty();
-            roots.add_parsable_certificates(found.certs);
-            if roots.is_empty() {
-                let why = found
-                    .errors
-                    .first()
-                    .map(|e| format!(" ({e})"))
-                    .unwrap_or_default();
-                Err(format!(
-                    "no system CA certificates found{why}; install ca-certificates, or set ca_file"
-                ))
-            } else {
-                Ok(Arc::new(roots))
-            }
-        })
-        .clone()
 }
