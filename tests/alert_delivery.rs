@@ -85,7 +85,7 @@ async fn a_receiver_that_fails_is_retried_until_it_takes_the_notification() {
     hook.fail(true);
     let mut backend = Backend::start(Mode::Accept).await;
     let toml = format!(
-        "[alerts]\ngroup_wait = \"100ms\"\n{}{}",
+        "[alerts]\ngroup_wait = \"100ms\"\ngroup_interval = \"200ms\"\n{}{}",
         hook.toml("noc"),
         service("sips1", &backend)
     );
@@ -109,6 +109,55 @@ async fn a_receiver_that_fails_is_retried_until_it_takes_the_notification() {
         (d.metric(waiting).await == Some(0.0)).then_some(())
     })
     .await;
+    assert_eq!(got["status"], "firing");
+    assert_eq!(got["alerts"][0]["name"], "ServiceInactive", "{got}");
+
+    // Back: the alert is resolved, and the receiver is told so.
+    backend.reopen().await;
+    let resolved = eventually(Duration::from_secs(10), "the resolution", || async {
+        hook.received().get(1).cloned()
+    })
+    .await;
+    assert_eq!(resolved["status"], "resolved", "{resolved}");
+    assert_eq!(resolved["events"][0]["state"], "Active");
+    let alert = &resolved["alerts"][0];
+    assert_eq!(alert["name"], "ServiceInactive", "{resolved}");
+    assert_eq!(alert["status"], "resolved");
+    assert!(alert["endsAt"].is_string(), "{alert}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_hangs_delays_no_other() {
+    let hanging = Hook::start().await;
+    hanging.hang(true);
+    let healthy = Hook::start().await;
+    let mut backend = Backend::start(Mode::Accept).await;
+    let d = TestDaemon::start(&format!(
+        "[alerts]\ngroup_wait = \"100ms\"\n{}{}{}",
+        hanging
+            .toml("stuck")
+            .replace("timeout = \"2s\"", "timeout = \"30s\""),
+        healthy.toml("noc"),
+        service("sips1", &backend)
+    ));
+    backend.close().await;
+    eventually(
+        Duration::from_secs(5),
+        "the healthy receiver's notification",
+        || async { healthy.received().first().cloned() },
+    )
+    .await;
+    // Meanwhile the other is still at its first attempt, within its 30 s.
+    assert_eq!(
+        d.metric(r#"servicewatch_alert_queue{receiver="stuck"}"#)
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        d.metric(r#"servicewatch_alert_notifications_total{receiver="noc",outcome="delivered"}"#)
+            .await,
+        Some(1.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
 //! A webhook receiver for the alert tests: a real HTTP/1.1 server on loopback that keeps
-//! each notification POSTed to it and answers 200, or 500 while told to fail.
+//! each notification POSTed to it and answers 200, or 500 while told to fail, or nothing at
+//! all while told to hang.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,6 +14,7 @@ pub struct Hook {
     pub url: String,
     received: Arc<Mutex<Vec<Value>>>,
     failing: Arc<AtomicBool>,
+    hanging: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -22,13 +24,14 @@ impl Hook {
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let received = Arc::new(Mutex::new(Vec::new()));
         let failing = Arc::new(AtomicBool::new(false));
-        let (kept, fail) = (received.clone(), failing.clone());
+        let hanging = Arc::new(AtomicBool::new(false));
+        let (kept, fail, hang) = (received.clone(), failing.clone(), hanging.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (kept, fail) = (kept.clone(), fail.clone());
+                let (kept, fail, hang) = (kept.clone(), fail.clone(), hang.clone());
                 tokio::spawn(async move {
                     let mut stream = BufReader::new(stream);
                     loop {
@@ -52,6 +55,12 @@ impl Hook {
                         if stream.read_exact(&mut body).await.is_err() {
                             return;
                         }
+                        if hang.load(Ordering::Acquire) {
+                            // Read, never answered: the connection stays open until the
+                            // client gives up.
+                            let _ = stream.read_to_end(&mut Vec::new()).await;
+                            return;
+                        }
                         let status = if fail.load(Ordering::Acquire) {
                             "500 Internal Server Error"
                         } else {
@@ -72,6 +81,7 @@ impl Hook {
             url,
             received,
             failing,
+            hanging,
             task,
         }
     }
@@ -79,6 +89,11 @@ impl Hook {
     /// Answers 500 (and keeps nothing) while `failing`.
     pub fn fail(&self, failing: bool) {
         self.failing.store(failing, Ordering::Release);
+    }
+
+    /// Never answers (and keeps nothing) while `hanging`.
+    pub fn hang(&self, hanging: bool) {
+        self.hanging.store(hanging, Ordering::Release);
     }
 
     /// Every notification accepted so far.
