@@ -21,7 +21,7 @@ use tracing::{error, info};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::admin::{self, AdminState};
-use crate::alerts::dispatcher::Dispatcher;
+use crate::alerts::dispatcher::{Dispatcher, Reconfigure};
 use crate::alerts::outbox::Outbox;
 use crate::alerts::receivers::Receiver;
 use crate::api::app::AppParts;
@@ -75,6 +75,8 @@ pub struct Daemon {
     tls_addr: Option<SocketAddr>,
     snapshot: SharedSnapshot,
     registry: Addr<Registry>,
+    /// Told of a reload that changes `[alerts]`.
+    alerts: Addr<Dispatcher>,
     notify: Arc<notify::Shared>,
     metrics: Arc<Metrics>,
     authenticator: Arc<Authenticator>,
@@ -168,6 +170,7 @@ impl Daemon {
             tls_addr,
             snapshot,
             registry,
+            alerts,
             notify,
             metrics,
             authenticator,
@@ -255,7 +258,7 @@ impl Daemon {
     }
 
     /// Re-reads the configuration at `path` and applies what a reload can change: the
-    /// services and the users. Other sections take effect at the next restart; each one
+    /// services, the users and the alerts. Other sections take effect at the next restart; each one
     /// that changed is logged as such. `running` becomes the applied configuration.
     pub async fn reload(
         &self,
@@ -271,8 +274,12 @@ impl Daemon {
         }
         let summary = self.apply(new.services.clone()).await?;
         self.apply_users(&new.auth.users);
+        if running.alerts != new.alerts {
+            self.alerts.send(Reconfigure(new.alerts.clone())).await?;
+        }
         running.services = new.services;
         running.auth.users = new.auth.users;
+        running.alerts = new.alerts;
         Ok(summary)
     }
 

@@ -409,3 +409,42 @@ async fn a_certificate_about_to_expire_is_told_once_and_fires() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_who_is_told() {
+    let old = Hook::start().await;
+    let new = Hook::start().await;
+    let mut backend = Backend::start(Mode::Accept).await;
+    let config = |hooks: String| {
+        format!(
+            "[alerts]\ngroup_wait = \"100ms\"\n{hooks}{}",
+            service("sips1", &backend)
+        )
+    };
+    let d = TestDaemon::start(&config(old.toml("noc")));
+    d.reload(&config(new.toml("pager")))
+        .await
+        .expect("the reload applies");
+    assert_eq!(
+        d.metric(r#"servicewatch_alert_queue{receiver="pager"}"#)
+            .await,
+        Some(0.0),
+        "the new receiver's series exist at once"
+    );
+    assert_eq!(
+        d.metric(r#"servicewatch_alert_queue{receiver="noc"}"#)
+            .await,
+        None,
+        "the removed receiver's are gone"
+    );
+    backend.close().await;
+    let got = eventually(Duration::from_secs(5), "the new receiver told", || async {
+        new.received().first().cloned()
+    })
+    .await;
+    assert_eq!(got["receiver"], "pager");
+    assert!(
+        old.received().is_empty(),
+        "the removed receiver is told nothing"
+    );
+}

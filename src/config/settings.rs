@@ -47,9 +47,9 @@ pub struct Settings {
 
 impl Settings {
     /// The parts of `new` that differ from these running settings and that a reload
-    /// cannot apply: they take effect at the next restart. A reload applies the services
-    /// and the users; everything else is bound at start (listeners, worker threads, bounds
-    /// sized once, the log subscriber).
+    /// cannot apply: they take effect at the next restart. A reload applies the services,
+    /// the users and the alerts; everything else is bound at start (listeners, worker
+    /// threads, bounds sized once, the log subscriber).
     pub fn needing_restart(&self, new: &Settings) -> Vec<&'static str> {
         let auth_besides_users = |a: &AuthSettings| {
             (
@@ -69,7 +69,6 @@ impl Settings {
             ("[log]", self.log != new.log),
             ("[notifications]", self.notifications != new.notifications),
             ("[limits]", self.limits != new.limits),
-            ("[alerts]", self.alerts != new.alerts),
             (
                 "[auth] (other than users)",
                 auth_besides_users(&self.auth) != auth_besides_users(&new.auth),

@@ -99,6 +99,19 @@ impl AlertMetrics {
             .set(i64::from(flapping));
     }
 
+    /// Forgets a receiver a reload removed.
+    pub fn forget_receiver(&self, receiver: &str) {
+        for outcome in OUTCOMES {
+            self.notifications.remove(&OutcomeLabels {
+                receiver: receiver.to_string(),
+                outcome: outcome.to_string(),
+            });
+        }
+        self.queue.remove(&ReceiverLabels {
+            receiver: receiver.to_string(),
+        });
+    }
+
     /// Forgets a removed service.
     pub(super) fn forget(&self, service: &str) {
         self.flapping.remove(&ServiceLabels {

@@ -3,7 +3,7 @@
 //! (on a cluster node) the delivered revision told to etcd; repeats of alerts still firing.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 use blake2::{Blake2s256, Digest};
@@ -71,10 +71,30 @@ impl Dispatcher {
         let first = self.groups[r].due().is_none();
         let due = self.groups[r].add((id, event), now, &timing);
         if first {
-            ctx.run_later(due.saturating_duration_since(now), move |act, ctx| {
-                act.flush(r, ctx)
-            });
+            self.later(
+                r,
+                due.saturating_duration_since(now),
+                Dispatcher::flush,
+                ctx,
+            );
         }
+    }
+
+    /// Does `then` for receiver `r` after `after`: for the receiver of that name, whose
+    /// place may have changed by then (a reload), and not at all if a reload removed it.
+    pub(super) fn later(
+        &self,
+        r: usize,
+        after: Duration,
+        then: fn(&mut Dispatcher, usize, &mut Context<Dispatcher>),
+        ctx: &mut Context<Self>,
+    ) {
+        let name = self.receivers[r].spec().name.clone();
+        ctx.run_later(after, move |act, ctx| {
+            if let Some(r) = act.receiver_index(&name) {
+                then(act, r, ctx);
+            }
+        });
     }
 
     /// Receiver `r`'s group is due: one notification of its events.
@@ -190,10 +210,15 @@ impl Dispatcher {
         lane.busy = true;
         let (id, notification) = (next.id, next.notification.clone());
         let receiver = self.receivers[r].clone();
+        let name = receiver.spec().name.clone();
         let attempt = async move { receiver.deliver(&notification).await };
         ctx.spawn(
-            actix::fut::wrap_future::<_, Self>(attempt)
-                .map(move |result, act, ctx| act.delivered(r, id, result, ctx)),
+            actix::fut::wrap_future::<_, Self>(attempt).map(move |result, act, ctx| {
+                // Found by name: a reload may have moved the receiver, or removed it.
+                if let Some(r) = act.receiver_index(&name) {
+                    act.delivered(r, id, result, ctx);
+                }
+            }),
         );
     }
 
@@ -236,10 +261,15 @@ impl Dispatcher {
                     warn!(receiver = %spec.name, key, attempts, retry_in = ?wait, error = %e, "notification not delivered; will retry");
                     let _ = self.outbox.attempted(id, attempts);
                     lane.waiting = true;
-                    ctx.run_later(wait, move |act, ctx| {
-                        act.lanes[r].waiting = false;
-                        act.kick(r, ctx);
-                    });
+                    self.later(
+                        r,
+                        wait,
+                        |act, r, ctx| {
+                            act.lanes[r].waiting = false;
+                            act.kick(r, ctx);
+                        },
+                        ctx,
+                    );
                 }
             }
         }

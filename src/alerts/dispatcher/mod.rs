@@ -12,6 +12,7 @@
 
 mod certificates;
 mod delivery;
+mod reconfigure;
 mod test_notification;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -34,6 +35,7 @@ use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 
+pub use reconfigure::Reconfigure;
 pub use test_notification::{TestError, TestReceiver};
 
 /// How often flapping services are looked at again (flapping stops with time) and alerts
@@ -341,9 +343,12 @@ impl Dispatcher {
             for r in 0..self.receivers.len() {
                 // What waited while another node led is this one's to send now.
                 if let Some(due) = self.groups[r].due() {
-                    ctx.run_later(due.saturating_duration_since(now), move |act, ctx| {
-                        act.flush(r, ctx)
-                    });
+                    self.later(
+                        r,
+                        due.saturating_duration_since(now),
+                        Dispatcher::flush,
+                        ctx,
+                    );
                 }
                 self.kick(r, ctx);
             }
