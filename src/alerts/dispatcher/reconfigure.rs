@@ -91,22 +91,7 @@ impl Dispatcher {
             self.groups.push(kept.group);
             self.delivered.push(kept.delivered);
         }
-        for (name, mut kept) in old {
-            let waiting: Vec<i64> = kept
-                .group
-                .retain(|_| false)
-                .into_iter()
-                .map(|(id, _)| id)
-                .collect();
-            let queued = kept.lane.queue.len();
-            warn!(receiver = %name, events = waiting.len(), notifications = queued, "receiver removed by a reload: what waited for it is dropped");
-            let _ = self.outbox.forget_waiting(&waiting);
-            for pending in kept.lane.queue {
-                let _ = self.outbox.done(pending.id);
-            }
-            self.metrics.alerts.forget_receiver(&name);
-            summary.removed.push(name);
-        }
+        self.drop_removed(old, &mut summary);
         self.settings = settings;
         let now = Instant::now();
         for r in 0..self.receivers.len() {
@@ -123,6 +108,28 @@ impl Dispatcher {
         }
         info!(added = ?summary.added, changed = ?summary.changed, removed = ?summary.removed, "alerts reconfigured");
         summary
+    }
+}
+
+impl Dispatcher {
+    /// What waited for the receivers a reload removed is dropped, and said.
+    fn drop_removed(&mut self, old: HashMap<String, Kept>, summary: &mut Reconfigured) {
+        for (name, mut kept) in old {
+            let waiting: Vec<i64> = kept
+                .group
+                .retain(|_| false)
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            let queued = kept.lane.queue.len();
+            warn!(receiver = %name, events = waiting.len(), notifications = queued, "receiver removed by a reload: what waited for it is dropped");
+            let _ = self.outbox.forget_waiting(&waiting);
+            for pending in kept.lane.queue {
+                let _ = self.outbox.done(pending.id);
+            }
+            self.metrics.alerts.forget_receiver(&name);
+            summary.removed.push(name);
+        }
     }
 }
 
