@@ -437,3 +437,30 @@ fn hash_password_reads_stdin_and_prints_a_verifiable_hash() {
         "servicewatch hash-password: an empty password cannot be used\n"
     );
 }
+
+#[test]
+fn check_config_refuses_a_receiver_it_could_not_use_naming_its_key() {
+    let receiver = |keys: &str| format!("{GOOD}[[alerts.receiver]]\nname = \"noc\"\n{keys}");
+    let (code, stderr) = check(&receiver(
+        "kind = \"webhook\"\nurl = \"ftp://hooks.example.com/x\"\n",
+    ));
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("alerts.receiver[0].url"), "{stderr}");
+    let (code, stderr) = check(&receiver(
+        "kind = \"webhook\"\nurl = \"https://hooks.example.com/x\"\nsecret_file = \"/nonexistent/webhook.secret\"\n",
+    ));
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains("alerts.receiver[0].secret_file"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("/nonexistent/webhook.secret"), "{stderr}");
+    let (code, stderr) = check(&format!(
+        "{}[[alerts.route]]\nreceivers = [\"pager\"]\n",
+        receiver("kind = \"exec\"\ncommand = [\"/bin/true\"]\n")
+    ));
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("alerts.route[0].receivers"), "{stderr}");
+    let (code, stderr) = check(&receiver("kind = \"exec\"\ncommand = [\"/bin/true\"]\n"));
+    assert_eq!(code, 0, "a usable receiver passes: {stderr}");
+}
