@@ -109,3 +109,71 @@ fn a_leader_killed_before_delivering_an_alert_loses_none() {
         events.len() - keys.len()
     );
 }
+
+#[test]
+fn each_node_that_loses_etcd_says_so_itself_and_says_when_it_is_back() {
+    if !common::etcd::available() {
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut etcd = Etcd::start();
+    let hook = runtime.block_on(Hook::start());
+    let single = runtime.block_on(Backend::start(Mode::Accept));
+    let services = format!(
+        "[alerts]\ngroup_wait = \"100ms\"\n{}{}",
+        hook.toml("noc"),
+        stat_toml(&single)
+    );
+    let nodes: Vec<Node> = start_nodes(&etcd.endpoint(), &["sw1", "sw2", "sw3"], &services);
+    let told = |kind: &str| -> BTreeSet<String> {
+        hook.events()
+            .iter()
+            .filter(|e| e["kind"] == kind)
+            .map(|e| {
+                e["key"]
+                    .as_str()
+                    .unwrap()
+                    .split('/')
+                    .nth(1)
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    runtime.block_on(async {
+        leader(&nodes, Duration::from_secs(15)).await;
+        agreed(&nodes, Duration::from_secs(15)).await;
+        assert!(told("nodeStale").is_empty(), "a start is no news");
+        etcd.kill();
+        let every: BTreeSet<String> = ["sw1", "sw2", "sw3"].map(String::from).into();
+        eventually(
+            Duration::from_secs(30),
+            "every node to say it lost etcd",
+            || async { (told("nodeStale") == every).then_some(()) },
+        )
+        .await;
+        etcd.resume();
+        eventually(
+            Duration::from_secs(30),
+            "every node to say it is back",
+            || async { (told("nodeFresh") == every).then_some(()) },
+        )
+        .await;
+    });
+    let stale = hook
+        .events()
+        .into_iter()
+        .find(|e| e["kind"] == "nodeStale")
+        .unwrap();
+    assert_eq!(stale["severity"], "warning", "{stale}");
+    assert!(
+        stale["summary"].as_str().unwrap().contains("lost etcd"),
+        "{stale}"
+    );
+    let stale_events = hook
+        .events()
+        .iter()
+        .filter(|e| e["kind"] == "nodeStale")
+        .count();
+    assert_eq!(stale_events, 3, "each node told once: {:#?}", hook.events());
+}

@@ -14,6 +14,7 @@ pub(crate) mod dispatcher;
 pub mod event;
 pub(crate) mod flapping;
 pub(crate) mod grouping;
+pub(crate) mod node;
 pub mod notification;
 pub(crate) mod observe;
 pub(crate) mod outbox;

@@ -66,6 +66,8 @@ pub struct Pending {
     pub receiver: String,
     pub notification: Notification,
     pub attempts: u32,
+    /// This node's own news (its etcd lost, say), sent whether or not it leads.
+    pub local: bool,
 }
 
 /// The alerts' tables.
@@ -252,6 +254,7 @@ impl Outbox {
                 receiver,
                 notification: serde_json::from_str(&body)?,
                 attempts,
+                local: false,
             });
         }
         Ok(out)

@@ -20,13 +20,18 @@ pub enum EventKind {
     MaintenanceEndedDown,
     /// An instance's certificate expires within the configured number of days.
     CertificateExpiring,
+    /// A cluster node has lost etcd for a while: it serves its last states, marked stale,
+    /// and decides nothing (told by the node itself).
+    NodeStale,
+    /// It reached etcd again.
+    NodeFresh,
     /// A test notification asked for by an administrator.
     Test,
 }
 
 impl EventKind {
     /// Every kind, as routes name them.
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::StateChanged,
         EventKind::Switchover,
         EventKind::RedundancyLost,
@@ -35,6 +40,8 @@ impl EventKind {
         EventKind::FlappingStopped,
         EventKind::MaintenanceEndedDown,
         EventKind::CertificateExpiring,
+        EventKind::NodeStale,
+        EventKind::NodeFresh,
         EventKind::Test,
     ];
 
@@ -49,6 +56,8 @@ impl EventKind {
             EventKind::FlappingStopped => "flappingStopped",
             EventKind::MaintenanceEndedDown => "maintenanceEndedDown",
             EventKind::CertificateExpiring => "certificateExpiring",
+            EventKind::NodeStale => "nodeStale",
+            EventKind::NodeFresh => "nodeFresh",
             EventKind::Test => "test",
         }
     }

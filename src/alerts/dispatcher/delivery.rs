@@ -111,7 +111,8 @@ impl Dispatcher {
             &self.receivers[r].spec().name,
             events.iter().map(|e| e.key.as_str()),
         );
-        self.enqueue(r, &ids, key, events, alerts, false, ctx);
+        let notification = self.notification(r, key, (events, alerts), false);
+        self.enqueue(r, &ids, notification, false, ctx);
     }
 
     /// The alerts `events` touched: firing, or resolved since the first of them.
@@ -132,41 +133,54 @@ impl Dispatcher {
         firing.chain(resolved).cloned().collect()
     }
 
-    /// Keeps a notification in the outbox and queues it on receiver `r`'s lane.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn enqueue(
-        &mut self,
+    /// The notification to receiver `r` of `events` and `alerts`.
+    pub(super) fn notification(
+        &self,
         r: usize,
-        grouped: &[i64],
         key: String,
-        events: Vec<Event>,
-        alerts: Vec<Alert>,
+        (events, alerts): (Vec<Event>, Vec<Alert>),
         repeat: bool,
-        ctx: &mut Context<Self>,
-    ) {
-        let receiver = self.receivers[r].spec().name.clone();
+    ) -> Notification {
         let status = if alerts.iter().any(|a| a.status == AlertStatus::Firing) {
             AlertStatus::Firing
         } else {
             AlertStatus::Resolved
         };
-        let notification = Notification {
+        Notification {
             version: VERSION,
             key,
-            receiver: receiver.clone(),
+            receiver: self.receivers[r].spec().name.clone(),
             status,
             node: self.node.clone(),
             created_at: SystemTime::now(),
             events,
             alerts,
             repeat,
-        };
-        let id = match self.outbox.enqueue(grouped, &notification) {
-            Ok(id) => id,
-            Err(e) => {
-                error!(receiver, error = %e, "cannot keep a notification in the alerts' outbox; it is sent from memory");
-                NOT_KEPT
-            }
+        }
+    }
+
+    /// Queues `notification` on receiver `r`'s lane; kept in the outbox (its `grouped`
+    /// waiting events forgotten there in the same transaction) unless it is `local`: this
+    /// node's own news, sent whether or not it leads, and not worth resending after a
+    /// restart.
+    pub(super) fn enqueue(
+        &mut self,
+        r: usize,
+        grouped: &[i64],
+        notification: Notification,
+        local: bool,
+        ctx: &mut Context<Self>,
+    ) {
+        let receiver = notification.receiver.clone();
+        let id = if local {
+            NOT_KEPT
+        } else {
+            self.outbox
+                .enqueue(grouped, &notification)
+                .unwrap_or_else(|e| {
+                    error!(receiver, error = %e, "cannot keep a notification in the alerts' outbox; it is sent from memory");
+                    NOT_KEPT
+                })
         };
         let lane = &mut self.lanes[r];
         lane.told = Some(Instant::now());
@@ -175,6 +189,7 @@ impl Dispatcher {
             receiver: receiver.clone(),
             notification,
             attempts: 0,
+            local,
         });
         let bound = self.receivers[r].spec().queue;
         while lane.queue.len() > bound {
@@ -201,12 +216,15 @@ impl Dispatcher {
     /// Starts receiver `r`'s next delivery, unless one runs or waits to retry.
     pub(super) fn kick(&mut self, r: usize, ctx: &mut Context<Self>) {
         let lane = &mut self.lanes[r];
-        if !self.leading || lane.busy || lane.waiting {
+        if lane.busy || lane.waiting {
             return;
         }
         let Some(next) = lane.queue.front() else {
             return;
         };
+        if !self.leading && !next.local {
+            return;
+        }
         lane.busy = true;
         let (id, notification) = (next.id, next.notification.clone());
         let receiver = self.receivers[r].clone();
@@ -348,7 +366,8 @@ impl Dispatcher {
                     .duration_since(SystemTime::UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis())
             );
-            self.enqueue(r, &[], key, Vec::new(), alerts, true, ctx);
+            let notification = self.notification(r, key, (Vec::new(), alerts), true);
+            self.enqueue(r, &[], notification, false, ctx);
         }
     }
 

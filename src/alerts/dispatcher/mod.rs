@@ -12,6 +12,7 @@
 
 mod certificates;
 mod delivery;
+mod node;
 mod reconfigure;
 mod test_notification;
 
@@ -27,9 +28,10 @@ use super::derive::{Observed, View, events, firing};
 use super::event::{Alert, AlertStatus, Event};
 use super::flapping::{percent_state_change, prune};
 use super::grouping::Group;
+use super::node::NodeWatch;
 use super::outbox::{Outbox, Pending};
 use super::receivers::Receiver;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, ClusterStatus};
 use crate::config::alerts::AlertSettings;
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
@@ -120,6 +122,9 @@ pub struct Dispatcher {
     snapshot: Option<Arc<ArcSwap<Snapshot>>>,
     /// The certificates told as expiring, by service and instance, with since when.
     certificates: HashMap<(String, String), SystemTime>,
+    /// On a cluster node: whether it is stale, which it tells itself.
+    status: Option<Arc<ClusterStatus>>,
+    node_watch: NodeWatch,
 }
 
 impl Dispatcher {
@@ -150,10 +155,12 @@ impl Dispatcher {
             outbox,
             metrics,
             leading: false,
+            status: cluster.as_ref().map(|c| c.status.clone()),
             cluster,
             delivered: vec![0; n],
             snapshot,
             certificates: HashMap::new(),
+            node_watch: NodeWatch::default(),
         }
     }
 
@@ -327,6 +334,7 @@ impl Dispatcher {
         if self.leading {
             self.repeat(ctx);
         }
+        self.look_at_the_node(ctx);
     }
 
     fn set_leading(&mut self, leading: bool, ctx: &mut Context<Self>) {
