@@ -485,3 +485,40 @@ async fn a_full_queue_drops_its_oldest_notification_and_counts_it() {
         .await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_larger_than_max_events_goes_out_in_several_notifications() {
+    let hook = Hook::start().await;
+    let mut backends = Vec::new();
+    for _ in 0..5 {
+        backends.push(Backend::start(Mode::Accept).await);
+    }
+    let mut toml = format!(
+        "[alerts]\ngroup_wait = \"1s\"\nmax_events = 2\n{}",
+        hook.toml("noc")
+    );
+    for (i, b) in backends.iter().enumerate() {
+        toml.push_str(&service(&format!("svc{i}"), b));
+    }
+    let _d = TestDaemon::start(&toml);
+    for b in &mut backends {
+        b.close().await;
+    }
+    let got = eventually(Duration::from_secs(10), "every event", || async {
+        let got = hook.received();
+        (got.iter()
+            .map(|n| n["events"].as_array().unwrap().len())
+            .sum::<usize>()
+            == 5)
+            .then_some(got)
+    })
+    .await;
+    let sizes: Vec<usize> = got
+        .iter()
+        .map(|n| n["events"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [2, 2, 1], "{got:#?}");
+    let keys: std::collections::BTreeSet<&str> =
+        got.iter().map(|n| n["key"].as_str().unwrap()).collect();
+    assert_eq!(keys.len(), 3, "each notification its own key");
+}

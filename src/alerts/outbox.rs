@@ -86,6 +86,11 @@ impl Outbox {
             };
             conn.busy_timeout(Duration::from_secs(5))?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
+            // As the history's writer does: a commit is one write to the log, and a process
+            // killed at any moment (kill -9, a panic) loses nothing; only a power cut may
+            // lose the last commits. FULL would wait for a disk flush per change, and a
+            // mass outage on a busy disk would then reach its receivers seconds late.
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
             conn.execute_batch(SCHEMA)?;
             Ok(conn)
         };
@@ -111,15 +116,36 @@ impl Outbox {
         Ok(views)
     }
 
-    /// Keeps a service's view.
-    pub fn put_view(&self, service: &str, view: &View) -> Result<(), OutboxError> {
-        let text = serde_json::to_string(&StoredView::of(view))?;
-        self.conn.execute(
-            "INSERT INTO alert_views (service, view) VALUES (?1, ?2)
-             ON CONFLICT(service) DO UPDATE SET view = excluded.view",
-            params![service, text],
-        )?;
-        Ok(())
+    /// Keeps, in one transaction, a service's new view (if it changed) and the events it
+    /// told, waiting for each receiver's next group; returns the events' row ids, receiver by
+    /// receiver. One commit per change, however many receivers hear of it.
+    pub fn record(
+        &mut self,
+        view: Option<(&str, &View)>,
+        waiting: &[(&str, &[Event])],
+    ) -> Result<Vec<Vec<i64>>, OutboxError> {
+        let tx = self.conn.transaction()?;
+        if let Some((service, view)) = view {
+            tx.execute(
+                "INSERT INTO alert_views (service, view) VALUES (?1, ?2)
+                 ON CONFLICT(service) DO UPDATE SET view = excluded.view",
+                params![service, serde_json::to_string(&StoredView::of(view))?],
+            )?;
+        }
+        let mut ids = Vec::with_capacity(waiting.len());
+        for (receiver, events) in waiting {
+            let mut kept = Vec::with_capacity(events.len());
+            for event in *events {
+                tx.execute(
+                    "INSERT INTO alert_waiting (receiver, event) VALUES (?1, ?2)",
+                    params![receiver, serde_json::to_string(event)?],
+                )?;
+                kept.push(tx.last_insert_rowid());
+            }
+            ids.push(kept);
+        }
+        tx.commit()?;
+        Ok(ids)
     }
 
     /// The certificates told as expiring (and not renewed since): service, instance, and
@@ -162,21 +188,6 @@ impl Outbox {
             )?,
         };
         Ok(())
-    }
-
-    /// Keeps events waiting for `receiver`'s next group; returns their row ids.
-    pub fn wait(&mut self, receiver: &str, events: &[Event]) -> Result<Vec<i64>, OutboxError> {
-        let tx = self.conn.transaction()?;
-        let mut ids = Vec::with_capacity(events.len());
-        for event in events {
-            tx.execute(
-                "INSERT INTO alert_waiting (receiver, event) VALUES (?1, ?2)",
-                params![receiver, serde_json::to_string(event)?],
-            )?;
-            ids.push(tx.last_insert_rowid());
-        }
-        tx.commit()?;
-        Ok(ids)
     }
 
     /// Every event waiting, by receiver, oldest first.

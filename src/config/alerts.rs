@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use super::duration::HumanDuration;
 use super::receivers::{ReceiverSection, ReceiverSpec, validate_receivers};
-use super::rules::{Invalid, positive};
+use super::rules::{Invalid, at_least_one, positive};
 use crate::domain::event_kind::EventKind;
 
 /// Alertmanager's default is 30 s; a contact center wants to hear of an outage sooner,
@@ -34,6 +34,9 @@ const DEFAULT_REPEAT_INTERVAL: Duration = Duration::from_secs(4 * 3600);
 /// Nagios's defaults (`high_service_flap_threshold`, `low_service_flap_threshold`).
 const DEFAULT_FLAP_HIGH: f64 = 20.0;
 const DEFAULT_FLAP_LOW: f64 = 5.0;
+/// About 350 KB of JSON: a mass outage of thousands of services goes out in a few
+/// notifications rather than one that a proxy's body limit (nginx: 1 MB by default) refuses.
+const DEFAULT_MAX_EVENTS: usize = 500;
 /// Two weeks: time to order, get and install a certificate without a weekend's rush.
 const DEFAULT_CERTIFICATE_DAYS: f64 = 14.0;
 
@@ -49,6 +52,7 @@ pub struct AlertsSection {
     /// Whether a service in a maintenance window is kept quiet (default true).
     pub mute_in_maintenance: Option<bool>,
     pub certificate_days: Option<f64>,
+    pub max_events: Option<usize>,
     #[serde(default)]
     pub receiver: Vec<ReceiverSection>,
     #[serde(default)]
@@ -79,6 +83,8 @@ pub struct AlertSettings {
     /// An instance's certificate that expires within this many days fires an alert; 0:
     /// never.
     pub certificate_days: f64,
+    /// Most events one notification carries; a larger group goes out in several.
+    pub max_events: usize,
     pub receivers: Vec<ReceiverSpec>,
     /// Empty: every event goes to every receiver.
     pub routes: Vec<Route>,
@@ -172,6 +178,8 @@ pub(super) fn validate_alerts(section: &AlertsSection) -> Result<AlertSettings, 
             "must be a number of days from 0 (never) to 3650".into(),
         )));
     }
+    let max_events =
+        at_least_one("max_events", section.max_events, DEFAULT_MAX_EVENTS).map_err(prefix)?;
     let receivers = validate_receivers(&section.receiver).map_err(prefix)?;
     let routes = section
         .route
@@ -187,6 +195,7 @@ pub(super) fn validate_alerts(section: &AlertsSection) -> Result<AlertSettings, 
         flapping,
         mute_in_maintenance: section.mute_in_maintenance.unwrap_or(true),
         certificate_days,
+        max_events,
         receivers,
         routes,
     })

@@ -80,7 +80,7 @@ impl Dispatcher {
         }
         self.metrics.alerts.firing.set(self.firing.len() as i64);
         for (service, attributes, event) in told {
-            self.route((&service, &attributes), vec![event], ctx);
+            self.route((&service, &attributes), vec![event], None, ctx);
         }
     }
 }

@@ -10,6 +10,7 @@ use blake2::{Blake2s256, Digest};
 use tracing::{error, info, warn};
 
 use super::{ALERTMANAGER_REPEAT, Dispatcher};
+use crate::alerts::derive::View;
 use crate::alerts::event::{Alert, AlertStatus, Event, EventKind, ServiceRef};
 use crate::alerts::grouping::backoff;
 use crate::alerts::notification::{Notification, VERSION};
@@ -22,11 +23,13 @@ use crate::config::receivers::ReceiverKind;
 pub(super) const NOT_KEPT: i64 = -1;
 
 impl Dispatcher {
-    /// Sends each event to the receivers its routes name, through their groups.
+    /// Sends each event to the receivers its routes name, through their groups, keeping
+    /// them (and `view`, a service's new view) in the outbox in one transaction.
     pub(super) fn route(
         &mut self,
         (service, attributes): (&ServiceRef, &BTreeMap<String, String>),
         told: Vec<Event>,
+        view: Option<&View>,
         ctx: &mut Context<Self>,
     ) {
         let now = Instant::now();
@@ -46,12 +49,26 @@ impl Dispatcher {
                 per_receiver.entry(r).or_default().push(event.clone());
             }
         }
-        for (r, events) in per_receiver {
-            let name = self.receivers[r].spec().name.clone();
-            let ids = self.outbox.wait(&name, &events).unwrap_or_else(|e| {
-                error!(receiver = %name, error = %e, "cannot keep events in the alerts' outbox; they are told from memory");
-                vec![NOT_KEPT; events.len()]
+        if view.is_none() && per_receiver.is_empty() {
+            return;
+        }
+        let names: Vec<String> = per_receiver
+            .keys()
+            .map(|&r| self.receivers[r].spec().name.clone())
+            .collect();
+        let waiting: Vec<(&str, &[Event])> = names
+            .iter()
+            .zip(per_receiver.values())
+            .map(|(name, events)| (name.as_str(), events.as_slice()))
+            .collect();
+        let ids = self
+            .outbox
+            .record(view.map(|v| (service.id.as_str(), v)), &waiting)
+            .unwrap_or_else(|e| {
+                error!(service = %service.id, error = %e, "cannot keep a change in the alerts' outbox; its events are told from memory");
+                per_receiver.values().map(|events| vec![NOT_KEPT; events.len()]).collect()
             });
+        for ((r, events), ids) in per_receiver.into_iter().zip(ids) {
             for (id, event) in ids.into_iter().zip(events) {
                 self.wait(r, id, event, now, ctx);
             }
@@ -106,13 +123,17 @@ impl Dispatcher {
             return;
         };
         let (ids, events): (Vec<i64>, Vec<Event>) = items.into_iter().unzip();
-        let alerts = self.alerts_of(&events);
-        let key = key_of(
-            &self.receivers[r].spec().name,
-            events.iter().map(|e| e.key.as_str()),
-        );
-        let notification = self.notification(r, key, (events, alerts), false);
-        self.enqueue(r, &ids, notification, false, ctx);
+        // A group larger than `max_events` goes out in several notifications, in order.
+        let most = self.settings.max_events.max(1);
+        for (ids, events) in ids.chunks(most).zip(events.chunks(most)) {
+            let alerts = self.alerts_of(events);
+            let key = key_of(
+                &self.receivers[r].spec().name,
+                events.iter().map(|e| e.key.as_str()),
+            );
+            let notification = self.notification(r, key, (events.to_vec(), alerts), false);
+            self.enqueue(r, ids, notification, false, ctx);
+        }
     }
 
     /// The alerts `events` touched: firing, or resolved since the first of them.

@@ -256,15 +256,16 @@ impl Dispatcher {
         let id = observed.service.id.clone();
         let mute = self.settings.mute_in_maintenance;
         let told = events(before.as_ref(), &observed, mute);
-        if before.as_ref() != Some(&observed.view) {
-            if let Err(e) = self.outbox.put_view(&id, &observed.view) {
-                error!(service = %id, error = %e, "cannot keep the service's view for alerts");
-            }
-        }
+        let changed = (before.as_ref() != Some(&observed.view)).then_some(&observed.view);
         self.refresh_alerts(&observed);
         // Every node groups and keeps the events; only the one that decides sends them,
         // and the others forget them once it says they are delivered.
-        self.route((&observed.service, &observed.attributes), told, ctx);
+        self.route(
+            (&observed.service, &observed.attributes),
+            told,
+            changed,
+            ctx,
+        );
         self.known.insert(
             id,
             Known {
