@@ -5,7 +5,8 @@
 #
 # Installs what it needs when run as root on Debian (wrk, nginx-light, haproxy, curl), and
 # Faye, the fan-out's reference, with the interop tests' clients (needs Node.js and npm;
-# without them the fan-out runs alone and says so).
+# without them the fan-out runs alone and says so). The alerts' reference, Alertmanager, is
+# not installed here (its package starts a service): without it that bench says it skipped it.
 # Usage: bench/run-all.sh [--quick]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,10 +34,10 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 if $quick; then
     sizes=(500 2000); burst=(500 subscribers=500); fanout=(2000 10); polling=(500 10); window=5s
-    kills=(20 5)
+    kills=(20 5); alerts=(1000)
 else
     sizes=(500 1000 2000 5000 10000); burst=(1000 subscribers=1000); fanout=(10000 20); polling=(2000 10); window=10s
-    kills=(100 20)
+    kills=(100 20); alerts=(1000 5000)
 fi
 
 echo "== services: start, mass outage, recovery, CPU at rest next to HAProxy"
@@ -51,6 +52,8 @@ echo "== memory at size: 10,000 services and 10,000 subscribers"
 $quick || BENCH_REFERENCE=none cargo bench --quiet --bench fanout -- 10000 6 10000 2>/dev/null
 echo "== detection: a backend's death heard by a subscriber, watched and not"
 cargo bench --quiet --bench detection -- "${kills[@]}" 2>/dev/null
+echo "== alerts: a mass outage told to two webhook receivers, next to Alertmanager"
+cargo bench --quiet --bench alerts -- "${alerts[@]}" 2>/dev/null
 echo "== REST: the whole list at 5,000 services next to nginx"
 SERVICES=5000 bench/services-throughput.sh "$window" 50
 echo "== REST under churn"

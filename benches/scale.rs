@@ -20,16 +20,20 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
+#[path = "common/backends.rs"]
+mod backends;
+#[path = "common/cpu.rs"]
+mod cpu;
 #[allow(dead_code)]
 #[path = "../tests/common/process.rs"]
 mod process;
 #[path = "common/subscriber.rs"]
 mod subscriber;
 
+use backends::Backends;
+use cpu::cpu_time;
 use process::Reaped;
 
 const PASSWORD: &str = "scale-bench-password";
@@ -37,81 +41,6 @@ const PASSWORD: &str = "scale-bench-password";
 const PROMISE: Duration = Duration::from_millis(2500);
 /// How long any one phase may take before the bench gives up on it.
 const GIVE_UP: Duration = Duration::from_secs(120);
-
-/// The listeners standing in for the backends.
-struct Backends {
-    ports: Vec<u16>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Backends {
-    /// Listens on `n` free ports below the kernel's ephemeral range, so that the
-    /// connections of the probes (whose local ports come from that range) can never hold
-    /// one of them when the listeners reopen after the outage.
-    async fn open_new(n: usize) -> Backends {
-        let range =
-            std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
-        let ephemeral_low: u16 = range
-            .split_whitespace()
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(32768);
-        let mut ports = Vec::with_capacity(n);
-        for port in 10_000..ephemeral_low {
-            if ports.len() == n {
-                break;
-            }
-            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-                ports.push(port);
-            }
-        }
-        assert_eq!(
-            ports.len(),
-            n,
-            "not enough free ports below {ephemeral_low}"
-        );
-        Backends::open(&ports).await
-    }
-
-    async fn open(ports: &[u16]) -> Backends {
-        let mut tasks = Vec::with_capacity(ports.len());
-        let mut bound = Vec::with_capacity(ports.len());
-        for &port in ports {
-            let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
-            bound.push(listener.local_addr().unwrap().port());
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    let _ = listener.accept().await;
-                }
-            }));
-        }
-        Backends {
-            ports: bound,
-            tasks,
-        }
-    }
-
-    /// Closes every listener at once.
-    fn close(&mut self) {
-        for task in self.tasks.drain(..) {
-            task.abort();
-        }
-    }
-}
-
-/// CPU time of a process so far (user + system), from `/proc/PID/stat`.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
-        .sum();
-    // SAFETY: sysconf has no preconditions.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_millis(ticks * 1000 / per_second)
-}
 
 /// How long the CPU at rest is measured.
 const REST_WINDOW: Duration = Duration::from_secs(8);
