@@ -633,11 +633,12 @@ fn maintenance_set_on_any_node_holds_on_every_node() {
             (status, &body["statusMessage"]),
             (404, &json!("sip's primary is not in maintenance"))
         );
-        // A window with an end: the leader ends it, every node shows it ended.
-        let until = humantime::format_rfc3339_millis(
-            std::time::SystemTime::now() + Duration::from_millis(1500),
-        )
-        .to_string();
+        // A window with an end: the leader ends it, every node shows it ended. Long enough
+        // to be seen on both nodes by a test comparing 2,001 services on each, when the
+        // machine runs the other cluster tests at the same time.
+        let until =
+            humantime::format_rfc3339_millis(std::time::SystemTime::now() + Duration::from_secs(4))
+                .to_string();
         let (status, body) = follower
             .call_as(
                 common::ADMIN,
