@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
+use arc_swap::ArcSwap;
 use tracing::{error, info, warn};
 
 use super::derive::{Observed, View, events, firing};
@@ -35,7 +36,6 @@ use crate::cluster::{Cluster, ClusterStatus};
 use crate::config::alerts::AlertSettings;
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
-use arc_swap::ArcSwap;
 
 pub use reconfigure::Reconfigure;
 pub use test_notification::{TestError, TestReceiver};
