@@ -90,6 +90,35 @@ pub struct Event {
     pub reason: String,
 }
 
+impl Event {
+    /// An event about no service (a test, a node's own news): the fields of a service's
+    /// change left out.
+    pub fn of_no_service(
+        key: String,
+        kind: EventKind,
+        at: SystemTime,
+        severity: Severity,
+        summary: String,
+        reason: &str,
+    ) -> Event {
+        Event {
+            key,
+            kind,
+            at,
+            revision: 0,
+            service: None,
+            state: None,
+            previous_state: None,
+            serving_instance: None,
+            previous_serving_instance: None,
+            planned: None,
+            severity,
+            summary,
+            reason: reason.to_string(),
+        }
+    }
+}
+
 /// Whether an alert holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -60,21 +60,14 @@ pub fn event(node: &str, kind: EventKind, since: SystemTime, now: SystemTime) ->
             format!("node {node} reaches etcd again, after {lasted} s"),
         ),
     };
-    Event {
-        key: format!("node/{node}/{}/{since_ms}", kind.as_str()),
+    Event::of_no_service(
+        format!("node/{node}/{}/{since_ms}", kind.as_str()),
         kind,
-        at: now,
-        revision: 0,
-        service: None,
-        state: None,
-        previous_state: None,
-        serving_instance: None,
-        previous_serving_instance: None,
-        planned: None,
+        now,
         severity,
         summary,
-        reason: "what this node's etcd session saw".into(),
-    }
+        "what this node's etcd session saw",
+    )
 }
 
 #[cfg(test)]

@@ -348,19 +348,22 @@ impl Dispatcher {
                 receivers = self.receivers.len(),
                 "this node sends the alerts"
             );
-            let now = Instant::now();
-            for r in 0..self.receivers.len() {
-                // What waited while another node led is this one's to send now.
-                if let Some(due) = self.groups[r].due() {
-                    self.later(
-                        r,
-                        due.saturating_duration_since(now),
-                        Dispatcher::flush,
-                        ctx,
-                    );
-                }
-                self.kick(r, ctx);
+            // What waited while another node led is this one's to send now.
+            self.resume_lanes(ctx);
+        }
+    }
+
+    /// Every receiver's group is flushed when due, and its lane started: after a change of
+    /// leadership, or of the receivers.
+    fn resume_lanes(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        for r in 0..self.receivers.len() {
+            if let Some(due) = self.groups[r].due() {
+                let wait = due.saturating_duration_since(now);
+                self.later(r, wait, Dispatcher::flush, ctx);
             }
+            self.count_queue(r);
+            self.kick(r, ctx);
         }
     }
 }

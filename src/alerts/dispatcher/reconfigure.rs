@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Instant;
 
 use actix::prelude::*;
 use tracing::{error, info, warn};
@@ -93,19 +92,7 @@ impl Dispatcher {
         }
         self.drop_removed(old, &mut summary);
         self.settings = settings;
-        let now = Instant::now();
-        for r in 0..self.receivers.len() {
-            if let Some(due) = self.groups[r].due() {
-                self.later(
-                    r,
-                    due.saturating_duration_since(now),
-                    Dispatcher::flush,
-                    ctx,
-                );
-            }
-            self.count_queue(r);
-            self.kick(r, ctx);
-        }
+        self.resume_lanes(ctx);
         info!(added = ?summary.added, changed = ?summary.changed, removed = ?summary.removed, "alerts reconfigured");
         summary
     }

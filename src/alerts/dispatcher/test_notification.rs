@@ -41,24 +41,17 @@ impl Handler<TestReceiver> for Dispatcher {
         let millis = now
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
-        let event = Event {
-            key: format!("test/{millis}/test"),
-            kind: EventKind::Test,
-            at: now,
-            revision: 0,
-            service: None,
-            state: None,
-            previous_state: None,
-            serving_instance: None,
-            previous_serving_instance: None,
-            planned: None,
-            severity: Severity::Info,
-            summary: format!(
+        let event = Event::of_no_service(
+            format!("test/{millis}/test"),
+            EventKind::Test,
+            now,
+            Severity::Info,
+            format!(
                 "test notification from servicewatch on {}, asked by {}",
                 self.node, msg.by
             ),
-            reason: "asked for through the API".into(),
-        };
+            "asked for through the API",
+        );
         let notification = Notification {
             version: VERSION,
             key: key_of(&msg.receiver, std::iter::once(event.key.as_str())),
