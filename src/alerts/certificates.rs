@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use super::event::{Alert, AlertStatus, Event, EventKind, ServiceRef, Severity};
+use crate::cluster::record::millis;
 
 /// The alert's name; its key in the firing alerts adds the instance.
 pub const ALERT: &str = "CertificateExpiring";
@@ -57,10 +58,7 @@ fn summary(seen: &Seen<'_>) -> String {
 /// The event telling that `seen` expires soon, at `now`. Its key names the certificate (by
 /// its end), so that every node, and every look after a restart, names it alike.
 pub fn event(seen: &Seen<'_>, now: SystemTime) -> Event {
-    let not_after_ms = seen
-        .not_after
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
+    let not_after_ms = millis(seen.not_after);
     Event {
         key: format!(
             "{}/{}/certificateExpiring/{not_after_ms}",

@@ -7,6 +7,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::event::{Event, EventKind, Severity};
+use crate::cluster::record::millis;
 
 /// How long a node is stale before it says so.
 pub const STALE_TOLD_AFTER: Duration = Duration::from_secs(10);
@@ -44,9 +45,7 @@ impl NodeWatch {
 
 /// The event telling `kind` of node `node`, stale since `since`, at `now`.
 pub fn event(node: &str, kind: EventKind, since: SystemTime, now: SystemTime) -> Event {
-    let since_ms = since
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
+    let since_ms = millis(since);
     let lasted = now.duration_since(since).unwrap_or_default().as_secs();
     let (severity, summary) = match kind {
         EventKind::NodeStale => (

@@ -12,7 +12,7 @@ use crate::config::services::ServiceSpec;
 use crate::domain::health::Health;
 use crate::domain::maintenance::{Window, effective};
 use crate::domain::redundancy::redundancy;
-use crate::domain::service::{Part, Role};
+use crate::domain::service::Part;
 
 /// The observation of `spec`'s service as `record` says, with `windows` holding, committed
 /// at `revision`, `at`, for `reason`.
@@ -25,8 +25,9 @@ pub fn observed(
     reason: &str,
 ) -> Observed {
     let in_window = |label: &str| windows.iter().any(|w| w.instance.as_deref() == Some(label));
-    let servers: Vec<(Part, Health)> = parts(spec)
-        .map(|part| {
+    let servers: Vec<(Part, Health)> = spec
+        .servers()
+        .map(|(part, _)| {
             let label = part.metric_label();
             let health = record
                 .servers
@@ -64,13 +65,4 @@ pub fn observed(
             flapping: false,
         },
     }
-}
-
-/// The parts a service's servers play: the pair, then the Cassandra nodes.
-fn parts(spec: &ServiceSpec) -> impl Iterator<Item = Part> + '_ {
-    let backup = spec.pair.backup.as_ref().map(|_| Part::Pair(Role::Backup));
-    let nodes = spec.cassandra.iter().flat_map(|c| 0..c.nodes.len());
-    std::iter::once(Part::Pair(Role::Primary))
-        .chain(backup)
-        .chain(nodes.map(Part::CassandraNode))
 }

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::derive::View;
 use super::event::Event;
 use super::notification::Notification;
+use crate::cluster::record::millis;
 use crate::domain::service::{Role, ServiceState};
 
 const SCHEMA: &str = "
@@ -332,11 +333,6 @@ impl StoredView {
             flapping: self.flapping,
         })
     }
-}
-
-fn millis(at: SystemTime) -> u64 {
-    at.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn time(ms: u64) -> SystemTime {

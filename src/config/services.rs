@@ -8,7 +8,7 @@ use super::file::{
 };
 use super::rules::Invalid;
 use crate::domain::pairing::Failback;
-use crate::domain::service::ServiceType;
+use crate::domain::service::{Part, Role, ServiceType};
 use crate::probe::role::RoleCheck;
 use crate::probe::{Check, Target};
 
@@ -44,6 +44,26 @@ pub struct ServiceSpec {
     pub pair: PairSpec,
     /// Provisioning only.
     pub cassandra: Option<CassandraSpec>,
+}
+
+impl ServiceSpec {
+    /// Each server of the service with the part it plays: the pair, then the Cassandra
+    /// nodes.
+    pub fn servers(&self) -> impl Iterator<Item = (Part, &InstanceSpec)> {
+        let pair = std::iter::once((Part::Pair(Role::Primary), &self.pair.primary)).chain(
+            self.pair
+                .backup
+                .iter()
+                .map(|backup| (Part::Pair(Role::Backup), backup)),
+        );
+        let nodes = self
+            .cassandra
+            .iter()
+            .flat_map(|c| c.nodes.iter())
+            .enumerate()
+            .map(|(i, node)| (Part::CassandraNode(i), node));
+        pair.chain(nodes)
+    }
 }
 
 /// A primary and, usually, a backup.

@@ -9,7 +9,6 @@ use actix::prelude::*;
 use tracing::info;
 
 use super::Registry;
-use super::tracked::servers_of;
 use super::windows::Edit;
 use crate::cluster::WindowsError;
 use crate::domain::maintenance::Window;
@@ -126,7 +125,9 @@ impl Registry {
             .get(id)
             .ok_or_else(|| MaintenanceError::NoService(id.to_string()))?;
         if let Some(instance) = instance {
-            let known: Vec<String> = servers_of(&self.services[index].spec)
+            let known: Vec<String> = self.services[index]
+                .spec
+                .servers()
                 .map(|(part, _)| part.metric_label())
                 .collect();
             if !known.iter().any(|k| k == instance) {

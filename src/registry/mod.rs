@@ -67,7 +67,7 @@ pub(crate) use maintenance::{EndMaintenance, MaintenanceError, PutMaintenance};
 use publisher::Publisher;
 pub(crate) use subscribe::{SubscribeServices, UnsubscribeServices};
 pub(crate) use subscribers::Delivery;
-use tracked::{Tracked, metric_servers, servers_of};
+use tracked::{Tracked, metric_servers};
 use transition::log_transition;
 
 /// How often the registry checks that every monitor is alive.
@@ -299,7 +299,8 @@ impl Registry {
         self.generations += 1;
         let tracked = &mut self.services[index];
         let spec = tracked.spec.clone();
-        let (part, instance) = servers_of(&spec)
+        let (part, instance) = spec
+            .servers()
             .nth(server)
             .expect("one server slot per server of the spec");
         let slot = &mut tracked.servers[server];

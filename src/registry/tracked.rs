@@ -8,7 +8,7 @@ use actix::Addr;
 use tracing::debug;
 
 use crate::cluster::{ServerRecord, ServiceRecord};
-use crate::config::services::{InstanceSpec, ServiceSpec};
+use crate::config::services::ServiceSpec;
 use crate::domain::health::Health;
 use crate::domain::maintenance::{Window, effective};
 use crate::domain::roles::SaidRole;
@@ -146,7 +146,8 @@ impl Tracked {
         windows: Vec<Window>,
     ) -> Self {
         let spec = Arc::new(spec);
-        let servers = servers_of(&spec)
+        let servers = spec
+            .servers()
             .map(|(part, _)| Server {
                 part,
                 health: Health::Unknown,
@@ -156,7 +157,7 @@ impl Tracked {
                 confirmed: false,
             })
             .collect();
-        let instances = Arc::new(Instances::of(&spec, servers_of(&spec)));
+        let instances = Arc::new(Instances::of(&spec, spec.servers()));
         let published = Arc::new(PublishedService::of(
             &spec,
             &assessment,
@@ -198,7 +199,9 @@ impl Tracked {
     /// When asking for a pending service again is worth it: its slowest check's timeout
     /// (every server's first probe ends by then), rounded up to a second.
     pub fn retry_after_secs(&self) -> u64 {
-        let slowest = servers_of(&self.spec)
+        let slowest = self
+            .spec
+            .servers()
             .map(|(_, instance)| instance.check.timeout)
             .max()
             .unwrap_or_default();
@@ -423,26 +426,9 @@ impl Tracked {
     }
 }
 
-/// Each server of a service with the part it plays: the pair, then the Cassandra nodes.
-pub(super) fn servers_of(spec: &ServiceSpec) -> impl Iterator<Item = (Part, &InstanceSpec)> {
-    let pair = std::iter::once((Part::Pair(Role::Primary), &spec.pair.primary)).chain(
-        spec.pair
-            .backup
-            .iter()
-            .map(|backup| (Part::Pair(Role::Backup), backup)),
-    );
-    let nodes = spec
-        .cassandra
-        .iter()
-        .flat_map(|c| c.nodes.iter())
-        .enumerate()
-        .map(|(i, node)| (Part::CassandraNode(i), node));
-    pair.chain(nodes)
-}
-
 /// Each server of a service as metrics label it: its instance label and its check's name.
 pub(super) fn metric_servers(spec: &ServiceSpec) -> Vec<(String, &'static str)> {
-    servers_of(spec)
+    spec.servers()
         .map(|(part, instance)| (part.metric_label(), instance.check.kind.name()))
         .collect()
 }

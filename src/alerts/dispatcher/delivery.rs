@@ -17,6 +17,7 @@ use crate::alerts::notification::{Notification, VERSION};
 use crate::alerts::outbox::Pending;
 use crate::alerts::receivers::DeliveryError;
 use crate::alerts::routing::receivers_for;
+use crate::cluster::record::millis;
 use crate::config::receivers::ReceiverKind;
 
 /// The row id of an event or notification the outbox could not keep: told from memory.
@@ -381,12 +382,7 @@ impl Dispatcher {
                 continue;
             }
             let name = self.receivers[r].spec().name.clone();
-            let key = format!(
-                "{name}/repeat/{}",
-                SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis())
-            );
+            let key = format!("{name}/repeat/{}", millis(SystemTime::now()));
             let notification = self.notification(r, key, (Vec::new(), alerts), true);
             self.enqueue(r, &[], notification, false, ctx);
         }

@@ -10,6 +10,7 @@ use super::Dispatcher;
 use super::delivery::key_of;
 use crate::alerts::event::{AlertStatus, Event, EventKind, Severity};
 use crate::alerts::notification::{Notification, VERSION};
+use crate::cluster::record::millis;
 
 /// A test notification to one receiver, asked for by an administrator: delivered at once
 /// (not through the outbox), the outcome answered.
@@ -38,11 +39,8 @@ impl Handler<TestReceiver> for Dispatcher {
             return Box::pin(actix::fut::ready(Err(TestError::NoReceiver(msg.receiver))));
         };
         let now = SystemTime::now();
-        let millis = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
         let event = Event::of_no_service(
-            format!("test/{millis}/test"),
+            format!("test/{}/test", millis(now)),
             EventKind::Test,
             now,
             Severity::Info,
