@@ -15,6 +15,7 @@ pub(crate) mod maintenance;
 pub(crate) mod openapi;
 pub(crate) mod origin;
 pub mod query;
+pub(crate) mod redundancy;
 pub(crate) mod services;
 pub(crate) mod staleness;
 pub(crate) mod status_page;
@@ -94,6 +95,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, base_path: &str) {
             .service(readable("/services/{id}/instances", instances::detail))
             .service(readable("/services/{id}/history", history::changes))
             .service(readable("/alerts", alerts::active))
+            .service(readable("/redundancy", redundancy::list))
             .service(
                 web::resource("/alerts/receivers/{name}/test")
                     .route(web::post().to(alerts::test))

@@ -46,6 +46,9 @@ impl Tracked {
             return None;
         }
         let before = self.replica.as_ref();
+        if before.is_some_and(|b| b.record.assessment.serving != record.assessment.serving) {
+            self.serving_since = Some(record.written);
+        }
         let transition = Transition {
             before: before.map_or(Assessment::INITIAL, |b| b.record.assessment),
             after: record.assessment,

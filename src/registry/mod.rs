@@ -65,6 +65,7 @@ pub(crate) use hub::Hub;
 use ledger::Ledger;
 pub(crate) use maintenance::{EndMaintenance, MaintenanceError, PutMaintenance};
 use publisher::Publisher;
+pub(crate) use redundancy::{Standing, Standings};
 pub(crate) use subscribe::{SubscribeServices, UnsubscribeServices};
 pub(crate) use subscribers::Delivery;
 use tracked::{Tracked, metric_servers};

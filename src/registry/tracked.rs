@@ -64,6 +64,11 @@ pub(super) struct Tracked {
     /// record, so that a follower counts the switchover with the cause its leader saw (a
     /// follower learns of a window before the decision it causes, and cannot tell).
     pub switchover: Option<Cause>,
+    /// When the serving instance last moved, as written in the record that moved it: what
+    /// the status page shows ("on backup since 14:02"), which `since` (the state's) is not.
+    /// Unknown until this node sees a move itself (a restart does not know when the last
+    /// one was).
+    pub serving_since: Option<SystemTime>,
 }
 
 /// Where a service stands on this node.
@@ -135,6 +140,7 @@ impl Tracked {
             previous.windows.clone(),
         );
         tracked.resumed = previous.resumed;
+        tracked.serving_since = previous.serving_since;
         tracked
     }
 
@@ -177,6 +183,7 @@ impl Tracked {
             windows,
             phase,
             switchover: None,
+            serving_since: None,
         }
     }
 
@@ -335,7 +342,7 @@ impl Tracked {
     }
 
     /// Whether the server playing `part` is in maintenance.
-    fn in_maintenance(&self, part: Part) -> bool {
+    pub(super) fn in_maintenance(&self, part: Part) -> bool {
         let label = part.metric_label();
         self.windows
             .iter()
