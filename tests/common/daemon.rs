@@ -75,21 +75,27 @@ impl TestDaemon {
     /// returns once every server has been probed once (as `READY=1` waits), so that every
     /// service is listed with a known state.
     pub fn start(toml: &str) -> TestDaemon {
-        TestDaemon::launch(toml, true)
+        TestDaemon::launch(toml, true, "127.0.0.1:0")
+    }
+
+    /// [`TestDaemon::start`] on `addr`: a daemon started again where the one before it
+    /// listened, as a restart does (its clients come back to the same address).
+    pub fn start_at(toml: &str, addr: SocketAddr) -> TestDaemon {
+        TestDaemon::launch(toml, true, &addr.to_string())
     }
 
     /// [`TestDaemon::start`], returning as soon as the daemon serves, while services may
     /// still be pending their first probe round.
     pub fn start_unprobed(toml: &str) -> TestDaemon {
-        TestDaemon::launch(toml, false)
+        TestDaemon::launch(toml, false, "127.0.0.1:0")
     }
 
-    fn launch(toml: &str, probed: bool) -> TestDaemon {
+    fn launch(toml: &str, probed: bool, listen: &str) -> TestDaemon {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("servicewatch.toml");
         std::fs::write(&config_path, wrap(toml)).unwrap();
         let settings = config::load(&config_path).unwrap_or_else(|e| panic!("config refused: {e}"));
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = TcpListener::bind(listen).unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
