@@ -257,8 +257,18 @@ impl Daemon {
         }
     }
 
+    /// Replaces the displays (a reload); the cookie logins and notification sessions of
+    /// displays removed or given another token or contact center end, as a user's do.
+    pub(crate) fn apply_displays(&self, displays: &[crate::config::auth::DisplaySpec]) {
+        let revoked = self.authenticator.replace_displays(displays);
+        if !revoked.is_empty() {
+            info!(displays = ?revoked, "displays removed or changed: their sessions end");
+            self.notify.revoke(&revoked);
+        }
+    }
+
     /// Re-reads the configuration at `path` and applies what a reload can change: the
-    /// services, the users and the alerts. Other sections take effect at the next restart; each one
+    /// services, the users, the displays and the alerts. Other sections take effect at the next restart; each one
     /// that changed is logged as such. `running` becomes the applied configuration.
     pub async fn reload(
         &self,
@@ -274,11 +284,13 @@ impl Daemon {
         }
         let summary = self.apply(new.services.clone()).await?;
         self.apply_users(&new.auth.users);
+        self.apply_displays(&new.auth.displays);
         if running.alerts != new.alerts {
             self.alerts.send(Reconfigure(new.alerts.clone())).await?;
         }
         running.services = new.services;
         running.auth.users = new.auth.users;
+        running.auth.displays = new.auth.displays;
         running.alerts = new.alerts;
         Ok(summary)
     }
