@@ -160,8 +160,22 @@ impl DisplayToken {
 
     /// The `[[auth.display]]` entry to paste into the configuration.
     pub fn config_entry(&self, name: &str, contact_center: &str) -> String {
+        // As TOML strings: a contact center's id may hold a quote or a backslash.
+        let quoted = |text: &str| {
+            let mut out = String::from('"');
+            for c in text.chars() {
+                match c {
+                    '"' | '\\' => out.extend(['\\', c]),
+                    c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+                    c => out.push(c),
+                }
+            }
+            out + "\""
+        };
         format!(
-            "[[auth.display]]\nname = \"{name}\"\ncontact_center = \"{contact_center}\"\ntoken_sha256 = \"{}\"\n",
+            "[[auth.display]]\nname = {}\ncontact_center = {}\ntoken_sha256 = \"{}\"\n",
+            quoted(name),
+            quoted(contact_center),
             self.sha256_hex()
         )
     }
@@ -280,6 +294,10 @@ mod tests {
                 "[[auth.display]]\nname = \"lobby\"\ncontact_center = \"cc\"\ntoken_sha256 = \"{}\"\n",
                 t.sha256_hex()
             )
+        );
+        assert!(
+            t.config_entry("lobby", "say \"hi\"")
+                .contains("contact_center = \"say \\\"hi\\\"\"\n")
         );
         assert_eq!(
             t.kiosk_url("https://sw.example/"),
