@@ -317,7 +317,7 @@ async fn removing_a_display_and_sighup_revoke_it_at_once() {
     // The other display noticed nothing.
     let kept = send(&client, Method::GET, &url, None, Some(&hall)).await;
     assert_eq!(kept.status(), StatusCode::OK);
-    assert_eq!(p.log_lines("displays removed or changed").len(), 1);
+    assert_eq!(p.log_lines("users or displays removed or changed").len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
