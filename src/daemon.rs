@@ -248,18 +248,23 @@ impl Daemon {
         self.registry.send(ApplyServices(services)).await
     }
 
-    /// Replaces the users (a reload); sessions of removed or changed users end.
-    pub(crate) fn apply_users(&self, users: &[crate::config::auth::UserSpec]) {
-        let revoked = self.authenticator.replace_users(users);
+    /// Replaces the users and displays (a reload): the cookie logins and notification
+    /// sessions of those removed or changed (a display's token or contact center) end.
+    pub(crate) fn apply_logins(&self, auth: &crate::config::auth::AuthSettings) {
+        let users = self.authenticator.replace_users(&auth.users);
+        let displays = self.authenticator.replace_displays(&auth.displays);
+        let revoked: std::collections::BTreeSet<Arc<str>> =
+            users.union(&displays).cloned().collect();
         if !revoked.is_empty() {
-            info!(users = ?revoked, "users removed or changed: their sessions end");
+            info!(logins = ?revoked, "users or displays removed or changed: their sessions end");
             self.notify.revoke(&revoked);
         }
     }
 
     /// Re-reads the configuration at `path` and applies what a reload can change: the
-    /// services, the users and the alerts. Other sections take effect at the next restart; each one
-    /// that changed is logged as such. `running` becomes the applied configuration.
+    /// services, the users, the displays and the alerts. Other sections take effect at the
+    /// next restart; each one that changed is logged as such. `running` becomes the applied
+    /// configuration.
     pub async fn reload(
         &self,
         path: &std::path::Path,
@@ -273,12 +278,13 @@ impl Daemon {
             );
         }
         let summary = self.apply(new.services.clone()).await?;
-        self.apply_users(&new.auth.users);
+        self.apply_logins(&new.auth);
         if running.alerts != new.alerts {
             self.alerts.send(Reconfigure(new.alerts.clone())).await?;
         }
         running.services = new.services;
         running.auth.users = new.auth.users;
+        running.auth.displays = new.auth.displays;
         running.alerts = new.alerts;
         Ok(summary)
     }

@@ -10,7 +10,7 @@ use tracing::error;
 
 use std::io::IsTerminal;
 
-use servicewatch::{Daemon, config, demo, lifecycle, logging, password};
+use servicewatch::{Daemon, DisplayToken, config, demo, lifecycle, logging, password};
 
 /// Supervises contact-center backend servers and serves their state as the Genesys Web
 /// Services Services API.
@@ -24,6 +24,7 @@ Examples:
   servicewatch --config /etc/servicewatch/servicewatch.toml
   servicewatch check-config config/servicewatch.toml
   servicewatch hash-password
+  servicewatch display-token lobby --contact-center voice
   SERVICEWATCH_SERVER__LISTEN=0.0.0.0:8080 servicewatch -c servicewatch.toml
 
 Exit codes: 0 stopped cleanly or configuration valid; 1 runtime failure; 2 bad command line;
@@ -58,6 +59,16 @@ enum Command {
     /// Print the Argon2id hash of a password for the users configuration. Asks twice
     /// (without echo) on a terminal; otherwise reads one line from standard input.
     HashPassword,
+    /// Print a new display token for a wall screen, the [[auth.display]] entry to add to
+    /// the configuration, and the address to open on the screen's kiosk browser.
+    DisplayToken {
+        /// The display's name: 1 to 64 letters, digits, '.', '_' or '-'.
+        #[arg(value_parser = display_name)]
+        name: String,
+        /// The id of the [[contact_center]] whose services the display shows.
+        #[arg(long)]
+        contact_center: Option<String>,
+    },
     /// Validate a configuration file and exit: 0 if valid, 3 if not.
     CheckConfig {
         /// The file to check; defaults to --config.
@@ -81,6 +92,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::DisplayToken {
+            name,
+            contact_center,
+        } => {
+            print_display_token(&name, contact_center.as_deref());
+            ExitCode::SUCCESS
+        }
         Command::Demo {
             listen,
             admin,
@@ -161,6 +179,36 @@ fn run(config_path: PathBuf, settings: config::Settings) -> anyhow::Result<()> {
             .await
             .context("the HTTP server failed")
     })
+}
+
+/// A display name as the configuration accepts it.
+fn display_name(name: &str) -> Result<String, String> {
+    if servicewatch::is_display_name(name) {
+        Ok(name.to_string())
+    } else {
+        Err("must be 1 to 64 letters, digits, '.', '_' or '-'".into())
+    }
+}
+
+/// Prints a new token, its configuration entry and the kiosk's address. The token is shown
+/// this once: the configuration keeps only its SHA-256.
+fn print_display_token(name: &str, contact_center: Option<&str>) {
+    let token = DisplayToken::generate();
+    eprintln!(
+        "servicewatch display-token: the token is shown once; only its SHA-256 is kept, so keep it now or make a new one"
+    );
+    println!("Display token for \"{name}\":");
+    println!("  {}", token.token());
+    println!();
+    println!(
+        "Open on the wall screen (HOST: the status page's address; the part after # never leaves the browser):"
+    );
+    println!("  {}", token.kiosk_url("https://HOST"));
+    println!();
+    println!("Add to the configuration, then reload (systemctl reload servicewatch):");
+    println!();
+    let center = contact_center.unwrap_or("ID-OF-A-CONTACT-CENTER");
+    print!("{}", token.config_entry(name, center));
 }
 
 /// Reads the password to hash: twice without echo on a terminal, else one line of stdin.

@@ -93,12 +93,14 @@ impl ApiError {
                 message: e.to_string(),
                 retry_after_secs,
             },
-            AuthError::Missing | AuthError::Rejected | AuthError::Expired => {
-                ApiError::NotAuthenticated {
-                    message: e.to_string(),
-                    realm: realm.to_string(),
-                }
-            }
+            AuthError::Missing
+            | AuthError::Rejected
+            | AuthError::Expired
+            | AuthError::UnknownDisplay
+            | AuthError::NotADisplayToken => ApiError::NotAuthenticated {
+                message: e.to_string(),
+                realm: realm.to_string(),
+            },
         }
     }
 

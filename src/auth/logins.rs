@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header::HeaderValue;
 
-use super::{Caller, LOGIN_COOKIE, User};
+use super::{Caller, LOGIN_COOKIE, Principal};
 
-/// Cookie logins one user may hold; a new one beyond it ends that user's oldest. A client
-/// sending Basic on every request without keeping the cookie opens one each time the login
-/// cache expires: this bound keeps that from growing memory.
+/// Cookie logins one user (or display) may hold; a new one beyond it ends the oldest. A
+/// client sending Basic on every request without keeping the cookie opens one each time the
+/// login cache expires: this bound keeps that from growing memory.
 pub(super) const LOGINS_PER_USER: usize = 16;
 
 /// A cookie login as its client holds it: the MAC of its token, which it is looked up by,
@@ -54,12 +54,12 @@ impl LoginCookie {
 }
 
 struct Login {
-    user: Arc<User>,
+    principal: Principal,
     created: Instant,
     last_used: Instant,
 }
 
-/// Live cookie logins, by the MAC of their token and, oldest first, by user. Keying by the
+/// Live cookie logins, by the MAC of their token and, oldest first, by caller name. Keying by the
 /// MAC means a lookup compares MACs, never the secret token itself, so its timing tells an
 /// attacker nothing about any token.
 #[derive(Default)]
@@ -85,14 +85,14 @@ impl LoginTable {
             return None;
         }
         login.last_used = now;
-        Some(login.user.caller.clone())
+        Some(login.principal.caller().clone())
     }
 
-    /// Opens a login of `user` with token MAC `key`, ending the user's oldest beyond
+    /// Opens a login of `principal` with token MAC `key`, ending its oldest beyond
     /// [`LOGINS_PER_USER`].
-    pub fn open(&mut self, key: Vec<u8>, user: Arc<User>, now: Instant) {
+    pub fn open(&mut self, key: Vec<u8>, principal: Principal, now: Instant) {
         let LoginTable { by_key, by_user } = self;
-        let keys = by_user.entry(user.caller.user.clone()).or_default();
+        let keys = by_user.entry(principal.caller().user.clone()).or_default();
         keys.retain(|k| by_key.contains_key(k));
         while keys.len() >= LOGINS_PER_USER {
             if let Some(oldest) = keys.pop_front() {
@@ -103,18 +103,18 @@ impl LoginTable {
         by_key.insert(
             key,
             Login {
-                user,
+                principal,
                 created: now,
                 last_used: now,
             },
         );
     }
 
-    /// Keeps only the logins whose user `keep` accepts (a reload removed or changed the
-    /// others).
-    pub fn retain(&mut self, keep: impl Fn(&User) -> bool) {
+    /// Keeps only the logins whose user or display `keep` accepts (a reload removed or
+    /// changed the others).
+    pub fn retain(&mut self, keep: impl Fn(&Principal) -> bool) {
         let LoginTable { by_key, by_user } = self;
-        by_key.retain(|_, login| keep(&login.user));
+        by_key.retain(|_, login| keep(&login.principal));
         by_user.retain(|_, keys| {
             keys.retain(|k| by_key.contains_key(k));
             !keys.is_empty()

@@ -1,4 +1,5 @@
-//! Who is calling: HTTP Basic against Argon2 hashes, and the login cookie a Basic login
+//! Who is calling: HTTP Basic against Argon2 hashes, a wall screen's display token
+//! (`Authorization: Bearer swd_...`, see [`displays`]), and the login cookie either login
 //! sets (browsers cannot put an Authorization header on a WebSocket).
 //!
 //! A login is who the caller proved to be; a Bayeux client session
@@ -29,11 +30,15 @@ use blake2::digest::{KeyInit, Mac};
 
 use crate::config::auth::{AuthSettings, UserRole, UserSpec};
 use crate::metrics::Metrics;
+use crate::throttle::Attempt;
 use crate::throttle::Throttle;
 
+mod displays;
 mod logins;
 mod verifier;
 
+pub use displays::DisplayToken;
+use displays::{Display, DisplayTable};
 pub use logins::LoginCookie;
 use logins::LoginTable;
 pub use verifier::Verifier;
@@ -58,6 +63,18 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The caller `user`, with `roles`, seeing `features`.
+    fn new(user: Arc<str>, roles: BTreeSet<UserRole>, features: BTreeSet<String>) -> Self {
+        let mut fingerprint = std::collections::hash_map::DefaultHasher::new();
+        features.hash(&mut fingerprint);
+        Caller {
+            user,
+            roles: Arc::new(roles),
+            features: Arc::new(features),
+            features_tag: fingerprint.finish(),
+        }
+    }
+
     /// Whether a service needing `feature` is visible to this caller.
     pub fn sees(&self, feature: &str) -> bool {
         self.features.contains(feature)
@@ -76,6 +93,10 @@ pub enum AuthError {
     Missing,
     #[error("the user name or password is wrong")]
     Rejected,
+    #[error("the display token is unknown or was revoked")]
+    UnknownDisplay,
+    #[error("the Bearer token is not a servicewatch token (display tokens start with swd_)")]
+    NotADisplayToken,
     #[error("the session has expired; log in again")]
     Expired,
     #[error("too many failed logins from this address; retry in {retry_after_secs} s")]
@@ -85,6 +106,30 @@ pub enum AuthError {
 struct User {
     spec: UserSpec,
     caller: Caller,
+}
+
+/// Who a cookie login belongs to: a user, or a wall screen.
+#[derive(Clone)]
+enum Principal {
+    User(Arc<User>),
+    Display(Arc<Display>),
+}
+
+impl Principal {
+    fn caller(&self) -> &Caller {
+        match self {
+            Principal::User(user) => &user.caller,
+            Principal::Display(display) => &display.caller,
+        }
+    }
+}
+
+/// The credentials of an `Authorization` header.
+enum Credentials {
+    /// HTTP Basic: a user's name and password.
+    Basic(String, String),
+    /// A Bearer token (a display's, if it is one of ours).
+    Bearer(String),
 }
 
 /// A verified login: the user, when the password was checked, and the cookie login it opened,
@@ -130,11 +175,13 @@ impl Drop for Flight<'_> {
     }
 }
 
-/// Authenticates requests against the configured users.
+/// Authenticates requests against the configured users and displays.
 pub struct Authenticator {
     realm: String,
     /// Replaced whole by a reload.
     users: std::sync::RwLock<HashMap<String, Arc<User>>>,
+    /// Replaced by a reload (unchanged displays kept).
+    displays: std::sync::RwLock<DisplayTable>,
     /// BLAKE2b keyed with a random per-process key, its key block already absorbed: each
     /// MAC clones it and compresses only its own input.
     mac: Blake2bMac512,
@@ -171,6 +218,9 @@ impl Authenticator {
         Authenticator {
             realm: settings.realm.clone(),
             users: std::sync::RwLock::new(user_map(&settings.users)),
+            displays: std::sync::RwLock::new(
+                DisplayTable::replaced(&DisplayTable::default(), &settings.displays).0,
+            ),
             mac: <Blake2bMac512 as KeyInit>::new_from_slice(&random_bytes::<64>())
                 .expect("a 64-byte key fits BLAKE2b"),
             logins: Mutex::new(HashMap::new()),
@@ -202,10 +252,11 @@ impl Authenticator {
             .collect();
         *current = new;
         lock(&self.logins).clear();
-        lock(&self.logins_by_cookie).retain(|user| {
-            current
+        lock(&self.logins_by_cookie).retain(|principal| match principal {
+            Principal::User(user) => current
                 .get(user.spec.name.as_str())
-                .is_some_and(|u| u.spec == user.spec)
+                .is_some_and(|u| u.spec == user.spec),
+            Principal::Display(_) => true,
         });
         revoked
     }
@@ -215,26 +266,38 @@ impl Authenticator {
         &self.realm
     }
 
-    /// Authenticates a request by its login cookie, else its Basic credentials. A Basic
-    /// login also returns its cookie; repeated Basic requests of the same login share one
-    /// cookie.
+    /// Authenticates a request by its login cookie, else its Basic credentials or display
+    /// token. Either login also returns its cookie; repeated requests of the same login (or
+    /// display) share one cookie.
     pub async fn authenticate(
         &self,
         req: &HttpRequest,
     ) -> Result<(Caller, Option<Arc<LoginCookie>>), AuthError> {
         let cookie_result = req.cookie(LOGIN_COOKIE).map(|c| self.by_cookie(c.value()));
-        match (cookie_result, basic_credentials(req)) {
-            (Some(Ok(caller)), _) => Ok((caller, None)),
-            (_, Some((name, secret))) => {
-                let from = req.peer_addr().map(|a| a.ip());
+        if let Some(Ok(caller)) = cookie_result {
+            return Ok((caller, None));
+        }
+        let from = req.peer_addr().map(|a| a.ip());
+        match credentials(req) {
+            Some(Credentials::Basic(name, secret)) => {
                 let (user, key) = self.by_password(&name, secret, from).await?;
                 let cookie = self
                     .cookie_for_login(&key, user.clone())
                     .ok_or(AuthError::Rejected)?;
                 Ok((user.caller.clone(), Some(cookie)))
             }
-            (Some(Err(e)), None) => Err(e),
-            (None, None) => Err(AuthError::Missing),
+            Some(Credentials::Bearer(token)) => {
+                let display = self.by_display_token(&token, from)?;
+                let caller = display.caller.clone();
+                let cookie = self
+                    .cookie_for_display(display)
+                    .ok_or(AuthError::UnknownDisplay)?;
+                Ok((caller, Some(cookie)))
+            }
+            None => match cookie_result {
+                Some(Err(e)) => Err(e),
+                _ => Err(AuthError::Missing),
+            },
         }
     }
 
@@ -259,16 +322,26 @@ impl Authenticator {
     /// `None` if a reload removed or changed the user meanwhile.
     fn cookie_for_login(&self, key: &[u8], user: Arc<User>) -> Option<Arc<LoginCookie>> {
         let previous = lock(&self.logins).get(key).and_then(|l| l.cookie.clone());
+        let cookie = self.live_or_open(previous, Principal::User(user))?;
+        if let Some(login) = lock(&self.logins).get_mut(key) {
+            login.cookie = Some(cookie.clone());
+        }
+        Some(cookie)
+    }
+
+    /// `previous` if its cookie login is still alive, else a new cookie login of
+    /// `principal` (`None` if a reload removed or changed it meanwhile).
+    fn live_or_open(
+        &self,
+        previous: Option<Arc<LoginCookie>>,
+        principal: Principal,
+    ) -> Option<Arc<LoginCookie>> {
         if let Some(cookie) = previous {
             if self.by_cookie_key(&cookie.key).is_ok() {
                 return Some(cookie);
             }
         }
-        let cookie = Arc::new(self.open_login(user)?);
-        if let Some(login) = lock(&self.logins).get_mut(key) {
-            login.cookie = Some(cookie.clone());
-        }
-        Some(cookie)
+        Some(Arc::new(self.open_login(principal)?))
     }
 
     /// Verifies a name and password (or finds them verified recently); returns the user and
@@ -321,18 +394,24 @@ impl Authenticator {
         let verified = self.verify(user, key, secret).await;
         if matches!(verified, Err(AuthError::Rejected)) {
             self.metrics.auth.login_failures.inc();
-            let locked = attempt.is_some_and(|a| a.failed(Instant::now()));
-            if let (true, Some(ip)) = (locked, from) {
-                self.metrics.auth.login_lockouts.inc();
-                tracing::warn!(
-                    address = %ip,
-                    failures = self.throttle.settings().max_failures,
-                    lockout = ?self.throttle.settings().lockout,
-                    "repeated failed logins: the address is refused for a while"
-                );
-            }
+            self.failed_login(attempt, from);
         }
         verified
+    }
+
+    /// Counts a failed login (a wrong password or display token) against its address;
+    /// warns when that locks the address out.
+    fn failed_login(&self, attempt: Option<Attempt<'_>>, from: Option<IpAddr>) {
+        let locked = attempt.is_some_and(|a| a.failed(Instant::now()));
+        if let (true, Some(ip)) = (locked, from) {
+            self.metrics.auth.login_lockouts.inc();
+            tracing::warn!(
+                address = %ip,
+                failures = self.throttle.settings().max_failures,
+                lockout = ?self.throttle.settings().lockout,
+                "repeated failed logins: the address is refused for a while"
+            );
+        }
     }
 
     /// The user of a login verified less than `login_cache` ago.
@@ -402,23 +481,34 @@ impl Authenticator {
         mac.finalize().into_bytes().to_vec()
     }
 
-    /// Opens a cookie login for `user`, unless a reload removed or changed it (see
-    /// [`Authenticator::replace_users`] for why the users lock is held).
-    fn open_login(&self, user: Arc<User>) -> Option<LoginCookie> {
+    /// Opens a cookie login for `principal`, unless a reload removed or changed it (see
+    /// [`Authenticator::replace_users`] for why the users and displays locks are held).
+    fn open_login(&self, principal: Principal) -> Option<LoginCookie> {
+        // Always in this order: a reload takes one of the two only.
         let users = self.users.read().unwrap_or_else(|p| p.into_inner());
+        let displays = self.displays.read().unwrap_or_else(|p| p.into_inner());
         // The user as configured now: a reload that kept it as it was (a new value, the same
         // spec) must not refuse a login verified just before it.
-        let user = users
-            .get(&user.spec.name)
-            .filter(|current| current.spec == user.spec)?
-            .clone();
+        let principal = match principal {
+            Principal::User(user) => Principal::User(
+                users
+                    .get(&user.spec.name)
+                    .filter(|current| current.spec == user.spec)?
+                    .clone(),
+            ),
+            Principal::Display(display) => Principal::Display(
+                displays
+                    .find(&display.spec.token_sha256)
+                    .filter(|current| current.spec == display.spec)?,
+            ),
+        };
         let token: String = random_bytes::<TOKEN_BYTES>()
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
         let key = self.cookie_key(&token);
-        lock(&self.logins_by_cookie).open(key.clone(), user, Instant::now());
-        drop(users);
+        lock(&self.logins_by_cookie).open(key.clone(), principal, Instant::now());
+        drop((users, displays));
         Some(LoginCookie::new(token, key))
     }
 }
@@ -434,14 +524,11 @@ fn user_map(users: &[UserSpec]) -> HashMap<String, Arc<User>> {
     users
         .iter()
         .map(|spec| {
-            let mut fingerprint = std::collections::hash_map::DefaultHasher::new();
-            spec.features.hash(&mut fingerprint);
-            let caller = Caller {
-                user: spec.name.as_str().into(),
-                roles: Arc::new(spec.roles.clone()),
-                features: Arc::new(spec.features.clone()),
-                features_tag: fingerprint.finish(),
-            };
+            let caller = Caller::new(
+                spec.name.as_str().into(),
+                spec.roles.clone(),
+                spec.features.clone(),
+            );
             (
                 spec.name.clone(),
                 Arc::new(User {
@@ -456,9 +543,18 @@ fn user_map(users: &[UserSpec]) -> HashMap<String, Arc<User>> {
 /// A valid Argon2 hash of a random string, verified against when the user does not exist.
 const DECOY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2VydmljZXdhdGNoZGVjb3k$2o3mMEcX0Yo6s8wq7x3o1kSx5+Yf2d0b0ZQnDqvGk7U";
 
-/// The name and password of an `Authorization: Basic` header.
-fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
+/// The credentials of the `Authorization` header: Basic or Bearer.
+fn credentials(req: &HttpRequest) -> Option<Credentials> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    if let Some(token) = displays::bearer_token(value) {
+        return Some(Credentials::Bearer(token.to_string()));
+    }
+    let (name, secret) = basic_credentials(value)?;
+    Some(Credentials::Basic(name, secret))
+}
+
+/// The name and password of an `Authorization: Basic` header value.
+fn basic_credentials(value: &str) -> Option<(String, String)> {
     let (scheme, encoded) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;

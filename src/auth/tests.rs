@@ -1,4 +1,5 @@
-//! The authenticator's rules, without HTTP: logins, cookies, the cache, reloads, throttling.
+//! The authenticator's rules, without HTTP: logins, display tokens, cookies, the cache,
+//! reloads, throttling.
 
 use super::*;
 use crate::password;
@@ -22,6 +23,7 @@ fn settings() -> AuthSettings {
             contact_center: "cc".into(),
             features: ["api-voice".to_string()].into(),
         }],
+        displays: Vec::new(),
     }
 }
 
@@ -114,6 +116,12 @@ async fn refusals() {
         auth.authenticate(&with("Bearer x".into()))
             .await
             .unwrap_err(),
+        AuthError::NotADisplayToken
+    );
+    assert_eq!(
+        auth.authenticate(&with("Digest x".into()))
+            .await
+            .unwrap_err(),
         AuthError::Missing
     );
     let stale = with_cookie("nope");
@@ -156,7 +164,7 @@ async fn a_verification_that_ends_after_a_reload_removed_its_user_leaves_nothing
     assert!(matches!(verified, Err(AuthError::Rejected)));
     assert!(lock(&auth.logins).is_empty(), "nothing cached");
     assert!(
-        auth.open_login(before.unwrap()).is_none(),
+        auth.open_login(Principal::User(before.unwrap())).is_none(),
         "no cookie login opened"
     );
     assert!(lock(&auth.logins_by_cookie).len() == 0);
@@ -170,7 +178,7 @@ async fn a_login_verified_before_a_reload_that_kept_its_user_opens_its_cookie() 
     // A reload with the same users replaces their values, not what they are.
     assert!(auth.replace_users(&configured.users).is_empty());
     assert!(
-        auth.open_login(before).is_some(),
+        auth.open_login(Principal::User(before)).is_some(),
         "the login is the same user's"
     );
 }
@@ -325,4 +333,124 @@ async fn cookie_logins_expire_when_idle_and_at_their_absolute_limit() {
 #[test]
 fn the_decoy_is_a_real_hash() {
     assert!(password::is_hash(DECOY_HASH));
+}
+
+/// The settings of [`settings`] with a display "lobby" of center "cc" holding `token`.
+fn with_display(token: &DisplayToken) -> AuthSettings {
+    AuthSettings {
+        displays: vec![lobby(token, "cc")],
+        ..settings()
+    }
+}
+
+fn lobby(token: &DisplayToken, cc: &str) -> crate::config::auth::DisplaySpec {
+    crate::config::auth::DisplaySpec {
+        name: "lobby".into(),
+        contact_center: cc.into(),
+        features: ["api-voice".to_string()].into(),
+        token_sha256: displays::sha256(token.token()),
+    }
+}
+
+/// A request from `ip` with `Authorization: Bearer token`.
+fn with_bearer(ip: &str, token: &str) -> HttpRequest {
+    TestRequest::default()
+        .peer_addr(format!("{ip}:40000").parse().unwrap())
+        .insert_header((header::AUTHORIZATION, format!("Bearer {token}")))
+        .to_http_request()
+}
+
+#[actix_rt::test]
+async fn a_display_token_logs_in_as_its_display_and_shares_one_cookie() {
+    let token = DisplayToken::generate();
+    let auth = Authenticator::new(&with_display(&token), Default::default());
+    let login = with_bearer("192.0.2.1", token.token());
+    let (caller, cookie) = auth.authenticate(&login).await.unwrap();
+    assert_eq!(&*caller.user, "display:lobby");
+    assert_eq!(*caller.roles, [UserRole::Agent].into());
+    assert!(caller.sees("api-voice"));
+    let first = token_in(&cookie.expect("a Bearer login opens a cookie login"));
+    for _ in 0..5 {
+        assert_eq!(token_of(&auth, &login).await, first);
+    }
+    assert_eq!(lock(&auth.logins_by_cookie).len(), 1);
+    let (by_cookie, none) = auth.authenticate(&with_cookie(&first)).await.unwrap();
+    assert_eq!((by_cookie, none.is_none()), (caller, true));
+    assert_eq!(auth.metrics.auth.display_logins.get(), 6);
+    assert_eq!(auth.metrics.auth.password_verifications.get(), 0);
+}
+
+#[actix_rt::test]
+async fn wrong_display_tokens_are_throttled_like_passwords() {
+    let token = DisplayToken::generate();
+    let auth = Authenticator::new(&with_display(&token), Default::default());
+    for _ in 0..3 {
+        assert_eq!(
+            auth.authenticate(&with_bearer("192.0.2.1", "swd_guess"))
+                .await
+                .unwrap_err(),
+            AuthError::UnknownDisplay
+        );
+    }
+    assert!(matches!(
+        auth.authenticate(&with_bearer("192.0.2.1", token.token()))
+            .await,
+        Err(AuthError::Throttled { .. })
+    ));
+    assert!(
+        auth.authenticate(&with_bearer("192.0.2.2", token.token()))
+            .await
+            .is_ok()
+    );
+    assert_eq!(auth.metrics.auth.display_login_failures.get(), 3);
+    assert_eq!(auth.metrics.auth.login_lockouts.get(), 1);
+    // Another system's Bearer token guesses nothing: it is not counted.
+    for _ in 0..5 {
+        assert_eq!(
+            auth.authenticate(&with_bearer("192.0.2.3", "eyJhbGciOi"))
+                .await
+                .unwrap_err(),
+            AuthError::NotADisplayToken
+        );
+    }
+    assert!(
+        auth.authenticate(&with_bearer("192.0.2.3", token.token()))
+            .await
+            .is_ok()
+    );
+}
+
+#[actix_rt::test]
+async fn a_reload_revokes_a_changed_display_and_keeps_the_rest() {
+    let token = DisplayToken::generate();
+    let configured = with_display(&token);
+    let auth = Authenticator::new(&configured, Default::default());
+    let alice = token_of(&auth, &with_basic("alice", "wonderland")).await;
+    let lobby_cookie = token_of(&auth, &with_bearer("192.0.2.1", token.token())).await;
+    assert!(auth.replace_displays(&configured.displays).is_empty());
+    assert!(auth.replace_users(&configured.users).is_empty());
+    assert!(auth.authenticate(&with_cookie(&lobby_cookie)).await.is_ok());
+    assert_eq!(
+        token_of(&auth, &with_bearer("192.0.2.1", token.token())).await,
+        lobby_cookie,
+        "an unchanged display keeps its cookie login"
+    );
+
+    let moved = auth.replace_displays(&[lobby(&token, "elsewhere")]);
+    assert_eq!(moved, ["display:lobby".into()].into());
+    assert_eq!(
+        auth.authenticate(&with_cookie(&lobby_cookie))
+            .await
+            .unwrap_err(),
+        AuthError::Expired
+    );
+    assert!(auth.authenticate(&with_cookie(&alice)).await.is_ok());
+
+    assert_eq!(auth.replace_displays(&[]), ["display:lobby".into()].into());
+    assert_eq!(
+        auth.authenticate(&with_bearer("192.0.2.1", token.token()))
+            .await
+            .unwrap_err(),
+        AuthError::UnknownDisplay
+    );
 }

@@ -1,10 +1,10 @@
-//! Who may call the API: the `[auth]` table, the users and their contact centers, and the
-//! throttle's settings.
+//! Who may call the API: the `[auth]` table, the users and their contact centers, the
+//! wall screens (`[[auth.display]]`), and the throttle's settings.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
-use super::file::FileConfig;
+use super::file::{DisplaySection, FileConfig};
 use super::rules::{Invalid, positive};
 
 /// Who may call the API, and how long a proof of identity lasts.
@@ -22,6 +22,21 @@ pub struct AuthSettings {
     /// When repeated failed logins lock an address out.
     pub throttle: ThrottleSettings,
     pub users: Vec<UserSpec>,
+    /// Wall screens, each with a read-only token.
+    pub displays: Vec<DisplaySpec>,
+}
+
+/// One wall screen (`[[auth.display]]`): it reads its contact center's services with the
+/// least role that may, and proves itself with a token only its SHA-256 of is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisplaySpec {
+    pub name: String,
+    pub contact_center: String,
+    /// The features of the display's contact center.
+    pub features: BTreeSet<String>,
+    /// The SHA-256 of the token. A token is 256 random bits: no one can search for a
+    /// preimage, so a fast hash is right here (Argon2 is for guessable passwords).
+    pub token_sha256: [u8; 32],
 }
 
 /// One user.
@@ -159,6 +174,7 @@ pub(super) fn validate_auth(file: &FileConfig) -> Result<AuthSettings, Invalid> 
             features,
         });
     }
+    let displays = validate_displays(&a.display, &centers)?;
     Ok(AuthSettings {
         realm,
         login_cache: duration("login_cache", a.login_cache, DEFAULT_LOGIN_CACHE)?,
@@ -170,7 +186,85 @@ pub(super) fn validate_auth(file: &FileConfig) -> Result<AuthSettings, Invalid> 
             lockout: duration("lockout", a.lockout, DEFAULT_LOCKOUT)?,
         },
         users,
+        displays,
     })
+}
+
+/// Whether `name` may name a display: 1 to 64 of `A-Z a-z 0-9 . _ -` (it shows in logs
+/// and in the caller's name, `display:NAME`).
+pub fn is_display_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Checks the `[[auth.display]]` entries against the contact centers.
+fn validate_displays(
+    sections: &[DisplaySection],
+    centers: &HashMap<&str, BTreeSet<String>>,
+) -> Result<Vec<DisplaySpec>, Invalid> {
+    let mut names = HashSet::new();
+    let mut digests = HashSet::new();
+    let mut displays = Vec::with_capacity(sections.len());
+    for (i, d) in sections.iter().enumerate() {
+        let at = |key: &str| format!("auth.display[{i}].{key}");
+        if !is_display_name(&d.name) {
+            return Err((
+                at("name"),
+                "must be 1 to 64 letters, digits, '.', '_' or '-'".into(),
+            ));
+        }
+        if !names.insert(d.name.as_str()) {
+            return Err((at("name"), format!("duplicate display \"{}\"", d.name)));
+        }
+        let features = centers
+            .get(d.contact_center.as_str())
+            .cloned()
+            .ok_or_else(|| {
+                (
+                    at("contact_center"),
+                    format!("no [[contact_center]] with id \"{}\"", d.contact_center),
+                )
+            })?;
+        let token_sha256 = parse_sha256(&d.token_sha256).ok_or_else(|| {
+            (
+                at("token_sha256"),
+                "must be 64 lowercase hex digits, the SHA-256 of the token; generate a token with: servicewatch display-token NAME".to_string(),
+            )
+        })?;
+        if !digests.insert(token_sha256) {
+            return Err((
+                at("token_sha256"),
+                "is the token of another display; give each display its own token".into(),
+            ));
+        }
+        displays.push(DisplaySpec {
+            name: d.name.clone(),
+            contact_center: d.contact_center.clone(),
+            features,
+            token_sha256,
+        });
+    }
+    Ok(displays)
+}
+
+/// The 32 bytes written as 64 lowercase hex digits, or `None`.
+fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    let digits = hex.as_bytes();
+    if digits.len() != 64 {
+        return None;
+    }
+    let value = |d: u8| match d {
+        b'0'..=b'9' => Some(d - b'0'),
+        b'a'..=b'f' => Some(d - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = value(pair[0])? << 4 | value(pair[1])?;
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -212,6 +306,46 @@ mod tests {
             ))
             .contains("duplicate user \"a\"")
         );
+    }
+
+    #[test]
+    fn displays_name_their_center_and_token_hash() {
+        let sha = "ab".repeat(32);
+        let base = format!(
+            "[[contact_center]]\nid = \"cc\"\nfeatures = [\"api-voice\"]\n[[auth.display]]\nname = \"lobby-1\"\ncontact_center = \"cc\"\ntoken_sha256 = \"{sha}\"\n"
+        );
+        let s = load(&base).unwrap();
+        let lobby = &s.auth.displays[0];
+        assert_eq!(
+            (lobby.name.as_str(), lobby.token_sha256),
+            ("lobby-1", [0xab; 32])
+        );
+        assert!(lobby.features.contains("api-voice"));
+        assert_eq!(
+            refused(&base.replace(&sha, &"AB".repeat(32))),
+            "test.toml: auth.display[0].token_sha256: must be 64 lowercase hex digits, the SHA-256 of the token; generate a token with: servicewatch display-token NAME"
+        );
+        assert!(refused(&base.replace(&sha, "swd_abc")).contains("auth.display[0].token_sha256"));
+        assert!(
+            refused(&base.replace("lobby-1", "lobby 1")).contains("auth.display[0].name: must be")
+        );
+        assert!(
+            refused(&base.replace("= \"cc\"\ntoken", "= \"zz\"\ntoken"))
+                .contains("auth.display[0].contact_center: no [[contact_center]] with id \"zz\"")
+        );
+        let entry = &base[base.find("[[auth.display]]").unwrap()..];
+        assert!(refused(&format!("{base}{entry}")).contains("duplicate display \"lobby-1\""));
+        let same_token = entry.replace("lobby-1", "lobby-2");
+        assert!(refused(&format!("{base}{same_token}")).contains("the token of another display"));
+    }
+
+    #[test]
+    fn display_names() {
+        assert!(is_display_name("Lobby_2.east-wing"));
+        assert!(is_display_name(&"a".repeat(64)));
+        for bad in ["", "a b", "a:b", "é", &"a".repeat(65)] {
+            assert!(!is_display_name(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //! `[auth]`, `[tls]`, `[history]` and `[cluster]` (`SERVICEWATCH_CLUSTER__NODE` is the one
 //! key a fleet sets per host). What cannot: lists (`allowed_origins`, a check's
 //! `expect_status` or `command`, the cluster's `endpoints`), whose items a variable name
-//! cannot address, and the entries of `[[service]]`, `[[user]]` and `[[contact_center]]`,
-//! which have no name to address them by; those live in the file. A key set in a table the
+//! cannot address, and the entries of `[[service]]`, `[[user]]`, `[[contact_center]]` and
+//! `[[auth.display]]`, which have no name to address them by; those live in the file. A key set in a table the
 //! file does not have adds the table: a `[cluster]` key then turns clustering on, and the
 //! start is refused for want of `endpoints`.
 //!
@@ -36,7 +36,8 @@ pub const TABLES: [&str; 10] = [
 const ENTRIES: [&str; 3] = ["service", "user", "contact_center"];
 
 /// Keys that hold lists, which the environment cannot set.
-const LISTS: [(&str, &str); 4] = [
+const LISTS: [(&str, &str); 5] = [
+    ("auth", "display"),
     ("server", "allowed_origins"),
     ("checks", "expect_status"),
     ("checks", "command"),

@@ -96,6 +96,19 @@ pub struct AuthSection {
     pub max_failures: Option<u32>,
     pub failure_window: Option<HumanDuration>,
     pub lockout: Option<HumanDuration>,
+    /// `[[auth.display]]`: wall screens and their tokens.
+    #[serde(default)]
+    pub display: Vec<DisplaySection>,
+}
+
+/// One `[[auth.display]]`: a wall screen's read-only credential.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisplaySection {
+    pub name: String,
+    pub contact_center: String,
+    /// The SHA-256 of the token, in lowercase hex (the token itself is never stored).
+    pub token_sha256: String,
 }
 
 /// One `[[contact_center]]`.

@@ -1,5 +1,6 @@
-//! The metrics of logins: the Argon2 work done, the refusals and lockouts, and the memory
-//! password checks hold (bounded by the verifier's slots).
+//! The metrics of logins: the Argon2 work done, the refusals and lockouts, the display
+//! tokens' logins and refusals, and the memory password checks hold (bounded by the
+//! verifier's slots).
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -12,8 +13,13 @@ pub struct AuthMetrics {
     pub password_verifications: Counter,
     /// Basic logins refused for a wrong name or password.
     pub login_failures: Counter,
-    /// Times an address was locked out after repeated failed logins.
+    /// Times an address was locked out after repeated failed logins (passwords and display
+    /// tokens alike).
     pub login_lockouts: Counter,
+    /// Requests that logged in with a display token.
+    pub display_logins: Counter,
+    /// Display tokens refused as unknown or revoked.
+    pub display_login_failures: Counter,
     /// Argon2 working memory held for password checks.
     pub password_memory_bytes: Gauge,
 }
@@ -34,6 +40,16 @@ impl AuthMetrics {
             "login_lockouts",
             "Times an address was locked out after repeated failed logins",
             self.login_lockouts.clone(),
+        );
+        registry.register(
+            "display_logins",
+            "Requests that logged in with a display token (Authorization: Bearer swd_...)",
+            self.display_logins.clone(),
+        );
+        registry.register(
+            "display_login_failures",
+            "Display tokens refused as unknown or revoked",
+            self.display_login_failures.clone(),
         );
         registry.register(
             "password_check_memory_bytes",

@@ -33,6 +33,8 @@ const FAMILIES: &[(&str, &str)] = &[
     ("servicewatch_cluster_writes_refused counter", ""),
     ("servicewatch_config_reloads counter", "result"),
     ("servicewatch_connections_refused counter", ""),
+    ("servicewatch_display_login_failures counter", ""),
+    ("servicewatch_display_logins counter", ""),
     ("servicewatch_history_changes counter", ""),
     ("servicewatch_history_lost counter", ""),
     ("servicewatch_history_writing gauge", ""),
