@@ -927,6 +927,16 @@ fn the_status_page_says_when_its_node_is_stale() {
         next(),
         "LINK stale stale: this servicewatch has lost its cluster; states may be behind"
     );
+    // Unmistakable from across the room: every tile dimmed and saying as of when.
+    writeln!(ask, "DIMMED").unwrap();
+    let dimmed = next();
+    assert!(
+        dimmed
+            .to_lowercase()
+            .starts_with("dimmed states may be behind this servicewatch has lost its cluster"),
+        "{dimmed}"
+    );
+    assert!(dimmed.contains("| as of "), "{dimmed}");
     writeln!(ask, "SHOT").unwrap();
     assert!(next().starts_with("SHOT "));
     etcd.resume();

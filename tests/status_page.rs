@@ -365,3 +365,55 @@ async fn after_a_restart_a_logged_in_page_dims_its_tiles_then_asks_to_log_in_aga
     );
     page.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wall_screen_with_a_display_link_is_live_again_within_5_s_of_a_restart() {
+    if !ready() {
+        return;
+    }
+    const TOKEN: &str = "swd_wallwallwallwallwallwallwallwallwallwallw";
+    let digest = ring::digest::digest(&ring::digest::SHA256, TOKEN.as_bytes());
+    let hash: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let backend = Backend::start(Mode::Accept).await;
+    let mut changing = Backend::start(Mode::Accept).await;
+    let toml = format!(
+        "{}[[service]]\nid = \"changing\"\nname = \"StatServer\"\ntype = \"Voice\"\nprimary = {}\n{CHECK}\n\
+         [[auth.display]]\nname = \"floor-2\"\ncontact_center = \"all\"\ntoken_sha256 = \"{hash}\"\n",
+        services(2, &backend),
+        changing.toml(),
+    );
+    let d = TestDaemon::start(&toml);
+    let addr = d.addr;
+    // Nobody types anything: the display link logs in.
+    let (mut page, ready) = Page::open(
+        &d.url(&format!("/#display={TOKEN}")),
+        "-",
+        "1920x1080",
+        false,
+    )
+    .await;
+    assert_eq!(ready, "READY 3 live");
+    let url = page.ask("URL").await;
+    assert!(
+        !url.contains("swd_"),
+        "the token is taken out of the address bar: {url}"
+    );
+    drop(d);
+    let dimmed = page.ask("DIMMED").await;
+    assert!(dimmed.contains("as of"), "{dimmed}");
+    // What changes while the page is away is what it shows once back.
+    changing.close().await;
+    let _again = TestDaemon::start_at(&toml, addr);
+    let back = Instant::now();
+    let live = page.ask("LINK live").await;
+    assert_eq!(live, "LINK live live");
+    assert!(
+        back.elapsed() < Duration::from_secs(5),
+        "live again {:?} after the restart",
+        back.elapsed()
+    );
+    let seen = page.ask("EXPECT changing Inactive").await;
+    assert!(seen.starts_with("SEEN changing Inactive"), "{seen}");
+    page.shot("display-after-restart.png").await;
+    page.quit().await;
+}

@@ -110,7 +110,7 @@
       const when = withSeconds.format(asOf) + (zone ? " " + zone : "");
       $("banner-title").textContent = clusterStale && live ? "States may be behind" : "Not connected";
       $("banner-text").textContent = (clusterStale && live
-        ? "this servicewatch has lost its cluster; "
+        ? "this servicewatch has lost its cluster. "
         : "no link to servicewatch; retrying. ") + "Showing the states as of " + when + ".";
       banner.hidden = false;
     } else {

@@ -18,6 +18,7 @@
 //   VIEWPORT <w> <h>     -> LAYOUT <json>             resized; how the tiles fill it
 //   LAYOUT               -> LAYOUT <json>             tiles, columns, the share of the
 //                           screen they cover, the smallest text, names broken mid-word
+//   URL                  -> URL <url>                 what the address bar shows
 //   AXE                  -> AXE <json>                axe-core's serious and critical
 //                                                     violations (an empty list when none)
 //   QUIT                 -> PROBLEMS [...] when the page logged errors (a CSP refusal
@@ -136,6 +137,8 @@ try {
                     .map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(" ")) }));
             });
             console.log(`AXE ${JSON.stringify(found)}`);
+        } else if (command === "URL") {
+            console.log(`URL ${page.url()}`);
         } else if (command === "QUIT") {
             break;
         }
