@@ -14,7 +14,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::interop::{chromium, ready, root};
-use common::{ADMIN, Backend, Mode, PASSWORD, TestDaemon, USER};
+use common::{ADMIN, Backend, Mode, PASSWORD, SUPERVISOR, TestDaemon, USER};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -166,7 +166,9 @@ async fn drive(no_websocket: bool) {
     assert_eq!(status, 200);
     policy_and_challenge(&d).await;
 
-    let (mut page, ready) = Page::open(&d.url("/"), USER, "1600x900", no_websocket).await;
+    // An agent, and (behind the proxy) a supervisor, who sees the instance detail too.
+    let user = if no_websocket { SUPERVISOR } else { USER };
+    let (mut page, ready) = Page::open(&d.url("/"), user, "1600x900", no_websocket).await;
     let link = if no_websocket {
         "live (long-polling)"
     } else {
@@ -215,6 +217,15 @@ async fn drive(no_websocket: bool) {
     let history = page.ask("HISTORY sips1").await;
     let entries: usize = history.trim_start_matches("HISTORY ").parse().unwrap();
     assert!(entries >= 3, "assessed, died, back: {history}");
+    let servers = page.ask("SERVERS").await;
+    if no_websocket {
+        assert!(
+            servers.starts_with("SERVERS primary (serving): up, 127.0.0.1:"),
+            "{servers}"
+        );
+    } else {
+        assert_eq!(servers, "SERVERS primary: up");
+    }
     page.shot(&format!("detail{suffix}.png")).await;
     // Closed with its button, the tile that opened it is focused again, with no ring (the
     // mouse was used).

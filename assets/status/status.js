@@ -433,6 +433,7 @@
     ul.style.setProperty("--gap", gap + "px");
     ul.style.setProperty("--unit", unit.toFixed(1) + "px");
     ul.classList.toggle("compact", compact);
+    ul.dataset.laidOut = window.innerWidth + "x" + window.innerHeight; // for the tests
   }
   let resizing = null;
   window.addEventListener("resize", () => {
@@ -512,16 +513,28 @@
     const list = $("detail-history");
     list.replaceChildren(element("li", "", "loading…"));
     $("detail-availability").textContent = "";
+    delete dialog.dataset.loaded;
     if (!dialog.open) dialog.showModal();
-    const [history, shares] = await Promise.all([
-      fetchJson("/services/" + encodeURIComponent(id) + "/history?limit=20"),
-      fetchJson("/services/" + encodeURIComponent(id) + "/availability"),
+    const path = "/services/" + encodeURIComponent(id);
+    const [history, shares, instances] = await Promise.all([
+      fetchJson(path + "/history?limit=20"),
+      fetchJson(path + "/availability"),
+      // Hosts, ports and the last check: for supervisors and admins (403 for the others,
+      // who keep each server's health from the tile's standing).
+      fetchJson(path + "/instances"),
     ]);
+    if (instances.ok) {
+      servers.replaceChildren(...instances.body.instances.map((x) => element("li", "",
+        x.instance + (x.serving ? " (serving)" : "") + ": " + x.health + ", " + x.address
+        + (x.lastCheck ? ", " + x.lastCheck.detail : ""))));
+      $("detail-servers-title").hidden = !servers.children.length;
+    }
     if (shares.ok) {
       $("detail-availability").textContent = "Active " + shares.body.availability.periods
         .map((p) => percent(p.active) + " over " + p.period.replace("h", " h").replace("d", " d")).join(", ")
         + " (maintenance excluded)";
     }
+    dialog.dataset.loaded = id; // everything asked has answered (for tests and scripts)
     if (!history.ok) {
       list.replaceChildren(element("li", "", "no history: " + history.why));
       return;

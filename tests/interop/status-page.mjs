@@ -8,6 +8,7 @@
 //   TEXT <id> <words...> -> TEXT <id> <tile text>     once the tile's text holds the words
 //   SHOT [path]          -> SHOT <path>               a screenshot of the screen
 //   HISTORY <id>         -> HISTORY <entries>         the tile clicked, its detail shown
+//   SERVERS              -> SERVERS <a | b>           the open detail's servers
 //   CLOSE                -> CLOSE <ringed>            the detail closed with its button;
 //                                                     what shows a focus ring, or none
 //   LINK <kind>          -> LINK <kind> <text>        once the link shows <kind> (live, stale,
@@ -46,13 +47,15 @@ try {
         // servicewatch refuses the old cookie and is out of reach for a while: the page
         // handles both, by design. Anything else logged as an error (a
         // Content-Security-Policy refusal, a script error) is a problem.
-        // A 404 is judged by its address below: availability is 404 where no history is kept.
-        const expected = /status of (401|404|503)|ERR_CONNECTION_REFUSED|WebSocket connection to/.test(m.text());
+        // 403 and 404 are judged by their address below: availability is 404 where no
+        // history is kept, the instance detail 403 for an agent.
+        const expected = /status of (401|403|404|503)|ERR_CONNECTION_REFUSED|WebSocket connection to/.test(m.text());
         if (m.type() === "error" && !expected) problems.push(m.text());
     });
     page.on("pageerror", (e) => problems.push(String(e)));
     page.on("response", (r) => {
         if (r.status() === 404 && !/\/availability(\?|$)/.test(r.url())) problems.push(`404 for ${r.url()}`);
+        if (r.status() === 403 && !/\/instances$/.test(r.url())) problems.push(`403 for ${r.url()}`);
     });
     if (process.env.NO_WEBSOCKET) {
         // A proxy that accepts WebSocket upgrades and drops them at once.
@@ -124,8 +127,8 @@ try {
         } else if (command === "VIEWPORT" || command === "LAYOUT") {
             if (command === "VIEWPORT") {
                 await page.setViewportSize({ width: Number(a), height: Number(b) });
-                // The page lays out again 100 ms after a resize.
-                await page.waitForTimeout(400);
+                // The page lays out again shortly after a resize, and says for which size.
+                await page.waitForSelector(`.services[data-laid-out="${a}x${b}"]`, { timeout: 5000 });
             }
             console.log(`LAYOUT ${JSON.stringify(await page.evaluate(measure))}`);
         } else if (command === "AXE") {
@@ -137,6 +140,11 @@ try {
                     .map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(" ")) }));
             });
             console.log(`AXE ${JSON.stringify(found)}`);
+        } else if (command === "SERVERS") {
+            // The open detail's servers, once everything it asked has answered.
+            await page.waitForSelector("#detail[data-loaded]", { timeout: 10000 });
+            const items = await page.locator("#detail-servers li").allTextContents();
+            console.log(`SERVERS ${items.join(" | ")}`);
         } else if (command === "URL") {
             console.log(`URL ${page.url()}`);
         } else if (command === "QUIT") {
