@@ -216,7 +216,7 @@ impl History {
             .iter()
             .map(|(since, until)| Plan::of(store::millis(*since), store::millis(*until)))
             .collect();
-        self.read(move |conn| aggregates::read(conn, &services, &plans))
+        self.read(move |conn| store::availability(conn, &services, &plans))
             .await
     }
 

@@ -14,10 +14,10 @@ use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::aggregates;
-use super::availability::Mark;
+use super::availability::{Mark, Plan, Totals};
 pub use crate::config::history::Retention;
 use crate::domain::maintenance::{Window, Windows};
-use crate::domain::service::{Role, ServiceState};
+pub use crate::domain::service::{Role, ServiceState};
 
 /// The schema version this code writes (`PRAGMA user_version`). 1: the changes and the
 /// maintenance windows; 2: the availability aggregates beside them, built from the rows
@@ -166,6 +166,16 @@ pub fn changes(conn: &Connection, service: &str, query: &Query) -> rusqlite::Res
         row_to_change,
     )?;
     rows.collect()
+}
+
+/// The availability totals of each of `services` over each of `plans`, by service then by
+/// plan (see [`super::availability`]).
+pub fn availability(
+    conn: &Connection,
+    services: &[String],
+    plans: &[Plan],
+) -> rusqlite::Result<Vec<Vec<Totals>>> {
+    aggregates::read(conn, services, plans)
 }
 
 /// The last change recorded of each service: what a restart resumes from.
