@@ -174,13 +174,20 @@ pub fn parse(query: &str, now: SystemTime) -> Result<Request, ApiError> {
             }
         }
     }
-    let until = until.map_or(now, |u| u.min(now));
+    // The history holds nothing before 1970, and times before it are not shown.
+    let until = until
+        .map_or(now, |u| u.min(now))
+        .max(SystemTime::UNIX_EPOCH);
+    let since = since.map(|s| s.max(SystemTime::UNIX_EPOCH));
     let periods = match since {
         None => DEFAULT_PERIODS
             .iter()
             .map(|(name, length)| Period {
                 name,
-                since: until.checked_sub(*length).unwrap_or(SystemTime::UNIX_EPOCH),
+                since: until
+                    .checked_sub(*length)
+                    .unwrap_or(SystemTime::UNIX_EPOCH)
+                    .max(SystemTime::UNIX_EPOCH),
                 until,
             })
             .collect(),
@@ -265,6 +272,13 @@ mod tests {
             at(NOW),
         );
         assert_eq!(future.unwrap().periods[0].until, at(NOW), "capped at now");
+        let ancient = parse("until=0417-07-30T07:53:21-12:08", at(NOW)).unwrap();
+        assert!(
+            ancient
+                .periods
+                .iter()
+                .all(|p| p.since == at(0) && p.until == at(0))
+        );
     }
 
     #[test]
