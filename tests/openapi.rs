@@ -128,6 +128,18 @@ async fn real_answers_fit_the_description() {
             "/api/v2/services/sips1/history?limit=0",
             400,
         ),
+        (
+            "/services/{id}/availability",
+            "/api/v2/services/sips1/availability",
+            404,
+        ),
+        (
+            "/services/{id}/availability",
+            "/api/v2/services/sips1/availability?maintenance=no",
+            400,
+        ),
+        ("/availability", "/api/v2/availability?_=1", 404),
+        ("/availability", "/api/v2/availability?since=x", 400),
         ("/notifications", "/api/v2/notifications", 400),
         ("/openapi.json", "/api/v2/openapi.json", 200),
     ];
@@ -227,7 +239,7 @@ fn every_described_operation_names_its_errors_in_the_envelope() {
             }
         }
     }
-    assert_eq!(operations, 19, "every route of src/api/mod.rs is described");
+    assert_eq!(operations, 21, "every route of src/api/mod.rs is described");
 }
 
 #[test]

@@ -31,12 +31,11 @@ pub async fn changes(
     let id = req.match_info().get("id").unwrap_or_default().to_string();
     visible(&state.snapshot.load(), &caller, &id)?;
     let query = parse(req.query_string())?;
-    let changes = state.history.changes(&id, query).await.map_err(|e| match e {
-        HistoryError::Off => ApiError::NotFound(
-            "no history is kept: set [history] path, or run servicewatch under systemd with StateDirectory=".into(),
-        ),
-        other => ApiError::Internal(other.to_string()),
-    })?;
+    let changes = state
+        .history
+        .changes(&id, query)
+        .await
+        .map_err(read_error)?;
     let body = json!({
         "statusCode": 0,
         "history": changes.iter().map(render).collect::<Vec<_>>(),
@@ -45,6 +44,16 @@ pub async fn changes(
         .insert_header((header::CONTENT_TYPE, "application/json"))
         .insert_header(header::CacheControl(vec![header::CacheDirective::NoCache]))
         .body(body.to_string()))
+}
+
+/// The answer to a history that cannot be read: 404 when none is kept.
+pub fn read_error(e: HistoryError) -> ApiError {
+    match e {
+        HistoryError::Off => ApiError::NotFound(
+            "no history is kept: set [history] path, or run servicewatch under systemd with StateDirectory=".into(),
+        ),
+        other => ApiError::Internal(other.to_string()),
+    }
 }
 
 /// Reads `since`, `until` and `limit`.

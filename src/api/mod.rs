@@ -3,6 +3,7 @@
 
 pub(crate) mod alerts;
 pub(crate) mod app;
+pub(crate) mod availability;
 pub(crate) mod connections;
 pub(crate) mod counting;
 pub(crate) mod draining;
@@ -94,6 +95,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, base_path: &str) {
             .service(readable("/services/{id}", services::one))
             .service(readable("/services/{id}/instances", instances::detail))
             .service(readable("/services/{id}/history", history::changes))
+            .service(readable("/services/{id}/availability", availability::one))
+            .service(readable("/availability", availability::list))
             .service(readable("/alerts", alerts::active))
             .service(readable("/redundancy", redundancy::list))
             .service(

@@ -95,7 +95,7 @@ const NOT_SERVING_RETRY_SECS: u64 = 2;
 
 /// Refuses with 503 and the reason when the node serves no state at all yet, rather than
 /// answering an empty list (which a client would take for a site with no services).
-fn not_serving_yet(snapshot: &Snapshot) -> Result<(), ApiError> {
+pub(crate) fn not_serving_yet(snapshot: &Snapshot) -> Result<(), ApiError> {
     match snapshot.unavailable() {
         Some(reason) => Err(ApiError::NotServingYet {
             reason: reason.to_string(),

@@ -27,7 +27,9 @@ pub struct HistorySection {
 /// How much history to keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
+    /// Changes older than this are deleted.
     pub max_age: Duration,
+    /// At most this many changes are kept, the newest.
     pub max_rows: u64,
 }
 

@@ -14,18 +14,21 @@
 //! thread logs it once, sets `servicewatch_history_writing` to 0, counts what it cannot
 //! keep, and tries again every [`RETRY_EVERY`]; supervision and the API go on regardless.
 
+mod aggregates;
+pub mod availability;
 pub mod store;
 mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rusqlite::{Connection, OpenFlags};
 
 use crate::domain::maintenance::{Window, Windows};
 use crate::metrics::Metrics;
+use availability::{Plan, Totals};
 pub use store::{Change, Query, Retention};
 
 /// Changes queued for the writer before new ones are dropped (and counted).
@@ -197,11 +200,36 @@ impl History {
     /// The changes of `service` that `query` selects, newest first, read on a blocking
     /// thread with a connection of its own (WAL: readers never wait for the writer).
     pub async fn changes(&self, service: &str, query: Query) -> Result<Vec<Change>, HistoryError> {
+        let service = service.to_string();
+        self.read(move |conn| store::changes(conn, &service, &query))
+            .await
+    }
+
+    /// The availability totals of each of `services` over each of `periods` (`[since,
+    /// until)`), by service then by period, read as [`History::changes`] reads.
+    pub async fn availability(
+        &self,
+        services: Vec<String>,
+        periods: &[(SystemTime, SystemTime)],
+    ) -> Result<Vec<Vec<Totals>>, HistoryError> {
+        let plans: Vec<Plan> = periods
+            .iter()
+            .map(|(since, until)| Plan::of(store::millis(*since), store::millis(*until)))
+            .collect();
+        self.read(move |conn| store::availability(conn, &services, &plans))
+            .await
+    }
+
+    /// Runs `read` on a blocking thread, over a read-only connection of its own.
+    async fn read<T, F>(&self, read: F) -> Result<T, HistoryError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
         let Some(inner) = &self.0 else {
             return Err(HistoryError::Off);
         };
         let path = inner.path.clone();
-        let service = service.to_string();
         tokio::task::spawn_blocking(move || {
             let conn = Connection::open_with_flags(
                 &path,
@@ -210,7 +238,7 @@ impl History {
             .map_err(|e| HistoryError::Read(e.to_string()))?;
             conn.busy_timeout(Duration::from_secs(2))
                 .map_err(|e| HistoryError::Read(e.to_string()))?;
-            store::changes(&conn, &service, &query).map_err(|e| HistoryError::Read(e.to_string()))
+            read(&conn).map_err(|e| HistoryError::Read(e.to_string()))
         })
         .await
         .map_err(|e| HistoryError::Read(format!("the reading thread failed: {e}")))?

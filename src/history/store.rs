@@ -13,12 +13,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::aggregates;
+use super::availability::{Mark, Plan, Totals};
 pub use crate::config::history::Retention;
 use crate::domain::maintenance::{Window, Windows};
-use crate::domain::service::{Role, ServiceState};
+pub use crate::domain::service::{Role, ServiceState};
 
-/// The schema version this code writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+/// The schema version this code writes (`PRAGMA user_version`). 1: the changes and the
+/// maintenance windows; 2: the availability aggregates beside them, built from the rows
+/// when a database of schema 1 is opened.
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS changes (
@@ -99,9 +103,16 @@ pub fn prepare(conn: &Connection) -> rusqlite::Result<()> {
             "the database was written by a newer servicewatch (schema {version}, this one knows {SCHEMA_VERSION})"
         )));
     }
-    conn.execute_batch(SCHEMA)?;
-    conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-    Ok(())
+    // The tables, any migration and the new version in one transaction: a process killed
+    // meanwhile leaves the database as it was, and the next start does it again.
+    let tx = conn.unchecked_transaction()?;
+    tx.execute_batch(SCHEMA)?;
+    tx.execute_batch(aggregates::SCHEMA)?;
+    if version < SCHEMA_VERSION {
+        aggregates::rebuild(&tx)?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()
 }
 
 /// Whether the file is intact (`PRAGMA quick_check`): `Ok(None)` if so, else what is wrong.
@@ -110,7 +121,8 @@ pub fn check(conn: &Connection) -> rusqlite::Result<Option<String>> {
     Ok((verdict != "ok").then_some(verdict))
 }
 
-/// Records changes (in the caller's transaction, if any).
+/// Records changes and adds them to the availability aggregates (in the caller's
+/// transaction, if any; without one, a change and its aggregates may be parted by a crash).
 pub fn insert(conn: &Connection, changes: &[Change]) -> rusqlite::Result<()> {
     {
         let mut statement = conn.prepare_cached(
@@ -126,6 +138,12 @@ pub fn insert(conn: &Connection, changes: &[Change]) -> rusqlite::Result<()> {
                 c.maintenance,
                 c.reason
             ])?;
+            let mark = Mark {
+                at_ms: millis(c.at),
+                active: c.state == ServiceState::Active,
+                maintenance: c.maintenance.is_some(),
+            };
+            aggregates::record(conn, &c.service, conn.last_insert_rowid(), &mark)?;
         }
     }
     Ok(())
@@ -148,6 +166,16 @@ pub fn changes(conn: &Connection, service: &str, query: &Query) -> rusqlite::Res
         row_to_change,
     )?;
     rows.collect()
+}
+
+/// The availability totals of each of `services` over each of `plans`, by service then by
+/// plan (see [`super::availability`]).
+pub fn availability(
+    conn: &Connection,
+    services: &[String],
+    plans: &[Plan],
+) -> rusqlite::Result<Vec<Vec<Totals>>> {
+    aggregates::read(conn, services, plans)
 }
 
 /// The last change recorded of each service: what a restart resumes from.
@@ -173,8 +201,10 @@ pub fn latest(conn: &Connection) -> rusqlite::Result<Vec<Change>> {
 }
 
 /// Deletes what `retention` does not keep: rows older than its age, and the oldest beyond
-/// its count. Returns how many went.
+/// its count; and the availability's day totals older than `aggregates::KEEP_DAYS`, which
+/// outlive the rows. Returns how many rows went.
 pub fn prune(conn: &Connection, retention: &Retention, now: SystemTime) -> rusqlite::Result<usize> {
+    aggregates::prune(conn, millis(now))?;
     let oldest = millis(now.checked_sub(retention.max_age).unwrap_or(UNIX_EPOCH));
     let by_age = conn.execute("DELETE FROM changes WHERE at_ms < ?1", params![oldest])?;
     let keep = i64::try_from(retention.max_rows).unwrap_or(i64::MAX);
@@ -279,7 +309,8 @@ fn named<T: FromStr>(
     })
 }
 
-fn millis(at: SystemTime) -> i64 {
+/// `at` in milliseconds since the Unix epoch (negative before it).
+pub(super) fn millis(at: SystemTime) -> i64 {
     match at.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
         Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),

@@ -56,7 +56,7 @@ done
 # One worker: with two, Hypothesis describing its strategies calls compile() from two
 # threads at once, which CPython 3.11 can fail with "AST constructor recursion depth
 # mismatch" (CPython gh-106905), a crash of the tool that says nothing of the daemon.
-"$venv/bin/schemathesis" run "http://127.0.0.1:$port/api/v2/openapi.json" \
+"$venv/bin/schemathesis" --config-file "$here/schemathesis.toml" run "http://127.0.0.1:$port/api/v2/openapi.json" \
     --exclude-operation-id notificationsWebSocket \
     --auth "demo:$password" \
     --checks all \
