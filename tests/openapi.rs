@@ -117,6 +117,7 @@ async fn real_answers_fit_the_description() {
             "/api/v2/services/nope/instances",
             404,
         ),
+        ("/redundancy", "/api/v2/redundancy", 200),
         // No [history] path and no StateDirectory: no history kept.
         (
             "/services/{id}/history",
@@ -239,7 +240,7 @@ fn every_described_operation_names_its_errors_in_the_envelope() {
             }
         }
     }
-    assert_eq!(operations, 21, "every route of src/api/mod.rs is described");
+    assert_eq!(operations, 23, "every route of src/api/mod.rs is described");
 }
 
 #[test]
