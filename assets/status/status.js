@@ -249,7 +249,7 @@
     }
     summarize();
     soon("standings", fetchStandings, 300);
-    soon("availability", fetchAvailability, 5000);
+    soon("availability", fetchAvailability, 2000);
   }
 
   const STATE_WORDS = { Active: "Active", ReadOnly: "Read-only", Inactive: "Inactive" };
@@ -283,18 +283,21 @@
     button.type = "button";
     const since = element("span", "line since");
     since.dataset.since = s.stateSince || "";
+    // Most telling first: what does not fit a small tile is cut at its bottom.
     button.append(
       breakable("span", "name", s.name),
       element("span", "state", stateWord(s.state)),
       element("span", "line standing"),
-      since,
-      element("span", "line availability"),
     );
     if (s.maintenance) {
       const what = s.maintenance.map((w) => (w.instance ? w.instance : "service") + ": " + w.reason);
       button.append(element("span", "line maintenance", "Maintenance: " + what.join("; ")));
     }
-    button.append(element("span", "asof", asOf ? "as of " + withSeconds.format(asOf) : ""));
+    button.append(
+      since,
+      element("span", "line availability"),
+      element("span", "asof", asOf ? "as of " + withSeconds.format(asOf) : ""),
+    );
     button.addEventListener("click", () => detail(s.id));
     li.append(button);
     fillStanding(li, s);
@@ -489,10 +492,12 @@
     for (const li of document.querySelectorAll(".service")) fillAvailability(li, li.dataset.id);
   }
 
-  setInterval(() => {
+  function tick() {
     $("clock").textContent = withSeconds.format(new Date()) + (zone ? " " + zone : "");
     if (!asOf) refreshAges();
-  }, 1000);
+  }
+  tick();
+  setInterval(tick, 1000);
   setInterval(() => soon("standings", fetchStandings, 0), 5000);
   setInterval(() => soon("availability", fetchAvailability, 0), 60000);
 
