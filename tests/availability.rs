@@ -93,8 +93,10 @@ fn fits(name: &str, body: &Value) {
     fn nullable(v: &mut Value) {
         match v {
             Value::Object(map) => {
-                if map.remove("nullable") == Some(Value::Bool(true)) {
-                    let t = map["type"].clone();
+                // A nullable without a type (an enum listing null) is valid as it is.
+                if map.remove("nullable") == Some(Value::Bool(true))
+                    && let Some(t) = map.get("type").cloned()
+                {
                     map.insert("type".into(), Value::Array(vec![t, "null".into()]));
                 }
                 map.values_mut().for_each(nullable);
