@@ -122,3 +122,27 @@ async fn admin_actions_and_refusals_are_listed_newest_first_and_kept() {
     assert_eq!(status, 200);
     assert_eq!(summary(&body)[1..], expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighup_reload_is_recorded_as_by_signal() {
+    let db = tempfile::tempdir().unwrap();
+    let toml = format!("{}\n{}", config(db.path()), common::users_toml());
+    let p = common::process::DaemonProcess::spawn(&toml);
+    p.reload(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nenabled = false\n{toml}"
+    ));
+    let d = TestDaemon::attach(&p.addr);
+    let body = eventually(WITHIN, "the reload recorded", || async {
+        let (status, body) = trail(&d, ADMIN, "").await;
+        assert_eq!(status, 200, "{body}");
+        (!summary(&body).is_empty()).then_some(body)
+    })
+    .await;
+    let entry = &body["audit"][0];
+    assert_eq!(
+        (&entry["who"], &entry["action"]),
+        (&json!("signal"), &json!("reload"))
+    );
+    assert_eq!(entry["outcome"], "done");
+    assert!(entry.get("from").is_none(), "{entry}");
+}
