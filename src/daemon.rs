@@ -31,7 +31,6 @@ use crate::auth::Authenticator;
 use crate::cluster::credentials::Credentials;
 use crate::cluster::{Cluster, ClusterStatus, Inbox};
 use crate::config::Settings;
-use crate::config::history::HistorySettings;
 use crate::config::server::TlsSettings;
 use crate::config::services::ServiceSpec;
 use crate::history::{History, Opened};
@@ -110,7 +109,8 @@ impl Daemon {
         let tls_addr = tls.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
         let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
         let metrics = Arc::new(Metrics::new());
-        let past = open_history(&settings.history, metrics.clone());
+        let mut past = History::open_configured(&settings.history, metrics.clone());
+        let api_tokens = std::mem::take(&mut past.tokens);
         let history = past.history.clone();
         let (cluster, inbox) = link_cluster(&settings)?;
         let cluster_status = cluster
@@ -142,7 +142,9 @@ impl Daemon {
         if settings.auth.users.is_empty() {
             tracing::warn!("{NO_USERS}");
         }
-        let authenticator = Arc::new(Authenticator::new(&settings.auth, metrics.clone()));
+        let authenticator = Arc::new(
+            Authenticator::new(&settings.auth, metrics.clone()).with_api_tokens(api_tokens),
+        );
         let parts = AppParts {
             state: web::Data::new(api_state(
                 &settings,
@@ -194,6 +196,11 @@ impl Daemon {
     /// The daemon's metrics.
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Where changes and the audit trail are written.
+    pub(crate) fn history(&self) -> &History {
+        &self.history
     }
 
     /// The admin listener's address, when enabled.
@@ -253,8 +260,9 @@ impl Daemon {
     pub(crate) fn apply_logins(&self, auth: &crate::config::auth::AuthSettings) {
         let users = self.authenticator.replace_users(&auth.users);
         let displays = self.authenticator.replace_displays(&auth.displays);
+        let tokens = (self.authenticator).replace_contact_centers(&auth.contact_centers);
         let revoked: std::collections::BTreeSet<Arc<str>> =
-            users.union(&displays).cloned().collect();
+            users.union(&displays).chain(&tokens).cloned().collect();
         if !revoked.is_empty() {
             info!(logins = ?revoked, "users or displays removed or changed: their sessions end");
             self.notify.revoke(&revoked);
@@ -285,6 +293,7 @@ impl Daemon {
         running.services = new.services;
         running.auth.users = new.auth.users;
         running.auth.displays = new.auth.displays;
+        running.auth.contact_centers = new.auth.contact_centers;
         running.alerts = new.alerts;
         Ok(summary)
     }
@@ -577,23 +586,3 @@ fn set_client_socket_options(listener: &TcpListener, timeout: Duration, buffer: 
 
 /// The longest a stop waits for the history's last writes.
 const HISTORY_FLUSH: Duration = Duration::from_secs(2);
-
-/// Opens the history where `[history]` (or systemd's `STATE_DIRECTORY`) says; without one,
-/// or when the file cannot be opened, servicewatch runs without history and says so.
-fn open_history(settings: &HistorySettings, metrics: Arc<Metrics>) -> Opened {
-    let state_directory = std::env::var("STATE_DIRECTORY").ok();
-    let Some(path) = settings.database(state_directory.as_deref()) else {
-        info!("no history kept: set [history] path, or run under systemd with StateDirectory=");
-        return Opened::nothing();
-    };
-    match History::open(&path, settings.retention, metrics) {
-        Ok(opened) => {
-            info!(path = %path.display(), services = opened.latest.len(), maintenance = opened.windows.all().len(), "history opened");
-            opened
-        }
-        Err(e) => {
-            error!("{e}; servicewatch runs without history until restarted with a usable file");
-            Opened::nothing()
-        }
-    }
-}

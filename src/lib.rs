@@ -23,7 +23,7 @@
 //!   malformed requests, counted and summarised rather than logged one by one.
 //! - Owners of state. `snapshot`: the immutable view HTTP handlers read. `monitor`: the
 //!   `ServerMonitor` actor, one per backend server, owning its probe schedule and smoothed
-//!   health. `auth`: logins (Basic, display tokens, cookies) and what each caller may see. `history`: the
+//!   health. `auth`: logins (Basic, display and API tokens, cookies) and what each caller may see. `history`: the
 //!   history database and its writer thread. [`cluster`]: several nodes on etcd, one leader.
 //!   `alerts`: the dispatcher told of every committed change, which derives events, routes
 //!   and groups them, and delivers them to receivers from a durable outbox.

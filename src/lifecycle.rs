@@ -114,6 +114,19 @@ async fn reload(daemon: &Daemon, path: &std::path::Path, running: &mut Settings)
             Some(format!("last reload failed: {e}"))
         }
     };
+    // The API has no reload: every reload is a signal's, and the trail says so.
+    daemon.history().audit(crate::history::audit::Entry {
+        at: std::time::SystemTime::now(),
+        who: "signal".into(),
+        from: None,
+        action: crate::history::audit::Action::Reload,
+        target: path.display().to_string(),
+        outcome: match note {
+            None => crate::history::audit::Outcome::Done,
+            Some(_) => crate::history::audit::Outcome::Failed,
+        },
+        detail: note.clone(),
+    });
     let status = status_line(daemon, note.as_deref());
     notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
     note

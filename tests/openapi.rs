@@ -141,6 +141,9 @@ async fn real_answers_fit_the_description() {
         ),
         ("/availability", "/api/v2/availability?_=1", 404),
         ("/availability", "/api/v2/availability?since=x", 400),
+        // Tokens and the audit trail are for admins.
+        ("/tokens", "/api/v2/tokens", 403),
+        ("/audit", "/api/v2/audit", 403),
         ("/notifications", "/api/v2/notifications", 400),
         ("/openapi.json", "/api/v2/openapi.json", 200),
     ];
@@ -216,6 +219,111 @@ async fn real_answers_fit_the_description() {
     );
 }
 
+/// `method` on `path` as the admin, with a JSON `body` if given: the status and text.
+async fn as_admin(
+    d: &TestDaemon,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, String) {
+    let mut request = reqwest::Client::new()
+        .request(method, d.url(path))
+        .basic_auth(common::ADMIN, Some(common::PASSWORD));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_and_audit_answers_fit_the_description() {
+    let doc = description();
+    let (status, body) = as_admin(
+        &daemon().await.0,
+        reqwest::Method::GET,
+        "/api/v2/tokens",
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "no history kept: {body}");
+    conforms(&doc, "/tokens", "get", status, &body);
+    let db = tempfile::tempdir().unwrap();
+    let d = TestDaemon::start(&format!(
+        "[history]\npath = \"{}\"\n[[service]]\nid = \"sips1\"\ntype = \"Voice\"\nprimary = {{ host = \"127.0.0.1\", port = 1 }}\n",
+        db.path().join("history.sqlite").display()
+    ));
+    let expires = humantime::format_rfc3339_seconds(
+        std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
+    );
+    let request = json!({"name": "ci", "scope": "read", "expires": expires.to_string()});
+    let answers = [
+        (
+            "/tokens",
+            "post",
+            reqwest::Method::POST,
+            "/api/v2/tokens",
+            Some(request.clone()),
+            201,
+        ),
+        (
+            "/tokens",
+            "post",
+            reqwest::Method::POST,
+            "/api/v2/tokens",
+            Some(request),
+            400,
+        ),
+        (
+            "/tokens",
+            "get",
+            reqwest::Method::GET,
+            "/api/v2/tokens",
+            None,
+            200,
+        ),
+        (
+            "/tokens/{name}",
+            "delete",
+            reqwest::Method::DELETE,
+            "/api/v2/tokens/ci",
+            None,
+            200,
+        ),
+        (
+            "/tokens/{name}",
+            "delete",
+            reqwest::Method::DELETE,
+            "/api/v2/tokens/ci",
+            None,
+            404,
+        ),
+        (
+            "/audit",
+            "get",
+            reqwest::Method::GET,
+            "/api/v2/audit?limit=0",
+            None,
+            400,
+        ),
+    ];
+    for (path, method, verb, url, body, expected) in answers {
+        let (status, answer) = as_admin(&d, verb, url, body).await;
+        assert_eq!(status, expected, "{method} {url}: {answer}");
+        conforms(&doc, path, method, status, &answer);
+    }
+    let trail = eventually(
+        std::time::Duration::from_secs(5),
+        "the trail written",
+        || async {
+            let (status, body) = as_admin(&d, reqwest::Method::GET, "/api/v2/audit", None).await;
+            (status == 200 && body.contains("token.revoke")).then_some(body)
+        },
+    )
+    .await;
+    conforms(&doc, "/audit", "get", 200, &trail);
+}
+
 #[test]
 fn every_described_operation_names_its_errors_in_the_envelope() {
     let doc = description();
@@ -240,7 +348,7 @@ fn every_described_operation_names_its_errors_in_the_envelope() {
             }
         }
     }
-    assert_eq!(operations, 23, "every route of src/api/mod.rs is described");
+    assert_eq!(operations, 28, "every route of src/api/mod.rs is described");
 }
 
 #[test]

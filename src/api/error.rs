@@ -97,7 +97,9 @@ impl ApiError {
             | AuthError::Rejected
             | AuthError::Expired
             | AuthError::UnknownDisplay
-            | AuthError::NotADisplayToken => ApiError::NotAuthenticated {
+            | AuthError::NotOurToken
+            | AuthError::UnknownApiToken
+            | AuthError::ExpiredApiToken => ApiError::NotAuthenticated {
                 message: e.to_string(),
                 realm: realm.to_string(),
             },

@@ -58,6 +58,11 @@ pub fn read_error(e: HistoryError) -> ApiError {
 
 /// Reads `since`, `until` and `limit`.
 pub fn parse(query: &str) -> Result<Query, ApiError> {
+    parse_for(query, "the history")
+}
+
+/// Reads `since`, `until` and `limit` of a query on `what` (which a refusal names).
+pub fn parse_for(query: &str, what: &str) -> Result<Query, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|e| {
         ApiError::InvalidParameter(format!("the query string is not readable: {e}"))
     })?;
@@ -92,7 +97,7 @@ pub fn parse(query: &str) -> Result<Query, ApiError> {
             "_" => {}
             other => {
                 return Err(ApiError::InvalidParameter(format!(
-                    "unknown parameter \"{other}\"; the history takes since, until and limit"
+                    "unknown parameter \"{other}\"; {what} takes since, until and limit"
                 )));
             }
         }

@@ -1,4 +1,4 @@
-//! Maintenance, for admins: `PUT` puts a whole service (`/services/{id}/maintenance`) or one
+//! Maintenance, for admins and `maintenance` API tokens: `PUT` puts a whole service (`/services/{id}/maintenance`) or one
 //! instance (`/services/{id}/instances/{instance}/maintenance`) into maintenance, with a
 //! reason and an optional end; `DELETE` on the same path takes it out. An extension beside
 //! the GWS resources, which stay read-only; same envelope, same authentication. Other roles
@@ -15,12 +15,13 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::ApiState;
+use super::audit::Trail;
 use super::error::ApiError;
 use super::services::visible;
 use crate::auth::Caller;
 use crate::cluster::WindowsError;
-use crate::config::auth::UserRole;
 use crate::domain::maintenance::Window;
+use crate::history::audit::{Action, Outcome};
 use crate::registry::{EndMaintenance, MaintenanceError, PutMaintenance};
 use crate::resource::{parse_timestamp, timestamp};
 
@@ -43,14 +44,39 @@ pub async fn put(
     caller: web::ReqData<Caller>,
     body: web::Json<Request>,
 ) -> Result<HttpResponse, ApiError> {
-    let (service, instance) = target(&req, &state, &caller)?;
+    let trail = Trail::of(&state, &req, &caller);
+    let (service, instance) = target(&req, &state, &caller, &trail, Action::MaintenanceSet)?;
+    let what = target_name(&service, instance.as_deref());
+    let now = SystemTime::now();
+    let (reason, until) =
+        check(&body, now).map_err(|e| trail.failed(Action::MaintenanceSet, &what, e))?;
+    let window = Window {
+        service,
+        instance,
+        reason: reason.clone(),
+        until,
+        by: caller.user.to_string(),
+        since: now,
+    };
+    let set = state
+        .registry
+        .send(PutMaintenance(window))
+        .await
+        .map_err(|e| ApiError::Internal(format!("the registry did not answer: {e}")))
+        .and_then(|set| set.map_err(refusal))
+        .map_err(|e| trail.failed(Action::MaintenanceSet, &what, e))?;
+    trail.record(Action::MaintenanceSet, &what, Outcome::Done, Some(reason));
+    Ok(answer(&set))
+}
+
+/// The reason and end of a `PUT`, checked at `now`.
+fn check(body: &Request, now: SystemTime) -> Result<(String, Option<SystemTime>), ApiError> {
     let reason = body.reason.trim();
     if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
         return Err(ApiError::InvalidParameter(format!(
             "reason: say why in 1 to {MAX_REASON_CHARS} characters"
         )));
     }
-    let now = SystemTime::now();
     let until = match &body.until {
         None => None,
         Some(text) => {
@@ -67,21 +93,15 @@ pub async fn put(
             Some(until)
         }
     };
-    let window = Window {
-        service,
-        instance,
-        reason: reason.to_string(),
-        until,
-        by: caller.user.to_string(),
-        since: now,
-    };
-    let set = state
-        .registry
-        .send(PutMaintenance(window))
-        .await
-        .map_err(|e| ApiError::Internal(format!("the registry did not answer: {e}")))?
-        .map_err(refusal)?;
-    Ok(answer(&set))
+    Ok((reason.to_string(), until))
+}
+
+/// How the audit trail names a maintenance target: `SERVICE` or `SERVICE/INSTANCE`.
+fn target_name(service: &str, instance: Option<&str>) -> String {
+    match instance {
+        Some(instance) => format!("{service}/{instance}"),
+        None => service.to_string(),
+    }
 }
 
 /// `DELETE`: out of maintenance.
@@ -90,7 +110,9 @@ pub async fn delete(
     state: web::Data<ApiState>,
     caller: web::ReqData<Caller>,
 ) -> Result<HttpResponse, ApiError> {
-    let (service, instance) = target(&req, &state, &caller)?;
+    let trail = Trail::of(&state, &req, &caller);
+    let (service, instance) = target(&req, &state, &caller, &trail, Action::MaintenanceEnded)?;
+    let what = target_name(&service, instance.as_deref());
     let ended = state
         .registry
         .send(EndMaintenance {
@@ -99,23 +121,30 @@ pub async fn delete(
             by: caller.user.to_string(),
         })
         .await
-        .map_err(|e| ApiError::Internal(format!("the registry did not answer: {e}")))?
-        .map_err(refusal)?;
+        .map_err(|e| ApiError::Internal(format!("the registry did not answer: {e}")))
+        .and_then(|ended| ended.map_err(refusal))
+        .map_err(|e| trail.failed(Action::MaintenanceEnded, &what, e))?;
+    trail.record(Action::MaintenanceEnded, &what, Outcome::Done, None);
     Ok(answer(&ended))
 }
 
-/// The service and instance a request is about, once the caller may act on them.
+/// The service and instance a request is about, once the caller may act on them; a
+/// caller who may not is refused, and the refusal recorded as an attempt at `action`.
 fn target(
     req: &HttpRequest,
     state: &ApiState,
     caller: &Caller,
+    trail: &Trail<'_>,
+    action: Action,
 ) -> Result<(String, Option<String>), ApiError> {
     let id = req.match_info().get("id").unwrap_or_default().to_string();
     let instance = req.match_info().get("instance").map(str::to_string);
     visible(&state.snapshot.load(), caller, &id)?;
-    if !caller.roles.contains(&UserRole::Admin) {
-        return Err(ApiError::PermissionDenied(
-            "maintenance is set and ended by admins only".into(),
+    if !caller.may_set_maintenance() {
+        return Err(trail.refused(
+            action,
+            &target_name(&id, instance.as_deref()),
+            "maintenance is set and ended by admins (and maintenance API tokens) only",
         ));
     }
     Ok((id, instance))

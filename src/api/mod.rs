@@ -3,6 +3,7 @@
 
 pub(crate) mod alerts;
 pub(crate) mod app;
+pub(crate) mod audit;
 pub(crate) mod availability;
 pub(crate) mod connections;
 pub(crate) mod counting;
@@ -20,6 +21,7 @@ pub(crate) mod redundancy;
 pub(crate) mod services;
 pub(crate) mod staleness;
 pub(crate) mod status_page;
+pub(crate) mod tokens;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
@@ -99,6 +101,15 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, base_path: &str) {
             .service(readable("/availability", availability::list))
             .service(readable("/alerts", alerts::active))
             .service(readable("/redundancy", redundancy::list))
+            .service(readable("/audit", audit::list))
+            .service(tokens_resource("/tokens"))
+            .service(
+                web::resource("/tokens/{name}")
+                    .route(web::delete().to(tokens::revoke))
+                    .default_service(web::to(|req| not_allowed(req, "DELETE")))
+                    .wrap(from_fn(login::require_login))
+                    .wrap(from_fn(origin::guard_origin)),
+            )
             .service(
                 web::resource("/alerts/receivers/{name}/test")
                     .route(web::post().to(alerts::test))
@@ -185,6 +196,28 @@ fn maintenance_resource(path: &str) -> impl actix_web::dev::HttpServiceFactory +
         .route(web::put().to(maintenance::put))
         .route(web::delete().to(maintenance::delete))
         .default_service(web::to(|req| not_allowed(req, "PUT, DELETE")))
+        .wrap(from_fn(login::require_login))
+        .wrap(from_fn(origin::guard_origin))
+}
+
+/// The API tokens' collection: `GET` lists, `POST` creates; a page of a foreign origin
+/// is refused (403), since a token is a credential.
+fn tokens_resource(path: &str) -> impl actix_web::dev::HttpServiceFactory + 'static {
+    use actix_web::middleware::from_fn;
+    web::resource(path)
+        .app_data(
+            web::JsonConfig::default()
+                .limit(4096)
+                .error_handler(|e, _req| {
+                    ApiError::InvalidParameter(format!(
+                        "the body must be JSON such as {{\"name\": \"ci\", \"scope\": \"maintenance\", \"expires\": \"2027-06-30T00:00:00Z\"}}: {e}"
+                    ))
+                    .into()
+                }),
+        )
+        .route(web::get().to(tokens::list))
+        .route(web::post().to(tokens::create))
+        .default_service(web::to(|req| not_allowed(req, "GET, POST")))
         .wrap(from_fn(login::require_login))
         .wrap(from_fn(origin::guard_origin))
 }

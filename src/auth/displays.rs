@@ -46,6 +46,7 @@ impl Display {
         let caller = Caller::new(
             format!("{CALLER_PREFIX}{}", spec.name).into(),
             [UserRole::Agent].into(),
+            &spec.contact_center,
             spec.features.clone(),
         );
         Display {
@@ -109,7 +110,7 @@ impl DisplayTable {
 /// [`TOKEN_PREFIX`] is not one of ours. A malformed token of ours is simply unknown.
 pub(super) fn token_digest(token: &str) -> Result<[u8; 32], AuthError> {
     if !token.starts_with(TOKEN_PREFIX) {
-        return Err(AuthError::NotADisplayToken);
+        return Err(AuthError::NotOurToken);
     }
     Ok(sha256(token))
 }
@@ -130,7 +131,13 @@ pub(super) fn sha256(token: &str) -> [u8; 32] {
     out
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// `prefix` and 43 base64url characters of 256 random bits: a display or API token.
+pub(super) fn random_token(prefix: &str) -> String {
+    let bytes: [u8; TOKEN_BYTES] = random_bytes();
+    format!("{prefix}{}", Base64UrlUnpadded::encode_string(&bytes))
+}
+
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -142,9 +149,8 @@ pub struct DisplayToken {
 impl DisplayToken {
     /// A fresh token: [`TOKEN_PREFIX`] and 43 base64url characters of 32 random bytes.
     pub fn generate() -> Self {
-        let bytes: [u8; TOKEN_BYTES] = random_bytes();
         DisplayToken {
-            token: format!("{TOKEN_PREFIX}{}", Base64UrlUnpadded::encode_string(&bytes)),
+            token: random_token(TOKEN_PREFIX),
         }
     }
 
@@ -197,7 +203,7 @@ impl Authenticator {
         *current = new;
         lock(&self.logins_by_cookie).retain(|principal| match principal {
             Principal::Display(display) => current.is_current(display),
-            Principal::User(_) => true,
+            Principal::User(_) | Principal::Token(_) => true,
         });
         revoked
     }
@@ -211,6 +217,32 @@ impl Authenticator {
         from: Option<IpAddr>,
     ) -> Result<Arc<Display>, AuthError> {
         let digest = token_digest(token)?;
+        let found = self.throttled_lookup(from, || {
+            self.displays
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .find(&digest)
+        })?;
+        match found {
+            Some(display) => {
+                self.metrics.auth.display_logins.inc();
+                Ok(display)
+            }
+            None => {
+                self.metrics.auth.display_login_failures.inc();
+                Err(AuthError::UnknownDisplay)
+            }
+        }
+    }
+
+    /// What `find` finds, looked up as a guess of a secret: refused at once from a
+    /// locked-out address, and counted as a failed login against its address (like a
+    /// wrong password) when nothing is found, so that guessing tokens is throttled too.
+    pub(super) fn throttled_lookup<T>(
+        &self,
+        from: Option<IpAddr>,
+        find: impl FnOnce() -> Option<T>,
+    ) -> Result<Option<T>, AuthError> {
         let attempt = match from {
             Some(ip) => Some(
                 self.throttle
@@ -219,22 +251,29 @@ impl Authenticator {
             ),
             None => None,
         };
-        let found = self
-            .displays
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .find(&digest);
-        match found {
-            Some(display) => {
-                self.metrics.auth.display_logins.inc();
-                Ok(display)
-            }
-            None => {
-                self.metrics.auth.display_login_failures.inc();
-                self.failed_login(attempt, from);
-                Err(AuthError::UnknownDisplay)
-            }
+        let found = find();
+        if found.is_none() {
+            self.failed_login(attempt, from);
         }
+        Ok(found)
+    }
+
+    /// A Bearer login: an API token (`swt_`) or a display token. Either shares one cookie
+    /// login between its requests.
+    pub(super) fn by_bearer(
+        &self,
+        token: &str,
+        from: Option<IpAddr>,
+    ) -> Result<(Caller, Option<Arc<LoginCookie>>), AuthError> {
+        if token.starts_with(super::API_TOKEN_PREFIX) {
+            return self.by_api_token_login(token, from);
+        }
+        let display = self.by_display_token(token, from)?;
+        let caller = display.caller.clone();
+        let cookie = self
+            .cookie_for_display(display)
+            .ok_or(AuthError::UnknownDisplay)?;
+        Ok((caller, Some(cookie)))
     }
 
     /// The cookie of a display's Bearer login: the one it opened before if still alive,
@@ -316,7 +355,7 @@ mod tests {
 
     #[test]
     fn only_our_tokens_are_looked_up() {
-        assert_eq!(token_digest("eyJhbGciOi"), Err(AuthError::NotADisplayToken));
+        assert_eq!(token_digest("eyJhbGciOi"), Err(AuthError::NotOurToken));
         assert_eq!(token_digest("swd_"), Ok(sha256("swd_")));
     }
 

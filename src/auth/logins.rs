@@ -80,7 +80,10 @@ impl LoginTable {
         max: Duration,
     ) -> Option<Caller> {
         let login = self.by_key.get_mut(key)?;
-        if now.duration_since(login.last_used) > idle || now.duration_since(login.created) > max {
+        if now.duration_since(login.last_used) > idle
+            || now.duration_since(login.created) > max
+            || login.principal.has_expired()
+        {
             self.by_key.remove(key);
             return None;
         }

@@ -1,6 +1,6 @@
 //! Who is calling: HTTP Basic against Argon2 hashes, a wall screen's display token
-//! (`Authorization: Bearer swd_...`, see [`displays`]), and the login cookie either login
-//! sets (browsers cannot put an Authorization header on a WebSocket).
+//! (`Authorization: Bearer swd_...`, see [`displays`]), an API token (`Bearer swt_...`,
+//! see [`api_tokens`]), and the login cookie each login sets (browsers cannot put an Authorization header on a WebSocket).
 //!
 //! A login is who the caller proved to be; a Bayeux client session
 //! ([`crate::notify::session`]) is something else. Only the wire keeps the older word: the
@@ -16,15 +16,13 @@
 //! Comparisons of secrets go through the MAC and a hash-map lookup of its output, or through
 //! Argon2's own verification, which compares in constant time.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use actix_web::HttpRequest;
-use actix_web::http::header;
-use base64ct::{Base64, Encoding};
 use blake2::Blake2bMac512;
 use blake2::digest::{KeyInit, Mac};
 
@@ -33,10 +31,15 @@ use crate::metrics::Metrics;
 use crate::throttle::Attempt;
 use crate::throttle::Throttle;
 
+mod api_tokens;
+mod authorization;
 mod displays;
 mod logins;
 mod verifier;
 
+pub use api_tokens::{API_TOKEN_PREFIX, ApiTokenRecord, MAX_LIFETIME, NewApiToken, Scope};
+use api_tokens::{ApiToken, ApiTokenTable};
+use authorization::{Credentials, credentials};
 pub use displays::DisplayToken;
 use displays::{Display, DisplayTable};
 pub use logins::LoginCookie;
@@ -55,24 +58,46 @@ const CACHE_SWEEP_AT: usize = 1024;
 pub struct Caller {
     pub user: Arc<str>,
     pub roles: Arc<BTreeSet<UserRole>>,
+    /// The id of the caller's contact center.
+    pub contact_center: Arc<str>,
     /// The features of the caller's contact center.
     pub features: Arc<BTreeSet<String>>,
     /// A fingerprint of `features`, computed once per user: callers who see the same
     /// services share it (what answers' `ETag`s are made of).
     pub features_tag: u64,
+    /// Whether the caller may set and end maintenance: admins, and API tokens of the
+    /// `maintenance` scope, which may do that and no other admin action.
+    maintains: bool,
 }
 
 impl Caller {
-    /// The caller `user`, with `roles`, seeing `features`.
-    fn new(user: Arc<str>, roles: BTreeSet<UserRole>, features: BTreeSet<String>) -> Self {
+    /// The caller `user`, with `roles`, of `contact_center` seeing `features`.
+    fn new(
+        user: Arc<str>,
+        roles: BTreeSet<UserRole>,
+        contact_center: &str,
+        features: BTreeSet<String>,
+    ) -> Self {
         let mut fingerprint = std::collections::hash_map::DefaultHasher::new();
         features.hash(&mut fingerprint);
         Caller {
             user,
+            maintains: roles.contains(&UserRole::Admin),
             roles: Arc::new(roles),
+            contact_center: contact_center.into(),
             features: Arc::new(features),
             features_tag: fingerprint.finish(),
         }
+    }
+
+    /// Whether the caller may set and end maintenance (admins; `maintenance` API tokens).
+    pub fn may_set_maintenance(&self) -> bool {
+        self.maintains
+    }
+
+    /// Whether the caller holds the admin role (every other admin action).
+    pub fn is_admin(&self) -> bool {
+        self.roles.contains(&UserRole::Admin)
     }
 
     /// Whether a service needing `feature` is visible to this caller.
@@ -95,8 +120,14 @@ pub enum AuthError {
     Rejected,
     #[error("the display token is unknown or was revoked")]
     UnknownDisplay,
-    #[error("the Bearer token is not a servicewatch token (display tokens start with swd_)")]
-    NotADisplayToken,
+    #[error(
+        "the Bearer token is not a servicewatch token (display tokens start with swd_, API tokens with swt_ and 43 base64url characters)"
+    )]
+    NotOurToken,
+    #[error("the API token is unknown or was revoked")]
+    UnknownApiToken,
+    #[error("the API token has expired; an admin can create another")]
+    ExpiredApiToken,
     #[error("the session has expired; log in again")]
     Expired,
     #[error("too many failed logins from this address; retry in {retry_after_secs} s")]
@@ -108,11 +139,12 @@ struct User {
     caller: Caller,
 }
 
-/// Who a cookie login belongs to: a user, or a wall screen.
+/// Who a cookie login belongs to: a user, a wall screen, or an API token.
 #[derive(Clone)]
 enum Principal {
     User(Arc<User>),
     Display(Arc<Display>),
+    Token(Arc<ApiToken>),
 }
 
 impl Principal {
@@ -120,16 +152,9 @@ impl Principal {
         match self {
             Principal::User(user) => &user.caller,
             Principal::Display(display) => &display.caller,
+            Principal::Token(token) => &token.caller,
         }
     }
-}
-
-/// The credentials of an `Authorization` header.
-enum Credentials {
-    /// HTTP Basic: a user's name and password.
-    Basic(String, String),
-    /// A Bearer token (a display's, if it is one of ours).
-    Bearer(String),
 }
 
 /// A verified login: the user, when the password was checked, and the cookie login it opened,
@@ -182,6 +207,10 @@ pub struct Authenticator {
     users: std::sync::RwLock<HashMap<String, Arc<User>>>,
     /// Replaced by a reload (unchanged displays kept).
     displays: std::sync::RwLock<DisplayTable>,
+    /// Loaded from the history database at start; changed by the token endpoints.
+    api_tokens: std::sync::RwLock<ApiTokenTable>,
+    /// The features of each contact center (replaced by a reload), for API tokens.
+    contact_centers: std::sync::RwLock<Arc<BTreeMap<String, BTreeSet<String>>>>,
     /// BLAKE2b keyed with a random per-process key, its key block already absorbed: each
     /// MAC clones it and compresses only its own input.
     mac: Blake2bMac512,
@@ -221,6 +250,8 @@ impl Authenticator {
             displays: std::sync::RwLock::new(
                 DisplayTable::replaced(&DisplayTable::default(), &settings.displays).0,
             ),
+            api_tokens: std::sync::RwLock::new(ApiTokenTable::default()),
+            contact_centers: std::sync::RwLock::new(Arc::new(settings.contact_centers.clone())),
             mac: <Blake2bMac512 as KeyInit>::new_from_slice(&random_bytes::<64>())
                 .expect("a 64-byte key fits BLAKE2b"),
             logins: Mutex::new(HashMap::new()),
@@ -256,7 +287,7 @@ impl Authenticator {
             Principal::User(user) => current
                 .get(user.spec.name.as_str())
                 .is_some_and(|u| u.spec == user.spec),
-            Principal::Display(_) => true,
+            Principal::Display(_) | Principal::Token(_) => true,
         });
         revoked
     }
@@ -286,14 +317,7 @@ impl Authenticator {
                     .ok_or(AuthError::Rejected)?;
                 Ok((user.caller.clone(), Some(cookie)))
             }
-            Some(Credentials::Bearer(token)) => {
-                let display = self.by_display_token(&token, from)?;
-                let caller = display.caller.clone();
-                let cookie = self
-                    .cookie_for_display(display)
-                    .ok_or(AuthError::UnknownDisplay)?;
-                Ok((caller, Some(cookie)))
-            }
+            Some(Credentials::Bearer(token)) => self.by_bearer(&token, from),
             None => match cookie_result {
                 Some(Err(e)) => Err(e),
                 _ => Err(AuthError::Missing),
@@ -487,6 +511,7 @@ impl Authenticator {
         // Always in this order: a reload takes one of the two only.
         let users = self.users.read().unwrap_or_else(|p| p.into_inner());
         let displays = self.displays.read().unwrap_or_else(|p| p.into_inner());
+        let tokens = self.api_tokens.read().unwrap_or_else(|p| p.into_inner());
         // The user as configured now: a reload that kept it as it was (a new value, the same
         // spec) must not refuse a login verified just before it.
         let principal = match principal {
@@ -501,6 +526,7 @@ impl Authenticator {
                     .find(&display.spec.token_sha256)
                     .filter(|current| current.spec == display.spec)?,
             ),
+            Principal::Token(token) => Principal::Token(tokens.current(&token)?),
         };
         let token: String = random_bytes::<TOKEN_BYTES>()
             .iter()
@@ -508,7 +534,7 @@ impl Authenticator {
             .collect();
         let key = self.cookie_key(&token);
         lock(&self.logins_by_cookie).open(key.clone(), principal, Instant::now());
-        drop((users, displays));
+        drop((users, displays, tokens));
         Some(LoginCookie::new(token, key))
     }
 }
@@ -527,6 +553,7 @@ fn user_map(users: &[UserSpec]) -> HashMap<String, Arc<User>> {
             let caller = Caller::new(
                 spec.name.as_str().into(),
                 spec.roles.clone(),
+                &spec.contact_center,
                 spec.features.clone(),
             );
             (
@@ -542,28 +569,6 @@ fn user_map(users: &[UserSpec]) -> HashMap<String, Arc<User>> {
 
 /// A valid Argon2 hash of a random string, verified against when the user does not exist.
 const DECOY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2VydmljZXdhdGNoZGVjb3k$2o3mMEcX0Yo6s8wq7x3o1kSx5+Yf2d0b0ZQnDqvGk7U";
-
-/// The credentials of the `Authorization` header: Basic or Bearer.
-fn credentials(req: &HttpRequest) -> Option<Credentials> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    if let Some(token) = displays::bearer_token(value) {
-        return Some(Credentials::Bearer(token.to_string()));
-    }
-    let (name, secret) = basic_credentials(value)?;
-    Some(Credentials::Basic(name, secret))
-}
-
-/// The name and password of an `Authorization: Basic` header value.
-fn basic_credentials(value: &str) -> Option<(String, String)> {
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = Base64::decode_vec(encoded.trim()).ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (name, secret) = text.split_once(':')?;
-    Some((name.to_string(), secret.to_string()))
-}
 
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,9 @@
 
 use super::*;
 use crate::password;
+use actix_web::http::header;
 use actix_web::test::TestRequest;
+use base64ct::{Base64, Encoding};
 
 fn settings() -> AuthSettings {
     AuthSettings {
@@ -24,6 +26,7 @@ fn settings() -> AuthSettings {
             features: ["api-voice".to_string()].into(),
         }],
         displays: Vec::new(),
+        contact_centers: [("cc".to_string(), ["api-voice".to_string()].into())].into(),
     }
 }
 
@@ -116,7 +119,7 @@ async fn refusals() {
         auth.authenticate(&with("Bearer x".into()))
             .await
             .unwrap_err(),
-        AuthError::NotADisplayToken
+        AuthError::NotOurToken
     );
     assert_eq!(
         auth.authenticate(&with("Digest x".into()))
@@ -410,7 +413,7 @@ async fn wrong_display_tokens_are_throttled_like_passwords() {
             auth.authenticate(&with_bearer("192.0.2.3", "eyJhbGciOi"))
                 .await
                 .unwrap_err(),
-            AuthError::NotADisplayToken
+            AuthError::NotOurToken
         );
     }
     assert!(

@@ -1,7 +1,7 @@
 //! Who may call the API: the `[auth]` table, the users and their contact centers, the
 //! wall screens (`[[auth.display]]`), and the throttle's settings.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use super::file::{DisplaySection, FileConfig};
@@ -24,6 +24,9 @@ pub struct AuthSettings {
     pub users: Vec<UserSpec>,
     /// Wall screens, each with a read-only token.
     pub displays: Vec<DisplaySpec>,
+    /// The features of each contact center, by id: what an API token of that center
+    /// sees (tokens are made at run time, so their center is looked up then).
+    pub contact_centers: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// One wall screen (`[[auth.display]]`): it reads its contact center's services with the
@@ -187,6 +190,10 @@ pub(super) fn validate_auth(file: &FileConfig) -> Result<AuthSettings, Invalid> 
         },
         users,
         displays,
+        contact_centers: centers
+            .into_iter()
+            .map(|(id, features)| (id.to_string(), features))
+            .collect(),
     })
 }
 

@@ -15,8 +15,10 @@
 //! keep, and tries again every [`RETRY_EVERY`]; supervision and the API go on regardless.
 
 mod aggregates;
+pub mod audit;
 pub mod availability;
 pub mod store;
+pub mod tokens;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +28,8 @@ use std::time::{Duration, SystemTime};
 
 use rusqlite::{Connection, OpenFlags};
 
+use crate::auth::ApiTokenRecord;
+use crate::config::history::HistorySettings;
 use crate::domain::maintenance::{Window, Windows};
 use crate::metrics::Metrics;
 use availability::{Plan, Totals};
@@ -55,6 +59,7 @@ pub enum HistoryError {
 /// What the writer thread is asked to do.
 enum Command {
     Record(Change),
+    Audit(audit::Entry),
     PutWindow(Window),
     DeleteWindow {
         service: String,
@@ -80,6 +85,8 @@ pub struct Opened {
     pub history: History,
     pub latest: Vec<Change>,
     pub windows: Windows,
+    /// The API tokens kept, for the authenticator.
+    pub tokens: Vec<ApiTokenRecord>,
 }
 
 impl Opened {
@@ -89,6 +96,7 @@ impl Opened {
             history: History::off(),
             latest: Vec::new(),
             windows: Windows::default(),
+            tokens: Vec::new(),
         }
     }
 }
@@ -125,6 +133,7 @@ impl History {
         }
         let latest = store::latest(&conn).map_err(open_error)?;
         let windows = store::windows(&conn).map_err(open_error)?;
+        let tokens = tokens::all(&conn).map_err(open_error)?;
         let (queue, commands) = std::sync::mpsc::sync_channel(QUEUE);
         let thread_metrics = metrics.clone();
         let thread_path = path.to_path_buf();
@@ -150,7 +159,32 @@ impl History {
             }))),
             latest,
             windows,
+            tokens,
         })
+    }
+
+    /// Opens the history where `[history]` (or systemd's `STATE_DIRECTORY`) says; without
+    /// one, or when the file cannot be opened, servicewatch runs without history and says so.
+    pub fn open_configured(settings: &HistorySettings, metrics: Arc<Metrics>) -> Opened {
+        let state_directory = std::env::var("STATE_DIRECTORY").ok();
+        let Some(path) = settings.database(state_directory.as_deref()) else {
+            tracing::info!(
+                "no history kept: set [history] path, or run under systemd with StateDirectory="
+            );
+            return Opened::nothing();
+        };
+        match History::open(&path, settings.retention, metrics) {
+            Ok(opened) => {
+                tracing::info!(path = %path.display(), services = opened.latest.len(), maintenance = opened.windows.all().len(), tokens = opened.tokens.len(), "history opened");
+                opened
+            }
+            Err(e) => {
+                tracing::error!(
+                    "{e}; servicewatch runs without history until restarted with a usable file"
+                );
+                Opened::nothing()
+            }
+        }
     }
 
     /// Queues a change for the database; never waits.
@@ -171,12 +205,21 @@ impl History {
         });
     }
 
+    /// Queues an entry of the audit trail; never waits. Dropped (and counted in
+    /// `servicewatch_audit_lost_total`) when the queue is full.
+    pub fn audit(&self, entry: audit::Entry) {
+        self.send(Command::Audit(entry));
+    }
+
     fn send(&self, command: Command) {
         let Some(inner) = &self.0 else {
             return;
         };
         match inner.queue.try_send(command) {
             Ok(()) => {}
+            Err(TrySendError::Full(Command::Audit(_))) => {
+                inner.metrics.history.audit_lost.inc();
+            }
             Err(TrySendError::Full(_)) => {
                 inner.metrics.history.lost.inc();
             }
@@ -220,8 +263,45 @@ impl History {
             .await
     }
 
+    /// The audit entries that `query` selects, newest first, read as
+    /// [`History::changes`] reads.
+    pub async fn audit_entries(&self, query: Query) -> Result<Vec<audit::Entry>, HistoryError> {
+        self.read(move |conn| audit::entries(conn, &query)).await
+    }
+
+    /// Stores a new API token, and answers once it is kept: `Ok(false)` if the name is
+    /// taken already.
+    pub async fn put_token(&self, record: ApiTokenRecord) -> Result<bool, HistoryError> {
+        let inserted = self
+            .on_connection(false, move |conn| match tokens::insert(conn, &record) {
+                Ok(()) => Ok(true),
+                Err(e) if tokens::is_duplicate(&e) => Ok(false),
+                Err(e) => Err(e),
+            })
+            .await?;
+        Ok(inserted)
+    }
+
+    /// Deletes a revoked API token, and answers once it is gone.
+    pub async fn delete_token(&self, name: &str) -> Result<(), HistoryError> {
+        let name = name.to_string();
+        self.on_connection(false, move |conn| tokens::delete(conn, &name).map(drop))
+            .await
+    }
+
     /// Runs `read` on a blocking thread, over a read-only connection of its own.
     async fn read<T, F>(&self, read: F) -> Result<T, HistoryError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.on_connection(true, read).await
+    }
+
+    /// Runs `work` on a blocking thread, over a connection of its own (`read_only`, or
+    /// one that writes beside the writer thread: SQLite takes turns, within the busy
+    /// timeout).
+    async fn on_connection<T, F>(&self, read_only: bool, work: F) -> Result<T, HistoryError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -230,17 +310,20 @@ impl History {
             return Err(HistoryError::Off);
         };
         let path = inner.path.clone();
+        let mode = if read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+        };
         tokio::task::spawn_blocking(move || {
-            let conn = Connection::open_with_flags(
-                &path,
-                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .map_err(|e| HistoryError::Read(e.to_string()))?;
-            conn.busy_timeout(Duration::from_secs(2))
+            let conn = Connection::open_with_flags(&path, mode | OpenFlags::SQLITE_OPEN_NO_MUTEX)
                 .map_err(|e| HistoryError::Read(e.to_string()))?;
-            read(&conn).map_err(|e| HistoryError::Read(e.to_string()))
+            let wait = if read_only { 2 } else { 5 };
+            conn.busy_timeout(Duration::from_secs(wait))
+                .map_err(|e| HistoryError::Read(e.to_string()))?;
+            work(&conn).map_err(|e| HistoryError::Read(e.to_string()))
         })
         .await
-        .map_err(|e| HistoryError::Read(format!("the reading thread failed: {e}")))?
+        .map_err(|e| HistoryError::Read(format!("the database thread failed: {e}")))?
     }
 }

@@ -21,8 +21,11 @@ pub use crate::domain::service::{Role, ServiceState};
 
 /// The schema version this code writes (`PRAGMA user_version`). 1: the changes and the
 /// maintenance windows; 2: the availability aggregates beside them, built from the rows
-/// when a database of schema 1 is opened.
-pub const SCHEMA_VERSION: i64 = 2;
+/// when a database of schema 1 is opened; 3: the API tokens and the audit trail, new
+/// tables that a database of schema 2 gains empty.
+pub const SCHEMA_VERSION: i64 = 3;
+/// The first schema with the availability aggregates: older databases have them built.
+const AGGREGATES_SINCE: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS changes (
@@ -108,7 +111,9 @@ pub fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     let tx = conn.unchecked_transaction()?;
     tx.execute_batch(SCHEMA)?;
     tx.execute_batch(aggregates::SCHEMA)?;
-    if version < SCHEMA_VERSION {
+    tx.execute_batch(super::tokens::SCHEMA)?;
+    tx.execute_batch(super::audit::SCHEMA)?;
+    if version < AGGREGATES_SINCE {
         aggregates::rebuild(&tx)?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -206,7 +211,8 @@ pub fn latest(conn: &Connection) -> rusqlite::Result<Vec<Change>> {
 pub fn prune(conn: &Connection, retention: &Retention, now: SystemTime) -> rusqlite::Result<usize> {
     aggregates::prune(conn, millis(now))?;
     let oldest = millis(now.checked_sub(retention.max_age).unwrap_or(UNIX_EPOCH));
-    let by_age = conn.execute("DELETE FROM changes WHERE at_ms < ?1", params![oldest])?;
+    let by_age = conn.execute("DELETE FROM changes WHERE at_ms < ?1", params![oldest])?
+        + super::audit::prune(conn, time(oldest))?;
     let keep = i64::try_from(retention.max_rows).unwrap_or(i64::MAX);
     let cut: Option<i64> = conn
         .query_row(
@@ -317,7 +323,8 @@ pub(super) fn millis(at: SystemTime) -> i64 {
     }
 }
 
-fn time(ms: i64) -> SystemTime {
+/// The time `ms` milliseconds after the Unix epoch (before it if negative).
+pub(super) fn time(ms: i64) -> SystemTime {
     if ms >= 0 {
         UNIX_EPOCH + Duration::from_millis(ms.unsigned_abs())
     } else {

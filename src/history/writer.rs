@@ -46,36 +46,46 @@ pub(super) fn run(
         }
         let (mut changes, mut puts, mut deletes, mut flushes) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut audits = Vec::new();
         for command in batch {
             match command {
                 Command::Record(change) => changes.push(change),
+                Command::Audit(entry) => audits.push(entry),
                 Command::PutWindow(window) => puts.push(window),
                 Command::DeleteWindow { service, instance } => deletes.push((service, instance)),
                 Command::Flush(done) => flushes.push(done),
             }
         }
         let waiting = failing_since.is_some_and(|since| since.elapsed() < retry);
+        let (changed, audited) = (changes.len() as u64, audits.len() as u64);
         if waiting {
-            metrics.history.lost.inc_by(changes.len() as u64);
-        } else if !(changes.is_empty() && puts.is_empty() && deletes.is_empty()) {
-            let written = write(&mut conn, &changes, &puts, &deletes);
+            metrics.history.lost.inc_by(changed);
+            metrics.history.audit_lost.inc_by(audited);
+        } else if !(changes.is_empty()
+            && puts.is_empty()
+            && deletes.is_empty()
+            && audits.is_empty())
+        {
+            let written = write(&mut conn, (&changes, &audits), &puts, &deletes);
+            if written.is_ok() {
+                metrics.history.changes.inc_by(changed);
+                metrics.history.audit_entries.inc_by(audited);
+            }
             match (written, failing_since) {
                 (Ok(()), Some(_)) => {
                     info!(path = %path.display(), "history: writing again");
                     failing_since = None;
                     metrics.history.writing.set(1);
-                    metrics.history.changes.inc_by(changes.len() as u64);
                 }
-                (Ok(()), None) => {
-                    metrics.history.changes.inc_by(changes.len() as u64);
-                }
+                (Ok(()), None) => {}
                 (Err(e), before) => {
                     if before.is_none() {
                         error!(path = %path.display(), error = %e, retry_every = ?retry, "history stopped: cannot write the database; servicewatch goes on supervising and serving, and retries");
                     }
                     failing_since = Some(Instant::now());
                     metrics.history.writing.set(0);
-                    metrics.history.lost.inc_by(changes.len() as u64);
+                    metrics.history.lost.inc_by(changed);
+                    metrics.history.audit_lost.inc_by(audited);
                 }
             }
         }
@@ -101,12 +111,13 @@ fn prune(conn: &Connection, retention: &Retention, pruned: &mut Option<Instant>)
 /// Writes one batch in one transaction.
 fn write(
     conn: &mut Connection,
-    changes: &[Change],
+    (changes, audits): (&[Change], &[super::audit::Entry]),
     puts: &[crate::domain::maintenance::Window],
     deletes: &[(String, Option<String>)],
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     store::insert(&tx, changes)?;
+    super::audit::insert(&tx, audits)?;
     for window in puts {
         store::put_window(&tx, window)?;
     }

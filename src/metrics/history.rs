@@ -14,6 +14,10 @@ pub struct HistoryMetrics {
     pub changes: Counter,
     /// Changes the history could not keep (its disk refused, or its queue was full).
     pub lost: Counter,
+    /// Audit entries written.
+    pub audit_entries: Counter,
+    /// Audit entries the history could not keep (its disk refused, or its queue was full).
+    pub audit_lost: Counter,
 }
 
 impl HistoryMetrics {
@@ -32,6 +36,16 @@ impl HistoryMetrics {
             "history_lost",
             "Changes the history could not keep (its disk refused writes, or its queue was full)",
             self.lost.clone(),
+        );
+        registry.register(
+            "audit_entries",
+            "Audit trail entries written to the history database",
+            self.audit_entries.clone(),
+        );
+        registry.register(
+            "audit_lost",
+            "Audit trail entries the history could not keep (its disk refused writes, or its queue was full)",
+            self.audit_lost.clone(),
         );
     }
 }

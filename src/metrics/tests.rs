@@ -16,6 +16,8 @@ const FAMILIES: &[(&str, &str)] = &[
     ),
     ("servicewatch_alert_queue gauge", "receiver"),
     ("servicewatch_alerts_firing gauge", ""),
+    ("servicewatch_audit_entries counter", ""),
+    ("servicewatch_audit_lost counter", ""),
     ("servicewatch_bayeux_sessions gauge", ""),
     ("servicewatch_build info", "version"),
     (
