@@ -48,6 +48,7 @@ mod client_errors;
 #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
 pub mod cluster;
 pub mod config;
+mod control;
 pub mod daemon;
 pub mod demo;
 pub mod domain;
