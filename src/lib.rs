@@ -45,6 +45,7 @@ pub mod bayeux;
 mod client_errors;
 // Built without the `cluster` feature, the etcd session that reads and writes these types is
 // left out, and the rest only declares them.
+pub mod cli;
 #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
 pub mod cluster;
 pub mod config;
