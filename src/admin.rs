@@ -2,13 +2,17 @@
 //! `/readyz` (every monitor has probed once, and no stop has begun). It listens apart from the API (loopback by
 //! default) so that metrics and probes of the daemon itself are not exposed to API clients.
 
+use std::io;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix::Addr;
+use actix_web::dev::ServerHandle;
 use actix_web::http::header;
-use actix_web::{HttpResponse, web};
+use actix_web::{App, HttpResponse, HttpServer, web};
+use tracing::info;
 
 use crate::cluster::ClusterStatus;
 use crate::metrics::Metrics;
@@ -65,6 +69,23 @@ async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable().body("not ready: probing for the first time\n")
     }
+}
+
+/// Starts the admin listener (one worker: it serves a scraper and a health checker).
+pub(crate) fn start(addr: SocketAddr, state: AdminState) -> io::Result<(SocketAddr, ServerHandle)> {
+    let listener = TcpListener::bind(addr)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr} (admin): {e}")))?;
+    let bound = listener.local_addr()?;
+    let state = web::Data::new(state);
+    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(configure))
+        .workers(1)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    info!(admin = %bound, "serving metrics and health");
+    Ok((bound, handle))
 }
 
 #[cfg(test)]

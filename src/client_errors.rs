@@ -9,12 +9,14 @@
 //! [`ClientErrorLayer`], which only counts them; [`report`] turns the count into the metric
 //! `http_client_errors_total` and a summary line at INFO.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tracing::field::{Field, Visit};
-use tracing::{Event, Subscriber};
+use tracing::{Event, Subscriber, info};
+
+use crate::metrics::Metrics;
 use tracing_subscriber::layer::{Context, Layer};
 
 /// Where the HTTP layer logs a connection it refused.
@@ -100,6 +102,25 @@ impl Reporter {
             (std::mem::take(&mut self.unreported), latest)
         });
         Report { new, summary }
+    }
+}
+
+/// Counts the malformed input the HTTP layer refused, each second, and logs a summary at
+/// most once a minute .
+pub(crate) async fn report_periodically(metrics: Arc<Metrics>) {
+    let mut reporter = Reporter::default();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let report = reporter.look(std::time::Instant::now());
+        metrics.http.client_errors.inc_by(report.new);
+        if let Some((refused, latest)) = report.summary {
+            info!(
+                refused,
+                latest = %latest,
+                "malformed HTTP input from clients refused with 400 (each is counted in http_client_errors_total; RUST_LOG=info,actix_http=error logs each)"
+            );
+        }
     }
 }
 

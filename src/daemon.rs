@@ -13,7 +13,7 @@ use actix::{Actor, Addr, Arbiter, MailboxError};
 use actix_rt::task::JoinHandle;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::http::KeepAlive;
-use actix_web::{App, HttpServer, web};
+use actix_web::{HttpServer, web};
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 use tracing::{error, info};
@@ -21,11 +21,14 @@ use tracing::{error, info};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::admin::{self, AdminState};
+use tokio::sync::mpsc;
+
 use crate::alerts::dispatcher::{Dispatcher, Reconfigure};
 use crate::alerts::outbox::Outbox;
 use crate::alerts::receivers::Receiver;
 use crate::api::app::AppParts;
 use crate::api::connections::ConnectionLimit;
+use crate::api::reload::{QUEUED_RELOADS, ReloadAsked, ReloadRequests};
 use crate::api::{self, ApiState};
 use crate::auth::Authenticator;
 use crate::cluster::credentials::Credentials;
@@ -33,6 +36,7 @@ use crate::cluster::{Cluster, ClusterStatus, Inbox};
 use crate::config::Settings;
 use crate::config::server::TlsSettings;
 use crate::config::services::ServiceSpec;
+use crate::control::ControlSocket;
 use crate::history::{History, Opened};
 use crate::metrics::Metrics;
 use crate::notify;
@@ -87,6 +91,10 @@ pub struct Daemon {
     cluster: Arc<ClusterStatus>,
     /// On a cluster node, the link to etcd: a stop gives up the leadership at once.
     cluster_link: Option<Cluster>,
+    /// The command line's Unix socket, when configured.
+    control: Option<ControlSocket>,
+    /// Reloads asked over the API (`POST /reload`), until the lifecycle takes them.
+    reload_requests: Option<mpsc::Receiver<ReloadAsked>>,
 }
 
 impl Daemon {
@@ -135,22 +143,23 @@ impl Daemon {
             cluster: cluster_status.clone(),
         };
         let admin = (settings.admin_listen)
-            .map(|addr| start_admin(addr, admin_state))
+            .map(|addr| admin::start(addr, admin_state))
             .transpose()?;
         actix_rt::spawn(mark_ready(registry.clone(), ready));
-        actix_rt::spawn(report_client_errors(metrics.clone()));
+        actix_rt::spawn(crate::client_errors::report_periodically(metrics.clone()));
         if settings.auth.users.is_empty() {
             tracing::warn!("{NO_USERS}");
         }
         let authenticator = Arc::new(
             Authenticator::new(&settings.auth, metrics.clone()).with_api_tokens(api_tokens),
         );
+        let (reloads, reload_requests) = mpsc::channel(QUEUED_RELOADS);
         let parts = AppParts {
             state: web::Data::new(api_state(
                 &settings,
-                snapshot.clone(),
-                &history,
+                (snapshot.clone(), &history),
                 (&registry, &alerts),
+                reloads,
             )),
             notify: web::Data::new(notify.clone()),
             authenticator: web::Data::new(authenticator.clone()),
@@ -158,6 +167,7 @@ impl Daemon {
             stopping: stopping.clone(),
             cluster: cluster_status.clone(),
         };
+        let control = ControlSocket::start(&settings.control, parts.clone())?;
         let server = serve(&settings, listener, tls, parts)?;
         info!(listen = %local_addr, "serving the Services API");
         if let Some(addr) = tls_addr {
@@ -180,7 +190,14 @@ impl Daemon {
             cluster: cluster_status,
             cluster_link: cluster,
             history,
+            control,
+            reload_requests: Some(reload_requests),
         })
+    }
+
+    /// Reloads asked over the API; whoever runs the daemon's life answers them (once).
+    pub(crate) fn take_reload_requests(&mut self) -> Option<mpsc::Receiver<ReloadAsked>> {
+        self.reload_requests.take()
     }
 
     /// The address the API listens on.
@@ -318,6 +335,9 @@ impl Daemon {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         self.handle.stop(true).await;
+        if let Some(control) = &self.control {
+            control.stop().await;
+        }
         if let Some((_, admin)) = &self.admin {
             // Scrapes and health checks are short and retried: nothing to wait for.
             admin.stop(false).await;
@@ -465,9 +485,9 @@ async fn mark_ready(registry: Addr<Registry>, ready: Arc<AtomicBool>) {
 /// What the API's handlers read.
 fn api_state(
     settings: &Settings,
-    snapshot: SharedSnapshot,
-    history: &History,
+    (snapshot, history): (SharedSnapshot, &History),
     (registry, alerts): (&Addr<Registry>, &Addr<Dispatcher>),
+    reloads: ReloadRequests,
 ) -> ApiState {
     let server = &settings.server;
     ApiState {
@@ -483,6 +503,7 @@ fn api_state(
         history: history.clone(),
         registry: registry.clone(),
         alerts: alerts.clone(),
+        reloads,
     }
 }
 
@@ -519,46 +540,6 @@ fn serve(
         http = http.listen_rustls_0_23(listener, config)?;
     }
     Ok(http.run())
-}
-
-/// Counts the malformed input the HTTP layer refused, each second, and logs a summary at
-/// most once a minute (see [`crate::client_errors`]).
-async fn report_client_errors(metrics: Arc<Metrics>) {
-    let mut reporter = crate::client_errors::Reporter::default();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tick.tick().await;
-        let report = reporter.look(std::time::Instant::now());
-        metrics.http.client_errors.inc_by(report.new);
-        if let Some((refused, latest)) = report.summary {
-            info!(
-                refused,
-                latest = %latest,
-                "malformed HTTP input from clients refused with 400 (each is counted in http_client_errors_total; RUST_LOG=info,actix_http=error logs each)"
-            );
-        }
-    }
-}
-
-/// Starts the admin listener (one worker: it serves a scraper and a health checker).
-fn start_admin(addr: SocketAddr, state: AdminState) -> io::Result<(SocketAddr, ServerHandle)> {
-    let listener = TcpListener::bind(addr)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr} (admin): {e}")))?;
-    let bound = listener.local_addr()?;
-    let state = web::Data::new(state);
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .configure(admin::configure)
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener)?
-    .run();
-    let handle = server.handle();
-    actix_rt::spawn(server);
-    info!(admin = %bound, "serving metrics and health");
-    Ok((bound, handle))
 }
 
 /// Options set on a listener, which the connections it accepts inherit (Linux copies them

@@ -32,6 +32,8 @@
 //! - `notify`: Bayeux sessions and their transports (WebSocket, long-polling). `admin`:
 //!   `/metrics`, `/healthz` and `/readyz` on their own listener.
 //! - [`api`]: the HTTP application, its middleware and handlers, the GWS envelope and codes.
+//!   `control`: the same application on a Unix socket, the caller decided by the peer's
+//!   credentials. [`cli`]: the command line that asks a running daemon through it.
 //! - [`daemon`]: wires the pieces together on a bound listener ([`Daemon`]). [`standin`]:
 //!   stand-in backends for the demo and the tests.
 //! - [`lifecycle`]: readiness, status, watchdog, reload and stop under systemd. [`demo`]: a
@@ -45,9 +47,11 @@ pub mod bayeux;
 mod client_errors;
 // Built without the `cluster` feature, the etcd session that reads and writes these types is
 // left out, and the rest only declares them.
+pub mod cli;
 #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
 pub mod cluster;
 pub mod config;
+mod control;
 pub mod daemon;
 pub mod demo;
 pub mod domain;

@@ -13,6 +13,8 @@
 //!   ping: a hung actor system stops the pings and systemd restarts the daemon.
 //! - `RELOADING=1` with `MONOTONIC_USEC`, then `READY=1`, around a reload. A file that fails
 //!   validation is refused, logged and shown in `STATUS=`; the running configuration stays.
+//!   A reload asked over the API (`POST /reload`, `servicewatch reload`) is the same reload,
+//!   run here between signals, its outcome answered to the request.
 //! - `STOPPING=1`, then clients are told and requests in flight finish.
 
 use std::path::PathBuf;
@@ -24,8 +26,10 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::Daemon;
+use crate::api::reload::{ReloadAsked, ReloadRefusal};
 use crate::config::Settings;
 use crate::daemon::ReloadError;
+use crate::registry::ReloadSummary;
 
 /// The longest the daemon waits for every monitor's first probe round before it declares
 /// itself ready anyway.
@@ -35,7 +39,7 @@ const STATUS_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Runs `daemon` until SIGTERM or SIGINT, reloading `config_path` on SIGHUP.
 pub async fn run(
-    daemon: Daemon,
+    mut daemon: Daemon,
     config_path: PathBuf,
     mut running: Settings,
 ) -> std::io::Result<()> {
@@ -54,6 +58,7 @@ pub async fn run(
     notify(&[NotifyState::Ready, NotifyState::Status(&summary)]);
 
     let (note_tx, note_rx) = watch::channel(None::<String>);
+    let mut asked = daemon.take_reload_requests();
     let daemon = std::rc::Rc::new(daemon);
     let status_task = actix_rt::spawn(report_status(daemon.clone(), note_rx));
     let watchdog_task = sd_notify::watchdog_enabled()
@@ -64,8 +69,16 @@ pub async fn run(
             _ = terminate.recv() => break "SIGTERM",
             _ = interrupt.recv() => break "SIGINT",
             _ = hangup.recv() => {
-                let note = reload(&daemon, &config_path, &mut running).await;
+                let (note, _) = reload(&daemon, &config_path, &mut running).await;
+                // A reload asked over the API is recorded by its handler, with its caller.
+                audit_signal_reload(&daemon, &config_path, note.clone());
                 note_tx.send_replace(note);
+            }
+            Some(ReloadAsked(answer)) = next_asked(&mut asked) => {
+                let (note, outcome) = reload(&daemon, &config_path, &mut running).await;
+                note_tx.send_replace(note);
+                // The asker may have given up; the reload stands all the same.
+                let _ = answer.send(outcome);
             }
         }
     };
@@ -85,14 +98,47 @@ pub async fn run(
     daemon.wait().await
 }
 
-/// Re-reads the configuration and applies it; returns a note for `STATUS=` when refused.
-async fn reload(daemon: &Daemon, path: &std::path::Path, running: &mut Settings) -> Option<String> {
+/// Records a reload by SIGHUP in the audit trail; `note`: why it was refused, if it was.
+fn audit_signal_reload(daemon: &Daemon, path: &std::path::Path, note: Option<String>) {
+    use crate::history::audit::{Action, Entry, Outcome};
+    daemon.history().audit(Entry {
+        at: std::time::SystemTime::now(),
+        who: "signal".into(),
+        from: None,
+        action: Action::Reload,
+        target: path.display().to_string(),
+        outcome: if note.is_none() {
+            Outcome::Done
+        } else {
+            Outcome::Failed
+        },
+        detail: note,
+    });
+}
+
+/// The next reload asked over the API; never, when nobody can ask.
+async fn next_asked(
+    asked: &mut Option<tokio::sync::mpsc::Receiver<ReloadAsked>>,
+) -> Option<ReloadAsked> {
+    match asked {
+        Some(requests) => requests.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Re-reads the configuration and applies it; returns a note for `STATUS=` when refused,
+/// and the outcome.
+async fn reload(
+    daemon: &Daemon,
+    path: &std::path::Path,
+    running: &mut Settings,
+) -> (Option<String>, Result<ReloadSummary, ReloadRefusal>) {
     info!(config = %path.display(), "reloading");
     let monotonic = NotifyState::monotonic_usec_now().ok();
     let mut states = vec![NotifyState::Reloading];
     states.extend(monotonic);
     notify(&states);
-    let note = match daemon.reload(path, running).await {
+    let outcome = match daemon.reload(path, running).await {
         Ok(summary) => {
             info!(
                 added = summary.added.len(),
@@ -102,34 +148,26 @@ async fn reload(daemon: &Daemon, path: &std::path::Path, running: &mut Settings)
                 "reload applied"
             );
             daemon.metrics().reloads.count(true);
-            None
+            Ok(summary)
         }
         Err(ReloadError::Config(e)) => {
             daemon.metrics().reloads.count(false);
             error!("reload refused, the running configuration stays: {e}");
-            Some(format!("last reload refused: {e}"))
+            Err(ReloadRefusal::Config(e.to_string()))
         }
         Err(e @ ReloadError::Registry(_)) => {
             error!("reload failed: {e}");
-            Some(format!("last reload failed: {e}"))
+            Err(ReloadRefusal::Failed(e.to_string()))
         }
     };
-    // The API has no reload: every reload is a signal's, and the trail says so.
-    daemon.history().audit(crate::history::audit::Entry {
-        at: std::time::SystemTime::now(),
-        who: "signal".into(),
-        from: None,
-        action: crate::history::audit::Action::Reload,
-        target: path.display().to_string(),
-        outcome: match note {
-            None => crate::history::audit::Outcome::Done,
-            Some(_) => crate::history::audit::Outcome::Failed,
-        },
-        detail: note.clone(),
-    });
+    let note = match &outcome {
+        Ok(_) => None,
+        Err(ReloadRefusal::Config(e)) => Some(format!("last reload refused: {e}")),
+        Err(ReloadRefusal::Failed(e)) => Some(format!("last reload failed: {e}")),
+    };
     let status = status_line(daemon, note.as_deref());
     notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
-    note
+    (note, outcome)
 }
 
 /// Keeps `STATUS=` current.

@@ -10,7 +10,7 @@ use tracing::error;
 
 use std::io::IsTerminal;
 
-use servicewatch::{Daemon, DisplayToken, config, demo, lifecycle, logging, password};
+use servicewatch::{Daemon, DisplayToken, cli, config, demo, lifecycle, logging, password};
 
 /// Supervises contact-center backend servers and serves their state as the Genesys Web
 /// Services Services API.
@@ -26,9 +26,14 @@ Examples:
   servicewatch hash-password
   servicewatch display-token lobby --contact-center voice
   SERVICEWATCH_SERVER__LISTEN=0.0.0.0:8080 servicewatch -c servicewatch.toml
+  sudo servicewatch status
+  sudo servicewatch maintenance set sips1 --reason \"upgrade\" --for 2h
 
-Exit codes: 0 stopped cleanly or configuration valid; 1 runtime failure; 2 bad command line;
-3 configuration refused."
+Exit codes of run and check-config: 0 stopped cleanly or configuration valid; 1 runtime
+failure; 2 bad command line; 3 configuration refused.
+Exit codes of the commands that talk to the daemon (status, maintenance, history, instances,
+alerts, availability, reload, tokens, audit): 0 ok; 1 the daemon answered an error; 2 bad
+command line; 3 cannot reach the daemon; 4 refused (401/403)."
 )]
 struct Cli {
     /// The configuration file.
@@ -74,6 +79,8 @@ enum Command {
         /// The file to check; defaults to --config.
         file: Option<PathBuf>,
     },
+    #[command(flatten)]
+    Control(cli::ControlCommand),
 }
 
 /// Exit status when the configuration is refused.
@@ -82,6 +89,7 @@ const EXIT_CONFIG: u8 = 3;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
+        Command::Control(command) => cli::run(command, &cli.config),
         Command::HashPassword => match read_password().and_then(|p| Ok(password::hash(&p)?)) {
             Ok(hash) => {
                 println!("{hash}");

@@ -18,6 +18,7 @@ pub(crate) mod openapi;
 pub(crate) mod origin;
 pub mod query;
 pub(crate) mod redundancy;
+pub(crate) mod reload;
 pub(crate) mod services;
 pub(crate) mod staleness;
 pub(crate) mod status_page;
@@ -62,6 +63,8 @@ pub(crate) struct ApiState {
     pub registry: Addr<Registry>,
     /// Where the alerts firing are asked.
     pub alerts: Addr<Dispatcher>,
+    /// Where reloads are asked (`POST /reload`).
+    pub reloads: reload::ReloadRequests,
 }
 
 impl ApiState {
@@ -113,6 +116,13 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, base_path: &str) {
             .service(
                 web::resource("/alerts/receivers/{name}/test")
                     .route(web::post().to(alerts::test))
+                    .default_service(web::to(|req| not_allowed(req, "POST")))
+                    .wrap(from_fn(login::require_login))
+                    .wrap(from_fn(origin::guard_origin)),
+            )
+            .service(
+                web::resource("/reload")
+                    .route(web::post().to(reload::reload))
                     .default_service(web::to(|req| not_allowed(req, "POST")))
                     .wrap(from_fn(login::require_login))
                     .wrap(from_fn(origin::guard_origin)),

@@ -72,7 +72,7 @@ pub struct Caller {
 
 impl Caller {
     /// The caller `user`, with `roles`, of `contact_center` seeing `features`.
-    fn new(
+    pub(crate) fn new(
         user: Arc<str>,
         roles: BTreeSet<UserRole>,
         contact_center: &str,

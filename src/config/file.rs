@@ -30,6 +30,9 @@ pub struct FileConfig {
     pub tls: Option<TlsSection>,
     #[serde(default)]
     pub history: HistorySection,
+    /// The control socket of the command line.
+    #[serde(default)]
+    pub control: super::control::ControlSection,
     /// Several nodes on etcd; absent: this node runs alone.
     pub cluster: Option<super::cluster::ClusterSection>,
     /// Receivers, routes and timing of alerts.

@@ -15,6 +15,7 @@ pub(crate) mod alerts;
 pub(crate) mod auth;
 mod checks;
 pub(crate) mod cluster;
+pub mod control;
 pub(crate) mod duration;
 pub(crate) mod environment;
 pub(crate) mod file;

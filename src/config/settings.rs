@@ -9,6 +9,7 @@ use super::ConfigError;
 use super::alerts::{AlertSettings, validate_alerts};
 use super::auth::{AuthSettings, validate_auth};
 use super::cluster::{ClusterSettings, hostname, validate_cluster};
+use super::control::{ControlSettings, validate_control};
 use super::file::{CheckKindName, FileConfig};
 use super::history::{HistorySettings, validate_history};
 use super::notifications::{NotificationSettings, validate_notifications};
@@ -37,6 +38,8 @@ pub struct Settings {
     pub tls: Option<TlsSettings>,
     /// `[history]`: the history database, off unless configured.
     pub history: HistorySettings,
+    /// `[control]`: the command line's Unix socket.
+    pub control: ControlSettings,
     /// The nodes this one agrees with, when it is one of several.
     pub cluster: Option<ClusterSettings>,
     /// `[alerts]`: who is told of what.
@@ -65,6 +68,7 @@ impl Settings {
             ("[tls]", self.tls != new.tls),
             ("[history]", self.history != new.history),
             ("[cluster]", self.cluster != new.cluster),
+            ("[control]", self.control != new.control),
             ("[admin]", self.admin_listen != new.admin_listen),
             ("[log]", self.log != new.log),
             ("[notifications]", self.notifications != new.notifications),
@@ -121,6 +125,7 @@ pub fn validate(file: FileConfig, source: &str) -> Result<Settings, ConfigError>
     let auth = validate_auth(&file).map_err(|(k, m)| invalid(k, m))?;
     let history = validate_history(&file.history).map_err(|(k, m)| invalid(k, m))?;
     let alerts = validate_alerts(&file.alerts).map_err(|(k, m)| invalid(k, m))?;
+    let control = validate_control(&file.control).map_err(|(k, m)| invalid(k, m))?;
     let cluster = file
         .cluster
         .as_ref()
@@ -130,6 +135,7 @@ pub fn validate(file: FileConfig, source: &str) -> Result<Settings, ConfigError>
     Ok(Settings {
         alerts,
         cluster,
+        control,
         history,
         server,
         log,
