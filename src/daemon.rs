@@ -253,8 +253,9 @@ impl Daemon {
     pub(crate) fn apply_logins(&self, auth: &crate::config::auth::AuthSettings) {
         let users = self.authenticator.replace_users(&auth.users);
         let displays = self.authenticator.replace_displays(&auth.displays);
+        let directory = self.authenticator.replace_directory(auth.ldap.as_ref());
         let revoked: std::collections::BTreeSet<Arc<str>> =
-            users.union(&displays).cloned().collect();
+            users.into_iter().chain(displays).chain(directory).collect();
         if !revoked.is_empty() {
             info!(logins = ?revoked, "users or displays removed or changed: their sessions end");
             self.notify.revoke(&revoked);
@@ -284,7 +285,7 @@ impl Daemon {
         }
         running.services = new.services;
         running.auth.users = new.auth.users;
-        running.auth.displays = new.auth.displays;
+        (running.auth.displays, running.auth.ldap) = (new.auth.displays, new.auth.ldap);
         running.alerts = new.alerts;
         Ok(summary)
     }

@@ -34,6 +34,7 @@ use crate::throttle::Attempt;
 use crate::throttle::Throttle;
 
 mod displays;
+mod ldap;
 mod logins;
 mod verifier;
 
@@ -101,11 +102,23 @@ pub enum AuthError {
     Expired,
     #[error("too many failed logins from this address; retry in {retry_after_secs} s")]
     Throttled { retry_after_secs: u64 },
+    #[error("the directory is unreachable; try again later")]
+    DirectoryUnreachable,
+    #[error(
+        "your directory groups map to no contact center; ask an administrator to add you to one of the groups in [ldap] contact_centers"
+    )]
+    NoContactCenter,
+    #[error(
+        "your directory groups map to more than one contact center, so none was chosen; ask an administrator to keep you in one"
+    )]
+    AmbiguousContactCenter,
 }
 
 struct User {
     spec: UserSpec,
     caller: Caller,
+    /// The generation of the `[ldap]` settings a directory user logged in under.
+    directory: Option<u64>,
 }
 
 /// Who a cookie login belongs to: a user, or a wall screen.
@@ -188,6 +201,7 @@ pub struct Authenticator {
     logins: Mutex<HashMap<Vec<u8>, CachedLogin>>,
     throttle: Throttle,
     verifier: Verifier,
+    directory: ldap::Directory,
     /// Verifications in flight, by cache key: concurrent logins with the same credentials
     /// (a shared wallboard account reconnecting after a restart) wait for the first one
     /// instead of each paying for Argon2.
@@ -226,6 +240,7 @@ impl Authenticator {
             logins: Mutex::new(HashMap::new()),
             throttle: Throttle::new(settings.throttle),
             verifier: Verifier::new(metrics.auth.password_memory_bytes.clone()),
+            directory: ldap::Directory::new(settings.ldap.as_ref(), metrics.clone()),
             verifying: Mutex::new(HashMap::new()),
             metrics,
             logins_by_cookie: Mutex::new(LoginTable::default()),
@@ -253,9 +268,13 @@ impl Authenticator {
         *current = new;
         lock(&self.logins).clear();
         lock(&self.logins_by_cookie).retain(|principal| match principal {
-            Principal::User(user) => current
-                .get(user.spec.name.as_str())
-                .is_some_and(|u| u.spec == user.spec),
+            Principal::User(user) => match user.directory {
+                // A local user now of that name wins over the directory's.
+                Some(_) => !current.contains_key(&user.spec.name),
+                None => current
+                    .get(&user.spec.name)
+                    .is_some_and(|u| u.spec == user.spec),
+            },
             Principal::Display(_) => true,
         });
         revoked
@@ -367,6 +386,9 @@ impl Authenticator {
         if let Some(ip) = from {
             self.throttle.check(ip, Instant::now()).map_err(throttled)?;
         }
+        if user.is_none() && self.directory.is_configured() {
+            return Ok((self.by_directory(name, secret, &key, from).await?, key));
+        }
         let verified = {
             let flight = Flight::join(&self.verifying, &key);
             let _turn = flight.gate.lock().await;
@@ -418,7 +440,11 @@ impl Authenticator {
     fn cached(&self, key: &[u8]) -> Option<Arc<User>> {
         let logins = lock(&self.logins);
         let login = logins.get(key)?;
-        (login.at.elapsed() < self.login_cache).then(|| login.user.clone())
+        let ttl = match login.user.directory {
+            Some(_) => self.directory.cache(),
+            None => self.login_cache,
+        };
+        (login.at.elapsed() < ttl).then(|| login.user.clone())
     }
 
     /// Verifies a password with Argon2 (see [`Verifier`]); remembers a success.
@@ -490,6 +516,9 @@ impl Authenticator {
         // The user as configured now: a reload that kept it as it was (a new value, the same
         // spec) must not refuse a login verified just before it.
         let principal = match principal {
+            Principal::User(user) if user.directory.is_some() => (self.directory.is_current(&user)
+                && !users.contains_key(&user.spec.name))
+            .then_some(Principal::User(user))?,
             Principal::User(user) => Principal::User(
                 users
                     .get(&user.spec.name)
@@ -534,6 +563,7 @@ fn user_map(users: &[UserSpec]) -> HashMap<String, Arc<User>> {
                 Arc::new(User {
                     spec: spec.clone(),
                     caller,
+                    directory: None,
                 }),
             )
         })

@@ -24,6 +24,7 @@ fn settings() -> AuthSettings {
             features: ["api-voice".to_string()].into(),
         }],
         displays: Vec::new(),
+        ldap: None,
     }
 }
 
@@ -339,6 +340,7 @@ fn the_decoy_is_a_real_hash() {
 fn with_display(token: &DisplayToken) -> AuthSettings {
     AuthSettings {
         displays: vec![lobby(token, "cc")],
+        ldap: None,
         ..settings()
     }
 }
