@@ -147,12 +147,7 @@ impl Daemon {
             .transpose()?;
         actix_rt::spawn(mark_ready(registry.clone(), ready));
         actix_rt::spawn(crate::client_errors::report_periodically(metrics.clone()));
-        if settings.auth.users.is_empty() {
-            tracing::warn!("{NO_USERS}");
-        }
-        let authenticator = Arc::new(
-            Authenticator::new(&settings.auth, metrics.clone()).with_api_tokens(api_tokens),
-        );
+        let authenticator = authenticator(&settings, &metrics, api_tokens);
         let (reloads, reload_requests) = mpsc::channel(QUEUED_RELOADS);
         let parts = AppParts {
             state: web::Data::new(api_state(
@@ -278,8 +273,13 @@ impl Daemon {
         let users = self.authenticator.replace_users(&auth.users);
         let displays = self.authenticator.replace_displays(&auth.displays);
         let tokens = (self.authenticator).replace_contact_centers(&auth.contact_centers);
-        let revoked: std::collections::BTreeSet<Arc<str>> =
-            users.union(&displays).chain(&tokens).cloned().collect();
+        let directory = self.authenticator.replace_directory(auth.ldap.as_ref());
+        let revoked: std::collections::BTreeSet<Arc<str>> = users
+            .into_iter()
+            .chain(displays)
+            .chain(tokens)
+            .chain(directory)
+            .collect();
         if !revoked.is_empty() {
             info!(logins = ?revoked, "users or displays removed or changed: their sessions end");
             self.notify.revoke(&revoked);
@@ -311,6 +311,7 @@ impl Daemon {
         running.auth.users = new.auth.users;
         running.auth.displays = new.auth.displays;
         running.auth.contact_centers = new.auth.contact_centers;
+        running.auth.ldap = new.auth.ldap;
         running.alerts = new.alerts;
         Ok(summary)
     }
@@ -480,6 +481,18 @@ async fn mark_ready(registry: Addr<Registry>, ready: Arc<AtomicBool>) {
     {
         ready.store(true, Ordering::Release);
     }
+}
+
+/// Who may call, with the API tokens kept; warns when nobody may (no users).
+fn authenticator(
+    settings: &Settings,
+    metrics: &Arc<Metrics>,
+    api_tokens: Vec<crate::auth::ApiTokenRecord>,
+) -> Arc<Authenticator> {
+    if settings.auth.users.is_empty() {
+        tracing::warn!("{NO_USERS}");
+    }
+    Arc::new(Authenticator::new(&settings.auth, metrics.clone()).with_api_tokens(api_tokens))
 }
 
 /// What the API's handlers read.

@@ -93,6 +93,10 @@ impl ApiError {
                 message: e.to_string(),
                 retry_after_secs,
             },
+            AuthError::DirectoryUnreachable => ApiError::Unavailable(e.to_string()),
+            AuthError::NoContactCenter | AuthError::AmbiguousContactCenter => {
+                ApiError::PermissionDenied(e.to_string())
+            }
             AuthError::Missing
             | AuthError::Rejected
             | AuthError::Expired

@@ -365,6 +365,7 @@ mod tests {
             users: Vec::new(),
             displays: Vec::new(),
             contact_centers: [("cc".to_string(), ["api-voice".to_string()].into())].into(),
+            ldap: None,
         };
         Authenticator::new(&settings, Arc::new(Metrics::new()))
     }

@@ -34,6 +34,8 @@ use crate::throttle::Throttle;
 mod api_tokens;
 mod authorization;
 mod displays;
+mod flight;
+mod ldap;
 mod logins;
 mod verifier;
 
@@ -42,6 +44,7 @@ use api_tokens::{ApiToken, ApiTokenTable};
 use authorization::{Credentials, credentials};
 pub use displays::DisplayToken;
 use displays::{Display, DisplayTable};
+use flight::{Flight, Gates};
 pub use logins::LoginCookie;
 use logins::LoginTable;
 pub use verifier::Verifier;
@@ -132,11 +135,23 @@ pub enum AuthError {
     Expired,
     #[error("too many failed logins from this address; retry in {retry_after_secs} s")]
     Throttled { retry_after_secs: u64 },
+    #[error("the directory is unreachable; try again later")]
+    DirectoryUnreachable,
+    #[error(
+        "your directory groups map to no contact center; ask an administrator to add you to one of the groups in [ldap] contact_centers"
+    )]
+    NoContactCenter,
+    #[error(
+        "your directory groups map to more than one contact center, so none was chosen; ask an administrator to keep you in one"
+    )]
+    AmbiguousContactCenter,
 }
 
 struct User {
     spec: UserSpec,
     caller: Caller,
+    /// The generation of the `[ldap]` settings a directory user logged in under.
+    directory: Option<u64>,
 }
 
 /// Who a cookie login belongs to: a user, a wall screen, or an API token.
@@ -166,40 +181,6 @@ struct CachedLogin {
     cookie: Option<Arc<LoginCookie>>,
 }
 
-/// Serializes the verifications of one login (name and password).
-type Gate = Arc<tokio::sync::Mutex<()>>;
-/// The gates of the logins being verified, by cache key.
-type Gates = Mutex<HashMap<Vec<u8>, Gate>>;
-
-/// One caller's place among the concurrent verifications of one login. Dropping it (also
-/// when the request is abandoned midway) forgets the login's gate once nobody else waits.
-struct Flight<'a> {
-    verifying: &'a Gates,
-    key: &'a [u8],
-    gate: Gate,
-}
-
-impl<'a> Flight<'a> {
-    fn join(verifying: &'a Gates, key: &'a [u8]) -> Self {
-        let gate = lock(verifying).entry(key.to_vec()).or_default().clone();
-        Flight {
-            verifying,
-            key,
-            gate,
-        }
-    }
-}
-
-impl Drop for Flight<'_> {
-    fn drop(&mut self) {
-        let mut verifying = lock(self.verifying);
-        // The map and this flight hold the last references: nobody else waits.
-        if Arc::strong_count(&self.gate) == 2 {
-            verifying.remove(self.key);
-        }
-    }
-}
-
 /// Authenticates requests against the configured users and displays.
 pub struct Authenticator {
     realm: String,
@@ -217,6 +198,7 @@ pub struct Authenticator {
     logins: Mutex<HashMap<Vec<u8>, CachedLogin>>,
     throttle: Throttle,
     verifier: Verifier,
+    directory: ldap::Directory,
     /// Verifications in flight, by cache key: concurrent logins with the same credentials
     /// (a shared wallboard account reconnecting after a restart) wait for the first one
     /// instead of each paying for Argon2.
@@ -257,6 +239,7 @@ impl Authenticator {
             logins: Mutex::new(HashMap::new()),
             throttle: Throttle::new(settings.throttle),
             verifier: Verifier::new(metrics.auth.password_memory_bytes.clone()),
+            directory: ldap::Directory::new(settings.ldap.as_ref(), metrics.clone()),
             verifying: Mutex::new(HashMap::new()),
             metrics,
             logins_by_cookie: Mutex::new(LoginTable::default()),
@@ -284,9 +267,13 @@ impl Authenticator {
         *current = new;
         lock(&self.logins).clear();
         lock(&self.logins_by_cookie).retain(|principal| match principal {
-            Principal::User(user) => current
-                .get(user.spec.name.as_str())
-                .is_some_and(|u| u.spec == user.spec),
+            Principal::User(user) => match user.directory {
+                // A local user now of that name wins over the directory's.
+                Some(_) => !current.contains_key(&user.spec.name),
+                None => current
+                    .get(&user.spec.name)
+                    .is_some_and(|u| u.spec == user.spec),
+            },
             Principal::Display(_) | Principal::Token(_) => true,
         });
         revoked
@@ -391,6 +378,9 @@ impl Authenticator {
         if let Some(ip) = from {
             self.throttle.check(ip, Instant::now()).map_err(throttled)?;
         }
+        if user.is_none() && self.directory.is_configured() {
+            return Ok((self.by_directory(name, secret, &key, from).await?, key));
+        }
         let verified = {
             let flight = Flight::join(&self.verifying, &key);
             let _turn = flight.gate.lock().await;
@@ -442,7 +432,11 @@ impl Authenticator {
     fn cached(&self, key: &[u8]) -> Option<Arc<User>> {
         let logins = lock(&self.logins);
         let login = logins.get(key)?;
-        (login.at.elapsed() < self.login_cache).then(|| login.user.clone())
+        let ttl = match login.user.directory {
+            Some(_) => self.directory.cache(),
+            None => self.login_cache,
+        };
+        (login.at.elapsed() < ttl).then(|| login.user.clone())
     }
 
     /// Verifies a password with Argon2 (see [`Verifier`]); remembers a success.
@@ -515,6 +509,9 @@ impl Authenticator {
         // The user as configured now: a reload that kept it as it was (a new value, the same
         // spec) must not refuse a login verified just before it.
         let principal = match principal {
+            Principal::User(user) if user.directory.is_some() => (self.directory.is_current(&user)
+                && !users.contains_key(&user.spec.name))
+            .then_some(Principal::User(user))?,
             Principal::User(user) => Principal::User(
                 users
                     .get(&user.spec.name)
@@ -561,6 +558,7 @@ fn user_map(users: &[UserSpec]) -> HashMap<String, Arc<User>> {
                 Arc::new(User {
                     spec: spec.clone(),
                     caller,
+                    directory: None,
                 }),
             )
         })

@@ -27,6 +27,7 @@ fn settings() -> AuthSettings {
         }],
         displays: Vec::new(),
         contact_centers: [("cc".to_string(), ["api-voice".to_string()].into())].into(),
+        ldap: None,
     }
 }
 
@@ -342,6 +343,7 @@ fn the_decoy_is_a_real_hash() {
 fn with_display(token: &DisplayToken) -> AuthSettings {
     AuthSettings {
         displays: vec![lobby(token, "cc")],
+        ldap: None,
         ..settings()
     }
 }

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use super::file::{DisplaySection, FileConfig};
+use super::ldap::{LdapSettings, validate_ldap};
 use super::rules::{Invalid, positive};
 
 /// Who may call the API, and how long a proof of identity lasts.
@@ -27,6 +28,8 @@ pub struct AuthSettings {
     /// The features of each contact center, by id: what an API token of that center
     /// sees (tokens are made at run time, so their center is looked up then).
     pub contact_centers: BTreeMap<String, BTreeSet<String>>,
+    /// Directory logins, for names that are not local users.
+    pub ldap: Option<LdapSettings>,
 }
 
 /// One wall screen (`[[auth.display]]`): it reads its contact center's services with the
@@ -178,9 +181,15 @@ pub(super) fn validate_auth(file: &FileConfig) -> Result<AuthSettings, Invalid> 
         });
     }
     let displays = validate_displays(&a.display, &centers)?;
+    let login_cache = duration("login_cache", a.login_cache, DEFAULT_LOGIN_CACHE)?;
+    let ldap = file
+        .ldap
+        .as_ref()
+        .map(|section| validate_ldap(section, &centers, login_cache))
+        .transpose()?;
     Ok(AuthSettings {
         realm,
-        login_cache: duration("login_cache", a.login_cache, DEFAULT_LOGIN_CACHE)?,
+        login_cache,
         login_idle: duration("login_idle", a.login_idle, DEFAULT_LOGIN_IDLE)?,
         login_max: duration("login_max", a.login_max, DEFAULT_LOGIN_MAX)?,
         throttle: ThrottleSettings {
@@ -194,6 +203,7 @@ pub(super) fn validate_auth(file: &FileConfig) -> Result<AuthSettings, Invalid> 
             .into_iter()
             .map(|(id, features)| (id.to_string(), features))
             .collect(),
+        ldap,
     })
 }
 

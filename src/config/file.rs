@@ -35,6 +35,8 @@ pub struct FileConfig {
     pub control: super::control::ControlSection,
     /// Several nodes on etcd; absent: this node runs alone.
     pub cluster: Option<super::cluster::ClusterSection>,
+    /// Directory logins (LDAP, Active Directory); absent: local users only.
+    pub ldap: Option<super::ldap::LdapSection>,
     /// Receivers, routes and timing of alerts.
     #[serde(default)]
     pub alerts: super::alerts::AlertsSection,

@@ -20,6 +20,7 @@ pub(crate) mod duration;
 pub(crate) mod environment;
 pub(crate) mod file;
 pub(crate) mod history;
+pub(crate) mod ldap;
 pub(crate) mod notifications;
 pub(crate) mod receivers;
 mod roles;
@@ -164,6 +165,9 @@ pub fn parse(text: &str, shown: &str, base: Option<&Path>) -> Result<Settings, C
         layered.rebase_check_files(base);
         for receiver in &mut layered.alerts.receiver {
             receiver.rebase(base);
+        }
+        if let Some(ldap) = &mut layered.ldap {
+            ldap.rebase(base);
         }
     }
     let mut settings = settings::validate(layered, &shown)?;

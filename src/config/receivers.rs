@@ -34,7 +34,7 @@ use url::Url;
 use super::duration::HumanDuration;
 use super::rules::{Invalid, at_least_one, positive};
 
-mod files;
+pub(crate) mod files;
 #[cfg(test)]
 mod tests;
 

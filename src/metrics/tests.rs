@@ -46,6 +46,8 @@ const FAMILIES: &[(&str, &str)] = &[
     ("servicewatch_instance_role gauge", "service,instance,role"),
     ("servicewatch_instance_serving gauge", "service,instance"),
     ("servicewatch_instance_up gauge", "service,instance"),
+    ("servicewatch_ldap_requests counter", "outcome"),
+    ("servicewatch_ldap_up gauge", ""),
     ("servicewatch_login_failures counter", ""),
     ("servicewatch_login_lockouts counter", ""),
     ("servicewatch_long_polls_held gauge", ""),
@@ -117,6 +119,7 @@ fn count_everywhere(m: &Metrics) {
         })
         .inc();
     m.probes.duration.get_or_create(&instance).observe(0.1);
+    m.auth.ldap_outcome("accepted");
     m.probes.watch_open.get_or_create(&instance).set(1);
     m.probes.instance_up.get_or_create(&instance).set(1);
     m.probes.certificate("s", "primary").set(9.0);

@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod etcd;
 pub mod hook;
 pub mod interop;
+pub mod ldap;
 pub mod process;
 
 use std::future::Future;

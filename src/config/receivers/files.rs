@@ -101,7 +101,7 @@ pub(super) fn login(r: &ReceiverSection) -> Result<Option<Login>, Invalid> {
 }
 
 /// The certificates of `file`, configured by `key`.
-pub(super) fn ca(key: &str, file: &str) -> Result<CaCertificates, Invalid> {
+pub(crate) fn ca(key: &str, file: &str) -> Result<CaCertificates, Invalid> {
     let path = PathBuf::from(file);
     let certificates = crate::pem::certificates(&path)
         .map_err(|why| (key.to_string(), format!("{file}: {why}")))?;
