@@ -37,15 +37,38 @@ pub(crate) const STARTUP_GRACE: Duration = Duration::from_secs(10);
 /// How often `STATUS=` is refreshed from the current states.
 const STATUS_INTERVAL: Duration = Duration::from_millis(500);
 
+/// The signals the daemon's life follows, taken before it starts: a SIGTERM that comes
+/// while it starts (a stop right after a start) then ends it cleanly, its control socket
+/// removed and its history flushed, rather than by the default action.
+pub struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Takes SIGTERM, SIGINT and SIGHUP from their default actions.
+    pub fn take() -> std::io::Result<Signals> {
+        Ok(Signals {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
 /// Runs `daemon` until SIGTERM or SIGINT, reloading `config_path` on SIGHUP.
 pub async fn run(
     mut daemon: Daemon,
+    signals: Signals,
     config_path: PathBuf,
     mut running: Settings,
 ) -> std::io::Result<()> {
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut hangup = signal(SignalKind::hangup())?;
+    let Signals {
+        mut terminate,
+        mut interrupt,
+        mut hangup,
+    } = signals;
 
     if tokio::time::timeout(STARTUP_GRACE, daemon.when_ready())
         .await

@@ -178,12 +178,13 @@ fn run(config_path: PathBuf, settings: config::Settings) -> anyhow::Result<()> {
     raise_open_files_limit();
     let system = actix_rt::System::new();
     system.block_on(async move {
+        let signals = lifecycle::Signals::take().context("cannot take the signals")?;
         let daemon = match activated_listener()? {
             Some(listener) => Daemon::start_on(settings.clone(), listener),
             None => Daemon::start(settings.clone()),
         }
         .context("cannot start")?;
-        lifecycle::run(daemon, config_path, settings)
+        lifecycle::run(daemon, signals, config_path, settings)
             .await
             .context("the HTTP server failed")
     })

@@ -26,8 +26,8 @@ const LAYERS: &[&[&str]] = &[
     &["registry"],
     &["notify", "admin"],
     &["api"],
-    &["daemon", "standin"],
-    &["lifecycle", "demo"],
+    &["daemon", "standin", "control"],
+    &["lifecycle", "demo", "cli"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

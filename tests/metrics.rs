@@ -123,6 +123,8 @@ async fn a_service_removed_by_a_reload_leaves_the_metrics() {
 /// `metrics` lists every family). Dashboards and alerts are written against these names.
 const FAMILIES: &[&str] = &[
     "servicewatch_alerts_firing gauge",
+    "servicewatch_audit_entries counter",
+    "servicewatch_audit_lost counter",
     "servicewatch_bayeux_sessions gauge",
     "servicewatch_build info",
     "servicewatch_cluster_config_mismatch gauge",
@@ -145,6 +147,7 @@ const FAMILIES: &[&str] = &[
     "servicewatch_http_requests counter",
     "servicewatch_instance_serving gauge",
     "servicewatch_instance_up gauge",
+    "servicewatch_ldap_up gauge",
     "servicewatch_login_failures counter",
     "servicewatch_login_lockouts counter",
     "servicewatch_long_polls_held gauge",

@@ -14,12 +14,12 @@ use crate::auth::Authenticator;
 /// Lets a request through only with credentials (Basic or the login cookie) of a user
 /// who holds a role; puts the [`Caller`] in the request for the handlers, and sets the
 /// login cookie after a Basic login. A request over the control socket has its caller
-/// from the socket ([`crate::control::caller`]), whatever credentials it carries.
+/// from the socket ([`super::socket_caller`]), whatever credentials it carries.
 pub async fn require_login(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    match crate::control::caller::established(&req) {
+    match super::socket_caller::established(&req) {
         Some(Ok(caller)) => {
             req.extensions_mut().insert(caller);
             return Ok(next.call(req).await?.map_into_left_body());

@@ -20,6 +20,7 @@ pub mod query;
 pub(crate) mod redundancy;
 pub(crate) mod reload;
 pub(crate) mod services;
+pub(crate) mod socket_caller;
 pub(crate) mod staleness;
 pub(crate) mod status_page;
 pub(crate) mod tokens;

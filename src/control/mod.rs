@@ -5,14 +5,13 @@
 //! the same base path, over HTTP/1.1. Only the caller differs: no password, no token; the
 //! kernel names the peer (`SO_PEERCRED`, read when the connection is accepted: [`peer`]),
 //! and root, the daemon's user and the members of its group are admins of every contact
-//! center ([`caller`]); anyone else is refused with 403. File permissions (0660, the
+//! center ([`crate::api::socket_caller`]); anyone else is refused with 403. File permissions (0660, the
 //! daemon's group; [`socket`]) are the first gate, the peer check the second, as with
 //! HAProxy's stats socket.
 //!
 //! Architecture invariant: a request that came over the socket is never authenticated by
-//! its credentials; `require_login` asks [`caller::established`] first.
+//! its credentials; `require_login` asks [`crate::api::socket_caller::established`] first.
 
-pub(crate) mod caller;
 pub(crate) mod peer;
 pub(crate) mod socket;
 

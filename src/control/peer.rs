@@ -3,12 +3,14 @@
 //! HAProxy's stats socket does with its file's owner and group.
 //!
 //! The rule is decided once per connection, when it is accepted, and kept in the
-//! connection's extensions for [`super::caller`].
+//! connection's extensions for [`crate::api::socket_caller`].
 
 use std::any::Any;
 use std::ffi::{CStr, CString};
 
 use actix_web::dev::Extensions;
+
+use crate::api::socket_caller::SocketPeer;
 
 /// Groups looked up at first for a user; the list grows to what the system says if more.
 const GROUPS_FIRST_GUESS: usize = 64;
@@ -18,15 +20,6 @@ const GROUPS_MOST: usize = 65_536;
 const PASSWD_BUFFER_FIRST: usize = 1024;
 /// The largest buffer offered to `getpwuid_r`.
 const PASSWD_BUFFER_MOST: usize = 1 << 20;
-
-/// The peer of one control-socket connection, as the kernel names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct SocketPeer {
-    pub uid: u32,
-    pub gid: u32,
-    /// Whether [`AdmissionRule::admits`] let it in.
-    pub admitted: bool,
-}
 
 /// Who may use the socket: root, `daemon_uid`, and members of `group`.
 #[derive(Debug, Clone, Copy)]

@@ -204,7 +204,9 @@ impl Etcd {
 
     fn wait_healthy(&self) {
         let client = self.endpoint();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Generous: a member replaying its log on a loaded machine (fsyncs behind builds)
+        // has taken over 20 s; a healthy start takes well under one.
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             // Over TLS, listening is enough: a node retries until the member answers.
             let up = match self.tls {

@@ -1,4 +1,5 @@
-//! The caller of a request that came over the control socket: the socket's rule decides,
+//! The caller of a request that came over the control socket (`crate::control`, which
+//! puts the [`SocketPeer`] of each of its connections in the connection's data): the socket's rule decides,
 //! whatever credentials the request carries (Basic, the login cookie or a Bearer token are
 //! not looked at), because the kernel's word on the peer is stronger than any of them.
 //!
@@ -11,11 +12,19 @@ use std::sync::Arc;
 use actix_web::dev::ServiceRequest;
 use actix_web::web;
 
-use super::peer::SocketPeer;
-use crate::api::ApiState;
-use crate::api::error::ApiError;
+use super::ApiState;
+use super::error::ApiError;
 use crate::auth::Caller;
 use crate::config::auth::UserRole;
+
+/// The peer of one control-socket connection, as the kernel names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SocketPeer {
+    pub uid: u32,
+    pub gid: u32,
+    /// Whether the socket's rule let it in (`crate::control::peer::AdmissionRule`).
+    pub admitted: bool,
+}
 
 /// What a peer outside the rule is told (with its uid).
 pub(crate) const REFUSED: &str = "the control socket is for root and the servicewatch group";
