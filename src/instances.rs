@@ -33,6 +33,19 @@ pub struct InstanceRecord {
     pub check: &'static str,
     pub watched: bool,
     seen: Mutex<Seen>,
+    /// On a cluster: what each live node sees of the server, as etcd holds it.
+    views: Mutex<Vec<NodeView>>,
+}
+
+/// What one node of a cluster sees of a server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeView {
+    pub node: String,
+    pub health: Health,
+    /// When that node saw the server reach `health`.
+    pub since: SystemTime,
+    /// What that node's probe said.
+    pub check: String,
 }
 
 /// What a monitor saw of its server.
@@ -78,6 +91,7 @@ impl InstanceRecord {
                 certificate_not_after: None,
                 watch: None,
             }),
+            views: Mutex::new(Vec::new()),
         }
     }
 
@@ -104,6 +118,14 @@ impl InstanceRecord {
     /// Records what the server said of its role.
     pub fn said(&self, role: SaidRole, detail: String, at: SystemTime) {
         self.seen().role = Some((role, detail, at));
+    }
+
+    /// Replaces what the cluster's nodes see of the server.
+    pub fn set_views(&self, views: Vec<NodeView>) {
+        *self
+            .views
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = views;
     }
 
     /// Records what happened to the watch connection: `open` or not, and why.
@@ -157,6 +179,25 @@ impl InstanceRecord {
                 "watch".into(),
                 json!({ "open": open, "at": timestamp(*at), "detail": detail }),
             );
+        }
+        let views = self
+            .views
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        if !views.is_empty() {
+            let views: Vec<Value> = views
+                .into_iter()
+                .map(|v| {
+                    json!({
+                        "node": v.node,
+                        "health": v.health.as_str(),
+                        "since": timestamp(v.since),
+                        "check": v.check,
+                    })
+                })
+                .collect();
+            map.insert("views".into(), Value::from(views));
         }
         if let Some(not_after) = seen.certificate_not_after {
             map.insert(

@@ -112,6 +112,7 @@ mod tests {
                 name: "servicewatch".into(),
                 password_file: dir.join("password"),
             }),
+            quorum: Default::default(),
         }
     }
 

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::config::cluster::ClusterSettings;
 use crate::metrics::Metrics;
-pub(crate) use record::{ServerRecord, ServiceRecord, Stored, digest};
+pub(crate) use record::{ServerRecord, ServerView, ServiceRecord, Stored, View, digest};
 
 /// How long a maintenance request waits for etcd before it is answered as failed.
 pub(crate) const WINDOWS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
@@ -176,6 +176,8 @@ pub(crate) enum Write {
     /// The leader delivered the events routed to `receiver` up to `revision`: stored,
     /// fenced by its leadership, for a successor and the followers.
     Delivered { receiver: String, revision: i64 },
+    /// This node's view of service `id`'s servers, bound to its lease.
+    View { id: String, view: View },
     /// The daemon stops: give up the lease (and so the leadership, at once rather than
     /// when the lease runs out) and campaign no more.
     Resign {
@@ -201,6 +203,7 @@ pub(crate) enum WindowsError {
 pub(crate) struct Cluster {
     writes: mpsc::UnboundedSender<Write>,
     node: Arc<str>,
+    quorum: Option<crate::domain::quorum::Quorum>,
     /// The digest of the services this node is configured with; a reload replaces it.
     digest: Arc<Mutex<String>>,
     pub status: Arc<ClusterStatus>,
@@ -231,6 +234,7 @@ impl Cluster {
             Cluster {
                 writes: tx,
                 node: settings.node.as_str().into(),
+                quorum: settings.quorum,
                 digest: digest.clone(),
                 status: status.clone(),
             },
@@ -274,6 +278,21 @@ impl Cluster {
             deadline: std::time::Instant::now() + WINDOWS_DEADLINE,
             done,
         });
+    }
+
+    /// Asks the session to store this node's view of service `id` (any node, leading or
+    /// not), bound to its lease.
+    pub fn write_view(&self, id: &str, view: View) {
+        let _ = self.writes.send(Write::View {
+            id: id.to_string(),
+            view,
+        });
+    }
+
+    /// How the live nodes' views of a server make it down; `None`: the leader alone
+    /// probes.
+    pub fn quorum(&self) -> Option<crate::domain::quorum::Quorum> {
+        self.quorum
     }
 
     /// Asks the session to store that the events routed to `receiver` are delivered up to

@@ -130,10 +130,7 @@ impl ServiceRecord {
             .into_iter()
             .map(|s| {
                 Ok(ServerRecord {
-                    health: [Health::Unknown, Health::Up, Health::Degraded, Health::Down]
-                        .into_iter()
-                        .find(|h| h.as_str() == s.health)
-                        .ok_or_else(|| unknown("health", &s.health))?,
+                    health: health(&s.health).ok_or_else(|| unknown("health", &s.health))?,
                     said: SaidRole::ALL
                         .into_iter()
                         .find(|r| r.as_str() == s.said)
@@ -160,6 +157,80 @@ impl ServiceRecord {
     }
 }
 
+/// One server as one node's monitor sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerView {
+    /// Its part, as metrics label it: `primary`, `backup`, `cassandra-N`.
+    pub part: String,
+    pub health: Health,
+    /// When this node's monitor saw it reach `health`.
+    pub since: SystemTime,
+    /// What the probe that made it said.
+    pub check: String,
+}
+
+/// One node's view of one service's servers: `{prefix}views/{node}/{service}`, bound to the
+/// node's lease, so that a node that dies stops voting when its lease ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    pub node: String,
+    pub servers: Vec<ServerView>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireServerView {
+    part: String,
+    health: String,
+    since: u64,
+    check: String,
+}
+
+impl View {
+    pub fn to_json(&self) -> Vec<u8> {
+        let wire: Vec<WireServerView> = self
+            .servers
+            .iter()
+            .map(|s| WireServerView {
+                part: s.part.clone(),
+                health: s.health.as_str().into(),
+                since: millis(s.since),
+                check: s.check.clone(),
+            })
+            .collect();
+        serde_json::to_vec(&wire).expect("a view serializes")
+    }
+
+    /// Node `node`'s view, read back.
+    pub fn from_json(node: &str, bytes: &[u8]) -> Result<Self, RecordError> {
+        let wire: Vec<WireServerView> =
+            serde_json::from_slice(bytes).map_err(|e| RecordError::Json(e.to_string()))?;
+        let servers = wire
+            .into_iter()
+            .map(|s| {
+                Ok(ServerView {
+                    health: health(&s.health).ok_or_else(|| RecordError::Unknown {
+                        what: "health",
+                        value: s.health.clone(),
+                    })?,
+                    part: s.part,
+                    since: UNIX_EPOCH + Duration::from_millis(s.since),
+                    check: s.check,
+                })
+            })
+            .collect::<Result<_, RecordError>>()?;
+        Ok(View {
+            node: node.to_string(),
+            servers,
+        })
+    }
+}
+
+fn health(s: &str) -> Option<Health> {
+    [Health::Unknown, Health::Up, Health::Degraded, Health::Down]
+        .into_iter()
+        .find(|h| h.as_str() == s)
+}
+
 /// What a key under the prefix holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stored {
@@ -171,6 +242,10 @@ pub enum Stored {
     /// events routed to the receiver (its id is the receiver's name). A successor sends
     /// what came after; the followers forget what came before.
     Delivered(i64),
+    /// `{prefix}views/{node}/{id}`: what a node's monitors see of the service's servers.
+    View(View),
+    /// A node's view of the service left etcd (its lease ended: the node is gone).
+    ViewEnded { node: String },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -348,6 +423,23 @@ mod tests {
                 .to_string(),
             "unknown state \"Sleeping\""
         );
+    }
+
+    #[test]
+    fn a_view_survives_the_trip_through_etcd() {
+        let view = View {
+            node: "sw2".into(),
+            servers: vec![ServerView {
+                part: "primary".into(),
+                health: Health::Down,
+                since: UNIX_EPOCH + Duration::from_millis(1_700_000_000_000),
+                check: "connection refused".into(),
+            }],
+        };
+        let json = view.to_json();
+        assert!(String::from_utf8_lossy(&json).contains(r#""health":"down""#));
+        assert_eq!(View::from_json("sw2", &json).unwrap(), view);
+        assert!(View::from_json("sw2", b"{}").is_err());
     }
 
     #[test]

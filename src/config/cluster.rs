@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::duration::HumanDuration;
 use super::rules::Invalid;
+use crate::domain::quorum::Quorum;
 
 /// The lease a leader holds by default: a dead leader is replaced within about this long.
 const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(3);
@@ -33,6 +34,7 @@ pub struct ClusterSection {
     pub server_name: Option<String>,
     pub user: Option<String>,
     pub password_file: Option<String>,
+    pub quorum: Option<String>,
 }
 
 /// How a node proves itself to etcd and checks etcd's certificate (`https://` endpoints).
@@ -70,6 +72,9 @@ pub struct ClusterSettings {
     pub tls: Option<ClusterTls>,
     /// etcd's authentication, when the members have it enabled.
     pub user: Option<ClusterUser>,
+    /// How the live nodes' views of a server make it down; `None`: the leader alone probes
+    /// and decides from its own view.
+    pub quorum: Option<Quorum>,
 }
 
 impl ClusterSettings {
@@ -160,6 +165,15 @@ pub(super) fn validate_cluster(
             ));
         }
     };
+    let quorum = match c.quorum.as_deref() {
+        None => None,
+        Some(q) => Some(q.parse().map_err(|()| {
+            (
+                "cluster.quorum".to_string(),
+                format!("\"{q}\" is not a quorum; use \"majority\", \"any\" or \"all\""),
+            )
+        })?),
+    };
     Ok(ClusterSettings {
         endpoints,
         node,
@@ -168,6 +182,7 @@ pub(super) fn validate_cluster(
         timeout,
         tls,
         user,
+        quorum,
     })
 }
 
@@ -276,6 +291,11 @@ mod tests {
         let mut c = section(&["http://etcd1:2379"]);
         c.prefix = Some("/sw/site-a".into());
         assert_eq!(validate_cluster(&c, "h").unwrap().prefix, "/sw/site-a/");
+        assert_eq!(s.quorum, None);
+        c.quorum = Some("all".into());
+        assert_eq!(validate_cluster(&c, "h").unwrap().quorum, Some(Quorum::All));
+        c.quorum = Some("most".into());
+        assert_eq!(key_of(&c), "cluster.quorum");
     }
 
     #[cfg(feature = "cluster")]

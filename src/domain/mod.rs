@@ -9,6 +9,7 @@ pub(crate) mod event_kind;
 pub mod health;
 pub(crate) mod maintenance;
 pub(crate) mod pairing;
+pub(crate) mod quorum;
 pub(crate) mod redundancy;
 pub(crate) mod roles;
 pub(crate) mod service;

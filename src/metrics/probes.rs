@@ -63,6 +63,8 @@ pub struct ProbeMetrics {
     /// Days until the certificate an `https` check was shown expires: only while the
     /// instance's last probe completed its TLS handshake ([`CertificateGauge`]).
     pub certificate_days_left: Family<InstanceLabels, Gauge<f64, AtomicU64>>,
+    /// On a cluster: 1 while the live nodes disagree about whether a server is down.
+    pub server_disagreement: Family<InstanceLabels, Gauge>,
 }
 
 /// The `certificate_days_left` series of one instance, which exists only while its last
@@ -102,6 +104,7 @@ impl Default for ProbeMetrics {
             instance_up: Family::default(),
             instance_role: Family::default(),
             certificate_days_left: Family::default(),
+            server_disagreement: Family::default(),
         }
     }
 }
@@ -123,6 +126,11 @@ impl ProbeMetrics {
             "instance_up",
             "1 while an instance is healthy (up or degraded), 0 while down",
             self.instance_up.clone(),
+        );
+        registry.register(
+            "server_disagreement",
+            "On a cluster: 1 while the live nodes disagree about whether a server is down (some see it down, some healthy)",
+            self.server_disagreement.clone(),
         );
         registry.register(
             "instance_role",

@@ -159,6 +159,11 @@ impl Registry {
             }
             return;
         }
+        match stored {
+            Stored::View(view) => return self.take_view(id, view.node.clone(), Some(view), ctx),
+            Stored::ViewEnded { node } => return self.take_view(id, node, None, ctx),
+            _ => {}
+        }
         let Some(&index) = self.positions.get(id) else {
             // A service this node is not configured with (another node's configuration
             // differs; the campaign says so).
@@ -186,7 +191,7 @@ impl Registry {
                 let at = record.written;
                 (record, reason, at)
             }
-            Stored::Delivered(_) => return,
+            Stored::Delivered(_) | Stored::View(_) | Stored::ViewEnded { .. } => return,
             Stored::Windows(windows) => {
                 let reason = self.take_windows(index, windows, revision, said, ctx);
                 let Some(replica) = &self.services[index].replica else {
@@ -263,7 +268,7 @@ impl Registry {
     /// A write from before this node's read, for its log of changes only.
     pub(super) fn replay(&mut self, id: &str, stored: Stored, revision: i64) {
         let log = &mut self.ledger.log;
-        if let Stored::Delivered(_) = stored {
+        if let Stored::Delivered(_) | Stored::View(_) | Stored::ViewEnded { .. } = stored {
             // Not a service's change; it still counts toward the end of the replay.
             log.replayed(id, revision, None);
             return;
@@ -274,7 +279,7 @@ impl Registry {
         match stored {
             Stored::Record(record) => entry.record = Some(record),
             Stored::Windows(windows) => entry.windows = windows,
-            Stored::Delivered(_) => {}
+            Stored::Delivered(_) | Stored::View(_) | Stored::ViewEnded { .. } => {}
         }
         let shown = match (&entry.record, self.positions.get(id)) {
             (Some(record), Some(&index)) => {

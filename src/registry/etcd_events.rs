@@ -22,17 +22,27 @@ impl Registry {
             tracked.unconfirm();
         }
         self.supervise(ctx);
+        // Monitors that ran while this node followed have seen their servers already:
+        // their votes count at once, and decide as a new leader's first probes would.
+        for index in 0..self.services.len() {
+            self.vote_again(index, ctx);
+        }
     }
 
-    /// This node no longer leads: its monitors stop, and what it decided but etcd does
-    /// not hold is forgotten (its redundancy gauges show what etcd holds).
+    /// This node no longer leads: its monitors go on probing (its view still counts), and
+    /// what it decided but etcd does not hold is forgotten (its redundancy gauges show what
+    /// etcd holds).
     fn follow(&mut self) {
         self.ledger.set_leading(false);
         self.tell_alerts_leading(false);
+        let probes = self.ledger.probes();
         for tracked in &mut self.services {
-            super::stop_monitors(tracked);
-            for server in &mut tracked.servers {
-                server.monitor = None;
+            if !probes {
+                super::stop_monitors(tracked);
+                for server in &mut tracked.servers {
+                    server.monitor = None;
+                    server.own = None;
+                }
             }
             if let Some(replica) = &tracked.replica {
                 let record = replica.record.clone();
@@ -42,7 +52,9 @@ impl Registry {
         for index in 0..self.services.len() {
             self.show_redundancy(index);
         }
-        warn!("this node no longer leads: its monitors stopped; it serves what the leader writes");
+        warn!(
+            "this node no longer leads: it serves what the leader writes, and its monitors report its view"
+        );
     }
 }
 
@@ -68,6 +80,10 @@ impl Handler<ClusterEvent> for Registry {
                 // client resuming from before `revision` gets the history replayed after
                 // it, or every service's state if etcd no longer has that history.
                 self.ledger.log.pause();
+                // The views read replace every view held: a node missing from them is gone.
+                for tracked in &mut self.services {
+                    tracked.views.clear();
+                }
                 let last_write = stored.iter().map(|(_, _, r)| *r).max().unwrap_or(0);
                 // Windows first, so that each record is rendered with them; services
                 // without a maintenance key have none.
@@ -93,6 +109,11 @@ impl Handler<ClusterEvent> for Registry {
                 }
                 self.ledger.log.restart(revision, history_from, last_write);
                 self.ledger.set_synced();
+                for index in 0..self.services.len() {
+                    self.show_views(index);
+                }
+                // Every node probes once it has read etcd: its view counts in the quorum.
+                self.supervise(ctx);
                 self.publish_soon(ctx);
                 self.settle(revision, ctx);
                 self.caught_up(ctx);

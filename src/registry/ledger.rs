@@ -129,6 +129,19 @@ impl Ledger {
         }
     }
 
+    /// The link to the cluster, on a cluster node.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.link().map(|l| &l.cluster)
+    }
+
+    /// Whether this node's monitors run: alone, always; on a cluster, while it leads, and
+    /// with a quorum configured once etcd has been read (every node probes and publishes
+    /// its view; the leader decides).
+    pub fn probes(&self) -> bool {
+        self.link()
+            .is_none_or(|l| l.leading || (l.synced && l.cluster.quorum().is_some()))
+    }
+
     /// A cluster node won or lost the election.
     pub fn set_leading(&mut self, leading: bool) {
         if let Some(link) = self.link_mut() {

@@ -41,6 +41,7 @@ mod subscribe;
 mod subscribers;
 mod tracked;
 mod transition;
+mod views;
 mod windows;
 
 use std::collections::HashMap;
@@ -380,7 +381,7 @@ impl Registry {
 
     /// Restarts every monitor whose actor has died.
     fn supervise(&mut self, ctx: &mut Context<Self>) {
-        if !self.runs_monitors() {
+        if !self.ledger.probes() {
             return;
         }
         for i in 0..self.services.len() {
@@ -432,22 +433,50 @@ impl Handler<ServerChanged> for Registry {
         let Some(&index) = self.positions.get(&msg.service) else {
             return;
         };
-        if !self.runs_monitors() {
-            // A report sent before this node stopped leading.
+        if !self.saw(index, &msg) || !self.runs_monitors() {
+            // A replaced monitor's report; or this node follows: its view is published,
+            // and the leader decides.
             return;
         }
+        let (health, _) = self.voted(index, msg.part, msg.health);
+        self.observe_server(
+            index,
+            msg.part,
+            msg.generation,
+            health,
+            msg.said,
+            &msg.reason,
+            ctx,
+        );
+    }
+}
+
+impl Registry {
+    /// Takes a server's health (as the votes make it) and said role, decides the service
+    /// again, and commits what changed.
+    #[allow(clippy::too_many_arguments)]
+    fn observe_server(
+        &mut self,
+        index: usize,
+        part: crate::domain::service::Part,
+        generation: u64,
+        health: crate::domain::health::Health,
+        said: crate::domain::roles::SaidRole,
+        reason: &str,
+        ctx: &mut Context<Self>,
+    ) {
         let tracked = &mut self.services[index];
         let was_ready = tracked.is_ready();
         let now = SystemTime::now();
-        let before = tracked.server(msg.part, msg.generation);
-        let transition = tracked.observe(msg.part, msg.generation, msg.health, msg.said, now);
+        let before = tracked.server(part, generation);
+        let transition = tracked.observe(part, generation, health, said, now);
         let became_ready = !was_ready && tracked.is_ready();
         self.show_redundancy(index);
         let tracked = &self.services[index];
         if let Some(transition) = transition {
-            log_transition(&tracked.spec.id, transition, &msg.reason, &self.metrics);
-            self.commit(index, &msg.reason, now, ctx);
-        } else if before.is_some_and(|b| b != (msg.health, msg.said)) {
+            log_transition(&tracked.spec.id, transition, reason, &self.metrics);
+            self.commit(index, reason, now, ctx);
+        } else if before.is_some_and(|b| b != (health, said)) {
             self.commit_health(index, now, ctx);
         }
         if became_ready {

@@ -61,7 +61,7 @@ impl Handler<ApplyServices> for Registry {
         self.index();
         let specs: Vec<ServiceSpec> = self.services.iter().map(|t| (*t.spec).clone()).collect();
         self.ledger.services_changed(&specs);
-        if self.runs_monitors() {
+        if self.ledger.probes() {
             for index in start {
                 self.start_monitors(index, ctx);
             }

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use actix::Addr;
 use tracing::debug;
 
-use crate::cluster::{ServerRecord, ServiceRecord};
+use crate::cluster::{ServerRecord, ServerView, ServiceRecord, View};
 use crate::config::services::ServiceSpec;
 use crate::domain::health::Health;
 use crate::domain::maintenance::{Window, effective};
@@ -36,6 +36,10 @@ pub(super) struct Server {
     /// monitors: `health` is then evidence, not what was stored (a new leader resumes
     /// every server's stored health, but decides only once it has seen each one itself).
     pub confirmed: bool,
+    /// On a cluster: what this node's own monitor last saw of it, its vote.
+    pub own: Option<ServerView>,
+    /// On a cluster: since when the live nodes disagree about it, while they do.
+    pub disagreeing: Option<std::time::Instant>,
 }
 
 /// One supervised service.
@@ -69,6 +73,8 @@ pub(super) struct Tracked {
     /// Unknown until this node sees a move itself (a restart does not know when the last
     /// one was).
     pub serving_since: Option<SystemTime>,
+    /// On a cluster: each live node's view of the servers, by node, as etcd holds them.
+    pub views: std::collections::BTreeMap<String, View>,
 }
 
 /// Where a service stands on this node.
@@ -161,6 +167,8 @@ impl Tracked {
                 generation: 0,
                 monitor: None,
                 confirmed: false,
+                own: None,
+                disagreeing: None,
             })
             .collect();
         let instances = Arc::new(Instances::of(&spec, spec.servers()));
@@ -184,6 +192,7 @@ impl Tracked {
             phase,
             switchover: None,
             serving_since: None,
+            views: Default::default(),
         }
     }
 

@@ -10,7 +10,7 @@ use tracing::{debug, error, info, warn};
 
 use super::machine::{Action, Note};
 use crate::cluster::record::{delivered_from_json, windows_from_json};
-use crate::cluster::{ClusterEvent, ClusterStatus, ServiceRecord, Stored};
+use crate::cluster::{ClusterEvent, ClusterStatus, ServiceRecord, Stored, View};
 use crate::config::cluster::ClusterSettings;
 use crate::metrics::Metrics;
 
@@ -45,6 +45,15 @@ impl Effects {
 
     pub fn alerts_prefix(&self) -> String {
         self.key("alerts/")
+    }
+
+    pub fn views_prefix(&self) -> String {
+        self.key("views/")
+    }
+
+    /// The node and service of a view's key, `{prefix}views/{node}/{id}`.
+    pub fn view_key<'a>(&self, key: &'a str) -> Option<(&'a str, &'a str)> {
+        key.strip_prefix(&self.views_prefix())?.split_once('/')
     }
 
     fn endpoint(&self, member: usize) -> &str {
@@ -175,6 +184,8 @@ impl Effects {
             ServiceRecord::from_json(value).map(|r| (id.to_string(), Stored::Record(r)))
         } else if let Some(id) = key.strip_prefix(&self.maintenance_prefix()) {
             windows_from_json(id, value).map(|w| (id.to_string(), Stored::Windows(w)))
+        } else if let Some((node, id)) = self.view_key(&key) {
+            View::from_json(node, value).map(|v| (id.to_string(), Stored::View(v)))
         } else if let Some(receiver) = key.strip_prefix(&self.alerts_prefix()) {
             delivered_from_json(value).map(|r| (receiver.to_string(), Stored::Delivered(r)))
         } else {

@@ -98,6 +98,14 @@ struct Session {
     /// A record whose write failed with its round: written first when the next round works,
     /// so that a decision made while a member died is not lost.
     unsent: Option<(String, crate::cluster::ServiceRecord)>,
+    /// This node's latest view of each service, as JSON: written again, all of them, when
+    /// the lease they are bound to is not the one they were written with (a new lease, or
+    /// a write that failed).
+    views: std::collections::BTreeMap<String, Vec<u8>>,
+    /// The lease the views in etcd are bound to, if they all are.
+    views_lease: Option<i64>,
+    /// A write taken from the channel while gathering views, done next.
+    held: Option<Write>,
 }
 
 /// The machine and what its clock decides while a call is in flight: effects are applied
@@ -191,6 +199,9 @@ pub(super) async fn run(inbox: Inbox, registry: Recipient<ClusterEvent>, metrics
         token: format!("{:016x}", fastrand::u64(..)),
         link: None,
         unsent: None,
+        views: Default::default(),
+        views_lease: None,
+        held: None,
     };
     let mut pending: Vec<Action> = machine.handle(Instant::now(), Event::Tick);
     loop {
@@ -209,6 +220,14 @@ pub(super) async fn run(inbox: Inbox, registry: Recipient<ClusterEvent>, metrics
         {
             let mut clock = session.clock(&mut machine);
             let event = session.write_record(id, record, true, &mut clock).await;
+            let later = clock.later;
+            session.settle(&mut machine, &mut pending, later, event);
+            continue;
+        }
+        if machine.working() && machine.lease().is_some() && machine.lease() != session.views_lease
+        {
+            let mut clock = session.clock(&mut machine);
+            let event = session.write_views(Vec::new(), &mut clock).await;
             let later = clock.later;
             session.settle(&mut machine, &mut pending, later, event);
             continue;
@@ -316,6 +335,9 @@ impl Session {
     /// works; they wait in the channel meanwhile), or the clock.
     async fn wait(&mut self, machine: &mut Machine) -> Woken {
         let working = machine.working();
+        if working && let Some(write) = self.held.take() {
+            return Woken::Write(write);
+        }
         let wake = machine.wake_at();
         let (watch, renewals) = match self.link.as_mut() {
             Some(link) if working => (link.watch.as_mut(), link.renewals.as_mut()),
@@ -381,7 +403,11 @@ impl Session {
             let Some(kv) = event.kv() else { continue };
             let revision = kv.mod_revision();
             let delivery = machine.watched(revision);
-            if delivery == Delivery::Ignored || event.event_type() != EventType::Put {
+            if delivery == Delivery::Ignored {
+                continue;
+            }
+            if event.event_type() != EventType::Put {
+                self.ended(kv.key(), revision, delivery);
                 continue;
             }
             let Some((id, stored)) = self.effects.decode(kv.key(), kv.value()) else {
@@ -405,5 +431,23 @@ impl Session {
             });
         }
         Event::WatchBatchEnd
+    }
+
+    /// A key was deleted: if it was a node's view, that node no longer votes (its lease
+    /// ended).
+    fn ended(&self, key: &[u8], revision: i64, delivery: Delivery) {
+        let key = String::from_utf8_lossy(key);
+        if delivery != Delivery::Changed {
+            return;
+        }
+        if let Some((node, id)) = self.effects.view_key(&key) {
+            self.effects.tell(ClusterEvent::Changed {
+                id: id.to_string(),
+                stored: Stored::ViewEnded {
+                    node: node.to_string(),
+                },
+                revision,
+            });
+        }
     }
 }

@@ -165,6 +165,11 @@ impl Machine {
     }
 
     /// The leader's term while this node leads: what its writes are fenced by.
+    /// The lease this node holds, if any: what its views are bound to.
+    pub(super) fn lease(&self) -> Option<i64> {
+        self.lease
+    }
+
     pub(super) fn term(&self) -> Option<i64> {
         self.term
     }
