@@ -25,6 +25,7 @@ mod effects;
 mod leadership;
 mod link;
 mod machine;
+mod tokens;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -167,6 +168,7 @@ pub(super) async fn run(inbox: Inbox, registry: Recipient<ClusterEvent>, metrics
         writes,
         digest,
         status,
+        tokens,
     } = inbox;
     let mut machine = Machine::new(
         settings.lease_ttl,
@@ -182,6 +184,8 @@ pub(super) async fn run(inbox: Inbox, registry: Recipient<ClusterEvent>, metrics
             metrics,
             mismatch: false,
             read: Vec::new(),
+            tokens,
+            read_tokens: Vec::new(),
             leading: false,
             stale: true,
         },
@@ -381,7 +385,11 @@ impl Session {
             let Some(kv) = event.kv() else { continue };
             let revision = kv.mod_revision();
             let delivery = machine.watched(revision);
-            if delivery == Delivery::Ignored || event.event_type() != EventType::Put {
+            let deleted = event.event_type() == EventType::Delete;
+            if delivery == Delivery::Ignored || self.effects.token_watched(kv, deleted, delivery) {
+                continue;
+            }
+            if event.event_type() != EventType::Put {
                 continue;
             }
             let Some((id, stored)) = self.effects.decode(kv.key(), kv.value()) else {
