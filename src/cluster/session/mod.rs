@@ -1,6 +1,7 @@
 //! The etcd session: one task per node that connects, holds the node's lease, campaigns for
 //! leadership, writes the leader's records (and anyone's maintenance windows) behind their
-//! fences, and watches the prefix.
+//! fences, writes the API tokens created or revoked on this node (`tokens.rs`), and watches
+//! the prefix.
 //!
 //! Every decision is the state machine's (`machine/`, pure and tested event by event): when
 //! to connect and to which member, whether the lease is reused, where the watch resumes,
