@@ -29,6 +29,7 @@ use crate::alerts::receivers::Receiver;
 use crate::api::app::AppParts;
 use crate::api::connections::ConnectionLimit;
 use crate::api::reload::{QUEUED_RELOADS, ReloadAsked, ReloadRequests};
+use crate::api::token_book::{ClusterTokens, alone_tokens};
 use crate::api::{self, ApiState};
 use crate::auth::Authenticator;
 use crate::cluster::credentials::Credentials;
@@ -120,16 +121,13 @@ impl Daemon {
         let mut past = History::open_configured(&settings.history, metrics.clone());
         let api_tokens = std::mem::take(&mut past.tokens);
         let history = past.history.clone();
-        let (cluster, inbox) = link_cluster(&settings)?;
-        let cluster_status = cluster
-            .as_ref()
-            .map_or_else(|| Arc::new(ClusterStatus::alone()), |c| c.status.clone());
+        let (cluster, inbox, cluster_status) = link_cluster(&settings)?;
         let alerts = start_alerts(&settings, (&history, &snapshot), &metrics, cluster.clone());
         let registry = start_registry(
             &settings,
             (&snapshot, &metrics),
             past,
-            (cluster.clone(), inbox),
+            cluster.clone(),
             alerts.clone(),
         );
         let notify = start_notify(&settings, &registry, &metrics, &cluster_status);
@@ -148,6 +146,9 @@ impl Daemon {
         actix_rt::spawn(mark_ready(registry.clone(), ready));
         actix_rt::spawn(crate::client_errors::report_periodically(metrics.clone()));
         let authenticator = authenticator(&settings, &metrics, api_tokens);
+        let with = ((&authenticator, &notify), (&registry, &metrics));
+        let etcd = cluster.clone().zip(inbox);
+        let tokens = etcd.map(|link| ClusterTokens::start(link, with));
         let (reloads, reload_requests) = mpsc::channel(QUEUED_RELOADS);
         let parts = AppParts {
             state: web::Data::new(api_state(
@@ -155,6 +156,7 @@ impl Daemon {
                 (snapshot.clone(), &history),
                 (&registry, &alerts),
                 reloads,
+                tokens,
             )),
             notify: web::Data::new(notify.clone()),
             authenticator: web::Data::new(authenticator.clone()),
@@ -374,27 +376,32 @@ fn bind_tls(tls: Option<&TlsSettings>) -> io::Result<Option<(TcpListener, Server
     Ok(Some((listener, config)))
 }
 
-/// The link to etcd and the inbox of its events, on a cluster node (`[cluster]`).
-fn link_cluster(settings: &Settings) -> io::Result<(Option<Cluster>, Option<Inbox>)> {
+/// The link to etcd and the inbox of its events, on a cluster node (`[cluster]`), and the
+/// node's place (alone: never stale, always leading).
+fn link_cluster(settings: &Settings) -> io::Result<ClusterLink> {
     let Some(c) = &settings.cluster else {
-        return Ok((None, None));
+        return Ok((None, None, Arc::new(ClusterStatus::alone())));
     };
     let credentials = Credentials::load(c).map_err(io::Error::other)?;
     let digest = crate::cluster::digest(&settings.services);
     let (cluster, inbox) = Cluster::link(c, credentials, digest);
-    Ok((Some(cluster), Some(inbox)))
+    let status = cluster.status.clone();
+    Ok((Some(cluster), Some(inbox), status))
 }
 
-/// Starts the registry (and, on a cluster node, the task feeding it etcd's events), telling
-/// `alerts` of every committed change.
+/// What [`link_cluster`] gives.
+type ClusterLink = (Option<Cluster>, Option<Inbox>, Arc<ClusterStatus>);
+
+/// Starts the registry, telling `alerts` of every committed change (on a cluster node, the
+/// task feeding it etcd's events starts once the API tokens have somewhere to go).
 fn start_registry(
     settings: &Settings,
     (snapshot, metrics): (&SharedSnapshot, &Arc<Metrics>),
     past: Opened,
-    (cluster, inbox): (Option<Cluster>, Option<Inbox>),
+    cluster: Option<Cluster>,
     alerts: Addr<Dispatcher>,
 ) -> Addr<Registry> {
-    let registry = Registry::new(
+    Registry::new(
         settings.services.clone(),
         settings.limits.probes_in_flight,
         snapshot.clone(),
@@ -403,11 +410,7 @@ fn start_registry(
         cluster,
     )
     .alerting(alerts)
-    .start();
-    if let Some(inbox) = inbox {
-        inbox.start(registry.clone().recipient(), metrics.clone());
-    }
-    registry
+    .start()
 }
 
 /// Starts the alerts' dispatcher on a thread of its own (its outbox writes synchronously;
@@ -492,6 +495,7 @@ fn authenticator(
     if settings.auth.users.is_empty() {
         tracing::warn!("{NO_USERS}");
     }
+    let api_tokens = alone_tokens(settings.cluster.is_some(), api_tokens);
     Arc::new(Authenticator::new(&settings.auth, metrics.clone()).with_api_tokens(api_tokens))
 }
 
@@ -501,6 +505,7 @@ fn api_state(
     (snapshot, history): (SharedSnapshot, &History),
     (registry, alerts): (&Addr<Registry>, &Addr<Dispatcher>),
     reloads: ReloadRequests,
+    cluster_tokens: Option<ClusterTokens>,
 ) -> ApiState {
     let server = &settings.server;
     ApiState {
@@ -517,6 +522,7 @@ fn api_state(
         registry: registry.clone(),
         alerts: alerts.clone(),
         reloads,
+        cluster_tokens,
     }
 }
 

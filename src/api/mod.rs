@@ -23,6 +23,7 @@ pub(crate) mod services;
 pub(crate) mod socket_caller;
 pub(crate) mod staleness;
 pub(crate) mod status_page;
+pub(crate) mod token_book;
 pub(crate) mod tokens;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -66,6 +67,8 @@ pub(crate) struct ApiState {
     pub alerts: Addr<Dispatcher>,
     /// Where reloads are asked (`POST /reload`).
     pub reloads: reload::ReloadRequests,
+    /// On a cluster node, where API tokens are kept (etcd) instead of the history database.
+    pub cluster_tokens: Option<token_book::ClusterTokens>,
 }
 
 impl ApiState {

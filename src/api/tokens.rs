@@ -1,8 +1,10 @@
 //! API tokens, for admins: `POST /tokens` creates one and shows it once, `GET /tokens`
 //! lists them (never a token or its hash), `DELETE /tokens/{name}` revokes one at once,
 //! with its cookie logins and notification sessions. Extensions beside the GWS resources,
-//! in the same envelope; other callers get 403. Tokens are kept in the history database:
-//! without one, these answer 404. See `auth/api_tokens.rs` for what a token is.
+//! in the same envelope; other callers get 403. Alone, tokens are kept in the history
+//! database: without one, these answer 404. On a cluster node they are kept in etcd, for
+//! every node (`cluster/tokens.rs`): a node that cannot reach etcd answers 503 and changes
+//! nothing. See `auth/api_tokens.rs` for what a token is.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use super::ApiState;
 use super::audit::Trail;
 use super::error::ApiError;
 use crate::auth::{ApiTokenRecord, Authenticator, Caller, MAX_LIFETIME, NewApiToken, Scope};
+use crate::cluster::tokens::TokenWriteError;
 use crate::config::auth::is_display_name;
 use crate::history::HistoryError;
 use crate::history::audit::{Action, Outcome};
@@ -125,14 +128,9 @@ pub async fn create(
         created: now,
         sha256: token.sha256(),
     };
-    let stored = state.history.put_token(record.clone()).await;
-    match stored {
-        Ok(true) => {}
-        Ok(false) => return Err(trail.failed(action, name, duplicate(name))),
-        Err(e) => return Err(trail.failed(action, name, kept_error(e))),
-    }
-    auth.add_api_token(record.clone())
-        .map_err(|e| trail.failed(action, name, ApiError::InvalidParameter(e.to_string())))?;
+    keep(&state, &auth, record.clone())
+        .await
+        .map_err(|e| trail.failed(action, name, e))?;
     let detail = format!(
         "scope {}, until {}",
         record.scope.as_str(),
@@ -181,6 +179,19 @@ pub async fn revoke(
         return Err(trail.refused(action, &name, "API tokens are revoked by admins only"));
     }
     kept(&state)?;
+    if let Some(shared) = &state.cluster_tokens {
+        let written = shared
+            .revoke(&name)
+            .await
+            .map_err(|e| trail.failed(action, &name, cluster_error(e)))?;
+        trail.record(action, &name, Outcome::Done, None);
+        let now = SystemTime::now();
+        let shown = written
+            .record
+            .map_or_else(|| json!({ "name": name }), |r| render(&r, now));
+        let body = json!({ "statusCode": 0, "apiToken": shown });
+        return Ok(answer(StatusCode::OK, body));
+    }
     let (record, user) = auth
         .revoke_api_token(&name)
         .map_err(|e| trail.failed(action, &name, ApiError::NotFound(e.to_string())))?;
@@ -196,11 +207,42 @@ pub async fn revoke(
     Ok(answer(StatusCode::OK, body))
 }
 
-/// 404 when no history database keeps tokens.
+/// 404 when nothing keeps tokens: alone, no history database.
 fn kept(state: &ApiState) -> Result<(), ApiError> {
-    match state.history.path() {
-        Some(_) => Ok(()),
-        None => Err(kept_error(HistoryError::Off)),
+    match (&state.cluster_tokens, state.history.path()) {
+        (Some(_), _) | (None, Some(_)) => Ok(()),
+        (None, None) => Err(kept_error(HistoryError::Off)),
+    }
+}
+
+/// Keeps a new token where this node keeps them (etcd on a cluster node, else the history
+/// database), then lets it in.
+async fn keep(
+    state: &ApiState,
+    auth: &Authenticator,
+    record: ApiTokenRecord,
+) -> Result<(), ApiError> {
+    if let Some(shared) = &state.cluster_tokens {
+        return shared.create(record).await.map_err(cluster_error);
+    }
+    let name = record.name.clone();
+    match state.history.put_token(record.clone()).await {
+        Ok(true) => {}
+        Ok(false) => return Err(duplicate(&name)),
+        Err(e) => return Err(kept_error(e)),
+    }
+    auth.add_api_token(record)
+        .map_err(|e| ApiError::InvalidParameter(e.to_string()))
+}
+
+/// The answer to a change the cluster did not make: 503 while etcd is out of reach.
+fn cluster_error(e: TokenWriteError) -> ApiError {
+    match e {
+        TokenWriteError::Unreachable => ApiError::Unavailable(format!(
+            "API tokens are kept in the cluster's etcd, and this node cannot reach it: {e}"
+        )),
+        TokenWriteError::Duplicate(name) => duplicate(&name),
+        TokenWriteError::Unknown(_) => ApiError::NotFound(e.to_string()),
     }
 }
 

@@ -229,6 +229,12 @@ impl Authenticator {
         Ok(())
     }
 
+    /// The record of the token named `name`, if any.
+    pub fn api_token(&self, name: &str) -> Option<ApiTokenRecord> {
+        let tokens = self.api_tokens.read().unwrap_or_else(|p| p.into_inner());
+        tokens.named(name).map(|t| t.record.clone())
+    }
+
     /// Whether a token is named `name`.
     pub fn has_api_token(&self, name: &str) -> bool {
         let tokens = self.api_tokens.read().unwrap_or_else(|p| p.into_inner());

@@ -13,6 +13,7 @@ pub mod credentials;
 pub(crate) mod record;
 #[cfg(feature = "cluster")]
 mod session;
+pub(crate) mod tokens;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -178,6 +179,13 @@ pub(crate) enum Write {
     Delivered { receiver: String, revision: i64 },
     /// This node's view of service `id`'s servers, bound to its lease.
     View { id: String, view: View },
+    /// An API token created or revoked on this node (unfenced: see `tokens.rs`). Dropped
+    /// unwritten after `deadline` (the caller has given up by then).
+    Token {
+        change: tokens::TokenChange,
+        deadline: std::time::Instant,
+        done: tokens::TokenAnswer,
+    },
     /// The daemon stops: give up the lease (and so the leadership, at once rather than
     /// when the lease runs out) and campaign no more.
     Resign {
@@ -207,6 +215,8 @@ pub(crate) struct Cluster {
     /// The digest of the services this node is configured with; a reload replaces it.
     digest: Arc<Mutex<String>>,
     pub status: Arc<ClusterStatus>,
+    /// How long one etcd call may take (`[cluster] timeout`).
+    call_timeout: std::time::Duration,
 }
 
 /// The session's end of the link, until [`Inbox::start`] gives it the registry.
@@ -217,6 +227,8 @@ pub(crate) struct Inbox {
     writes: mpsc::UnboundedReceiver<Write>,
     digest: Arc<Mutex<String>>,
     status: Arc<ClusterStatus>,
+    /// Where the cluster's API tokens are applied on this node, once it is given.
+    tokens: Option<tokens::SharedBook>,
 }
 
 impl Cluster {
@@ -237,6 +249,7 @@ impl Cluster {
                 quorum: settings.quorum,
                 digest: digest.clone(),
                 status: status.clone(),
+                call_timeout: settings.timeout,
             },
             Inbox {
                 settings: settings.clone(),
@@ -244,6 +257,7 @@ impl Cluster {
                 writes: rx,
                 digest,
                 status,
+                tokens: None,
             },
         )
     }
@@ -333,6 +347,14 @@ impl Cluster {
 }
 
 impl Inbox {
+    /// The session applies the cluster's API tokens to `book` (a node that serves the API).
+    pub fn with_tokens(self, book: tokens::SharedBook) -> Self {
+        Inbox {
+            tokens: Some(book),
+            ..self
+        }
+    }
+
     /// Starts the etcd session on the current actix arbiter; it tells `registry` what
     /// happens, and reconnects for as long as the daemon runs.
     #[cfg(feature = "cluster")]

@@ -24,6 +24,10 @@ pub(super) struct Effects {
     pub mismatch: bool,
     /// What the last full read found, until the registry is told (once its watch exists).
     pub read: Vec<(String, Stored, i64)>,
+    /// Where the cluster's API tokens are applied on this node (`None`: nowhere).
+    pub tokens: Option<crate::cluster::tokens::SharedBook>,
+    /// The API tokens the last full read found, until it is told.
+    pub read_tokens: Vec<crate::auth::ApiTokenRecord>,
     /// Whether this node holds the leadership, and whether it is stale: the `leader`
     /// metric shows a leader in touch with etcd (see [`Effects::show_leader`]).
     pub leading: bool,
@@ -69,6 +73,7 @@ impl Effects {
                 history_from,
             } => {
                 let stored = std::mem::take(&mut self.read);
+                self.replace_tokens(revision);
                 self.tell(ClusterEvent::Synced {
                     stored,
                     revision,

@@ -120,6 +120,11 @@ impl Session {
             Write::Delivered { receiver, revision } => {
                 self.write_delivered(&receiver, revision, clock).await
             }
+            Write::Token {
+                change,
+                deadline,
+                done,
+            } => return self.write_token(change, deadline, done, clock).await,
             Write::Revision { done } => {
                 let read = self.revision(clock).await;
                 let _ = done.send(read.as_ref().ok().copied());

@@ -185,6 +185,7 @@ async fn read_all(
         .run(effects, client.get(prefix, Some(options)))
         .await?;
     let revision = stored.header().map_or(0, |h| h.revision());
+    effects.keep_read_tokens(stored.kvs());
     effects.read = stored
         .take_kvs()
         .into_iter()

@@ -1,6 +1,7 @@
 //! The etcd session: one task per node that connects, holds the node's lease, campaigns for
 //! leadership, writes the leader's records (and anyone's maintenance windows) behind their
-//! fences, and watches the prefix.
+//! fences, writes the API tokens created or revoked on this node (`tokens.rs`), and watches
+//! the prefix.
 //!
 //! Every decision is the state machine's (`machine/`, pure and tested event by event): when
 //! to connect and to which member, whether the lease is reused, where the watch resumes,
@@ -25,6 +26,7 @@ mod effects;
 mod leadership;
 mod link;
 mod machine;
+mod tokens;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -175,6 +177,7 @@ pub(super) async fn run(inbox: Inbox, registry: Recipient<ClusterEvent>, metrics
         writes,
         digest,
         status,
+        tokens,
     } = inbox;
     let mut machine = Machine::new(
         settings.lease_ttl,
@@ -190,6 +193,8 @@ pub(super) async fn run(inbox: Inbox, registry: Recipient<ClusterEvent>, metrics
             metrics,
             mismatch: false,
             read: Vec::new(),
+            tokens,
+            read_tokens: Vec::new(),
             leading: false,
             stale: true,
         },
@@ -403,7 +408,8 @@ impl Session {
             let Some(kv) = event.kv() else { continue };
             let revision = kv.mod_revision();
             let delivery = machine.watched(revision);
-            if delivery == Delivery::Ignored {
+            let deleted = event.event_type() == EventType::Delete;
+            if delivery == Delivery::Ignored || self.effects.token_watched(kv, deleted, delivery) {
                 continue;
             }
             if event.event_type() != EventType::Put {
