@@ -96,16 +96,22 @@ pub fn options_request(
 /// Why bytes from the peer are not a SIP response the check can read.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ParseError {
+    /// Not a SIP start line; the line, quoted.
     #[error("the answer is not SIP: \"{0}\"")]
     NotSip(String),
+    /// A request line, where a response was awaited; its method.
     #[error("the peer sent a {0} request, not a response")]
     Request(String),
+    /// `SIP/...` but not `SIP/2.0`, a three-digit code from 100 to 699 and a reason.
     #[error("bad SIP status line \"{0}\"")]
     BadStatusLine(String),
+    /// A header line without a name and a colon, or a continuation with nothing to continue.
     #[error("bad SIP header line \"{0}\"")]
     BadHeader(String),
+    /// A `Content-Length` that is not a number.
     #[error("bad Content-Length \"{0}\"")]
     BadContentLength(String),
+    /// The head or the body cut short; what is missing.
     #[error("the answer is truncated: {0}")]
     Truncated(&'static str),
 }
@@ -113,7 +119,9 @@ pub enum ParseError {
 /// A parsed response: its status line and headers, names lowercased and in their long form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
+    /// The status code, 100 to 699.
     pub status: u16,
+    /// The reason phrase, on one line with control bytes escaped.
     pub reason: String,
     headers: Vec<(String, String)>,
 }
@@ -172,10 +180,13 @@ impl Response {
 /// Why a well-formed response is not the answer to the check's transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum Mismatch {
+    /// The top `Via` branch differs (or is missing).
     #[error("its Via branch is {}", shown(.0))]
     Branch(Option<String>),
+    /// The `CSeq` number or method differs.
     #[error("its CSeq is {}", shown(.0))]
     CSeq(Option<String>),
+    /// The `Call-ID` differs.
     #[error("its Call-ID is {}", shown(.0))]
     CallId(Option<String>),
 }
@@ -327,7 +338,8 @@ fn status_line(line: &str) -> Result<(u16, String), ParseError> {
                 && code.bytes().all(|b| b.is_ascii_digit())
                 && (100..=699).contains(&status) =>
         {
-            Ok((status, reason.trim().to_string()))
+            // The reason goes to logs and answers: on one line, control bytes escaped.
+            Ok((status, readable(reason.trim().as_bytes(), QUOTED_CHARS)))
         }
         _ => Err(ParseError::BadStatusLine(quoted())),
     }
@@ -440,6 +452,8 @@ mod tests {
         let trying = parse_response(b"SIP/2.0 100 Trying\r\n\r\n").unwrap();
         assert!(trying.is_provisional());
         assert_eq!(trying.reason, "Trying");
+        let sly = parse_response(b"SIP/2.0 200 O\x1b[31mK\r\n\r\n").unwrap();
+        assert_eq!(sly.status_line(), r"SIP/2.0 200 O\u{1b}[31mK");
     }
 
     #[test]

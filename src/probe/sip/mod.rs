@@ -9,7 +9,7 @@
 //!
 //! The message code is pure (`message`, `timers`); `udp` and `stream` own the sockets.
 
-mod message;
+pub mod message;
 mod stream;
 pub mod timers;
 mod udp;
@@ -222,9 +222,8 @@ pub(crate) async fn probe(
 ) -> Result<(ProbeOutcome, String), String> {
     let answer = match &check.transport {
         Transport::Udp => udp::exchange(target, timeout).await,
-        Transport::Tcp | Transport::Tls(_) => {
-            stream::exchange(&check.transport, target, timeout).await
-        }
+        Transport::Tcp => stream::exchange(None, target, timeout).await,
+        Transport::Tls(tls) => stream::exchange(Some(tls), target, timeout).await,
     };
     answer
         .map(|response| judge(check, &response))

@@ -9,13 +9,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::message::{Transaction, message_length, options_request, parse_response};
-use super::{Failure, MAX_MESSAGE_BYTES, Response, Transport, Waiting};
+use super::{Failure, MAX_MESSAGE_BYTES, Response, Waiting};
+use crate::probe::https::TlsClient;
 use crate::probe::{Target, connect, https};
 
-/// Connects (and handshakes, over TLS), sends the request and reads until the final answer,
+/// Connects (and handshakes, with `tls`), sends the request and reads until the final answer,
 /// all before `timeout`.
 pub(super) async fn exchange(
-    transport: &Transport,
+    tls: Option<&TlsClient>,
     target: &Target,
     timeout: Duration,
 ) -> Result<Response, Failure> {
@@ -32,8 +33,8 @@ pub(super) async fn exchange(
             source,
         })
     };
-    match transport {
-        Transport::Tls(tls) => {
+    match tls {
+        Some(tls) => {
             let stream = tokio::time::timeout_at(deadline, https::handshake(tls, target, timeout))
                 .await
                 .map_err(|_| timed_out())?
@@ -41,7 +42,7 @@ pub(super) async fn exchange(
             let local = local_of(stream.get_ref().0.local_addr())?;
             converse(stream, "tls", local, target, timeout, deadline).await
         }
-        Transport::Tcp | Transport::Udp => {
+        None => {
             let stream = tokio::time::timeout_at(deadline, connect(target, timeout))
                 .await
                 .map_err(|_| timed_out())?
