@@ -23,7 +23,7 @@ for arg in "$@"; do
     esac
 done
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(bayeux_batch services_query config http_answer cql_frame)
+    targets=(bayeux_batch services_query config http_answer cql_frame sip_response)
 fi
 
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal

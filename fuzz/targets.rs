@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 
 use servicewatch::api::query::{self, Fields};
 use servicewatch::bayeux::message::{self, Request};
+use servicewatch::probe::sip::message as sip;
 use servicewatch::probe::{cql, http};
 
 /// One line, no control characters: what a log line or an error answer can carry.
@@ -154,5 +155,32 @@ pub fn cql_frame(data: &[u8]) {
             assert_readable("a CQL probe's reason", &reason);
         }
         Err(refusal) => assert_readable("a CQL refusal", &refusal),
+    }
+}
+
+/// A SIP answer as the `sip` check reads it: whole (a UDP datagram), and cut out of a stream
+/// (TCP, TLS) however its bytes arrive, the cut giving the same message as the whole.
+pub fn sip_response(data: &[u8]) {
+    match sip::parse_response(data) {
+        Ok(response) => {
+            assert!((100..=699).contains(&response.status));
+            assert_readable("a SIP status line", &response.status_line());
+        }
+        Err(refusal) => assert_readable("a SIP refusal", &refusal.to_string()),
+    }
+    let whole = sip::message_length(data);
+    if let Ok(Some(length)) = whole {
+        assert!(length <= data.len());
+        assert!(
+            sip::parse_response(&data[..length]).is_ok(),
+            "a message cut from a stream parses"
+        );
+    }
+    for cut in 0..data.len() {
+        let part = sip::message_length(&data[..cut]);
+        assert!(
+            part == Ok(None) || part == whole,
+            "a prefix gives {part:?}, the whole {whole:?}"
+        );
     }
 }

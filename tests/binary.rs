@@ -464,3 +464,45 @@ fn check_config_refuses_a_receiver_it_could_not_use_naming_its_key() {
     let (code, stderr) = check(&receiver("kind = \"exec\"\ncommand = [\"/bin/true\"]\n"));
     assert_eq!(code, 0, "a usable receiver passes: {stderr}");
 }
+
+#[test]
+fn check_config_refuses_a_sip_check_it_could_not_run_naming_its_key() {
+    let sip = |keys: &str| format!("{GOOD}check = {{ kind = \"sip\", {keys} }}\n");
+    let cases = [
+        (
+            r#"transport = "sctp""#,
+            r#"check.transport: "sctp" is not a SIP transport: "udp", "tcp" or "tls""#,
+        ),
+        (
+            r#"up = ["2xx", "7xx"]"#,
+            r#"check.up: "7xx" is not a final SIP status code (200 to 699) or class ("2xx" to "6xx")"#,
+        ),
+        (
+            "degraded = [180]",
+            r#"check.degraded: "180" is not a final SIP status code"#,
+        ),
+        (
+            r#"ca_file = "ca.pem""#,
+            r#"check.ca_file: applies to a sip check with transport = "tls" only"#,
+        ),
+        (
+            "watch = true",
+            "check.watch: a sip check over udp has no connection to watch",
+        ),
+    ];
+    for (keys, says) in cases {
+        let (code, stderr) = check(&sip(keys));
+        assert_eq!(code, 3, "{keys}: {stderr}");
+        assert!(stderr.contains(says), "{keys}: {stderr}");
+    }
+    let (code, stderr) = check(&format!("{GOOD}check = {{ kind = \"tcp\", up = [200] }}\n"));
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains("check.up: does not apply to a tcp check"),
+        "{stderr}"
+    );
+    let (code, stderr) = check(&sip(
+        r#"transport = "tcp", up = [200, "4xx"], degraded = ["503"], watch = true"#,
+    ));
+    assert_eq!(code, 0, "a usable sip check passes: {stderr}");
+}

@@ -48,3 +48,8 @@ fn http_answer() {
 fn cql_frame() {
     replay("cql_frame", targets::cql_frame);
 }
+
+#[test]
+fn sip_response() {
+    replay("sip_response", targets::sip_response);
+}

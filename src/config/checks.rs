@@ -5,12 +5,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::file::{CheckKindName, CheckSection, FileConfig};
+use super::file::{CheckKindName, CheckSection, FileConfig, SipStatus};
 use super::rules::{Invalid, at_least_one, positive};
 use crate::domain::health::Schedule;
 use crate::probe::exec::ExecCheck;
 use crate::probe::http::HttpCheck;
 use crate::probe::https::{HttpsCheck, TlsClient, TlsOptions};
+use crate::probe::sip::{DEFAULT_UP, SipCheck, StatusMatch, Transport};
 use crate::probe::{Check, CheckKind};
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
@@ -101,7 +102,75 @@ impl CheckSection {
             client_key: self.client_key.clone().or_else(|| under.client_key.clone()),
             tls_skip_verify: self.tls_skip_verify.or(under.tls_skip_verify),
             certificate_min_days: self.certificate_min_days.or(under.certificate_min_days),
+            transport: self.transport.clone().or_else(|| under.transport.clone()),
+            up: self.up.clone().or_else(|| under.up.clone()),
+            degraded: self.degraded.clone().or_else(|| under.degraded.clone()),
         }
+    }
+
+    /// The TLS client of an `https` check or a `sip` one over TLS: its files read, built.
+    fn tls_client(&self) -> Result<TlsClient, Invalid> {
+        let path = |p: &Option<String>| p.as_ref().map(PathBuf::from);
+        TlsClient::load(TlsOptions {
+            server_name: self.server_name.clone(),
+            ca_file: path(&self.ca_file),
+            client_certificate: path(&self.client_certificate),
+            client_key: path(&self.client_key),
+            skip_verify: self.tls_skip_verify.unwrap_or(false),
+        })
+        .map_err(|(key, why)| (key.to_string(), why))
+    }
+
+    /// A `sip` check: its transport (the TLS keys apply over TLS only) and the answers it
+    /// counts as up and degraded.
+    fn sip(&self) -> Result<SipCheck, Invalid> {
+        let transport = match self.transport.as_deref().unwrap_or("udp") {
+            "udp" => Transport::Udp,
+            "tcp" => Transport::Tcp,
+            "tls" => Transport::Tls(Box::new(self.tls_client()?)),
+            other => {
+                return Err((
+                    "transport".into(),
+                    format!("\"{other}\" is not a SIP transport: \"udp\", \"tcp\" or \"tls\""),
+                ));
+            }
+        };
+        if !matches!(transport, Transport::Tls(_)) {
+            for (key, present) in [
+                ("server_name", self.server_name.is_some()),
+                ("ca_file", self.ca_file.is_some()),
+                ("client_certificate", self.client_certificate.is_some()),
+                ("client_key", self.client_key.is_some()),
+                ("tls_skip_verify", self.tls_skip_verify.is_some()),
+            ] {
+                if present {
+                    return Err((
+                        key.into(),
+                        "applies to a sip check with transport = \"tls\" only".into(),
+                    ));
+                }
+            }
+        }
+        if transport == Transport::Udp && self.watch == Some(true) {
+            return Err((
+                "watch".into(),
+                "a sip check over udp has no connection to watch: set transport = \"tcp\", or leave watch off".into(),
+            ));
+        }
+        let statuses = |key: &str, given: &Option<Vec<SipStatus>>, default: &[StatusMatch]| {
+            let Some(given) = given else {
+                return Ok(default.to_vec());
+            };
+            given
+                .iter()
+                .map(|entry| StatusMatch::parse(&entry.0).map_err(|why| (key.to_string(), why)))
+                .collect::<Result<Vec<_>, Invalid>>()
+        };
+        Ok(SipCheck {
+            transport,
+            up: statuses("up", &self.up, &DEFAULT_UP)?,
+            degraded: statuses("degraded", &self.degraded, &[])?,
+        })
     }
 
     /// The TLS side of an `https` check: its files read, its client built.
@@ -115,15 +184,7 @@ impl CheckSection {
             }
             days => days,
         };
-        let path = |p: &Option<String>| p.as_ref().map(PathBuf::from);
-        let tls = TlsClient::load(TlsOptions {
-            server_name: self.server_name.clone(),
-            ca_file: path(&self.ca_file),
-            client_certificate: path(&self.client_certificate),
-            client_key: path(&self.client_key),
-            skip_verify: self.tls_skip_verify.unwrap_or(false),
-        })
-        .map_err(|(key, why)| (key.to_string(), why))?;
+        let tls = self.tls_client()?;
         Ok(HttpsCheck {
             http,
             tls,
@@ -168,16 +229,25 @@ impl CheckSection {
         refuse_unless(is_http, "expect_status", c.expect_status.is_some())?;
         refuse_unless(is_http, "expect_body", c.expect_body.is_some())?;
         let is_https = kind_name == CheckKindName::Https;
+        let is_sip = kind_name == CheckKindName::Sip;
+        // `sip` refuses the TLS keys itself unless its transport is TLS.
         for (key, present) in [
             ("server_name", c.server_name.is_some()),
             ("ca_file", c.ca_file.is_some()),
             ("client_certificate", c.client_certificate.is_some()),
             ("client_key", c.client_key.is_some()),
             ("tls_skip_verify", c.tls_skip_verify.is_some()),
-            ("certificate_min_days", c.certificate_min_days.is_some()),
         ] {
-            refuse_unless(is_https, key, present)?;
+            refuse_unless(is_https || is_sip, key, present)?;
         }
+        refuse_unless(
+            is_https,
+            "certificate_min_days",
+            c.certificate_min_days.is_some(),
+        )?;
+        refuse_unless(is_sip, "transport", c.transport.is_some())?;
+        refuse_unless(is_sip, "up", c.up.is_some())?;
+        refuse_unless(is_sip, "degraded", c.degraded.is_some())?;
         refuse_unless(
             kind_name == CheckKindName::Exec,
             "command",
@@ -232,6 +302,7 @@ impl CheckSection {
                 }
                 CheckKind::Exec(ExecCheck { command })
             }
+            CheckKindName::Sip => CheckKind::Sip(self.sip()?),
         };
         Ok(Check {
             kind,

@@ -222,6 +222,45 @@ pub struct CheckSection {
     pub client_key: Option<String>,
     pub tls_skip_verify: Option<bool>,
     pub certificate_min_days: Option<f64>,
+    /// `sip`: `"udp"`, `"tcp"` or `"tls"`.
+    pub transport: Option<String>,
+    /// `sip`: the final answers counted as up.
+    pub up: Option<Vec<SipStatus>>,
+    /// `sip`: the final answers counted as degraded.
+    pub degraded: Option<Vec<SipStatus>>,
+}
+
+/// One entry of a `sip` check's `up` or `degraded`, as written: a code (`503` or `"503"`)
+/// or a class (`"5xx"`), kept as text for `checks` to read and refuse with the key named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipStatus(pub String);
+
+impl<'de> Deserialize<'de> for SipStatus {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StatusVisitor;
+
+        impl serde::de::Visitor<'_> for StatusVisitor {
+            type Value = SipStatus;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#"a SIP status code such as 200, or a class such as "2xx""#)
+            }
+
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<SipStatus, E> {
+                Ok(SipStatus(s.to_string()))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<SipStatus, E> {
+                Ok(SipStatus(n.to_string()))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<SipStatus, E> {
+                Ok(SipStatus(n.to_string()))
+            }
+        }
+
+        deserializer.deserialize_any(StatusVisitor)
+    }
 }
 
 /// The check kinds, as written in `kind = "..."`.
@@ -233,6 +272,7 @@ pub enum CheckKindName {
     Https,
     Cql,
     Exec,
+    Sip,
 }
 
 /// How to ask an instance its role, as written at a service (or `config_server`) and,

@@ -54,6 +54,7 @@ use crate::domain::service::Part;
 use crate::instances::{InstanceRecord, LastCheck};
 use crate::metrics::{CertificateGauge, InstanceLabels, Metrics, ProbeLabels, RoleLabels};
 use crate::probe::https::days_left;
+use crate::probe::sip::Transport;
 use crate::probe::{self, CheckKind, ProbeReport};
 use decision::{Decision, HealthNews, Known, RoleNews, Seen, Server};
 use watch::Watch;
@@ -412,9 +413,14 @@ impl Actor for ServerMonitor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        if let CheckKind::Https(check) = &self.id.spec.check.kind
-            && check.tls.skip_verify
-        {
+        let skips_verify = match &self.id.spec.check.kind {
+            CheckKind::Https(check) => check.tls.skip_verify,
+            CheckKind::Sip(check) => {
+                matches!(&check.transport, Transport::Tls(tls) if tls.skip_verify)
+            }
+            _ => false,
+        };
+        if skips_verify {
             warn!(parent: &self.span, instance = %self.label, "tls_skip_verify = true: the certificate of this instance is not verified, so anyone on the path can pass for it");
         }
         // Spread the first probes over the jitter window so that thousands of servers

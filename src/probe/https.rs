@@ -22,7 +22,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ConfigBuilder, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 use super::Target;
 use super::http::{self, HttpCheck};
@@ -246,18 +248,7 @@ pub struct Seen {
 pub async fn probe(check: &HttpsCheck, target: &Target, timeout: Duration) -> Seen {
     let mut not_after = None;
     let exchange = async {
-        let tcp = super::connect(target, timeout).await?;
-        let name = check
-            .tls
-            .server_name
-            .clone()
-            .unwrap_or_else(|| target.host.clone());
-        let name = ServerName::try_from(name)
-            .map_err(|_| format!("{target}: the host is not a name TLS can verify"))?;
-        let stream = TlsConnector::from(check.tls.config.clone())
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("TLS handshake with {target} failed: {e}"))?;
+        let stream = handshake(&check.tls, target, timeout).await?;
         not_after = stream
             .get_ref()
             .1
@@ -281,6 +272,26 @@ pub async fn probe(check: &HttpsCheck, target: &Target, timeout: Duration) -> Se
         )
     });
     Seen { result, not_after }
+}
+
+/// Connects to `target` and completes a TLS handshake as `tls` says, the certificate
+/// verified: the start of an `https` probe, and of a `sip` probe over TLS.
+pub(crate) async fn handshake(
+    tls: &TlsClient,
+    target: &Target,
+    timeout: Duration,
+) -> Result<TlsStream<TcpStream>, String> {
+    let tcp = super::connect(target, timeout).await?;
+    let name = tls
+        .server_name
+        .clone()
+        .unwrap_or_else(|| target.host.clone());
+    let name = ServerName::try_from(name)
+        .map_err(|_| format!("{target}: the host is not a name TLS can verify"))?;
+    TlsConnector::from(tls.config.clone())
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS handshake with {target} failed: {e}"))
 }
 
 /// The HTTP outcome, told the certificate's days left, and degraded below `min_days`.

@@ -7,6 +7,7 @@ pub(crate) mod exec;
 pub mod http;
 pub(crate) mod https;
 pub(crate) mod role;
+pub mod sip;
 pub(crate) mod tcp;
 pub(crate) mod watch;
 
@@ -47,6 +48,8 @@ pub enum CheckKind {
     Cql,
     /// A command exits 0 (up), 1 (degraded) or anything else (down).
     Exec(exec::ExecCheck),
+    /// A SIP `OPTIONS` request gets a final answer counted as up (or degraded).
+    Sip(sip::SipCheck),
 }
 
 impl CheckKind {
@@ -58,6 +61,7 @@ impl CheckKind {
             CheckKind::Https(_) => "https",
             CheckKind::Cql => "cql",
             CheckKind::Exec(_) => "exec",
+            CheckKind::Sip(_) => "sip",
         }
     }
 }
@@ -108,6 +112,7 @@ pub async fn run(kind: &CheckKind, target: &Target, timeout: Duration) -> ProbeR
         }
         CheckKind::Cql => cql::probe(target, timeout).await,
         CheckKind::Exec(check) => exec::probe(check, target, timeout).await,
+        CheckKind::Sip(check) => sip::probe(check, target, timeout).await,
     };
     let (outcome, detail) = match result {
         Ok(seen) => seen,

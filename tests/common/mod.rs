@@ -12,6 +12,7 @@ pub mod hook;
 pub mod interop;
 pub mod ldap;
 pub mod process;
+pub mod sip;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
