@@ -197,16 +197,9 @@ where
 fn maintenance_resource(path: &str) -> impl actix_web::dev::HttpServiceFactory + 'static {
     use actix_web::middleware::from_fn;
     web::resource(path)
-        .app_data(
-            web::JsonConfig::default()
-                .limit(4096)
-                .error_handler(|e, _req| {
-                    ApiError::InvalidParameter(format!(
-                        "the body must be JSON such as {{\"reason\": \"upgrade\", \"until\": \"2026-11-28T06:00:00Z\"}}: {e}"
-                    ))
-                    .into()
-                }),
-        )
+        .app_data(json_body(
+            r#"{"reason": "upgrade", "until": "2026-11-28T06:00:00Z"}"#,
+        ))
         .route(web::put().to(maintenance::put))
         .route(web::delete().to(maintenance::delete))
         .default_service(web::to(|req| not_allowed(req, "PUT, DELETE")))
@@ -219,21 +212,25 @@ fn maintenance_resource(path: &str) -> impl actix_web::dev::HttpServiceFactory +
 fn tokens_resource(path: &str) -> impl actix_web::dev::HttpServiceFactory + 'static {
     use actix_web::middleware::from_fn;
     web::resource(path)
-        .app_data(
-            web::JsonConfig::default()
-                .limit(4096)
-                .error_handler(|e, _req| {
-                    ApiError::InvalidParameter(format!(
-                        "the body must be JSON such as {{\"name\": \"ci\", \"scope\": \"maintenance\", \"expires\": \"2027-06-30T00:00:00Z\"}}: {e}"
-                    ))
-                    .into()
-                }),
-        )
+        .app_data(json_body(
+            r#"{"name": "ci", "scope": "maintenance", "expires": "2027-06-30T00:00:00Z"}"#,
+        ))
         .route(web::get().to(tokens::list))
         .route(web::post().to(tokens::create))
         .default_service(web::to(|req| not_allowed(req, "GET, POST")))
         .wrap(from_fn(login::require_login))
         .wrap(from_fn(origin::guard_origin))
+}
+
+/// A JSON body of at most 4 KiB; one that cannot be read is refused (400) with `example`
+/// of a good one.
+fn json_body(example: &'static str) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(4096)
+        .error_handler(move |e, _req| {
+            ApiError::InvalidParameter(format!("the body must be JSON such as {example}: {e}"))
+                .into()
+        })
 }
 
 /// 405, naming the methods the resource `allowed` (as `Allow` lists them).
