@@ -15,9 +15,9 @@ mod common;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Backend, Mode};
 use common::cluster::*;
 use common::etcd::Etcd;
+use common::{Backend, Mode};
 
 const SERVICES: usize = 2001;
 
@@ -112,11 +112,13 @@ fn views_cost_at_start_of_two_thousand_services() {
                     tally.last_record = now;
                     let record: serde_json::Value =
                         serde_json::from_slice(kv.value()).unwrap_or_default();
-                    let written = UNIX_EPOCH
-                        + Duration::from_millis(record["written"].as_u64().unwrap_or(0));
-                    tally
-                        .lags
-                        .push(SystemTime::now().duration_since(written).unwrap_or_default());
+                    let written =
+                        UNIX_EPOCH + Duration::from_millis(record["written"].as_u64().unwrap_or(0));
+                    tally.lags.push(
+                        SystemTime::now()
+                            .duration_since(written)
+                            .unwrap_or_default(),
+                    );
                 }
             }
         }
@@ -125,7 +127,9 @@ fn views_cost_at_start_of_two_thousand_services() {
     });
     let mut lags = tally.lags.clone();
     lags.sort();
-    let span = tally.last_view.saturating_sub(tally.first.unwrap_or_default());
+    let span = tally
+        .last_view
+        .saturating_sub(tally.first.unwrap_or_default());
     println!(
         "quorum {:?}: {} services, 2 nodes\n  views: {} puts, {} deletes, {} bytes, over {:?} ({:.0} puts/s)\n  records: {} puts, {} bytes, last {:?} after the nodes started\n  record lag (decision to watch): p50 {:?} p99 {:?} max {:?}",
         quorum.as_deref().unwrap_or("default"),
