@@ -13,7 +13,12 @@
 //! So views take a lane of their own ([`super::super::ViewLane`]), served only when no
 //! other write waits: a record waits at most for the one view transaction in flight. While
 //! records are written, views pile up in the lane, a newer view of a service replacing the
-//! older, and then go together, [`VIEWS_PER_TXN`] to a transaction.
+//! older, and then go together, [`VIEWS_PER_TXN`] to a transaction. Measured again: the
+//! views still 4,002 puts but over 9.9 s, the last record 10.5 s after the start, records
+//! p50 3.5 s and p99 4.1 s: half the wait, not none. What remains is the burst itself (etcd,
+//! both nodes and the watchers share the cores, and every node's registry takes 4,002 view
+//! events): the next step is not to write a view that says every server is up (see
+//! docs/cluster.md, "Many eyes").
 
 use std::collections::BTreeSet;
 
