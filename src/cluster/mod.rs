@@ -177,8 +177,6 @@ pub(crate) enum Write {
     /// The leader delivered the events routed to `receiver` up to `revision`: stored,
     /// fenced by its leadership, for a successor and the followers.
     Delivered { receiver: String, revision: i64 },
-    /// This node's view of service `id`'s servers, bound to its lease.
-    View { id: String, view: View },
     /// An API token created or revoked on this node (unfenced: see `tokens.rs`). Dropped
     /// unwritten after `deadline` (the caller has given up by then).
     Token {
@@ -206,10 +204,30 @@ pub(crate) enum WindowsError {
     Changed { revision: i64 },
 }
 
+/// This node's views waiting to be written: a lane of their own beside the queue of
+/// [`Write`]s, which the session serves first, so that a record never waits behind views.
+/// A service's newer view replaces the one still waiting (only the latest matters), so
+/// the lane holds at most one view per service however fast the monitors report.
+#[derive(Debug, Default)]
+pub(crate) struct ViewLane {
+    waiting: Mutex<std::collections::BTreeMap<String, View>>,
+    /// Wakes the session when a view arrives (a permit is kept if it is busy).
+    arrived: tokio::sync::Notify,
+}
+
+impl ViewLane {
+    /// Every view waiting, taken.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    fn take(&self) -> std::collections::BTreeMap<String, View> {
+        std::mem::take(&mut *self.waiting.lock().expect("views lock"))
+    }
+}
+
 /// The registry's end of the link: where the leader's writes go.
 #[derive(Clone)]
 pub(crate) struct Cluster {
     writes: mpsc::UnboundedSender<Write>,
+    views: Arc<ViewLane>,
     node: Arc<str>,
     quorum: Option<crate::domain::quorum::Quorum>,
     /// The digest of the services this node is configured with; a reload replaces it.
@@ -225,6 +243,7 @@ pub(crate) struct Inbox {
     settings: ClusterSettings,
     credentials: credentials::Credentials,
     writes: mpsc::UnboundedReceiver<Write>,
+    views: Arc<ViewLane>,
     digest: Arc<Mutex<String>>,
     status: Arc<ClusterStatus>,
     /// Where the cluster's API tokens are applied on this node, once it is given.
@@ -242,9 +261,11 @@ impl Cluster {
         let (tx, rx) = mpsc::unbounded_channel();
         let status = Arc::new(ClusterStatus::clustered());
         let digest = Arc::new(Mutex::new(services_digest));
+        let views = Arc::new(ViewLane::default());
         (
             Cluster {
                 writes: tx,
+                views: views.clone(),
                 node: settings.node.as_str().into(),
                 quorum: settings.quorum,
                 digest: digest.clone(),
@@ -255,6 +276,7 @@ impl Cluster {
                 settings: settings.clone(),
                 credentials,
                 writes: rx,
+                views,
                 digest,
                 status,
                 tokens: None,
@@ -295,12 +317,15 @@ impl Cluster {
     }
 
     /// Asks the session to store this node's view of service `id` (any node, leading or
-    /// not), bound to its lease.
+    /// not), bound to its lease, once no other write waits; it replaces the service's
+    /// view still waiting, if any.
     pub fn write_view(&self, id: &str, view: View) {
-        let _ = self.writes.send(Write::View {
-            id: id.to_string(),
-            view,
-        });
+        self.views
+            .waiting
+            .lock()
+            .expect("views lock")
+            .insert(id.to_string(), view);
+        self.views.arrived.notify_one();
     }
 
     /// How the live nodes' views of a server make it down; `None`: the leader alone

@@ -12,9 +12,6 @@ use super::{Clock, LeaderValue, RoundError, Session};
 use crate::cluster::record::{delivered_to_json, windows_to_json};
 use crate::cluster::{ServiceRecord, WindowsError, Write};
 
-/// Views written in one transaction at most (etcd allows 128 operations in one).
-const VIEWS_PER_TXN: usize = 100;
-
 impl Session {
     /// Tries to become leader: creates the leader key if it is absent. A node whose
     /// services differ from the leader's says so and does not campaign.
@@ -102,21 +99,6 @@ impl Session {
             Write::Record { id, record } => {
                 return self.write_record(id, record, false, clock).await;
             }
-            Write::View { id, view } => {
-                let mut views = vec![(id, view.to_json())];
-                // Views queued behind it go in the same transactions (a start reports
-                // every server at once); the first other write waits its turn.
-                while let Ok(next) = self.writes.try_recv() {
-                    match next {
-                        Write::View { id, view } => views.push((id, view.to_json())),
-                        other => {
-                            self.held = Some(other);
-                            break;
-                        }
-                    }
-                }
-                return self.write_views(views, clock).await;
-            }
             Write::Delivered { receiver, revision } => {
                 self.write_delivered(&receiver, revision, clock).await
             }
@@ -198,53 +180,6 @@ impl Session {
         } else {
             Err(WindowsError::Changed { revision })
         })
-    }
-
-    /// Stores this node's view of a service (`new`), bound to its lease; or, when the lease
-    /// is not the one the views were written with, every view it holds. A view whose write
-    /// failed is written again with the others once the next round works.
-    pub(super) async fn write_views(
-        &mut self,
-        new: Vec<(String, Vec<u8>)>,
-        clock: &mut Clock<'_>,
-    ) -> Option<Event> {
-        let mut due: Vec<String> = Vec::new();
-        for (id, json) in new {
-            self.views.insert(id.clone(), json);
-            due.push(id);
-        }
-        // Without a lease, every view is written once the next one is granted.
-        let lease = clock.machine.lease()?;
-        if self.views_lease != Some(lease) {
-            due = self.views.keys().cloned().collect();
-            self.views_lease = Some(lease);
-        }
-        due.sort();
-        due.dedup();
-        for chunk in due.chunks(VIEWS_PER_TXN) {
-            let puts: Vec<TxnOp> = chunk
-                .iter()
-                .map(|id| {
-                    let key = format!(
-                        "{}{}/{id}",
-                        self.effects.views_prefix(),
-                        self.effects.settings.node
-                    );
-                    let put = PutOptions::new().with_lease(lease);
-                    TxnOp::put(key, self.views[id].clone(), Some(put))
-                })
-                .collect();
-            let Some(link) = self.link.as_mut() else {
-                self.views_lease = None;
-                return Some(RoundError::NotConnected.event());
-            };
-            let txn = Txn::new().and_then(puts);
-            if let Err(e) = clock.run(&mut self.effects, link.client.txn(txn)).await {
-                self.views_lease = None;
-                return Some(e.event());
-            }
-        }
-        None
     }
 
     /// Stores a receiver's delivered revision if this node still leads. Not kept for a

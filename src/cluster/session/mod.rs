@@ -27,6 +27,7 @@ mod leadership;
 mod link;
 mod machine;
 mod tokens;
+mod views;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -100,14 +101,16 @@ struct Session {
     /// A record whose write failed with its round: written first when the next round works,
     /// so that a decision made while a member died is not lost.
     unsent: Option<(String, crate::cluster::ServiceRecord)>,
+    /// Where the registry leaves this node's views (see `views.rs`).
+    lane: Arc<super::ViewLane>,
     /// This node's latest view of each service, as JSON: written again, all of them, when
     /// the lease they are bound to is not the one they were written with (a new lease, or
     /// a write that failed).
     views: std::collections::BTreeMap<String, Vec<u8>>,
+    /// The services whose view etcd does not hold yet as `views` has it.
+    views_due: std::collections::BTreeSet<String>,
     /// The lease the views in etcd are bound to, if they all are.
     views_lease: Option<i64>,
-    /// A write taken from the channel while gathering views, done next.
-    held: Option<Write>,
 }
 
 /// The machine and what its clock decides while a call is in flight: effects are applied
@@ -157,6 +160,8 @@ async fn sleep_until(at: Option<Instant>) {
 enum Woken {
     Event(Event),
     Write(Write),
+    /// This node has views to write, and no other write waits.
+    Views,
     Stopping,
 }
 
@@ -166,6 +171,7 @@ enum Raw {
     /// A renewal's TTL (0: etcd no longer has the lease; `None`: the stream ended).
     Renewal(Result<Option<i64>, etcd_client::Error>),
     Write(Option<Write>),
+    Views,
     Tick,
 }
 
@@ -175,6 +181,7 @@ pub(super) async fn run(inbox: Inbox, registry: Recipient<ClusterEvent>, metrics
         settings,
         credentials,
         writes,
+        views,
         digest,
         status,
         tokens,
@@ -204,9 +211,10 @@ pub(super) async fn run(inbox: Inbox, registry: Recipient<ClusterEvent>, metrics
         token: format!("{:016x}", fastrand::u64(..)),
         link: None,
         unsent: None,
+        lane: views,
         views: Default::default(),
+        views_due: Default::default(),
         views_lease: None,
-        held: None,
     };
     let mut pending: Vec<Action> = machine.handle(Instant::now(), Event::Tick);
     loop {
@@ -229,19 +237,18 @@ pub(super) async fn run(inbox: Inbox, registry: Recipient<ClusterEvent>, metrics
             session.settle(&mut machine, &mut pending, later, event);
             continue;
         }
-        if machine.working() && machine.lease().is_some() && machine.lease() != session.views_lease
-        {
-            let mut clock = session.clock(&mut machine);
-            let event = session.write_views(Vec::new(), &mut clock).await;
-            let later = clock.later;
-            session.settle(&mut machine, &mut pending, later, event);
-            continue;
-        }
+        session.rebind_views(&machine);
         match session.wait(&mut machine).await {
             Woken::Event(event) => pending = machine.handle(Instant::now(), event),
             Woken::Write(write) => {
                 let mut clock = session.clock(&mut machine);
                 let event = session.write(write, &mut clock).await;
+                let later = clock.later;
+                session.settle(&mut machine, &mut pending, later, event);
+            }
+            Woken::Views => {
+                let mut clock = session.clock(&mut machine);
+                let event = session.write_views(&mut clock).await;
                 let later = clock.later;
                 session.settle(&mut machine, &mut pending, later, event);
             }
@@ -337,18 +344,20 @@ impl Session {
     }
 
     /// Waits for what comes next: a watch response, a renewal, a write (while the round
-    /// works; they wait in the channel meanwhile), or the clock.
+    /// works; they wait in the channel meanwhile), the clock, or views to write (last:
+    /// only when none of the others is ready, so that views never hold back a record).
     async fn wait(&mut self, machine: &mut Machine) -> Woken {
         let working = machine.working();
-        if working && let Some(write) = self.held.take() {
-            return Woken::Write(write);
-        }
+        let views_writable = working && machine.lease().is_some();
+        let views_due = !self.views_due.is_empty();
+        let lane = self.lane.clone();
         let wake = machine.wake_at();
         let (watch, renewals) = match self.link.as_mut() {
             Some(link) if working => (link.watch.as_mut(), link.renewals.as_mut()),
             _ => (None, None),
         };
         let woke = tokio::select! {
+            biased;
             message = async move {
                 match watch {
                     Some(watch) => watch.message().await,
@@ -363,6 +372,11 @@ impl Session {
             } => Raw::Renewal(renewal.map(|r| r.map(|r| r.ttl()))),
             write = self.writes.recv(), if working => Raw::Write(write),
             () = sleep_until(wake) => Raw::Tick,
+            () = async move {
+                if !views_due {
+                    lane.arrived.notified().await;
+                }
+            }, if views_writable => Raw::Views,
         };
         match woke {
             Raw::Watch(message) => Woken::Event(self.watched(machine, message)),
@@ -383,6 +397,7 @@ impl Session {
             Raw::Renewal(Err(e)) => Woken::Event(RoundError::Etcd(e).event()),
             Raw::Write(Some(write)) => Woken::Write(write),
             Raw::Write(None) => Woken::Stopping,
+            Raw::Views => Woken::Views,
             Raw::Tick => Woken::Event(Event::Tick),
         }
     }
