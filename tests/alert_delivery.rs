@@ -279,8 +279,20 @@ async fn an_event_still_waiting_for_its_group_at_a_kill_is_sent_after_the_restar
     let mut first = spawn(dir.path(), &hook, &backend, "2s");
     until_logged(&first, "ready").await;
     backend.close().await;
-    // Decided, and waiting for its group: killed before group_wait is over.
+    // Decided, and waiting for its group: killed before group_wait is over, once the
+    // change is in the history (a change killed before its history write is decided anew
+    // by the next process, as a new event: another seam, not this one).
     until_logged(&first, "alert event").await;
+    let api = TestDaemon::attach(&first.addr);
+    eventually(
+        Duration::from_secs(5),
+        "the change in the history",
+        || async {
+            let history = api.history("sips1", "?limit=1").await;
+            (history["history"][0]["state"] == "Inactive").then_some(())
+        },
+    )
+    .await;
     first.child.kill().unwrap();
     first.child.wait().unwrap();
     assert!(hook.received().is_empty(), "killed before it was sent");
