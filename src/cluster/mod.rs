@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 use crate::config::cluster::ClusterSettings;
 use crate::metrics::Metrics;
-pub(crate) use record::{ServerRecord, ServerView, ServiceRecord, Stored, View, digest};
+pub(crate) use record::{Round, ServerRecord, ServerView, ServiceRecord, Stored, View, digest};
 
 /// How long a maintenance request waits for etcd before it is answered as failed.
 pub(crate) const WINDOWS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
@@ -207,18 +207,27 @@ pub(crate) enum WindowsError {
 /// This node's views waiting to be written: a lane of their own beside the queue of
 /// [`Write`]s, which the session serves first, so that a record never waits behind views.
 /// A service's newer view replaces the one still waiting (only the latest matters), so
-/// the lane holds at most one view per service however fast the monitors report.
+/// the lane holds at most one view per service however fast the monitors report. The
+/// node's round waits here too (the newest only), written after the views before it.
 #[derive(Debug, Default)]
 pub(crate) struct ViewLane {
-    waiting: Mutex<std::collections::BTreeMap<String, View>>,
+    /// `None`: the view is to be deleted (the node sees every server up again).
+    waiting: Mutex<Waiting>,
     /// Wakes the session when a view arrives (a permit is kept if it is busy).
     arrived: tokio::sync::Notify,
 }
 
+/// The views waiting (`None`: to delete), and the round, if one waits.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+type Waiting = (
+    std::collections::BTreeMap<String, Option<View>>,
+    Option<Round>,
+);
+
 impl ViewLane {
-    /// Every view waiting, taken.
+    /// Everything waiting, taken.
     #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
-    fn take(&self) -> std::collections::BTreeMap<String, View> {
+    fn take(&self) -> Waiting {
         std::mem::take(&mut *self.waiting.lock().expect("views lock"))
     }
 }
@@ -318,13 +327,21 @@ impl Cluster {
 
     /// Asks the session to store this node's view of service `id` (any node, leading or
     /// not), bound to its lease, once no other write waits; it replaces the service's
-    /// view still waiting, if any.
-    pub fn write_view(&self, id: &str, view: View) {
+    /// view still waiting, if any. `None`: deletes the view.
+    pub fn write_view(&self, id: &str, view: Option<View>) {
         self.views
             .waiting
             .lock()
             .expect("views lock")
+            .0
             .insert(id.to_string(), view);
+        self.views.arrived.notify_one();
+    }
+
+    /// Asks the session to store this node's round (after the views asked for before it),
+    /// bound to its lease; it replaces the round still waiting, if any.
+    pub fn write_round(&self, round: Round) {
+        self.views.waiting.lock().expect("views lock").1 = Some(round);
         self.views.arrived.notify_one();
     }
 

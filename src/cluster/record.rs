@@ -175,6 +175,9 @@ pub struct ServerView {
 pub struct View {
     pub node: String,
     pub servers: Vec<ServerView>,
+    /// Not stored: read from the node's first round (it wrote no view because it sees
+    /// every server up; see `src/registry/views.rs`).
+    pub implied: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -221,6 +224,42 @@ impl View {
         Ok(View {
             node: node.to_string(),
             servers,
+            implied: false,
+        })
+    }
+}
+
+/// A node's first round, complete: `{prefix}rounds/{node}`, bound to its lease. The node
+/// has a first health of every server of `services`, and writes a view only of those it
+/// does not see all up: its missing view of one of them reads as "every server up".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Round {
+    /// When the node wrote it (what an implied view says as its `since`).
+    pub since: SystemTime,
+    pub services: std::collections::BTreeSet<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireRound {
+    since: u64,
+    services: Vec<String>,
+}
+
+impl Round {
+    pub fn to_json(&self) -> Vec<u8> {
+        let wire = WireRound {
+            since: millis(self.since),
+            services: self.services.iter().cloned().collect(),
+        };
+        serde_json::to_vec(&wire).expect("a round serializes")
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Self, RecordError> {
+        let wire: WireRound =
+            serde_json::from_slice(bytes).map_err(|e| RecordError::Json(e.to_string()))?;
+        Ok(Round {
+            since: UNIX_EPOCH + Duration::from_millis(wire.since),
+            services: wire.services.into_iter().collect(),
         })
     }
 }
@@ -246,6 +285,9 @@ pub enum Stored {
     View(View),
     /// A node's view of the service left etcd (its lease ended: the node is gone).
     ViewEnded { node: String },
+    /// `{prefix}rounds/{node}`: the node's first round is complete (`None`: the key left
+    /// etcd, the node is gone).
+    Round { node: String, round: Option<Round> },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -435,11 +477,17 @@ mod tests {
                 since: UNIX_EPOCH + Duration::from_millis(1_700_000_000_000),
                 check: "connection refused".into(),
             }],
+            implied: false,
         };
         let json = view.to_json();
         assert!(String::from_utf8_lossy(&json).contains(r#""health":"down""#));
         assert_eq!(View::from_json("sw2", &json).unwrap(), view);
         assert!(View::from_json("sw2", b"{}").is_err());
+        let round = Round {
+            since: UNIX_EPOCH + Duration::from_millis(1_700_000_000_000),
+            services: ["voice".to_string(), "chat".to_string()].into(),
+        };
+        assert_eq!(Round::from_json(&round.to_json()).unwrap(), round);
     }
 
     #[test]

@@ -162,6 +162,7 @@ impl Registry {
         match stored {
             Stored::View(view) => return self.take_view(id, view.node.clone(), Some(view), ctx),
             Stored::ViewEnded { node } => return self.take_view(id, node, None, ctx),
+            Stored::Round { node, round } => return self.take_round(node, round, ctx),
             _ => {}
         }
         let Some(&index) = self.positions.get(id) else {
@@ -191,7 +192,10 @@ impl Registry {
                 let at = record.written;
                 (record, reason, at)
             }
-            Stored::Delivered(_) | Stored::View(_) | Stored::ViewEnded { .. } => return,
+            Stored::Delivered(_)
+            | Stored::View(_)
+            | Stored::ViewEnded { .. }
+            | Stored::Round { .. } => return,
             Stored::Windows(windows) => {
                 let reason = self.take_windows(index, windows, revision, said, ctx);
                 let Some(replica) = &self.services[index].replica else {
@@ -268,7 +272,11 @@ impl Registry {
     /// A write from before this node's read, for its log of changes only.
     pub(super) fn replay(&mut self, id: &str, stored: Stored, revision: i64) {
         let log = &mut self.ledger.log;
-        if let Stored::Delivered(_) | Stored::View(_) | Stored::ViewEnded { .. } = stored {
+        if let Stored::Delivered(_)
+        | Stored::View(_)
+        | Stored::ViewEnded { .. }
+        | Stored::Round { .. } = stored
+        {
             // Not a service's change; it still counts toward the end of the replay.
             log.replayed(id, revision, None);
             return;
@@ -279,7 +287,10 @@ impl Registry {
         match stored {
             Stored::Record(record) => entry.record = Some(record),
             Stored::Windows(windows) => entry.windows = windows,
-            Stored::Delivered(_) | Stored::View(_) | Stored::ViewEnded { .. } => {}
+            Stored::Delivered(_)
+            | Stored::View(_)
+            | Stored::ViewEnded { .. }
+            | Stored::Round { .. } => {}
         }
         let shown = match (&entry.record, self.positions.get(id)) {
             (Some(record), Some(&index)) => {

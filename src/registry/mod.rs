@@ -37,6 +37,7 @@ mod publisher;
 mod reconfigure;
 mod redundancy;
 mod reload;
+mod rounds;
 mod subscribe;
 mod subscribers;
 mod tracked;
@@ -135,6 +136,8 @@ pub(crate) struct Registry {
     ledger: Ledger,
     /// Told of every committed change, when alerting runs.
     alerts: Option<Addr<Dispatcher>>,
+    /// The nodes' first rounds, and this node's (see `views.rs`).
+    rounds: rounds::Rounds,
 }
 
 impl Registry {
@@ -196,6 +199,7 @@ impl Registry {
                 None => Ledger::local(now, past.history),
             },
             alerts: None,
+            rounds: Default::default(),
         };
         for t in &registry.services {
             registry

@@ -76,6 +76,7 @@ impl Handler<ApplyServices> for Registry {
                 summary.removed.push(id);
             }
         }
+        self.views_reloaded(&summary.removed);
         // A reload publishes at once, with what it changed, and takes any change waiting.
         self.publish_now(ctx);
         summary.added.sort();

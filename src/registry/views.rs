@@ -5,9 +5,31 @@
 //!
 //! A node alone has no views: its own monitor's report is the server's health, as always.
 //!
-//! Every node keeps the views etcd holds (its own echo included), shows them in the
-//! instance detail, and says when the nodes disagree about whether a server is down and
-//! when they agree again (a log line, `servicewatch_server_disagreement`).
+//! Sparse views ([`super::rounds`]): a node writes a view only of a service of which it
+//! sees a server that is not up, and deletes it when all are up again (a delete is
+//! cheaper than a put, and the next rule reads it the same). Once every server it monitors
+//! has a first health, it writes one key of its own, `rounds/{node}` (bound to its lease),
+//! listing the services it has seen every server of. The leader reads a missing view of a
+//! service that a node's round lists as "every server up"; a node with no round, or whose
+//! round does not list the service, abstains. So a start writes one round and a view of
+//! each service not all up, instead of one view of every service per node; and a leader
+//! that alone cannot reach a server never decides it down alone, since the others' silence
+//! is a vote only once their round says they looked.
+//!
+//! A reload: the round lists services, not just "done", so that a service added later
+//! is no more read as up by a node that has not probed it (or is not configured with it:
+//! the nodes' configurations may differ for a while). The node abstains for it until its
+//! first health, then rewrites its round with it (or writes its view, if not all up); a
+//! service removed leaves the round, and its view is deleted. The cost is a round key the
+//! size of the list of services (some 30 kB at 2,000), written once at start and once per
+//! new service's first health after a reload, where an explicit `unknown` view would have
+//! cost a put and a delete per service and a window in which a missing view (the node not
+//! reloaded yet) reads as up.
+//!
+//! Every node keeps the views etcd holds (its own echo included) and those the rounds
+//! imply, shows them in the instance detail, and says when the nodes disagree about
+//! whether a server is down and when they agree again (a log line,
+//! `servicewatch_server_disagreement`).
 
 use std::time::{Instant, SystemTime};
 
@@ -15,6 +37,7 @@ use actix::prelude::*;
 use tracing::{info, warn};
 
 use super::Registry;
+use super::rounds::read;
 use crate::cluster::{ServerView, View};
 use crate::domain::health::Health;
 use crate::domain::quorum::{combine, disagree};
@@ -35,6 +58,7 @@ impl Registry {
         else {
             return false;
         };
+        let first = server.own.is_none();
         let since = match &server.own {
             Some(own) if own.health == msg.health => own.since,
             _ => SystemTime::now(),
@@ -45,17 +69,7 @@ impl Registry {
             since,
             check: msg.reason.clone(),
         });
-        if let Some(cluster) = self.ledger.cluster().filter(|c| c.quorum().is_some()) {
-            let view = View {
-                node: cluster.node().to_string(),
-                servers: tracked
-                    .servers
-                    .iter()
-                    .filter_map(|s| s.own.clone())
-                    .collect(),
-            };
-            cluster.write_view(&tracked.spec.id, view);
-        }
+        self.publish_view(index, first);
         true
     }
 
@@ -95,6 +109,9 @@ impl Registry {
             .ledger
             .cluster()
             .is_some_and(|c| c.node() == node.as_str());
+        // A view deleted by a node that still has its round: it sees every server up again.
+        let (parts, round) = (self.parts(index), self.of_node(&node));
+        let view = read(&node, id, view, round, &parts, SystemTime::now());
         let views = &mut self.services[index].views;
         match view {
             Some(view) => views.insert(node, view),

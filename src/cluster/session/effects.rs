@@ -10,7 +10,7 @@ use tracing::{debug, error, info, warn};
 
 use super::machine::{Action, Note};
 use crate::cluster::record::{delivered_from_json, windows_from_json};
-use crate::cluster::{ClusterEvent, ClusterStatus, ServiceRecord, Stored, View};
+use crate::cluster::{ClusterEvent, ClusterStatus, Round, ServiceRecord, Stored, View};
 use crate::config::cluster::ClusterSettings;
 use crate::metrics::Metrics;
 
@@ -53,6 +53,10 @@ impl Effects {
 
     pub fn views_prefix(&self) -> String {
         self.key("views/")
+    }
+
+    pub fn rounds_prefix(&self) -> String {
+        self.key("rounds/")
     }
 
     /// The node and service of a view's key, `{prefix}views/{node}/{id}`.
@@ -191,6 +195,12 @@ impl Effects {
             windows_from_json(id, value).map(|w| (id.to_string(), Stored::Windows(w)))
         } else if let Some((node, id)) = self.view_key(&key) {
             View::from_json(node, value).map(|v| (id.to_string(), Stored::View(v)))
+        } else if let Some(node) = key.strip_prefix(&self.rounds_prefix()) {
+            Round::from_json(value).map(|r| {
+                let round = Some(r);
+                let node = node.to_string();
+                (node.clone(), Stored::Round { node, round })
+            })
         } else if let Some(receiver) = key.strip_prefix(&self.alerts_prefix()) {
             delivered_from_json(value).map(|r| (receiver.to_string(), Stored::Delivered(r)))
         } else {

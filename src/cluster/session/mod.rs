@@ -106,7 +106,9 @@ struct Session {
     /// This node's latest view of each service, as JSON: written again, all of them, when
     /// the lease they are bound to is not the one they were written with (a new lease, or
     /// a write that failed).
-    views: std::collections::BTreeMap<String, Vec<u8>>,
+    views: std::collections::BTreeMap<String, Option<Vec<u8>>>,
+    /// This node's round as last asked for, and whether etcd does not hold it yet.
+    round: (Option<Vec<u8>>, bool),
     /// The services whose view etcd does not hold yet as `views` has it.
     views_due: std::collections::BTreeSet<String>,
     /// The lease the views in etcd are bound to, if they all are.
@@ -214,6 +216,7 @@ pub(super) async fn run(inbox: Inbox, registry: Recipient<ClusterEvent>, metrics
         lane: views,
         views: Default::default(),
         views_due: Default::default(),
+        round: (None, false),
         views_lease: None,
     };
     let mut pending: Vec<Action> = machine.handle(Instant::now(), Event::Tick);
@@ -349,7 +352,7 @@ impl Session {
     async fn wait(&mut self, machine: &mut Machine) -> Woken {
         let working = machine.working();
         let views_writable = working && machine.lease().is_some();
-        let views_due = !self.views_due.is_empty();
+        let views_due = !self.views_due.is_empty() || self.round.1;
         let lane = self.lane.clone();
         let wake = machine.wake_at();
         let (watch, renewals) = match self.link.as_mut() {
@@ -467,6 +470,13 @@ impl Session {
                 stored: Stored::ViewEnded {
                     node: node.to_string(),
                 },
+                revision,
+            });
+        } else if let Some(node) = key.strip_prefix(&self.effects.rounds_prefix()) {
+            let (node, round) = (node.to_string(), None);
+            self.effects.tell(ClusterEvent::Changed {
+                id: node.clone(),
+                stored: Stored::Round { node, round },
                 revision,
             });
         }

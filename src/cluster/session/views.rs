@@ -33,50 +33,69 @@ const VIEWS_PER_TXN: usize = 100;
 
 impl Session {
     /// When the round works on a lease that is not the one the views were written with (a
-    /// new lease, or a write that failed): every view is due again, bound to it.
+    /// new lease, or a write that failed): every view (and the node's round) is due again,
+    /// bound to it.
     pub(super) fn rebind_views(&mut self, machine: &Machine) {
         let lease = machine.lease();
         if machine.working() && lease.is_some() && lease != self.views_lease {
             self.views_lease = lease;
             self.views_due = self.views.keys().cloned().collect();
+            self.round.1 = self.round.0.is_some();
         }
     }
 
-    /// Takes the views the registry left in the lane and writes up to [`VIEWS_PER_TXN`] of
-    /// those due in one transaction, bound to the lease. If the write fails, every view is
-    /// due again once the next round works.
+    /// Takes what the registry left in the lane and writes up to [`VIEWS_PER_TXN`] of the
+    /// views due in one transaction, bound to the lease (a view to delete, deleted), and
+    /// the node's round with the last of them. If the write fails, everything is due again
+    /// once the next round works.
     pub(super) async fn write_views(&mut self, clock: &mut Clock<'_>) -> Option<Event> {
-        for (id, view) in self.lane.take() {
-            self.views.insert(id.clone(), view.to_json());
+        let (waiting, round) = self.lane.take();
+        for (id, view) in waiting {
+            self.views.insert(id.clone(), view.map(|v| v.to_json()));
             self.views_due.insert(id);
+        }
+        if let Some(round) = round {
+            self.round = (Some(round.to_json()), true);
         }
         let lease = self.views_lease?;
         let chunk: BTreeSet<String> = self.views_due.iter().take(VIEWS_PER_TXN).cloned().collect();
-        if chunk.is_empty() {
+        // The round goes with the last views before it, never ahead of them.
+        let with_round = self.round.1 && chunk.len() == self.views_due.len();
+        if chunk.is_empty() && !with_round {
             return None;
         }
-        let puts: Vec<TxnOp> = chunk
+        let node = &self.effects.settings.node;
+        let mut ops: Vec<TxnOp> = chunk
             .iter()
             .map(|id| {
-                let key = format!(
-                    "{}{}/{id}",
-                    self.effects.views_prefix(),
-                    self.effects.settings.node
-                );
-                let put = PutOptions::new().with_lease(lease);
-                TxnOp::put(key, self.views[id].clone(), Some(put))
+                let key = format!("{}{node}/{id}", self.effects.views_prefix());
+                match &self.views[id] {
+                    Some(json) => {
+                        TxnOp::put(key, json.clone(), Some(PutOptions::new().with_lease(lease)))
+                    }
+                    None => TxnOp::delete(key, None),
+                }
             })
             .collect();
+        if let (true, Some(json)) = (with_round, &self.round.0) {
+            let key = format!("{}{node}", self.effects.rounds_prefix());
+            let put = PutOptions::new().with_lease(lease);
+            ops.push(TxnOp::put(key, json.clone(), Some(put)));
+        }
         let Some(link) = self.link.as_mut() else {
             self.views_lease = None;
             return Some(RoundError::NotConnected.event());
         };
-        let txn = Txn::new().and_then(puts);
+        let txn = Txn::new().and_then(ops);
         if let Err(e) = clock.run(&mut self.effects, link.client.txn(txn)).await {
             self.views_lease = None;
             return Some(e.event());
         }
         self.views_due.retain(|id| !chunk.contains(id));
+        // A view deleted is not written again with a new lease.
+        self.views
+            .retain(|id, json| json.is_some() || !chunk.contains(id));
+        self.round.1 &= !with_round;
         None
     }
 }
