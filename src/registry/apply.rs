@@ -192,10 +192,6 @@ impl Registry {
                 let at = record.written;
                 (record, reason, at)
             }
-            Stored::Delivered(_)
-            | Stored::View(_)
-            | Stored::ViewEnded { .. }
-            | Stored::Round { .. } => return,
             Stored::Windows(windows) => {
                 let reason = self.take_windows(index, windows, revision, said, ctx);
                 let Some(replica) = &self.services[index].replica else {
@@ -204,6 +200,8 @@ impl Registry {
                 };
                 (replica.record.clone(), reason, SystemTime::now())
             }
+            // Not a service's change: taken above.
+            _ => return,
         };
         let writer = record.node.clone();
         self.tell_alerts(index, &record, revision, at, &reason, leading);

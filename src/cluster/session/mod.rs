@@ -103,16 +103,8 @@ struct Session {
     unsent: Option<(String, crate::cluster::ServiceRecord)>,
     /// Where the registry leaves this node's views (see `views.rs`).
     lane: Arc<super::ViewLane>,
-    /// This node's latest view of each service, as JSON: written again, all of them, when
-    /// the lease they are bound to is not the one they were written with (a new lease, or
-    /// a write that failed).
-    views: std::collections::BTreeMap<String, Option<Vec<u8>>>,
-    /// This node's round as last asked for, and whether etcd does not hold it yet.
-    round: (Option<Vec<u8>>, bool),
-    /// The services whose view etcd does not hold yet as `views` has it.
-    views_due: std::collections::BTreeSet<String>,
-    /// The lease the views in etcd are bound to, if they all are.
-    views_lease: Option<i64>,
+    /// This node's views and round, as written to etcd (see `views.rs`).
+    out: views::Outgoing,
 }
 
 /// The machine and what its clock decides while a call is in flight: effects are applied
@@ -214,10 +206,7 @@ pub(super) async fn run(inbox: Inbox, registry: Recipient<ClusterEvent>, metrics
         link: None,
         unsent: None,
         lane: views,
-        views: Default::default(),
-        views_due: Default::default(),
-        round: (None, false),
-        views_lease: None,
+        out: Default::default(),
     };
     let mut pending: Vec<Action> = machine.handle(Instant::now(), Event::Tick);
     loop {
@@ -352,7 +341,7 @@ impl Session {
     async fn wait(&mut self, machine: &mut Machine) -> Woken {
         let working = machine.working();
         let views_writable = working && machine.lease().is_some();
-        let views_due = !self.views_due.is_empty() || self.round.1;
+        let views_due = !self.out.due.is_empty() || self.out.round.1;
         let lane = self.lane.clone();
         let wake = machine.wake_at();
         let (watch, renewals) = match self.link.as_mut() {

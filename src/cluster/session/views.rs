@@ -31,16 +31,31 @@ use super::{Clock, RoundError, Session};
 /// that arrives meanwhile waits for this one transaction.
 const VIEWS_PER_TXN: usize = 100;
 
+/// This node's views and round, as written to etcd.
+#[derive(Default)]
+pub(super) struct Outgoing {
+    /// This node's latest view of each service, as JSON: written again, all of them, when
+    /// the lease they are bound to is not the one they were written with (a new lease, or
+    /// a write that failed).
+    pub(super) views: std::collections::BTreeMap<String, Option<Vec<u8>>>,
+    /// The services whose view etcd does not hold yet as `views` has it; this node's round
+    /// as last asked for, and whether etcd does not hold it yet.
+    pub(super) due: std::collections::BTreeSet<String>,
+    pub(super) round: (Option<Vec<u8>>, bool),
+    /// The lease the views in etcd are bound to, if they all are.
+    pub(super) lease: Option<i64>,
+}
+
 impl Session {
     /// When the round works on a lease that is not the one the views were written with (a
     /// new lease, or a write that failed): every view (and the node's round) is due again,
     /// bound to it.
     pub(super) fn rebind_views(&mut self, machine: &Machine) {
         let lease = machine.lease();
-        if machine.working() && lease.is_some() && lease != self.views_lease {
-            self.views_lease = lease;
-            self.views_due = self.views.keys().cloned().collect();
-            self.round.1 = self.round.0.is_some();
+        if machine.working() && lease.is_some() && lease != self.out.lease {
+            self.out.lease = lease;
+            self.out.due = self.out.views.keys().cloned().collect();
+            self.out.round.1 = self.out.round.0.is_some();
         }
     }
 
@@ -51,16 +66,16 @@ impl Session {
     pub(super) async fn write_views(&mut self, clock: &mut Clock<'_>) -> Option<Event> {
         let (waiting, round) = self.lane.take();
         for (id, view) in waiting {
-            self.views.insert(id.clone(), view.map(|v| v.to_json()));
-            self.views_due.insert(id);
+            self.out.views.insert(id.clone(), view.map(|v| v.to_json()));
+            self.out.due.insert(id);
         }
         if let Some(round) = round {
-            self.round = (Some(round.to_json()), true);
+            self.out.round = (Some(round.to_json()), true);
         }
-        let lease = self.views_lease?;
-        let chunk: BTreeSet<String> = self.views_due.iter().take(VIEWS_PER_TXN).cloned().collect();
+        let lease = self.out.lease?;
+        let chunk: BTreeSet<String> = self.out.due.iter().take(VIEWS_PER_TXN).cloned().collect();
         // The round goes with the last views before it, never ahead of them.
-        let with_round = self.round.1 && chunk.len() == self.views_due.len();
+        let with_round = self.out.round.1 && chunk.len() == self.out.due.len();
         if chunk.is_empty() && !with_round {
             return None;
         }
@@ -69,7 +84,7 @@ impl Session {
             .iter()
             .map(|id| {
                 let key = format!("{}{node}/{id}", self.effects.views_prefix());
-                match &self.views[id] {
+                match &self.out.views[id] {
                     Some(json) => {
                         TxnOp::put(key, json.clone(), Some(PutOptions::new().with_lease(lease)))
                     }
@@ -77,25 +92,26 @@ impl Session {
                 }
             })
             .collect();
-        if let (true, Some(json)) = (with_round, &self.round.0) {
+        if let (true, Some(json)) = (with_round, &self.out.round.0) {
             let key = format!("{}{node}", self.effects.rounds_prefix());
             let put = PutOptions::new().with_lease(lease);
             ops.push(TxnOp::put(key, json.clone(), Some(put)));
         }
         let Some(link) = self.link.as_mut() else {
-            self.views_lease = None;
+            self.out.lease = None;
             return Some(RoundError::NotConnected.event());
         };
         let txn = Txn::new().and_then(ops);
         if let Err(e) = clock.run(&mut self.effects, link.client.txn(txn)).await {
-            self.views_lease = None;
+            self.out.lease = None;
             return Some(e.event());
         }
-        self.views_due.retain(|id| !chunk.contains(id));
+        self.out.due.retain(|id| !chunk.contains(id));
         // A view deleted is not written again with a new lease.
-        self.views
+        self.out
+            .views
             .retain(|id, json| json.is_some() || !chunk.contains(id));
-        self.round.1 &= !with_round;
+        self.out.round.1 &= !with_round;
         None
     }
 }
