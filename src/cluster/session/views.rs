@@ -17,8 +17,9 @@
 //! views still 4,002 puts but over 9.9 s, the last record 10.5 s after the start, records
 //! p50 3.5 s and p99 4.1 s: half the wait, not none. What remains is the burst itself (etcd,
 //! both nodes and the watchers share the cores, and every node's registry takes 4,002 view
-//! events): the next step is not to write a view that says every server is up (see
-//! docs/cluster.md, "Many eyes").
+//! events). So a node now writes no view of a service it sees all up, and one round of its
+//! own instead (`{prefix}rounds/{node}`, written here after the views before it; see
+//! `src/registry/views.rs`): a start with every server up writes no view at all.
 
 use std::collections::BTreeSet;
 
