@@ -369,8 +369,7 @@
     $("summary").textContent = services.size ? services.size + noun + (parts.length ? ": " + parts.join(", ") : "") : "";
     let unprotected = 0;
     for (const s of services.values()) if (standingText(s, standings.get(s.id)).unprotected) unprotected++;
-    $("summary-unprotected").textContent = unprotected
-      ? unprotected + (unprotected === 1 ? " without redundancy" : " without redundancy") : "";
+    $("summary-unprotected").textContent = unprotected ? unprotected + " without redundancy" : "";
     $("summary-unprotected").hidden = !unprotected;
   }
 
