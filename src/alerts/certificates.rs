@@ -48,9 +48,13 @@ fn summary(seen: &Seen<'_>) -> String {
             seen.service.id, seen.instance
         )
     } else {
+        // Floored, as the instance detail's `daysLeft`: the time left is never overstated
+        // (4.97 days reads 4.9, not 5.0).
         format!(
             "{} {}: its certificate expires in {:.1} days, at {when}",
-            seen.service.id, seen.instance, seen.days_left
+            seen.service.id,
+            seen.instance,
+            (seen.days_left * 10.0).floor() / 10.0
         )
     }
 }
@@ -135,6 +139,15 @@ mod tests {
         assert_eq!(
             e.summary,
             "gws backup: its certificate expires in 5.0 days, at 2027-01-20T08:00:00.000Z"
+        );
+        let sooner = Seen {
+            days_left: 4.97,
+            ..seen.clone()
+        };
+        assert!(
+            summary(&sooner).contains("expires in 4.9 days"),
+            "{}",
+            summary(&sooner)
         );
         let a = alert(
             &Seen {
