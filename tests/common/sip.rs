@@ -107,38 +107,62 @@ fn free_port() -> u16 {
 }
 
 /// Whether `sipp` came to answer on `port` within a deadline (false: it exited, the port
-/// taken): over TCP it accepts a connection, over UDP it answers an OPTIONS.
+/// taken). It must be *this* sipp that answers: tests run side by side, and another's peer
+/// may hold the port this one failed to bind. Its answers carry its process id in the `To`
+/// tag (`[pid]sipp`, tests/sip/*.xml), so an OPTIONS is sent and the tag looked for.
 fn listening(child: &mut Child, port: u16, transport: SippTransport) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
+    let signature = format!("tag={}sipp", child.id());
     while Instant::now() < deadline {
         if child.try_wait().unwrap().is_some() {
             return false;
         }
-        let up = match transport {
-            SippTransport::Tcp => std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
-            SippTransport::Udp => answers_udp(port),
+        let answer = match transport {
+            SippTransport::Tcp => answer_tcp(port),
+            SippTransport::Udp => answer_udp(port),
         };
-        if up {
+        if answer.is_some_and(|a| a.contains(&signature)) {
             return true;
         }
+        std::thread::sleep(Duration::from_millis(20));
     }
     false
 }
 
-/// Sends one OPTIONS to `port` and says whether any answer came within 100 ms.
-fn answers_udp(port: u16) -> bool {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.connect(("127.0.0.1", port)).unwrap();
-    let local = socket.local_addr().unwrap();
-    let request = format!(
-        "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKready{n}\r\nMax-Forwards: 70\r\nFrom: <sip:test@127.0.0.1>;tag=r\r\nTo: <sip:127.0.0.1:{port}>\r\nCall-ID: ready{n}@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+/// An OPTIONS from `local` to `port`, as a readiness probe sends it.
+fn readiness_options(port: u16, transport: &str, local: std::net::SocketAddr) -> String {
+    format!(
+        "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/{transport} {local};branch=z9hG4bKready{n}\r\nMax-Forwards: 70\r\nFrom: <sip:test@127.0.0.1>;tag=r\r\nTo: <sip:127.0.0.1:{port}>\r\nCall-ID: ready{n}@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
         n = local.port()
-    );
+    )
+}
+
+/// Sends one OPTIONS to `port` over UDP; the answer that came within 100 ms, if any.
+fn answer_udp(port: u16) -> Option<String> {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.connect(("127.0.0.1", port)).ok()?;
+    let request = readiness_options(port, "UDP", socket.local_addr().unwrap());
     socket
         .set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
+    socket.send(request.as_bytes()).ok()?;
     let mut buf = [0u8; 2048];
-    socket.send(request.as_bytes()).is_ok() && socket.recv(&mut buf).is_ok()
+    let n = socket.recv(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// Sends one OPTIONS to `port` over TCP; the answer that came within 200 ms, if any.
+fn answer_tcp(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let request = readiness_options(port, "TCP", stream.local_addr().unwrap());
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut buf = [0u8; 2048];
+    let n = stream.read(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
 /// The answer a SIP server gives `request`: `status_line`, then its Via, From, To, Call-ID
