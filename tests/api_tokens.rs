@@ -7,11 +7,10 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use common::bayeux::{Received, SERVICES, WsClient};
+use common::bayeux::{SERVICES, WsClient};
 use common::{ADMIN, PASSWORD, TestDaemon, USER, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 const WITHIN: Duration = Duration::from_secs(5);
 const REVOKED: &str = "the API token is unknown or was revoked";
@@ -323,19 +322,7 @@ async fn a_revoked_token_is_refused_at_once_with_its_sessions() {
         .await
         .unwrap();
     assert_eq!(by_cookie.status(), StatusCode::UNAUTHORIZED);
-    let deadline = std::time::Instant::now() + WITHIN;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match ws.recv_within(left).await {
-            Some(Received::Batch(_)) => continue,
-            Some(Received::Closed(Some((code, reason)))) => {
-                assert_eq!(code, CloseCode::Policy);
-                assert_eq!(reason, "credentials revoked; log in again");
-                break;
-            }
-            other => panic!("expected the token's socket closed, got {other:?}"),
-        }
-    }
+    ws.closed_for_revocation(WITHIN).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,14 +9,13 @@ mod common;
 
 use std::time::{Duration, Instant, SystemTime};
 
-use common::bayeux::{Io, Received, SERVICES, WsClient};
+use common::bayeux::{Io, SERVICES, WsClient};
 use common::cluster::*;
 use common::etcd::Etcd;
 use common::{ADMIN, Backend, Mode, PASSWORD, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 /// How soon every node must refuse a revoked token: the watch brings the deletion in
 /// milliseconds; this leaves room for a loaded machine.
@@ -106,23 +105,6 @@ async fn subscribed(node: &Node, token: &str) -> WsClient {
     ws
 }
 
-/// Waits until `ws` is closed for revoked credentials.
-async fn closed_for_revocation(ws: &mut WsClient, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match ws.recv_within(left).await {
-            Some(Received::Batch(_)) => continue,
-            Some(Received::Closed(Some((code, reason)))) => {
-                assert_eq!(code, CloseCode::Policy);
-                assert_eq!(reason, "credentials revoked; log in again");
-                return;
-            }
-            other => panic!("expected the token's socket closed, got {other:?}"),
-        }
-    }
-}
-
 #[test]
 fn a_token_is_one_for_every_node_and_its_revocation_is_refused_everywhere_at_once() {
     if !common::etcd::available() {
@@ -203,7 +185,7 @@ fn a_token_is_one_for_every_node_and_its_revocation_is_refused_everywhere_at_onc
             reads(a, As::Cookie(&cookie)).await,
             StatusCode::UNAUTHORIZED
         );
-        closed_for_revocation(&mut ws, EVERYWHERE).await;
+        ws.closed_for_revocation(EVERYWHERE).await;
         eprintln!(
             "its WebSocket on {} closed after {:?}",
             c.name,

@@ -8,12 +8,11 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::bayeux::{Received, SERVICES, WsClient};
+use common::bayeux::{SERVICES, WsClient};
 use common::process::DaemonProcess;
 use common::{TestDaemon, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 const WITHIN: Duration = Duration::from_secs(5);
 const BIN: &str = env!("CARGO_BIN_EXE_servicewatch");
@@ -294,19 +293,7 @@ async fn removing_a_display_and_sighup_revoke_it_at_once() {
         config("", &["hall"])
     ));
     // Service messages may come first (the first probes end meanwhile), then the close.
-    let deadline = std::time::Instant::now() + WITHIN;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match ws.recv_within(left).await {
-            Some(Received::Batch(_)) => continue,
-            Some(Received::Closed(Some((code, reason)))) => {
-                assert_eq!(code, CloseCode::Policy);
-                assert_eq!(reason, "credentials revoked; log in again");
-                break;
-            }
-            other => panic!("expected the display's socket closed, got {other:?}"),
-        }
-    }
+    ws.closed_for_revocation(WITHIN).await;
     let stale = send(&client, Method::GET, &url, None, Some(&lobby)).await;
     assert_eq!(stale.status(), StatusCode::UNAUTHORIZED);
     let (status, body) = get(&url, LOBBY).await;

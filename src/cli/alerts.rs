@@ -5,7 +5,7 @@ use std::path::Path;
 use clap::Args;
 use serde_json::Value;
 
-use super::output::{Cell, on_terminal, table, text};
+use super::output::{Cell, items, on_terminal, table, text};
 use super::{Failure, Reach};
 
 /// `--help`'s examples.
@@ -28,10 +28,7 @@ pub(super) async fn run(args: AlertsArgs, config: &Path) -> Result<(), Failure> 
     let client = args.reach.client(config)?;
     let answer = client.get("/alerts").await?;
     args.reach.print(&answer, |a| {
-        let alerts = a["alerts"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default();
+        let alerts = items(a, "alerts");
         if alerts.is_empty() {
             println!("no alert is firing");
             return;

@@ -5,9 +5,9 @@ use std::path::Path;
 use clap::Args;
 use serde_json::Value;
 
-use super::output::{Cell, on_terminal, table, text};
+use super::output::{Cell, items, on_terminal, table, text};
 use super::tokens::no_endpoint;
-use super::{Failure, Reach, with_query};
+use super::{Failure, Reach, Span};
 
 /// `--help`'s examples.
 pub const HELP: &str = "\
@@ -22,35 +22,18 @@ line; 3 cannot reach the daemon; 4 refused (401/403).";
 /// `audit`'s arguments.
 #[derive(Args, Debug)]
 pub struct AuditArgs {
-    /// Entries at or after this time (RFC 3339).
-    #[arg(long)]
-    since: Option<String>,
-    /// Entries at or before this time (RFC 3339).
-    #[arg(long)]
-    until: Option<String>,
-    /// At most this many entries, the newest.
-    #[arg(long)]
-    limit: Option<u32>,
+    #[command(flatten)]
+    span: Span,
     #[command(flatten)]
     reach: Reach,
 }
 
 pub(super) async fn run(args: AuditArgs, config: &Path) -> Result<(), Failure> {
     let client = args.reach.client(config)?;
-    let path = with_query(
-        "/audit".into(),
-        &[
-            ("since", args.since.clone()),
-            ("until", args.until.clone()),
-            ("limit", args.limit.map(|l| l.to_string())),
-        ],
-    );
+    let path = args.span.query("/audit".into());
     let answer = client.get(&path).await.map_err(no_endpoint)?;
     args.reach.print(&answer, |a| {
-        let rows: Vec<Vec<Cell>> = a["audit"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
+        let rows: Vec<Vec<Cell>> = items(a, "audit")
             .iter()
             .map(|entry: &Value| {
                 ["at", "who", "from", "action", "target", "outcome", "detail"]

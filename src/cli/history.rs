@@ -6,8 +6,8 @@ use std::path::Path;
 use clap::Args;
 use serde_json::Value;
 
-use super::output::{Cell, on_terminal, table, text};
-use super::{Failure, Reach, encode, with_query};
+use super::output::{Cell, items, on_terminal, table, text};
+use super::{Failure, Reach, Span, encode};
 
 /// `--help`'s examples.
 pub const HELP: &str = "\
@@ -24,35 +24,20 @@ line; 3 cannot reach the daemon; 4 refused (401/403).";
 pub struct HistoryArgs {
     /// The service's id.
     service: String,
-    /// Changes at or after this time (RFC 3339).
-    #[arg(long)]
-    since: Option<String>,
-    /// Changes before this time (RFC 3339).
-    #[arg(long)]
-    until: Option<String>,
-    /// At most this many changes, the newest.
-    #[arg(long)]
-    limit: Option<u32>,
+    #[command(flatten)]
+    span: Span,
     #[command(flatten)]
     reach: Reach,
 }
 
 pub(super) async fn run(args: HistoryArgs, config: &Path) -> Result<(), Failure> {
     let client = args.reach.client(config)?;
-    let path = with_query(
-        format!("/services/{}/history", encode(&args.service)),
-        &[
-            ("since", args.since.clone()),
-            ("until", args.until.clone()),
-            ("limit", args.limit.map(|l| l.to_string())),
-        ],
-    );
+    let path = args
+        .span
+        .query(format!("/services/{}/history", encode(&args.service)));
     let answer = client.get(&path).await?;
     args.reach.print(&answer, |a| {
-        let rows: Vec<Vec<Cell>> = a["history"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
+        let rows: Vec<Vec<Cell>> = items(a, "history")
             .iter()
             .map(|change: &Value| {
                 vec![

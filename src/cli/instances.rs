@@ -6,7 +6,7 @@ use std::path::Path;
 use clap::Args;
 use serde_json::Value;
 
-use super::output::{Cell, on_terminal, table, text};
+use super::output::{Cell, items, on_terminal, table, text};
 use super::{Failure, Reach, encode};
 
 /// `--help`'s examples.
@@ -33,10 +33,7 @@ pub(super) async fn run(args: InstancesArgs, config: &Path) -> Result<(), Failur
         .get(&format!("/services/{}/instances", encode(&args.service)))
         .await?;
     args.reach.print(&answer, |a| {
-        let rows: Vec<Vec<Cell>> = a["instances"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
+        let rows: Vec<Vec<Cell>> = items(a, "instances")
             .iter()
             .map(|i: &Value| {
                 let serving = if i["serving"] == true { "yes" } else { "no" };

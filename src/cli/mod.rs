@@ -205,16 +205,38 @@ fn split_url(url: &str) -> Result<(String, Option<String>), Failure> {
 }
 
 /// `value` as a path segment or query value: percent-encoded.
-/// `path` with the query of the `pairs` that have a value (`since`, `until`, `limit`...).
-fn with_query(path: String, pairs: &[(&str, Option<String>)]) -> String {
-    let query: Vec<String> = pairs
-        .iter()
+/// Which records of a time-ordered list to ask for (`history`, `audit`): the API's `since`,
+/// `until` and `limit`.
+#[derive(Args, Debug)]
+pub struct Span {
+    /// Records at or after this time (RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    /// Records at or before this time (RFC 3339).
+    #[arg(long)]
+    until: Option<String>,
+    /// At most this many records, the newest.
+    #[arg(long)]
+    limit: Option<u32>,
+}
+
+impl Span {
+    /// `path` with the query of the bounds given.
+    fn query(&self, path: String) -> String {
+        let limit = self.limit.map(|l| l.to_string());
+        let query: Vec<String> = [
+            ("since", &self.since),
+            ("until", &self.until),
+            ("limit", &limit),
+        ]
+        .into_iter()
         .filter_map(|(key, value)| value.as_ref().map(|v| format!("{key}={}", encode(v))))
         .collect();
-    if query.is_empty() {
-        path
-    } else {
-        format!("{path}?{}", query.join("&"))
+        if query.is_empty() {
+            path
+        } else {
+            format!("{path}?{}", query.join("&"))
+        }
     }
 }
 

@@ -84,6 +84,11 @@ pub fn table(headers: &[&str], rows: &[Vec<Cell>], colour: bool) -> String {
     out
 }
 
+/// The list at `key` of `value` (an answer's `history`, `audit`...), empty when absent.
+pub fn items<'a>(value: &'a Value, key: &str) -> &'a [Value] {
+    value[key].as_array().map(Vec::as_slice).unwrap_or_default()
+}
+
 /// The string at `key` of `value`, or `-`.
 pub fn text(value: &Value, key: &str) -> String {
     match value.get(key) {

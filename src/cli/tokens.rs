@@ -8,7 +8,7 @@ use awc::http::Method;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use super::output::{Cell, on_terminal, table, text};
+use super::output::{Cell, items, on_terminal, table, text};
 use super::{Failure, Reach, encode};
 
 const LIST_HELP: &str = "\
@@ -145,10 +145,7 @@ pub(super) async fn run(command: TokensCommand, config: &Path) -> Result<(), Fai
 
 /// The tokens as a table.
 fn print_list(answer: &Value) {
-    let rows: Vec<Vec<Cell>> = answer["apiTokens"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    let rows: Vec<Vec<Cell>> = items(answer, "apiTokens")
         .iter()
         .map(|t| {
             let mut row: Vec<Cell> = ["name", "scope", "contactCenter", "expires", "createdBy"]

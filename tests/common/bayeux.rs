@@ -107,6 +107,26 @@ impl WsClient {
         self.send_text(&batch.to_string()).await;
     }
 
+    /// Waits until the socket is closed for revoked credentials (1008, "credentials
+    /// revoked; log in again"), the service messages before the close let pass.
+    pub async fn closed_for_revocation(&mut self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.recv_within(left).await {
+                Some(Received::Batch(_)) => continue,
+                Some(Received::Closed(Some((code, reason)))) => {
+                    assert_eq!(code, CloseCode::Policy);
+                    assert_eq!(reason, "credentials revoked; log in again");
+                    return;
+                }
+                other => {
+                    panic!("expected the socket closed for revoked credentials, got {other:?}")
+                }
+            }
+        }
+    }
+
     /// The next batch (or close) within `within`.
     pub async fn recv_within(&mut self, within: Duration) -> Option<Received> {
         let deadline = tokio::time::Instant::now() + within;
