@@ -47,10 +47,7 @@ pub async fn active(
             .then(a.service.cmp(&b.service))
     });
     let body = json!({ "statusCode": 0, "alerts": alerts });
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, "application/json"))
-        .insert_header(header::CacheControl(vec![header::CacheDirective::NoCache]))
-        .body(body.to_string()))
+    Ok(super::fresh_json(&body))
 }
 
 /// Sends a test notification to the receiver the path names; 200 once it took it, 502 with

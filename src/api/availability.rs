@@ -13,7 +13,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
@@ -60,8 +59,8 @@ pub async fn one(
     visible(&state.snapshot.load(), &caller, &id)?;
     let request = parse(req.query_string(), SystemTime::now())?;
     let mut answers = figures(&state, vec![id], &request).await?;
-    Ok(ok(
-        json!({ "statusCode": 0, "availability": answers.remove(0) }),
+    Ok(super::fresh_json(
+        &json!({ "statusCode": 0, "availability": answers.remove(0) }),
     ))
 }
 
@@ -81,7 +80,9 @@ pub async fn list(
         .map(|s| s.id.clone())
         .collect();
     let answers = figures(&state, ids, &request).await?;
-    Ok(ok(json!({ "statusCode": 0, "availability": answers })))
+    Ok(super::fresh_json(
+        &json!({ "statusCode": 0, "availability": answers }),
+    ))
 }
 
 /// The answer object of each of `ids`.
@@ -102,13 +103,6 @@ async fn figures(
         .zip(&totals)
         .map(|(id, totals)| render(id, request, totals))
         .collect())
-}
-
-fn ok(body: Value) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, "application/json"))
-        .insert_header(header::CacheControl(vec![header::CacheDirective::NoCache]))
-        .body(body.to_string())
 }
 
 /// One service's answer: its periods' figures, in the order asked.

@@ -6,7 +6,6 @@
 //! [`MAX_LIMIT`], default [`DEFAULT_LIMIT`]); `_`, the cache buster, is ignored; anything
 //! else is refused, so that a misspelt parameter does not silently widen the answer.
 
-use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Map, Value, json};
 
@@ -40,10 +39,7 @@ pub async fn changes(
         "statusCode": 0,
         "history": changes.iter().map(render).collect::<Vec<_>>(),
     });
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, "application/json"))
-        .insert_header(header::CacheControl(vec![header::CacheDirective::NoCache]))
-        .body(body.to_string()))
+    Ok(super::fresh_json(&body))
 }
 
 /// The answer to a history that cannot be read: 404 when none is kept.

@@ -222,6 +222,17 @@ fn tokens_resource(path: &str) -> impl actix_web::dev::HttpServiceFactory + 'sta
         .wrap(from_fn(origin::guard_origin))
 }
 
+/// A 200 JSON answer a client must not reuse without asking again (`no-cache`): what it
+/// says changes with every probe, alert or change.
+pub(crate) fn fresh_json(body: &serde_json::Value) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CONTENT_TYPE, "application/json"))
+        .insert_header(actix_web::http::header::CacheControl(vec![
+            actix_web::http::header::CacheDirective::NoCache,
+        ]))
+        .body(body.to_string())
+}
+
 /// A JSON body of at most 4 KiB; one that cannot be read is refused (400) with `example`
 /// of a good one.
 fn json_body(example: &'static str) -> web::JsonConfig {

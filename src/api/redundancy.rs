@@ -8,7 +8,6 @@
 //! and admins, does). The registry answers it from its own state
 //! ([`crate::registry::Standings`]); the status page polls it every few seconds.
 
-use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use serde_json::{Map, Value, json};
 
@@ -35,10 +34,7 @@ pub async fn list(
         .map(render)
         .collect();
     let body = json!({ "statusCode": 0, "redundancy": services });
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, "application/json"))
-        .insert_header(header::CacheControl(vec![header::CacheDirective::NoCache]))
-        .body(body.to_string()))
+    Ok(super::fresh_json(&body))
 }
 
 /// One service's standing on the wire.
