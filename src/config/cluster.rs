@@ -16,6 +16,9 @@ const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(3);
 const MIN_LEASE_TTL: Duration = Duration::from_secs(2);
 /// How long one call to etcd may take by default before the node counts it as failed.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+/// `[cluster] quorum = "leader"`: the leader alone probes and decides from its own view
+/// (the followers' monitors stay stopped, and no node writes views).
+const LEADER_ALONE: &str = "leader";
 /// Where the nodes keep their keys by default.
 const DEFAULT_PREFIX: &str = "/servicewatch/";
 
@@ -72,8 +75,8 @@ pub struct ClusterSettings {
     pub tls: Option<ClusterTls>,
     /// etcd's authentication, when the members have it enabled.
     pub user: Option<ClusterUser>,
-    /// How the live nodes' views of a server make it down; `None`: the leader alone probes
-    /// and decides from its own view.
+    /// How the live nodes' views of a server make it down (by default `majority`); `None`
+    /// (`"leader"`): the leader alone probes and decides from its own view.
     pub quorum: Option<Quorum>,
 }
 
@@ -166,11 +169,14 @@ pub(super) fn validate_cluster(
         }
     };
     let quorum = match c.quorum.as_deref() {
-        None => None,
+        None => Some(Quorum::default()),
+        Some(LEADER_ALONE) => None,
         Some(q) => Some(q.parse().map_err(|()| {
             (
                 "cluster.quorum".to_string(),
-                format!("\"{q}\" is not a quorum; use \"majority\", \"any\" or \"all\""),
+                format!(
+                    "\"{q}\" is not a quorum; use \"majority\", \"any\", \"all\" or \"{LEADER_ALONE}\""
+                ),
             )
         })?),
     };
@@ -291,7 +297,9 @@ mod tests {
         let mut c = section(&["http://etcd1:2379"]);
         c.prefix = Some("/sw/site-a".into());
         assert_eq!(validate_cluster(&c, "h").unwrap().prefix, "/sw/site-a/");
-        assert_eq!(s.quorum, None);
+        assert_eq!(s.quorum, Some(Quorum::Majority), "every node probes by default");
+        c.quorum = Some("leader".into());
+        assert_eq!(validate_cluster(&c, "h").unwrap().quorum, None);
         c.quorum = Some("all".into());
         assert_eq!(validate_cluster(&c, "h").unwrap().quorum, Some(Quorum::All));
         c.quorum = Some("most".into());
