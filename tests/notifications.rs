@@ -586,3 +586,63 @@ async fn a_notification_goes_out_without_waiting_for_the_last_ones_acknowledgeme
     .await;
     assert!(nodelay, "long-polling and REST connections too");
 }
+
+/// Sends `chunks` as one chunked long-polling request, a pause between them (each reaches
+/// the daemon as a piece of its own), and returns the answer's status line and body.
+async fn post_in_pieces(d: &TestDaemon, chunks: &[&str]) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let head = format!(
+        "POST /api/v2/notifications/handshake HTTP/1.1\r\nHost: sw\r\nAuthorization: {}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        basic_header()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    for chunk in chunks {
+        let piece = format!("{:x}\r\n{chunk}\r\n", chunk.len());
+        stream.write_all(piece.as_bytes()).await.unwrap();
+        stream.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    stream.write_all(b"0\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(WITHIN, stream.read_to_string(&mut answer))
+        .await
+        .expect("answered")
+        .unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_polling_batch_that_arrives_in_pieces_is_read_whole() {
+    let backend = Backend::start(Mode::Accept).await;
+    let d = daemon(&backend, "max_message_size = 2048").await;
+    let (status, body) = post_in_pieces(
+        &d,
+        &[
+            r#"[{"channel":"/meta/hand"#,
+            r#"shake","version":"1.0","#,
+            r#""supportedConnectionTypes":["long-polling"]}]"#,
+        ],
+    )
+    .await;
+    assert!(status.contains(" 200 "), "{status}");
+    assert!(body.contains(r#""successful":true"#), "{body}");
+    assert!(body.contains(r#""clientId":"#), "{body}");
+    // Each suffix CometD appends is a route of its own in the metrics.
+    assert_eq!(
+        d.metric(r#"servicewatch_http_requests_total{route="/api/v2/notifications/handshake",status="200"}"#)
+            .await,
+        Some(1.0)
+    );
+
+    // Pieces that add up to more than the limit: 413, in the GWS envelope.
+    let piece = "x".repeat(1500);
+    let (status, body) = post_in_pieces(&d, &[&piece, &piece]).await;
+    assert!(status.contains(" 413 "), "{status}");
+    assert!(body.contains("larger than 2048 bytes"), "{body}");
+}

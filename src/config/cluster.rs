@@ -297,7 +297,11 @@ mod tests {
         let mut c = section(&["http://etcd1:2379"]);
         c.prefix = Some("/sw/site-a".into());
         assert_eq!(validate_cluster(&c, "h").unwrap().prefix, "/sw/site-a/");
-        assert_eq!(s.quorum, Some(Quorum::Majority), "every node probes by default");
+        assert_eq!(
+            s.quorum,
+            Some(Quorum::Majority),
+            "every node probes by default"
+        );
         c.quorum = Some("leader".into());
         assert_eq!(validate_cluster(&c, "h").unwrap().quorum, None);
         c.quorum = Some("all".into());

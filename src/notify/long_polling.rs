@@ -33,7 +33,10 @@ pub async fn handle(
         shared.body_timeout,
     )
     .await?;
-    let batch = match parse_batch(&body) {
+    // The body is dropped once parsed: a held connect keeps only the parsed messages.
+    let parsed = parse_batch(&body);
+    drop(body);
+    let batch = match parsed {
         Ok(batch) => batch,
         Err(e) => {
             tracing::debug!(error = %e, "long-polling request refused");
@@ -58,19 +61,43 @@ pub async fn handle(
 /// The whole body, if it is at most `limit` bytes and arrives within `within`; the
 /// refusals are the HTTP layer's own errors (413, 408, 400), which the API gives the GWS
 /// envelope.
+///
+/// A body that arrived in one piece (a Bayeux batch nearly always does) is that piece,
+/// without a copy; actix-web's `to_bytes_limited` would first reserve 32 KiB for it.
 async fn read_body(
-    payload: web::Payload,
+    mut payload: web::Payload,
     limit: usize,
     within: std::time::Duration,
 ) -> Result<web::Bytes, actix_web::Error> {
     use actix_web::error;
-    match tokio::time::timeout(within, payload.to_bytes_limited(limit)).await {
-        Ok(Ok(read)) => read.map_err(|e| {
-            error::ErrorBadRequest(format!("the request body could not be read: {e}"))
-        }),
-        Ok(Err(_)) => Err(error::ErrorPayloadTooLarge(format!(
-            "the request body is larger than {limit} bytes"
-        ))),
+    use futures_util::StreamExt;
+    let read = async {
+        let mut whole: Option<web::Bytes> = None;
+        let mut joined = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| {
+                error::ErrorBadRequest(format!("the request body could not be read: {e}"))
+            })?;
+            let so_far = whole.as_ref().map_or(joined.len(), web::Bytes::len);
+            if so_far + chunk.len() > limit {
+                return Err(error::ErrorPayloadTooLarge(format!(
+                    "the request body is larger than {limit} bytes"
+                )));
+            }
+            match whole.take() {
+                None if joined.is_empty() => whole = Some(chunk),
+                None => joined.extend_from_slice(&chunk),
+                Some(first) => {
+                    joined.reserve(first.len() + chunk.len());
+                    joined.extend_from_slice(&first);
+                    joined.extend_from_slice(&chunk);
+                }
+            }
+        }
+        Ok(whole.unwrap_or_else(|| joined.freeze()))
+    };
+    match tokio::time::timeout(within, read).await {
+        Ok(read) => read,
         Err(_) => Err(error::ErrorRequestTimeout(format!(
             "the request body did not arrive within {}",
             humantime::format_duration(within)
