@@ -268,7 +268,7 @@ impl ServerMonitor {
             // its health says whether it still matters.
             let said = match &spec.role {
                 Some(check) if report.outcome != ProbeOutcome::Down => Some(
-                    AssertUnwindSafe(probe::role::ask(check, &spec.target))
+                    AssertUnwindSafe(Box::pin(probe::role::ask(check, &spec.target)))
                         .catch_unwind()
                         .await
                         .unwrap_or_else(|_| {
@@ -318,7 +318,6 @@ impl ServerMonitor {
         watch_closed: Option<&str>,
         ctx: &mut Context<Self>,
     ) {
-        let _entered = self.span.clone().entered();
         self.counters.count(&report);
         let now = SystemTime::now();
         let check = &self.id.spec.check;
@@ -380,30 +379,38 @@ impl ServerMonitor {
         }
     }
 
-    /// Writes the log lines of a decision, in its words.
+    /// Writes the log lines of a decision, in its words, in the monitor's span. The span is
+    /// named as each line's parent rather than entered around the probe's handling: entering
+    /// it costs a clone, an enter, an exit and a close of the span on every probe, and most
+    /// probes write no line at the usual level.
     fn log(&self, decision: &Decision, outcome: ProbeOutcome, elapsed: Duration) {
+        let span = &self.span;
         let instance = &self.label;
         let check = self.id.spec.check.kind.name();
         let saw = &decision.saw;
         match decision.health {
             HealthNews::Changed { from, to } => info!(
-                %instance, check, %from, %to, %saw, "instance health changed"
+                parent: span, %instance, check, %from, %to, %saw, "instance health changed"
             ),
-            HealthNews::First(health) => debug!(%instance, check, %health, %saw, "first probe"),
-            HealthNews::Steady => debug!(%instance, check, ?outcome, ?elapsed, %saw, "probe"),
+            HealthNews::First(health) => {
+                debug!(parent: span, %instance, check, %health, %saw, "first probe")
+            }
+            HealthNews::Steady => {
+                debug!(parent: span, %instance, check, ?outcome, ?elapsed, %saw, "probe")
+            }
         }
         let Some((role, why)) = &decision.said else {
             return;
         };
         match decision.role {
             RoleNews::Unusable { was } => {
-                warn!(%instance, %was, %why, "role check: no usable answer")
+                warn!(parent: span, %instance, %was, %why, "role check: no usable answer")
             }
             RoleNews::Changed { was } => {
-                info!(%instance, %role, %was, "role check: the instance {why}")
+                info!(parent: span, %instance, %role, %was, "role check: the instance {why}")
             }
             RoleNews::Same | RoleNews::NotAsked => {
-                debug!(%instance, %role, "role check: the instance {why}")
+                debug!(parent: span, %instance, %role, "role check: the instance {why}")
             }
         }
     }
