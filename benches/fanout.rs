@@ -123,9 +123,16 @@ async fn long_poll(
     // timeout (30 s).
     let first = json!([{"channel":"/meta/connect","clientId":client_id,"connectionType":"long-polling","advice":{"timeout":0}}]);
     let answer = post("connect", first).await.expect("connect");
-    assert!(answer.status().is_success(), "first connect: {}", answer.status());
+    assert!(
+        answer.status().is_success(),
+        "first connect: {}",
+        answer.status()
+    );
     let text = answer.text().await.expect("first connect's answer");
-    assert!(text.contains("\"successful\":true"), "first connect: {text}");
+    assert!(
+        text.contains("\"successful\":true"),
+        "first connect: {text}"
+    );
     let connect =
         json!([{"channel":"/meta/connect","clientId":client_id,"connectionType":"long-polling"}]);
     drop(permit);
