@@ -33,11 +33,11 @@ fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 if $quick; then
-    sizes=(500 2000); burst=(500 subscribers=500); fanout=(2000 10); polling=(500 10); window=5s
-    kills=(20 5); alerts=(1000)
+    sizes=(500 2000); burst=(500 subscribers=500); fanout=(2000 10); polling=(2000 10); window=5s
+    kills=(20 5 bursts=30 mass=8); alerts=(1000)
 else
     sizes=(500 1000 2000 5000 10000); burst=(1000 subscribers=1000); fanout=(10000 20); polling=(2000 10); window=10s
-    kills=(100 20); alerts=(1000 5000)
+    kills=(100 20 bursts=80 mass=10); alerts=(1000 5000)
 fi
 
 echo "== services: start, mass outage, recovery, CPU at rest next to HAProxy"
@@ -48,9 +48,10 @@ echo "== fan-out: one change to many WebSocket subscribers, next to Faye"
 cargo bench --quiet --bench fanout -- "${fanout[@]}" 2>/dev/null
 echo "== fan-out to long-polling subscribers, next to Faye"
 BENCH_TRANSPORT=long-polling cargo bench --quiet --bench fanout -- "${polling[@]}" 2>/dev/null
+$quick || BENCH_TRANSPORT=long-polling cargo bench --quiet --bench fanout -- 10000 6 2>/dev/null
 echo "== memory at size: 10,000 services and 10,000 subscribers"
 $quick || BENCH_REFERENCE=none cargo bench --quiet --bench fanout -- 10000 6 10000 2>/dev/null
-echo "== detection: a backend's death heard by a subscriber, watched and not"
+echo "== detection: a backend's death heard by a subscriber, watched and not; bursts of deaths"
 cargo bench --quiet --bench detection -- "${kills[@]}" 2>/dev/null
 echo "== alerts: a mass outage told to two webhook receivers, next to Alertmanager"
 cargo bench --quiet --bench alerts -- "${alerts[@]}" 2>/dev/null

@@ -88,14 +88,17 @@ fn receipts(text: &str, tx: &mpsc::UnboundedSender<Receipt>) {
 }
 
 /// One long-polling subscriber, as a CometD client over HTTP: handshake, subscribe, then a
-/// connect after each answer, each held by the daemon until there is something to send.
+/// connect after each answer, each held by the server until there is something to send.
+/// It has its own HTTP client, so one keep-alive connection of its own (reqwest's pool has
+/// no cap on connections per host; this keeps one subscriber's connects on one connection,
+/// as a browser's long poll is).
 async fn long_poll(
-    client: reqwest::Client,
     addr: String,
     tx: mpsc::UnboundedSender<Receipt>,
     connected: Arc<tokio::sync::Semaphore>,
     opening: Arc<tokio::sync::Semaphore>,
 ) {
+    let client = reqwest::Client::new();
     let post = |path: &str, body: Value| {
         client
             .post(format!("http://{addr}/api/v2/notifications/{path}"))
@@ -114,10 +117,24 @@ async fn long_poll(
     post("subscribe", json!([{"channel":"/meta/subscribe","clientId":client_id,"subscription":"/notifications/services"}]))
         .await
         .expect("subscribe");
+    // The first connect asks not to be held (`advice.timeout` 0), as CometD's JavaScript
+    // client sends it until it is connected (Client.js, `#connect`): servicewatch answers a
+    // first connect at once anyway; Faye holds one without that advice for its whole
+    // timeout (30 s).
+    let first = json!([{"channel":"/meta/connect","clientId":client_id,"connectionType":"long-polling","advice":{"timeout":0}}]);
+    let answer = post("connect", first).await.expect("connect");
+    assert!(
+        answer.status().is_success(),
+        "first connect: {}",
+        answer.status()
+    );
+    let text = answer.text().await.expect("first connect's answer");
+    assert!(
+        text.contains("\"successful\":true"),
+        "first connect: {text}"
+    );
     let connect =
         json!([{"channel":"/meta/connect","clientId":client_id,"connectionType":"long-polling"}]);
-    // The first connect is answered at once.
-    post("connect", connect.clone()).await.expect("connect");
     drop(permit);
     connected.add_permits(1);
     loop {
@@ -197,7 +214,6 @@ async fn measure(
 ) -> Measured {
     let rss_before = rss_kib(pid);
     let (tx, mut rx) = mpsc::unbounded_channel::<Receipt>();
-    let client = reqwest::Client::new();
     // Every subscriber logs in with Basic on its upgrade, as a script would.
     let connected = Arc::new(tokio::sync::Semaphore::new(0));
     // At most this many subscribers opening at once: a load client that opens ten thousand
@@ -206,7 +222,6 @@ async fn measure(
     for _ in 0..subscribers {
         if long_polling {
             tokio::spawn(long_poll(
-                client.clone(),
                 addr.to_string(),
                 tx.clone(),
                 connected.clone(),
@@ -241,7 +256,15 @@ async fn measure(
         });
     }
     let started = Instant::now();
-    let _ = connected.acquire_many(subscribers as u32).await.unwrap();
+    // Bounded: a subscriber that fails to open panics in its own task, and would otherwise
+    // leave this waiting for ever.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(180),
+        connected.acquire_many(subscribers as u32),
+    )
+    .await
+    .expect("every subscriber connected within 180 s")
+    .unwrap();
     let connected_in = started.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_after = rss_kib(pid);
