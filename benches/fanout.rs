@@ -22,6 +22,8 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
+#[path = "common/cpu.rs"]
+mod cpu;
 #[allow(dead_code)]
 #[path = "../tests/common/process.rs"]
 mod process;
@@ -171,6 +173,9 @@ struct Measured {
     latencies: Vec<Duration>,
     rss_before: u64,
     rss_after: u64,
+    /// The server's CPU time (user and system) from the first change to the last receipt:
+    /// every delivery and, over long-polling, every next connect.
+    cpu_during: Duration,
 }
 
 impl Measured {
@@ -194,6 +199,16 @@ impl Measured {
             self.rss_after,
             self.per_session(subscribers)
         );
+        println!(
+            "{server}: CPU during the {flips} changes {:?}: {:.1} µs per delivery",
+            self.cpu_during,
+            self.per_delivery(subscribers, flips)
+        );
+    }
+
+    /// The server's CPU time per delivery, in µs (the kernel counts it in 10 ms ticks).
+    fn per_delivery(&self, subscribers: usize, flips: usize) -> f64 {
+        self.cpu_during.as_secs_f64() * 1e6 / (subscribers * flips) as f64
     }
 
     fn per_session(&self, subscribers: usize) -> f64 {
@@ -271,6 +286,7 @@ async fn measure(
 
     let mut latencies = Vec::new();
     let mut spreads = Vec::new();
+    let cpu_before = cpu::cpu_time(pid);
     for n in 0..flips {
         let want = if n % 2 == 0 { "Inactive" } else { "Active" };
         flip(n);
@@ -287,12 +303,14 @@ async fn measure(
         let first = arrivals.iter().min().copied().unwrap();
         spreads.extend(arrivals.iter().map(|at| *at - first));
     }
+    let cpu_during = cpu::cpu_time(pid).saturating_sub(cpu_before);
     Measured {
         connected_in,
         spreads: sorted(spreads),
         latencies: sorted(latencies),
         rss_before,
         rss_after,
+        cpu_during,
     }
 }
 
@@ -450,10 +468,11 @@ async fn main() {
     faye.report("Faye", subscribers, flips, transport);
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
     println!(
-        "servicewatch / Faye, same run: spread p50 {:.2}, p99 {:.2}, max {:.2}; memory per idle session {:.2}",
+        "servicewatch / Faye, same run: spread p50 {:.2}, p99 {:.2}, max {:.2}; memory per idle session {:.2}; CPU per delivery {:.2}",
         ratio(pct(&ours.spreads, 0.5), pct(&faye.spreads, 0.5)),
         ratio(pct(&ours.spreads, 0.99), pct(&faye.spreads, 0.99)),
         ratio(pct(&ours.spreads, 1.0), pct(&faye.spreads, 1.0)),
         ours.per_session(subscribers) / faye.per_session(subscribers),
+        ours.per_delivery(subscribers, flips) / faye.per_delivery(subscribers, flips),
     );
 }

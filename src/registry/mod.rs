@@ -230,7 +230,7 @@ impl Registry {
 
     /// Builds and swaps in a new snapshot, then offers the notifications waiting for it.
     fn publish(&mut self) {
-        let started = Instant::now();
+        let started = publisher::thread_cpu();
         let services = self
             .services
             .iter()
@@ -258,7 +258,8 @@ impl Registry {
         self.published.store(Arc::new(snapshot));
         self.metrics.services.publishes.inc();
         self.ledger.log.published();
-        let waiting = self.publisher.published(started, Instant::now());
+        let cost = publisher::thread_cpu().saturating_sub(started);
+        let waiting = self.publisher.published(cost, Instant::now());
         if waiting.is_empty() {
             return;
         }

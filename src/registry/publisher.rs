@@ -8,6 +8,11 @@
 //! registry's time however fast changes come, and a change waits at most one window. The
 //! notifications of the changes wait with them, in order, and go out right after the
 //! snapshot that shows them.
+//!
+//! A publish's cost is the CPU time the registry's thread spent on it ([`thread_cpu`]), not
+//! the time that passed: on a busy machine the thread may be descheduled in the middle of a
+//! cheap publish, and a window four times that pause held the next change back for
+//! nothing (a watched death 0-1 ms after another service's change was heard 10 ms late).
 
 use std::time::{Duration, Instant};
 
@@ -27,8 +32,25 @@ pub struct Publisher {
     waiting: Vec<(Bytes, String)>,
     /// When the last publish ended.
     last: Option<Instant>,
-    /// What the last publish cost.
+    /// What the last publish cost, in the registry thread's CPU time.
     cost: Duration,
+}
+
+/// The CPU time the calling thread has used so far (`CLOCK_THREAD_CPUTIME_ID`); zero if the
+/// clock cannot be read, which leaves the shortest window.
+pub fn thread_cpu() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a pointer to a local one.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        now.tv_sec.max(0) as u64,
+        now.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
 
 impl Publisher {
@@ -44,10 +66,10 @@ impl Publisher {
         (now < due).then(|| due - now)
     }
 
-    /// A publish ran from `started` to `ended`: returns the notifications to offer now, in
-    /// the order their changes happened.
-    pub fn published(&mut self, started: Instant, ended: Instant) -> Vec<(Bytes, String)> {
-        self.cost = ended.saturating_duration_since(started);
+    /// A publish that cost `cost` of the registry thread's CPU ended at `ended`: returns the
+    /// notifications to offer now, in the order their changes happened.
+    pub fn published(&mut self, cost: Duration, ended: Instant) -> Vec<(Bytes, String)> {
+        self.cost = cost;
         self.last = Some(ended);
         std::mem::take(&mut self.waiting)
     }
@@ -64,7 +86,7 @@ mod tests {
         let t0 = Instant::now();
         let mut p = Publisher::default();
         assert_eq!(p.delay(t0), None, "never published");
-        p.published(t0, t0 + MS / 10);
+        p.published(MS / 10, t0 + MS / 10);
         assert_eq!(
             p.delay(t0 + MS * 5),
             None,
@@ -77,15 +99,31 @@ mod tests {
         let t0 = Instant::now();
         let mut p = Publisher::default();
         // A publish that cost 5 ms opens a 20 ms window.
-        p.published(t0, t0 + MS * 5);
+        p.published(MS * 5, t0 + MS * 5);
         assert_eq!(p.delay(t0 + MS * 5), Some(MS * 20));
         assert_eq!(p.delay(t0 + MS * 15), Some(MS * 10));
         assert_eq!(p.delay(t0 + MS * 25), None);
         // Cheap publishes still leave the minimum window; dear ones at most the maximum.
-        p.published(t0, t0);
+        p.published(Duration::ZERO, t0);
         assert_eq!(p.delay(t0), Some(MIN_WINDOW));
-        p.published(t0, t0 + Duration::from_secs(1));
+        p.published(Duration::from_secs(1), t0 + Duration::from_secs(1));
         assert_eq!(p.delay(t0 + Duration::from_secs(1)), Some(MAX_WINDOW));
+    }
+
+    #[test]
+    fn the_cost_is_the_threads_cpu_time_not_the_time_that_passed() {
+        let before = thread_cpu();
+        std::thread::sleep(MS * 20);
+        let slept = thread_cpu().saturating_sub(before);
+        assert!(slept < MS * 5, "a thread asleep uses no CPU: {slept:?}");
+        // A spinning thread's clock advances (however busy the machine: bounded by time).
+        let before = thread_cpu();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while thread_cpu().saturating_sub(before) < MS * 5 && Instant::now() < deadline {
+            std::hint::black_box(0);
+        }
+        let busy = thread_cpu().saturating_sub(before);
+        assert!(busy >= MS * 5, "a spinning thread uses CPU: {busy:?}");
     }
 
     #[test]
@@ -95,8 +133,12 @@ mod tests {
         p.wait(Bytes::from_static(b"a down"), "api-voice".into());
         p.wait(Bytes::from_static(b"b down"), "api-multimedia".into());
         p.wait(Bytes::from_static(b"a up"), "api-voice".into());
-        let out: Vec<_> = p.published(t0, t0).into_iter().map(|(n, _)| n).collect();
+        let out: Vec<_> = p
+            .published(Duration::ZERO, t0)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
         assert_eq!(out, ["a down", "b down", "a up"]);
-        assert!(p.published(t0, t0).is_empty());
+        assert!(p.published(Duration::ZERO, t0).is_empty());
     }
 }
