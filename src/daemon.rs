@@ -577,10 +577,10 @@ fn set_client_socket_options(listener: &TcpListener, timeout: Duration, buffer: 
     if let Err(e) = socket.set_tcp_user_timeout(Some(timeout)) {
         tracing::warn!(error = %e, "cannot set TCP_USER_TIMEOUT; frozen clients will hold their sockets longer");
     }
-    if let Some(bytes) = buffer {
-        if let Err(e) = socket.set_send_buffer_size(bytes) {
-            tracing::warn!(error = %e, "cannot set the send buffer; the kernel sizes it");
-        }
+    if let Some(bytes) = buffer
+        && let Err(e) = socket.set_send_buffer_size(bytes)
+    {
+        tracing::warn!(error = %e, "cannot set the send buffer; the kernel sizes it");
     }
 }
 

@@ -39,17 +39,17 @@ pub fn init(settings: &LogSettings) {
     let counting = client_errors::ClientErrorLayer
         .with_filter(Targets::new().with_target(client_errors::TARGET, tracing::Level::ERROR));
     let registry = tracing_subscriber::registry().with(counting);
-    if stderr_is_journal() {
-        if let Ok(journald) = tracing_journald::layer() {
-            registry
-                .with(
-                    journald
-                        .with_syslog_identifier("servicewatch".into())
-                        .with_filter(filter),
-                )
-                .init();
-            return;
-        }
+    if stderr_is_journal()
+        && let Ok(journald) = tracing_journald::layer()
+    {
+        registry
+            .with(
+                journald
+                    .with_syslog_identifier("servicewatch".into())
+                    .with_filter(filter),
+            )
+            .init();
+        return;
     }
     let stderr = std::io::stderr;
     match settings.format {

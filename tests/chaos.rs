@@ -499,10 +499,10 @@ fn differences(heard: &Heard, truth: &BTreeMap<String, Value>, removed: &[String
         }
     }
     for id in removed {
-        if let Some(heard) = last.get(id) {
-            if heard["state"] != "Inactive" {
-                missing.push(format!("{id} was removed, last heard {}", heard["state"]));
-            }
+        if let Some(heard) = last.get(id)
+            && heard["state"] != "Inactive"
+        {
+            missing.push(format!("{id} was removed, last heard {}", heard["state"]));
         }
     }
     missing

@@ -221,10 +221,10 @@ fn api_modules_named(text: &str) -> Vec<String> {
                 span.strip_prefix("api::")
                     .and_then(|s| s.split("::").next())
             });
-        if let Some(module) = module {
-            if named.last().map(String::as_str) != Some(module) {
-                named.push(module.to_string());
-            }
+        if let Some(module) = module
+            && named.last().map(String::as_str) != Some(module)
+        {
+            named.push(module.to_string());
         }
     }
     named

@@ -203,14 +203,14 @@ impl ResponseError for ApiError {
         };
         let mut response =
             error_response_allowing(self.status_code(), self.code(), &self.to_string(), allowed);
-        if let ApiError::NotAuthenticated { realm, .. } = self {
-            if let Ok(value) = header::HeaderValue::from_str(&format!(
+        if let ApiError::NotAuthenticated { realm, .. } = self
+            && let Ok(value) = header::HeaderValue::from_str(&format!(
                 "Basic realm=\"{realm}\", charset=\"UTF-8\""
-            )) {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, value);
-            }
+            ))
+        {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
         }
         let retry_after_secs = match self {
             ApiError::Throttled {

@@ -74,10 +74,10 @@ pub fn origin_of(url: &str) -> Option<String> {
 fn normalize(origin: &str) -> String {
     let lower = origin.trim().to_ascii_lowercase();
     for (scheme, port) in [("http://", ":80"), ("https://", ":443")] {
-        if lower.starts_with(scheme) {
-            if let Some(stripped) = lower.strip_suffix(port) {
-                return stripped.to_string();
-            }
+        if lower.starts_with(scheme)
+            && let Some(stripped) = lower.strip_suffix(port)
+        {
+            return stripped.to_string();
         }
     }
     lower

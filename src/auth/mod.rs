@@ -347,10 +347,10 @@ impl Authenticator {
         previous: Option<Arc<LoginCookie>>,
         principal: Principal,
     ) -> Option<Arc<LoginCookie>> {
-        if let Some(cookie) = previous {
-            if self.by_cookie_key(&cookie.key).is_ok() {
-                return Some(cookie);
-            }
+        if let Some(cookie) = previous
+            && self.by_cookie_key(&cookie.key).is_ok()
+        {
+            return Some(cookie);
         }
         Some(Arc::new(self.open_login(principal)?))
     }

@@ -379,13 +379,13 @@ fn contact_centers(
             id: id.clone(),
             features,
         };
-        if let Some(other) = out.insert(normalize_dn(dn), center) {
-            if other.id != *id {
-                return Err((
-                    format!("ldap.contact_centers.\"{dn}\""),
-                    format!("the group is given twice, to \"{}\" and \"{id}\"", other.id),
-                ));
-            }
+        if let Some(other) = out.insert(normalize_dn(dn), center)
+            && other.id != *id
+        {
+            return Err((
+                format!("ldap.contact_centers.\"{dn}\""),
+                format!("the group is given twice, to \"{}\" and \"{id}\"", other.id),
+            ));
         }
     }
     Ok(out)

@@ -251,15 +251,15 @@ pub(super) fn validate_admin(file: &FileConfig) -> Result<Option<SocketAddr>, In
 /// `[log]`: the format, and a level or filter checked here rather than by `tracing`, which
 /// would take a misspelt level for a target and log less without a word.
 pub(super) fn validate_log(file: &FileConfig) -> Result<LogSettings, Invalid> {
-    if let Some(level) = &file.log.level {
-        if !is_log_filter(level) {
-            return Err((
-                "log.level".into(),
-                format!(
-                    "\"{level}\" is not a level or filter; use error, warn, info, debug or trace (or a filter such as \"info,servicewatch=debug\")"
-                ),
-            ));
-        }
+    if let Some(level) = &file.log.level
+        && !is_log_filter(level)
+    {
+        return Err((
+            "log.level".into(),
+            format!(
+                "\"{level}\" is not a level or filter; use error, warn, info, debug or trace (or a filter such as \"info,servicewatch=debug\")"
+            ),
+        ));
     }
     Ok(LogSettings {
         format: match file.log.format {

@@ -75,10 +75,10 @@ impl Registry {
         let published = log.published_revision();
         // A revision beyond what this node has published is not one of its own (another
         // process's, another cluster's): it cannot say what the client missed.
-        if revision <= published {
-            if let Some(missed) = log.missed(revision, features) {
-                return missed;
-            }
+        if revision <= published
+            && let Some(missed) = log.missed(revision, features)
+        {
+            return missed;
         }
         let revision = if revision > published { 0 } else { revision };
         let mut current: Vec<(i64, Bytes)> = self

@@ -137,15 +137,15 @@ impl ChangeLog {
         let Some((from, last)) = self.filling else {
             return;
         };
-        if let (Some(shown), Some(entry)) = (shown, self.replayed.get_mut(id)) {
-            if shown.json != entry.json {
-                entry.json = shown.json.clone();
-                self.log.push_back(Logged {
-                    revision,
-                    feature: shown.feature,
-                    notification: shown.notification,
-                });
-            }
+        if let (Some(shown), Some(entry)) = (shown, self.replayed.get_mut(id))
+            && shown.json != entry.json
+        {
+            entry.json = shown.json.clone();
+            self.log.push_back(Logged {
+                revision,
+                feature: shown.feature,
+                notification: shown.notification,
+            });
         }
         if revision >= last {
             self.filling = None;

@@ -55,15 +55,15 @@ impl Subscribers {
         snapshot: Option<Vec<Bytes>>,
         metrics: &Metrics,
     ) -> bool {
-        if let Some(messages) = snapshot {
-            if !offer(
+        if let Some(messages) = snapshot
+            && !offer(
                 &client_id,
                 &recipient,
                 Delivery::Snapshot(messages),
                 metrics,
-            ) {
-                return false;
-            }
+            )
+        {
+            return false;
         }
         self.by_client.insert(
             client_id,
