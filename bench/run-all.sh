@@ -34,14 +34,16 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 if $quick; then
     sizes=(500 2000); burst=(500 subscribers=500); fanout=(2000 10); polling=(2000 10); window=5s
-    kills=(20 5 bursts=30 mass=8); alerts=(1000)
+    kills=(20 5 bursts=30 mass=8); alerts=(1000); probes=(2000 5000 window=10 rounds=1)
 else
     sizes=(500 1000 2000 5000 10000); burst=(1000 subscribers=1000); fanout=(10000 20); polling=(2000 10); window=10s
-    kills=(100 20 bursts=80 mass=10); alerts=(1000 5000)
+    kills=(100 20 bursts=80 mass=10); alerts=(1000 5000); probes=(2000 5000 10000 window=30 rounds=2)
 fi
 
 echo "== services: start, mass outage, recovery, CPU at rest next to HAProxy"
 cargo bench --quiet --bench scale -- "${sizes[@]}" 2>/dev/null
+echo "== probes measured apart: listeners that accept and close, each prober alone, next to HAProxy"
+cargo bench --quiet --bench probes -- "${probes[@]}" 2>/dev/null
 echo "== bursts: every service changes at once, every subscriber hears each change once"
 cargo bench --quiet --bench scale -- "${burst[@]}" 2>/dev/null
 echo "== fan-out: one change to many WebSocket subscribers, next to Faye"
