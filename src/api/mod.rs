@@ -101,14 +101,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, base_path: &str) {
             // The Services resources first: they are the hot path, and matching them
             // before the notification patterns spares each request a regex.
             .service(readable("/services", services::list))
-            // CometD's long-polling suffixes, matched as plain strings: a held connect comes
-            // back after every delivery to every long-polling client, and would otherwise
-            // try each pattern below before `/notifications/{transport_path:.*}`.
-            .service(notification_suffix("/notifications/connect"))
-            .service(notification_suffix("/notifications/handshake"))
-            .service(notification_suffix("/notifications/subscribe"))
-            .service(notification_suffix("/notifications/unsubscribe"))
-            .service(notification_suffix("/notifications/disconnect"))
+            .configure(notification_suffixes)
             .service(readable("/services/{id}", services::one))
             .service(readable("/services/{id}/instances", instances::detail))
             .service(readable("/services/{id}/history", history::changes))
@@ -183,16 +176,28 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, base_path: &str) {
     .default_service(web::to(not_found));
 }
 
-/// One of the paths CometD's long-polling transport posts to (`<base>/notifications`
-/// followed by the channel of the batch's first message), as a static path of its own: each
-/// is counted under its own route in the metrics.
-fn notification_suffix(path: &str) -> impl actix_web::dev::HttpServiceFactory + 'static {
+/// The paths CometD's long-polling transport posts to (`<base>/notifications` followed by
+/// the channel of the batch's first message), each a static path of its own: registered
+/// right after `/services`, a held connect, which comes back after every delivery to every
+/// long-polling client, is matched by a string comparison instead of trying each pattern
+/// before `/notifications/{transport_path:.*}`; and each is counted under its own route.
+fn notification_suffixes(cfg: &mut web::ServiceConfig) {
     use actix_web::middleware::from_fn;
-    web::resource(path)
-        .route(web::post().to(notify::long_polling::handle))
-        .default_service(web::to(|req| not_allowed(req, "POST")))
-        .wrap(from_fn(login::require_login))
-        .wrap(from_fn(origin::guard_origin))
+    for channel in [
+        "connect",
+        "handshake",
+        "subscribe",
+        "unsubscribe",
+        "disconnect",
+    ] {
+        cfg.service(
+            web::resource(format!("/notifications/{channel}"))
+                .route(web::post().to(notify::long_polling::handle))
+                .default_service(web::to(|req| not_allowed(req, "POST")))
+                .wrap(from_fn(login::require_login))
+                .wrap(from_fn(origin::guard_origin)),
+        );
+    }
 }
 
 /// A resource that a caller who logged in reads (GET, and HEAD: the head of the GET
