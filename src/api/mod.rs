@@ -98,8 +98,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, base_path: &str) {
     use actix_web::middleware::from_fn;
     cfg.service(
         web::scope(base_path)
-            // The Services resources first: they are the hot path, and matching them
-            // before the notification patterns spares each request a regex.
+            // The hot paths first, each spared the patterns (regexes) after it.
             .service(readable("/services", services::list))
             .configure(notification_suffixes)
             .service(readable("/services/{id}", services::one))
