@@ -24,16 +24,16 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
+use held::HeldBackend;
+
+#[path = "../tests/common/held.rs"]
+mod held;
 #[allow(dead_code)]
 #[path = "../tests/common/process.rs"]
 mod process;
@@ -46,42 +46,6 @@ const PASSWORD: &str = "detection-bench-password";
 const INTERVAL: Duration = Duration::from_secs(2);
 /// The target for a watched backend's death to reach a subscriber.
 const TARGET: Duration = Duration::from_millis(5);
-
-/// A backend that keeps every connection it accepts until it is killed.
-struct Backend {
-    addr: SocketAddr,
-    accepted: Arc<AtomicUsize>,
-    task: Option<JoinHandle<()>>,
-}
-
-impl Backend {
-    async fn start(addr: SocketAddr) -> Backend {
-        let listener = TcpListener::bind(addr).await.expect("bind the backend");
-        let addr = listener.local_addr().unwrap();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let counting = accepted.clone();
-        let task = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((stream, _)) = listener.accept().await {
-                counting.fetch_add(1, Ordering::SeqCst);
-                held.push(stream);
-            }
-        });
-        Backend {
-            addr,
-            accepted,
-            task: Some(task),
-        }
-    }
-
-    /// Closes the listener and every connection it holds, as a dying process's kernel does.
-    async fn kill(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-            let _ = task.await;
-        }
-    }
-}
 
 /// One Bayeux WebSocket subscriber to `/notifications/services`.
 struct Subscriber {
@@ -136,7 +100,7 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// The daemon checking one service for each backend of `backends` (ids `s0`, `s1`, ...).
-fn daemon(backends: &[Backend], watch: bool) -> process::DaemonProcess {
+fn daemon(backends: &[HeldBackend], watch: bool) -> process::DaemonProcess {
     let services: String = backends
         .iter()
         .enumerate()
@@ -157,12 +121,9 @@ fn daemon(backends: &[Backend], watch: bool) -> process::DaemonProcess {
 /// Waits until every backend has accepted a connection (the watch, or the probe just before
 /// it), then an interval more: each watch connection old enough to be reopened at once
 /// after the next recovery.
-async fn watches_settled(backends: &[Backend]) {
+async fn watches_settled(backends: &[HeldBackend]) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while backends
-        .iter()
-        .any(|b| b.accepted.load(Ordering::SeqCst) == 0)
-    {
+    while backends.iter().any(|b| b.accepted() == 0) {
         assert!(Instant::now() < deadline, "no watch connection within 30 s");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -175,7 +136,7 @@ async fn measure(watch: bool, kills: usize) -> Vec<Duration> {
     if kills == 0 {
         return Vec::new();
     }
-    let mut backend = Backend::start(SocketAddr::from(([127, 0, 0, 1], 0))).await;
+    let mut backend = HeldBackend::start(SocketAddr::from(([127, 0, 0, 1], 0))).await;
     let daemon = daemon(std::slice::from_ref(&backend), watch);
     let ids = ["s0".to_string()];
     let mut subscriber = Subscriber::open(&daemon.addr).await;
@@ -191,7 +152,7 @@ async fn measure(watch: bool, kills: usize) -> Vec<Duration> {
         backend.kill().await;
         let heard = subscriber.until("Inactive", &ids).await;
         took.push(heard[0] - killed);
-        backend = Backend::start(backend.addr).await;
+        backend = HeldBackend::start(backend.addr).await;
         subscriber.until("Active", &ids).await;
     }
     took.sort();
@@ -216,7 +177,7 @@ async fn measure_burst(burst: Burst, rounds: usize) -> (Vec<Duration>, Vec<Durat
     };
     let mut backends = Vec::with_capacity(services);
     for _ in 0..services {
-        backends.push(Backend::start(SocketAddr::from(([127, 0, 0, 1], 0))).await);
+        backends.push(HeldBackend::start(SocketAddr::from(([127, 0, 0, 1], 0))).await);
     }
     let daemon = daemon(&backends, true);
     let ids: Vec<String> = (0..services).map(|i| format!("s{i}")).collect();
@@ -240,21 +201,13 @@ async fn measure_burst(burst: Burst, rounds: usize) -> (Vec<Duration>, Vec<Durat
             }
             Burst::MassDeath => {
                 let killed = Instant::now();
-                // Every listener and connection closed together, then waited for.
-                let tasks: Vec<JoinHandle<()>> =
-                    backends.iter_mut().filter_map(|b| b.task.take()).collect();
-                for task in &tasks {
-                    task.abort();
-                }
-                for task in tasks {
-                    let _ = task.await;
-                }
+                HeldBackend::kill_together(&mut backends).await;
                 let heard = subscriber.until("Inactive", &ids).await;
                 measured.extend(heard.iter().map(|at| *at - killed));
             }
         }
         for backend in &mut backends {
-            *backend = Backend::start(backend.addr).await;
+            *backend = HeldBackend::start(backend.addr).await;
         }
         subscriber.until("Active", &ids).await;
     }

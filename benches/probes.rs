@@ -24,6 +24,8 @@ use serde_json::Value;
 mod backends;
 #[path = "common/cpu.rs"]
 mod cpu;
+#[path = "common/haproxy.rs"]
+mod haproxy;
 #[allow(dead_code)]
 #[path = "../tests/common/process.rs"]
 mod process;
@@ -82,38 +84,6 @@ async fn open_listeners(n: usize, accept: bool) -> (Listeners, Vec<u16>) {
         }
     }
     (Listeners::Never(idle), ports)
-}
-
-/// HAProxy as an operator sets it up to check `ports`: two threads (the machine's cores),
-/// a plain TCP check every second, no traffic.
-fn start_haproxy(dir: &std::path::Path, ports: &[u16]) -> Reaped {
-    // HAProxy refuses a configuration without a listener.
-    let front = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_or(18999, |a| a.port());
-    let mut config = format!(
-        "global\n  nbthread 2\n  maxconn 4000\ndefaults\n  mode tcp\n  timeout connect 500ms\n  timeout client 5s\n  timeout server 5s\n  timeout check 500ms\nfrontend front\n  bind 127.0.0.1:{front}\n  default_backend backends\nbackend backends\n",
-    );
-    for (i, port) in ports.iter().enumerate() {
-        config.push_str(&format!(
-            "  server s{i} 127.0.0.1:{port} check inter 1s rise 1 fall 1\n"
-        ));
-    }
-    let path = dir.join("haproxy.cfg");
-    std::fs::write(&path, config).unwrap();
-    let mut haproxy = Command::new("haproxy")
-        .arg("-f")
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start haproxy (apt-get install haproxy)");
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        matches!(haproxy.try_wait(), Ok(None)),
-        "haproxy exited at start"
-    );
-    Reaped(haproxy)
 }
 
 /// The daemon checking `ports`: a `tcp` check every second (timeout 0.5 s, rise = fall = 1),
@@ -208,7 +178,8 @@ struct Options {
 }
 
 async fn haproxy_alone(dir: &std::path::Path, ports: &[u16], o: &Options) -> Window {
-    let haproxy = start_haproxy(dir, ports);
+    let haproxy =
+        haproxy::start(dir, ports, Some(2)).expect("start haproxy (apt-get install haproxy)");
     tokio::time::sleep(SETTLE).await;
     eprintln!("  HAProxy (pid {}): {:?} window", haproxy.id(), o.window);
     let (cpu, checks) = measure(&[haproxy.id()], o.window).await;
@@ -253,7 +224,8 @@ async fn run(n: usize, o: &Options) {
     if o.together {
         for round in 0..o.rounds {
             let daemon = start_daemon(dir.path(), &ports, o.log.as_deref()).await;
-            let haproxy = start_haproxy(dir.path(), &ports);
+            let haproxy = haproxy::start(dir.path(), &ports, Some(2))
+                .expect("start haproxy (apt-get install haproxy)");
             tokio::time::sleep(SETTLE).await;
             eprintln!("  both at once: {:?} window", o.window);
             let (cpu, checks) = measure(&[daemon.id(), haproxy.id()], o.window).await;

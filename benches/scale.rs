@@ -26,6 +26,8 @@ use tokio_tungstenite::tungstenite::Message;
 mod backends;
 #[path = "common/cpu.rs"]
 mod cpu;
+#[path = "common/haproxy.rs"]
+mod haproxy;
 #[allow(dead_code)]
 #[path = "../tests/common/process.rs"]
 mod process;
@@ -190,39 +192,6 @@ async fn until_all(
     (rest.unwrap(), push.unwrap())
 }
 
-/// HAProxy checking the same listeners, for the CPU at rest of a reference.
-fn start_haproxy(dir: &std::path::Path, ports: &[u16]) -> Option<Reaped> {
-    // A free port for the frontend HAProxy insists on.
-    let front = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_or(18999, |a| a.port());
-    let mut config = format!(
-        "global\n  maxconn 4000\ndefaults\n  mode tcp\n  timeout connect 500ms\n  timeout client 5s\n  timeout server 5s\n  timeout check 500ms\nfrontend front\n  bind 127.0.0.1:{front}\n  default_backend backends\nbackend backends\n",
-    );
-    for (i, port) in ports.iter().enumerate() {
-        config.push_str(&format!(
-            "  server s{i} 127.0.0.1:{port} check inter 1s rise 1 fall 1\n"
-        ));
-    }
-    let path = dir.join("haproxy.cfg");
-    std::fs::write(&path, config).unwrap();
-    let mut haproxy = Command::new("haproxy")
-        .arg("-f")
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    std::thread::sleep(Duration::from_millis(500));
-    match haproxy.try_wait() {
-        Ok(None) => Some(Reaped(haproxy)),
-        _ => {
-            eprintln!("haproxy did not start; no reference this run");
-            None
-        }
-    }
-}
-
 /// The messages each subscriber has received so far.
 fn messages(heard: &Heard) -> Vec<usize> {
     heard.lock().unwrap().iter().map(|l| l.messages).collect()
@@ -261,7 +230,10 @@ async fn run(n: usize, subscribers: usize) {
     // At rest: nothing changes; probes go on. HAProxy, when installed, checks the same
     // listeners at the same time, and both are measured over the same window, so that the
     // noise of a shared machine falls on both alike.
-    let haproxy = start_haproxy(dir.path(), &ports);
+    let haproxy = haproxy::start(dir.path(), &ports, None).or_else(|| {
+        eprintln!("haproxy did not start; no reference this run");
+        None
+    });
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (rest_cpu, haproxy_cpu) =
         cpu_shares(pid, haproxy.as_ref().map(Reaped::id), REST_WINDOW).await;

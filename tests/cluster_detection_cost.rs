@@ -27,16 +27,15 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::bayeux::{Received, WsClient};
 use common::cluster::*;
 use common::etcd::Etcd;
+use common::held::HeldBackend;
 use common::{TestDaemon, eventually};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 /// The check of the one server: probed every 2 s (timeout 1 s), down or up at the first
@@ -45,42 +44,6 @@ const CHECK: &str = r#"kind = "tcp", interval = "2s", timeout = "1s", rise = 1, 
 const INTERVAL: Duration = Duration::from_secs(2);
 /// The instance as the metrics name it.
 const WATCH_OPEN: &str = r#"servicewatch_watch_open{service="stat",instance="primary"}"#;
-
-/// A backend that keeps every connection it accepts until it is killed.
-struct Held {
-    addr: SocketAddr,
-    accepted: Arc<AtomicUsize>,
-    task: Option<JoinHandle<()>>,
-}
-
-impl Held {
-    async fn start(addr: SocketAddr) -> Held {
-        let listener = TcpListener::bind(addr).await.expect("bind the backend");
-        let addr = listener.local_addr().unwrap();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let counting = accepted.clone();
-        let task = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((stream, _)) = listener.accept().await {
-                counting.fetch_add(1, Ordering::SeqCst);
-                held.push(stream);
-            }
-        });
-        Held {
-            addr,
-            accepted,
-            task: Some(task),
-        }
-    }
-
-    /// Closes the listener and every connection it holds, as a dying process's kernel does.
-    async fn kill(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-            let _ = task.await;
-        }
-    }
-}
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Setup {
@@ -245,7 +208,7 @@ struct Measured {
 async fn measure(setup: Setup, kills: usize) -> Measured {
     let etcd = Etcd::start();
     let (events, watch) = watch_etcd(etcd.endpoint()).await;
-    let mut backend = Held::start(SocketAddr::from(([127, 0, 0, 1], 0))).await;
+    let mut backend = HeldBackend::start(SocketAddr::from(([127, 0, 0, 1], 0))).await;
     let nodes = nodes(setup, &etcd.endpoint(), backend.addr);
     let (probing, at, leader_name) = if setup == Setup::Single {
         (vec![0], 0, None)
@@ -281,7 +244,7 @@ async fn measure(setup: Setup, kills: usize) -> Measured {
                     return None;
                 }
             }
-            (backend.accepted.load(Ordering::SeqCst) >= probing.len()).then_some(())
+            (backend.accepted() >= probing.len()).then_some(())
         })
         .await;
         tokio::time::sleep(INTERVAL + Duration::from_millis(100)).await;
@@ -290,7 +253,7 @@ async fn measure(setup: Setup, kills: usize) -> Measured {
         backend.kill().await;
         let heard = subscriber.until("Inactive", Duration::from_secs(30)).await;
         measured.heard.push(heard - killed);
-        backend = Held::start(backend.addr).await;
+        backend = HeldBackend::start(backend.addr).await;
         subscriber.until("Active", Duration::from_secs(30)).await;
         // The first write of each key after the kill, up to the subscriber's receipt.
         let mut firsts: BTreeMap<String, Duration> = BTreeMap::new();

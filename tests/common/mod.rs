@@ -8,6 +8,7 @@ pub mod certs;
 pub mod cluster;
 pub mod daemon;
 pub mod etcd;
+pub mod held;
 pub mod hook;
 pub mod interop;
 pub mod ldap;
