@@ -176,6 +176,9 @@ struct Measured {
     /// The server's CPU time (user and system) from the first change to the last receipt:
     /// every delivery and, over long-polling, every next connect.
     cpu_during: Duration,
+    /// The RSS once every change has been received: what the sessions hold after changes
+    /// have flowed through them.
+    rss_end: u64,
 }
 
 impl Measured {
@@ -198,6 +201,11 @@ impl Measured {
             self.rss_before,
             self.rss_after,
             self.per_session(subscribers)
+        );
+        println!(
+            "{server}: RSS {} KiB after the changes: {:.1} KiB per session",
+            self.rss_end,
+            self.rss_end.saturating_sub(self.rss_before) as f64 / subscribers as f64
         );
         println!(
             "{server}: CPU during the {flips} changes {:?}: {:.1} µs per delivery",
@@ -304,6 +312,7 @@ async fn measure(
         spreads.extend(arrivals.iter().map(|at| *at - first));
     }
     let cpu_during = cpu::cpu_time(pid).saturating_sub(cpu_before);
+    let rss_end = rss_kib(pid);
     Measured {
         connected_in,
         spreads: sorted(spreads),
@@ -311,6 +320,7 @@ async fn measure(
         rss_before,
         rss_after,
         cpu_during,
+        rss_end,
     }
 }
 
