@@ -8,16 +8,13 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::certs::Ca;
+use common::certs::{Ca, serve_tls};
 use common::sip::{Sipp, SippTransport, answer, header, sipp};
 use common::{TestDaemon, eventually};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UdpSocket;
 use tokio::sync::Mutex;
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::pki_types::PrivateKeyDer;
-use tokio_rustls::rustls::{self, ServerConfig};
 
 const FAST: &str = r#"interval = "50ms", timeout = "1s", rise = 1, fall = 1"#;
 
@@ -108,43 +105,22 @@ async fn a_503_is_down_by_default_and_degraded_when_configured_so() {
 /// 127.0.0.1 from `ca`.
 async fn tls_sip_server(ca: &Ca) -> u16 {
     let (certificate, key) = ca.issue(&["127.0.0.1"], 90);
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![certificate],
-            PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
-        )
-        .unwrap();
-    let acceptor = TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let mut request = Vec::new();
-                let mut chunk = [0u8; 2048];
-                while !request.ends_with(b"\r\n\r\n") {
-                    match tls.read(&mut chunk).await {
-                        Ok(n) if n > 0 => request.extend_from_slice(&chunk[..n]),
-                        _ => return,
-                    }
-                }
-                let request = String::from_utf8_lossy(&request).into_owned();
-                let reply = answer(&request, "SIP/2.0 200 OK", "");
-                let _ = tls.write_all(reply.as_bytes()).await;
-                // A SIP server keeps the connection; the check closes it.
-                let _ = tls.read(&mut chunk).await;
-            });
+    serve_tls(certificate, key, None, |mut tls| async move {
+        let mut request = Vec::new();
+        let mut chunk = [0u8; 2048];
+        while !request.ends_with(b"\r\n\r\n") {
+            match tls.read(&mut chunk).await {
+                Ok(n) if n > 0 => request.extend_from_slice(&chunk[..n]),
+                _ => return,
+            }
         }
-    });
-    port
+        let request = String::from_utf8_lossy(&request).into_owned();
+        let reply = answer(&request, "SIP/2.0 200 OK", "");
+        let _ = tls.write_all(reply.as_bytes()).await;
+        // A SIP server keeps the connection; the check closes it.
+        let _ = tls.read(&mut chunk).await;
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,6 @@
 //! Certificates made by the tests: a CA, and certificates it signs for servers and clients,
-//! written as PEM files where the daemon (or etcd) reads them; and an HTTPS server on
-//! loopback showing one of them.
+//! written as PEM files where the daemon (or etcd) reads them; and TLS servers on loopback
+//! showing one of them (HTTPS, or whatever a test's handler answers).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,10 +8,12 @@ use std::time::{Duration, SystemTime};
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
+use tokio_rustls::server::TlsStream;
 
 /// A CA, its certificate written to `dir/ca.pem`.
 pub struct Ca {
@@ -94,6 +96,30 @@ pub async fn serve(
     key: KeyPair,
     clients: Option<&Ca>,
 ) -> u16 {
+    serve_tls(certificate, key, clients, |mut tls| async move {
+        let mut request = [0u8; 2048];
+        let _ = tls.read(&mut request).await;
+        let _ = tls
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            .await;
+        let _ = tls.shutdown().await;
+    })
+    .await
+}
+
+/// A TLS server on loopback showing `certificate` (with, given `clients`, a client
+/// certificate from that CA required), handing each connection it accepts to `handle`;
+/// its port.
+pub async fn serve_tls<F, Fut>(
+    certificate: CertificateDer<'static>,
+    key: KeyPair,
+    clients: Option<&Ca>,
+    handle: F,
+) -> u16
+where
+    F: Fn(TlsStream<TcpStream>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -111,21 +137,15 @@ pub async fn serve(
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
+    let handle = Arc::new(handle);
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
+            let handle = handle.clone();
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let mut request = [0u8; 2048];
-                let _ = tls.read(&mut request).await;
-                let _ = tls
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-                    )
-                    .await;
-                let _ = tls.shutdown().await;
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    handle(tls).await;
+                }
             });
         }
     });
