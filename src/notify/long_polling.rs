@@ -72,29 +72,24 @@ async fn read_body(
     use actix_web::error;
     use futures_util::StreamExt;
     let read = async {
-        let mut whole: Option<web::Bytes> = None;
-        let mut joined = web::BytesMut::new();
-        while let Some(chunk) = payload.next().await {
-            let chunk = chunk.map_err(|e| {
+        let mut pieces: Vec<web::Bytes> = Vec::new();
+        let mut len = 0;
+        while let Some(piece) = payload.next().await {
+            let piece = piece.map_err(|e| {
                 error::ErrorBadRequest(format!("the request body could not be read: {e}"))
             })?;
-            let so_far = whole.as_ref().map_or(joined.len(), web::Bytes::len);
-            if so_far + chunk.len() > limit {
+            len += piece.len();
+            if len > limit {
                 return Err(error::ErrorPayloadTooLarge(format!(
                     "the request body is larger than {limit} bytes"
                 )));
             }
-            match whole.take() {
-                None if joined.is_empty() => whole = Some(chunk),
-                None => joined.extend_from_slice(&chunk),
-                Some(first) => {
-                    joined.reserve(first.len() + chunk.len());
-                    joined.extend_from_slice(&first);
-                    joined.extend_from_slice(&chunk);
-                }
-            }
+            pieces.push(piece);
         }
-        Ok(whole.unwrap_or_else(|| joined.freeze()))
+        Ok(match pieces.len() {
+            1 => pieces.swap_remove(0),
+            _ => web::Bytes::from(pieces.concat()),
+        })
     };
     match tokio::time::timeout(within, read).await {
         Ok(read) => read,
